@@ -1,0 +1,1 @@
+//! Shared helpers for kiln's criterion benchmarks (the benches live in `benches/`).

@@ -1,0 +1,4 @@
+//! Runs an OCI runtime bundle: namespaces, pivot_root, /proc and /dev, caps, seccomp, cgroups.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]

@@ -1,0 +1,3 @@
+//! The only home of kiln's unsafe syscalls, behind small traits.
+
+#![deny(missing_docs)]
