@@ -1,0 +1,947 @@
+//! The build context and COPY/ADD sources: `.dockerignore`, source
+//! resolution with Docker's rules (globs, directories copying their contents,
+//! destinations ending in `/`, `--parents`, `--exclude`), content checksums
+//! for the cache (content and mode, never mtime), and applying a copy into a
+//! mounted root filesystem without following its symlinks outside of it.
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use sha2::{Digest as _, Sha256};
+
+use crate::dockerignore::{DockerIgnore, clean_rel};
+use crate::error::{Error, Result};
+use crate::index::{FileIndex, hash_file};
+use crate::pattern::Pattern;
+use crate::perms::{Chmod, Owner};
+
+/// A build context directory with its `.dockerignore` and file index.
+#[derive(Debug)]
+pub struct ContextDir {
+    root: PathBuf,
+    ignore: DockerIgnore,
+    index: Mutex<FileIndex>,
+}
+
+impl ContextDir {
+    /// Opens the context at `root`. The ignore file is `<dockerfile>.dockerignore`
+    /// when `dockerfile` is given and that file exists, else `root/.dockerignore`.
+    /// `index` is where the file index is kept between builds (`None`: memory only).
+    pub fn open(
+        root: &Path,
+        dockerfile: Option<&Path>,
+        index: Option<&Path>,
+    ) -> Result<ContextDir> {
+        let mut candidates = Vec::new();
+        if let Some(df) = dockerfile {
+            let mut name = df.as_os_str().to_owned();
+            name.push(".dockerignore");
+            candidates.push(PathBuf::from(name));
+        }
+        candidates.push(root.join(".dockerignore"));
+        let mut ignore = DockerIgnore::default();
+        for c in candidates {
+            match fs::read_to_string(&c) {
+                Ok(text) => {
+                    ignore = DockerIgnore::parse(&text).map_err(|e| {
+                        Error::io(
+                            "parse",
+                            &c,
+                            std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+                        )
+                    })?;
+                    break;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io("read", &c, e)),
+            }
+        }
+        Ok(ContextDir {
+            root: root.to_path_buf(),
+            ignore,
+            index: Mutex::new(match index {
+                Some(p) => FileIndex::load(p),
+                None => FileIndex::in_memory(),
+            }),
+        })
+    }
+
+    /// The context directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The parsed ignore rules.
+    pub fn ignore(&self) -> &DockerIgnore {
+        &self.ignore
+    }
+
+    /// Files hashed so far (not served by the index).
+    pub fn hashed_count(&self) -> usize {
+        self.index
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .hashed_count()
+    }
+
+    /// Writes the file index back.
+    pub fn save_index(&self) -> Result<()> {
+        self.index.lock().unwrap_or_else(|p| p.into_inner()).save()
+    }
+
+    pub(crate) fn tree(&self) -> Tree<'_> {
+        Tree {
+            root: &self.root,
+            ignore: Some(&self.ignore),
+            index: Some(&self.index),
+        }
+    }
+}
+
+/// Where COPY sources are read from: the context, or a stage/image rootfs.
+#[derive(Clone, Copy)]
+pub(crate) struct Tree<'a> {
+    pub(crate) root: &'a Path,
+    pub(crate) ignore: Option<&'a DockerIgnore>,
+    pub(crate) index: Option<&'a Mutex<FileIndex>>,
+}
+
+impl<'a> Tree<'a> {
+    /// A tree without ignore rules or index (a mounted image rootfs).
+    pub(crate) fn plain(root: &'a Path) -> Tree<'a> {
+        Tree {
+            root,
+            ignore: None,
+            index: None,
+        }
+    }
+
+    fn excluded(&self, rel: &str) -> bool {
+        self.ignore.is_some_and(|i| i.is_excluded(rel))
+    }
+
+    fn digest(&self, rel: &str, full: &Path, meta: &fs::Metadata) -> Result<String> {
+        match self.index {
+            Some(idx) => idx
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .digest(rel, full, meta),
+            None => hash_file(full),
+        }
+    }
+}
+
+/// What one entry of a copy is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Dir,
+    File { src: PathBuf, digest: String },
+    Symlink(PathBuf),
+    Inline(Vec<u8>),
+}
+
+/// One entry to create under the destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Entry {
+    /// Path under the destination directory (`""`: the destination itself).
+    pub(crate) rel: String,
+    pub(crate) kind: Kind,
+    pub(crate) mode: u32,
+    pub(crate) mtime: Option<(i64, u32)>,
+}
+
+/// A resolved COPY: entries, destination rules, and the cache checksum.
+#[derive(Debug, Clone)]
+pub(crate) struct CopyPlan {
+    /// Absolute, cleaned destination.
+    pub(crate) dest: String,
+    /// The destination is a directory (ends in `/`, several sources, a directory source).
+    pub(crate) dest_is_dir: bool,
+    /// For a single-file copy: its name, used when the destination turns out
+    /// to be an existing directory.
+    pub(crate) single_name: Option<String>,
+    pub(crate) entries: Vec<Entry>,
+    /// `file:<hex>`, `dir:<hex>` or `multi:<hex>`, as Docker's history shows it.
+    pub(crate) checksum: String,
+    /// (path, digest) per entry, for explaining cache misses.
+    pub(crate) files: Vec<(String, String)>,
+}
+
+/// Options that shape a copy plan.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PlanOptions {
+    pub(crate) parents: bool,
+    pub(crate) excludes: Vec<Pattern>,
+}
+
+/// Cleans a source path, refusing one that climbs out of the root.
+fn clean_source(src: &str, line: usize) -> Result<String> {
+    let mut depth: i64 = 0;
+    for part in src.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => depth -= 1,
+            _ => depth += 1,
+        }
+        if depth < 0 {
+            return Err(Error::OutsideContext {
+                line,
+                source_path: src.to_string(),
+            });
+        }
+    }
+    Ok(clean_rel(src))
+}
+
+/// Joins `dest` to the working directory when relative and cleans it.
+pub(crate) fn absolute_dest(dest: &str, workdir: &str) -> String {
+    let joined = if dest.starts_with('/') {
+        dest.to_string()
+    } else {
+        format!("{}/{}", workdir.trim_end_matches('/'), dest)
+    };
+    let c = clean_rel(&joined);
+    if c == "." {
+        "/".to_string()
+    } else {
+        format!("/{c}")
+    }
+}
+
+fn mtime_of(meta: &fs::Metadata) -> Option<(i64, u32)> {
+    Some((meta.mtime(), meta.mtime_nsec() as u32))
+}
+
+fn join_rel(a: &str, b: &str) -> String {
+    match (a.is_empty(), b.is_empty()) {
+        (true, _) => b.to_string(),
+        (_, true) => a.to_string(),
+        _ => format!("{a}/{b}"),
+    }
+}
+
+/// Lists every path of the tree (relative, sorted), skipping ignored subtrees.
+fn walk_all(tree: &Tree<'_>) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    walk_dir(tree, "", &mut |rel, _| {
+        out.push(rel.to_string());
+        Ok(())
+    })?;
+    out.sort();
+    Ok(out)
+}
+
+/// Calls `f(rel, meta)` for every entry below `rel_dir` (not `rel_dir` itself),
+/// parents before children, honouring the ignore rules.
+fn walk_dir(
+    tree: &Tree<'_>,
+    rel_dir: &str,
+    f: &mut dyn FnMut(&str, &fs::Metadata) -> Result<()>,
+) -> Result<()> {
+    let dir = if rel_dir.is_empty() {
+        tree.root.to_path_buf()
+    } else {
+        tree.root.join(rel_dir)
+    };
+    let rd = fs::read_dir(&dir).map_err(|e| Error::io("read directory", &dir, e))?;
+    let mut names: Vec<String> = Vec::new();
+    for ent in rd {
+        let ent = ent.map_err(|e| Error::io("read directory", &dir, e))?;
+        names.push(ent.file_name().to_string_lossy().into_owned());
+    }
+    names.sort();
+    for name in names {
+        let rel = join_rel(rel_dir, &name);
+        let full = tree.root.join(&rel);
+        let meta = fs::symlink_metadata(&full).map_err(|e| Error::io("stat", &full, e))?;
+        let excluded = tree.excluded(&rel);
+        if !excluded {
+            f(&rel, &meta)?;
+        }
+        let descend =
+            meta.is_dir() && (!excluded || tree.ignore.is_some_and(|i| i.has_exceptions()));
+        if descend {
+            walk_dir(tree, &rel, f)?;
+        }
+    }
+    Ok(())
+}
+
+/// Resolves the sources of a COPY/ADD against `tree` and builds its plan.
+pub(crate) fn plan_copy(
+    tree: &Tree<'_>,
+    sources: &[String],
+    dest: &str,
+    workdir: &str,
+    opts: &PlanOptions,
+    line: usize,
+) -> Result<CopyPlan> {
+    let mut items: Vec<String> = Vec::new();
+    let mut all: Option<Vec<String>> = None;
+    for src in sources {
+        let cleaned = clean_source(src, line)?;
+        let pat = Pattern::new(&cleaned, false).map_err(|e| Error::instr(line, e.to_string()))?;
+        if pat.has_wildcards() {
+            if all.is_none() {
+                all = Some(walk_all(tree)?);
+            }
+            let matched: Vec<String> = all
+                .as_deref()
+                .unwrap_or_default()
+                .iter()
+                .filter(|p| pat.matches(p))
+                .cloned()
+                .collect();
+            if matched.is_empty() {
+                return Err(Error::SourceNotFound {
+                    line,
+                    source_path: src.clone(),
+                });
+            }
+            items.extend(matched);
+        } else {
+            let rel = if cleaned == "." {
+                String::new()
+            } else {
+                cleaned
+            };
+            if !rel.is_empty() && tree.excluded(&rel) {
+                return Err(Error::SourceNotFound {
+                    line,
+                    source_path: src.clone(),
+                });
+            }
+            items.push(rel);
+        }
+    }
+    let dest_abs = absolute_dest(dest, workdir);
+    let dest_slash = dest.ends_with('/') || dest.ends_with("/.") || dest == "." || dest_abs == "/";
+    if items.len() > 1 && !dest_slash {
+        return Err(Error::instr(
+            line,
+            "When using COPY with more than one source file, the destination must be a directory and end with a /",
+        ));
+    }
+
+    let mut entries: Vec<Entry> = Vec::new();
+    let mut single_name = None;
+    let mut any_dir = false;
+    for item in &items {
+        let full = if item.is_empty() {
+            tree.root.to_path_buf()
+        } else {
+            tree.root.join(item)
+        };
+        // The named source itself is followed when it is a symlink.
+        let meta = match fs::metadata(&full) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::SourceNotFound {
+                    line,
+                    source_path: item.clone(),
+                });
+            }
+            Err(e) => return Err(Error::io("stat", &full, e)),
+        };
+        let base = if opts.parents {
+            item.clone()
+        } else {
+            String::new()
+        };
+        if meta.is_dir() {
+            any_dir = true;
+            if !base.is_empty() {
+                entries.push(Entry {
+                    rel: base.clone(),
+                    kind: Kind::Dir,
+                    mode: meta.mode() & 0o7777,
+                    mtime: mtime_of(&meta),
+                });
+            }
+            // Walk relative to the tree root: ignore rules and index keys are root-relative.
+            let mut collected = Vec::new();
+            walk_dir(tree, item, &mut |rel, m| {
+                collected.push((rel.to_string(), m.clone()));
+                Ok(())
+            })?;
+            for (rel, m) in collected {
+                let inner = if item.is_empty() {
+                    rel.clone()
+                } else {
+                    rel[item.len() + 1..].to_string()
+                };
+                if opts.excludes.iter().any(|p| p.matches_or_parent(&inner)) {
+                    continue;
+                }
+                let abs = tree.root.join(&rel);
+                let kind = if m.file_type().is_symlink() {
+                    Kind::Symlink(fs::read_link(&abs).map_err(|e| Error::io("read link", &abs, e))?)
+                } else if m.is_dir() {
+                    Kind::Dir
+                } else if m.is_file() {
+                    Kind::File {
+                        digest: tree.digest(&rel, &abs, &m)?,
+                        src: abs,
+                    }
+                } else {
+                    // Devices, fifos and sockets are not copied.
+                    continue;
+                };
+                entries.push(Entry {
+                    rel: join_rel(&base, &inner),
+                    kind,
+                    mode: m.mode() & 0o7777,
+                    mtime: mtime_of(&m),
+                });
+            }
+        } else {
+            let name = item.rsplit('/').next().unwrap_or(item).to_string();
+            if opts
+                .excludes
+                .iter()
+                .any(|p| p.matches(&name) || p.matches(item))
+            {
+                continue;
+            }
+            let rel = if opts.parents {
+                base.clone()
+            } else if dest_slash || items.len() > 1 {
+                name.clone()
+            } else {
+                single_name = Some(name.clone());
+                String::new()
+            };
+            entries.push(Entry {
+                rel,
+                kind: Kind::File {
+                    digest: tree.digest(item, &full, &meta)?,
+                    src: full.clone(),
+                },
+                mode: meta.mode() & 0o7777,
+                mtime: mtime_of(&meta),
+            });
+        }
+    }
+    entries.sort_by(|a, b| a.rel.cmp(&b.rel));
+    let (checksum_hex, files) = checksum(&entries);
+    let prefix = match (items.len(), any_dir) {
+        (1, true) => "dir",
+        (1, false) => "file",
+        _ => "multi",
+    };
+    Ok(CopyPlan {
+        dest: dest_abs,
+        dest_is_dir: dest_slash || any_dir || items.len() > 1 || opts.parents,
+        single_name,
+        entries,
+        checksum: format!("{prefix}:{checksum_hex}"),
+        files,
+    })
+}
+
+/// A plan for heredoc sources (`COPY <<EOF /dst`): one file per heredoc.
+pub(crate) fn plan_inline(files: &[(String, Vec<u8>)], dest: &str, workdir: &str) -> CopyPlan {
+    let dest_abs = absolute_dest(dest, workdir);
+    let dest_slash = dest.ends_with('/') || files.len() > 1;
+    let mut entries: Vec<Entry> = files
+        .iter()
+        .map(|(name, data)| Entry {
+            rel: if dest_slash {
+                name.clone()
+            } else {
+                String::new()
+            },
+            kind: Kind::Inline(data.clone()),
+            mode: 0o644,
+            mtime: None,
+        })
+        .collect();
+    entries.sort_by(|a, b| a.rel.cmp(&b.rel));
+    let (hex, files_list) = checksum(&entries);
+    CopyPlan {
+        dest: dest_abs,
+        dest_is_dir: dest_slash,
+        single_name: (!dest_slash)
+            .then(|| files.first().map(|f| f.0.clone()))
+            .flatten(),
+        entries,
+        checksum: format!("{}:{hex}", if files.len() == 1 { "file" } else { "multi" }),
+        files: files_list,
+    }
+}
+
+fn checksum(entries: &[Entry]) -> (String, Vec<(String, String)>) {
+    let mut h = Sha256::new();
+    let mut files = Vec::new();
+    for e in entries {
+        let payload = match &e.kind {
+            Kind::Dir => "dir".to_string(),
+            Kind::File { digest, .. } => digest.clone(),
+            Kind::Symlink(t) => format!("symlink:{}", t.to_string_lossy()),
+            Kind::Inline(data) => format!("sha256:{}", hex::encode(Sha256::digest(data))),
+        };
+        let item = format!("{:o}:{payload}", e.mode);
+        h.update(e.rel.as_bytes());
+        h.update([0]);
+        h.update(item.as_bytes());
+        h.update([b'\n']);
+        files.push((e.rel.clone(), item));
+    }
+    (hex::encode(h.finalize()), files)
+}
+
+/// Resolves `rel` (components under `root`) to a host path, following
+/// symlinks as if `root` were `/` (never leaving it). When `create` is set,
+/// missing directories are made (mode 0755, owned by `owner`). The last
+/// component is followed (and created) only when `follow_last` is set.
+pub(crate) fn resolve_in_root(
+    root: &Path,
+    rel: &str,
+    create: Option<Owner>,
+    follow_last: bool,
+) -> Result<PathBuf> {
+    let mut pending: Vec<String> = rel
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .map(String::from)
+        .collect();
+    pending.reverse();
+    let mut stack: Vec<String> = Vec::new();
+    let mut hops = 0;
+    while let Some(comp) = pending.pop() {
+        if comp == ".." {
+            stack.pop();
+            continue;
+        }
+        let is_last = pending.is_empty() && !follow_last;
+        let mut path = root.to_path_buf();
+        path.extend(&stack);
+        path.push(&comp);
+        if is_last {
+            stack.push(comp);
+            break;
+        }
+        match fs::symlink_metadata(&path) {
+            Ok(m) if m.file_type().is_symlink() => {
+                hops += 1;
+                if hops > 40 {
+                    return Err(Error::io(
+                        "resolve",
+                        &path,
+                        std::io::Error::other("too many levels of symbolic links"),
+                    ));
+                }
+                let target = fs::read_link(&path).map_err(|e| Error::io("read link", &path, e))?;
+                let t = target.to_string_lossy().into_owned();
+                if t.starts_with('/') {
+                    stack.clear();
+                }
+                for c in t.split('/').rev().filter(|c| !c.is_empty() && *c != ".") {
+                    pending.push(c.to_string());
+                }
+            }
+            Ok(_) => stack.push(comp),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if let Some(owner) = create {
+                    fs::create_dir(&path).map_err(|e| Error::io("create directory", &path, e))?;
+                    fs::set_permissions(&path, fs::Permissions::from_mode(0o755))
+                        .map_err(|e| Error::io("chmod", &path, e))?;
+                    chown(&path, owner, true)?;
+                }
+                stack.push(comp);
+            }
+            Err(e) => return Err(Error::io("stat", &path, e)),
+        }
+    }
+    let mut out = root.to_path_buf();
+    out.extend(&stack);
+    Ok(out)
+}
+
+fn chown(path: &Path, owner: Owner, ignore_errors: bool) -> Result<()> {
+    let meta = fs::symlink_metadata(path).map_err(|e| Error::io("stat", path, e))?;
+    if meta.uid() == owner.uid && meta.gid() == owner.gid {
+        return Ok(());
+    }
+    match std::os::unix::fs::lchown(path, Some(owner.uid), Some(owner.gid)) {
+        Ok(()) => Ok(()),
+        Err(_) if ignore_errors => Ok(()),
+        Err(e) => Err(Error::io("chown", path, e)),
+    }
+}
+
+/// How to apply a plan.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ApplyOptions {
+    pub(crate) owner: Owner,
+    pub(crate) chmod: Option<Chmod>,
+    pub(crate) ignore_chown_errors: bool,
+}
+
+/// Creates the plan's entries inside the rootfs mounted at `root`.
+pub(crate) fn apply_copy(plan: &CopyPlan, root: &Path, opts: &ApplyOptions) -> Result<()> {
+    let owner = opts.owner;
+    let ig = opts.ignore_chown_errors;
+    let create = Some(owner);
+    // Where entries go: the destination itself for a single file copied to a
+    // non-directory destination, unless that destination is an existing directory.
+    let mut base = plan.dest.clone();
+    let mut dest_is_dir = plan.dest_is_dir;
+    if !dest_is_dir {
+        let host = resolve_in_root(root, &plan.dest, None, true)?;
+        if fs::metadata(&host).is_ok_and(|m| m.is_dir()) {
+            dest_is_dir = true;
+            if let Some(name) = &plan.single_name {
+                base = format!("{}/{}", plan.dest.trim_end_matches('/'), name);
+            }
+        }
+    }
+    if dest_is_dir && plan.single_name.is_none() || plan.entries.iter().any(|e| !e.rel.is_empty()) {
+        let host = resolve_in_root(root, &plan.dest, create, true)?;
+        if !host.exists() {
+            fs::create_dir(&host).map_err(|e| Error::io("create directory", &host, e))?;
+            chown(&host, owner, ig)?;
+        }
+    }
+    for e in &plan.entries {
+        let target_rel = if e.rel.is_empty() {
+            base.clone()
+        } else {
+            format!("{}/{}", plan.dest, e.rel)
+        };
+        let (parent, name) = match target_rel.rsplit_once('/') {
+            Some((p, n)) => (p, n),
+            None => ("", target_rel.as_str()),
+        };
+        let parent_host = resolve_in_root(root, parent, create, true)?;
+        let target = parent_host.join(name);
+        let existing = fs::symlink_metadata(&target).ok();
+        let mode = match &opts.chmod {
+            Some(c) => c.apply(e.mode, e.kind == Kind::Dir),
+            None => e.mode,
+        };
+        match &e.kind {
+            Kind::Dir => {
+                if existing.as_ref().is_some_and(|m| !m.is_dir()) {
+                    fs::remove_file(&target).map_err(|err| Error::io("remove", &target, err))?;
+                }
+                if !existing.as_ref().is_some_and(|m| m.is_dir()) {
+                    fs::create_dir(&target)
+                        .map_err(|err| Error::io("create directory", &target, err))?;
+                }
+                fs::set_permissions(&target, fs::Permissions::from_mode(mode))
+                    .map_err(|err| Error::io("chmod", &target, err))?;
+            }
+            Kind::File { .. } | Kind::Inline(_) | Kind::Symlink(_) => {
+                if let Some(m) = &existing {
+                    if m.is_dir() {
+                        return Err(Error::io(
+                            "copy to",
+                            &target,
+                            std::io::Error::other("cannot overwrite a directory with a file"),
+                        ));
+                    }
+                    fs::remove_file(&target).map_err(|err| Error::io("remove", &target, err))?;
+                }
+                match &e.kind {
+                    Kind::File { src, .. } => {
+                        fs::copy(src, &target).map_err(|err| Error::io("copy to", &target, err))?;
+                    }
+                    Kind::Inline(data) => {
+                        fs::write(&target, data).map_err(|err| Error::io("write", &target, err))?;
+                    }
+                    Kind::Symlink(link) => {
+                        std::os::unix::fs::symlink(link, &target)
+                            .map_err(|err| Error::io("symlink", &target, err))?;
+                    }
+                    Kind::Dir => {}
+                }
+                if !matches!(e.kind, Kind::Symlink(_)) {
+                    fs::set_permissions(&target, fs::Permissions::from_mode(mode))
+                        .map_err(|err| Error::io("chmod", &target, err))?;
+                }
+            }
+        }
+        chown(&target, owner, ig)?;
+        if let Some((s, ns)) = e.mtime {
+            let t = filetime::FileTime::from_unix_time(s, ns);
+            filetime::set_symlink_file_times(&target, t, t)
+                .map_err(|err| Error::io("set times", &target, err))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(root: &Path, rel: &str, data: &str) {
+        let p = root.join(rel);
+        fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        fs::write(p, data).expect("write");
+    }
+
+    fn ctx() -> (tempfile::TempDir, ContextDir) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let r = dir.path();
+        write(r, "a.txt", "A");
+        write(r, "b.txt", "B");
+        write(r, "src/main.rs", "fn main() {}");
+        write(r, "src/lib/x.rs", "x");
+        write(r, "target/big.o", "obj");
+        write(r, ".dockerignore", "target\n*.md\n");
+        write(r, "README.md", "readme");
+        let c = ContextDir::open(r, None, None).expect("open");
+        (dir, c)
+    }
+
+    fn rels(p: &CopyPlan) -> Vec<&str> {
+        p.entries.iter().map(|e| e.rel.as_str()).collect()
+    }
+
+    #[test]
+    fn directory_copies_contents_and_honours_ignore() {
+        let (_d, c) = ctx();
+        let p = plan_copy(
+            &c.tree(),
+            &[".".into()],
+            "/app",
+            "/",
+            &PlanOptions::default(),
+            1,
+        )
+        .expect("plan");
+        assert_eq!(p.dest, "/app");
+        assert!(p.dest_is_dir);
+        assert_eq!(
+            rels(&p),
+            [
+                ".dockerignore",
+                "a.txt",
+                "b.txt",
+                "src",
+                "src/lib",
+                "src/lib/x.rs",
+                "src/main.rs"
+            ]
+        );
+        assert!(p.checksum.starts_with("dir:"));
+        let p = plan_copy(
+            &c.tree(),
+            &["src".into()],
+            "dst",
+            "/work",
+            &PlanOptions::default(),
+            1,
+        )
+        .expect("plan");
+        assert_eq!(p.dest, "/work/dst");
+        assert_eq!(rels(&p), ["lib", "lib/x.rs", "main.rs"]);
+    }
+
+    #[test]
+    fn globs_files_and_dest_rules() {
+        let (_d, c) = ctx();
+        let p = plan_copy(
+            &c.tree(),
+            &["*.txt".into()],
+            "/d/",
+            "/",
+            &PlanOptions::default(),
+            3,
+        )
+        .expect("plan");
+        assert_eq!(rels(&p), ["a.txt", "b.txt"]);
+        assert!(p.checksum.starts_with("multi:"));
+        let err = plan_copy(
+            &c.tree(),
+            &["*.txt".into()],
+            "/d",
+            "/",
+            &PlanOptions::default(),
+            3,
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("must be a directory and end with a /"),
+            "{err}"
+        );
+        let p = plan_copy(
+            &c.tree(),
+            &["a.txt".into()],
+            "/x/y",
+            "/",
+            &PlanOptions::default(),
+            3,
+        )
+        .expect("plan");
+        assert_eq!(rels(&p), [""]);
+        assert_eq!(p.single_name.as_deref(), Some("a.txt"));
+        assert!(p.checksum.starts_with("file:"));
+        // Ignored or missing sources are not found; escaping the context is refused.
+        assert!(matches!(
+            plan_copy(
+                &c.tree(),
+                &["README.md".into()],
+                "/",
+                "/",
+                &PlanOptions::default(),
+                4
+            ),
+            Err(Error::SourceNotFound { .. })
+        ));
+        assert!(matches!(
+            plan_copy(
+                &c.tree(),
+                &["nope".into()],
+                "/",
+                "/",
+                &PlanOptions::default(),
+                4
+            ),
+            Err(Error::SourceNotFound { .. })
+        ));
+        assert!(matches!(
+            plan_copy(
+                &c.tree(),
+                &["../etc/passwd".into()],
+                "/",
+                "/",
+                &PlanOptions::default(),
+                4
+            ),
+            Err(Error::OutsideContext { .. })
+        ));
+    }
+
+    #[test]
+    fn parents_and_excludes() {
+        let (_d, c) = ctx();
+        let opts = PlanOptions {
+            parents: true,
+            excludes: vec![Pattern::new("*.rs", true).expect("pattern")],
+        };
+        let p = plan_copy(
+            &c.tree(),
+            &["src".into(), "a.txt".into()],
+            "/o/",
+            "/",
+            &opts,
+            1,
+        )
+        .expect("plan");
+        // `*` does not cross directories: only the top-level main.rs is excluded.
+        assert_eq!(rels(&p), ["a.txt", "src", "src/lib", "src/lib/x.rs"]);
+    }
+
+    #[test]
+    fn checksum_tracks_content_and_mode_not_mtime() {
+        let (d, c) = ctx();
+        let sum = |c: &ContextDir| {
+            plan_copy(
+                &c.tree(),
+                &["src".into()],
+                "/s",
+                "/",
+                &PlanOptions::default(),
+                1,
+            )
+            .expect("plan")
+            .checksum
+        };
+        let s1 = sum(&c);
+        let f = d.path().join("src/main.rs");
+        filetime::set_file_mtime(&f, filetime::FileTime::from_unix_time(5, 0)).expect("mtime");
+        assert_eq!(sum(&c), s1, "mtime is not part of the checksum");
+        fs::set_permissions(&f, fs::Permissions::from_mode(0o755)).expect("chmod");
+        let s2 = sum(&c);
+        assert_ne!(s2, s1, "mode is");
+        fs::write(&f, "fn main() { }").expect("write");
+        assert_ne!(sum(&c), s2, "content is");
+    }
+
+    #[test]
+    fn apply_creates_parents_and_stays_in_root() {
+        let (_d, c) = ctx();
+        let rootfs = tempfile::tempdir().expect("tempdir");
+        let outside = tempfile::tempdir().expect("tempdir");
+        // A hostile symlink in the image pointing outside the root.
+        std::os::unix::fs::symlink(outside.path(), rootfs.path().join("evil")).expect("symlink");
+        fs::create_dir(rootfs.path().join("existing")).expect("mkdir");
+        let opts = ApplyOptions {
+            ignore_chown_errors: true,
+            chmod: Some(Chmod::parse("go-r").expect("chmod")),
+            ..Default::default()
+        };
+        let p = plan_copy(
+            &c.tree(),
+            &["src".into()],
+            "/evil/deep/",
+            "/",
+            &PlanOptions::default(),
+            1,
+        )
+        .expect("plan");
+        apply_copy(&p, rootfs.path(), &opts).expect("apply");
+        assert!(
+            fs::read_dir(outside.path()).expect("read").next().is_none(),
+            "nothing written outside"
+        );
+        let inside = rootfs
+            .path()
+            .join(outside.path().strip_prefix("/").expect("abs"))
+            .join("deep/main.rs");
+        assert_eq!(fs::read_to_string(&inside).expect("copied"), "fn main() {}");
+        assert_eq!(fs::metadata(&inside).expect("stat").mode() & 0o777, 0o600);
+
+        // A single file onto an existing directory lands inside it.
+        let p = plan_copy(
+            &c.tree(),
+            &["a.txt".into()],
+            "/existing",
+            "/",
+            &PlanOptions::default(),
+            1,
+        )
+        .expect("plan");
+        apply_copy(&p, rootfs.path(), &opts).expect("apply");
+        assert_eq!(
+            fs::read_to_string(rootfs.path().join("existing/a.txt")).expect("read"),
+            "A"
+        );
+        // ... and onto a new path becomes that path.
+        let p = plan_copy(
+            &c.tree(),
+            &["a.txt".into()],
+            "/new/name",
+            "/",
+            &PlanOptions::default(),
+            1,
+        )
+        .expect("plan");
+        apply_copy(&p, rootfs.path(), &opts).expect("apply");
+        assert_eq!(
+            fs::read_to_string(rootfs.path().join("new/name")).expect("read"),
+            "A"
+        );
+        // Inline (heredoc) files.
+        let p = plan_inline(&[("EOF".into(), b"hi\n".to_vec())], "/h.txt", "/");
+        apply_copy(
+            &p,
+            rootfs.path(),
+            &ApplyOptions {
+                ignore_chown_errors: true,
+                ..Default::default()
+            },
+        )
+        .expect("apply");
+        assert_eq!(
+            fs::read_to_string(rootfs.path().join("h.txt")).expect("read"),
+            "hi\n"
+        );
+    }
+}

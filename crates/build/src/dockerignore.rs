@@ -1,0 +1,138 @@
+//! `.dockerignore` parsing and matching with Docker's rules: one pattern per
+//! line, `#` comments, `!` exceptions, the last matching pattern wins, leading
+//! `/` and `./` ignored, `**` for any number of directories, and a pattern
+//! matching a directory excluding everything below it.
+
+use crate::pattern::{Pattern, PatternError};
+
+/// One `.dockerignore` rule.
+#[derive(Debug, Clone)]
+struct Rule {
+    pattern: Pattern,
+    exception: bool,
+}
+
+/// A parsed `.dockerignore`.
+#[derive(Debug, Clone, Default)]
+pub struct DockerIgnore {
+    rules: Vec<Rule>,
+}
+
+/// Cleans a path the way Go's `filepath.Clean` does, relative form without a
+/// leading `/`: `./a//b/../c/` → `a/c`; `.` for the empty path.
+pub fn clean_rel(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    if parts.is_empty() {
+        ".".to_string()
+    } else {
+        parts.join("/")
+    }
+}
+
+impl DockerIgnore {
+    /// Parses the contents of a `.dockerignore` file.
+    pub fn parse(text: &str) -> Result<DockerIgnore, PatternError> {
+        let mut rules = Vec::new();
+        for line in text.lines() {
+            if line.starts_with('#') {
+                continue;
+            }
+            let mut pat = line.trim();
+            if pat.is_empty() {
+                continue;
+            }
+            let exception = pat.starts_with('!');
+            if exception {
+                pat = pat[1..].trim();
+                if pat.is_empty() {
+                    continue;
+                }
+            }
+            let cleaned = clean_rel(pat);
+            if cleaned == "." {
+                continue;
+            }
+            rules.push(Rule {
+                pattern: Pattern::new(&cleaned, true)?,
+                exception,
+            });
+        }
+        Ok(DockerIgnore { rules })
+    }
+
+    /// Whether there are no rules.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// Whether any rule is an exception (`!pattern`): then an excluded
+    /// directory may still contain included files and must be walked.
+    pub fn has_exceptions(&self) -> bool {
+        self.rules.iter().any(|r| r.exception)
+    }
+
+    /// Whether the context-relative `path` (slash-separated) is excluded.
+    pub fn is_excluded(&self, path: &str) -> bool {
+        let path = clean_rel(path);
+        let mut excluded = false;
+        for rule in &self.rules {
+            if rule.pattern.matches_or_parent(&path) {
+                excluded = !rule.exception;
+            }
+        }
+        excluded
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ig(text: &str) -> DockerIgnore {
+        DockerIgnore::parse(text).expect("valid")
+    }
+
+    #[test]
+    fn basics() {
+        let d = ig("# comment\n\n*.md\n!README.md\n/target\n./tmp/\n**/*.o\n");
+        assert!(d.is_excluded("CHANGES.md"));
+        assert!(!d.is_excluded("README.md"));
+        assert!(!d.is_excluded("docs/x.md"), "* does not cross directories");
+        assert!(d.is_excluded("target"));
+        assert!(d.is_excluded("target/debug/kiln"));
+        assert!(d.is_excluded("tmp/a"));
+        assert!(d.is_excluded("a/b/c.o"));
+        assert!(d.is_excluded("c.o"));
+        assert!(!d.is_excluded("src/main.rs"));
+        assert!(d.has_exceptions());
+    }
+
+    #[test]
+    fn last_rule_wins() {
+        let d = ig("!keep\n*\n");
+        assert!(d.is_excluded("keep"));
+        let d = ig("*\n!keep\n");
+        assert!(!d.is_excluded("keep"));
+        assert!(d.is_excluded("other"));
+        // An exception for a file in an excluded dir.
+        let d = ig("dir\n!dir/keep.txt\n");
+        assert!(d.is_excluded("dir/a"));
+        assert!(!d.is_excluded("dir/keep.txt"));
+    }
+
+    #[test]
+    fn clean() {
+        assert_eq!(clean_rel("./a//b/../c/"), "a/c");
+        assert_eq!(clean_rel("/"), ".");
+        assert_eq!(clean_rel("../x"), "x");
+    }
+}
