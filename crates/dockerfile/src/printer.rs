@@ -1,0 +1,118 @@
+//! Printing a syntax tree back to Dockerfile text.
+//!
+//! The output is canonical, not the original layout: one line per
+//! instruction (no continuations), flags quoted when needed, exec form as
+//! compact JSON, heredoc bodies after their instruction. Parsing the output
+//! gives back the same keywords, flags, arguments, forms, heredocs and
+//! comments, for any tree the parser can produce.
+
+use crate::ast::{Ast, Node};
+
+/// Prints `ast` as Dockerfile text.
+pub fn print(ast: &Ast) -> String {
+    let mut out = String::new();
+    let d = &ast.directives;
+    let mut any_directive = false;
+    for dir in [&d.syntax, &d.escape, &d.check].into_iter().flatten() {
+        out.push_str(&format!("# {}={}\n", dir.name, dir.value));
+        any_directive = true;
+    }
+    let escape = ast.escape();
+    for (i, node) in ast.nodes.iter().enumerate() {
+        if !node.comments.is_empty() {
+            if i == 0 || any_directive {
+                // A blank line ends directive scanning, so comments that look
+                // like directives stay comments.
+                out.push('\n');
+            }
+            for c in &node.comments {
+                out.push_str("# ");
+                out.push_str(c);
+                out.push('\n');
+            }
+        }
+        print_line(node, escape, &mut out);
+        out.push('\n');
+        for h in &node.heredocs {
+            out.push_str(&h.content);
+            out.push_str(&h.name);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+fn print_flag(flag: &str, escape: char, out: &mut String) {
+    let body = flag.strip_prefix("--").unwrap_or(flag);
+    let plain = !body.is_empty()
+        && !body
+            .chars()
+            .any(|c| c.is_whitespace() || c == '"' || c == '\'' || c == escape);
+    out.push_str("--");
+    if plain {
+        out.push_str(body);
+        return;
+    }
+    out.push('"');
+    for c in body.chars() {
+        if c == '"' || c == escape {
+            out.push(escape);
+        }
+        out.push(c);
+    }
+    out.push('"');
+}
+
+fn json_array(args: &[String]) -> String {
+    serde_json::to_string(args).unwrap_or_else(|_| "[]".to_owned())
+}
+
+fn print_line(node: &Node, escape: char, out: &mut String) {
+    out.push_str(&node.keyword);
+    for f in &node.flags {
+        out.push(' ');
+        print_flag(f, escape, out);
+    }
+    if let Some(child) = &node.child {
+        out.push(' ');
+        print_line(child, escape, out);
+        return;
+    }
+    let kw = node.keyword.to_lowercase();
+    let args = &node.args;
+    match kw.as_str() {
+        _ if node.json && kw != "healthcheck" => {
+            out.push(' ');
+            out.push_str(&json_array(args));
+        }
+        "env" | "label" => {
+            for t in args.chunks(3) {
+                if let [k, v, sep] = t {
+                    out.push(' ');
+                    out.push_str(k);
+                    out.push_str(if sep.is_empty() { " " } else { "=" });
+                    out.push_str(v);
+                }
+            }
+        }
+        "healthcheck" => {
+            if let Some((typ, rest)) = args.split_first() {
+                out.push(' ');
+                out.push_str(typ);
+                if node.json {
+                    out.push(' ');
+                    out.push_str(&json_array(rest));
+                } else if let Some(cmd) = rest.first() {
+                    out.push(' ');
+                    out.push_str(cmd);
+                }
+            }
+        }
+        _ => {
+            for a in args.iter().filter(|a| !a.is_empty()) {
+                out.push(' ');
+                out.push_str(a);
+            }
+        }
+    }
+}
