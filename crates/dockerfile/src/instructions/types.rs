@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::ast::{Directives, Heredoc};
+use crate::diagnostic::Diagnostic;
 
 /// A whole Dockerfile, typed: the ARGs before the first FROM and the stages.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -19,6 +20,8 @@ pub struct Dockerfile {
     pub escape: char,
     /// ARG instructions before the first FROM (global build arguments).
     pub meta_args: Vec<ArgInstruction>,
+    /// Warnings (legacy syntax, empty continuation lines...).
+    pub warnings: Vec<Diagnostic>,
     /// The build stages, in order.
     pub stages: Vec<Stage>,
 }
@@ -177,8 +180,9 @@ pub struct RunInstruction {
     pub network: Option<NetworkMode>,
     /// `--security`.
     pub security: Option<SecurityMode>,
-    /// Heredocs (`RUN <<EOF`): with a shell-form command made only of the
-    /// heredoc, the builder runs the body as the script.
+    /// Heredocs (`RUN <<EOF`), content already tab-chomped for `<<-`. With a
+    /// shell-form command that is only the heredoc, BuildKit runs the body as
+    /// the script; otherwise the bodies are fed to the given file descriptors.
     pub heredocs: Vec<Heredoc>,
     /// Location.
     pub source: Source,
@@ -246,8 +250,9 @@ pub struct Mount {
     pub source: Option<String>,
     /// `from=` (a stage or image).
     pub from: Option<String>,
-    /// `readonly`/`ro` or `rw`/`readwrite`; `None` means the type's default.
-    pub readonly: Option<bool>,
+    /// Read-only: `readonly`/`ro` or `rw`/`readwrite` when given, otherwise
+    /// the type's default (read-only for bind, secret and ssh).
+    pub readonly: bool,
     /// `id=`.
     pub id: Option<String>,
     /// `sharing=`.
@@ -283,7 +288,8 @@ pub struct CmdInstruction {
 pub enum CopySource {
     /// A path, URL or git reference, as written.
     Path(String),
-    /// An inline file from a heredoc (`COPY <<EOF /dst`).
+    /// An inline file from a heredoc (`COPY <<EOF /dst`); its content is
+    /// already tab-chomped for `<<-`.
     Heredoc(Heredoc),
 }
 
