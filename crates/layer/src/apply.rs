@@ -1,0 +1,614 @@
+//! Applying a layer tar to a directory: streaming decompression, diffID while
+//! reading, whiteouts in overlay or delete form, and confinement of every
+//! path to the root.
+
+use std::collections::HashSet;
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, Timestamps, Uid, XattrFlags};
+use sha2::{Digest as _, Sha256};
+use tar::EntryType;
+
+use crate::compression::{decoder, detect_compression};
+use crate::fsops::{
+    ensure_dir, list_dir, lstat_type, open_root, open_subdir, remove_all_at, resolve_dir,
+};
+use crate::pax::{XATTR_PREFIX, is_overlay_private};
+use crate::{Compression, Error, OPAQUE_WHITEOUT, Result, WHITEOUT_PREFIX, sha256_digest};
+
+const BUF_SIZE: usize = 1 << 20;
+
+/// What to do with whiteout entries (`.wh.NAME`, `.wh..wh..opq`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum WhiteoutMode {
+    /// Convert them to overlayfs form: a 0/0 character device for a removed
+    /// name, `trusted.overlay.opaque=y` on an opaque directory. For unpacking
+    /// a layer into its own overlay lower directory.
+    #[default]
+    Overlay,
+    /// Apply them: delete the named file, or the contents of an opaque
+    /// directory not added by this layer. For unpacking onto a merged tree.
+    Delete,
+}
+
+/// How [`apply_layer`] unpacks.
+#[derive(Clone, Debug)]
+pub struct ApplyOptions {
+    /// Whiteout handling.
+    pub whiteouts: WhiteoutMode,
+    /// Create character and block devices; when false a device entry is an
+    /// error. FIFOs are always allowed.
+    pub allow_devices: bool,
+    /// Set owners from the tar's uid/gid (needs root); when false files are
+    /// owned by the caller.
+    pub preserve_owners: bool,
+    /// When set, the apply fails unless the uncompressed tar hashes to this
+    /// diffID (`sha256:<hex>`). The files are already written by then: the
+    /// caller discards the target directory.
+    pub expected_diff_id: Option<String>,
+}
+
+impl Default for ApplyOptions {
+    fn default() -> Self {
+        Self {
+            whiteouts: WhiteoutMode::Overlay,
+            allow_devices: true,
+            preserve_owners: true,
+            expected_diff_id: None,
+        }
+    }
+}
+
+/// What [`apply_layer`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApplyStats {
+    /// sha256 of the uncompressed tar, `sha256:<hex>`.
+    pub diff_id: String,
+    /// Size of the uncompressed tar in bytes.
+    pub tar_size: u64,
+    /// Number of entries unpacked (whiteouts not included).
+    pub entries: u64,
+    /// Number of whiteout entries (including opaque markers).
+    pub whiteouts: u64,
+}
+
+/// Unpacks a layer tar, compressed as `compression`, inside `root` (an
+/// existing directory), and returns its diffID.
+///
+/// The declared compression is checked against the data's magic bytes. No
+/// entry can create or change anything outside `root`: `..` components are
+/// refused, absolute paths are taken relative to `root`, and every lookup
+/// resolves symlinks as if `root` were `/`.
+pub fn apply_layer<R: Read>(
+    reader: R,
+    compression: Compression,
+    root: &Path,
+    opts: &ApplyOptions,
+) -> Result<ApplyStats> {
+    let mut buffered = BufReader::with_capacity(BUF_SIZE, reader);
+    let detected = detect_compression(&mut buffered).map_err(read_err)?;
+    if detected != compression {
+        return Err(Error::CompressionMismatch {
+            declared: compression,
+            detected,
+        });
+    }
+    let mut hashing = HashingReader {
+        inner: decoder(buffered, compression).map_err(read_err)?,
+        hasher: Sha256::new(),
+        count: 0,
+    };
+    let root_fd = open_root(root).map_err(|source| Error::Io {
+        op: "opening layer root",
+        path: root.to_owned(),
+        source,
+    })?;
+    let mut unpacker = Unpacker {
+        root: root_fd,
+        opts,
+        buf: vec![0; BUF_SIZE],
+        created: HashSet::new(),
+        dir_times: Vec::new(),
+        entries: 0,
+        whiteouts: 0,
+    };
+    {
+        let mut archive = tar::Archive::new(&mut hashing);
+        for entry in archive.entries().map_err(read_err)? {
+            let mut entry = entry.map_err(read_err)?;
+            unpacker.entry(&mut entry)?;
+        }
+    }
+    // The end-of-archive blocks and any record padding are part of the diffID.
+    io::copy(&mut hashing, &mut io::sink()).map_err(read_err)?;
+    unpacker.set_dir_times()?;
+    let diff_id = sha256_digest(hashing.hasher);
+    if let Some(expected) = &opts.expected_diff_id
+        && *expected != diff_id
+    {
+        return Err(Error::DiffIdMismatch {
+            expected: expected.clone(),
+            actual: diff_id,
+        });
+    }
+    Ok(ApplyStats {
+        diff_id,
+        tar_size: hashing.count,
+        entries: unpacker.entries,
+        whiteouts: unpacker.whiteouts,
+    })
+}
+
+fn read_err(source: io::Error) -> Error {
+    Error::Read { source }
+}
+
+struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+    count: u64,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
+}
+
+/// Turns an archive path into a clean relative path: leading `/` and `.`
+/// components dropped, `..` refused. `None` is the root itself.
+pub(crate) fn normalize(raw: &[u8]) -> Result<Option<PathBuf>> {
+    let mut out = PathBuf::new();
+    for comp in raw.split(|&b| b == b'/') {
+        match comp {
+            b"" | b"." => {}
+            b".." => {
+                return Err(Error::UnsafePath {
+                    path: String::from_utf8_lossy(raw).into_owned(),
+                    reason: "contains a .. component",
+                });
+            }
+            name => out.push(OsStr::from_bytes(name)),
+        }
+    }
+    Ok((!out.as_os_str().is_empty()).then_some(out))
+}
+
+struct Unpacker<'o> {
+    root: OwnedFd,
+    opts: &'o ApplyOptions,
+    buf: Vec<u8>,
+    /// Paths this layer created (delete mode: spared by an opaque marker).
+    created: HashSet<PathBuf>,
+    /// Directory mtimes, set at the end once their contents are written.
+    dir_times: Vec<(PathBuf, i64)>,
+    entries: u64,
+    whiteouts: u64,
+}
+
+/// Metadata of an entry taken from its header and PAX records.
+struct Meta {
+    uid: u32,
+    gid: u32,
+    mode: u32,
+    mtime: i64,
+    xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Unpacker<'_> {
+    fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<()> {
+        let raw = entry.path_bytes().into_owned();
+        let shown = || String::from_utf8_lossy(&raw).into_owned();
+        let kind = entry.header().entry_type();
+        if matches!(kind, EntryType::XGlobalHeader) {
+            return Ok(());
+        }
+        let Some(rel) = normalize(&raw)? else {
+            // The root itself ("./"): its metadata belongs to the snapshot.
+            return Ok(());
+        };
+        let name = rel
+            .file_name()
+            .expect("normalized path has a last component");
+        let parent_rel = rel.parent().unwrap_or(Path::new("")).to_owned();
+        let name_bytes = name.as_bytes();
+        if let Some(target) = name_bytes.strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
+            self.whiteouts += 1;
+            if name_bytes == OPAQUE_WHITEOUT.as_bytes() {
+                return self.opaque(&parent_rel);
+            }
+            if target.starts_with(WHITEOUT_PREFIX.as_bytes()) {
+                // Other aufs metadata (.wh..wh.plnk etc.): nothing to apply.
+                return Ok(());
+            }
+            if matches!(target, b"" | b"." | b"..") {
+                return Err(Error::UnsafePath {
+                    path: shown(),
+                    reason: "whiteout of an invalid name",
+                });
+            }
+            return self.whiteout(&parent_rel, OsStr::from_bytes(target));
+        }
+
+        let meta = read_meta(entry).map_err(read_err)?;
+        let io_err = |op: &'static str| {
+            let rel = rel.clone();
+            move |source: io::Error| Error::Io {
+                op,
+                path: rel,
+                source,
+            }
+        };
+        let parent =
+            ensure_dir(&self.root, &parent_rel).map_err(io_err("creating parent directory"))?;
+        let existing = lstat_type(&parent, name).map_err(io_err("inspecting"))?;
+        let is_dir = kind.is_dir();
+        match existing {
+            Some(FileType::Directory) if is_dir => {}
+            Some(_) => remove_all_at(&parent, name).map_err(io_err("replacing"))?,
+            None => {}
+        }
+
+        match kind {
+            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
+                let fd = rustix::fs::openat(
+                    &parent,
+                    name,
+                    OFlags::WRONLY
+                        | OFlags::CREATE
+                        | OFlags::EXCL
+                        | OFlags::NOFOLLOW
+                        | OFlags::CLOEXEC,
+                    Mode::from_raw_mode(0o600),
+                )
+                .map_err(|e| io_err("creating file")(e.into()))?;
+                let mut file = File::from(fd);
+                self.write_data(entry, &mut file, kind.is_gnu_sparse())?;
+                self.set_meta_fd(&file, &meta, true)
+                    .map_err(io_err("setting metadata"))?;
+            }
+            EntryType::Directory => {
+                if existing != Some(FileType::Directory) {
+                    rustix::fs::mkdirat(&parent, name, Mode::from_raw_mode(0o700))
+                        .map_err(|e| io_err("creating directory")(e.into()))?;
+                }
+                let dir = open_subdir(&parent, name).map_err(io_err("opening directory"))?;
+                self.set_meta_fd(&dir, &meta, false)
+                    .map_err(io_err("setting metadata"))?;
+                self.dir_times.push((rel.clone(), meta.mtime));
+            }
+            EntryType::Symlink => {
+                let target = entry.link_name_bytes().ok_or_else(|| Error::UnsafePath {
+                    path: shown(),
+                    reason: "symlink without a target",
+                })?;
+                rustix::fs::symlinkat(OsStr::from_bytes(&target), &parent, name)
+                    .map_err(|e| io_err("creating symlink")(e.into()))?;
+                self.set_meta_at(&parent, name, &meta)
+                    .map_err(io_err("setting metadata"))?;
+            }
+            EntryType::Link => {
+                let target = entry.link_name_bytes().unwrap_or_default();
+                let target_rel = normalize(&target)?.ok_or_else(|| Error::UnsafePath {
+                    path: shown(),
+                    reason: "hardlink to the root",
+                })?;
+                let target_name = target_rel.file_name().expect("normalized");
+                let target_parent =
+                    resolve_dir(&self.root, target_rel.parent().unwrap_or(Path::new("")))
+                        .map_err(io_err("resolving hardlink target"))?;
+                rustix::fs::linkat(&target_parent, target_name, &parent, name, AtFlags::empty())
+                    .map_err(|e| io_err("creating hardlink")(e.into()))?;
+            }
+            EntryType::Char | EntryType::Block | EntryType::Fifo => {
+                let file_type = match kind {
+                    EntryType::Char => FileType::CharacterDevice,
+                    EntryType::Block => FileType::BlockDevice,
+                    _ => FileType::Fifo,
+                };
+                if file_type != FileType::Fifo && !self.opts.allow_devices {
+                    return Err(Error::DeviceNotAllowed { path: shown() });
+                }
+                let header = entry.header();
+                let (major, minor) = if file_type == FileType::Fifo {
+                    (0, 0)
+                } else {
+                    (
+                        header.device_major().map_err(read_err)?.unwrap_or(0),
+                        header.device_minor().map_err(read_err)?.unwrap_or(0),
+                    )
+                };
+                rustix::fs::mknodat(
+                    &parent,
+                    name,
+                    file_type,
+                    Mode::from_raw_mode(0o600),
+                    rustix::fs::makedev(major, minor),
+                )
+                .map_err(|e| io_err("creating device node")(e.into()))?;
+                self.set_meta_at(&parent, name, &meta)
+                    .map_err(io_err("setting metadata"))?;
+                rustix::fs::chmodat(
+                    &parent,
+                    name,
+                    Mode::from_raw_mode(meta.mode),
+                    AtFlags::empty(),
+                )
+                .map_err(|e| io_err("setting mode")(e.into()))?;
+            }
+            other => {
+                return Err(Error::UnsupportedEntry {
+                    path: shown(),
+                    kind: other.as_byte() as char,
+                });
+            }
+        }
+        self.entries += 1;
+        if self.opts.whiteouts == WhiteoutMode::Delete {
+            self.created.insert(rel);
+        }
+        Ok(())
+    }
+
+    fn write_data<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        file: &mut File,
+        sparse: bool,
+    ) -> Result<()> {
+        let mut total = 0u64;
+        let mut hole = false;
+        loop {
+            let n = match entry.read(&mut self.buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(read_err(e)),
+            };
+            let chunk = &self.buf[..n];
+            let res = if sparse && chunk.iter().all(|&b| b == 0) {
+                hole = true;
+                file.seek(SeekFrom::Current(n as i64)).map(drop)
+            } else {
+                file.write_all(chunk)
+            };
+            res.map_err(|source| Error::Io {
+                op: "writing file",
+                path: PathBuf::from(String::from_utf8_lossy(&entry.path_bytes()).into_owned()),
+                source,
+            })?;
+            total += n as u64;
+        }
+        if hole {
+            file.set_len(total).map_err(|source| Error::Io {
+                op: "writing file",
+                path: PathBuf::from(String::from_utf8_lossy(&entry.path_bytes()).into_owned()),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
+    fn set_meta_fd(&self, fd: impl AsFd, meta: &Meta, times: bool) -> io::Result<()> {
+        let fd = fd.as_fd();
+        if self.opts.preserve_owners {
+            rustix::fs::fchown(
+                fd,
+                Some(Uid::from_raw(meta.uid)),
+                Some(Gid::from_raw(meta.gid)),
+            )?;
+        }
+        rustix::fs::fchmod(fd, Mode::from_raw_mode(meta.mode))?;
+        for (name, value) in &meta.xattrs {
+            match rustix::fs::fsetxattr(fd, OsStr::from_bytes(name), value, XattrFlags::empty()) {
+                Ok(()) | Err(rustix::io::Errno::NOTSUP) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if times {
+            rustix::fs::futimens(fd, &timestamps(meta.mtime))?;
+        }
+        Ok(())
+    }
+
+    /// Owner and times of a node that cannot be opened (symlink, device).
+    fn set_meta_at(&self, dir: impl AsFd, name: &OsStr, meta: &Meta) -> io::Result<()> {
+        let dir = dir.as_fd();
+        if self.opts.preserve_owners {
+            rustix::fs::chownat(
+                dir,
+                name,
+                Some(Uid::from_raw(meta.uid)),
+                Some(Gid::from_raw(meta.gid)),
+                AtFlags::SYMLINK_NOFOLLOW,
+            )?;
+        }
+        rustix::fs::utimensat(
+            dir,
+            name,
+            &timestamps(meta.mtime),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )?;
+        Ok(())
+    }
+
+    fn whiteout(&mut self, parent_rel: &Path, name: &OsStr) -> Result<()> {
+        let path = parent_rel.join(name);
+        let io_err = |op: &'static str| {
+            let path = path.clone();
+            move |source: io::Error| Error::Io { op, path, source }
+        };
+        match self.opts.whiteouts {
+            WhiteoutMode::Delete => {
+                let parent = match resolve_dir(&self.root, parent_rel) {
+                    Ok(fd) => fd,
+                    // Nothing below to hide.
+                    Err(e) if is_absent(&e) => return Ok(()),
+                    Err(e) => return Err(io_err("resolving whiteout")(e)),
+                };
+                remove_all_at(&parent, name).map_err(io_err("applying whiteout"))
+            }
+            WhiteoutMode::Overlay => {
+                let parent = ensure_dir(&self.root, parent_rel)
+                    .map_err(io_err("creating parent directory"))?;
+                remove_all_at(&parent, name).map_err(io_err("replacing"))?;
+                rustix::fs::mknodat(
+                    &parent,
+                    name,
+                    FileType::CharacterDevice,
+                    Mode::empty(),
+                    rustix::fs::makedev(0, 0),
+                )
+                .map_err(|e| io_err("creating overlay whiteout")(e.into()))
+            }
+        }
+    }
+
+    fn opaque(&mut self, dir_rel: &Path) -> Result<()> {
+        let io_err = |op: &'static str| {
+            let path = dir_rel.join(OPAQUE_WHITEOUT);
+            move |source: io::Error| Error::Io { op, path, source }
+        };
+        match self.opts.whiteouts {
+            WhiteoutMode::Delete => {
+                let dir = match open_dir_readable(&self.root, dir_rel) {
+                    Ok(fd) => fd,
+                    Err(e) if is_absent(&e) => return Ok(()),
+                    Err(e) => return Err(io_err("resolving opaque directory")(e)),
+                };
+                for child in list_dir(&dir).map_err(io_err("listing opaque directory"))? {
+                    if !self.created.contains(&dir_rel.join(&child)) {
+                        remove_all_at(&dir, &child).map_err(io_err("applying opaque marker"))?;
+                    }
+                }
+                Ok(())
+            }
+            WhiteoutMode::Overlay => {
+                ensure_dir(&self.root, dir_rel).map_err(io_err("creating opaque directory"))?;
+                let dir = open_dir_readable(&self.root, dir_rel)
+                    .map_err(io_err("opening opaque directory"))?;
+                rustix::fs::fsetxattr(&dir, "trusted.overlay.opaque", b"y", XattrFlags::empty())
+                    .map_err(|e| io_err("marking directory opaque")(e.into()))
+            }
+        }
+    }
+
+    fn set_dir_times(&self) -> Result<()> {
+        for (rel, mtime) in self.dir_times.iter().rev() {
+            let name = rel.file_name().expect("normalized");
+            let parent = match resolve_dir(&self.root, rel.parent().unwrap_or(Path::new(""))) {
+                Ok(fd) => fd,
+                Err(e) if is_absent(&e) => continue,
+                Err(source) => {
+                    return Err(Error::Io {
+                        op: "setting directory times",
+                        path: rel.clone(),
+                        source,
+                    });
+                }
+            };
+            match rustix::fs::utimensat(
+                &parent,
+                name,
+                &timestamps(*mtime),
+                AtFlags::SYMLINK_NOFOLLOW,
+            ) {
+                Ok(()) | Err(rustix::io::Errno::NOENT) => {}
+                Err(e) => {
+                    return Err(Error::Io {
+                        op: "setting directory times",
+                        path: rel.clone(),
+                        source: e.into(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn is_absent(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(code) if code == rustix::io::Errno::NOENT.raw_os_error()
+            || code == rustix::io::Errno::NOTDIR.raw_os_error()
+    )
+}
+
+/// Opens a directory inside the root for reading (listing, xattrs).
+fn open_dir_readable(root: impl AsFd, rel: &Path) -> io::Result<OwnedFd> {
+    let rel: &Path = if rel.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        rel
+    };
+    Ok(rustix::fs::openat2(
+        root,
+        rel,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+        rustix::fs::ResolveFlags::IN_ROOT | rustix::fs::ResolveFlags::NO_MAGICLINKS,
+    )?)
+}
+
+fn timestamps(mtime: i64) -> Timestamps {
+    let t = rustix::fs::Timespec {
+        tv_sec: mtime,
+        tv_nsec: 0,
+    };
+    Timestamps {
+        last_access: t,
+        last_modification: t,
+    }
+}
+
+fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>) -> io::Result<Meta> {
+    let mut xattrs = Vec::new();
+    if let Some(exts) = entry.pax_extensions()? {
+        for ext in exts {
+            let ext = ext?;
+            if let Some(name) = ext.key_bytes().strip_prefix(XATTR_PREFIX.as_bytes())
+                && !name.is_empty()
+                && !is_overlay_private(name)
+            {
+                xattrs.push((name.to_vec(), ext.value_bytes().to_vec()));
+            }
+        }
+    }
+    let header = entry.header();
+    let id = |v: u64| {
+        u32::try_from(v).map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "id out of range"))
+    };
+    Ok(Meta {
+        uid: id(header.uid()?)?,
+        gid: id(header.gid()?)?,
+        mode: header.mode()? & 0o7777,
+        mtime: i64::try_from(header.mtime()?).unwrap_or(i64::MAX),
+        xattrs,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalize_cleans_and_refuses_dotdot() {
+        let n = |s: &str| normalize(s.as_bytes()).map(|p| p.map(|p| p.display().to_string()));
+        assert_eq!(n("./etc/passwd").unwrap().as_deref(), Some("etc/passwd"));
+        assert_eq!(n("/abs//x/./y/").unwrap().as_deref(), Some("abs/x/y"));
+        assert_eq!(n("./").unwrap(), None);
+        assert!(matches!(n("a/../../b"), Err(Error::UnsafePath { .. })));
+        assert!(matches!(n(".."), Err(Error::UnsafePath { .. })));
+        // A name merely starting with dots is fine.
+        assert_eq!(n("..a/...").unwrap().as_deref(), Some("..a/..."));
+    }
+}

@@ -1,0 +1,193 @@
+//! [`LayerWriter`]: one pass from tar bytes to a compressed blob, hashing the
+//! tar (diffID) before compression and the blob (digest, size) after it.
+
+use std::io::{self, BufWriter, Write};
+
+use sha2::{Digest as _, Sha256};
+
+use crate::{Compression, Error, Result, sha256_digest};
+
+/// The identities of a layer written by [`LayerWriter`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LayerDigests {
+    /// sha256 of the uncompressed tar, `sha256:<hex>` (goes in the image config).
+    pub diff_id: String,
+    /// sha256 of the blob as written to the sink, `sha256:<hex>` (goes in the manifest).
+    pub digest: String,
+    /// Size of the blob as written to the sink.
+    pub size: u64,
+    /// Size of the uncompressed tar.
+    pub uncompressed_size: u64,
+    /// The compression of the blob.
+    pub compression: Compression,
+}
+
+/// An [`io::Write`] that takes an uncompressed layer tar and, in one pass,
+/// hashes it, compresses it and writes it to a sink while hashing and counting
+/// the compressed bytes.
+///
+/// Gzip uses level 1 by default (speed over size; see the README for figures),
+/// zstd level 3. Call [`LayerWriter::finish`] to flush and get the digests back
+/// along with the sink.
+pub struct LayerWriter<W: Write> {
+    diff: Sha256,
+    uncompressed: u64,
+    encoder: Encoder<W>,
+}
+
+enum Encoder<W: Write> {
+    None(Counting<W>),
+    Gzip(flate2::write::GzEncoder<Counting<W>>),
+    Zstd(zstd::stream::write::Encoder<'static, Counting<W>>),
+}
+
+struct Counting<W: Write> {
+    inner: BufWriter<W>,
+    hasher: Sha256,
+    count: u64,
+}
+
+impl<W: Write> Write for Counting<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl<W: Write> LayerWriter<W> {
+    /// A writer with the default level for `compression`.
+    pub fn new(sink: W, compression: Compression) -> Result<Self> {
+        let level = match compression {
+            Compression::Gzip => 1,
+            Compression::Zstd => 3,
+            Compression::None => 0,
+        };
+        Self::with_level(sink, compression, level)
+    }
+
+    /// A writer with an explicit compression level (gzip 0–9, zstd 1–22;
+    /// ignored when uncompressed).
+    pub fn with_level(sink: W, compression: Compression, level: i32) -> Result<Self> {
+        let counting = Counting {
+            inner: BufWriter::with_capacity(1 << 20, sink),
+            hasher: Sha256::new(),
+            count: 0,
+        };
+        let encoder = match compression {
+            Compression::None => Encoder::None(counting),
+            Compression::Gzip => Encoder::Gzip(flate2::write::GzEncoder::new(
+                counting,
+                flate2::Compression::new(level.clamp(0, 9) as u32),
+            )),
+            Compression::Zstd => Encoder::Zstd(
+                zstd::stream::write::Encoder::new(counting, level)
+                    .map_err(|source| Error::Write { source })?,
+            ),
+        };
+        Ok(Self {
+            diff: Sha256::new(),
+            uncompressed: 0,
+            encoder,
+        })
+    }
+
+    /// Bytes of uncompressed tar written so far.
+    pub fn uncompressed_len(&self) -> u64 {
+        self.uncompressed
+    }
+
+    /// Finishes compression, flushes the sink and returns the digests and the sink.
+    pub fn finish(self) -> Result<(LayerDigests, W)> {
+        let write_err = |source| Error::Write { source };
+        let (counting, compression) = match self.encoder {
+            Encoder::None(c) => (c, Compression::None),
+            Encoder::Gzip(e) => (e.finish().map_err(write_err)?, Compression::Gzip),
+            Encoder::Zstd(e) => (e.finish().map_err(write_err)?, Compression::Zstd),
+        };
+        let sink = counting
+            .inner
+            .into_inner()
+            .map_err(|e| write_err(e.into_error()))?;
+        Ok((
+            LayerDigests {
+                diff_id: sha256_digest(self.diff),
+                digest: sha256_digest(counting.hasher),
+                size: counting.count,
+                uncompressed_size: self.uncompressed,
+                compression,
+            },
+            sink,
+        ))
+    }
+}
+
+impl<W: Write> Write for LayerWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = match &mut self.encoder {
+            Encoder::None(w) => w.write(buf)?,
+            Encoder::Gzip(w) => w.write(buf)?,
+            Encoder::Zstd(w) => w.write(buf)?,
+        };
+        self.diff.update(&buf[..n]);
+        self.uncompressed += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match &mut self.encoder {
+            Encoder::None(w) => w.flush(),
+            Encoder::Gzip(w) => w.flush(),
+            Encoder::Zstd(w) => w.flush(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    fn sha(data: &[u8]) -> String {
+        let mut h = Sha256::new();
+        h.update(data);
+        sha256_digest(h)
+    }
+
+    #[test]
+    fn digests_match_independent_hashes_for_every_compression() {
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        for c in [Compression::None, Compression::Gzip, Compression::Zstd] {
+            let mut w = LayerWriter::new(Vec::new(), c).unwrap();
+            for chunk in data.chunks(7000) {
+                w.write_all(chunk).unwrap();
+            }
+            let (d, blob) = w.finish().unwrap();
+            assert_eq!(d.diff_id, sha(&data), "{c}");
+            assert_eq!(d.digest, sha(&blob), "{c}");
+            assert_eq!(d.size, blob.len() as u64);
+            assert_eq!(d.uncompressed_size, data.len() as u64);
+            assert_eq!(Compression::from_magic(&blob), c);
+            let mut back = Vec::new();
+            crate::compression::decoder(&blob[..], c)
+                .unwrap()
+                .read_to_end(&mut back)
+                .unwrap();
+            assert_eq!(back, data);
+        }
+    }
+
+    #[test]
+    fn output_is_deterministic() {
+        let run = || {
+            let mut w = LayerWriter::new(Vec::new(), Compression::Gzip).unwrap();
+            w.write_all(&[7u8; 10_000]).unwrap();
+            w.finish().unwrap().1
+        };
+        assert_eq!(run(), run());
+    }
+}
