@@ -1,0 +1,477 @@
+//! `cargo xtask bench <pull|snapshot|build|run|all> [--runs N]`: runs the
+//! cases of `../shared/bench` with kiln and, side by side, with Docker
+//! (legacy builder), Buildah and Podman when they are installed, and prints
+//! one table with medians and ratios.
+//!
+//! Timing uses `hyperfine` when present (median of `--runs`, prepare
+//! commands untimed), else a loop here that does the same. Every build runs
+//! with `--network host` and every container with `--network none`: no
+//! bridge is ever set up. The Dockerfiles' `127.0.0.1:5000` prefix is
+//! rewritten to the registry this task starts.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+
+use crate::procs::Guard;
+use crate::util::{self, have, run};
+use crate::{demo, fixtures, registry};
+
+/// One tool's way of running a case.
+struct Contender {
+    tool: &'static str,
+    /// Run untimed before each timed run.
+    prepare: Option<String>,
+    /// Run once, untimed, before the timed runs.
+    warmup: bool,
+    cmd: String,
+}
+
+/// One row of the table.
+struct Row {
+    name: String,
+    /// The kiln command this case needs.
+    kiln_needs: &'static str,
+    contenders: Vec<Contender>,
+}
+
+/// The tools found on this machine.
+struct Tools {
+    kiln: PathBuf,
+    kiln_cmds: std::collections::BTreeSet<String>,
+    docker: bool,
+    buildah: bool,
+    podman: bool,
+}
+
+fn docker_works() -> bool {
+    have("docker")
+        && Command::new("docker")
+            .arg("info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+}
+
+/// Times `cmd` (a shell command) `runs` times; returns the median seconds.
+fn measure(c: &Contender, runs: usize, hyperfine: bool, scratch: &Path) -> Result<f64> {
+    if c.warmup {
+        shell(&c.cmd)?;
+    }
+    if hyperfine {
+        let json = scratch.join("hyperfine.json");
+        let mut h = Command::new("hyperfine");
+        h.args([
+            "--style",
+            "basic",
+            "--runs",
+            &runs.to_string(),
+            "--export-json",
+        ])
+        .arg(&json);
+        if let Some(p) = &c.prepare {
+            h.args(["--prepare", p]);
+        }
+        h.arg(&c.cmd);
+        run(&mut h)?;
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json)?)?;
+        return v["results"][0]["median"]
+            .as_f64()
+            .context("hyperfine's JSON has no median");
+    }
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        if let Some(p) = &c.prepare {
+            shell(p)?;
+        }
+        let t = Instant::now();
+        shell(&c.cmd)?;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    Ok(median(&mut times))
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+fn shell(cmd: &str) -> Result<()> {
+    let out = Command::new("sh")
+        .args(["-c", cmd])
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("cannot run `{cmd}`"))?;
+    if !out.status.success() {
+        bail!(
+            "`{cmd}` failed: {}\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// Copies a bench case into `dst`, rewriting the registry prefix, and makes
+/// the ctxcopy context when asked.
+fn stage_case(case: &str, dst: &Path, reg: &str) -> Result<()> {
+    let src = Path::new("/work/shared/bench").join(case);
+    let src = if src.is_dir() {
+        src
+    } else {
+        util::workspace_root().join("../shared/bench").join(case)
+    };
+    std::fs::create_dir_all(dst)?;
+    let df = std::fs::read_to_string(src.join("Dockerfile"))
+        .with_context(|| format!("cannot read the {case} case in {}", src.display()))?;
+    std::fs::write(dst.join("Dockerfile"), df.replace("127.0.0.1:5000", reg))?;
+    if case == "ctxcopy" {
+        run(Command::new("python3")
+            .arg(src.join("make-context.py"))
+            .arg(dst))?;
+    }
+    Ok(())
+}
+
+fn q(p: &Path) -> String {
+    format!("'{}'", p.display())
+}
+
+fn build_rows(t: &Tools, cases: &[&str], base: &Path, reg: &str, root: &Path) -> Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    let kiln = format!("KILN_ROOT={} {}", q(root), q(&t.kiln));
+    for case in cases {
+        let ctx = base.join("cases").join(case);
+        stage_case(case, &ctx, reg)?;
+        let tag = format!("bench/{case}:latest");
+        let build = |tool: &str, no_cache: bool| -> String {
+            let nc = if no_cache { " --no-cache" } else { "" };
+            match tool {
+                "kiln" => format!("{kiln} build -q{nc} --network host -t {tag} {}", q(&ctx)),
+                "docker" => format!(
+                    "DOCKER_BUILDKIT=0 docker build -q{nc} --network host -t {tag} {}",
+                    q(&ctx)
+                ),
+                _ => format!(
+                    "buildah bud -q --layers{nc} --network host --tls-verify=false -t {tag} {}",
+                    q(&ctx)
+                ),
+            }
+        };
+        let mut variants: Vec<(&str, bool, Option<String>)> = vec![("cold", true, None)];
+        if *case != "snapshot" {
+            variants.push(("no-op", false, None));
+        }
+        if *case == "ctxcopy" {
+            let f = ctx.join("pkg000/file000.txt");
+            variants.push((
+                "1 file changed",
+                false,
+                Some(format!("date +%s%N > {}", q(&f))),
+            ));
+        }
+        for (variant, cold, prepare) in variants {
+            let mut contenders = Vec::new();
+            for (tool, on) in [("kiln", true), ("docker", t.docker), ("buildah", t.buildah)] {
+                if on {
+                    contenders.push(Contender {
+                        tool: if tool == "buildah" { "other" } else { tool },
+                        prepare: prepare.clone(),
+                        warmup: !cold,
+                        cmd: build(tool, cold),
+                    });
+                }
+            }
+            rows.push(Row {
+                name: format!("{case} {variant}"),
+                kiln_needs: "build",
+                contenders,
+            });
+        }
+    }
+    Ok(rows)
+}
+
+fn pull_row(t: &Tools, reg: &str, base: &Path) -> Row {
+    let image = format!("{reg}/debian:bookworm");
+    let root = base.join("pull-root");
+    let mut contenders = vec![Contender {
+        tool: "kiln",
+        prepare: Some(format!("rm -rf {}", q(&root))),
+        warmup: false,
+        cmd: format!("KILN_ROOT={} {} pull -q {image}", q(&root), q(&t.kiln)),
+    }];
+    if t.docker {
+        contenders.push(Contender {
+            tool: "docker",
+            prepare: Some(format!("docker rmi -f {image} >/dev/null 2>&1; true")),
+            warmup: false,
+            cmd: format!("docker pull -q {image}"),
+        });
+    }
+    if t.buildah {
+        contenders.push(Contender {
+            tool: "other",
+            prepare: Some(format!("buildah rmi -f {image} >/dev/null 2>&1; true")),
+            warmup: false,
+            cmd: format!("buildah pull -q --tls-verify=false {image}"),
+        });
+    }
+    Row {
+        name: "pull debian".into(),
+        kiln_needs: "pull",
+        contenders,
+    }
+}
+
+fn run_row(t: &Tools, reg: &str, root: &Path) -> Row {
+    let image = format!("{reg}/busybox:latest");
+    let mut contenders = vec![Contender {
+        tool: "kiln",
+        prepare: None,
+        warmup: true,
+        cmd: format!(
+            "KILN_ROOT={} {} run --rm --network none {image} true",
+            q(root),
+            q(&t.kiln)
+        ),
+    }];
+    if t.docker {
+        contenders.push(Contender {
+            tool: "docker",
+            prepare: None,
+            warmup: true,
+            cmd: format!("docker run --rm --network none {image} true"),
+        });
+    }
+    if t.podman {
+        contenders.push(Contender {
+            tool: "other",
+            prepare: None,
+            warmup: true,
+            cmd: format!("podman run --rm --network none --tls-verify=false {image} true"),
+        });
+    }
+    Row {
+        name: "run --rm true".into(),
+        kiln_needs: "run",
+        contenders,
+    }
+}
+
+fn fmt_secs(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".to_owned(), |s| format!("{s:.3} s"))
+}
+
+fn ratio(k: Option<f64>, o: Option<f64>) -> String {
+    match (k, o) {
+        (Some(k), Some(o)) if o > 0.0 => format!("{:.2}x", k / o),
+        _ => "-".to_owned(),
+    }
+}
+
+/// `cargo xtask bench <pull|snapshot|build|run|all> [--runs N]`.
+pub(crate) fn main(args: &[String]) -> Result<()> {
+    let mut what = None;
+    let mut runs = 3usize;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--runs" => {
+                let v = it.next().context("--runs needs a value")?;
+                runs = v.parse().with_context(|| format!("bad --runs {v:?}"))?;
+            }
+            s if what.is_none() && ["pull", "snapshot", "build", "run", "all"].contains(&s) => {
+                what = Some(s.to_owned())
+            }
+            other => bail!(
+                "unexpected argument {other:?}; usage: cargo xtask bench <pull|snapshot|build|run|all> [--runs N]"
+            ),
+        }
+    }
+    let what = what.context("usage: cargo xtask bench <pull|snapshot|build|run|all> [--runs N]")?;
+    util::require_root("bench")?;
+    let mut pkgs = util::FIXTURE_PACKAGES.to_vec();
+    pkgs.extend(util::BUILD_PACKAGES);
+    util::ensure_packages(&pkgs)?;
+    run(util::cargo().args(["build", "--release", "-p", "kiln", "--bin", "kiln"]))?;
+    let kiln = util::target_dir()?.join("release/kiln");
+    let tools = Tools {
+        kiln_cmds: demo::kiln_commands(&kiln)?,
+        kiln,
+        docker: docker_works(),
+        buildah: have("buildah"),
+        podman: have("podman"),
+    };
+    let hyperfine = have("hyperfine");
+    eprintln!(
+        "bench: kiln (release), docker {}, buildah {}, podman {}, timing with {}",
+        if tools.docker { "yes" } else { "no" },
+        if tools.buildah { "yes" } else { "no" },
+        if tools.podman { "yes" } else { "no" },
+        if hyperfine {
+            "hyperfine"
+        } else {
+            "xtask's own loop"
+        }
+    );
+
+    let mut guard = Guard::default();
+    let base = guard.temp_dir("kiln-bench-")?;
+    let reg_dir = base.join("registry");
+    std::fs::create_dir_all(&reg_dir)?;
+    let reg = registry::start(&mut guard, &reg_dir, "registry", None)?;
+    let work = base.join("fixtures");
+    std::fs::create_dir_all(&work)?;
+    let bb = fixtures::busybox_layout(&work)?;
+    fixtures::push(&bb, "latest", &reg.addr, "busybox:latest", false, None)?;
+    let needs_debian = matches!(what.as_str(), "pull" | "snapshot" | "build" | "all");
+    if needs_debian {
+        let deb = fixtures::debian_layout()?;
+        fixtures::push(&deb, "bookworm", &reg.addr, "debian:bookworm", false, None)?;
+    }
+    let root = base.join("kiln-root");
+    std::fs::create_dir_all(&root)?;
+
+    // Bases local for every tool (builds and runs are timed with the base present).
+    let mut bases = vec![format!("{}/busybox:latest", reg.addr)];
+    if needs_debian {
+        bases.push(format!("{}/debian:bookworm", reg.addr));
+    }
+    for b in &bases {
+        if tools.kiln_cmds.contains("pull") {
+            shell(&format!(
+                "KILN_ROOT={} {} pull -q {b}",
+                q(&root),
+                q(&tools.kiln)
+            ))?;
+        }
+        if tools.docker {
+            shell(&format!("docker pull -q {b}"))?;
+        }
+        if tools.buildah || tools.podman {
+            shell(&format!(
+                "buildah pull -q --tls-verify=false {b} || podman pull -q --tls-verify=false {b}"
+            ))?;
+        }
+    }
+
+    let mut rows = Vec::new();
+    if matches!(what.as_str(), "pull" | "all") {
+        rows.push(pull_row(&tools, &reg.addr, &base));
+    }
+    match what.as_str() {
+        "snapshot" => rows.extend(build_rows(&tools, &["snapshot"], &base, &reg.addr, &root)?),
+        "build" | "all" => rows.extend(build_rows(
+            &tools,
+            &["seed", "manysteps", "ctxcopy", "snapshot"],
+            &base,
+            &reg.addr,
+            &root,
+        )?),
+        _ => {}
+    }
+    if matches!(what.as_str(), "run" | "all") {
+        rows.push(run_row(&tools, &reg.addr, &root));
+    }
+
+    let mut table = Vec::new();
+    for row in rows {
+        let mut k = None;
+        let mut d = None;
+        let mut o = None;
+        let mut note = String::new();
+        for c in &row.contenders {
+            if c.tool == "kiln" && !tools.kiln_cmds.contains(row.kiln_needs) {
+                note = format!("kiln command not available yet: kiln {}", row.kiln_needs);
+                continue;
+            }
+            eprintln!("bench: {} with {}", row.name, c.tool);
+            match measure(c, runs, hyperfine, &base) {
+                Ok(s) => match c.tool {
+                    "kiln" => k = Some(s),
+                    "docker" => d = Some(s),
+                    _ => o = Some(s),
+                },
+                Err(e) => {
+                    eprintln!("bench: {} with {} failed: {e:#}", row.name, c.tool);
+                    note.push_str(&format!("{} failed; ", c.tool));
+                }
+            }
+        }
+        table.push((row.name, k, d, o, note));
+    }
+    drop(guard);
+
+    println!("\nmedian of {runs} runs (seconds); ratio = kiln / other, lower is better");
+    println!(
+        "| {:<22} | {:>9} | {:>9} | {:>15} | {:>8} | {:>8} | note",
+        "case", "kiln", "docker", "buildah/podman", "k/docker", "k/other"
+    );
+    println!(
+        "|{:-<24}|{:-<11}|{:-<11}|{:-<17}|{:-<10}|{:-<10}|------",
+        "", "", "", "", "", ""
+    );
+    for (name, k, d, o, note) in table {
+        println!(
+            "| {:<22} | {:>9} | {:>9} | {:>15} | {:>8} | {:>8} | {note}",
+            name,
+            fmt_secs(k),
+            fmt_secs(d),
+            fmt_secs(o),
+            ratio(k, d),
+            ratio(k, o)
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_and_even() {
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert!(median(&mut []).is_nan());
+    }
+
+    #[test]
+    fn ratios_and_cells() {
+        assert_eq!(ratio(Some(1.0), Some(4.0)), "0.25x");
+        assert_eq!(ratio(None, Some(4.0)), "-");
+        assert_eq!(fmt_secs(Some(0.1234)), "0.123 s");
+        assert_eq!(fmt_secs(None), "-");
+    }
+
+    #[test]
+    fn own_timing_loop_runs_prepare_and_command() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("n");
+        let c = Contender {
+            tool: "kiln",
+            prepare: Some(format!("echo x >> {}", q(&marker))),
+            warmup: true,
+            cmd: "true".into(),
+        };
+        let s = measure(&c, 3, false, dir.path()).unwrap();
+        assert!((0.0..5.0).contains(&s));
+        assert_eq!(std::fs::read_to_string(&marker).unwrap().lines().count(), 3);
+        let bad = Contender {
+            tool: "kiln",
+            prepare: None,
+            warmup: false,
+            cmd: "false".into(),
+        };
+        assert!(measure(&bad, 1, false, dir.path()).is_err());
+    }
+}

@@ -1,0 +1,205 @@
+//! `cargo xtask e2e`: builds kiln and the static probe, starts two local
+//! registries (one open, one behind htpasswd basic auth), pushes the fixture
+//! images, and runs the e2e tests and every crate's privileged tests against
+//! them. Everything it started is stopped when it returns, fails or panics.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+use crate::fixtures;
+use crate::procs::Guard;
+use crate::registry::{self, Creds};
+use crate::util::{self, run};
+
+/// What the e2e environment provides, passed to the tests as environment
+/// variables (documented in `tests/e2e/src/lib.rs`).
+pub(crate) struct Env {
+    pub(crate) registry: String,
+    pub(crate) auth_registry: String,
+    pub(crate) creds: Creds,
+    pub(crate) kiln_bin: PathBuf,
+    pub(crate) probe: PathBuf,
+    pub(crate) tmp: PathBuf,
+}
+
+impl Env {
+    /// Sets the variables on a command.
+    pub(crate) fn apply(&self, cmd: &mut Command) {
+        cmd.env("KILN_E2E_REGISTRY", &self.registry)
+            .env("KILN_E2E_AUTH_REGISTRY", &self.auth_registry)
+            .env("KILN_E2E_AUTH_USER", &self.creds.user)
+            .env("KILN_E2E_AUTH_PASS", &self.creds.pass)
+            .env("KILN_BIN", &self.kiln_bin)
+            .env("KILN_PROBE", &self.probe)
+            .env("KILN_E2E_TMP", &self.tmp);
+    }
+}
+
+/// Builds the `kiln` binary (debug) and returns its path.
+pub(crate) fn build_kiln(target: &Path) -> Result<PathBuf> {
+    run(util::cargo().args(["build", "-p", "kiln", "--bin", "kiln"]))?;
+    let bin = target.join("debug/kiln");
+    if !bin.is_file() {
+        bail!("cargo built kiln but {} is missing", bin.display());
+    }
+    Ok(bin)
+}
+
+/// Builds the static `kiln-probe` in its own target dir (so its RUSTFLAGS do
+/// not invalidate other builds) and returns its path.
+pub(crate) fn build_probe(target: &Path) -> Result<PathBuf> {
+    let dir = target.join("probe");
+    run(util::cargo()
+        .args(["build", "-p", "kiln-probe", "--target-dir"])
+        .arg(&dir)
+        .env("RUSTFLAGS", "-C target-feature=+crt-static"))?;
+    let bin = dir.join("debug/kiln-probe");
+    if !bin.is_file() {
+        bail!("cargo built kiln-probe but {} is missing", bin.display());
+    }
+    Ok(bin)
+}
+
+/// Starts both registries and pushes the fixtures. `debian` also pushes the
+/// cached Debian image.
+pub(crate) fn setup(
+    guard: &mut Guard,
+    kiln_bin: PathBuf,
+    probe: PathBuf,
+    debian: bool,
+) -> Result<Env> {
+    let base = guard.temp_dir("kiln-e2e-")?;
+    let creds = Creds {
+        user: "kiln".to_owned(),
+        pass: format!("e2e-{}", registry::free_port()?),
+    };
+    let open_dir = base.join("registry");
+    let auth_dir = base.join("auth-registry");
+    std::fs::create_dir_all(&open_dir)?;
+    std::fs::create_dir_all(&auth_dir)?;
+    let open = registry::start(guard, &open_dir, "registry", None)?;
+    let auth = registry::start(guard, &auth_dir, "auth registry", Some(&creds))?;
+
+    let work = base.join("fixtures");
+    std::fs::create_dir_all(&work)?;
+    let busybox = fixtures::busybox_layout(&work).context("cannot make the busybox fixture")?;
+    fixtures::push(
+        &busybox,
+        "latest",
+        &open.addr,
+        "busybox:latest",
+        false,
+        None,
+    )?;
+    fixtures::push(&busybox, "multi", &open.addr, "multi:latest", true, None)?;
+    fixtures::push(
+        &busybox,
+        "latest",
+        &auth.addr,
+        "busybox:latest",
+        false,
+        Some(&creds),
+    )?;
+    if debian {
+        let layout = fixtures::debian_layout().context("cannot make the debian fixture")?;
+        fixtures::push(
+            &layout,
+            "bookworm",
+            &open.addr,
+            "debian:bookworm",
+            false,
+            None,
+        )?;
+    }
+    let tmp = base.join("tmp");
+    std::fs::create_dir_all(&tmp)?;
+    Ok(Env {
+        registry: open.addr,
+        auth_registry: auth.addr,
+        creds,
+        kiln_bin,
+        probe,
+        tmp,
+    })
+}
+
+/// Workspace packages that declare a `privileged-tests` feature.
+fn privileged_packages() -> Result<Vec<String>> {
+    let meta = util::metadata(true)?;
+    let mut names: Vec<String> = meta["packages"]
+        .as_array()
+        .context("`cargo metadata` has no packages")?
+        .iter()
+        .filter(|p| p["features"].get("privileged-tests").is_some())
+        .filter_map(|p| p["name"].as_str().map(str::to_owned))
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+/// `cargo xtask e2e [-- ARGS]`: ARGS go to `cargo test -p kiln-e2e`.
+pub(crate) fn main(args: &[String]) -> Result<()> {
+    util::require_root("e2e")?;
+    let mut pkgs = util::FIXTURE_PACKAGES.to_vec();
+    pkgs.extend(util::BUILD_PACKAGES);
+    util::ensure_packages(&pkgs)?;
+    let target = util::target_dir()?;
+    let kiln_bin = build_kiln(&target)?;
+    let probe = build_probe(&target)?;
+    let privileged = privileged_packages()?;
+    // Compile every test binary before any registry starts.
+    let mut build = util::cargo();
+    build.args(["test", "--no-run", "-p", "kiln-e2e"]);
+    run(&mut build)?;
+    for p in &privileged {
+        run(util::cargo().args([
+            "test",
+            "--no-run",
+            "-p",
+            p,
+            "--features",
+            "privileged-tests",
+        ]))?;
+    }
+
+    let mut guard = Guard::default();
+    let env = setup(&mut guard, kiln_bin, probe, true)?;
+    eprintln!(
+        "e2e environment: KILN_E2E_REGISTRY={} KILN_E2E_AUTH_REGISTRY={} KILN_BIN={} KILN_PROBE={}",
+        env.registry,
+        env.auth_registry,
+        env.kiln_bin.display(),
+        env.probe.display()
+    );
+
+    let mut failed = Vec::new();
+    let mut suites: Vec<(String, Command)> = Vec::new();
+    let mut e2e = util::cargo();
+    e2e.args(["test", "-p", "kiln-e2e"]);
+    if !args.is_empty() {
+        e2e.arg("--").args(args);
+    }
+    suites.push(("kiln-e2e".to_owned(), e2e));
+    for p in &privileged {
+        let mut c = util::cargo();
+        c.args(["test", "-p", p, "--features", "privileged-tests"]);
+        suites.push((format!("{p} (privileged-tests)"), c));
+    }
+    for (name, mut cmd) in suites {
+        env.apply(&mut cmd);
+        guard.check_alive()?;
+        if let Err(e) = run(&mut cmd) {
+            eprintln!("e2e: {name} FAILED: {e:#}");
+            failed.push(name);
+        } else {
+            eprintln!("e2e: {name} ok");
+        }
+    }
+    drop(guard);
+    if !failed.is_empty() {
+        bail!("e2e failures: {}", failed.join(", "));
+    }
+    Ok(())
+}
