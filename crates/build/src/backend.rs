@@ -92,6 +92,8 @@ pub struct CommitRequest<'a> {
     pub platform: &'a Platform,
     /// The config's `created` time, RFC 3339 (from the build's epoch).
     pub created: &'a str,
+    /// The image's `author` (from `MAINTAINER`), if any.
+    pub author: Option<&'a str>,
 }
 
 /// The store/snapshotter/image side of a build.
@@ -151,6 +153,11 @@ pub struct CacheRecord {
     /// The step's cache key text: the history `created_by` plus the flags
     /// that change the result (mounts, network, chown, chmod, excludes).
     pub key: String,
+    /// The key with what may legitimately vary removed (the content checksum
+    /// of COPY/ADD, the build args of RUN): two records with the same shape
+    /// are the same instruction, used to explain misses.
+    #[serde(default)]
+    pub shape: String,
     /// For COPY/ADD: every source file (destination-relative path) and its
     /// content-and-mode digest, used to explain misses.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

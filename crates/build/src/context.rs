@@ -177,7 +177,7 @@ pub(crate) struct PlanOptions {
 }
 
 /// Cleans a source path, refusing one that climbs out of the root.
-fn clean_source(src: &str, line: usize) -> Result<String> {
+pub(crate) fn clean_source(src: &str, line: usize) -> Result<String> {
     let mut depth: i64 = 0;
     for part in src.split('/') {
         match part {

@@ -20,7 +20,7 @@ pub struct DockerIgnore {
 
 /// Cleans a path the way Go's `filepath.Clean` does, relative form without a
 /// leading `/`: `./a//b/../c/` → `a/c`; `.` for the empty path.
-pub fn clean_rel(path: &str) -> String {
+pub(crate) fn clean_rel(path: &str) -> String {
     let mut parts: Vec<&str> = Vec::new();
     for part in path.split('/') {
         match part {

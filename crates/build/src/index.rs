@@ -44,7 +44,7 @@ fn times(meta: &fs::Metadata) -> (i128, i128) {
 }
 
 /// sha256 of a file's content, `sha256:<hex>`.
-pub fn hash_file(path: &Path) -> Result<String> {
+pub(crate) fn hash_file(path: &Path) -> Result<String> {
     let mut f = fs::File::open(path).map_err(|e| Error::io("open", path, e))?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 256 * 1024];

@@ -129,7 +129,7 @@ fn lookup(file: &Path, name: &str) -> Option<(u32, u32)> {
 
 /// Resolves `user[:group]` (names or numbers) with the files of the rootfs at
 /// `root` (`None`: numbers only, names are an error).
-pub fn resolve_owner(spec: &str, root: Option<&Path>) -> Result<Owner> {
+pub(crate) fn resolve_owner(spec: &str, root: Option<&Path>) -> Result<Owner> {
     let (user, group) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),

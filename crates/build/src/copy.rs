@@ -1,0 +1,264 @@
+//! COPY, ADD and WORKDIR: the steps that change the filesystem without
+//! running a command. The builder writes into the rootfs that the backend
+//! mounts for it.
+
+use kiln_dockerfile::instructions::{CopyInstruction, CopySource};
+
+use crate::backend::Rootfs;
+use crate::context::{
+    ApplyOptions, PlanOptions, Tree, absolute_dest, apply_copy, plan_copy, plan_inline,
+    resolve_in_root,
+};
+use crate::engine::{Builder, Shared, StageState};
+use crate::error::{Error, Result};
+use crate::history::nop_copy;
+use crate::pattern::Pattern;
+use crate::perms::{Chmod, Owner, resolve_owner};
+use crate::progress::Event;
+use crate::steps::StepKey;
+
+impl Builder<'_> {
+    pub(crate) fn step_copy(
+        &self,
+        sh: &Shared<'_>,
+        st: &mut StageState,
+        c: &CopyInstruction,
+        name: &str,
+    ) -> Result<()> {
+        let line = c.source.start_line;
+        let mut paths = Vec::new();
+        let mut inline = Vec::new();
+        for s in &c.sources {
+            match s {
+                CopySource::Path(p) => {
+                    let v = self.expand(sh, st, p, line)?;
+                    if name == "ADD"
+                        && (v.starts_with("http://")
+                            || v.starts_with("https://")
+                            || v.starts_with("git@"))
+                    {
+                        return Err(Error::instr(
+                            line,
+                            format!("ADD of a remote source ({v}) is not supported yet"),
+                        ));
+                    }
+                    paths.push(v);
+                }
+                CopySource::Heredoc(h) => {
+                    let body = if h.expand {
+                        self.expand_heredoc(sh, st, &h.content, line)?
+                    } else {
+                        h.content.clone()
+                    };
+                    inline.push((h.name.clone(), body.into_bytes()));
+                }
+            }
+        }
+        let dest = self.expand(sh, st, &c.dest, line)?;
+        let workdir = st
+            .config
+            .working_dir
+            .clone()
+            .unwrap_or_else(|| "/".to_string());
+        let chown = match &c.chown {
+            Some(s) => Some(self.expand(sh, st, s, line)?),
+            None => None,
+        };
+        let chmod = match &c.chmod {
+            Some(s) => {
+                let v = self.expand(sh, st, s, line)?;
+                Some(Chmod::parse(&v).map_err(|e| Error::instr(line, e.to_string()))?)
+            }
+            None => None,
+        };
+        let mut excludes = Vec::new();
+        for e in &c.exclude {
+            let v = self.expand(sh, st, e, line)?;
+            excludes.push(
+                Pattern::new(&crate::dockerignore::clean_rel(&v), true)
+                    .map_err(|e| Error::instr(line, e.to_string()))?,
+            );
+        }
+        let popts = PlanOptions {
+            parents: c.parents,
+            excludes,
+        };
+        let cid = st.container_id();
+        let mut sources: Vec<Rootfs> = Vec::new();
+        let result = (|| -> Result<()> {
+            let plan = if !inline.is_empty() {
+                plan_inline(&inline, &dest, &workdir)
+            } else {
+                match &c.from {
+                    None => plan_copy(&sh.ctx.tree(), &paths, &dest, &workdir, &popts, line)?,
+                    Some(f) => {
+                        let from = self.expand(sh, st, f, line)?;
+                        let root =
+                            self.mount_from(sh, st, &from, &format!("{cid}-src"), &mut sources)?;
+                        plan_copy(&Tree::plain(&root), &paths, &dest, &workdir, &popts, line)?
+                    }
+                }
+            };
+            let shell = st.config.shell_or_default();
+            let created_by = nop_copy(&shell, name, &plan.checksum, &plan.dest);
+            let mut flags = String::new();
+            for (k, v) in [("from", &c.from), ("chown", &chown), ("chmod", &c.chmod)] {
+                if let Some(v) = v {
+                    flags.push_str(&format!(" --{k}={v}"));
+                }
+            }
+            for e in &c.exclude {
+                flags.push_str(&format!(" --exclude={e}"));
+            }
+            if c.parents {
+                flags.push_str(" --parents");
+            }
+            let key = StepKey {
+                key: format!("{created_by}{flags}"),
+                shape: format!("{name} in {}{flags}", plan.dest),
+                files: plan.files.clone(),
+            };
+            if let Some(hit) = self.probe(sh, st, &key)? {
+                self.progress.event(Event::UsingCache);
+                st.image = Some(hit);
+                self.step_image(st);
+                return Ok(());
+            }
+            let short = cid[..12].to_string();
+            self.progress.event(Event::RunningIn {
+                container: short.clone(),
+            });
+            let rootfs = self.write_into(sh, st, &cid, |root| {
+                let owner = match &chown {
+                    Some(spec) => resolve_owner(spec, Some(root))?,
+                    None => Owner::default(),
+                };
+                let opts = ApplyOptions {
+                    owner,
+                    chmod: chmod.clone(),
+                    ignore_chown_errors: sh.opts.ignore_chown_errors,
+                };
+                apply_copy(&plan, root, &opts)?;
+                Ok(true)
+            })?;
+            let cfg = st.config.clone();
+            self.commit_step(sh, st, rootfs.as_ref(), cfg, created_by, key)?;
+            self.progress.event(Event::Removing { container: short });
+            self.step_image(st);
+            Ok(())
+        })();
+        for s in &sources {
+            let _ = self.backend.unmount(s);
+            let _ = self.backend.discard(s);
+        }
+        result
+    }
+
+    /// Expands `$VAR` in a heredoc body (quotes are not special there).
+    fn expand_heredoc(
+        &self,
+        sh: &Shared<'_>,
+        st: &StageState,
+        body: &str,
+        line: usize,
+    ) -> Result<String> {
+        let env = st.args.expansion_env(&st.config);
+        let mut lex = sh.lexer();
+        lex.skip_process_quotes = true;
+        lex.raw_escapes = true;
+        lex.process_word(body, &env[..]).map_err(|e| Error::Expand {
+            line,
+            word: body.to_string(),
+            message: e.kind.to_string(),
+        })
+    }
+
+    /// Prepares a rootfs on the current image, mounts it, lets `f` write into
+    /// it, unmounts. Returns the rootfs to commit when `f` changed something
+    /// (`Ok(true)`), else discards it and returns `None`.
+    pub(crate) fn write_into(
+        &self,
+        _sh: &Shared<'_>,
+        st: &StageState,
+        cid: &str,
+        f: impl FnOnce(&std::path::Path) -> Result<bool>,
+    ) -> Result<Option<Rootfs>> {
+        let rootfs = self
+            .backend
+            .prepare(cid, st.image.as_ref())
+            .map_err(|e| Error::backend("prepare rootfs", cid.to_string(), e))?;
+        let root = match self.backend.mount(&rootfs) {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = self.backend.discard(&rootfs);
+                return Err(Error::backend("mount rootfs", cid.to_string(), e));
+            }
+        };
+        let changed = f(&root);
+        let unmounted = self.backend.unmount(&rootfs);
+        let changed = match (changed, unmounted) {
+            (Ok(c), Ok(())) => c,
+            (Err(e), _) => {
+                let _ = self.backend.discard(&rootfs);
+                return Err(e);
+            }
+            (Ok(_), Err(e)) => {
+                let _ = self.backend.discard(&rootfs);
+                return Err(Error::backend("unmount rootfs", cid.to_string(), e));
+            }
+        };
+        if changed {
+            Ok(Some(rootfs))
+        } else {
+            self.backend
+                .discard(&rootfs)
+                .map_err(|e| Error::backend("discard rootfs", cid.to_string(), e))?;
+            Ok(None)
+        }
+    }
+
+    /// WORKDIR: resolved against the current one, created when missing.
+    pub(crate) fn step_workdir(
+        &self,
+        sh: &Shared<'_>,
+        st: &mut StageState,
+        value: &str,
+        line: usize,
+    ) -> Result<()> {
+        let v = self.expand(sh, st, value, line)?;
+        let current = st
+            .config
+            .working_dir
+            .clone()
+            .unwrap_or_else(|| "/".to_string());
+        let dir = absolute_dest(&v, &current);
+        let mut cfg = st.config.clone();
+        cfg.working_dir = Some(dir.clone());
+        let created_by =
+            crate::history::nop(&st.config.shell_or_default(), &format!("WORKDIR {dir}"));
+        let key = StepKey::plain(created_by.clone());
+        if let Some(hit) = self.probe(sh, st, &key)? {
+            self.progress.event(Event::UsingCache);
+            st.image = Some(hit);
+            st.config = cfg;
+            self.step_image(st);
+            return Ok(());
+        }
+        let cid = st.container_id();
+        let short = cid[..12].to_string();
+        self.progress.event(Event::RunningIn {
+            container: short.clone(),
+        });
+        let rootfs = self.write_into(sh, st, &cid, |root| {
+            let host = resolve_in_root(root, &dir, None, true)?;
+            if host.is_dir() {
+                return Ok(false);
+            }
+            resolve_in_root(root, &dir, Some(Owner::default()), true).map(|_| true)
+        })?;
+        self.commit_step(sh, st, rootfs.as_ref(), cfg, created_by, key)?;
+        self.progress.event(Event::Removing { container: short });
+        self.step_image(st);
+        Ok(())
+    }
+}

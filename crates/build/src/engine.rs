@@ -1,0 +1,586 @@
+//! The build engine: options, the stage graph (only what the target needs,
+//! independent stages in parallel), and the per-stage state that the step
+//! implementations in `steps` mutate.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::{Condvar, Mutex};
+
+use kiln_dockerfile::instructions::{Dockerfile, Instruction, MountType};
+use kiln_dockerfile::shell::Lexer;
+use sha2::{Digest as _, Sha256};
+
+use crate::args::{PROXY_ARGS, StageArgs, global_scope, platform_args};
+use crate::backend::{BuildCache, ImageBackend, ImageId, NetworkMode, PullPolicy, StepRunner};
+use crate::config::{ImageConfig, Platform};
+use crate::context::ContextDir;
+use crate::error::{Error, Result};
+use crate::history::rfc3339;
+use crate::progress::{Event, Progress};
+
+/// Everything about a build that is not the Dockerfile or the context.
+///
+/// The library reads no clock, environment or randomness: `now`,
+/// `source_date_epoch` and `id_seed` come from the caller.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    /// `-t`: names to tag the result with (`:latest` added when no tag).
+    pub tags: Vec<String>,
+    /// `--build-arg K=V` (the CLI resolves `--build-arg K` from its environment).
+    pub build_args: BTreeMap<String, String>,
+    /// `--target`: the stage to build (default: the last one).
+    pub target: Option<String>,
+    /// `--no-cache`: never look up the cache (results are still recorded).
+    pub no_cache: bool,
+    /// `--pull`.
+    pub pull: PullPolicy,
+    /// `--network` default for RUN steps.
+    pub network: NetworkMode,
+    /// `--platform`: the target platform (default: `build_platform`).
+    pub platform: Option<Platform>,
+    /// The platform the build runs on (`BUILDPLATFORM`).
+    pub build_platform: Platform,
+    /// `--label K=V`, added to the final image by an extra LABEL step.
+    pub labels: BTreeMap<String, String>,
+    /// `--jobs`: how many stages may build at once (at least 1).
+    pub jobs: usize,
+    /// `--explain-cache`: send a [`Event::CacheMiss`] with the reason of each first miss.
+    pub explain_cache: bool,
+    /// Current time, Unix seconds (used when `source_date_epoch` is unset).
+    pub now: i64,
+    /// `SOURCE_DATE_EPOCH`: when set, every `created` time is this one.
+    pub source_date_epoch: Option<i64>,
+    /// Seed for intermediate container IDs (random per build in the CLI).
+    pub id_seed: String,
+    /// `--secret id=x,src=file`: secret ID → host file.
+    pub secrets: BTreeMap<String, PathBuf>,
+    /// Do not fail when files cannot be chowned (rootless unit tests).
+    pub ignore_chown_errors: bool,
+}
+
+impl Default for BuildOptions {
+    fn default() -> Self {
+        BuildOptions {
+            tags: Vec::new(),
+            build_args: BTreeMap::new(),
+            target: None,
+            no_cache: false,
+            pull: PullPolicy::Missing,
+            network: NetworkMode::Host,
+            platform: None,
+            build_platform: Platform::host(),
+            labels: BTreeMap::new(),
+            jobs: 1,
+            explain_cache: false,
+            now: 0,
+            source_date_epoch: None,
+            id_seed: String::new(),
+            secrets: BTreeMap::new(),
+            ignore_chown_errors: false,
+        }
+    }
+}
+
+/// What a build produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BuildOutcome {
+    /// The image of the target stage.
+    pub image: ImageId,
+    /// Its config.
+    pub config: ImageConfig,
+    /// The normalised tags that were set.
+    pub tags: Vec<String>,
+}
+
+/// The implementations a build works through.
+pub struct Builder<'a> {
+    pub(crate) backend: &'a dyn ImageBackend,
+    pub(crate) runner: &'a dyn StepRunner,
+    pub(crate) cache: &'a dyn BuildCache,
+    pub(crate) progress: &'a dyn Progress,
+}
+
+/// Where a stage starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Base {
+    Scratch,
+    Stage(usize),
+    Image(String),
+}
+
+/// What a `--from=` (COPY, RUN --mount) names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum FromRef {
+    Stage(usize),
+    Image(String),
+}
+
+/// The stage graph of one build.
+#[derive(Debug)]
+pub(crate) struct Graph {
+    pub(crate) bases: Vec<Base>,
+    pub(crate) deps: Vec<BTreeSet<usize>>,
+    /// Stages to build, dependencies first.
+    pub(crate) order: Vec<usize>,
+    pub(crate) target: usize,
+    /// Number of the FROM step of each stage to build.
+    pub(crate) first_step: BTreeMap<usize, usize>,
+    pub(crate) total: usize,
+}
+
+/// The result of a built stage, for stages that use it.
+#[derive(Debug, Clone)]
+pub(crate) struct StageResult {
+    pub(crate) image: Option<ImageId>,
+    pub(crate) config: ImageConfig,
+    pub(crate) platform: Platform,
+}
+
+enum Slot {
+    Pending,
+    Done(Box<StageResult>),
+    Failed,
+}
+
+/// State shared by the stages of one build.
+pub(crate) struct Shared<'b> {
+    pub(crate) df: &'b Dockerfile,
+    pub(crate) ctx: &'b ContextDir,
+    pub(crate) opts: &'b BuildOptions,
+    pub(crate) graph: Graph,
+    pub(crate) global: BTreeMap<String, String>,
+    pub(crate) target_platform: Platform,
+    pub(crate) created: String,
+    slots: Mutex<Vec<Slot>>,
+    changed: Condvar,
+}
+
+impl Shared<'_> {
+    pub(crate) fn lexer(&self) -> Lexer {
+        Lexer::new(self.df.escape)
+    }
+
+    /// Waits for stage `i` and returns its result (`None` if it failed).
+    pub(crate) fn wait(&self, i: usize) -> Option<StageResult> {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            match slots.get(i) {
+                Some(Slot::Done(r)) => return Some((**r).clone()),
+                Some(Slot::Failed) | None => return None,
+                Some(Slot::Pending) => {
+                    slots = self.changed.wait(slots).unwrap_or_else(|p| p.into_inner());
+                }
+            }
+        }
+    }
+
+    fn set(&self, i: usize, slot: Slot) {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = slots.get_mut(i) {
+            *s = slot;
+        }
+        self.changed.notify_all();
+    }
+}
+
+/// The mutable state of the stage being built.
+pub(crate) struct StageState {
+    pub(crate) index: usize,
+    pub(crate) image: Option<ImageId>,
+    pub(crate) config: ImageConfig,
+    pub(crate) platform: Platform,
+    pub(crate) args: StageArgs,
+    /// False after the first cache miss (or with `--no-cache`).
+    pub(crate) cache_on: bool,
+    /// CMD was set in this stage (ENTRYPOINT then keeps it).
+    pub(crate) cmd_set: bool,
+    pub(crate) author: Option<String>,
+    pub(crate) step: usize,
+    seq: usize,
+    seed: String,
+}
+
+impl StageState {
+    /// A new intermediate container ID (64 hex digits, from the build's seed).
+    pub(crate) fn container_id(&mut self) -> String {
+        self.seq += 1;
+        let mut h = Sha256::new();
+        h.update(format!("{}:{}:{}", self.seed, self.index, self.seq).as_bytes());
+        hex::encode(h.finalize())
+    }
+}
+
+fn find_stage(df: &Dockerfile, name: &str, before: usize) -> Option<usize> {
+    let lower = name.to_lowercase();
+    df.stages[..before.min(df.stages.len())]
+        .iter()
+        .position(|s| s.name.as_deref().is_some_and(|n| n.to_lowercase() == lower))
+}
+
+/// Resolves a `--from=` value: a stage name or index, else an image.
+pub(crate) fn resolve_from(df: &Dockerfile, value: &str, current: usize) -> FromRef {
+    if let Some(i) = find_stage(df, value, current) {
+        return FromRef::Stage(i);
+    }
+    match value.parse::<usize>() {
+        Ok(i) if i < current => FromRef::Stage(i),
+        _ => FromRef::Image(value.to_string()),
+    }
+}
+
+/// Normalises a `-t` value: adds `:latest` when there is no tag or digest.
+pub fn normalize_tag(name: &str) -> String {
+    let last = name.rsplit('/').next().unwrap_or(name);
+    if last.contains(':') || name.contains('@') {
+        name.to_string()
+    } else {
+        format!("{name}:latest")
+    }
+}
+
+impl<'a> Builder<'a> {
+    /// A builder over the given implementations.
+    pub fn new(
+        backend: &'a dyn ImageBackend,
+        runner: &'a dyn StepRunner,
+        cache: &'a dyn BuildCache,
+        progress: &'a dyn Progress,
+    ) -> Self {
+        Builder {
+            backend,
+            runner,
+            cache,
+            progress,
+        }
+    }
+
+    /// Builds `dockerfile` with the context `ctx`: the stages the target
+    /// needs, each step cached, and tags the result.
+    pub fn build(
+        &self,
+        dockerfile: &Dockerfile,
+        ctx: &ContextDir,
+        opts: &BuildOptions,
+    ) -> Result<BuildOutcome> {
+        if dockerfile.stages.is_empty() {
+            return Err(Error::NoImage);
+        }
+        let target_platform = opts
+            .platform
+            .clone()
+            .unwrap_or_else(|| opts.build_platform.clone());
+        let meta: Vec<(String, Option<String>)> = {
+            let mut scope = platform_args(&target_platform, &opts.build_platform);
+            let mut out = Vec::new();
+            for inst in &dockerfile.meta_args {
+                for def in &inst.args {
+                    let env: Vec<(String, String)> = scope.clone().into_iter().collect();
+                    let default = match &def.default {
+                        Some(d) => Some(
+                            Lexer::new(dockerfile.escape)
+                                .process_word(d, &env[..])
+                                .map_err(|e| Error::Expand {
+                                    line: inst.source.start_line,
+                                    word: d.clone(),
+                                    message: e.kind.to_string(),
+                                })?,
+                        ),
+                        None => None,
+                    };
+                    if let Some(v) = opts
+                        .build_args
+                        .get(&def.name)
+                        .cloned()
+                        .or_else(|| default.clone())
+                    {
+                        scope.insert(def.name.clone(), v);
+                    }
+                    out.push((def.name.clone(), default));
+                }
+            }
+            out
+        };
+        let global = global_scope(
+            &meta,
+            &opts.build_args,
+            platform_args(&target_platform, &opts.build_platform),
+        );
+        let graph = plan_graph(dockerfile, &global, opts)?;
+        self.warn_unused_args(dockerfile, &graph, &meta, opts);
+        let created = rfc3339(opts.source_date_epoch.unwrap_or(opts.now));
+        let shared = Shared {
+            df: dockerfile,
+            ctx,
+            opts,
+            slots: Mutex::new(dockerfile.stages.iter().map(|_| Slot::Pending).collect()),
+            changed: Condvar::new(),
+            graph,
+            global,
+            target_platform,
+            created,
+        };
+        self.run_graph(&shared)?;
+        let result = shared.wait(shared.graph.target).ok_or(Error::NoImage)?;
+        let image = result.image.clone().ok_or(Error::NoImage)?;
+        ctx.save_index()?;
+        self.progress.event(Event::Built {
+            image: image.short().to_string(),
+        });
+        let mut tags = Vec::new();
+        for t in &opts.tags {
+            let name = normalize_tag(t);
+            self.backend
+                .tag(&image, &name)
+                .map_err(|e| Error::backend("tag", name.clone(), e))?;
+            self.progress.event(Event::Tagged { name: name.clone() });
+            tags.push(name);
+        }
+        Ok(BuildOutcome {
+            image,
+            config: result.config,
+            tags,
+        })
+    }
+
+    fn warn_unused_args(
+        &self,
+        df: &Dockerfile,
+        graph: &Graph,
+        meta: &[(String, Option<String>)],
+        opts: &BuildOptions,
+    ) {
+        let mut declared: BTreeSet<&str> = meta.iter().map(|(n, _)| n.as_str()).collect();
+        for &i in &graph.order {
+            for inst in &df.stages[i].instructions {
+                if let Instruction::Arg(a) = inst {
+                    declared.extend(a.args.iter().map(|d| d.name.as_str()));
+                }
+            }
+        }
+        let unused: Vec<&str> = opts
+            .build_args
+            .keys()
+            .map(String::as_str)
+            .filter(|k| !declared.contains(k) && !PROXY_ARGS.contains(k))
+            .collect();
+        if !unused.is_empty() {
+            self.progress.event(Event::Warning {
+                message: format!(
+                    "One or more build-args [{}] were not consumed",
+                    unused.join(" ")
+                ),
+            });
+        }
+    }
+
+    fn run_graph(&self, sh: &Shared<'_>) -> Result<()> {
+        let jobs = sh.opts.jobs.max(1);
+        if jobs == 1 || sh.graph.order.len() == 1 {
+            for &i in &sh.graph.order {
+                match self.run_stage(sh, i) {
+                    Ok(r) => sh.set(i, Slot::Done(Box::new(r))),
+                    Err(e) => {
+                        sh.set(i, Slot::Failed);
+                        return Err(e);
+                    }
+                }
+            }
+            return Ok(());
+        }
+        let errors: Mutex<Vec<(usize, Error)>> = Mutex::new(Vec::new());
+        let running = Mutex::new(0usize);
+        let slot_free = Condvar::new();
+        std::thread::scope(|scope| {
+            for &i in &sh.graph.order {
+                let errors = &errors;
+                let running = &running;
+                let slot_free = &slot_free;
+                scope.spawn(move || {
+                    // Dependencies first: a failed one fails this stage too.
+                    for &d in &sh.graph.deps[i] {
+                        if sh.wait(d).is_none() {
+                            sh.set(i, Slot::Failed);
+                            return;
+                        }
+                    }
+                    {
+                        let mut n = running.lock().unwrap_or_else(|p| p.into_inner());
+                        while *n >= jobs {
+                            n = slot_free.wait(n).unwrap_or_else(|p| p.into_inner());
+                        }
+                        *n += 1;
+                    }
+                    let r = self.run_stage(sh, i);
+                    {
+                        let mut n = running.lock().unwrap_or_else(|p| p.into_inner());
+                        *n -= 1;
+                        slot_free.notify_all();
+                    }
+                    match r {
+                        Ok(r) => sh.set(i, Slot::Done(Box::new(r))),
+                        Err(e) => {
+                            errors
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .push((i, e));
+                            sh.set(i, Slot::Failed);
+                        }
+                    }
+                });
+            }
+        });
+        let mut errors = errors.into_inner().unwrap_or_else(|p| p.into_inner());
+        errors.sort_by_key(|(i, _)| *i);
+        match errors.into_iter().next() {
+            Some((_, e)) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn run_stage(&self, sh: &Shared<'_>, i: usize) -> Result<StageResult> {
+        let stage = &sh.df.stages[i];
+        let mut st = StageState {
+            index: i,
+            image: None,
+            config: ImageConfig::default(),
+            platform: sh.target_platform.clone(),
+            args: StageArgs::new(sh.global.clone(), sh.opts.build_args.clone()),
+            cache_on: !sh.opts.no_cache,
+            cmd_set: false,
+            author: None,
+            step: sh.graph.first_step.get(&i).copied().unwrap_or(1),
+            seq: 0,
+            seed: sh.opts.id_seed.clone(),
+        };
+        self.progress.event(Event::Step {
+            number: st.step,
+            total: sh.graph.total,
+            stage: i,
+            text: stage.source.original.clone(),
+        });
+        self.step_from(sh, &mut st)?;
+        for inst in &stage.instructions {
+            st.step += 1;
+            self.progress.event(Event::Step {
+                number: st.step,
+                total: sh.graph.total,
+                stage: i,
+                text: inst.source().original.clone(),
+            });
+            self.dispatch(sh, &mut st, inst)?;
+        }
+        if i == sh.graph.target && !sh.opts.labels.is_empty() {
+            st.step += 1;
+            self.step_build_labels(sh, &mut st)?;
+        }
+        Ok(StageResult {
+            image: st.image,
+            config: st.config,
+            platform: st.platform,
+        })
+    }
+}
+
+/// Works out which stages the target needs and in which order to build them.
+fn plan_graph(
+    df: &Dockerfile,
+    global: &BTreeMap<String, String>,
+    opts: &BuildOptions,
+) -> Result<Graph> {
+    let env: Vec<(String, String)> = global.clone().into_iter().collect();
+    let lex = Lexer::new(df.escape);
+    let expand = |w: &str, line: usize| {
+        lex.process_word(w, &env[..]).map_err(|e| Error::Expand {
+            line,
+            word: w.to_string(),
+            message: e.kind.to_string(),
+        })
+    };
+    let mut bases = Vec::new();
+    let mut deps = Vec::new();
+    for (i, stage) in df.stages.iter().enumerate() {
+        let base = expand(&stage.base, stage.source.start_line)?;
+        let base = if base.eq_ignore_ascii_case("scratch") {
+            Base::Scratch
+        } else if let Some(j) = find_stage(df, &base, i) {
+            Base::Stage(j)
+        } else {
+            Base::Image(base)
+        };
+        let mut d = BTreeSet::new();
+        if let Base::Stage(j) = base {
+            d.insert(j);
+        }
+        for inst in &stage.instructions {
+            let froms: Vec<&String> = match inst {
+                Instruction::Copy(c) => c.from.iter().collect(),
+                Instruction::Run(r) => r
+                    .mounts
+                    .iter()
+                    .filter(|m| matches!(m.kind, MountType::Bind | MountType::Cache))
+                    .filter_map(|m| m.from.as_ref())
+                    .collect(),
+                _ => Vec::new(),
+            };
+            for f in froms {
+                let v = expand(f, inst.source().start_line)?;
+                if let FromRef::Stage(j) = resolve_from(df, &v, i) {
+                    d.insert(j);
+                }
+            }
+        }
+        bases.push(base);
+        deps.push(d);
+    }
+    let target = match &opts.target {
+        None => df.stages.len() - 1,
+        Some(t) => {
+            find_stage(df, t, df.stages.len()).ok_or_else(|| Error::UnknownTarget(t.clone()))?
+        }
+    };
+    // Depth-first from the target, dependencies first (they always precede in the file).
+    let mut order = Vec::new();
+    let mut seen = BTreeSet::new();
+    let mut stack = vec![(target, false)];
+    while let Some((i, expanded)) = stack.pop() {
+        if expanded {
+            if seen.insert(i) {
+                order.push(i);
+            }
+            continue;
+        }
+        if seen.contains(&i) {
+            continue;
+        }
+        stack.push((i, true));
+        for &d in deps[i].iter().rev() {
+            if d >= i {
+                return Err(Error::Cycle(
+                    df.stages[i].name.clone().unwrap_or_else(|| i.to_string()),
+                ));
+            }
+            stack.push((d, false));
+        }
+    }
+    // Number steps in file order over the stages being built.
+    let mut sorted = order.clone();
+    sorted.sort();
+    let mut first_step = BTreeMap::new();
+    let mut n = 1;
+    for &i in &sorted {
+        first_step.insert(i, n);
+        n += 1 + df.stages[i].instructions.len();
+    }
+    let mut total = n - 1;
+    if !opts.labels.is_empty() {
+        total += 1;
+    }
+    Ok(Graph {
+        bases,
+        deps,
+        order: sorted,
+        target,
+        first_step,
+        total,
+    })
+}

@@ -1,0 +1,385 @@
+//! RUN: the command line and its history form, extra mounts, the
+//! intermediate container through the [`StepRunner`](crate::StepRunner), and
+//! the commit of its filesystem change.
+
+use kiln_dockerfile::instructions::{
+    CacheSharing, MountType, NetworkMode as DfNetwork, RunInstruction, ShellOrExec,
+};
+
+use crate::backend::{NetworkMode, OutputSink, Rootfs, RunStep, StepMount, Stream};
+use crate::context::resolve_in_root;
+use crate::dockerignore::clean_rel;
+use crate::engine::{Builder, FromRef, Shared, StageState, resolve_from};
+use crate::error::{Error, Result};
+use crate::progress::{Event, Progress};
+use crate::steps::StepKey;
+
+struct ProgressSink<'a>(&'a dyn Progress);
+
+impl OutputSink for ProgressSink<'_> {
+    fn write(&mut self, stream: Stream, data: &[u8]) {
+        self.0.event(Event::Output {
+            stream,
+            data: data.to_vec(),
+        });
+    }
+}
+
+/// The argv of a RUN (shell form wrapped in the SHELL, heredocs folded in).
+pub(crate) fn run_argv(shell: &[String], r: &RunInstruction) -> Vec<String> {
+    match &r.cmd {
+        ShellOrExec::Exec(v) => v.clone(),
+        ShellOrExec::Shell(s) => {
+            let mut argv = shell.to_vec();
+            let trimmed = s.trim();
+            let only_heredoc = r.heredocs.len() == 1
+                && trimmed.starts_with("<<")
+                && trimmed
+                    .trim_start_matches("<<")
+                    .trim_start_matches('-')
+                    .trim_matches(['"', '\''])
+                    == r.heredocs[0].name;
+            if only_heredoc {
+                // The body is the script.
+                argv.push(r.heredocs[0].content.clone());
+            } else if r.heredocs.is_empty() {
+                argv.push(s.clone());
+            } else {
+                // Let the shell read the heredocs itself.
+                let mut script = s.clone();
+                for h in &r.heredocs {
+                    script.push('\n');
+                    script.push_str(&h.content);
+                    if !h.content.is_empty() && !h.content.ends_with('\n') {
+                        script.push('\n');
+                    }
+                    script.push_str(&h.name);
+                }
+                argv.push(script);
+            }
+            argv
+        }
+    }
+}
+
+/// Mounts prepared for one RUN, and what to release after it.
+struct PreparedMounts {
+    mounts: Vec<StepMount>,
+    sources: Vec<Rootfs>,
+}
+
+impl Builder<'_> {
+    pub(crate) fn step_run(
+        &self,
+        sh: &Shared<'_>,
+        st: &mut StageState,
+        r: &RunInstruction,
+    ) -> Result<()> {
+        let line = r.source.start_line;
+        let argv = run_argv(&st.config.shell_or_default(), r);
+        let args = st.args.run_args(&st.config);
+        let mut saved = Vec::new();
+        if !args.is_empty() {
+            saved.push(format!("|{}", args.len()));
+            saved.extend(args.iter().cloned());
+        }
+        saved.extend(argv.iter().cloned());
+        let created_by = saved.join(" ");
+        let network = match r.network {
+            Some(DfNetwork::None) => NetworkMode::None,
+            Some(DfNetwork::Host) => NetworkMode::Host,
+            Some(DfNetwork::Default) | None => sh.opts.network,
+        };
+        let mut flags = String::new();
+        for m in &r.mounts {
+            flags.push_str(&format!("\n--mount={}", m.raw));
+        }
+        if let Some(n) = r.network {
+            flags.push_str(&format!("\n--network={n:?}"));
+        }
+        let key = StepKey {
+            key: format!("{created_by}{flags}"),
+            shape: format!("{}{flags}", argv.join(" ")),
+            files: Vec::new(),
+        };
+        if let Some(hit) = self.probe(sh, st, &key)? {
+            self.progress.event(Event::UsingCache);
+            st.image = Some(hit);
+            self.step_image(st);
+            return Ok(());
+        }
+        let cid = st.container_id();
+        let short = cid[..12].to_string();
+        self.progress.event(Event::RunningIn {
+            container: short.clone(),
+        });
+        let rootfs = self
+            .backend
+            .prepare(&cid, st.image.as_ref())
+            .map_err(|e| Error::backend("prepare rootfs", cid.clone(), e))?;
+        let result = self.run_in(sh, st, r, &rootfs, &cid, &argv, network, line);
+        let code = match result {
+            Ok(code) => code,
+            Err(e) => {
+                let _ = self.backend.discard(&rootfs);
+                return Err(e);
+            }
+        };
+        if code != 0 {
+            self.backend
+                .discard(&rootfs)
+                .map_err(|e| Error::backend("discard rootfs", cid.clone(), e))?;
+            return Err(Error::StepFailed {
+                command: argv.join(" "),
+                code,
+            });
+        }
+        let cfg = st.config.clone();
+        self.commit_step(sh, st, Some(&rootfs), cfg, created_by, key)?;
+        self.progress.event(Event::Removing { container: short });
+        self.step_image(st);
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run_in(
+        &self,
+        sh: &Shared<'_>,
+        st: &mut StageState,
+        r: &RunInstruction,
+        rootfs: &Rootfs,
+        cid: &str,
+        argv: &[String],
+        network: NetworkMode,
+        line: usize,
+    ) -> Result<i32> {
+        let prepared = self.prepare_mounts(sh, st, r, cid, line);
+        let prepared = match prepared {
+            Ok(p) => p,
+            Err((e, sources)) => {
+                self.release(&sources);
+                return Err(e);
+            }
+        };
+        let env = st.args.run_env(&st.config);
+        let cwd = st
+            .config
+            .working_dir
+            .clone()
+            .unwrap_or_else(|| "/".to_string());
+        let user = st.config.user.clone().unwrap_or_default();
+        let step = RunStep {
+            container_id: cid,
+            rootfs,
+            args: argv,
+            env: &env,
+            cwd: &cwd,
+            user: &user,
+            network,
+            mounts: &prepared.mounts,
+        };
+        let mut sink = ProgressSink(self.progress);
+        let result = self
+            .runner
+            .run(&step, &mut sink)
+            .map_err(|e| Error::backend("run step in", cid.to_string(), e));
+        self.release(&prepared.sources);
+        result
+    }
+
+    fn release(&self, sources: &[Rootfs]) {
+        for s in sources {
+            // Best effort: the step's own result matters more.
+            let _ = self.backend.unmount(s);
+            let _ = self.backend.discard(s);
+        }
+    }
+
+    fn prepare_mounts(
+        &self,
+        sh: &Shared<'_>,
+        st: &mut StageState,
+        r: &RunInstruction,
+        cid: &str,
+        line: usize,
+    ) -> std::result::Result<PreparedMounts, (Error, Vec<Rootfs>)> {
+        let mut out = PreparedMounts {
+            mounts: Vec::new(),
+            sources: Vec::new(),
+        };
+        for (n, m) in r.mounts.iter().enumerate() {
+            let exp = |b: &Self, st: &StageState, w: &Option<String>| -> Result<Option<String>> {
+                match w {
+                    Some(w) => b.expand(sh, st, w, line).map(Some),
+                    None => Ok(None),
+                }
+            };
+            let res: Result<()> = (|| {
+                let target = exp(self, st, &m.target)?;
+                let abs = |t: &str| -> String {
+                    let c = clean_rel(t);
+                    if c == "." {
+                        "/".into()
+                    } else {
+                        format!("/{c}")
+                    }
+                };
+                match m.kind {
+                    MountType::Bind => {
+                        let target = target
+                            .ok_or_else(|| Error::instr(line, "bind mount requires a target"))?;
+                        let source = exp(self, st, &m.source)?.unwrap_or_default();
+                        let readonly = m.readonly;
+                        let host = match exp(self, st, &m.from)? {
+                            None => {
+                                let rel = crate::context::clean_source(&source, line)?;
+                                if rel == "." {
+                                    sh.ctx.root().to_path_buf()
+                                } else {
+                                    sh.ctx.root().join(rel)
+                                }
+                            }
+                            Some(from) => {
+                                let root = self.mount_from(
+                                    sh,
+                                    st,
+                                    &from,
+                                    &format!("{cid}-m{n}"),
+                                    &mut out.sources,
+                                )?;
+                                resolve_in_root(&root, &source, None, true)?
+                            }
+                        };
+                        out.mounts.push(crate::backend::StepMount::Bind {
+                            source: host,
+                            target: abs(&target),
+                            readonly,
+                        });
+                    }
+                    MountType::Cache => {
+                        let target = target
+                            .ok_or_else(|| Error::instr(line, "cache mount requires a target"))?;
+                        let id = exp(self, st, &m.id)?.unwrap_or_else(|| target.clone());
+                        out.mounts.push(StepMount::Cache {
+                            id,
+                            target: abs(&target),
+                            readonly: m.readonly,
+                            sharing: match m.sharing {
+                                Some(CacheSharing::Private) => "private",
+                                Some(CacheSharing::Locked) => "locked",
+                                _ => "shared",
+                            }
+                            .to_string(),
+                            uid: m.uid.unwrap_or(0),
+                            gid: m.gid.unwrap_or(0),
+                            mode: m.mode.unwrap_or(0o755),
+                        });
+                    }
+                    MountType::Tmpfs => {
+                        let target = target
+                            .ok_or_else(|| Error::instr(line, "tmpfs mount requires a target"))?;
+                        out.mounts.push(StepMount::Tmpfs {
+                            target: abs(&target),
+                            size: m.size.as_deref().and_then(parse_size),
+                        });
+                    }
+                    MountType::Secret => {
+                        let id = exp(self, st, &m.id)?
+                            .or_else(|| {
+                                target
+                                    .as_deref()
+                                    .and_then(|t| t.rsplit('/').next())
+                                    .map(String::from)
+                            })
+                            .ok_or_else(|| {
+                                Error::instr(line, "secret mount requires an id or a target")
+                            })?;
+                        match sh.opts.secrets.get(&id) {
+                            Some(path) => {
+                                out.mounts.push(StepMount::Secret {
+                                    source: path.clone(),
+                                    target: abs(
+                                        &target.unwrap_or_else(|| format!("/run/secrets/{id}"))
+                                    ),
+                                    mode: m.mode.unwrap_or(0o400),
+                                    uid: m.uid.unwrap_or(0),
+                                    gid: m.gid.unwrap_or(0),
+                                })
+                            }
+                            None if m.required => return Err(Error::MissingSecret(id)),
+                            None => {}
+                        }
+                    }
+                    MountType::Ssh => {
+                        return Err(Error::instr(line, "RUN --mount=type=ssh is not supported"));
+                    }
+                }
+                Ok(())
+            })();
+            if let Err(e) = res {
+                return Err((e, out.sources));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Prepares and mounts the rootfs of a stage or image named by `from`,
+    /// adding it to `sources` for release; returns its host path.
+    pub(crate) fn mount_from(
+        &self,
+        sh: &Shared<'_>,
+        st: &StageState,
+        from: &str,
+        key: &str,
+        sources: &mut Vec<Rootfs>,
+    ) -> Result<std::path::PathBuf> {
+        let image = match resolve_from(sh.df, from, st.index) {
+            FromRef::Stage(j) => sh.wait(j).ok_or(Error::NoImage)?.image,
+            FromRef::Image(reference) => Some(
+                self.backend
+                    .resolve(&reference, &st.platform, sh.opts.pull)
+                    .map_err(|e| Error::backend("resolve image", reference.clone(), e))?
+                    .id,
+            ),
+        };
+        let rootfs = self
+            .backend
+            .prepare(key, image.as_ref())
+            .map_err(|e| Error::backend("prepare rootfs", key.to_string(), e))?;
+        match self.backend.mount(&rootfs) {
+            Ok(p) => {
+                sources.push(rootfs);
+                Ok(p)
+            }
+            Err(e) => {
+                let _ = self.backend.discard(&rootfs);
+                Err(Error::backend("mount rootfs", key.to_string(), e))
+            }
+        }
+    }
+}
+
+/// `64m`, `1g`, `1024` → bytes.
+fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim().to_lowercase();
+    let (num, mult) = match s.chars().last()? {
+        'k' => (&s[..s.len() - 1], 1u64 << 10),
+        'm' => (&s[..s.len() - 1], 1 << 20),
+        'g' => (&s[..s.len() - 1], 1 << 30),
+        'b' => (&s[..s.len() - 1], 1),
+        _ => (s.as_str(), 1),
+    };
+    num.parse::<u64>().ok().map(|n| n * mult)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("64m"), Some(64 << 20));
+        assert_eq!(parse_size("1024"), Some(1024));
+        assert_eq!(parse_size("x"), None);
+    }
+}

@@ -1,0 +1,664 @@
+//! Engine tests over the fakes: output format, config effects, history,
+//! cache rules, multi-stage, COPY, reproducibility. No root, no network.
+
+use std::fs;
+use std::path::Path;
+
+use crate::backend::*;
+use crate::config::ImageConfig;
+use crate::context::ContextDir;
+use crate::engine::{BuildOptions, BuildOutcome, Builder};
+use crate::error::{Error, Result};
+use crate::fake::{FakeBackend, FakeRunner, MemCache};
+use crate::progress::{Event, EventLog};
+
+struct Env {
+    _dir: tempfile::TempDir,
+    ctx: std::path::PathBuf,
+    backend: FakeBackend,
+    runner: FakeRunner,
+    cache: MemCache,
+    base: ImageId,
+}
+
+fn env() -> Env {
+    env_with(FakeRunner::mini_shell())
+}
+
+fn env_with(runner: FakeRunner) -> Env {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ctx = dir.path().join("ctx");
+    fs::create_dir(&ctx).expect("mkdir");
+    let backend = FakeBackend::new(&dir.path().join("store"));
+    let mut cfg = ImageConfig::default();
+    cfg.env_set("PATH", "/usr/bin:/bin");
+    cfg.cmd = Some(vec!["sh".into()]);
+    let base = backend.add_base(
+        "busybox",
+        cfg,
+        &[
+            ("bin/sh", "#!"),
+            (
+                "etc/passwd",
+                "root:x:0:0::/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n",
+            ),
+            ("etc/group", "root:x:0:\napp:x:1000:\n"),
+        ],
+    );
+    Env {
+        _dir: dir,
+        ctx,
+        backend,
+        runner,
+        cache: MemCache::default(),
+        base,
+    }
+}
+
+fn opts() -> BuildOptions {
+    BuildOptions {
+        now: 1_700_000_000,
+        id_seed: "seed".into(),
+        ignore_chown_errors: true,
+        ..Default::default()
+    }
+}
+
+impl Env {
+    fn write(&self, rel: &str, data: &str) {
+        let p = self.ctx.join(rel);
+        fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        fs::write(&p, data).expect("write");
+        // Older than any index written by the test: not "racy".
+        filetime::set_file_mtime(&p, filetime::FileTime::from_unix_time(1_000_000, 0))
+            .expect("mtime");
+    }
+
+    fn build(
+        &self,
+        dockerfile: &str,
+        opts: &BuildOptions,
+    ) -> (Result<BuildOutcome>, String, Vec<Event>) {
+        let df = crate::plan::parse(dockerfile.as_bytes()).expect("valid dockerfile");
+        let ctx =
+            ContextDir::open(&self.ctx, None, Some(&self.ctx.join("../index"))).expect("context");
+        let log = EventLog::default();
+        let b = Builder::new(&self.backend, &self.runner, &self.cache, &log);
+        let r = b.build(&df, &ctx, opts);
+        // Every prepared rootfs was committed or discarded, every mount undone.
+        assert!(
+            self.backend.live.lock().expect("lock").is_empty(),
+            "leaked rootfs"
+        );
+        assert!(
+            self.backend.mounted.lock().expect("lock").is_empty(),
+            "leaked mount"
+        );
+        (r, log.legacy(), log.events())
+    }
+
+    fn ok(&self, dockerfile: &str, opts: &BuildOptions) -> (BuildOutcome, String) {
+        let (r, text, _) = self.build(dockerfile, opts);
+        (
+            r.unwrap_or_else(|e| panic!("build failed: {e}\n{text}")),
+            text,
+        )
+    }
+
+    fn history(&self, id: &ImageId) -> Vec<(String, bool)> {
+        self.backend
+            .image(id)
+            .history
+            .iter()
+            .skip(1)
+            .map(|h| (h.created_by.clone().unwrap_or_default(), h.empty_layer))
+            .collect()
+    }
+
+    fn file(&self, id: &ImageId, path: &str) -> Option<String> {
+        fs::read_to_string(self.backend.image(id).tree.join(path)).ok()
+    }
+}
+
+/// Replaces 12-hex IDs after known markers with `<id>` for comparison.
+fn mask(text: &str) -> String {
+    text.lines()
+        .map(|l| {
+            for p in [
+                " ---> Running in ",
+                "Removing intermediate container ",
+                "Successfully built ",
+                " ---> ",
+            ] {
+                if let Some(rest) = l.strip_prefix(p)
+                    && rest.len() == 12
+                    && rest.chars().all(|c| c.is_ascii_hexdigit())
+                {
+                    return format!("{p}<id>");
+                }
+            }
+            l.to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+const SEED: &str = "FROM busybox\nRUN echo hello > /hello.txt\nCMD [\"cat\",\"/hello.txt\"]\n";
+
+#[test]
+fn seed_output_history_and_config() {
+    let e = env();
+    let mut o = opts();
+    o.tags = vec!["test/hello".into()];
+    let (out, text) = e.ok(SEED, &o);
+    assert_eq!(
+        mask(&text),
+        "Step 1/3 : FROM busybox\n ---> <id>\n\
+         Step 2/3 : RUN echo hello > /hello.txt\n ---> Running in <id>\nRemoving intermediate container <id>\n ---> <id>\n\
+         Step 3/3 : CMD [\"cat\",\"/hello.txt\"]\n ---> Running in <id>\nRemoving intermediate container <id>\n ---> <id>\n\
+         Successfully built <id>\nSuccessfully tagged test/hello:latest"
+    );
+    assert!(text.contains(&format!(
+        "Step 1/3 : FROM busybox\n ---> {}\n",
+        e.base.short()
+    )));
+    assert!(text.ends_with(&format!(
+        "Successfully built {}\nSuccessfully tagged test/hello:latest\n",
+        out.image.short()
+    )));
+    assert_eq!(
+        e.history(&out.image),
+        [
+            ("/bin/sh -c echo hello > /hello.txt".to_string(), false),
+            (
+                r#"/bin/sh -c #(nop)  CMD ["cat" "/hello.txt"]"#.to_string(),
+                true
+            ),
+        ]
+    );
+    assert_eq!(e.file(&out.image, "hello.txt").as_deref(), Some("hello\n"));
+    assert_eq!(
+        out.config.cmd,
+        Some(vec!["cat".to_string(), "/hello.txt".to_string()])
+    );
+    assert_eq!(out.config.env_get("PATH"), Some("/usr/bin:/bin"));
+    assert_eq!(
+        e.backend
+            .names
+            .lock()
+            .expect("lock")
+            .get("test/hello:latest"),
+        Some(&out.image)
+    );
+    let step = e.runner.last();
+    assert_eq!(step.args, ["/bin/sh", "-c", "echo hello > /hello.txt"]);
+    assert_eq!(step.cwd, "/");
+    assert!(step.env.contains(&"PATH=/usr/bin:/bin".to_string()));
+    assert_eq!(e.backend.image(&out.image).layers, 2);
+    assert_eq!(
+        e.backend.image(&out.image).history[2].created.as_deref(),
+        Some("2023-11-14T22:13:20Z")
+    );
+
+    // The rebuild is all cache, same image, nothing run.
+    let (again, text) = e.ok(SEED, &o);
+    assert_eq!(again.image, out.image);
+    assert_eq!(e.runner.count(), 1);
+    assert_eq!(
+        mask(&text),
+        "Step 1/3 : FROM busybox\n ---> <id>\n\
+         Step 2/3 : RUN echo hello > /hello.txt\n ---> Using cache\n ---> <id>\n\
+         Step 3/3 : CMD [\"cat\",\"/hello.txt\"]\n ---> Using cache\n ---> <id>\n\
+         Successfully built <id>\nSuccessfully tagged test/hello:latest"
+    );
+
+    // --no-cache reruns everything.
+    let mut nc = o.clone();
+    nc.no_cache = true;
+    let (_, text) = e.ok(SEED, &nc);
+    assert!(!text.contains("Using cache"));
+    assert_eq!(e.runner.count(), 2);
+}
+
+#[test]
+fn failing_run_reports_docker_message_and_tags_nothing() {
+    let e = env();
+    let mut o = opts();
+    o.tags = vec!["t".into()];
+    let df = "FROM busybox\nRUN echo ok > /ok\nRUN echo boom; false\n";
+    let (r, text, _) = e.build(df, &o);
+    let err = r.expect_err("must fail");
+    assert_eq!(
+        err.to_string(),
+        "The command '/bin/sh -c echo boom; false' returned a non-zero code: 1"
+    );
+    assert!(matches!(err, Error::StepFailed { code: 1, .. }));
+    assert!(text.contains("boom\n"), "{text}");
+    assert!(!text.contains("Successfully"));
+    assert!(
+        !e.backend
+            .names
+            .lock()
+            .expect("lock")
+            .contains_key("t:latest")
+    );
+    // The successful step is cached.
+    let (_, text, _) = e.build(df, &o);
+    assert!(
+        text.contains("RUN echo ok > /ok\n ---> Using cache"),
+        "{text}"
+    );
+}
+
+#[test]
+fn build_args_in_history_cache_and_explanations() {
+    let e = env();
+    let df = "ARG BASE=busybox\nFROM $BASE\nARG V=1\nARG UNSET\nENV E=$V\nRUN echo $V\n";
+    let mut o = opts();
+    o.explain_cache = true;
+    o.build_args
+        .insert("HTTP_PROXY".into(), "http://proxy".into());
+    let (out, _) = e.ok(df, &o);
+    let h = e.history(&out.image);
+    assert_eq!(h[0], ("/bin/sh -c #(nop)  ARG V=1".to_string(), true));
+    assert_eq!(h[1], ("/bin/sh -c #(nop)  ARG UNSET".to_string(), true));
+    assert_eq!(h[2], ("/bin/sh -c #(nop)  ENV E=1".to_string(), true));
+    assert_eq!(h[3], ("|1 V=1 /bin/sh -c echo $V".to_string(), false));
+    let step = e.runner.last();
+    assert!(step.env.contains(&"V=1".to_string()));
+    assert!(step.env.contains(&"HTTP_PROXY=http://proxy".to_string()));
+    assert!(!step.env.iter().any(|v| v.starts_with("UNSET")));
+
+    // A different --build-arg misses at the ARG's first use and says why.
+    o.build_args.insert("V".into(), "2".into());
+    let (out2, text, events) = e.build(df, &o);
+    let out2 = out2.expect("build");
+    assert_ne!(out2.image, out.image);
+    assert_eq!(e.history(&out2.image)[3].0, "|1 V=2 /bin/sh -c echo $V");
+    let reasons: Vec<String> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::CacheMiss { reason } => Some(reason.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reasons.len(), 1, "{text}");
+    assert!(reasons[0].contains("instruction changed"), "{reasons:?}");
+
+    // Unused build args are reported.
+    o.build_args.insert("NOPE".into(), "x".into());
+    let (_, text, _) = e.build(df, &o);
+    assert!(
+        text.contains("[Warning] One or more build-args [NOPE] were not consumed"),
+        "{text}"
+    );
+}
+
+#[test]
+fn run_explains_changed_build_args() {
+    let e = env();
+    let df = "FROM busybox\nARG V\nRUN echo $V\n";
+    let mut o = opts();
+    o.explain_cache = true;
+    o.build_args.insert("V".into(), "a".into());
+    e.ok(df, &o);
+    o.build_args.insert("V".into(), "b".into());
+    let (_, _, events) = e.build(df, &o);
+    let reason = events.iter().find_map(|e| match e {
+        Event::CacheMiss { reason } => Some(reason.clone()),
+        _ => None,
+    });
+    assert_eq!(
+        reason.as_deref(),
+        Some("build args changed: cached [V=a], now [V=b]")
+    );
+}
+
+#[test]
+fn copy_cache_follows_content_and_explains_files() {
+    let e = env();
+    e.write("a.txt", "A");
+    e.write("src/x.rs", "x");
+    e.write(".dockerignore", "*.log\n");
+    e.write("debug.log", "noise");
+    let df = "FROM busybox\nWORKDIR /app\nCOPY . .\nRUN echo built > /app/out\n";
+    let mut o = opts();
+    o.explain_cache = true;
+    let (out, _) = e.ok(df, &o);
+    assert_eq!(e.file(&out.image, "app/a.txt").as_deref(), Some("A"));
+    assert_eq!(e.file(&out.image, "app/src/x.rs").as_deref(), Some("x"));
+    assert_eq!(e.file(&out.image, "app/debug.log"), None);
+    let h = e.history(&out.image);
+    assert_eq!(h[0], ("/bin/sh -c #(nop)  WORKDIR /app".to_string(), false));
+    assert!(
+        h[1].0.starts_with("/bin/sh -c #(nop) COPY dir:") && h[1].0.ends_with(" in /app "),
+        "{h:?}"
+    );
+
+    // Touching a file (mtime only) or an ignored file keeps the cache.
+    filetime::set_file_mtime(
+        e.ctx.join("a.txt"),
+        filetime::FileTime::from_unix_time(2_000_000, 0),
+    )
+    .expect("mtime");
+    e.write("debug.log", "more noise");
+    let (same, text) = e.ok(df, &o);
+    assert_eq!(same.image, out.image, "{text}");
+    assert_eq!(e.runner.count(), 1);
+
+    // Changing content reruns COPY and every later step, and says which file.
+    e.write("src/x.rs", "y");
+    let (changed, text, events) = e.build(df, &o);
+    let changed = changed.expect("build");
+    assert_ne!(changed.image, out.image);
+    assert!(text.contains("WORKDIR /app\n ---> Using cache"), "{text}");
+    assert_eq!(text.matches("Using cache").count(), 1, "{text}");
+    assert_eq!(e.runner.count(), 2);
+    let reason = events.iter().find_map(|e| match e {
+        Event::CacheMiss { reason } => Some(reason.clone()),
+        _ => None,
+    });
+    assert_eq!(
+        reason.as_deref(),
+        Some("source files changed: src/x.rs (changed)")
+    );
+}
+
+#[test]
+fn copy_rules_chown_chmod_and_heredoc() {
+    let e = env();
+    e.write("one.txt", "1");
+    e.write("two.txt", "2");
+    e.write("dir/in.txt", "in");
+    let df = "FROM busybox\n\
+              COPY *.txt /multi/\n\
+              COPY one.txt /renamed\n\
+              COPY dir /target\n\
+              COPY --chmod=0755 one.txt /exec/\n\
+              COPY --chown=app:app one.txt /owned\n\
+              COPY <<EOF /greeting\nhello\nEOF\n\
+              COPY --from=busybox /etc/group /copied-group\n";
+    let (out, text) = e.ok(df, &opts());
+    assert_eq!(e.file(&out.image, "multi/one.txt").as_deref(), Some("1"));
+    assert_eq!(e.file(&out.image, "multi/two.txt").as_deref(), Some("2"));
+    assert_eq!(e.file(&out.image, "renamed").as_deref(), Some("1"));
+    assert_eq!(e.file(&out.image, "target/in.txt").as_deref(), Some("in"));
+    assert_eq!(e.file(&out.image, "greeting").as_deref(), Some("hello\n"));
+    assert!(
+        e.file(&out.image, "copied-group")
+            .is_some_and(|g| g.contains("app:x:1000"))
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = fs::metadata(e.backend.image(&out.image).tree.join("exec/one.txt"))
+        .expect("stat")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o755, "{text}");
+    // Errors: several sources to a non-directory, a missing source.
+    let (r, _, _) = e.build("FROM busybox\nCOPY *.txt /nodir\n", &opts());
+    assert!(
+        r.expect_err("fails")
+            .to_string()
+            .contains("must be a directory")
+    );
+    let (r, _, _) = e.build("FROM busybox\nCOPY missing /x\n", &opts());
+    assert!(matches!(r, Err(Error::SourceNotFound { .. })));
+}
+
+#[test]
+fn config_instructions_follow_docker() {
+    let e = env();
+    let df = "FROM busybox\n\
+              ENV A=1 B=two\n\
+              ENV C=$A-${B}\n\
+              LABEL org.x=\"y z\" v=$A\n\
+              EXPOSE 80 53/udp\n\
+              VOLUME /data /logs\n\
+              USER app\n\
+              WORKDIR rel\n\
+              WORKDIR sub\n\
+              STOPSIGNAL SIGINT\n\
+              HEALTHCHECK --interval=5m --timeout=3s --retries=3 CMD curl -f http://localhost/ || exit 1\n\
+              SHELL [\"/bin/bash\", \"-c\"]\n\
+              RUN echo hi\n\
+              ENTRYPOINT [\"/entry\"]\n\
+              ONBUILD RUN echo triggered > /trig\n\
+              MAINTAINER someone\n";
+    let (out, _) = e.ok(df, &opts());
+    let c = &out.config;
+    assert_eq!(c.env_get("C"), Some("1-two"));
+    let labels = c.labels.clone().expect("labels");
+    assert_eq!(labels.get("org.x").map(String::as_str), Some("y z"));
+    assert_eq!(labels.get("v").map(String::as_str), Some("1"));
+    assert_eq!(
+        c.exposed_ports
+            .clone()
+            .expect("ports")
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>(),
+        ["53/udp", "80/tcp"]
+    );
+    assert_eq!(
+        c.volumes
+            .clone()
+            .expect("vols")
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>(),
+        ["/data", "/logs"]
+    );
+    assert_eq!(c.user.as_deref(), Some("app"));
+    assert_eq!(c.working_dir.as_deref(), Some("/rel/sub"));
+    assert!(e.backend.image(&out.image).tree.join("rel/sub").is_dir());
+    assert_eq!(c.stop_signal.as_deref(), Some("SIGINT"));
+    let hc = c.healthcheck.clone().expect("healthcheck");
+    assert_eq!(
+        hc.test,
+        ["CMD-SHELL", "curl -f http://localhost/ || exit 1"]
+    );
+    assert_eq!(
+        (hc.interval, hc.timeout, hc.retries),
+        (300_000_000_000, 3_000_000_000, 3)
+    );
+    assert_eq!(
+        c.shell,
+        Some(vec!["/bin/bash".to_string(), "-c".to_string()])
+    );
+    assert_eq!(c.entrypoint, Some(vec!["/entry".to_string()]));
+    assert_eq!(c.cmd, None, "ENTRYPOINT resets the inherited CMD");
+    assert_eq!(
+        c.on_build,
+        Some(vec!["RUN echo triggered > /trig".to_string()])
+    );
+    let step = e.runner.last();
+    assert_eq!(step.args, ["/bin/bash", "-c", "echo hi"]);
+    assert_eq!(step.user, "app");
+    assert_eq!(step.cwd, "/rel/sub");
+    let h: Vec<String> = e.history(&out.image).into_iter().map(|(s, _)| s).collect();
+    assert_eq!(h[0], "/bin/sh -c #(nop)  ENV A=1 B=two");
+    assert_eq!(h[3], "/bin/sh -c #(nop)  EXPOSE 53/udp 80/tcp");
+    assert_eq!(h[4], "/bin/sh -c #(nop)  VOLUME [/data /logs]");
+    assert_eq!(h[6], "/bin/sh -c #(nop)  WORKDIR /rel");
+    assert_eq!(
+        h[9],
+        r#"/bin/sh -c #(nop)  HEALTHCHECK &{["CMD-SHELL" "curl -f http://localhost/ || exit 1"] "5m0s" "3s" "0s" "0s" '\x03'}"#
+    );
+    assert_eq!(h[10], "/bin/sh -c #(nop)  SHELL [/bin/bash -c]");
+    assert_eq!(h[11], "/bin/bash -c echo hi");
+    assert_eq!(h[12], r#"/bin/bash -c #(nop)  ENTRYPOINT ["/entry"]"#);
+    assert_eq!(h[14], "/bin/bash -c #(nop)  MAINTAINER someone");
+    assert_eq!(
+        e.backend
+            .image(&out.image)
+            .history
+            .last()
+            .and_then(|h| h.author.clone())
+            .as_deref(),
+        Some("someone")
+    );
+
+    // CMD then ENTRYPOINT in one stage keeps the CMD; shell forms use the SHELL.
+    let (out, _) = e.ok("FROM busybox\nCMD echo a\nENTRYPOINT [\"/e\"]\n", &opts());
+    assert_eq!(
+        out.config.cmd,
+        Some(vec![
+            "/bin/sh".to_string(),
+            "-c".to_string(),
+            "echo a".to_string()
+        ])
+    );
+
+    // ONBUILD triggers run when the image is used in FROM, then are dropped.
+    let mut o = opts();
+    o.tags = vec!["parent".into()];
+    e.ok("FROM busybox\nONBUILD RUN echo triggered > /trig\n", &o);
+    let (child, text) = e.ok("FROM parent\nRUN echo after > /after\n", &opts());
+    assert!(text.contains("# Executing 1 build trigger\n"), "{text}");
+    assert_eq!(e.file(&child.image, "trig").as_deref(), Some("triggered\n"));
+    assert_eq!(child.config.on_build, None);
+}
+
+#[test]
+fn multi_stage_target_and_parallel_stages() {
+    let e = env();
+    let df = "FROM busybox AS a\nRUN echo a > /a\n\
+              FROM busybox AS b\nRUN echo b > /b\n\
+              FROM busybox AS unused\nRUN echo u > /u\n\
+              FROM a AS final\nCOPY --from=b /b /from-b\nCOPY --from=1 /b /from-1\n";
+    for jobs in [1, 2] {
+        let mut o = opts();
+        o.jobs = jobs;
+        o.no_cache = true;
+        let before = e.runner.count();
+        let (out, text) = e.ok(df, &o);
+        assert_eq!(e.runner.count() - before, 2, "the unused stage is skipped");
+        assert!(!text.contains("echo u"), "{text}");
+        assert!(text.contains("Step 1/7 : FROM busybox AS a"), "{text}");
+        assert!(text.contains("Step 5/7 : FROM a AS final"), "{text}");
+        assert_eq!(e.file(&out.image, "a").as_deref(), Some("a\n"));
+        assert_eq!(e.file(&out.image, "from-b").as_deref(), Some("b\n"));
+        assert_eq!(e.file(&out.image, "from-1").as_deref(), Some("b\n"));
+    }
+    let mut o = opts();
+    o.target = Some("B".into());
+    let (out, text) = e.ok(df, &o);
+    assert_eq!(e.file(&out.image, "b").as_deref(), Some("b\n"));
+    assert!(text.contains("Step 1/2 : FROM busybox AS b"), "{text}");
+    o.target = Some("nope".into());
+    assert!(matches!(e.build(df, &o).0, Err(Error::UnknownTarget(_))));
+}
+
+#[test]
+fn reproducible_with_source_date_epoch() {
+    let build = |now: i64| {
+        let e = env();
+        e.write("f", "data");
+        let mut o = opts();
+        o.now = now;
+        o.id_seed = format!("seed{now}");
+        o.source_date_epoch = Some(1_600_000_000);
+        e.ok(
+            "FROM busybox\nCOPY f /f\nRUN echo x > /x\nCMD [\"x\"]\n",
+            &o,
+        )
+        .0
+        .image
+    };
+    assert_eq!(build(1), build(2));
+}
+
+#[test]
+fn run_mounts_and_network() {
+    let e = env();
+    e.write("data/in.txt", "ctx");
+    let secret = e.ctx.join("../secret");
+    fs::write(&secret, "s3cret").expect("write");
+    let mut o = opts();
+    o.secrets.insert("tok".into(), secret.clone());
+    o.network = NetworkMode::None;
+    let df = "FROM busybox\nRUN --mount=type=cache,target=/root/.cache --mount=type=bind,source=data,target=/d \
+              --mount=type=secret,id=tok --mount=type=tmpfs,target=/t,size=1m --network=host echo hi\nRUN echo b\n";
+    let (out, _) = e.ok(df, &o);
+    let steps = e.runner.seen.lock().expect("lock").clone();
+    assert_eq!(steps[0].network, NetworkMode::Host);
+    assert_eq!(steps[1].network, NetworkMode::None);
+    let m = &steps[0].mounts;
+    assert!(
+        matches!(&m[0], StepMount::Cache { id, target, .. } if id == "/root/.cache" && target == "/root/.cache")
+    );
+    assert!(
+        matches!(&m[1], StepMount::Bind { source, target, readonly: true } if source == &e.ctx.join("data") && target == "/d")
+    );
+    assert!(
+        matches!(&m[2], StepMount::Secret { source, target, .. } if source == &secret && target == "/run/secrets/tok")
+    );
+    assert!(matches!(
+        &m[3],
+        StepMount::Tmpfs {
+            size: Some(1_048_576),
+            ..
+        }
+    ));
+    // The secret is in no history entry.
+    assert!(
+        !e.history(&out.image)
+            .iter()
+            .any(|(h, _)| h.contains("s3cret"))
+    );
+    let (r, _, _) = e.build(
+        "FROM busybox\nRUN --mount=type=secret,id=missing,required echo\n",
+        &opts(),
+    );
+    assert!(matches!(r, Err(Error::MissingSecret(id)) if id == "missing"));
+}
+
+#[test]
+fn build_labels_scratch_and_empty_dockerfiles() {
+    let e = env();
+    e.write("f", "data");
+    let mut o = opts();
+    o.labels.insert("k".into(), "v".into());
+    let (out, text) = e.ok("FROM scratch\nCOPY f /f\n", &o);
+    assert!(text.contains("Step 3/3 : LABEL \"k\"='v'"), "{text}");
+    assert_eq!(
+        out.config
+            .labels
+            .clone()
+            .expect("labels")
+            .get("k")
+            .map(String::as_str),
+        Some("v")
+    );
+    assert_eq!(e.file(&out.image, "f").as_deref(), Some("data"));
+    assert_eq!(e.backend.image(&out.image).layers, 1);
+    let (r, _, _) = e.build("FROM scratch\n", &opts());
+    assert!(matches!(r, Err(Error::NoImage)));
+}
+
+#[test]
+fn file_index_avoids_rehashing() {
+    let e = env();
+    for i in 0..50 {
+        e.write(&format!("f{i}"), &format!("{i}"));
+    }
+    let df = crate::plan::parse(b"FROM busybox\nCOPY . /c\n").expect("valid");
+    let count = || {
+        let ctx = ContextDir::open(&e.ctx, None, Some(&e.ctx.join("../index"))).expect("ctx");
+        let log = EventLog::default();
+        Builder::new(&e.backend, &e.runner, &e.cache, &log)
+            .build(&df, &ctx, &opts())
+            .expect("build");
+        ctx.hashed_count()
+    };
+    assert_eq!(count(), 50);
+    assert_eq!(count(), 0, "second build served from the index");
+    e.write("f3", "changed!");
+    assert_eq!(count(), 1);
+}
+
+#[allow(dead_code)]
+fn _assert_send_sync(_: &Path) {
+    fn is<T: Send + Sync>() {}
+    is::<ContextDir>();
+}
