@@ -1,4 +1,51 @@
 //! Dockerfile to image: stage graph, cached steps, layers, through traits.
+//!
+//! kiln-build turns a parsed Dockerfile ([`parse`]) and a build context
+//! ([`ContextDir`]) into an image, the way `docker build` does: every
+//! instruction's effect on the image config, Docker's history entries, the
+//! step cache (same parent + same instruction + visible build args + content
+//! checksum of COPY sources), multi-stage builds with only the stages the
+//! target needs, independent stages in parallel, and the legacy progress
+//! output (`Step 2/4 : RUN ...`, ` ---> Using cache`, ...) as [`Event`]s.
+//!
+//! It does no privileged work itself. Everything that needs root, a store or
+//! a registry goes through four small traits that the caller implements:
+//!
+//! - [`ImageBackend`]: resolve/pull a base image, prepare a writable rootfs on
+//!   an image, mount it for the builder to write into, commit it as a layer +
+//!   image (or a metadata-only image), discard it, tag.
+//! - [`StepRunner`]: run one RUN step's command in a container on that rootfs.
+//! - [`BuildCache`]: the persistent step cache (records by parent image).
+//! - [`Progress`]: where the events go ([`LegacyWriter`] renders Docker's text).
+//!
+//! The context side (`.dockerignore`, source resolution and globs, the
+//! persistent file index that avoids rehashing unchanged files, checksums,
+//! copying into a mounted rootfs without escaping it) is real filesystem work
+//! done here.
+//!
+//! ```no_run
+//! use std::path::Path;
+//! use kiln_build::{BuildCache, BuildOptions, Builder, ContextDir, ImageBackend, LegacyWriter, StepRunner};
+//!
+//! fn build(
+//!     backend: &dyn ImageBackend,
+//!     runner: &dyn StepRunner,
+//!     cache: &dyn BuildCache,
+//! ) -> kiln_build::Result<()> {
+//!     let dockerfile = kiln_build::parse(b"FROM busybox\nRUN echo hello > /hello.txt\nCMD [\"cat\",\"/hello.txt\"]\n")?;
+//!     let context = ContextDir::open(Path::new("."), None, Some(Path::new("/var/lib/kiln/build/index/ctx")))?;
+//!     let progress = LegacyWriter::new(std::io::stdout());
+//!     let options = BuildOptions {
+//!         tags: vec!["test/hello".into()],
+//!         now: 1_764_374_400,
+//!         id_seed: "random per build".into(),
+//!         ..Default::default()
+//!     };
+//!     let outcome = Builder::new(backend, runner, cache, &progress).build(&dockerfile, &context, &options)?;
+//!     assert_eq!(outcome.tags, ["test/hello:latest"]);
+//!     Ok(())
+//! }
+//! ```
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
