@@ -7,6 +7,7 @@
 //! comments, for any tree the parser can produce.
 
 use crate::ast::{Ast, Node};
+use crate::parser::{heredocs_from_line, node_from_line};
 
 /// Prints `ast` as Dockerfile text.
 pub fn print(ast: &Ast) -> String {
@@ -31,7 +32,7 @@ pub fn print(ast: &Ast) -> String {
                 out.push('\n');
             }
         }
-        print_line(node, escape, &mut out);
+        out.push_str(&line_for(node, escape));
         out.push('\n');
         for h in &node.heredocs {
             out.push_str(&h.content);
@@ -40,6 +41,78 @@ pub fn print(ast: &Ast) -> String {
         }
     }
     out
+}
+
+/// The canonical line when it parses back to `node`, else the original
+/// logical line when that does (pathological quoting, where heredoc
+/// detection and flag unquoting disagree), else the canonical line.
+fn line_for(node: &Node, escape: char) -> String {
+    let mut canon = String::new();
+    print_line(node, escape, &mut canon);
+    let canon = finish(canon, escape);
+    if canon.is_empty() {
+        // Only a lone escape at the end of the file gives an empty keyword;
+        // elsewhere it cannot be written back.
+        return escape.to_string();
+    }
+    if reparses_to(&canon, node, escape) {
+        return canon;
+    }
+    let original = finish(node.original.clone(), escape);
+    if !original.trim().is_empty() && reparses_to(&original, node, escape) {
+        return original;
+    }
+    canon
+}
+
+fn finish(mut line: String, escape: char) -> String {
+    if ends_in_continuation(&line, escape) {
+        // A vertical tab is whitespace to the parser but does not count as a
+        // continuation blank: the line stays one instruction.
+        line.push('\u{b}');
+    }
+    line
+}
+
+fn reparses_to(line: &str, node: &Node, escape: char) -> bool {
+    if line.contains(['\n', '\r']) || line.trim_start().starts_with('#') {
+        return false;
+    }
+    let Ok(n) = node_from_line(line, escape) else {
+        return false;
+    };
+    let same = n.keyword == node.keyword
+        && n.flags == node.flags
+        && n.args == node.args
+        && n.json == node.json
+        && n.child
+            .as_ref()
+            .map(|c| (&c.keyword, &c.flags, &c.args, c.json))
+            == node
+                .child
+                .as_ref()
+                .map(|c| (&c.keyword, &c.flags, &c.args, c.json));
+    if !same {
+        return false;
+    }
+    let markers = if n.can_contain_heredoc() && line.contains("<<") {
+        heredocs_from_line(line).unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    markers.len() == node.heredocs.len()
+        && markers
+            .iter()
+            .zip(&node.heredocs)
+            .all(|(a, b)| (&a.name, a.fd, a.chomp, a.expand) == (&b.name, b.fd, b.chomp, b.expand))
+}
+
+fn ends_in_continuation(line: &str, escape: char) -> bool {
+    let t = line.trim_end_matches([' ', '\t']);
+    match t.strip_suffix(escape) {
+        Some(before) => before.is_empty() || !before.ends_with(escape),
+        None => false,
+    }
 }
 
 fn print_flag(flag: &str, escape: char, out: &mut String) {
