@@ -106,8 +106,19 @@ impl RawTar {
 /// Hardlinks show as a shared group number; directory mtimes are included.
 pub fn fingerprint(root: &Path) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
-    let mut inodes: HashMap<(u64, u64), usize> = HashMap::new();
+    let mut inodes: HashMap<(u64, u64), Vec<String>> = HashMap::new();
     walk(root, root, &mut out, &mut inodes);
+    // Only inodes reachable by several paths of this tree are hardlinks here
+    // (overlayfs reports a lower inode's link count even after a copy-up).
+    let mut groups: Vec<&Vec<String>> = inodes.values().filter(|p| p.len() > 1).collect();
+    groups.sort();
+    for (n, paths) in groups.into_iter().enumerate() {
+        for p in paths {
+            if let Some(v) = out.get_mut(p) {
+                *v = format!("{v} link#{n}");
+            }
+        }
+    }
     out
 }
 
@@ -115,7 +126,7 @@ fn walk(
     root: &Path,
     dir: &Path,
     out: &mut BTreeMap<String, String>,
-    inodes: &mut HashMap<(u64, u64), usize>,
+    inodes: &mut HashMap<(u64, u64), Vec<String>>,
 ) {
     let mut names: Vec<_> = fs::read_dir(dir)
         .unwrap()
@@ -144,13 +155,13 @@ fn walk(
             format!("symlink->{}", fs::read_link(&path).unwrap().display())
         } else if ft.is_file() {
             let data = fs::read(&path).unwrap();
-            let link = if m.nlink() > 1 {
-                let n = inodes.len();
-                format!(" link#{}", inodes.entry((m.dev(), m.ino())).or_insert(n))
-            } else {
-                String::new()
-            };
-            format!("file len={} sum={}{link}", data.len(), simple_sum(&data))
+            if m.nlink() > 1 {
+                inodes
+                    .entry((m.dev(), m.ino()))
+                    .or_default()
+                    .push(rel.clone());
+            }
+            format!("file len={} sum={}", data.len(), simple_sum(&data))
         } else if ft.is_char_device() {
             format!("chr {}", m.rdev())
         } else if ft.is_block_device() {
