@@ -23,6 +23,9 @@ use kiln_snapshot::{
 use rustix::fs::{AtFlags, CWD, FileType, Gid, Mode, Uid};
 use rustix::mount::{MountFlags, UnmountFlags};
 
+/// A layer's digests and blob.
+type Layer = (LayerDigests, Vec<u8>);
+
 /// Performs the described mounts on `target` (what the runtime would do).
 fn mount_all(mounts: &[Mount], target: &Path) {
     for m in mounts {
@@ -131,14 +134,14 @@ fn second_change(d: &Path) {
     chown(&d.join("etc/ssl/cert"), 0, 1234);
 }
 
-fn write_layer(src: &DiffSource, c: Compression) -> (LayerDigests, Vec<u8>) {
+fn write_layer(src: &DiffSource, c: Compression) -> Layer {
     let w = LayerWriter::new(Vec::new(), c).unwrap();
     let w = src.write_layer(&DiffOptions::default(), w).unwrap();
     w.finish().unwrap()
 }
 
 /// The two base layers, made with diff_dirs from real trees.
-fn base_layers(tmp: &Path, second: Compression) -> Vec<(LayerDigests, Vec<u8>)> {
+fn base_layers(tmp: &Path, second: Compression) -> Vec<Layer> {
     let (empty, one, two) = (tmp.join("empty"), tmp.join("one"), tmp.join("two"));
     fs::create_dir(&empty).unwrap();
     fs::create_dir(&one).unwrap();
@@ -163,7 +166,7 @@ fn base_layers(tmp: &Path, second: Compression) -> Vec<(LayerDigests, Vec<u8>)> 
     vec![l1, l2]
 }
 
-fn unpack(sn: &dyn Snapshotter, layers: &[(LayerDigests, Vec<u8>)]) -> String {
+fn unpack(sn: &dyn Snapshotter, layers: &[Layer]) -> String {
     let mut parent: Option<String> = None;
     for (i, (d, blob)) in layers.iter().enumerate() {
         sn.prepare("unpack", parent.as_deref()).unwrap();
@@ -220,14 +223,7 @@ fn copy_and_overlay_snapshotters_give_identical_trees() {
 /// Mounts a container snapshot on the overlay chain, changes it through the
 /// mount, and returns the layer diffed from the upper dir, the merged tree as
 /// seen through the mount, and the layers below.
-fn container_layer(
-    tmp: &Path,
-    second: Compression,
-) -> (
-    Vec<(LayerDigests, Vec<u8>)>,
-    (LayerDigests, Vec<u8>),
-    common::Print,
-) {
+fn container_layer(tmp: &Path, second: Compression) -> (Vec<Layer>, Layer, common::Print) {
     let layers = base_layers(tmp, second);
     let ov = OverlaySnapshotter::new(tmp.join("ov")).unwrap();
     let top = unpack(&ov, &layers);
@@ -294,7 +290,7 @@ fn sha256_of(bytes: &[u8]) -> String {
 }
 
 /// Writes an OCI image layout with `layers` and returns its directory.
-fn oci_layout(dir: &Path, layers: &[&(LayerDigests, Vec<u8>)]) -> PathBuf {
+fn oci_layout(dir: &Path, layers: &[&Layer]) -> PathBuf {
     let blobs = dir.join("blobs/sha256");
     fs::create_dir_all(&blobs).unwrap();
     let put = |bytes: &[u8]| -> String {
