@@ -1,0 +1,226 @@
+//! Root-only tests of kiln-layer: overlay-form whiteouts, device nodes,
+//! owners, `security.capability`, and byte-identical re-diff of an applied
+//! overlay layer. Run with `cargo test -p kiln-layer --features privileged-tests`.
+
+#![cfg(feature = "privileged-tests")]
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, symlink};
+use std::path::Path;
+
+use common::{RawTar, fingerprint, tar_entries};
+use kiln_layer::{
+    ApplyOptions, Compression, DiffOptions, WhiteoutMode, apply_layer, diff_overlay_upper,
+};
+use rustix::fs::{AtFlags, CWD, FileType, Gid, Mode, Uid};
+use tar::EntryType;
+
+fn overlay_opts() -> ApplyOptions {
+    ApplyOptions {
+        whiteouts: WhiteoutMode::Overlay,
+        ..ApplyOptions::default()
+    }
+}
+
+fn mknod(p: &Path, kind: FileType, major: u32, minor: u32) {
+    rustix::fs::mknodat(
+        CWD,
+        p,
+        kind,
+        Mode::from_raw_mode(0o644),
+        rustix::fs::makedev(major, minor),
+    )
+    .unwrap();
+}
+
+#[test]
+fn overlay_mode_writes_whiteout_devices_and_opaque_xattrs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tar = RawTar::default()
+        .dir("o/")
+        .file("o/.wh..wh..opq", b"")
+        .file("o/kept", b"k")
+        .file("a/.wh.b", b"")
+        .finish();
+    let stats = apply_layer(
+        tar.as_slice(),
+        Compression::None,
+        tmp.path(),
+        &overlay_opts(),
+    )
+    .unwrap();
+    assert_eq!(stats.whiteouts, 2);
+    let wh = fs::symlink_metadata(tmp.path().join("a/b")).unwrap();
+    assert!(wh.file_type().is_char_device());
+    assert_eq!(wh.rdev(), 0);
+    assert_eq!(
+        xattr::get(tmp.path().join("o"), "trusted.overlay.opaque")
+            .unwrap()
+            .as_deref(),
+        Some(&b"y"[..])
+    );
+    assert_eq!(fs::read(tmp.path().join("o/kept")).unwrap(), b"k");
+}
+
+#[test]
+fn devices_owners_and_capabilities_are_applied() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, kind, major, minor) in [
+        ("dev/null", EntryType::Char, 1, 3),
+        ("dev/loop0", EntryType::Block, 7, 0),
+    ] {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_device_major(major).unwrap();
+        h.set_device_minor(minor).unwrap();
+        h.set_mode(0o620);
+        h.set_uid(0);
+        h.set_gid(6);
+        h.set_size(0);
+        b.append_data(&mut h, name, std::io::empty()).unwrap();
+    }
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(EntryType::Regular);
+    h.set_mode(0o4750);
+    h.set_uid(1234);
+    h.set_gid(4321);
+    h.set_size(3);
+    h.set_mtime(1_234_567_890);
+    b.append_data(&mut h, "bin/suid", &b"abc"[..]).unwrap();
+    let tar = b.into_inner().unwrap();
+    let cap: [u8; 20] = [
+        0, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ];
+    let mut with_cap = RawTar::default();
+    with_cap.pax(&[("SCHILY.xattr.security.capability", &cap)]);
+    with_cap.file("bin/ping", b"ping");
+    let cap_tar = with_cap.finish();
+
+    apply_layer(
+        tar.as_slice(),
+        Compression::None,
+        tmp.path(),
+        &overlay_opts(),
+    )
+    .unwrap();
+    apply_layer(
+        cap_tar.as_slice(),
+        Compression::None,
+        tmp.path(),
+        &overlay_opts(),
+    )
+    .unwrap();
+    let null = fs::symlink_metadata(tmp.path().join("dev/null")).unwrap();
+    assert!(null.file_type().is_char_device());
+    assert_eq!(
+        (
+            rustix::fs::major(null.rdev()),
+            rustix::fs::minor(null.rdev())
+        ),
+        (1, 3)
+    );
+    assert_eq!((null.mode() & 0o7777, null.gid()), (0o620, 6));
+    let lp = fs::symlink_metadata(tmp.path().join("dev/loop0")).unwrap();
+    assert!(lp.file_type().is_block_device());
+    let suid = fs::metadata(tmp.path().join("bin/suid")).unwrap();
+    assert_eq!(
+        (suid.uid(), suid.gid(), suid.mode() & 0o7777),
+        (1234, 4321, 0o4750)
+    );
+    assert_eq!(suid.mtime(), 1_234_567_890);
+    assert_eq!(
+        xattr::get(tmp.path().join("bin/ping"), "security.capability")
+            .unwrap()
+            .as_deref(),
+        Some(&cap[..])
+    );
+}
+
+/// An overlay upper dir as overlayfs leaves it: whiteout devices, an opaque
+/// directory, owners, a capability.
+fn upper_tree(d: &Path) {
+    fs::create_dir_all(d.join("etc/opaque")).unwrap();
+    fs::write(d.join("etc/opaque/inside"), b"i").unwrap();
+    xattr::set(d.join("etc/opaque"), "trusted.overlay.opaque", b"y").unwrap();
+    xattr::set(d.join("etc"), "trusted.overlay.origin", b"junk").unwrap();
+    mknod(&d.join("etc/removed"), FileType::CharacterDevice, 0, 0);
+    mknod(&d.join("etc/tty"), FileType::CharacterDevice, 5, 0);
+    fs::write(d.join("etc/owned"), b"o").unwrap();
+    rustix::fs::chownat(
+        CWD,
+        d.join("etc/owned"),
+        Some(Uid::from_raw(99)),
+        Some(Gid::from_raw(98)),
+        AtFlags::empty(),
+    )
+    .unwrap();
+    let cap: [u8; 20] = [
+        0, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ];
+    xattr::set(d.join("etc/owned"), "security.capability", &cap).unwrap();
+    fs::hard_link(d.join("etc/owned"), d.join("owned-too")).unwrap();
+    symlink("etc/owned", d.join("sym")).unwrap();
+}
+
+#[test]
+fn overlay_upper_diff_converts_whiteouts_and_reapplies_byte_identically() {
+    let tmp = tempfile::tempdir().unwrap();
+    let upper = tmp.path().join("upper");
+    fs::create_dir(&upper).unwrap();
+    upper_tree(&upper);
+    let opts = DiffOptions {
+        source_date_epoch: Some(2_000_000_000),
+    };
+    let tar = diff_overlay_upper(&upper, &opts, Vec::new()).unwrap();
+    let entries = tar_entries(&tar);
+    let names: Vec<&str> = entries.iter().map(|(p, _, _)| p.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "etc",
+            "etc/opaque",
+            "etc/opaque/.wh..wh..opq",
+            "etc/opaque/inside",
+            "etc/owned",
+            "etc/.wh.removed",
+            "etc/tty",
+            "owned-too",
+            "sym"
+        ]
+    );
+    assert_eq!(
+        entries[7].1, '1',
+        "second name of a hardlink is a link entry"
+    );
+    // No overlay xattrs travel; the capability does.
+    let mut ar = tar::Archive::new(tar.as_slice());
+    let mut keys = Vec::new();
+    for e in ar.entries().unwrap() {
+        let mut e = e.unwrap();
+        if let Some(exts) = e.pax_extensions().unwrap() {
+            for ext in exts {
+                keys.push(ext.unwrap().key().unwrap().to_owned());
+            }
+        }
+    }
+    assert_eq!(keys, ["SCHILY.xattr.security.capability"]);
+
+    // Unpacked in overlay form, the layer dir is the upper dir again, and
+    // diffing it gives the same bytes.
+    let again = tmp.path().join("again");
+    fs::create_dir(&again).unwrap();
+    apply_layer(tar.as_slice(), Compression::None, &again, &overlay_opts()).unwrap();
+    let tar2 = diff_overlay_upper(&again, &opts, Vec::new()).unwrap();
+    assert_eq!(tar, tar2);
+    let mut a = fingerprint(&upper);
+    let b = fingerprint(&again);
+    a.retain(|k, _| k != "etc"); // origin xattr is overlay-private
+    assert_eq!(a.get("etc/owned"), b.get("etc/owned"));
+    // Whiteouts are 0/0 character devices on both sides (their mode is not
+    // part of a layer).
+    assert!(b["etc/removed"].starts_with("chr 0 "));
+    assert!(a["etc/removed"].starts_with("chr 0 "));
+}
