@@ -2,3 +2,17 @@
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
+mod config;
+mod error;
+mod image;
+mod manifest;
+mod time;
+
+pub use config::{ContainerConfig, Healthcheck, HistoryEntry, ImageConfig, RootFs};
+pub use error::{Error, Result};
+pub use image::{
+    HistoryRow, Image, chain_ids, history, image_config, inspect, read_image, write_image,
+};
+pub use manifest::{Descriptor, Index, Manifest, Platform, media_type, to_oci_media_type};
+pub use time::Timestamp;
