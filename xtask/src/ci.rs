@@ -5,7 +5,7 @@
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 
 use crate::util::{self, run};
 use crate::{e2e, fuzz};
@@ -72,14 +72,27 @@ fn stages() -> Vec<Stage> {
     ]
 }
 
-/// Runs every stage; prints one summary line per stage.
-pub(crate) fn main() -> Result<()> {
+/// Runs every stage (or those from `--from STAGE` on); prints one summary
+/// line per stage.
+pub(crate) fn main(args: &[String]) -> Result<()> {
+    let stages = stages();
+    let names: Vec<&str> = stages.iter().map(|(n, _)| *n).collect();
+    let from = match args {
+        [] => 0,
+        [flag, stage] if flag == "--from" => names
+            .iter()
+            .position(|n| n == stage)
+            .with_context(|| format!("no ci stage {stage:?}: stages are {}", names.join(", ")))?,
+        _ => bail!(
+            "usage: cargo xtask ci [--from STAGE]; stages: {}",
+            names.join(", ")
+        ),
+    };
     util::require_root("ci")?;
     let all = Instant::now();
-    let stages = stages();
     let n = stages.len();
     let mut summary: Vec<String> = Vec::new();
-    for (i, (name, f)) in stages.into_iter().enumerate() {
+    for (i, (name, f)) in stages.into_iter().enumerate().skip(from) {
         eprintln!("\n==> ci [{}/{n}] {name}", i + 1);
         let t = Instant::now();
         let result = f();

@@ -199,8 +199,13 @@ pub(crate) fn debian_layout() -> Result<PathBuf> {
         .stdout(std::process::Stdio::null()))?;
     let tmp_layout = work.path().join("oci");
     layout_from_rootfs(&tmp_layout, "bookworm", &rootfs, "bash", host_arch())?;
-    std::fs::rename(&tmp_layout, &layout)
-        .with_context(|| format!("cannot move the layout into {}", layout.display()))?;
+    if let Err(e) = std::fs::rename(&tmp_layout, &layout) {
+        // Another run may have finished the same cache first.
+        if !layout.join("index.json").exists() {
+            return Err(e)
+                .with_context(|| format!("cannot move the layout into {}", layout.display()));
+        }
+    }
     Ok(layout)
 }
 

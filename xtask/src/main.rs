@@ -1,6 +1,6 @@
 //! `cargo xtask`: kiln's task runner.
 //!
-//! - `cargo xtask ci`: installs what is missing, then fmt, clippy, doc, test,
+//! - `cargo xtask ci [--from STAGE]`: installs what is missing, then fmt, clippy, doc, test,
 //!   e2e and a fuzz smoke run (as root).
 //! - `cargo xtask e2e [-- TEST-ARGS]`: local registries, fixture images, the
 //!   e2e suite and every crate's privileged tests (as root).
@@ -25,7 +25,7 @@ use std::process::ExitCode;
 const USAGE: &str = "usage: cargo xtask <task> [args]
 
 tasks:
-  ci                                 everything CI runs: fmt, clippy, doc, test, e2e, fuzz smoke (root)
+  ci [--from STAGE]                  everything CI runs: setup, fmt, clippy, doc, test, e2e, fuzz (root)
   e2e [-- TEST-ARGS]                 registries + fixtures, then the e2e and privileged tests (root)
   demo                               local registry, busybox base, build and run the seed example (root)
   fuzz <parse|expand|unpack|all> [--seconds N]
@@ -37,7 +37,7 @@ fn run(args: &[String]) -> anyhow::Result<()> {
         anyhow::bail!("no task given\n{USAGE}");
     };
     match task.as_str() {
-        "ci" => ci::main(),
+        "ci" => ci::main(rest),
         "e2e" => {
             let rest = match rest.split_first() {
                 Some((dd, tail)) if dd == "--" => tail,

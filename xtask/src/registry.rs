@@ -58,7 +58,16 @@ pub(crate) fn start(
     let config_path = dir.join("config.yml");
     std::fs::write(&config_path, config)?;
     let log = std::fs::File::create(dir.join("registry.log"))?;
-    let child = Command::new("/usr/bin/docker-registry")
+    // With setpriv (util-linux), the registry also dies if xtask is killed
+    // outright, when no destructor runs.
+    let mut cmd = if util::have("setpriv") {
+        let mut c = Command::new("setpriv");
+        c.args(["--pdeathsig", "KILL", "/usr/bin/docker-registry"]);
+        c
+    } else {
+        Command::new("/usr/bin/docker-registry")
+    };
+    let child = cmd
         .arg("serve")
         .arg(&config_path)
         .stdin(Stdio::null())
