@@ -1,6 +1,16 @@
 //! `kiln parse`: print a Dockerfile's syntax tree.
+//!
+//! Without `--json`, prints BuildKit's s-expression dump (one line per
+//! instruction). With `--json`, prints the parse (`ast` and `diagnostics`)
+//! as JSON, in the form documented in `crates/dockerfile/README.md`.
+//! Diagnostics go to stderr as `file:line:col: message`; any error (syntax
+//! or instruction level) makes the exit status 1.
 
+use std::io::{Read, Write};
 use std::path::PathBuf;
+
+use anyhow::Context;
+use kiln_dockerfile::instructions::parse_dockerfile;
 
 /// Arguments of `kiln parse`.
 #[derive(Debug, clap::Args)]
@@ -14,6 +24,37 @@ pub(crate) struct ParseArgs {
 
 /// Runs `kiln parse`; returns the exit status.
 pub(crate) fn run(args: &ParseArgs) -> anyhow::Result<u8> {
-    let _ = (args.json, &args.file);
-    anyhow::bail!("kiln parse is not implemented yet")
+    let (name, bytes) = if args.file.as_os_str() == "-" {
+        let mut buf = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut buf)
+            .context("reading the Dockerfile from standard input")?;
+        ("<stdin>".to_owned(), buf)
+    } else {
+        let bytes = std::fs::read(&args.file)
+            .with_context(|| format!("reading {}", args.file.display()))?;
+        (args.file.display().to_string(), bytes)
+    };
+
+    let parsed = kiln_dockerfile::parse(&bytes);
+    // The typed layer adds instruction-level errors (unknown instructions,
+    // argument counts, flags) to the syntax diagnostics.
+    let (_, diagnostics) = parse_dockerfile(&bytes);
+    let mut stderr = std::io::stderr().lock();
+    for d in &diagnostics {
+        writeln!(stderr, "{name}:{d}")?;
+    }
+    if diagnostics.iter().any(|d| d.is_error()) {
+        return Ok(1);
+    }
+
+    let mut stdout = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut stdout, &parsed).context("writing JSON")?;
+        writeln!(stdout)?;
+    } else {
+        stdout.write_all(parsed.ast.dump().as_bytes())?;
+    }
+    stdout.flush()?;
+    Ok(0)
 }
