@@ -137,9 +137,18 @@ impl<'a> Tree<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Kind {
     Dir,
-    File { src: PathBuf, digest: String },
+    File {
+        src: PathBuf,
+        digest: String,
+    },
     Symlink(PathBuf),
     Inline(Vec<u8>),
+    /// A local tar archive ADD extracts into the destination directory.
+    Archive {
+        src: PathBuf,
+        compression: crate::archive::Compression,
+        digest: String,
+    },
 }
 
 /// One entry to create under the destination.
@@ -173,6 +182,8 @@ pub(crate) struct CopyPlan {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct PlanOptions {
     pub(crate) parents: bool,
+    /// ADD: extract local tar archives.
+    pub(crate) extract_archives: bool,
     pub(crate) excludes: Vec<Pattern>,
 }
 
@@ -328,6 +339,7 @@ pub(crate) fn plan_copy(
     let mut entries: Vec<Entry> = Vec::new();
     let mut single_name = None;
     let mut any_dir = false;
+    let mut any_archive = false;
     for item in &items {
         let full = if item.is_empty() {
             tree.root.to_path_buf()
@@ -405,6 +417,22 @@ pub(crate) fn plan_copy(
             {
                 continue;
             }
+            if opts.extract_archives
+                && let Some(compression) = crate::archive::detect(&full)
+            {
+                any_archive = true;
+                entries.push(Entry {
+                    rel: String::new(),
+                    kind: Kind::Archive {
+                        digest: tree.digest(item, &full, &meta)?,
+                        src: full.clone(),
+                        compression,
+                    },
+                    mode: meta.mode() & 0o7777,
+                    mtime: None,
+                });
+                continue;
+            }
             let rel = if opts.parents {
                 base.clone()
             } else if dest_slash || items.len() > 1 {
@@ -433,7 +461,7 @@ pub(crate) fn plan_copy(
     };
     Ok(CopyPlan {
         dest: dest_abs,
-        dest_is_dir: dest_slash || any_dir || items.len() > 1 || opts.parents,
+        dest_is_dir: dest_slash || any_dir || any_archive || items.len() > 1 || opts.parents,
         single_name,
         entries,
         checksum: format!("{prefix}:{checksum_hex}"),
@@ -481,6 +509,7 @@ fn checksum(entries: &[Entry]) -> (String, Vec<(String, String)>) {
             Kind::File { digest, .. } => digest.clone(),
             Kind::Symlink(t) => format!("symlink:{}", t.to_string_lossy()),
             Kind::Inline(data) => format!("sha256:{}", hex::encode(Sha256::digest(data))),
+            Kind::Archive { digest, .. } => format!("archive:{digest}"),
         };
         let item = format!("{:o}:{payload}", e.mode);
         h.update(e.rel.as_bytes());
@@ -576,6 +605,8 @@ fn chown(path: &Path, owner: Owner, ignore_errors: bool) -> Result<()> {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ApplyOptions {
     pub(crate) owner: Owner,
+    /// `--chown` was given (archives keep their own ownership otherwise).
+    pub(crate) chown_given: bool,
     pub(crate) chmod: Option<Chmod>,
     pub(crate) ignore_chown_errors: bool,
 }
@@ -606,6 +637,14 @@ pub(crate) fn apply_copy(plan: &CopyPlan, root: &Path, opts: &ApplyOptions) -> R
         }
     }
     for e in &plan.entries {
+        if let Kind::Archive {
+            src, compression, ..
+        } = &e.kind
+        {
+            let owner = opts.chown_given.then_some(owner);
+            crate::archive::extract(src, *compression, root, &plan.dest, owner, ig)?;
+            continue;
+        }
         let target_rel = if e.rel.is_empty() {
             base.clone()
         } else {
@@ -634,6 +673,7 @@ pub(crate) fn apply_copy(plan: &CopyPlan, root: &Path, opts: &ApplyOptions) -> R
                 fs::set_permissions(&target, fs::Permissions::from_mode(mode))
                     .map_err(|err| Error::io("chmod", &target, err))?;
             }
+            Kind::Archive { .. } => {}
             Kind::File { .. } | Kind::Inline(_) | Kind::Symlink(_) => {
                 if let Some(m) = &existing {
                     if m.is_dir() {
@@ -656,7 +696,7 @@ pub(crate) fn apply_copy(plan: &CopyPlan, root: &Path, opts: &ApplyOptions) -> R
                         std::os::unix::fs::symlink(link, &target)
                             .map_err(|err| Error::io("symlink", &target, err))?;
                     }
-                    Kind::Dir => {}
+                    Kind::Dir | Kind::Archive { .. } => {}
                 }
                 if !matches!(e.kind, Kind::Symlink(_)) {
                     fs::set_permissions(&target, fs::Permissions::from_mode(mode))
@@ -823,6 +863,7 @@ mod tests {
         let (_d, c) = ctx();
         let opts = PlanOptions {
             parents: true,
+            extract_archives: false,
             excludes: vec![Pattern::new("*.rs", true).expect("pattern")],
         };
         let p = plan_copy(

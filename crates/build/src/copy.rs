@@ -81,6 +81,7 @@ impl Builder<'_> {
         }
         let popts = PlanOptions {
             parents: c.parents,
+            extract_archives: name == "ADD" && c.unpack != Some(false),
             excludes,
         };
         let cid = st.container_id();
@@ -135,6 +136,7 @@ impl Builder<'_> {
                 };
                 let opts = ApplyOptions {
                     owner,
+                    chown_given: chown.is_some(),
                     chmod: chmod.clone(),
                     ignore_chown_errors: sh.opts.ignore_chown_errors,
                 };

@@ -406,6 +406,49 @@ fn copy_rules_chown_chmod_and_heredoc() {
 }
 
 #[test]
+fn add_extracts_local_archives_and_copy_does_not() {
+    let e = env();
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(3);
+    h.set_mode(0o644);
+    h.set_cksum();
+    b.append_data(&mut h, "inner/file.txt", &b"abc"[..])
+        .expect("append");
+    let tar = b.into_inner().expect("tar");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &tar).expect("gzip");
+    let p = e.ctx.join("app.tar.gz");
+    fs::write(&p, gz.finish().expect("gzip")).expect("write");
+    filetime::set_file_mtime(&p, filetime::FileTime::from_unix_time(1_000_000, 0)).expect("mtime");
+    let (out, _) = e.ok("FROM busybox\nADD app.tar.gz /opt\nCOPY app.tar.gz /copied/\nADD --unpack=false app.tar.gz /raw/\n", &opts());
+    assert_eq!(
+        e.file(&out.image, "opt/inner/file.txt").as_deref(),
+        Some("abc")
+    );
+    assert!(
+        e.backend
+            .image(&out.image)
+            .tree
+            .join("copied/app.tar.gz")
+            .is_file()
+    );
+    assert!(
+        e.backend
+            .image(&out.image)
+            .tree
+            .join("raw/app.tar.gz")
+            .is_file()
+    );
+    let h = e.history(&out.image);
+    assert!(
+        h[0].0.starts_with("/bin/sh -c #(nop) ADD file:") && h[0].0.ends_with(" in /opt "),
+        "{h:?}"
+    );
+    assert!(h[1].0.starts_with("/bin/sh -c #(nop) COPY file:"), "{h:?}");
+}
+
+#[test]
 fn config_instructions_follow_docker() {
     let e = env();
     let df = "FROM busybox\n\
