@@ -136,17 +136,15 @@ pub(crate) fn extract(
         for comp in raw.components() {
             match comp {
                 Component::Normal(p) => parts.push(p.to_string_lossy().into_owned()),
-                Component::ParentDir => {
-                    if parts.pop().is_none() {
-                        return Err(Error::io(
-                            "extract",
-                            src,
-                            io::Error::other(format!(
-                                "entry {} escapes the destination",
-                                raw.display()
-                            )),
-                        ));
-                    }
+                Component::ParentDir if parts.pop().is_none() => {
+                    return Err(Error::io(
+                        "extract",
+                        src,
+                        io::Error::other(format!(
+                            "entry {} escapes the destination",
+                            raw.display()
+                        )),
+                    ));
                 }
                 _ => {}
             }
@@ -290,7 +288,7 @@ mod tests {
         h.set_mode(0o644);
         h.set_cksum();
         let mut data = h.as_bytes().to_vec();
-        data.extend_from_slice(&[b'x']);
+        data.extend_from_slice(b"x");
         data.resize(512 * 4, 0);
         let p = dir.path().join("evil.tar");
         fs::write(&p, &data).expect("write");
