@@ -145,6 +145,15 @@ pub trait ImageBackend: Send + Sync {
     fn tag(&self, image: &ImageId, name: &str) -> Result<(), BackendError>;
 }
 
+/// Downloads the remote sources of `ADD <url> <dest>`.
+pub trait Fetcher: Send + Sync {
+    /// Downloads `url` (following redirects) into the new file `dest`, and
+    /// returns the `Last-Modified` time in Unix seconds when the server sent
+    /// one. The builder verifies `--checksum` and computes the cache key from
+    /// the content, as Docker does (so every build downloads again).
+    fn fetch(&self, url: &str, dest: &std::path::Path) -> Result<Option<i64>, BackendError>;
+}
+
 /// A record of one cached step: "running `step` on `parent` gave `image`".
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CacheRecord {

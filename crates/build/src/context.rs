@@ -471,19 +471,51 @@ pub(crate) fn plan_copy(
 
 /// A plan for heredoc sources (`COPY <<EOF /dst`): one file per heredoc.
 pub(crate) fn plan_inline(files: &[(String, Vec<u8>)], dest: &str, workdir: &str) -> CopyPlan {
-    let dest_abs = absolute_dest(dest, workdir);
-    let dest_slash = dest.ends_with('/') || files.len() > 1;
-    let mut entries: Vec<Entry> = files
+    let listed = files
         .iter()
-        .map(|(name, data)| Entry {
-            rel: if dest_slash {
-                name.clone()
-            } else {
-                String::new()
+        .map(|(name, data)| (name.clone(), Kind::Inline(data.clone()), 0o644, None))
+        .collect();
+    plan_listed(listed, dest, workdir)
+}
+
+/// A plan for downloaded files (ADD of URLs): `(name, host file, mtime)`,
+/// mode 0600 as Docker gives them.
+pub(crate) fn plan_downloads(
+    files: &[(String, PathBuf, Option<i64>)],
+    dest: &str,
+    workdir: &str,
+) -> Result<CopyPlan> {
+    let mut listed = Vec::new();
+    for (name, path, mtime) in files {
+        listed.push((
+            name.clone(),
+            Kind::File {
+                digest: hash_file(path)?,
+                src: path.clone(),
             },
-            kind: Kind::Inline(data.clone()),
-            mode: 0o644,
-            mtime: None,
+            0o600,
+            mtime.map(|t| (t, 0)),
+        ));
+    }
+    Ok(plan_listed(listed, dest, workdir))
+}
+
+type Listed = (String, Kind, u32, Option<(i64, u32)>);
+
+fn plan_listed(files: Vec<Listed>, dest: &str, workdir: &str) -> CopyPlan {
+    let dest_abs = absolute_dest(dest, workdir);
+    let n = files.len();
+    let dest_slash = dest.ends_with('/') || n > 1;
+    let single_name = (!dest_slash)
+        .then(|| files.first().map(|f| f.0.clone()))
+        .flatten();
+    let mut entries: Vec<Entry> = files
+        .into_iter()
+        .map(|(name, kind, mode, mtime)| Entry {
+            rel: if dest_slash { name } else { String::new() },
+            kind,
+            mode,
+            mtime,
         })
         .collect();
     entries.sort_by(|a, b| a.rel.cmp(&b.rel));
@@ -491,11 +523,9 @@ pub(crate) fn plan_inline(files: &[(String, Vec<u8>)], dest: &str, workdir: &str
     CopyPlan {
         dest: dest_abs,
         dest_is_dir: dest_slash,
-        single_name: (!dest_slash)
-            .then(|| files.first().map(|f| f.0.clone()))
-            .flatten(),
+        single_name,
         entries,
-        checksum: format!("{}:{hex}", if files.len() == 1 { "file" } else { "multi" }),
+        checksum: format!("{}:{hex}", if n == 1 { "file" } else { "multi" }),
         files: files_list,
     }
 }

@@ -28,18 +28,19 @@ impl Builder<'_> {
         let line = c.source.start_line;
         let mut paths = Vec::new();
         let mut inline = Vec::new();
+        let mut remote = Vec::new();
         for s in &c.sources {
             match s {
                 CopySource::Path(p) => {
                     let v = self.expand(sh, st, p, line)?;
-                    if name == "ADD"
-                        && (v.starts_with("http://")
-                            || v.starts_with("https://")
-                            || v.starts_with("git@"))
-                    {
+                    if name == "ADD" && (v.starts_with("http://") || v.starts_with("https://")) {
+                        remote.push(v);
+                        continue;
+                    }
+                    if name == "ADD" && (v.starts_with("git@") || v.ends_with(".git")) {
                         return Err(Error::instr(
                             line,
-                            format!("ADD of a remote source ({v}) is not supported yet"),
+                            format!("ADD of a git repository ({v}) is not supported yet"),
                         ));
                     }
                     paths.push(v);
@@ -86,8 +87,15 @@ impl Builder<'_> {
         };
         let cid = st.container_id();
         let mut sources: Vec<Rootfs> = Vec::new();
+        let mut downloads: Vec<std::path::PathBuf> = Vec::new();
         let result = (|| -> Result<()> {
-            let plan = if !inline.is_empty() {
+            let plan = if !remote.is_empty() {
+                if !paths.is_empty() || !inline.is_empty() {
+                    return Err(Error::instr(line, "ADD cannot mix URLs with other sources"));
+                }
+                let files = self.download(sh, c, &remote, &cid, line, &mut downloads)?;
+                crate::context::plan_downloads(&files, &dest, &workdir)?
+            } else if !inline.is_empty() {
                 plan_inline(&inline, &dest, &workdir)
             } else {
                 match &c.from {
@@ -153,7 +161,61 @@ impl Builder<'_> {
             let _ = self.backend.unmount(s);
             let _ = self.backend.discard(s);
         }
+        for d in &downloads {
+            let _ = std::fs::remove_file(d);
+        }
         result
+    }
+
+    /// Downloads ADD's URLs, verifying `--checksum`; returns (name, file, mtime).
+    fn download(
+        &self,
+        sh: &Shared<'_>,
+        c: &CopyInstruction,
+        urls: &[String],
+        cid: &str,
+        line: usize,
+        downloads: &mut Vec<std::path::PathBuf>,
+    ) -> Result<Vec<(String, std::path::PathBuf, Option<i64>)>> {
+        let fetcher = self.fetcher.ok_or_else(|| {
+            Error::instr(
+                line,
+                "ADD of a URL needs a downloader, and none was configured",
+            )
+        })?;
+        let dir = sh
+            .opts
+            .download_dir
+            .as_ref()
+            .ok_or_else(|| Error::instr(line, "ADD of a URL needs a download directory"))?;
+        std::fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
+        let mut out = Vec::new();
+        for (i, url) in urls.iter().enumerate() {
+            let file = dir.join(format!("{cid}-{i}"));
+            downloads.push(file.clone());
+            let mtime = fetcher
+                .fetch(url, &file)
+                .map_err(|e| Error::backend("download", url.clone(), e))?;
+            if let Some(want) = &c.checksum {
+                let got = crate::index::hash_file(&file)?;
+                if &got != want {
+                    return Err(Error::instr(
+                        line,
+                        format!("digest mismatch for {url}: expected {want}, got {got}"),
+                    ));
+                }
+            }
+            let path = url.split(['?', '#']).next().unwrap_or(url);
+            let name = path
+                .split_once("://")
+                .and_then(|(_, rest)| rest.split_once('/'))
+                .and_then(|(_, p)| p.rsplit('/').next())
+                .filter(|n| !n.is_empty())
+                .unwrap_or("__unnamed__")
+                .to_string();
+            out.push((name, file, mtime));
+        }
+        Ok(out)
     }
 
     /// Expands `$VAR` in a heredoc body (quotes are not special there).

@@ -11,7 +11,9 @@ use kiln_dockerfile::shell::Lexer;
 use sha2::{Digest as _, Sha256};
 
 use crate::args::{PROXY_ARGS, StageArgs, global_scope, platform_args};
-use crate::backend::{BuildCache, ImageBackend, ImageId, NetworkMode, PullPolicy, StepRunner};
+use crate::backend::{
+    BuildCache, Fetcher, ImageBackend, ImageId, NetworkMode, PullPolicy, StepRunner,
+};
 use crate::config::{ImageConfig, Platform};
 use crate::context::ContextDir;
 use crate::error::{Error, Result};
@@ -56,6 +58,9 @@ pub struct BuildOptions {
     pub secrets: BTreeMap<String, PathBuf>,
     /// Do not fail when files cannot be chowned (rootless unit tests).
     pub ignore_chown_errors: bool,
+    /// Where `ADD <url>` downloads go before they are copied (the CLI uses a
+    /// directory of its store). Files are removed after the step.
+    pub download_dir: Option<PathBuf>,
 }
 
 impl Default for BuildOptions {
@@ -77,6 +82,7 @@ impl Default for BuildOptions {
             id_seed: String::new(),
             secrets: BTreeMap::new(),
             ignore_chown_errors: false,
+            download_dir: None,
         }
     }
 }
@@ -98,6 +104,7 @@ pub struct Builder<'a> {
     pub(crate) runner: &'a dyn StepRunner,
     pub(crate) cache: &'a dyn BuildCache,
     pub(crate) progress: &'a dyn Progress,
+    pub(crate) fetcher: Option<&'a dyn Fetcher>,
 }
 
 /// Where a stage starts.
@@ -251,7 +258,14 @@ impl<'a> Builder<'a> {
             runner,
             cache,
             progress,
+            fetcher: None,
         }
+    }
+
+    /// Enables `ADD <url>` with a downloader (without one, it is an error).
+    pub fn with_fetcher(mut self, fetcher: &'a dyn Fetcher) -> Self {
+        self.fetcher = Some(fetcher);
+        self
     }
 
     /// Builds `dockerfile` with the context `ctx`: the stages the target
