@@ -44,7 +44,11 @@ pub struct ImageConfig {
     #[serde(default)]
     pub os: String,
     /// Operating system version (Windows images).
-    #[serde(rename = "os.version", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "os.version",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub os_version: Option<String>,
     /// The layers' diff IDs, bottom first.
     #[serde(default)]
@@ -69,11 +73,7 @@ pub struct ContainerConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
     /// `EXPOSE`: `80/tcp`, `53/udp` (serialized as Docker's `{"80/tcp":{}}`).
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        with = "set_as_map"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "set_as_map")]
     pub exposed_ports: Option<BTreeSet<String>>,
     /// `ENV`: `KEY=value` entries, in order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -91,11 +91,7 @@ pub struct ContainerConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub args_escaped: Option<bool>,
     /// `VOLUME`: container paths (serialized as `{"/data":{}}`).
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        with = "set_as_map"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "set_as_map")]
     pub volumes: Option<BTreeSet<String>>,
     /// `WORKDIR`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -303,12 +299,27 @@ mod tests {
         let mut cfg = ImageConfig::new("linux", "amd64");
         let c = cfg.container_config_mut();
         c.exposed_ports = Some(["8080/tcp".to_owned(), "53/udp".to_owned()].into());
-        c.labels = Some([("z".to_owned(), "1".to_owned()), ("a".to_owned(), "2".to_owned())].into());
+        c.labels = Some(
+            [
+                ("z".to_owned(), "1".to_owned()),
+                ("a".to_owned(), "2".to_owned()),
+            ]
+            .into(),
+        );
         let json = String::from_utf8(cfg.to_json()).unwrap();
-        assert!(json.contains(r#""ExposedPorts":{"53/udp":{},"8080/tcp":{}}"#), "{json}");
+        assert!(
+            json.contains(r#""ExposedPorts":{"53/udp":{},"8080/tcp":{}}"#),
+            "{json}"
+        );
         assert!(json.contains(r#""Labels":{"a":"2","z":"1"}"#), "{json}");
-        assert!(json.starts_with(r#"{"architecture":"amd64","config":"#), "{json}");
-        assert!(json.contains(r#""rootfs":{"type":"layers","diff_ids":[]}"#), "{json}");
+        assert!(
+            json.starts_with(r#"{"architecture":"amd64","config":"#),
+            "{json}"
+        );
+        assert!(
+            json.contains(r#""rootfs":{"type":"layers","diff_ids":[]}"#),
+            "{json}"
+        );
     }
 
     #[test]

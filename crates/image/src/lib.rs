@@ -3,12 +3,15 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod commit;
 mod config;
 mod error;
 mod image;
 mod manifest;
 mod time;
+mod unpack;
 
+pub use commit::{CommitOptions, Committed, EMPTY_LAYER_DIFF_ID, commit_layer};
 pub use config::{ContainerConfig, Healthcheck, HistoryEntry, ImageConfig, RootFs};
 pub use error::{Error, Result};
 pub use image::{
@@ -16,3 +19,4 @@ pub use image::{
 };
 pub use manifest::{Descriptor, Index, Manifest, Platform, media_type, to_oci_media_type};
 pub use time::Timestamp;
+pub use unpack::{UnpackOptions, ensure_unpacked, unpack_image};

@@ -110,7 +110,11 @@ pub struct Platform {
     /// Operating system.
     pub os: String,
     /// OS version.
-    #[serde(rename = "os.version", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "os.version",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub os_version: Option<String>,
     /// CPU variant.
     #[serde(default, skip_serializing_if = "Option::is_none")]

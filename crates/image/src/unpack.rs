@@ -1,0 +1,134 @@
+//! Unpacking an image's layers into snapshots named by chain ID, reusing the
+//! ones already there, safely against other processes doing the same.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use kiln_content::{Digest, Store};
+use kiln_layer::{ApplyOptions, Compression, apply_layer};
+use kiln_snapshot::Snapshotter;
+use tracing::{debug, info_span};
+
+use crate::error::{layer_err, snap_err};
+use crate::image::{Image, read_image};
+use crate::{Error, Result};
+
+static UNPACK_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// How layers are unpacked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnpackOptions {
+    /// Set file owners from the layer (needs root; rootless callers pass
+    /// false and get files owned by themselves).
+    pub preserve_owners: bool,
+    /// Create device nodes found in layers (needs root).
+    pub allow_devices: bool,
+}
+
+impl Default for UnpackOptions {
+    /// Owners kept and devices allowed: what a root caller wants.
+    fn default() -> Self {
+        UnpackOptions {
+            preserve_owners: true,
+            allow_devices: true,
+        }
+    }
+}
+
+/// Makes sure every layer of image `id` is unpacked in `snapshotter` and
+/// returns the name of the top snapshot (the chain ID of the whole stack,
+/// `sha256:<hex>`), to pass as `parent` to `prepare` or `view`; `None` for
+/// an image without layers.
+///
+/// For each layer, bottom first: if a snapshot named by its chain ID exists
+/// it is reused; otherwise the layer blob (which must be in the store) is
+/// applied into a fresh snapshot prepared under a unique key on top of the
+/// previous chain, in the whiteout form the snapshotter asks for, its diff ID
+/// is checked against the config, and the snapshot is committed under the
+/// chain ID. If another process commits the same chain first, this one's
+/// copy is dropped and theirs used. On error the partial snapshot is removed.
+pub fn ensure_unpacked(
+    store: &Store,
+    snapshotter: &dyn Snapshotter,
+    id: &Digest,
+    opts: &UnpackOptions,
+) -> Result<Option<String>> {
+    let img = read_image(store, id)?;
+    unpack_image(store, snapshotter, &img, opts)
+}
+
+/// [`ensure_unpacked`] for an image already read with
+/// [`read_image`](crate::read_image).
+pub fn unpack_image(
+    store: &Store,
+    snapshotter: &dyn Snapshotter,
+    img: &Image,
+    opts: &UnpackOptions,
+) -> Result<Option<String>> {
+    let _span = info_span!("unpack", image = %img.record.id).entered();
+    img.check_layers()?;
+    let diff_ids = img.diff_ids()?;
+    let chain = crate::chain_ids(&diff_ids);
+    let mut parent: Option<String> = None;
+    for ((layer, diff_id), chain_id) in img.manifest.layers.iter().zip(&diff_ids).zip(&chain) {
+        let name = chain_id.to_string();
+        if snapshotter.exists(&name).map_err(snap_err(&name))? {
+            debug!(chain_id = %name, "layer already unpacked");
+            parent = Some(name);
+            continue;
+        }
+        let compression = Compression::from_media_type(&layer.media_type).map_err(|_| {
+            Error::UnsupportedMediaType {
+                digest: layer.digest.to_string(),
+                media_type: layer.media_type.clone(),
+            }
+        })?;
+        let key = format!(
+            "unpack-{}-{}-{}",
+            &chain_id.hex()[..12],
+            std::process::id(),
+            UNPACK_COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        snapshotter
+            .prepare(&key, parent.as_deref())
+            .map_err(snap_err(&key))?;
+        let applied = apply_into(store, snapshotter, &key, layer, diff_id, compression, opts);
+        let committed = applied.and_then(|()| match snapshotter.commit(&name, &key) {
+            Ok(()) => Ok(()),
+            Err(kiln_snapshot::Error::AlreadyExists { .. }) => {
+                debug!(chain_id = %name, "another process unpacked this layer first");
+                let _ = snapshotter.remove(&key);
+                Ok(())
+            }
+            Err(e) => Err(snap_err(&name)(e)),
+        });
+        if let Err(e) = committed {
+            let _ = snapshotter.remove(&key);
+            return Err(e);
+        }
+        debug!(chain_id = %name, layer = %layer.digest, "layer unpacked");
+        parent = Some(name);
+    }
+    Ok(parent)
+}
+
+fn apply_into(
+    store: &Store,
+    snapshotter: &dyn Snapshotter,
+    key: &str,
+    layer: &crate::Descriptor,
+    diff_id: &Digest,
+    compression: Compression,
+    opts: &UnpackOptions,
+) -> Result<()> {
+    let target = snapshotter.apply_target(key).map_err(snap_err(key))?;
+    let blob = store.open_blob(&layer.digest)?;
+    let apply_opts = ApplyOptions {
+        whiteouts: target.whiteouts,
+        allow_devices: opts.allow_devices,
+        preserve_owners: opts.preserve_owners,
+        expected_diff_id: Some(diff_id.to_string()),
+    };
+    let digest = layer.digest.to_string();
+    apply_layer(blob, compression, &target.dir, &apply_opts).map_err(layer_err(&digest))?;
+    Ok(())
+}

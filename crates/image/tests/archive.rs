@@ -1,0 +1,1 @@
+//! Archive tests (save, load, import); filled in with those functions.
