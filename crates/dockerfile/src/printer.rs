@@ -7,6 +7,7 @@
 //! comments, for any tree the parser can produce.
 
 use crate::ast::{Ast, Node};
+use crate::json::{JsonArgs, parse_json_array};
 use crate::parser::{heredocs_from_line, node_from_line};
 
 /// Prints `ast` as Dockerfile text.
@@ -75,7 +76,7 @@ fn finish(mut line: String, escape: char) -> String {
 }
 
 fn reparses_to(line: &str, node: &Node, escape: char) -> bool {
-    if line.contains(['\n', '\r']) || line.trim_start().starts_with('#') {
+    if line.contains('\n') || line.ends_with('\r') || line.trim_start().starts_with('#') {
         return false;
     }
     let Ok(n) = node_from_line(line, escape) else {
@@ -179,6 +180,19 @@ fn print_line(node: &Node, escape: char, out: &mut String) {
                     out.push(' ');
                     out.push_str(cmd);
                 }
+            }
+        }
+        "add" | "copy" | "volume" => {
+            // Split lists: if the words joined by spaces would read as a JSON
+            // array, separate them with vertical tabs (not JSON whitespace).
+            let spaced = args.join(" ");
+            let sep = match parse_json_array(spaced.trim_start()) {
+                JsonArgs::Invalid => " ",
+                _ => "\u{b}",
+            };
+            if !args.is_empty() {
+                out.push(' ');
+                out.push_str(&args.join(sep));
             }
         }
         _ => {
