@@ -47,9 +47,9 @@ impl Builder<'_> {
                 }
                 CopySource::Heredoc(h) => {
                     let body = if h.expand {
-                        self.expand_heredoc(sh, st, &h.content, line)?
+                        self.expand_heredoc(sh, st, &h.chomped(), line)?
                     } else {
-                        h.content.clone()
+                        h.chomped()
                     };
                     inline.push((h.name.clone(), body.into_bytes()));
                 }
@@ -109,7 +109,8 @@ impl Builder<'_> {
                 }
             };
             let shell = st.config.shell_or_default();
-            let created_by = nop_copy(&shell, name, &plan.checksum, &plan.dest);
+            // Docker records the destination as written (expanded), not resolved.
+            let created_by = nop_copy(&shell, name, &plan.checksum, &dest);
             let mut flags = String::new();
             for (k, v) in [("from", &c.from), ("chown", &chown), ("chmod", &c.chmod)] {
                 if let Some(v) = v {

@@ -53,6 +53,7 @@
 mod archive;
 mod args;
 mod backend;
+mod cache;
 mod config;
 mod context;
 mod copy;
@@ -69,6 +70,7 @@ mod run;
 mod steps;
 
 pub use backend::*;
+pub use cache::JsonCache;
 pub use config::*;
 pub use context::ContextDir;
 pub use dockerignore::DockerIgnore;

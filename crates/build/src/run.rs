@@ -41,7 +41,7 @@ pub(crate) fn run_argv(shell: &[String], r: &RunInstruction) -> Vec<String> {
                     == r.heredocs[0].name;
             if only_heredoc {
                 // The body is the script.
-                argv.push(r.heredocs[0].content.clone());
+                argv.push(r.heredocs[0].chomped());
             } else if r.heredocs.is_empty() {
                 argv.push(s.clone());
             } else {
@@ -49,8 +49,9 @@ pub(crate) fn run_argv(shell: &[String], r: &RunInstruction) -> Vec<String> {
                 let mut script = s.clone();
                 for h in &r.heredocs {
                     script.push('\n');
-                    script.push_str(&h.content);
-                    if !h.content.is_empty() && !h.content.ends_with('\n') {
+                    let body = h.chomped();
+                    script.push_str(&body);
+                    if !body.is_empty() && !body.ends_with('\n') {
                         script.push('\n');
                     }
                     script.push_str(&h.name);

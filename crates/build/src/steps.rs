@@ -16,6 +16,10 @@ use crate::error::{Error, Result};
 use crate::history::{go_q_list, go_v_list, healthcheck_text, nop};
 use crate::progress::Event;
 
+/// The PATH a stage gets when its base image sets none.
+pub(crate) const DEFAULT_PATH: &str =
+    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 /// A step's cache identity.
 pub(crate) struct StepKey {
     pub(crate) key: String,
@@ -224,6 +228,10 @@ impl Builder<'_> {
             }
         }
         self.step_image(st);
+        // Docker and BuildKit give every stage a PATH when its image has none.
+        if st.config.env_get("PATH").is_none() {
+            st.config.env_set("PATH", DEFAULT_PATH);
+        }
         let triggers = st.config.on_build.take().unwrap_or_default();
         if !triggers.is_empty() {
             self.progress.event(Event::Triggers {

@@ -331,7 +331,7 @@ fn copy_cache_follows_content_and_explains_files() {
     let h = e.history(&out.image);
     assert_eq!(h[0], ("/bin/sh -c #(nop)  WORKDIR /app".to_string(), false));
     assert!(
-        h[1].0.starts_with("/bin/sh -c #(nop) COPY dir:") && h[1].0.ends_with(" in /app "),
+        h[1].0.starts_with("/bin/sh -c #(nop) COPY dir:") && h[1].0.ends_with(" in . "),
         "{h:?}"
     );
 
@@ -611,6 +611,20 @@ fn config_instructions_follow_docker() {
     assert!(text.contains("# Executing 1 build trigger\n"), "{text}");
     assert_eq!(e.file(&child.image, "trig").as_deref(), Some("triggered\n"));
     assert_eq!(child.config.on_build, None);
+}
+
+#[test]
+fn run_heredocs() {
+    let e = env();
+    let df = "FROM busybox\nRUN <<EOF\necho a > /a\nEOF\nRUN cat <<-EOT > /b\n\thello\n\tEOT\n";
+    let (out, _) = e.ok(df, &opts());
+    let seen = e.runner.seen.lock().expect("lock").clone();
+    assert_eq!(seen[0].args, ["/bin/sh", "-c", "echo a > /a\n"]);
+    assert_eq!(
+        seen[1].args,
+        ["/bin/sh", "-c", "cat <<-EOT > /b\nhello\nEOT"]
+    );
+    assert_eq!(e.file(&out.image, "a").as_deref(), Some("a\n"));
 }
 
 #[test]
