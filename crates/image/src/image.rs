@@ -125,15 +125,39 @@ pub fn write_image(
             });
         }
     }
-    let size = config_json.len() as u64 + layers.iter().map(|l| l.size).sum::<u64>();
     let manifest = Manifest::new_oci(
         Descriptor::new(media_type::OCI_CONFIG, config_id, config_json.len() as u64),
         layers,
     );
-    let manifest_digest = store.write_blob(&manifest.to_json())?;
-    let mut record = ImageRecord::new(config_id, manifest_digest, media_type::OCI_MANIFEST);
+    record_manifest(
+        store,
+        &manifest.to_json(),
+        &manifest,
+        config.created.clone(),
+        tags,
+    )
+}
+
+/// Stores `manifest_json` (the serialized `manifest`, whose config and layer
+/// blobs are already in the store) and records the image it describes with
+/// `tags`. The image ID is the manifest's config digest.
+pub(crate) fn record_manifest(
+    store: &Store,
+    manifest_json: &[u8],
+    manifest: &Manifest,
+    created: Option<String>,
+    tags: &[Reference],
+) -> Result<ImageRecord> {
+    let config_id = manifest.config.digest;
+    let size = manifest.config.size + manifest.layers.iter().map(|l| l.size).sum::<u64>();
+    let manifest_digest = store.write_blob(manifest_json)?;
+    let media_type = manifest
+        .media_type
+        .clone()
+        .unwrap_or_else(|| media_type::OCI_MANIFEST.to_owned());
+    let mut record = ImageRecord::new(config_id, manifest_digest, &media_type);
     record.repo_tags = tags.iter().map(Reference::familiar_tagged).collect();
-    record.created = config.created.clone();
+    record.created = created;
     record.size = size;
     store.put_image(&record)?;
     Ok(store.get_image(&config_id)?.unwrap_or(record))
