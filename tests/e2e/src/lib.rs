@@ -34,8 +34,10 @@
 #![forbid(unsafe_code)]
 
 use std::ffi::OsStr;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 fn var(name: &str) -> String {
     match std::env::var(name) {
@@ -161,6 +163,17 @@ impl Sandbox {
         self.dir.path()
     }
 
+    /// Runs `kiln ARGS` in this sandbox and returns its stdout; panics with
+    /// both streams when it fails.
+    pub fn kiln_ok<I, S>(&self, args: I) -> String
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let out = run_ok(&mut self.kiln(args));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// A `kiln` command with this sandbox's `KILN_ROOT` and `HOME`.
     pub fn kiln<I, S>(&self, args: I) -> Command
     where
@@ -173,6 +186,53 @@ impl Sandbox {
             .env("HOME", self.home())
             .env_remove("DOCKER_CONFIG");
         cmd
+    }
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("cannot bind 127.0.0.1:0")
+}
+
+/// Sends `request` to `127.0.0.1:port` and returns what came back before the
+/// peer closed or `timeout` passed; retries the connection until `timeout`
+/// (for a server still starting). Only loopback, as every e2e test.
+pub fn tcp_exchange(port: u16, request: &[u8], timeout: Duration) -> std::io::Result<Vec<u8>> {
+    let deadline = Instant::now() + timeout;
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    loop {
+        match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            Ok(mut s) => {
+                s.set_read_timeout(Some(
+                    deadline
+                        .saturating_duration_since(Instant::now())
+                        .max(Duration::from_millis(10)),
+                ))?;
+                s.write_all(request)?;
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    match s.read(&mut chunk) {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            buf.extend_from_slice(&chunk[..n]);
+                            // A line-based reply is complete at its newline.
+                            if buf.ends_with(b"\n") {
+                                break;
+                            }
+                        }
+                        Err(e) if buf.is_empty() => return Err(e),
+                        Err(_) => break,
+                    }
+                }
+                return Ok(buf);
+            }
+            Err(e) if Instant::now() >= deadline => return Err(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
     }
 }
 

@@ -140,3 +140,22 @@ fn sandboxes_are_private_and_removed() {
             .any(|(k, v)| *k == "KILN_ROOT" && *v == Some(b.root().as_os_str()))
     );
 }
+
+#[test]
+fn tcp_exchange_talks_to_a_loopback_server() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        use std::io::{BufRead, Write};
+        let (s, _) = listener.accept().unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(&s).read_line(&mut line).unwrap();
+        assert_eq!(line, "PING\r\n");
+        (&s).write_all(b"+PONG\r\n").unwrap();
+    });
+    let reply =
+        kiln_e2e::tcp_exchange(port, b"PING\r\n", std::time::Duration::from_secs(5)).unwrap();
+    assert_eq!(reply, b"+PONG\r\n");
+    server.join().unwrap();
+    assert_ne!(kiln_e2e::free_port(), 0);
+}
