@@ -1,1 +1,0 @@
-//! Archive tests (save, load, import); filled in with those functions.
