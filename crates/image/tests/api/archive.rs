@@ -328,3 +328,159 @@ fn import_refuses_garbage_and_bad_changes() {
     assert!(e.store.list_images().unwrap().is_empty());
     let _ = ImageConfig::default();
 }
+
+#[test]
+fn zstd_layers_round_trip_through_both_formats() {
+    let e = env();
+    e.sn.prepare("z", None).unwrap();
+    let root = e.sn.apply_target("z").unwrap().dir;
+    fs::write(root.join("zfile"), b"zstd content\n").unwrap();
+    let mut o = crate::opts("zstd layer", &["test/zstd:1"]);
+    o.compression = kiln_layer::Compression::Zstd;
+    let c = kiln_image::commit_layer(
+        &e.store,
+        &e.sn,
+        "z",
+        ImageConfig::new("linux", "amd64"),
+        vec![],
+        &o,
+    )
+    .unwrap();
+    let (desc, diff_id) = c.layer.unwrap();
+    assert_eq!(desc.media_type, media_type::OCI_LAYER_ZSTD);
+    for format in [Format::DockerArchive, Format::OciLayout] {
+        let bytes = saved(&e.store, c.record.id, "test/zstd:1", format);
+        if format == Format::DockerArchive {
+            let m = members(&bytes);
+            let tar = &m[&format!("{}/layer.tar", diff_id.hex())];
+            assert_eq!(
+                Digest::of(tar),
+                diff_id,
+                "docker-archive layers are plain tars"
+            );
+        }
+        let other = fresh_store(&e.dir, &format!("z-{format:?}"));
+        let loaded = load(&other, bytes.as_slice()).unwrap();
+        assert_eq!(loaded[0].id, c.record.id);
+        let got = unpacked_file(
+            &other,
+            e.dir.join(format!("sn-z-{format:?}")),
+            &c.record.id,
+            "zfile",
+        );
+        assert_eq!(got.as_deref(), Some(&b"zstd content\n"[..]));
+    }
+}
+
+/// A docker-archive as older `docker save` wrote it (legacy `json`,
+/// `VERSION` and `repositories` files, layer directories named by v1 IDs),
+/// here with a gzip-compressed layer.tar as some tools write.
+#[test]
+fn legacy_docker_save_archives_with_gzip_layers_load() {
+    let e = env();
+    let layer_tar = rootfs_tar();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&layer_tar).unwrap();
+    let gz = gz.finish().unwrap();
+    let mut cfg = ImageConfig::new("linux", "amd64");
+    cfg.push_layer(&Digest::of(&layer_tar).to_string(), Default::default());
+    let config = cfg.to_json();
+    let config_name = format!("{}.json", Digest::of(&config).hex());
+    let v1 = "a".repeat(64);
+    let manifest = format!(
+        r#"[{{"Config":"{config_name}","RepoTags":["legacy/app:old"],"Layers":["{v1}/layer.tar"]}}]"#
+    );
+    let mut b = tar::Builder::new(Vec::new());
+    let files: Vec<(String, Vec<u8>)> = vec![
+        (format!("{v1}/VERSION"), b"1.0".to_vec()),
+        (format!("{v1}/json"), br#"{"id":"aaaa"}"#.to_vec()),
+        (format!("{v1}/layer.tar"), gz.clone()),
+        (config_name.clone(), config.clone()),
+        (
+            "repositories".into(),
+            br#"{"legacy/app":{"old":"aaaa"}}"#.to_vec(),
+        ),
+        ("manifest.json".into(), manifest.into_bytes()),
+    ];
+    for (name, data) in &files {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        b.append_data(&mut h, name, data.as_slice()).unwrap();
+    }
+    let archive = b.into_inner().unwrap();
+    let loaded = load(&e.store, archive.as_slice()).unwrap();
+    assert_eq!(loaded[0].id, Digest::of(&config));
+    assert_eq!(loaded[0].repo_tags, ["legacy/app:old"]);
+    let img = read_image(&e.store, &loaded[0].id).unwrap();
+    assert_eq!(
+        img.manifest.layers[0].media_type,
+        media_type::OCI_LAYER_GZIP
+    );
+    assert_eq!(img.manifest.layers[0].digest, Digest::of(&gz));
+    let got = unpacked_file(
+        &e.store,
+        e.dir.join("sn-legacy"),
+        &loaded[0].id,
+        "etc/os-release",
+    );
+    assert_eq!(got.as_deref(), Some(&b"ID=ok\n"[..]));
+}
+
+/// An OCI layout whose index points at a multi-platform index: the entry for
+/// this host is loaded, under the outer entry's name.
+#[test]
+fn nested_indexes_pick_the_host_platform() {
+    let e = env();
+    let (base, _top) = two_layer_image(&e);
+    let bytes = saved(&e.store, base, "test/multi:1", Format::OciLayout);
+    let m = members(&bytes);
+    let index = Index::from_json(&m["index.json"]).unwrap();
+    let mut native = index.manifests[0].clone();
+    native.annotations = None;
+    let host = kiln_content::Platform::native();
+    native.platform = Some(kiln_image::Platform {
+        architecture: host.architecture.clone(),
+        os: host.os.clone(),
+        os_version: None,
+        variant: host.variant.clone(),
+    });
+    let mut foreign = native.clone();
+    foreign.platform = Some(kiln_image::Platform {
+        architecture: "s390x-not-here".into(),
+        os: "linux".into(),
+        os_version: None,
+        variant: None,
+    });
+    foreign.digest = Digest::of(b"absent manifest");
+    let inner = Index::new_oci(vec![foreign, native]).to_json();
+    let inner_digest = Digest::of(&inner);
+    let mut outer_entry = index.manifests[0].clone();
+    outer_entry.media_type = media_type::OCI_INDEX.into();
+    outer_entry.digest = inner_digest;
+    outer_entry.size = inner.len() as u64;
+    let outer = Index::new_oci(vec![outer_entry]).to_json();
+    let with_inner = add_member(
+        &replace_member(&bytes, "index.json", &outer),
+        &format!("blobs/sha256/{}", inner_digest.hex()),
+        &inner,
+    );
+    let other = fresh_store(&e.dir, "multi");
+    let loaded = load(&other, with_inner.as_slice()).unwrap();
+    assert_eq!(loaded.len(), 1);
+    assert_eq!(loaded[0].id, base);
+    assert_eq!(loaded[0].repo_tags, ["test/multi:1"]);
+}
+
+fn add_member(tar_bytes: &[u8], name: &str, data: &[u8]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut all = members(tar_bytes);
+    all.insert(name.to_owned(), data.to_vec());
+    for (n, d) in all {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(d.len() as u64);
+        h.set_mode(0o644);
+        b.append_data(&mut h, &n, d.as_slice()).unwrap();
+    }
+    b.into_inner().unwrap()
+}
