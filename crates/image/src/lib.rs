@@ -80,4 +80,4 @@ pub use import::{ImportOptions, apply_change, import};
 pub use load::load;
 pub use manifest::{Descriptor, Index, Manifest, Platform, media_type, to_oci_media_type};
 pub use time::Timestamp;
-pub use unpack::{UnpackOptions, ensure_unpacked, unpack_image};
+pub use unpack::{LayerRef, UnpackOptions, ensure_unpacked, unpack_image, unpack_layer};

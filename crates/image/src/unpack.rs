@@ -1,6 +1,7 @@
 //! Unpacking an image's layers into snapshots named by chain ID, reusing the
 //! ones already there, safely against other processes doing the same.
 
+use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use kiln_content::{Digest, Store};
@@ -82,53 +83,95 @@ pub fn unpack_image(
                 media_type: layer.media_type.clone(),
             }
         })?;
-        let key = format!(
-            "unpack-{}-{}-{}",
-            &chain_id.hex()[..12],
-            std::process::id(),
-            UNPACK_COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
-        snapshotter
-            .prepare(&key, parent.as_deref())
-            .map_err(snap_err(&key))?;
-        let applied = apply_into(store, snapshotter, &key, layer, diff_id, compression, opts);
-        let committed = applied.and_then(|()| match snapshotter.commit(&name, &key) {
-            Ok(()) => Ok(()),
-            Err(kiln_snapshot::Error::AlreadyExists { .. }) => {
-                debug!(chain_id = %name, "another process unpacked this layer first");
-                let _ = snapshotter.remove(&key);
-                Ok(())
-            }
-            Err(e) => Err(snap_err(&name)(e)),
-        });
-        if let Err(e) = committed {
-            let _ = snapshotter.remove(&key);
-            return Err(e);
-        }
+        let blob = store.open_blob(&layer.digest)?;
+        let layer_ref = LayerRef {
+            chain_id: *chain_id,
+            diff_id: *diff_id,
+            compression,
+            label: layer.digest.to_string(),
+        };
+        unpack_layer(snapshotter, parent.as_deref(), &layer_ref, blob, opts)?;
         debug!(chain_id = %name, layer = %layer.digest, "layer unpacked");
         parent = Some(name);
     }
     Ok(parent)
 }
 
-fn apply_into(
-    store: &Store,
+/// One layer to unpack with [`unpack_layer`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerRef {
+    /// The layer's chain ID: the name of the snapshot to commit.
+    pub chain_id: Digest,
+    /// The diff ID the uncompressed tar must hash to (from the image config).
+    pub diff_id: Digest,
+    /// How the stream is compressed (from the layer's media type).
+    pub compression: Compression,
+    /// What to name in errors (the layer blob's digest).
+    pub label: String,
+}
+
+/// Unpacks one layer read from `reader` as the committed snapshot
+/// `layer.chain_id` on top of `parent` (the previous layer's chain ID), and
+/// returns that snapshot's name. The building block of [`ensure_unpacked`],
+/// public so that a caller can unpack a layer while downloading it (tee the
+/// download into a content `BlobWriter` and this): the diff ID check against
+/// the (digest-verified) config is what makes the result trustworthy.
+///
+/// Returns at once if the snapshot exists. Otherwise prepares a uniquely
+/// named snapshot, applies the stream with the snapshotter's whiteout mode,
+/// checks the diff ID and commits; a concurrent commit of the same chain by
+/// someone else wins and this copy is removed. On any error the partial
+/// snapshot is removed.
+pub fn unpack_layer<R: Read>(
+    snapshotter: &dyn Snapshotter,
+    parent: Option<&str>,
+    layer: &LayerRef,
+    reader: R,
+    opts: &UnpackOptions,
+) -> Result<String> {
+    let name = layer.chain_id.to_string();
+    if snapshotter.exists(&name).map_err(snap_err(&name))? {
+        return Ok(name);
+    }
+    let key = format!(
+        "unpack-{}-{}-{}",
+        &layer.chain_id.hex()[..12],
+        std::process::id(),
+        UNPACK_COUNTER.fetch_add(1, Ordering::Relaxed)
+    );
+    snapshotter.prepare(&key, parent).map_err(snap_err(&key))?;
+    let applied = apply_into(snapshotter, &key, layer, reader, opts);
+    let committed = applied.and_then(|()| match snapshotter.commit(&name, &key) {
+        Ok(()) => Ok(()),
+        Err(kiln_snapshot::Error::AlreadyExists { .. }) => {
+            debug!(chain_id = %name, "another process unpacked this layer first");
+            let _ = snapshotter.remove(&key);
+            Ok(())
+        }
+        Err(e) => Err(snap_err(&name)(e)),
+    });
+    if let Err(e) = committed {
+        let _ = snapshotter.remove(&key);
+        return Err(e);
+    }
+    Ok(name)
+}
+
+fn apply_into<R: Read>(
     snapshotter: &dyn Snapshotter,
     key: &str,
-    layer: &crate::Descriptor,
-    diff_id: &Digest,
-    compression: Compression,
+    layer: &LayerRef,
+    reader: R,
     opts: &UnpackOptions,
 ) -> Result<()> {
     let target = snapshotter.apply_target(key).map_err(snap_err(key))?;
-    let blob = store.open_blob(&layer.digest)?;
     let apply_opts = ApplyOptions {
         whiteouts: target.whiteouts,
         allow_devices: opts.allow_devices,
         preserve_owners: opts.preserve_owners,
-        expected_diff_id: Some(diff_id.to_string()),
+        expected_diff_id: Some(layer.diff_id.to_string()),
     };
-    let digest = layer.digest.to_string();
-    apply_layer(blob, compression, &target.dir, &apply_opts).map_err(layer_err(&digest))?;
+    apply_layer(reader, layer.compression, &target.dir, &apply_opts)
+        .map_err(layer_err(&layer.label))?;
     Ok(())
 }

@@ -288,3 +288,31 @@ fn unknown_layer_media_type_is_refused() {
     let err = ensure_unpacked(&e.store, &fresh, &rec.id, &rootless()).unwrap_err();
     assert!(err.to_string().contains("application/x-unknown"), "{err}");
 }
+
+#[test]
+fn unpack_layer_streams_from_any_reader() {
+    let e = env();
+    let (base, _top) = two_layer_image(&e);
+    let img = read_image(&e.store, &base).unwrap();
+    let chain = img.chain_ids().unwrap();
+    let layer = kiln_image::LayerRef {
+        chain_id: chain[0],
+        diff_id: img.diff_ids().unwrap()[0],
+        compression: Compression::Gzip,
+        label: "in-memory".into(),
+    };
+    let bytes = e.store.read_blob(&img.manifest.layers[0].digest).unwrap();
+    let fresh = CopySnapshotter::new(e.dir.join("stream")).unwrap();
+    let name =
+        kiln_image::unpack_layer(&fresh, None, &layer, bytes.as_slice(), &rootless()).unwrap();
+    assert_eq!(name, chain[0].to_string());
+    // Present now: the reader is not even read.
+    let name = kiln_image::unpack_layer(&fresh, None, &layer, &b""[..], &rootless()).unwrap();
+    assert_eq!(name, chain[0].to_string());
+    // A truncated stream fails and leaves no snapshot behind.
+    let other = CopySnapshotter::new(e.dir.join("stream2")).unwrap();
+    let cut = &bytes[..bytes.len() / 2];
+    let err = kiln_image::unpack_layer(&other, None, &layer, cut, &rootless()).unwrap_err();
+    assert!(err.to_string().contains("in-memory"), "{err}");
+    assert!(other.list().unwrap().is_empty());
+}
