@@ -51,15 +51,35 @@ pub(crate) fn build_kiln(target: &Path) -> Result<PathBuf> {
 /// not invalidate other builds) and returns its path.
 pub(crate) fn build_probe(target: &Path) -> Result<PathBuf> {
     let dir = target.join("probe");
+    // An explicit --target keeps RUSTFLAGS off build scripts and proc macros
+    // (which cannot be built with +crt-static).
+    let host = host_triple()?;
     run(util::cargo()
-        .args(["build", "-p", "kiln-probe", "--target-dir"])
+        .args([
+            "build",
+            "-p",
+            "kiln-probe",
+            "--target",
+            &host,
+            "--target-dir",
+        ])
         .arg(&dir)
         .env("RUSTFLAGS", "-C target-feature=+crt-static"))?;
-    let bin = dir.join("debug/kiln-probe");
+    let bin = dir.join(&host).join("debug/kiln-probe");
     if !bin.is_file() {
         bail!("cargo built kiln-probe but {} is missing", bin.display());
     }
     Ok(bin)
+}
+
+/// rustc's host target triple (`x86_64-unknown-linux-gnu`).
+fn host_triple() -> Result<String> {
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let out = util::output(Command::new(rustc).arg("-vV"))?;
+    out.lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .map(|h| h.trim().to_owned())
+        .context("`rustc -vV` names no host")
 }
 
 /// Starts both registries and pushes the fixtures. `debian` also pushes the
