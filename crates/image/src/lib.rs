@@ -10,7 +10,9 @@
 //! - **Views**: [`image_config`], [`inspect`] (`docker image inspect` JSON),
 //!   [`history`] (`docker history` rows).
 //! - **Unpack**: [`ensure_unpacked`] puts every layer of an image into a
-//!   `kiln_snapshot::Snapshotter`, one committed snapshot per chain ID.
+//!   `kiln_snapshot::Snapshotter`, one committed snapshot per chain ID
+//!   ([`unpack_layer`] does one layer from any reader);
+//!   [`prune_snapshots`] frees the ones no image uses.
 //! - **Commit**: [`commit_layer`] turns an active snapshot's change into a
 //!   new layer and image in one pass.
 //! - **Archives**: [`save`] (docker-archive or OCI layout), [`load`] (both,
@@ -66,6 +68,7 @@ mod image;
 mod import;
 mod load;
 mod manifest;
+mod prune;
 mod time;
 mod unpack;
 
@@ -79,5 +82,6 @@ pub use image::{
 pub use import::{ImportOptions, apply_change, import};
 pub use load::load;
 pub use manifest::{Descriptor, Index, Manifest, Platform, media_type, to_oci_media_type};
+pub use prune::prune_snapshots;
 pub use time::Timestamp;
 pub use unpack::{LayerRef, UnpackOptions, ensure_unpacked, unpack_image, unpack_layer};

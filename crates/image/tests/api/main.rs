@@ -316,3 +316,35 @@ fn unpack_layer_streams_from_any_reader() {
     assert!(err.to_string().contains("in-memory"), "{err}");
     assert!(other.list().unwrap().is_empty());
 }
+
+#[test]
+fn prune_frees_only_unused_layer_snapshots() {
+    let e = env();
+    let (base, top) = two_layer_image(&e);
+    let chain = read_image(&e.store, &top).unwrap().chain_ids().unwrap();
+    let (l1, l2) = (chain[0].to_string(), chain[1].to_string());
+    assert!(
+        kiln_image::prune_snapshots(&e.store, &e.sn)
+            .unwrap()
+            .is_empty()
+    );
+
+    // A container on the top layer keeps it even when its image goes.
+    e.sn.prepare("container", Some(&l2)).unwrap();
+    e.store.remove_image(&top).unwrap();
+    assert!(
+        kiln_image::prune_snapshots(&e.store, &e.sn)
+            .unwrap()
+            .is_empty()
+    );
+    e.sn.remove("container").unwrap();
+    assert_eq!(
+        kiln_image::prune_snapshots(&e.store, &e.sn).unwrap(),
+        [l2.clone()]
+    );
+    assert!(e.sn.exists(&l1).unwrap(), "the base image still uses it");
+
+    e.store.remove_image(&base).unwrap();
+    assert_eq!(kiln_image::prune_snapshots(&e.store, &e.sn).unwrap(), [l1]);
+    assert!(e.sn.list().unwrap().is_empty());
+}
