@@ -340,7 +340,7 @@ fn prune_frees_only_unused_layer_snapshots() {
     e.sn.remove("container").unwrap();
     assert_eq!(
         kiln_image::prune_snapshots(&e.store, &e.sn).unwrap(),
-        [l2.clone()]
+        std::slice::from_ref(&l2)
     );
     assert!(e.sn.exists(&l1).unwrap(), "the base image still uses it");
 
