@@ -5,6 +5,8 @@
 //! checked by the typed layer ([`crate::instructions`]). The tree keeps the
 //! original text and line range of every instruction so tools can point at it.
 
+use std::borrow::Cow;
+
 use serde::Serialize;
 
 use crate::diagnostic::Diagnostic;
@@ -111,8 +113,10 @@ pub struct Directive {
 /// variable-expanded here.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Node {
-    /// The instruction keyword as written (`run`, `RUN`, `Run`...).
-    pub keyword: String,
+    /// The instruction keyword as written (`run`, `RUN`, `Run`...); borrowed
+    /// from a static table for the usual spellings, so parsing does not
+    /// allocate for it.
+    pub keyword: Cow<'static, str>,
     /// Leading `--flags`, each as one string with its `--` (`--mount=type=cache,target=/x`),
     /// quotes and escapes removed.
     pub flags: Vec<String>,

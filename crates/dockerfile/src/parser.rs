@@ -5,6 +5,8 @@
 //! Unlike BuildKit, which stops at the first error, the parser records a
 //! diagnostic, leaves the faulty instruction out and carries on.
 
+use std::borrow::Cow;
+
 use crate::ast::{Ast, Directive, Directives, Heredoc, Node, Parsed};
 use crate::diagnostic::Diagnostic;
 use crate::json::{JsonArgs, parse_json_array};
@@ -16,9 +18,12 @@ const BOM: &str = "\u{feff}";
 /// Parses a Dockerfile. Never panics; every problem is in `diagnostics`.
 pub fn parse(bytes: &[u8]) -> Parsed {
     let mut diagnostics = Vec::new();
-    let text = String::from_utf8_lossy(bytes);
-    if let Err(e) = std::str::from_utf8(bytes) {
-        let before = &bytes[..e.valid_up_to()];
+    let (text, invalid_at) = match std::str::from_utf8(bytes) {
+        Ok(t) => (std::borrow::Cow::Borrowed(t), None),
+        Err(e) => (String::from_utf8_lossy(bytes), Some(e.valid_up_to())),
+    };
+    if let Some(valid) = invalid_at {
+        let before = &bytes[..valid];
         let line = before.iter().filter(|b| **b == b'\n').count() + 1;
         let col = String::from_utf8_lossy(before.rsplit(|b| *b == b'\n').next().unwrap_or(&[]))
             .chars()
@@ -35,8 +40,8 @@ pub fn parse(bytes: &[u8]) -> Parsed {
         None => (&*text, false),
     };
     let mut p = Parser {
-        lines: text.split_inclusive('\n').collect(),
-        next: 0,
+        text,
+        pos: 0,
         line_no: 0,
         escape: '\\',
         directives: Directives {
@@ -63,8 +68,8 @@ struct DirectiveState {
 }
 
 struct Parser<'a> {
-    lines: Vec<&'a str>,
-    next: usize,
+    text: &'a str,
+    pos: usize,
     line_no: usize,
     escape: char,
     directives: Directives,
@@ -110,10 +115,12 @@ fn match_directive(line: &str) -> Option<(&str, &str)> {
 }
 
 impl<'a> Parser<'a> {
+    /// The next physical line, with its line ending.
     fn next_line(&mut self) -> Option<&'a str> {
-        let l = self.lines.get(self.next).copied()?;
-        self.next += 1;
-        Some(l)
+        let rest = self.text.get(self.pos..).filter(|r| !r.is_empty())?;
+        let len = rest.find('\n').map_or(rest.len(), |i| i + 1);
+        self.pos += len;
+        Some(&rest[..len])
     }
 
     /// BuildKit's `processLine`: newline trimmed, optionally left-trimmed,
@@ -193,7 +200,7 @@ impl<'a> Parser<'a> {
     }
 
     fn run(&mut self) -> Vec<Node> {
-        let mut nodes = Vec::new();
+        let mut nodes = Vec::with_capacity(self.text.len() / 40 + 1);
         let mut comments: Vec<String> = Vec::new();
         while let Some(raw) = self.next_line() {
             if is_comment(raw) {
@@ -219,7 +226,7 @@ impl<'a> Parser<'a> {
             if eol && first.is_empty() {
                 continue;
             }
-            let mut buf = first.to_owned();
+            let mut buf = String::from(first);
             let mut empty_continuation = false;
             while !eol {
                 let Some(raw) = self.next_line() else { break };
@@ -242,7 +249,8 @@ impl<'a> Parser<'a> {
                         .until(self.line_no),
                 );
             }
-            let mut node = match node_from_line(&buf, self.escape) {
+            let parsed = node_from_line(&buf, self.escape);
+            let mut node = match parsed {
                 Ok(n) => n,
                 Err(msg) => {
                     self.diagnostics
@@ -269,6 +277,7 @@ impl<'a> Parser<'a> {
                         .push(Diagnostic::error(start_line, column, msg).until(self.line_no)),
                 }
             }
+            node.original = buf;
             node.start_line = start_line;
             node.end_line = self.line_no;
             node.column = column;
@@ -319,16 +328,76 @@ impl Node {
         {
             n = c;
         }
-        let k = n.keyword.to_ascii_lowercase();
-        matches!(k.as_str(), "run" | "copy" | "add") && !n.json
+        with_lower(&n.keyword, |k| matches!(k, "run" | "copy" | "add")) && !n.json
     }
 }
 
 const NOT_STRINGS: &str = "when using JSON array syntax, arrays must be comprised of strings only";
 
+/// Calls `f` with `keyword` lower-cased, without allocating for the usual
+/// short ASCII keywords.
+pub(crate) fn with_lower<R>(keyword: &str, f: impl FnOnce(&str) -> R) -> R {
+    let mut buf = [0u8; 16];
+    if keyword.len() <= buf.len() && keyword.is_ascii() {
+        for (d, s) in buf.iter_mut().zip(keyword.bytes()) {
+            *d = s.to_ascii_lowercase();
+        }
+        match std::str::from_utf8(&buf[..keyword.len()]) {
+            Ok(k) => f(k),
+            Err(_) => f(&keyword.to_lowercase()),
+        }
+    } else {
+        f(&keyword.to_lowercase())
+    }
+}
+
+/// The usual spellings of instruction keywords, as static strings.
+fn static_keyword(keyword: &str) -> Option<&'static str> {
+    Some(match keyword {
+        "FROM" => "FROM",
+        "RUN" => "RUN",
+        "CMD" => "CMD",
+        "COPY" => "COPY",
+        "ADD" => "ADD",
+        "ENV" => "ENV",
+        "ARG" => "ARG",
+        "LABEL" => "LABEL",
+        "EXPOSE" => "EXPOSE",
+        "VOLUME" => "VOLUME",
+        "USER" => "USER",
+        "WORKDIR" => "WORKDIR",
+        "SHELL" => "SHELL",
+        "HEALTHCHECK" => "HEALTHCHECK",
+        "STOPSIGNAL" => "STOPSIGNAL",
+        "ONBUILD" => "ONBUILD",
+        "MAINTAINER" => "MAINTAINER",
+        "ENTRYPOINT" => "ENTRYPOINT",
+        "from" => "from",
+        "run" => "run",
+        "cmd" => "cmd",
+        "copy" => "copy",
+        "add" => "add",
+        "env" => "env",
+        "arg" => "arg",
+        "label" => "label",
+        "expose" => "expose",
+        "volume" => "volume",
+        "user" => "user",
+        "workdir" => "workdir",
+        "shell" => "shell",
+        "healthcheck" => "healthcheck",
+        "stopsignal" => "stopsignal",
+        "onbuild" => "onbuild",
+        "maintainer" => "maintainer",
+        "entrypoint" => "entrypoint",
+        _ => return None,
+    })
+}
+
 fn empty_node(keyword: &str, original: &str) -> Node {
     Node {
-        keyword: keyword.to_owned(),
+        keyword: static_keyword(keyword)
+            .map_or_else(|| Cow::Owned(keyword.to_owned()), Cow::Borrowed),
         flags: Vec::new(),
         args: Vec::new(),
         json: false,
@@ -345,7 +414,8 @@ fn empty_node(keyword: &str, original: &str) -> Node {
 /// BuildKit's `newNodeFromLine`: keyword, flags, and arguments of one logical line.
 pub(crate) fn node_from_line(line: &str, escape: char) -> Result<Node, String> {
     let (keyword, tail) = split_once_space(line.trim());
-    let mut node = empty_node(keyword, line);
+    // The caller sets `original` for top-level nodes (it owns the buffer).
+    let mut node = empty_node(keyword, "");
     let rest = match tail {
         Some(t) => {
             let (rest, flags) = extract_flags(t, escape);
@@ -354,7 +424,10 @@ pub(crate) fn node_from_line(line: &str, escape: char) -> Result<Node, String> {
         }
         None => "",
     };
-    match keyword.to_lowercase().as_str() {
+    let kind = with_lower(keyword, |k| {
+        static_keyword(k).filter(|s| s.as_bytes()[0].is_ascii_lowercase())
+    });
+    match kind.unwrap_or("") {
         "add" | "copy" | "volume" => match parse_json_array(rest) {
             JsonArgs::Strings(v) => {
                 node.args = v;
@@ -388,7 +461,9 @@ pub(crate) fn node_from_line(line: &str, escape: char) -> Result<Node, String> {
         }
         "onbuild" => {
             if !rest.is_empty() {
-                node.child = Some(Box::new(node_from_line(rest, escape)?));
+                let mut child = node_from_line(rest, escape)?;
+                child.original = rest.to_owned();
+                node.child = Some(Box::new(child));
             }
         }
         _ => node.args = vec![String::new()],

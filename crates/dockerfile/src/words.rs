@@ -7,26 +7,31 @@ pub(crate) fn is_split_space(c: char) -> bool {
     matches!(c, '\t' | '\u{b}' | '\u{c}' | '\r' | ' ')
 }
 
-/// Splits on runs of [`is_split_space`] (quotes are not special).
+/// Splits on runs of [`is_split_space`] (quotes are not special). Like Go's
+/// `regexp.Split`, a separator at either end gives an empty first or last word.
 pub(crate) fn split_whitespace(rest: &str) -> Vec<String> {
     if rest.is_empty() {
         return Vec::new();
     }
     let mut out = Vec::new();
-    let mut cur = String::new();
+    let mut start = 0;
     let mut in_sep = false;
-    for c in rest.chars() {
+    for (i, c) in rest.char_indices() {
         if is_split_space(c) {
             if !in_sep {
-                out.push(std::mem::take(&mut cur));
+                out.push(rest[start..i].to_owned());
                 in_sep = true;
             }
-        } else {
+        } else if in_sep {
             in_sep = false;
-            cur.push(c);
+            start = i;
         }
     }
-    out.push(cur);
+    out.push(if in_sep {
+        String::new()
+    } else {
+        rest[start..].to_owned()
+    });
     out
 }
 
@@ -112,7 +117,8 @@ pub(crate) fn extract_flags(line: &str, escape: char) -> (&str, Vec<String>) {
 }
 
 /// BuildKit's quote-aware word split (ENV, LABEL, ARG): quotes and escapes
-/// stay in the words; only unquoted whitespace separates.
+/// stay in the words; only unquoted whitespace separates. Every word is a
+/// slice of `rest` (an escape at the very end is dropped).
 pub(crate) fn parse_words(rest: &str, escape: char) -> Vec<String> {
     #[derive(PartialEq)]
     enum Phase {
@@ -122,22 +128,25 @@ pub(crate) fn parse_words(rest: &str, escape: char) -> Vec<String> {
     }
     let mut words = Vec::new();
     let mut phase = Phase::Spaces;
-    let mut word = String::new();
+    let (mut start, mut end) = (0, 0);
     let mut blank_ok = false;
-    let mut it = rest.chars().peekable();
-    while let Some(ch) = it.next() {
+    let mut it = rest.char_indices().peekable();
+    while let Some((i, ch)) = it.next() {
         if phase == Phase::Spaces {
             if ch.is_whitespace() {
                 continue;
             }
             phase = Phase::Word;
+            start = i;
+            end = i;
         }
+        let next_end = i + ch.len_utf8();
         match phase {
             Phase::Spaces | Phase::Word => {
                 if ch.is_whitespace() {
                     phase = Phase::Spaces;
-                    if blank_ok || !word.is_empty() {
-                        words.push(std::mem::take(&mut word));
+                    if blank_ok || end > start {
+                        words.push(rest[start..end].to_owned());
                     }
                     blank_ok = false;
                     continue;
@@ -147,16 +156,14 @@ pub(crate) fn parse_words(rest: &str, escape: char) -> Vec<String> {
                     blank_ok = true;
                 }
                 if ch == escape {
+                    // The escape and the next character stay; a final escape goes.
                     match it.next() {
-                        None => continue, // a trailing escape is dropped
-                        Some(n) => {
-                            word.push(ch);
-                            word.push(n);
-                        }
+                        None => continue,
+                        Some((j, n)) => end = j + n.len_utf8(),
                     }
                     continue;
                 }
-                word.push(ch);
+                end = next_end;
             }
             Phase::Quote(q) => {
                 if ch == q {
@@ -168,19 +175,16 @@ pub(crate) fn parse_words(rest: &str, escape: char) -> Vec<String> {
                             phase = Phase::Word;
                             continue;
                         }
-                        Some(n) => {
-                            word.push(ch);
-                            word.push(n);
-                        }
+                        Some((j, n)) => end = j + n.len_utf8(),
                     }
                     continue;
                 }
-                word.push(ch);
+                end = next_end;
             }
         }
     }
-    if phase != Phase::Spaces && (blank_ok || !word.is_empty()) {
-        words.push(word);
+    if phase != Phase::Spaces && (blank_ok || end > start) {
+        words.push(rest[start..end].to_owned());
     }
     words
 }

@@ -86,7 +86,7 @@ fn testfile_line_ranges() {
         .ast
         .nodes
         .iter()
-        .map(|n| (n.keyword.as_str(), n.start_line, n.end_line))
+        .map(|n| (&*n.keyword, n.start_line, n.end_line))
         .collect();
     assert_eq!(lines, [("FROM", 5, 5), ("ENV", 11, 12), ("RUN", 17, 31)]);
 }
