@@ -1,4 +1,82 @@
-//! OCI distribution client: resolve, platform selection, streaming pull into the store, push, auth.
+//! OCI distribution client for kiln: resolve references to manifests (with
+//! platform selection from indexes), pull images streaming into a
+//! [`kiln_content::Store`], push images, and log in.
+//!
+//! Built on oci-client's blob-level API only (`pull_manifest_raw`,
+//! `pull_blob_stream`, `blob_exists`, `push_blob_stream`,
+//! `push_manifest_raw`): layers stream to disk while they are hashed, so
+//! memory stays bounded whatever the layer size, and every blob is checked
+//! against its digest and size before it becomes visible in the store.
+//! Registries on 127.0.0.0/8 and `localhost` are spoken to in plain HTTP, as
+//! Docker does; others over HTTPS unless listed in
+//! [`RegistryConfig::insecure`]. Credentials come from a Docker
+//! `config.json` whose path the caller passes in.
+//!
+//! This crate does not unpack layers, interpret image configs beyond their
+//! creation time, or print anything: progress goes to a [`Progress`].
+//!
+//! ```no_run
+//! use kiln_content::{Platform, Reference, Store};
+//! use kiln_registry::{NoProgress, Registry, RegistryConfig};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = Store::open("/var/lib/kiln")?;
+//! let registry = Registry::new(RegistryConfig {
+//!     docker_config: Some("/root/.docker/config.json".into()),
+//!     ..RegistryConfig::default()
+//! });
+//! let reference: Reference = "127.0.0.1:5000/busybox".parse()?;
+//! let image = registry
+//!     .pull(&reference, &Platform::native(), &store, &NoProgress)
+//!     .await?;
+//! println!("pulled {}", image.id);
+//! registry
+//!     .push(&"127.0.0.1:5000/copy:1".parse()?, &store, &image.id, &NoProgress)
+//!     .await?;
+//! # Ok(())
+//! # }
+//! ```
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
+mod auth;
+mod client;
+mod errors;
+mod manifest;
+
+use kiln_content::Digest;
+
+pub use auth::{config_key, credentials, remove_login, save_login};
+pub use client::{Registry, RegistryConfig, Resolved, ResolvedIndex};
+pub use errors::Error;
+pub use manifest::{
+    DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, Descriptor, MAX_MANIFEST_SIZE, OCI_INDEX, OCI_MANIFEST,
+};
+
+/// Result with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Receives progress of pulls and pushes, one call per event. Calls for
+/// different blobs may interleave (transfers run concurrently).
+pub trait Progress: Send + Sync {
+    /// The manifest was resolved; `layers` blobs follow (plus the config).
+    fn resolved(&self, _manifest: &Digest, _layers: usize) {}
+    /// A blob transfer starts (`size` bytes).
+    fn blob_started(&self, _digest: &Digest, _size: u64) {}
+    /// `done` of `size` bytes of the blob are transferred.
+    fn blob_progress(&self, _digest: &Digest, _done: u64, _size: u64) {}
+    /// The blob was already there (in the store on pull, in the registry on
+    /// push) and is skipped.
+    fn blob_exists(&self, _digest: &Digest, _size: u64) {}
+    /// The blob is transferred and verified.
+    fn blob_done(&self, _digest: &Digest, _size: u64) {}
+    /// The transfer failed and is retried once.
+    fn blob_retry(&self, _digest: &Digest, _error: &Error) {}
+}
+
+/// A [`Progress`] that ignores everything.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoProgress;
+
+impl Progress for NoProgress {}
