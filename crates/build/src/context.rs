@@ -257,16 +257,18 @@ fn walk_dir(
         tree.root.join(rel_dir)
     };
     let rd = fs::read_dir(&dir).map_err(|e| Error::io("read directory", &dir, e))?;
-    let mut names: Vec<String> = Vec::new();
+    let mut items: Vec<(String, fs::Metadata)> = Vec::new();
     for ent in rd {
         let ent = ent.map_err(|e| Error::io("read directory", &dir, e))?;
-        names.push(ent.file_name().to_string_lossy().into_owned());
+        // fstatat relative to the directory: no path walk per file.
+        let meta = ent
+            .metadata()
+            .map_err(|e| Error::io("stat", ent.path(), e))?;
+        items.push((ent.file_name().to_string_lossy().into_owned(), meta));
     }
-    names.sort();
-    for name in names {
+    items.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, meta) in items {
         let rel = join_rel(rel_dir, &name);
-        let full = tree.root.join(&rel);
-        let meta = fs::symlink_metadata(&full).map_err(|e| Error::io("stat", &full, e))?;
         let excluded = tree.excluded(&rel);
         if !excluded {
             f(&rel, &meta)?;

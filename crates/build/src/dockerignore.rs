@@ -82,6 +82,9 @@ impl DockerIgnore {
 
     /// Whether the context-relative `path` (slash-separated) is excluded.
     pub fn is_excluded(&self, path: &str) -> bool {
+        if self.rules.is_empty() {
+            return false;
+        }
         let path = clean_rel(path);
         let mut excluded = false;
         for rule in &self.rules {
