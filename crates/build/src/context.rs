@@ -342,25 +342,33 @@ pub(crate) fn plan_copy(
     let mut single_name = None;
     let mut any_dir = false;
     let mut any_archive = false;
-    for item in &items {
-        let full = if item.is_empty() {
-            tree.root.to_path_buf()
-        } else {
-            tree.root.join(item)
-        };
-        // The named source itself is followed when it is a symlink.
-        let meta = match fs::metadata(&full) {
-            Ok(m) => m,
+    for named in &items {
+        // The named source itself is followed when it is a symlink, but only
+        // inside the tree (an absolute link in an image means its own root).
+        let full = resolve_in_root(tree.root, named, None, true)?;
+        let resolved = full
+            .strip_prefix(tree.root)
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let item = &resolved;
+        let meta = match fs::symlink_metadata(&full) {
+            Ok(m) if !m.file_type().is_symlink() => m,
+            Ok(_) => {
+                return Err(Error::SourceNotFound {
+                    line,
+                    source_path: named.clone(),
+                });
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(Error::SourceNotFound {
                     line,
-                    source_path: item.clone(),
+                    source_path: named.clone(),
                 });
             }
             Err(e) => return Err(Error::io("stat", &full, e)),
         };
         let base = if opts.parents {
-            item.clone()
+            named.clone()
         } else {
             String::new()
         };
@@ -411,7 +419,7 @@ pub(crate) fn plan_copy(
                 });
             }
         } else {
-            let name = item.rsplit('/').next().unwrap_or(item).to_string();
+            let name = named.rsplit('/').next().unwrap_or(named).to_string();
             if opts
                 .excludes
                 .iter()
@@ -1016,5 +1024,51 @@ mod tests {
             fs::read_to_string(rootfs.path().join("h.txt")).expect("read"),
             "hi\n"
         );
+    }
+}
+
+#[cfg(test)]
+mod symlink_tests {
+    use super::*;
+
+    #[test]
+    fn named_symlinks_resolve_inside_the_tree() {
+        let rootfs = tempfile::tempdir().expect("tempdir");
+        let r = rootfs.path();
+        fs::create_dir_all(r.join("usr/lib")).expect("mkdir");
+        fs::write(r.join("usr/lib/real.so"), "inside").expect("write");
+        // An absolute link means the image's own root, not the host's.
+        std::os::unix::fs::symlink("/usr/lib/real.so", r.join("link.so")).expect("symlink");
+        std::os::unix::fs::symlink("/etc/hostname", r.join("host-link")).expect("symlink");
+        let tree = Tree::plain(r);
+        let p = plan_copy(
+            &tree,
+            &["/link.so".into()],
+            "/out/",
+            "/",
+            &PlanOptions::default(),
+            1,
+        )
+        .expect("plan");
+        assert_eq!(p.entries.len(), 1);
+        assert_eq!(
+            p.entries[0].rel, "link.so",
+            "named after the source as written"
+        );
+        assert!(
+            matches!(&p.entries[0].kind, Kind::File { src, .. } if src == &r.join("usr/lib/real.so"))
+        );
+        // A link to a path missing in the tree is not found, even if the host has it.
+        assert!(matches!(
+            plan_copy(
+                &tree,
+                &["/host-link".into()],
+                "/out/",
+                "/",
+                &PlanOptions::default(),
+                1
+            ),
+            Err(Error::SourceNotFound { .. })
+        ));
     }
 }
