@@ -39,75 +39,90 @@ impl Pattern {
         Ok(Pattern { toks })
     }
 
-    /// Whether the whole of `s` matches.
-    fn matches(&self, s: &[char]) -> bool {
-        let (mut p, mut i) = (0, 0);
-        let mut star: Option<(usize, usize)> = None;
-        while i < s.len() {
-            match self.toks.get(p) {
-                Some(Tok::Star) => {
-                    star = Some((p, i));
-                    p += 1;
-                }
-                Some(Tok::Any) => {
-                    p += 1;
-                    i += 1;
-                }
-                Some(Tok::Lit(c)) if *c == s[i] => {
-                    p += 1;
-                    i += 1;
-                }
-                _ => match star {
-                    Some((sp, si)) => {
-                        p = sp + 1;
-                        i = si + 1;
-                        star = Some((sp, si + 1));
-                    }
-                    None => return false,
-                },
+    /// Adds the states reachable from `states` without input (a `*` may
+    /// match nothing).
+    fn close(&self, states: &mut [bool]) {
+        for p in 0..self.toks.len() {
+            if states[p] && self.toks[p] == Tok::Star {
+                states[p + 1] = true;
             }
         }
-        self.toks[p..].iter().all(|t| *t == Tok::Star)
+    }
+
+    /// Runs the pattern over `s` from its start and returns the shortest and
+    /// longest lengths of `s` that the whole pattern matches. One pass,
+    /// O(len(s) x len(pattern)).
+    fn prefix_lengths(&self, s: &[char]) -> Option<(usize, usize)> {
+        let m = self.toks.len();
+        let mut cur = vec![false; m + 1];
+        let mut next = vec![false; m + 1];
+        cur[0] = true;
+        self.close(&mut cur);
+        let mut found: Option<(usize, usize)> = None;
+        let note = |l: usize, found: &mut Option<(usize, usize)>| {
+            *found = Some(found.map_or((l, l), |(lo, _)| (lo, l)));
+        };
+        if cur[m] {
+            note(0, &mut found);
+        }
+        for (i, &c) in s.iter().enumerate() {
+            next.iter_mut().for_each(|x| *x = false);
+            let mut any = false;
+            for p in 0..m {
+                if !cur[p] {
+                    continue;
+                }
+                match self.toks[p] {
+                    Tok::Star => next[p] = true,
+                    Tok::Any => next[p + 1] = true,
+                    Tok::Lit(x) if x == c => next[p + 1] = true,
+                    Tok::Lit(_) => continue,
+                }
+                any = true;
+            }
+            if !any {
+                break;
+            }
+            self.close(&mut next);
+            std::mem::swap(&mut cur, &mut next);
+            if cur[m] {
+                note(i + 1, &mut found);
+            }
+        }
+        found
+    }
+
+    fn reversed(&self) -> Pattern {
+        Pattern {
+            toks: self.toks.iter().rev().copied().collect(),
+        }
     }
 
     /// Removes the shortest (or longest, `greedy`) matching prefix.
     pub(crate) fn trim_prefix(&self, value: &str, greedy: bool) -> String {
         let chars: Vec<char> = value.chars().collect();
-        let n = chars.len();
-        let found = if greedy {
-            (0..=n).rev().find(|&l| self.matches(&chars[..l]))
-        } else {
-            (0..=n).find(|&l| self.matches(&chars[..l]))
-        };
-        match found {
-            Some(l) => chars[l..].iter().collect(),
+        match self.prefix_lengths(&chars) {
+            Some((lo, hi)) => chars[if greedy { hi } else { lo }..].iter().collect(),
             None => value.to_owned(),
         }
     }
 
     /// Removes the shortest (or longest, `greedy`) matching suffix.
     pub(crate) fn trim_suffix(&self, value: &str, greedy: bool) -> String {
-        let chars: Vec<char> = value.chars().collect();
-        let n = chars.len();
-        let found = if greedy {
-            (0..=n).find(|&s| self.matches(&chars[s..]))
-        } else {
-            (0..=n).rev().find(|&s| self.matches(&chars[s..]))
-        };
-        match found {
-            Some(s) => chars[..s].iter().collect(),
+        let rev: Vec<char> = value.chars().rev().collect();
+        match self.reversed().prefix_lengths(&rev) {
+            Some((lo, hi)) => {
+                let cut = if greedy { hi } else { lo };
+                rev[cut..].iter().rev().collect()
+            }
             None => value.to_owned(),
         }
     }
 
     /// The leftmost-longest match starting at or after `from`.
     fn find(&self, chars: &[char], from: usize) -> Option<(usize, usize)> {
-        (from..=chars.len()).find_map(|s| {
-            (s..=chars.len())
-                .rev()
-                .find(|&e| self.matches(&chars[s..e]))
-                .map(|e| (s, e))
-        })
+        (from..=chars.len())
+            .find_map(|s| self.prefix_lengths(&chars[s..]).map(|(_, hi)| (s, s + hi)))
     }
 
     /// Replaces the first match (or every non-overlapping match, `all`).
@@ -156,6 +171,16 @@ mod tests {
         assert_eq!(p.trim_suffix("a***yy*", true), "a");
         assert_eq!(p.trim_suffix("a***yy*", false), "a**");
         assert!(Pattern::new("\\a").is_err());
+    }
+
+    #[test]
+    fn long_inputs_are_fast() {
+        let value = "ab".repeat(5_000);
+        let p = Pattern::new("*a*b*a*b*x").unwrap();
+        assert_eq!(p.trim_prefix(&value, true), value);
+        assert_eq!(p.replace(&value[..600], "-", true), &value[..600]);
+        let p = Pattern::new("a").unwrap();
+        assert_eq!(p.replace(&value, "", true), "b".repeat(5_000));
     }
 
     #[test]

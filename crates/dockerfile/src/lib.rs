@@ -5,7 +5,7 @@
 //!
 //! 1. [`parse`] turns bytes into the raw syntax tree ([`Ast`] of [`Node`]s)
 //!    plus every [`Diagnostic`]. [`Ast::dump`] prints BuildKit's s-expression
-//!    dump; [`print`] prints Dockerfile text back.
+//!    dump; [`print()`] prints Dockerfile text back.
 //! 2. The [`instructions`] module gives
 //!    typed [`Stage`]s and [`Instruction`]s, checking argument counts and flags.
 //! 3. [`shell`] expands words (`$VAR`, `${VAR:-x}`, quotes...) as BuildKit

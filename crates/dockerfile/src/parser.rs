@@ -411,8 +411,15 @@ fn empty_node(keyword: &str, original: &str) -> Node {
     }
 }
 
+/// How deep ONBUILD may nest in the syntax tree (keeps recursion bounded).
+const MAX_ONBUILD_DEPTH: usize = 64;
+
 /// BuildKit's `newNodeFromLine`: keyword, flags, and arguments of one logical line.
 pub(crate) fn node_from_line(line: &str, escape: char) -> Result<Node, String> {
+    node_from_line_at(line, escape, 0)
+}
+
+fn node_from_line_at(line: &str, escape: char, depth: usize) -> Result<Node, String> {
     let (keyword, tail) = split_once_space(line.trim());
     // The caller sets `original` for top-level nodes (it owns the buffer).
     let mut node = empty_node(keyword, "");
@@ -461,7 +468,10 @@ pub(crate) fn node_from_line(line: &str, escape: char) -> Result<Node, String> {
         }
         "onbuild" => {
             if !rest.is_empty() {
-                let mut child = node_from_line(rest, escape)?;
+                if depth >= MAX_ONBUILD_DEPTH {
+                    return Err("too many nested ONBUILD instructions".to_owned());
+                }
+                let mut child = node_from_line_at(rest, escape, depth + 1)?;
                 child.original = rest.to_owned();
                 node.child = Some(Box::new(child));
             }

@@ -83,6 +83,8 @@ pub enum ExpandErrorKind {
     BadSubstitution,
     /// `${VAR/pat` without the second `/`.
     MissingSlash,
+    /// `${...}` nested too deeply.
+    TooDeep,
     /// The end of the word came before the expected character.
     UnexpectedEnd(char),
     /// A quote was never closed (`'` or `"`).
@@ -111,6 +113,7 @@ impl fmt::Display for ExpandErrorKind {
             ExpandErrorKind::MissingBrace => f.write_str("syntax error: missing '}'"),
             ExpandErrorKind::BadSubstitution => f.write_str("syntax error: bad substitution"),
             ExpandErrorKind::MissingSlash => f.write_str("syntax error: missing '/' in ${}"),
+            ExpandErrorKind::TooDeep => f.write_str("substitutions nested too deeply"),
             ExpandErrorKind::UnexpectedEnd(c) => {
                 write!(
                     f,
@@ -219,6 +222,7 @@ impl Lexer {
             chars: &chars,
             pos: 0,
             raw_escapes: self.raw_escapes,
+            depth: 0,
             matched: BTreeSet::new(),
             unmatched: BTreeSet::new(),
         };
@@ -256,9 +260,13 @@ struct State<'a> {
     chars: &'a [char],
     pos: usize,
     raw_escapes: bool,
+    depth: usize,
     matched: BTreeSet<String>,
     unmatched: BTreeSet<String>,
 }
+
+/// How deep `${...}` may nest (keeps the stack bounded on hostile input).
+const MAX_DEPTH: usize = 128;
 
 /// Word splitting as the expansion goes.
 #[derive(Default)]
@@ -339,9 +347,14 @@ impl State<'_> {
         stop: Option<char>,
         raw_escapes: bool,
     ) -> Result<(String, Vec<String>), ExpandErrorKind> {
+        if self.depth >= MAX_DEPTH {
+            return Err(ExpandErrorKind::TooDeep);
+        }
         let saved = self.raw_escapes;
         self.raw_escapes = raw_escapes;
+        self.depth += 1;
         let r = self.stop_on_inner(stop);
+        self.depth -= 1;
         self.raw_escapes = saved;
         r
     }
@@ -622,4 +635,50 @@ fn required(name: String, word: String, default: &str) -> ExpandErrorKind {
         word
     };
     ExpandErrorKind::Required { name, message }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let word = "${A:-".repeat(100_000);
+        let none = |_: &str| None::<String>;
+        let err = process_word(&word, &none).unwrap_err();
+        assert_eq!(err.kind, ExpandErrorKind::TooDeep);
+        let ok = format!("{}x{}", "${A:-".repeat(50), "}".repeat(50));
+        assert_eq!(process_word(&ok, &none).unwrap(), "x");
+    }
+
+    #[test]
+    fn patterns_and_required() {
+        let env = [("FOO", "/tmp/tmp/bar.txt"), ("EMPTY", "")];
+        assert_eq!(
+            process_word("${FOO//\\/tmp/}", &env[..]).unwrap(),
+            "/bar.txt"
+        );
+        assert_eq!(process_word("${FOO%.*}", &env[..]).unwrap(), "/tmp/tmp/bar");
+        assert_eq!(process_word("${FOO##*/}", &env[..]).unwrap(), "bar.txt");
+        let e = process_word("${EMPTY:?must be set}", &env[..]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "failed to process \"${EMPTY:?must be set}\": EMPTY: must be set"
+        );
+        assert!(process_word("${FOO#\\a}", &env[..]).is_err());
+        let lex = Lexer {
+            skip_unset_env: true,
+            ..Lexer::new('\\')
+        };
+        assert_eq!(
+            lex.process_word("$X ${Y:-z} ${FOO#/}", &env[..]).unwrap(),
+            "$X ${Y:-z} tmp/tmp/bar.txt"
+        );
+        let e = lex.process("a $FOO $NOPE", &env[..]).unwrap();
+        assert!(e.matched.contains("FOO") && e.unmatched.contains("NOPE"));
+        assert_eq!(
+            Lexer::new('`').process_word("a`$b", &env[..]).unwrap(),
+            "a$b"
+        );
+    }
 }

@@ -491,7 +491,7 @@ fn healthcheck(node: &Node, src: Source) -> Result<Instruction, String> {
         if !rest.is_empty() {
             return Err("HEALTHCHECK NONE takes no arguments".to_owned());
         }
-        Flags::parse(&node.flags, &[])?;
+        // BuildKit does not look at the flags of HEALTHCHECK NONE.
         return Ok(Instruction::Healthcheck(HealthcheckInstruction {
             check: Healthcheck::None,
             source: src,
