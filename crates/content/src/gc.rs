@@ -79,8 +79,10 @@ impl Store {
     /// cache layers). Waits until no writer or [`Lease`](crate::Lease) is
     /// active, and holds the store lock while it works.
     pub fn gc(&self, keep: impl Fn(&Digest) -> bool) -> Result<GcReport> {
-        let _lock = self.lock()?;
+        // Order matters: a puller holds its lease while it records its
+        // image under the store lock, so wait for leases first.
         let _no_writers = self.exclusive_active()?;
+        let _lock = self.lock()?;
         let referenced = self.referenced_blobs()?;
         let mut report = GcReport::default();
         for (d, size) in self.list_blobs()? {

@@ -86,6 +86,7 @@ impl Store {
             }),
         };
         store.clean_tmp()?;
+        store.clean_metadata_tmp()?;
         Ok(store)
     }
 
@@ -173,6 +174,10 @@ impl Store {
     /// metadata read-modify-write. Re-entrant on the same thread; other
     /// threads and processes wait. Store methods that change metadata take
     /// it themselves.
+    ///
+    /// Lock order: take a [`Lease`] or a [`BlobWriter`] before this lock,
+    /// never while holding it ([`Store::gc`] waits for writers and leases to
+    /// finish, then takes this lock).
     pub fn lock(&self) -> Result<StoreLock> {
         let state = &self.inner.lock;
         let me = thread::current().id();
@@ -330,11 +335,20 @@ impl Store {
         }
     }
 
-    /// Writes `bytes` to `dest` atomically (temp file in `tmp/`, fsync,
-    /// rename, fsync of the directory).
+    /// Writes `bytes` to `dest` atomically: a `.tmp-*` file next to it,
+    /// fsync, rename, fsync of the directory. Callers hold the store lock,
+    /// which is what makes removing `.tmp-*` leftovers on open safe.
     pub(crate) fn atomic_write(&self, dest: &Path, bytes: &[u8]) -> Result<()> {
-        let _active = self.active_lock(FlockOperation::LockShared)?;
-        let (mut f, tmp) = self.create_tmp_file("meta")?;
+        let dir = dest.parent().expect("record paths have a parent directory");
+        let (mut f, tmp) = loop {
+            let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+            let p = dir.join(format!(".tmp-{}-{n}", std::process::id()));
+            match OpenOptions::new().write(true).create_new(true).open(&p) {
+                Ok(f) => break (f, p),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(io_err("create", &p)(e)),
+            }
+        };
         let res = (|| {
             f.write_all(bytes).map_err(io_err("write", &tmp))?;
             f.sync_all().map_err(io_err("sync", &tmp))?;
@@ -345,6 +359,40 @@ impl Store {
             let _ = fs::remove_file(&tmp);
         }
         res
+    }
+
+    /// Removes `.tmp-*` leftovers of metadata writes (in `images/` and
+    /// `records/<kind>/`) if the store lock is free right now.
+    fn clean_metadata_tmp(&self) -> Result<usize> {
+        let p = self.inner.root.join("lock");
+        let f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&p)
+            .map_err(io_err("open", &p))?;
+        if flock(&f, FlockOperation::NonBlockingLockExclusive).is_err() {
+            return Ok(0);
+        }
+        let mut dirs = vec![self.inner.root.join("images")];
+        let records = self.inner.root.join("records");
+        for entry in fs::read_dir(&records).map_err(io_err("read directory", &records))? {
+            let entry = entry.map_err(io_err("read directory", &records))?;
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                dirs.push(entry.path());
+            }
+        }
+        let mut removed = 0;
+        for dir in dirs {
+            for entry in fs::read_dir(&dir).map_err(io_err("read directory", &dir))? {
+                let entry = entry.map_err(io_err("read directory", &dir))?;
+                if entry.file_name().to_string_lossy().starts_with(".tmp-")
+                    && fs::remove_file(entry.path()).is_ok()
+                {
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
     }
 }
 

@@ -630,3 +630,62 @@ fn put_image_merges_tags_of_the_same_image() {
     assert_eq!(got.repo_tags, vec!["b:1", "a:1"]);
     assert_eq!(got.size, 9);
 }
+
+#[test]
+fn a_puller_recording_its_image_while_gc_waits_does_not_deadlock() {
+    let (_d, s) = store();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let puller = {
+        let s = s.clone();
+        let tx = tx.clone();
+        thread::spawn(move || {
+            let _lease = s.lease().unwrap();
+            let (c, m) = make_image(&s, "pulled");
+            thread::sleep(Duration::from_millis(300)); // gc starts waiting meanwhile
+            s.put_image(&ImageRecord::new(c, m, OCI_MANIFEST)).unwrap();
+            tx.send("puller").unwrap();
+            c
+        })
+    };
+    thread::sleep(Duration::from_millis(100));
+    let gc = {
+        let s = s.clone();
+        thread::spawn(move || {
+            let r = s.gc(|_| false).unwrap();
+            tx.send("gc").unwrap();
+            r
+        })
+    };
+    let first = rx.recv_timeout(Duration::from_secs(20)).expect("deadlock");
+    let second = rx.recv_timeout(Duration::from_secs(20)).expect("deadlock");
+    assert_eq!((first, second), ("puller", "gc"));
+    let id = puller.join().unwrap();
+    assert!(
+        gc.join().unwrap().removed.is_empty(),
+        "the recorded image keeps its blobs"
+    );
+    assert_eq!(s.referenced_blobs().unwrap().len(), 3);
+    assert!(s.get_image(&id).unwrap().is_some());
+}
+
+#[test]
+fn metadata_write_leftovers_are_cleaned_and_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    let recs = s.records::<Container>("containers").unwrap();
+    recs.put(&ctr("a1", "one")).unwrap();
+    // What a process killed between create and rename leaves behind.
+    std::fs::write(s.root().join("images/.tmp-4242-0"), b"{half").unwrap();
+    std::fs::write(s.root().join("records/containers/.tmp-4242-1"), b"{half").unwrap();
+    assert!(s.list_images().unwrap().is_empty());
+    assert_eq!(recs.list().unwrap().len(), 1);
+    // Not removed while the store lock is held elsewhere.
+    let guard = s.lock().unwrap();
+    Store::open(dir.path()).unwrap();
+    assert!(s.root().join("images/.tmp-4242-0").exists());
+    drop(guard);
+    Store::open(dir.path()).unwrap();
+    assert!(!s.root().join("images/.tmp-4242-0").exists());
+    assert!(!s.root().join("records/containers/.tmp-4242-1").exists());
+    assert_eq!(recs.get("a1").unwrap().unwrap().name, "one");
+}
