@@ -167,8 +167,30 @@ impl Shared<'_> {
         Lexer::new(self.df.escape)
     }
 
-    /// Waits for stage `i` and returns its result (`None` if it failed).
+    /// The result of stage `i` for a step on `line`, waiting for it; an
+    /// error when it failed or is not part of this build (a `--from` whose
+    /// value depends on a stage ARG naming a stage the graph did not plan).
+    pub(crate) fn stage_result(&self, i: usize, line: usize) -> Result<StageResult> {
+        self.wait(i).ok_or_else(|| {
+            let name = self
+                .df
+                .stages
+                .get(i)
+                .and_then(|s| s.name.clone())
+                .unwrap_or_else(|| i.to_string());
+            Error::instr(
+                line,
+                format!("stage {name:?} failed or is not part of this build"),
+            )
+        })
+    }
+
+    /// Waits for stage `i` and returns its result (`None` if it failed or is
+    /// not scheduled in this build).
     pub(crate) fn wait(&self, i: usize) -> Option<StageResult> {
+        if !self.graph.order.contains(&i) {
+            return None;
+        }
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         loop {
             match slots.get(i) {
@@ -525,7 +547,25 @@ fn plan_graph(
         if let Base::Stage(j) = base {
             d.insert(j);
         }
+        // `--from` values may use the stage's ARGs (their ENV is not known yet).
+        let mut args = StageArgs::new(global.clone(), opts.build_args.clone());
         for inst in &stage.instructions {
+            if let Instruction::Arg(a) = inst {
+                for def in &a.args {
+                    let env = args.expansion_env(&ImageConfig::default());
+                    let default = match &def.default {
+                        Some(d) => {
+                            Some(lex.process_word(d, &env[..]).map_err(|e| Error::Expand {
+                                line: a.source.start_line,
+                                word: d.clone(),
+                                message: e.kind.to_string(),
+                            })?)
+                        }
+                        None => None,
+                    };
+                    args.declare(&def.name, default);
+                }
+            }
             let froms: Vec<&String> = match inst {
                 Instruction::Copy(c) => c.from.iter().collect(),
                 Instruction::Run(r) => r
@@ -537,7 +577,12 @@ fn plan_graph(
                 _ => Vec::new(),
             };
             for f in froms {
-                let v = expand(f, inst.source().start_line)?;
+                let env = args.expansion_env(&ImageConfig::default());
+                let v = lex.process_word(f, &env[..]).map_err(|e| Error::Expand {
+                    line: inst.source().start_line,
+                    word: f.clone(),
+                    message: e.kind.to_string(),
+                })?;
                 if let FromRef::Stage(j) = resolve_from(df, &v, i) {
                     d.insert(j);
                 }

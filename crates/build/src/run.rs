@@ -335,7 +335,10 @@ impl Builder<'_> {
         sources: &mut Vec<Rootfs>,
     ) -> Result<std::path::PathBuf> {
         let image = match resolve_from(sh.df, from, st.index) {
-            FromRef::Stage(j) => sh.wait(j).ok_or(Error::NoImage)?.image,
+            FromRef::Stage(j) => {
+                sh.stage_result(j, sh.df.stages[st.index].source.start_line)?
+                    .image
+            }
             FromRef::Image(reference) => Some(
                 self.backend
                     .resolve(&reference, &st.platform, sh.opts.pull)

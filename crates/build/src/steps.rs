@@ -212,7 +212,7 @@ impl Builder<'_> {
                 st.platform = platform;
             }
             Base::Stage(j) => {
-                let r = sh.wait(*j).ok_or(Error::NoImage)?;
+                let r = sh.stage_result(*j, stage.source.start_line)?;
                 st.image = r.image;
                 st.config = r.config;
                 st.platform = r.platform;

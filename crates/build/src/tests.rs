@@ -653,6 +653,15 @@ fn multi_stage_target_and_parallel_stages() {
     let (out, text) = e.ok(df, &o);
     assert_eq!(e.file(&out.image, "b").as_deref(), Some("b\n"));
     assert!(text.contains("Step 1/2 : FROM busybox AS b"), "{text}");
+    // A --from may use a stage ARG.
+    let df2 = "FROM busybox AS x\nRUN echo x > /x\nFROM busybox\nARG S=x\nCOPY --from=$S /x /x\n";
+    let (out2, _) = e.ok(df2, &opts());
+    assert_eq!(e.file(&out2.image, "x").as_deref(), Some("x\n"));
+    // One decided by ENV names a stage the graph did not plan: an error, not a hang.
+    let df3 = "FROM busybox AS x\nRUN echo x > /x\nFROM busybox\nENV S=x\nCOPY --from=$S /x /x\n";
+    let (r, _, _) = e.build(df3, &opts());
+    let err = r.expect_err("unplanned").to_string();
+    assert!(err.contains("not part of this build"), "{err}");
     o.target = Some("nope".into());
     assert!(matches!(e.build(df, &o).0, Err(Error::UnknownTarget(_))));
 }
