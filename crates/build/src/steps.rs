@@ -227,13 +227,15 @@ impl Builder<'_> {
                 st.platform = info.platform;
             }
         }
-        self.step_image(st);
         // Docker and BuildKit give every stage a PATH when its image has none.
         if st.config.env_get("PATH").is_none() {
             st.config.env_set("PATH", DEFAULT_PATH);
         }
         let triggers = st.config.on_build.take().unwrap_or_default();
-        if !triggers.is_empty() {
+        // With triggers, legacy Docker prints their output instead of the base's ID.
+        if triggers.is_empty() {
+            self.step_image(st);
+        } else {
             self.progress.event(Event::Triggers {
                 count: triggers.len(),
             });
