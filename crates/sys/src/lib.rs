@@ -1,3 +1,160 @@
 //! The only home of kiln's unsafe syscalls, behind small traits.
+//!
+//! Every operation the runtime (and the layer and snapshot crates) needs from
+//! the kernel is a method of one of a few narrow traits: [`MountOps`],
+//! [`NsOps`], [`CredOps`], [`FsOps`], [`ProcOps`] and [`LimitOps`].
+//! [`LinuxSys`] implements them with real syscalls; `RecordingSys` (feature
+//! `fake`) records the calls so that the code driving them can be unit-tested
+//! without root. A few process-level helpers that have no sensible fake
+//! (signal masks, pidfds, ptys, keeping a file descriptor across `exec`) are
+//! free functions in [`process`].
+//!
+//! Syscall wrappers return [`std::io::Result`], like `std`: callers add the
+//! path or object they acted on to the error.
+//!
+//! ```no_run
+//! use kiln_sys::{LinuxSys, NsOps, Namespaces};
+//! let sys = LinuxSys;
+//! sys.unshare(Namespaces::UTS).expect("unshare");
+//! sys.sethostname("box").expect("sethostname");
+//! ```
 
 #![deny(missing_docs)]
+
+mod linux;
+pub mod process;
+mod types;
+
+#[cfg(feature = "fake")]
+mod fake;
+
+pub use caps::Capability;
+#[cfg(feature = "fake")]
+pub use fake::RecordingSys;
+pub use linux::LinuxSys;
+pub use types::{
+    CapabilitySets, DeviceKind, Fork, MountFlags, Namespaces, Rlimit, SockFilter, WaitStatus,
+};
+
+use std::io;
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::path::Path;
+
+/// Mounting, unmounting and changing the root.
+pub trait MountOps {
+    /// mount(2). `source`, `fstype` and `data` may be absent.
+    fn mount(
+        &self,
+        source: Option<&Path>,
+        target: &Path,
+        fstype: Option<&str>,
+        flags: MountFlags,
+        data: Option<&str>,
+    ) -> io::Result<()>;
+    /// umount2(2), lazily (`MNT_DETACH`) when `detach`.
+    fn umount(&self, target: &Path, detach: bool) -> io::Result<()>;
+    /// pivot_root(2).
+    fn pivot_root(&self, new_root: &Path, put_old: &Path) -> io::Result<()>;
+    /// open_tree(2) with `OPEN_TREE_CLONE`: a detached copy of the mount at
+    /// `path` (recursive when asked), to be attached later with
+    /// [`MountOps::move_mount`], even after the path became unreachable.
+    fn open_tree(&self, path: &Path, recursive: bool) -> io::Result<OwnedFd>;
+    /// move_mount(2) of a detached tree onto `target`.
+    fn move_mount(&self, tree: BorrowedFd<'_>, target: &Path) -> io::Result<()>;
+}
+
+/// Namespaces and what lives in them.
+pub trait NsOps {
+    /// unshare(2).
+    fn unshare(&self, ns: Namespaces) -> io::Result<()>;
+    /// setns(2) into the namespace behind `fd`.
+    fn setns(&self, fd: BorrowedFd<'_>, ns: Namespaces) -> io::Result<()>;
+    /// sethostname(2).
+    fn sethostname(&self, name: &str) -> io::Result<()>;
+    /// Brings the loopback interface of the current network namespace up.
+    fn loopback_up(&self) -> io::Result<()>;
+}
+
+/// Credentials: ids, groups, capabilities, no_new_privs.
+pub trait CredOps {
+    /// setgroups(2).
+    fn setgroups(&self, groups: &[u32]) -> io::Result<()>;
+    /// setresgid(2) with all three ids equal.
+    fn setgid(&self, gid: u32) -> io::Result<()>;
+    /// setresuid(2) with all three ids equal.
+    fn setuid(&self, uid: u32) -> io::Result<()>;
+    /// PR_SET_KEEPCAPS: keep permitted capabilities across a uid change.
+    fn set_keepcaps(&self, keep: bool) -> io::Result<()>;
+    /// Drops from the bounding set every capability not in `keep` (needs
+    /// CAP_SETPCAP: call it before changing to a non-root uid).
+    fn drop_bounding(&self, keep: &[Capability]) -> io::Result<()>;
+    /// Sets the inheritable, permitted, effective and ambient sets.
+    fn set_capabilities(&self, sets: &CapabilitySets) -> io::Result<()>;
+    /// PR_SET_NO_NEW_PRIVS.
+    fn set_no_new_privs(&self) -> io::Result<()>;
+    /// PR_SET_DUMPABLE: a non-dumpable process's `/proc/PID` files (its
+    /// `exe`, its fds) are out of reach of unprivileged processes.
+    fn set_dumpable(&self, dumpable: bool) -> io::Result<()>;
+}
+
+/// Creating things in the filesystem.
+pub trait FsOps {
+    /// Creates a directory and its parents (mode before umask).
+    fn mkdir_all(&self, path: &Path, mode: u32) -> io::Result<()>;
+    /// Creates an empty regular file if nothing exists at `path` (a bind
+    /// mount target), with its parent directories.
+    fn create_file(&self, path: &Path) -> io::Result<()>;
+    /// mknod(2).
+    fn mknod(
+        &self,
+        path: &Path,
+        kind: DeviceKind,
+        mode: u32,
+        major: u32,
+        minor: u32,
+    ) -> io::Result<()>;
+    /// symlink(2); `link` pointing at `target`.
+    fn symlink(&self, target: &Path, link: &Path) -> io::Result<()>;
+    /// chdir(2).
+    fn chdir(&self, path: &Path) -> io::Result<()>;
+    /// chown(2) without following a final symlink.
+    fn lchown(&self, path: &Path, uid: u32, gid: u32) -> io::Result<()>;
+    /// What is at `path` without following a final symlink: `None` when
+    /// nothing, `Some(true)` for a directory, `Some(false)` for anything else.
+    fn probe_dir(&self, path: &Path) -> io::Result<Option<bool>>;
+}
+
+/// Process creation and control.
+pub trait ProcOps {
+    /// fork(2). Only call it from a single-threaded process.
+    fn fork(&self) -> io::Result<Fork>;
+    /// waitpid(2); `None` when `nohang` and the child has not changed state.
+    fn waitpid(&self, pid: i32, nohang: bool) -> io::Result<Option<(i32, WaitStatus)>>;
+    /// kill(2).
+    fn kill(&self, pid: i32, signal: i32) -> io::Result<()>;
+    /// execve(2); returns only on failure.
+    fn execve(&self, path: &Path, args: &[String], env: &[String]) -> io::Error;
+    /// setsid(2).
+    fn setsid(&self) -> io::Result<()>;
+    /// Makes the terminal on `fd` the controlling terminal (TIOCSCTTY).
+    fn set_controlling_tty(&self, fd: BorrowedFd<'_>) -> io::Result<()>;
+    /// PR_SET_PDEATHSIG.
+    fn set_parent_death_signal(&self, signal: i32) -> io::Result<()>;
+    /// _exit(2): leaves without running destructors or atexit handlers.
+    fn exit(&self, code: i32) -> !;
+}
+
+/// Resource limits, file descriptors and seccomp.
+pub trait LimitOps {
+    /// getrlimit(2) of a resource (`libc::RLIMIT_*` as `u32`).
+    fn getrlimit(&self, resource: u32) -> io::Result<Rlimit>;
+    /// setrlimit(2).
+    fn setrlimit(&self, resource: u32, limit: Rlimit) -> io::Result<()>;
+    /// Marks every file descriptor from `first` on close-on-exec.
+    fn cloexec_from(&self, first: i32) -> io::Result<()>;
+    /// Closes every file descriptor from `first` on.
+    fn close_from(&self, first: i32) -> io::Result<()>;
+    /// Installs a seccomp BPF filter (SECCOMP_SET_MODE_FILTER). Requires
+    /// no_new_privs or CAP_SYS_ADMIN; does not set no_new_privs itself.
+    fn install_seccomp(&self, filter: &[SockFilter]) -> io::Result<()>;
+}

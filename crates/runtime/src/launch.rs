@@ -1,0 +1,596 @@
+//! The caller's side: start the re-executed shim, hand it the request,
+//! collect its reports; then wait, signal, exec, delete.
+
+use std::fs;
+use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use kiln_sys::process as sysproc;
+use oci_spec::runtime::Process;
+
+use crate::cgroups::Cgroup;
+use crate::config::{ContainerConfig, ExitStatus, RuntimeConfig, Stdio, StdioConfig};
+use crate::error::{Error, Result};
+use crate::init::{EXEC_ARG, FORWARDED, SHIM_ARG};
+use crate::state::{self, ContainerState, REQUEST_FILE, StateFile, Status};
+use crate::wire::{self, ExecRequest, REQUEST_FD, Report, RunRequest, STATUS_FD};
+
+/// Runs containers. Cheap to create; holds only its configuration.
+#[derive(Clone, Debug, Default)]
+pub struct Runtime {
+    config: RuntimeConfig,
+}
+
+/// A container (or exec'd process) running in the foreground: the caller
+/// waits for it.
+#[derive(Debug)]
+pub struct Foreground {
+    id: String,
+    shim: Child,
+    pid: i32,
+    pty_master: Option<OwnedFd>,
+}
+
+impl Foreground {
+    /// Host pid of the container's first process.
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// The pseudo-terminal's master side when started with `tty`: the
+    /// caller copies between it and its own streams.
+    pub fn take_pty(&mut self) -> Option<OwnedFd> {
+        self.pty_master.take()
+    }
+
+    /// Sends `signal` to the container's first process (through the shim,
+    /// which passes it on).
+    pub fn signal(&self, signal: i32) -> Result<()> {
+        let shim = self.shim.id() as i32;
+        kill(shim, signal).map_err(|e| Error::io("signal", format!("container {}", self.id), e))
+    }
+
+    /// Waits for the container's first process to end.
+    pub fn wait(mut self) -> Result<ExitStatus> {
+        let st = self
+            .shim
+            .wait()
+            .map_err(|e| Error::io("wait", format!("container {}", self.id), e))?;
+        Ok(exit_of(st))
+    }
+}
+
+fn exit_of(st: std::process::ExitStatus) -> ExitStatus {
+    use std::os::unix::process::ExitStatusExt;
+    match (st.code(), st.signal()) {
+        (Some(c), _) => ExitStatus::Code(c),
+        (None, Some(s)) => ExitStatus::Signal(s),
+        (None, None) => ExitStatus::Code(125),
+    }
+}
+
+fn kill(pid: i32, signal: i32) -> std::io::Result<()> {
+    use kiln_sys::ProcOps;
+    kiln_sys::LinuxSys.kill(pid, signal)
+}
+
+fn stdio_of(s: Stdio) -> Result<std::process::Stdio> {
+    Ok(match s {
+        Stdio::Inherit => std::process::Stdio::inherit(),
+        Stdio::Null => std::process::Stdio::null(),
+        Stdio::Fd(fd) => std::process::Stdio::from(fd),
+    })
+}
+
+/// The three streams handed to the shim, plus the terminal when one was made.
+type Streams = ([std::process::Stdio; 3], Option<(OwnedFd, TtyEnds)>);
+
+/// Where the caller's side of a terminal session reads and writes.
+struct TtyEnds {
+    input: Option<OwnedFd>,
+    output: OwnedFd,
+}
+
+fn dup_fd(fd: BorrowedFd<'_>, what: &str) -> Result<OwnedFd> {
+    fd.try_clone_to_owned()
+        .map_err(|e| Error::io("dup", what, e))
+}
+
+impl Runtime {
+    /// A runtime with this configuration.
+    pub fn new(config: RuntimeConfig) -> Self {
+        Self { config }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.config
+    }
+
+    fn spawn(
+        &self,
+        role: &str,
+        request: &[u8],
+        stdio: [std::process::Stdio; 3],
+    ) -> Result<(Child, Vec<Report>)> {
+        let bin = &self.config.init_binary;
+        let (status_r, status_w) = sysproc::pipe().map_err(|e| Error::io("pipe", bin, e))?;
+        let (req_r, req_w) = sysproc::pipe().map_err(|e| Error::io("pipe", bin, e))?;
+        let mut cmd = Command::new(bin);
+        let [i, o, e] = stdio;
+        cmd.arg(role).env_clear().stdin(i).stdout(o).stderr(e);
+        sysproc::keep_fd(&mut cmd, status_w.as_raw_fd(), STATUS_FD);
+        sysproc::keep_fd(&mut cmd, req_r.as_raw_fd(), REQUEST_FD);
+        let child = cmd.spawn().map_err(|e| Error::Spawn {
+            binary: bin.clone(),
+            source: e,
+        })?;
+        drop(status_w);
+        drop(req_r);
+        let mut w = fs::File::from(req_w);
+        // The shim reads the whole request before anything else; a broken
+        // pipe means it died, which its reports (or their absence) tell.
+        let _ = w.write_all(request);
+        drop(w);
+        Ok((child, wire::receive(status_r)))
+    }
+
+    fn prepare(&self, c: &ContainerConfig, detached: bool) -> Result<Vec<u8>> {
+        let dir = &c.state_dir;
+        fs::create_dir_all(dir.join("rootfs"))
+            .map_err(|e| Error::io("create", dir.join("rootfs"), e))?;
+        for f in [state::STATE_FILE, state::EXIT_FILE] {
+            let _ = fs::remove_file(dir.join(f));
+        }
+        let req = RunRequest {
+            id: c.id.to_string(),
+            spec: c.spec.clone(),
+            rootfs: c.rootfs.clone(),
+            state_dir: dir.clone(),
+            user: c.user.clone(),
+            init: c.init,
+            detached,
+            cgroup_parent: self.config.cgroup_parent.clone(),
+            cgroup_root: self.config.cgroup_root.clone(),
+        };
+        let data = serde_json::to_vec(&req).map_err(|e| Error::State {
+            path: dir.join(REQUEST_FILE),
+            source: e,
+        })?;
+        fs::write(dir.join(REQUEST_FILE), &data)
+            .map_err(|e| Error::io("write", dir.join(REQUEST_FILE), e))?;
+        Ok(data)
+    }
+
+    /// Starts a container whose first process the caller waits for
+    /// ([`Foreground::wait`]). Returns once the command was executed, or
+    /// the error that prevented it (exit codes: [`Error::exit_code`]).
+    pub fn start(&self, c: &ContainerConfig, stdio: StdioConfig) -> Result<Foreground> {
+        let data = self.prepare(c, false)?;
+        let (streams, pty) = self.streams(stdio)?;
+        let (mut shim, reports) = self.spawn(SHIM_ARG, &data, streams)?;
+        let pid = started(&c.id.to_string(), reports, &mut shim)?;
+        Ok(Foreground {
+            id: c.id.to_string(),
+            shim,
+            pid,
+            pty_master: pty.map(|(m, _)| m),
+        })
+    }
+
+    fn streams(&self, stdio: StdioConfig) -> Result<Streams> {
+        if !stdio.tty {
+            return Ok((
+                [
+                    stdio_of(stdio.stdin)?,
+                    stdio_of(stdio.stdout)?,
+                    stdio_of(stdio.stderr)?,
+                ],
+                None,
+            ));
+        }
+        let (master, slave) = sysproc::openpty().map_err(|e| Error::io("open", "/dev/ptmx", e))?;
+        if let Some((rows, cols)) = sysproc::window_size(std::io::stdout().as_fd()) {
+            let _ = sysproc::set_window_size(slave.as_fd(), rows, cols);
+        }
+        let input = match stdio.stdin {
+            Stdio::Null => None,
+            Stdio::Inherit => Some(dup_fd(std::io::stdin().as_fd(), "stdin")?),
+            Stdio::Fd(f) => Some(f),
+        };
+        let output = match stdio.stdout {
+            Stdio::Fd(f) => f,
+            _ => dup_fd(std::io::stdout().as_fd(), "stdout")?,
+        };
+        let s = |f: &OwnedFd| dup_fd(f.as_fd(), "pty").map(std::process::Stdio::from);
+        let streams = [s(&slave)?, s(&slave)?, std::process::Stdio::from(slave)];
+        Ok((streams, Some((master, TtyEnds { input, output }))))
+    }
+
+    /// Runs a container to completion in the foreground: starts it, passes
+    /// on the signals the caller receives (SIGINT, SIGTERM, SIGHUP, ...),
+    /// copies the terminal when `stdio.tty`, and returns how it ended.
+    ///
+    /// The forwarded signals are blocked in the calling thread while it
+    /// runs; call it from the main thread of a program that has no other
+    /// threads receiving them (a CLI before it starts an async runtime).
+    pub fn run(&self, c: &ContainerConfig, stdio: StdioConfig) -> Result<ExitStatus> {
+        let tty = stdio.tty;
+        let signals = sysproc::SigSet::of(&FORWARDED);
+        let old =
+            sysproc::block_signals(&signals).map_err(|e| Error::io("block signals", "run", e))?;
+        let result = (|| {
+            let sfd = sysproc::signalfd(&signals).map_err(|e| Error::io("signalfd", "run", e))?;
+            let data = self.prepare(c, false)?;
+            let (streams, pty) = self.streams(stdio)?;
+            let (mut shim, reports) = self.spawn(SHIM_ARG, &data, streams)?;
+            let id = c.id.to_string();
+            started(&id, reports, &mut shim)?;
+            let _ = tty;
+            forward_until_exit(&id, shim, &sfd, pty)
+        })();
+        let _ = sysproc::set_signal_mask(&old);
+        result
+    }
+
+    /// Creates and starts a detached container: a supervisor process that
+    /// outlives the caller waits for it, records its exit status in the
+    /// state directory and removes its cgroup. Its stdout and stderr go to
+    /// `log` (appended), stdin is `/dev/null`.
+    pub fn start_detached(&self, c: &ContainerConfig, log: &Path) -> Result<ContainerState> {
+        let data = self.prepare(c, true)?;
+        let out = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(|e| Error::io("open log", log, e))?;
+        let err = out.try_clone().map_err(|e| Error::io("dup log", log, e))?;
+        let streams = [std::process::Stdio::null(), out.into(), err.into()];
+        let (mut first, reports) = self.spawn(SHIM_ARG, &data, streams)?;
+        let id = c.id.to_string();
+        // `first` forks the supervisor and exits at once.
+        let _ = first.wait();
+        let pid = started_pid(&id, reports)?;
+        Ok(ContainerState {
+            id,
+            status: Status::Running,
+            pid: Some(pid),
+            exit: None,
+        })
+    }
+
+    /// The state of the container in `state_dir`, true even after its
+    /// supervisor died (a dead init is reported exited).
+    pub fn state(&self, state_dir: &Path) -> Result<ContainerState> {
+        state::query(state_dir)
+    }
+
+    fn running(&self, state_dir: &Path) -> Result<StateFile> {
+        let rec: Option<StateFile> = state::read_json(&state_dir.join(state::STATE_FILE))?;
+        let exited = state_dir.join(state::EXIT_FILE).exists();
+        match rec {
+            Some(r) if !exited && state::alive(&r) => Ok(r),
+            Some(r) => Err(Error::NotRunning(r.id)),
+            None => Err(Error::NotRunning(state_dir.display().to_string())),
+        }
+    }
+
+    /// Sends `signal` to the container's first process.
+    pub fn kill(&self, state_dir: &Path, signal: i32) -> Result<()> {
+        let r = self.running(state_dir)?;
+        let pidfd = sysproc::pidfd_open(r.pid)
+            .map_err(|e| Error::io("pidfd_open", format!("container {}", r.id), e))?;
+        // The pidfd pins the process: check it is still the one recorded.
+        if state::start_time(r.pid) != Some(r.pid_start) {
+            return Err(Error::NotRunning(r.id));
+        }
+        sysproc::pidfd_send_signal(pidfd.as_fd(), signal)
+            .map_err(|e| Error::io("signal", format!("container {}", r.id), e))
+    }
+
+    /// Waits until the container ended and returns its final state
+    /// (`exit: None` when its supervisor died before recording the
+    /// status); `Ok(None)` when `timeout` passed first.
+    pub fn wait(
+        &self,
+        state_dir: &Path,
+        timeout: Option<Duration>,
+    ) -> Result<Option<ContainerState>> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        if let Ok(r) = self.running(state_dir)
+            && let Ok(pidfd) = sysproc::pidfd_open(r.pid)
+            && state::start_time(r.pid) == Some(r.pid_start)
+        {
+            let ms = deadline.map_or(-1, |d| {
+                d.saturating_duration_since(Instant::now())
+                    .as_millis()
+                    .min(i32::MAX as u128) as i32
+            });
+            let ready = sysproc::poll_readable(&[pidfd.as_fd()], ms)
+                .map_err(|e| Error::io("poll", state_dir, e))?;
+            if !ready[0] {
+                return Ok(None);
+            }
+        }
+        // The init is gone; give its supervisor a moment to record the status.
+        let grace = Instant::now() + Duration::from_secs(2);
+        loop {
+            let st = state::query(state_dir)?;
+            if st.status != Status::Running
+                && (st.exit.is_some()
+                    || Instant::now() > grace
+                    || !self.supervisor_alive(state_dir))
+            {
+                return Ok(Some(st));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    fn supervisor_alive(&self, state_dir: &Path) -> bool {
+        let rec: Option<StateFile> = state::read_json(&state_dir.join(state::STATE_FILE))
+            .ok()
+            .flatten();
+        rec.is_some_and(|r| Path::new(&format!("/proc/{}", r.shim_pid)).exists())
+    }
+
+    /// Stops a container: `signal` (SIGTERM or the image's StopSignal),
+    /// then SIGKILL after `timeout`.
+    pub fn stop(&self, state_dir: &Path, signal: i32, timeout: Duration) -> Result<ContainerState> {
+        match self.kill(state_dir, signal) {
+            Ok(()) => {}
+            Err(Error::NotRunning(_)) => return self.state(state_dir),
+            Err(e) => return Err(e),
+        }
+        if let Some(st) = self.wait(state_dir, Some(timeout))? {
+            return Ok(st);
+        }
+        match self.kill(state_dir, libc::SIGKILL) {
+            Ok(()) | Err(Error::NotRunning(_)) => {}
+            Err(e) => return Err(e),
+        }
+        Ok(self
+            .wait(state_dir, None)?
+            .unwrap_or(self.state(state_dir)?))
+    }
+
+    /// Runs `process` inside the running container: joins its namespaces
+    /// and cgroup, takes its capabilities and seccomp profile from the
+    /// container's spec unless `process` says otherwise. `user` is resolved
+    /// like [`ContainerConfig::user`]. Waits for it and returns its status.
+    pub fn exec(
+        &self,
+        state_dir: &Path,
+        process: &Process,
+        user: Option<&str>,
+        stdio: StdioConfig,
+    ) -> Result<ExitStatus> {
+        let r = self.running(state_dir)?;
+        let run: Option<RunRequest> = state::read_json(&state_dir.join(REQUEST_FILE))?;
+        let spec = run.as_ref().map(|r| &r.spec);
+        let container_process = spec.and_then(|s| s.process().clone());
+        let mut process = process.clone();
+        if process.capabilities().is_none() {
+            process.set_capabilities(
+                container_process
+                    .as_ref()
+                    .and_then(|p| p.capabilities().clone()),
+            );
+        }
+        if process.no_new_privileges().is_none() {
+            process.set_no_new_privileges(
+                container_process
+                    .as_ref()
+                    .and_then(|p| p.no_new_privileges()),
+            );
+        }
+        let seccomp = spec
+            .and_then(|s| s.linux().as_ref())
+            .and_then(|l| l.seccomp().clone());
+        let req = ExecRequest {
+            id: r.id.clone(),
+            pid: r.pid,
+            pid_start: r.pid_start,
+            cgroup: r.cgroup.clone(),
+            process,
+            user: user
+                .map(str::to_owned)
+                .or_else(|| run.as_ref().and_then(|r| r.user.clone())),
+            seccomp,
+        };
+        let data = serde_json::to_vec(&req).map_err(|e| Error::State {
+            path: state_dir.join(REQUEST_FILE),
+            source: e,
+        })?;
+        let signals = sysproc::SigSet::of(&FORWARDED);
+        let old =
+            sysproc::block_signals(&signals).map_err(|e| Error::io("block signals", "exec", e))?;
+        let result = (|| {
+            let sfd = sysproc::signalfd(&signals).map_err(|e| Error::io("signalfd", "exec", e))?;
+            let (streams, pty) = self.streams(stdio)?;
+            let (mut joiner, reports) = self.spawn(EXEC_ARG, &data, streams)?;
+            started(&r.id, reports, &mut joiner)?;
+            forward_until_exit(&r.id, joiner, &sfd, pty)
+        })();
+        let _ = sysproc::set_signal_mask(&old);
+        result
+    }
+
+    /// Removes a container: with `force`, kills it first (else a running
+    /// container is an error); kills leftovers in its cgroup, removes the
+    /// cgroup and the state directory.
+    pub fn delete(&self, state_dir: &Path, force: bool) -> Result<()> {
+        if let Ok(r) = self.running(state_dir) {
+            if !force {
+                return Err(Error::InvalidSpec {
+                    id: r.id,
+                    reason: "container is running; stop it or force".into(),
+                });
+            }
+            let _ = self.kill(state_dir, libc::SIGKILL);
+            let _ = self.wait(state_dir, Some(Duration::from_secs(10)))?;
+        }
+        let rec: Option<StateFile> = state::read_json(&state_dir.join(state::STATE_FILE))
+            .ok()
+            .flatten();
+        if let Some(cg) = rec.and_then(|r| r.cgroup) {
+            remove_cgroup(&cg)?;
+        }
+        match fs::remove_dir_all(state_dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io("remove", state_dir, e)),
+        }
+    }
+}
+
+fn remove_cgroup(cg: &Cgroup) -> Result<()> {
+    cg.kill_all(|p| {
+        let _ = kill(p, libc::SIGKILL);
+    });
+    cg.remove()
+}
+
+fn started_pid(id: &str, reports: Vec<Report>) -> Result<i32> {
+    let mut pid = None;
+    let mut error = None;
+    for r in reports {
+        match r {
+            Report::Started { pid: p } => pid = Some(p),
+            other => error = error.or(other.into_error(id)),
+        }
+    }
+    match (error, pid) {
+        (Some(e), _) => Err(e),
+        (None, Some(p)) => Ok(p),
+        (None, None) => Err(Error::Setup { id: id.to_owned(), message: "the runtime init exited without starting the container (does its main call kiln_runtime::init_entry()?)".into() }),
+    }
+}
+
+fn started(id: &str, reports: Vec<Report>, child: &mut Child) -> Result<i32> {
+    match started_pid(id, reports) {
+        Ok(p) => Ok(p),
+        Err(e) => {
+            let _ = child.wait();
+            Err(e)
+        }
+    }
+}
+
+/// Copies bytes from `from` to `to` once; false at end of input.
+fn pump(from: BorrowedFd<'_>, to: BorrowedFd<'_>) -> bool {
+    let mut buf = [0u8; 8192];
+    match rustix_read(from, &mut buf) {
+        Some(0) | None => false,
+        Some(n) => {
+            let mut f = fs::File::from(to.try_clone_to_owned().expect("dup for write"));
+            f.write_all(&buf[..n]).is_ok()
+        }
+    }
+}
+
+fn rustix_read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Option<usize> {
+    use std::io::Read;
+    let mut f = fs::File::from(fd.try_clone_to_owned().ok()?);
+    loop {
+        match f.read(buf) {
+            Ok(n) => return Some(n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return None,
+        }
+    }
+}
+
+fn forward_until_exit(
+    id: &str,
+    mut shim: Child,
+    sfd: &OwnedFd,
+    pty: Option<(OwnedFd, TtyEnds)>,
+) -> Result<ExitStatus> {
+    let pidfd = sysproc::pidfd_open(shim.id() as i32)
+        .map_err(|e| Error::io("pidfd_open", format!("container {id}"), e))?;
+    let (master, mut ends) = match pty {
+        Some((m, e)) => (Some(m), Some(e)),
+        None => (None, None),
+    };
+    let raw = ends
+        .as_ref()
+        .and_then(|e| e.input.as_ref())
+        .filter(|i| sysproc::is_terminal(i.as_fd()))
+        .and_then(|i| {
+            sysproc::make_raw(i.as_fd())
+                .ok()
+                .map(|t| (dup_fd(i.as_fd(), "stdin"), t))
+        });
+    let mut master_open = master.is_some();
+    loop {
+        let mut fds: Vec<BorrowedFd<'_>> = vec![pidfd.as_fd(), sfd.as_fd()];
+        if let (true, Some(m)) = (master_open, &master) {
+            fds.push(m.as_fd());
+            if let Some(i) = ends.as_ref().and_then(|e| e.input.as_ref()) {
+                fds.push(i.as_fd());
+            }
+        }
+        let ready = sysproc::poll_readable(&fds, -1)
+            .map_err(|e| Error::io("poll", format!("container {id}"), e))?;
+        if ready[1]
+            && let Ok(sig) = sysproc::read_signalfd(sfd.as_fd())
+        {
+            if sig == libc::SIGWINCH
+                && let (Some(m), Some((r, c))) =
+                    (&master, sysproc::window_size(std::io::stdout().as_fd()))
+            {
+                let _ = sysproc::set_window_size(m.as_fd(), r, c);
+            }
+            let _ = kill(shim.id() as i32, sig);
+        }
+        if fds.len() > 2 && ready[2] {
+            let (Some(m), Some(e)) = (&master, &ends) else {
+                break;
+            };
+            if !pump(m.as_fd(), e.output.as_fd()) {
+                master_open = false;
+            }
+        }
+        if fds.len() > 3 && ready[3] {
+            let (Some(m), Some(e)) = (&master, &mut ends) else {
+                break;
+            };
+            if let Some(i) = &e.input
+                && !pump(i.as_fd(), m.as_fd())
+            {
+                e.input = None;
+            }
+        }
+        if ready[0] && !master_open {
+            break;
+        }
+        if ready[0] && master.is_none() {
+            break;
+        }
+        if ready[0] {
+            // Drain what the terminal still holds, then stop.
+            if let (Some(m), Some(e)) = (&master, &ends) {
+                while sysproc::poll_readable(&[m.as_fd()], 0)
+                    .map(|r| r[0])
+                    .unwrap_or(false)
+                {
+                    if !pump(m.as_fd(), e.output.as_fd()) {
+                        break;
+                    }
+                }
+            }
+            break;
+        }
+    }
+    if let Some((Ok(fd), saved)) = raw {
+        let _ = sysproc::restore_terminal(fd.as_fd(), &saved);
+    }
+    let st = shim
+        .wait()
+        .map_err(|e| Error::io("wait", format!("container {id}"), e))?;
+    Ok(exit_of(st))
+}

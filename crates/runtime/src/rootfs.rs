@@ -1,0 +1,549 @@
+//! Building the container's root filesystem: mount the rootfs, pivot_root
+//! into it, then the spec's mounts, the default devices, masked and
+//! read-only paths. Generic over the syscall traits so the sequence is
+//! unit-tested with `RecordingSys`.
+
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use kiln_sys::{DeviceKind, FsOps, MountFlags, MountOps};
+use oci_spec::runtime::Mount;
+
+use crate::config::RootfsMount;
+
+/// A failed setup step: what was done, and the cause.
+#[derive(Debug)]
+pub(crate) struct StepError {
+    pub(crate) step: String,
+    pub(crate) source: io::Error,
+}
+
+impl std::fmt::Display for StepError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.step, self.source)
+    }
+}
+
+pub(crate) trait Step<T> {
+    fn step(self, what: impl FnOnce() -> String) -> Result<T, StepError>;
+}
+
+impl<T> Step<T> for io::Result<T> {
+    fn step(self, what: impl FnOnce() -> String) -> Result<T, StepError> {
+        self.map_err(|source| StepError {
+            step: what(),
+            source,
+        })
+    }
+}
+
+/// Parsed mount options: flags, propagation, bind and filesystem data.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct MountOptions {
+    pub(crate) flags: MountFlags,
+    pub(crate) propagation: Option<MountFlags>,
+    pub(crate) bind: bool,
+    pub(crate) recursive: bool,
+    pub(crate) data: Vec<String>,
+}
+
+pub(crate) fn parse_options(options: &[String]) -> MountOptions {
+    let mut o = MountOptions::default();
+    for opt in options {
+        let flag = match opt.as_str() {
+            "ro" => MountFlags::RDONLY,
+            "nosuid" => MountFlags::NOSUID,
+            "nodev" => MountFlags::NODEV,
+            "noexec" => MountFlags::NOEXEC,
+            "sync" => MountFlags::SYNC,
+            "strictatime" => MountFlags::STRICTATIME,
+            "relatime" => MountFlags::RELATIME,
+            "noatime" => MountFlags::NOATIME,
+            "nodiratime" => MountFlags::NODIRATIME,
+            "rw" | "suid" | "dev" | "exec" | "async" | "atime" | "norelatime" | "nostrictatime" => {
+                MountFlags::NONE
+            }
+            "bind" => {
+                o.bind = true;
+                MountFlags::NONE
+            }
+            "rbind" => {
+                o.bind = true;
+                o.recursive = true;
+                MountFlags::NONE
+            }
+            "private" | "rprivate" | "slave" | "rslave" | "shared" | "rshared" => {
+                let p = match opt.trim_start_matches('r') {
+                    "private" => MountFlags::PRIVATE,
+                    "slave" => MountFlags::SLAVE,
+                    _ => MountFlags::SHARED,
+                };
+                let rec = if opt.starts_with('r') {
+                    MountFlags::REC
+                } else {
+                    MountFlags::NONE
+                };
+                o.propagation = Some(p | rec);
+                MountFlags::NONE
+            }
+            _ => {
+                o.data.push(opt.clone());
+                MountFlags::NONE
+            }
+        };
+        o.flags = o.flags | flag;
+    }
+    o
+}
+
+fn data(o: &MountOptions) -> Option<String> {
+    if o.data.is_empty() {
+        None
+    } else {
+        Some(o.data.join(","))
+    }
+}
+
+/// Everything needed to build the root filesystem.
+#[derive(Debug)]
+pub(crate) struct RootfsPlan<'a> {
+    /// Mounts making up `/`; the first one is mounted at `target`.
+    pub(crate) rootfs: &'a [RootfsMount],
+    /// A host directory (in the container's new mount namespace) to mount the rootfs on.
+    pub(crate) target: PathBuf,
+    /// The spec's mounts, in order.
+    pub(crate) mounts: &'a [Mount],
+    /// Paths hidden from the container.
+    pub(crate) masked: &'a [String],
+    /// Paths made read-only.
+    pub(crate) readonly: &'a [String],
+    /// Make `/` read-only at the end.
+    pub(crate) readonly_root: bool,
+    /// Controllers to mount under a `cgroup` mount (v1 and hybrid hosts); empty means cgroup2.
+    pub(crate) cgroup_v1_controllers: &'a [String],
+}
+
+const DEVICES: [(&str, u32, u32); 6] = [
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+];
+
+const DEV_LINKS: [(&str, &str); 6] = [
+    ("/proc/self/fd", "fd"),
+    ("/proc/self/fd/0", "stdin"),
+    ("/proc/self/fd/1", "stdout"),
+    ("/proc/self/fd/2", "stderr"),
+    ("/proc/kcore", "core"),
+    ("pts/ptmx", "ptmx"),
+];
+
+fn dest(m: &Mount) -> PathBuf {
+    Path::new("/").join(m.destination().strip_prefix("/").unwrap_or(m.destination()))
+}
+
+/// Builds the root filesystem and moves into it. Must run in a fresh mount
+/// namespace; afterwards the host's filesystem is unreachable.
+pub(crate) fn setup_rootfs<S: MountOps + FsOps>(
+    sys: &S,
+    plan: &RootfsPlan<'_>,
+) -> Result<(), StepError> {
+    sys.mount(
+        None,
+        Path::new("/"),
+        None,
+        MountFlags::REC | MountFlags::PRIVATE,
+        None,
+    )
+    .step(|| "make / private".into())?;
+    mount_rootfs(sys, plan)?;
+
+    // Host-side sources of bind mounts are captured as detached trees now;
+    // after pivot_root no host path can be named any more.
+    let mut trees: Vec<Option<(OwnedFd, bool)>> = Vec::with_capacity(plan.mounts.len());
+    for m in plan.mounts {
+        let o = parse_options(m.options().as_deref().unwrap_or_default());
+        let is_bind = o.bind || m.typ().as_deref() == Some("bind");
+        if !is_bind {
+            trees.push(None);
+            continue;
+        }
+        let src = m.source().clone().unwrap_or_default();
+        let is_dir = sys
+            .probe_dir(&src)
+            .step(|| format!("stat bind source {}", src.display()))?;
+        let Some(is_dir) = is_dir else {
+            return Err(StepError {
+                step: format!("bind source {}", src.display()),
+                source: io::Error::from(io::ErrorKind::NotFound),
+            });
+        };
+        let tree = sys
+            .open_tree(&src, o.recursive)
+            .step(|| format!("open bind source {}", src.display()))?;
+        trees.push(Some((tree, is_dir)));
+    }
+
+    sys.chdir(&plan.target)
+        .step(|| format!("chdir {}", plan.target.display()))?;
+    sys.pivot_root(Path::new("."), Path::new("."))
+        .step(|| "pivot_root".into())?;
+    sys.umount(Path::new("."), true)
+        .step(|| "detach old root".into())?;
+    sys.chdir(Path::new("/")).step(|| "chdir /".into())?;
+
+    let mut dev_tmpfs = false;
+    for (m, tree) in plan.mounts.iter().zip(trees) {
+        let target = dest(m);
+        let o = parse_options(m.options().as_deref().unwrap_or_default());
+        if let Some((tree, is_dir)) = tree {
+            if is_dir {
+                sys.mkdir_all(&target, 0o755)
+                    .step(|| format!("mkdir {}", target.display()))?;
+            } else {
+                sys.create_file(&target)
+                    .step(|| format!("create {}", target.display()))?;
+            }
+            sys.move_mount(tree.as_fd(), &target)
+                .step(|| format!("bind mount on {}", target.display()))?;
+            let extra =
+                MountFlags(o.flags.0 & !MountFlags::RELATIME.0 & !MountFlags::STRICTATIME.0);
+            if extra != MountFlags::NONE {
+                sys.mount(
+                    None,
+                    &target,
+                    None,
+                    MountFlags::REMOUNT | MountFlags::BIND | extra,
+                    None,
+                )
+                .step(|| format!("remount {}", target.display()))?;
+            }
+            continue;
+        }
+        let typ = m.typ().clone().unwrap_or_default();
+        sys.mkdir_all(&target, 0o755)
+            .step(|| format!("mkdir {}", target.display()))?;
+        if typ == "cgroup" || typ == "cgroup2" {
+            mount_cgroup(sys, &target, &o, plan.cgroup_v1_controllers)?;
+            continue;
+        }
+        let source = m.source().clone().unwrap_or_else(|| PathBuf::from(&typ));
+        sys.mount(
+            Some(&source),
+            &target,
+            Some(&typ),
+            o.flags,
+            data(&o).as_deref(),
+        )
+        .step(|| format!("mount {typ} on {}", target.display()))?;
+        if let Some(p) = o.propagation {
+            sys.mount(None, &target, None, p, None)
+                .step(|| format!("propagation of {}", target.display()))?;
+        }
+        if target == Path::new("/dev") && typ == "tmpfs" {
+            dev_tmpfs = true;
+        }
+    }
+    if dev_tmpfs {
+        populate_dev(sys)?;
+    }
+    for p in plan.masked {
+        let path = Path::new(p);
+        match sys.probe_dir(path).step(|| format!("stat {p}"))? {
+            None => {}
+            Some(true) => sys
+                .mount(
+                    Some(Path::new("tmpfs")),
+                    path,
+                    Some("tmpfs"),
+                    MountFlags::RDONLY,
+                    None,
+                )
+                .step(|| format!("mask {p}"))?,
+            Some(false) => sys
+                .mount(
+                    Some(Path::new("/dev/null")),
+                    path,
+                    None,
+                    MountFlags::BIND,
+                    None,
+                )
+                .step(|| format!("mask {p}"))?,
+        }
+    }
+    for p in plan.readonly {
+        let path = Path::new(p);
+        if sys.probe_dir(path).step(|| format!("stat {p}"))?.is_none() {
+            continue;
+        }
+        sys.mount(
+            Some(path),
+            path,
+            None,
+            MountFlags::BIND | MountFlags::REC,
+            None,
+        )
+        .step(|| format!("bind {p} read-only"))?;
+        let flags = MountFlags::REMOUNT
+            | MountFlags::BIND
+            | MountFlags::RDONLY
+            | MountFlags::NOSUID
+            | MountFlags::NODEV
+            | MountFlags::NOEXEC;
+        sys.mount(None, path, None, flags, None)
+            .step(|| format!("remount {p} read-only"))?;
+    }
+    if plan.readonly_root {
+        sys.mount(
+            None,
+            Path::new("/"),
+            None,
+            MountFlags::REMOUNT | MountFlags::BIND | MountFlags::RDONLY,
+            None,
+        )
+        .step(|| "remount / read-only".into())?;
+    }
+    Ok(())
+}
+
+fn mount_rootfs<S: MountOps + FsOps>(sys: &S, plan: &RootfsPlan<'_>) -> Result<(), StepError> {
+    let target = &plan.target;
+    let Some(first) = plan.rootfs.first() else {
+        return Err(StepError {
+            step: "rootfs".into(),
+            source: io::Error::other("no rootfs mount given"),
+        });
+    };
+    let o = parse_options(&first.options);
+    if o.bind || first.fstype == "bind" {
+        let flags = MountFlags::BIND | MountFlags::REC;
+        sys.mount(Some(&first.source), target, None, flags, None)
+            .step(|| {
+                format!(
+                    "bind rootfs {} on {}",
+                    first.source.display(),
+                    target.display()
+                )
+            })?;
+        if o.flags.contains(MountFlags::RDONLY) {
+            sys.mount(
+                None,
+                target,
+                None,
+                MountFlags::REMOUNT | MountFlags::BIND | o.flags,
+                None,
+            )
+            .step(|| format!("remount rootfs {}", target.display()))?;
+        }
+    } else {
+        sys.mount(
+            Some(&first.source),
+            target,
+            Some(&first.fstype),
+            o.flags,
+            data(&o).as_deref(),
+        )
+        .step(|| format!("mount {} rootfs on {}", first.fstype, target.display()))?;
+    }
+    for extra in &plan.rootfs[1..] {
+        // Further mounts are relative to the rootfs (e.g. a volume inside it).
+        let o = parse_options(&extra.options);
+        let fstype = if o.bind {
+            None
+        } else {
+            Some(extra.fstype.as_str())
+        };
+        let flags = if o.bind {
+            o.flags | MountFlags::BIND | MountFlags::REC
+        } else {
+            o.flags
+        };
+        sys.mount(
+            Some(&extra.source),
+            target,
+            fstype,
+            flags,
+            data(&o).as_deref(),
+        )
+        .step(|| format!("mount {} on {}", extra.source.display(), target.display()))?;
+    }
+    Ok(())
+}
+
+fn mount_cgroup<S: MountOps + FsOps>(
+    sys: &S,
+    target: &Path,
+    o: &MountOptions,
+    controllers: &[String],
+) -> Result<(), StepError> {
+    let flags = MountFlags(o.flags.0 & !MountFlags::RDONLY.0);
+    if controllers.is_empty() {
+        return sys
+            .mount(
+                Some(Path::new("cgroup2")),
+                target,
+                Some("cgroup2"),
+                o.flags,
+                None,
+            )
+            .step(|| format!("mount cgroup2 on {}", target.display()));
+    }
+    sys.mount(
+        Some(Path::new("tmpfs")),
+        target,
+        Some("tmpfs"),
+        flags,
+        Some("mode=755"),
+    )
+    .step(|| format!("mount tmpfs on {}", target.display()))?;
+    for c in controllers {
+        let (dir, data) = match c.strip_prefix("name=") {
+            Some(name) => (name.to_owned(), format!("none,name={name}")),
+            None => (c.clone(), c.clone()),
+        };
+        let sub = target.join(&dir);
+        sys.mkdir_all(&sub, 0o755)
+            .step(|| format!("mkdir {}", sub.display()))?;
+        sys.mount(
+            Some(Path::new("cgroup")),
+            &sub,
+            Some("cgroup"),
+            o.flags,
+            Some(&data),
+        )
+        .step(|| format!("mount cgroup {c} on {}", sub.display()))?;
+    }
+    if o.flags.contains(MountFlags::RDONLY) {
+        sys.mount(
+            None,
+            target,
+            None,
+            MountFlags::REMOUNT | flags | MountFlags::RDONLY,
+            Some("mode=755"),
+        )
+        .step(|| format!("remount {} read-only", target.display()))?;
+    }
+    Ok(())
+}
+
+fn populate_dev<S: MountOps + FsOps>(sys: &S) -> Result<(), StepError> {
+    for (name, major, minor) in DEVICES {
+        let path = Path::new("/dev").join(name);
+        sys.mknod(&path, DeviceKind::Char, 0o666, major, minor)
+            .step(|| format!("mknod {}", path.display()))?;
+    }
+    for (target, name) in DEV_LINKS {
+        let link = Path::new("/dev").join(name);
+        if sys
+            .probe_dir(&link)
+            .step(|| format!("stat {}", link.display()))?
+            .is_some()
+        {
+            continue;
+        }
+        sys.symlink(Path::new(target), &link)
+            .step(|| format!("symlink {}", link.display()))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kiln_sys::RecordingSys;
+
+    fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Mount {
+        let v = serde_json::json!({"destination": dest, "type": typ, "source": source, "options": options});
+        serde_json::from_value(v).expect("valid mount")
+    }
+
+    #[test]
+    fn options_split_into_flags_and_data() {
+        let o = parse_options(&[
+            "nosuid".into(),
+            "ro".into(),
+            "mode=755".into(),
+            "rbind".into(),
+            "rprivate".into(),
+        ]);
+        assert_eq!(o.flags, MountFlags::NOSUID | MountFlags::RDONLY);
+        assert!(o.bind && o.recursive);
+        assert_eq!(o.propagation, Some(MountFlags::PRIVATE | MountFlags::REC));
+        assert_eq!(o.data, vec!["mode=755".to_string()]);
+    }
+
+    #[test]
+    fn sequence_pivots_before_container_mounts_and_masks_after() {
+        let sys = RecordingSys::new();
+        sys.add_file("/proc/kcore");
+        sys.add_file("/etc/hosts.src");
+        sys.add_missing("/dev/fd");
+        sys.add_missing("/proc/nope");
+        let rootfs = [RootfsMount::bind("/srv/root")];
+        let mounts = [
+            mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
+            mount("/dev", "tmpfs", "tmpfs", &["nosuid", "mode=755"]),
+            mount("/etc/hosts", "bind", "/etc/hosts.src", &["rbind", "ro"]),
+        ];
+        let masked = ["/proc/kcore".to_string(), "/proc/nope".to_string()];
+        let readonly = ["/proc/sys".to_string()];
+        let plan = RootfsPlan {
+            rootfs: &rootfs,
+            target: "/state/rootfs".into(),
+            mounts: &mounts,
+            masked: &masked,
+            readonly: &readonly,
+            readonly_root: true,
+            cgroup_v1_controllers: &[],
+        };
+        setup_rootfs(&sys, &plan).expect("setup succeeds with the fake");
+        let calls = sys.calls();
+        let pos = |prefix: &str| {
+            calls
+                .iter()
+                .position(|c| c.starts_with(prefix))
+                .unwrap_or_else(|| panic!("no call {prefix}: {calls:?}"))
+        };
+        assert_eq!(calls[0], "mount - / - 0x44000 -");
+        assert!(pos("open_tree /etc/hosts.src") < pos("pivot_root . ."));
+        assert!(pos("pivot_root . .") < pos("umount . true"));
+        assert!(pos("umount . true") < pos("mount proc /proc proc"));
+        assert!(pos("create_file /etc/hosts") < pos("move_mount /etc/hosts"));
+        assert!(pos("mount - /etc/hosts - 0x1021") > pos("move_mount /etc/hosts"));
+        assert!(pos("mknod /dev/null Char 666 1:3") > pos("mount tmpfs /dev tmpfs"));
+        assert!(pos("symlink /proc/self/fd /dev/fd") > pos("mknod /dev/tty"));
+        assert!(pos("mount /dev/null /proc/kcore - 0x1000") > pos("mount proc /proc"));
+        assert!(
+            !calls
+                .iter()
+                .any(|c| c.contains("/proc/nope") && c.starts_with("mount"))
+        );
+        assert!(pos("mount - /proc/sys - 0x102f") > pos("mount /proc/sys /proc/sys - 0x5000"));
+        assert_eq!(
+            calls.last().map(String::as_str),
+            Some("mount - / - 0x1021 -")
+        );
+    }
+
+    #[test]
+    fn failure_names_the_step() {
+        let sys = RecordingSys::new();
+        sys.fail_on("pivot_root");
+        let rootfs = [RootfsMount::bind("/srv/root")];
+        let plan = RootfsPlan {
+            rootfs: &rootfs,
+            target: "/t".into(),
+            mounts: &[],
+            masked: &[],
+            readonly: &[],
+            readonly_root: false,
+            cgroup_v1_controllers: &[],
+        };
+        let err = setup_rootfs(&sys, &plan).expect_err("pivot fails");
+        assert_eq!(err.step, "pivot_root");
+    }
+}

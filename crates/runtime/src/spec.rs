@@ -1,0 +1,454 @@
+//! Docker's defaults as an OCI runtime `Spec`: the caller fills in values
+//! (args, env, user, limits) and gets the spec Docker would hand runc.
+
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{Capability, LinuxSeccomp, Mount, Spec};
+use serde_json::{Value, json};
+
+use crate::error::{Error, Result};
+use crate::seccomp;
+
+/// Docker's default capabilities.
+pub const DEFAULT_CAPABILITIES: [&str; 14] = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+/// Paths Docker hides from containers.
+pub const MASKED_PATHS: [&str; 12] = [
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/interrupts",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+/// Paths Docker makes read-only.
+pub const READONLY_PATHS: [&str; 5] = [
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+/// `PATH` when the image sets none.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The container's network.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum NetworkMode {
+    /// Share the host's network namespace.
+    Host,
+    /// A new network namespace with only `lo`, up.
+    #[default]
+    None,
+}
+
+/// cgroup limits, as Docker's flags give them.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Resources {
+    /// `--memory` in bytes.
+    pub memory: Option<i64>,
+    /// `--memory-swap` in bytes (memory plus swap); Docker's default is twice `memory`.
+    pub memory_swap: Option<i64>,
+    /// `--pids-limit`.
+    pub pids_limit: Option<i64>,
+    /// `--cpus` (e.g. 1.5).
+    pub cpus: Option<f64>,
+    /// `--cpu-shares`.
+    pub cpu_shares: Option<u64>,
+}
+
+/// Per-container files bind-mounted over `/etc/hosts`, `/etc/hostname`
+/// and `/etc/resolv.conf`; see [`write_etc_files`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EtcFiles {
+    /// Source of `/etc/hosts`.
+    pub hosts: PathBuf,
+    /// Source of `/etc/hostname`.
+    pub hostname: PathBuf,
+    /// Source of `/etc/resolv.conf`.
+    pub resolv_conf: PathBuf,
+}
+
+/// What the caller decides; everything else is Docker's default.
+#[derive(Clone, Debug, Default)]
+pub struct DockerSpecOptions {
+    /// The command: Entrypoint and Cmd already combined.
+    pub args: Vec<String>,
+    /// `KEY=VALUE` pairs: the image's Env then `-e`; `PATH` is added when missing.
+    pub env: Vec<String>,
+    /// Working directory (absolute; `/` when empty).
+    pub cwd: String,
+    /// Hostname (Docker: the short container ID).
+    pub hostname: String,
+    /// Network mode.
+    pub network: NetworkMode,
+    /// `-t`: the process gets a terminal (also sets `TERM=xterm` when missing).
+    pub tty: bool,
+    /// `--read-only`.
+    pub read_only: bool,
+    /// `--cap-add` (`NET_ADMIN`, `CAP_NET_ADMIN` or `ALL`).
+    pub cap_add: Vec<String>,
+    /// `--cap-drop` (same forms).
+    pub cap_drop: Vec<String>,
+    /// `--security-opt no-new-privileges`.
+    pub no_new_privileges: bool,
+    /// `--security-opt seccomp=unconfined` sets this.
+    pub seccomp_unconfined: bool,
+    /// cgroup limits.
+    pub resources: Resources,
+    /// `/etc/hosts`, `/etc/hostname`, `/etc/resolv.conf` sources.
+    pub etc_files: Option<EtcFiles>,
+    /// Extra mounts (volumes, `--tmpfs`), after the defaults.
+    pub mounts: Vec<Mount>,
+}
+
+fn parse_cap(name: &str) -> Result<Capability> {
+    let upper = name.to_ascii_uppercase();
+    let full = if upper.starts_with("CAP_") {
+        upper
+    } else {
+        format!("CAP_{upper}")
+    };
+    serde_json::from_value(Value::String(full.clone())).map_err(|_| Error::InvalidSpec {
+        id: String::new(),
+        reason: format!("unknown capability {name:?}"),
+    })
+}
+
+/// Docker's capability set after `--cap-add` and `--cap-drop` (`ALL` works
+/// in both, drop wins over the defaults, add wins over `drop ALL`).
+pub fn capabilities(cap_add: &[String], cap_drop: &[String]) -> Result<Vec<Capability>> {
+    let all_caps: Vec<Capability> = caps::all()
+        .into_iter()
+        .filter_map(|c| serde_json::from_value(Value::String(c.to_string())).ok())
+        .collect();
+    let is_all = |s: &String| s.eq_ignore_ascii_case("all");
+    let mut set: Vec<Capability> = if cap_drop.iter().any(is_all) {
+        Vec::new()
+    } else {
+        DEFAULT_CAPABILITIES
+            .iter()
+            .map(|c| parse_cap(c))
+            .collect::<Result<_>>()?
+    };
+    for d in cap_drop.iter().filter(|s| !is_all(s)) {
+        let d = parse_cap(d)?;
+        set.retain(|c| *c != d);
+    }
+    for a in cap_add {
+        let add = if is_all(a) {
+            all_caps.clone()
+        } else {
+            vec![parse_cap(a)?]
+        };
+        for c in add {
+            if !set.contains(&c) {
+                set.push(c);
+            }
+        }
+    }
+    Ok(set)
+}
+
+fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Value {
+    json!({"destination": dest, "type": typ, "source": source, "options": options})
+}
+
+/// Builds the spec Docker would: default mounts, capabilities (bounding,
+/// effective and permitted; inheritable and ambient empty), masked and
+/// read-only paths, seccomp profile, namespaces, resources.
+pub fn docker_spec(o: &DockerSpecOptions) -> Result<Spec> {
+    let caps = capabilities(&o.cap_add, &o.cap_drop)?;
+    let mut env = o.env.clone();
+    if !env.iter().any(|e| e.starts_with("PATH=")) {
+        env.insert(0, format!("PATH={DEFAULT_PATH}"));
+    }
+    if o.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
+        env.push("TERM=xterm".into());
+    }
+    let hostname = if o.hostname.is_empty() {
+        "localhost"
+    } else {
+        o.hostname.as_str()
+    };
+    if !env.iter().any(|e| e.starts_with("HOSTNAME=")) {
+        env.insert(1.min(env.len()), format!("HOSTNAME={hostname}"));
+    }
+    let mut mounts = vec![
+        mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
+        mount(
+            "/dev",
+            "tmpfs",
+            "tmpfs",
+            &["nosuid", "strictatime", "mode=755", "size=65536k"],
+        ),
+        mount(
+            "/dev/pts",
+            "devpts",
+            "devpts",
+            &[
+                "nosuid",
+                "noexec",
+                "newinstance",
+                "ptmxmode=0666",
+                "mode=0620",
+                "gid=5",
+            ],
+        ),
+        mount(
+            "/sys",
+            "sysfs",
+            "sysfs",
+            &["nosuid", "noexec", "nodev", "ro"],
+        ),
+        mount(
+            "/sys/fs/cgroup",
+            "cgroup",
+            "cgroup",
+            &["nosuid", "noexec", "nodev", "relatime", "ro"],
+        ),
+        mount(
+            "/dev/mqueue",
+            "mqueue",
+            "mqueue",
+            &["nosuid", "noexec", "nodev"],
+        ),
+        mount(
+            "/dev/shm",
+            "tmpfs",
+            "shm",
+            &["nosuid", "noexec", "nodev", "mode=1777", "size=67108864"],
+        ),
+    ];
+    if let Some(etc) = &o.etc_files {
+        for (dest, src) in [
+            ("/etc/resolv.conf", &etc.resolv_conf),
+            ("/etc/hostname", &etc.hostname),
+            ("/etc/hosts", &etc.hosts),
+        ] {
+            mounts.push(json!({"destination": dest, "type": "bind", "source": src, "options": ["rbind", "rprivate"]}));
+        }
+    }
+    let mut namespaces = vec![
+        json!({"type": "pid"}),
+        json!({"type": "ipc"}),
+        json!({"type": "uts"}),
+        json!({"type": "mount"}),
+        json!({"type": "cgroup"}),
+    ];
+    if o.network == NetworkMode::None {
+        namespaces.push(json!({"type": "network"}));
+    }
+    let mut resources = json!({"devices": [{"allow": false, "access": "rwm"}]});
+    let r = &o.resources;
+    if let Some(m) = r.memory {
+        let swap = r.memory_swap.unwrap_or(m.saturating_mul(2));
+        resources["memory"] = json!({"limit": m, "swap": swap});
+    }
+    if let Some(p) = r.pids_limit {
+        resources["pids"] = json!({"limit": p});
+    }
+    let mut cpu = serde_json::Map::new();
+    if let Some(c) = r.cpus {
+        cpu.insert("period".into(), json!(100_000u64));
+        cpu.insert("quota".into(), json!((c * 100_000.0).round() as i64));
+    }
+    if let Some(s) = r.cpu_shares {
+        cpu.insert("shares".into(), json!(s));
+    }
+    if !cpu.is_empty() {
+        resources["cpu"] = Value::Object(cpu);
+    }
+    let cwd = if o.cwd.is_empty() {
+        "/"
+    } else {
+        o.cwd.as_str()
+    };
+    let mut linux = json!({
+        "namespaces": namespaces,
+        "resources": resources,
+        "maskedPaths": MASKED_PATHS,
+        "readonlyPaths": READONLY_PATHS,
+    });
+    if !o.seccomp_unconfined {
+        let profile: LinuxSeccomp = seccomp::docker_default(&caps);
+        linux["seccomp"] = serde_json::to_value(profile).map_err(|e| spec_err(e.to_string()))?;
+    }
+    let caps_json = serde_json::to_value(&caps).map_err(|e| spec_err(e.to_string()))?;
+    let mut spec = json!({
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": o.tty,
+            "user": {"uid": 0, "gid": 0},
+            "args": o.args,
+            "env": env,
+            "cwd": cwd,
+            "capabilities": {"bounding": caps_json, "effective": caps_json, "permitted": caps_json},
+            "noNewPrivileges": o.no_new_privileges,
+        },
+        "root": {"path": "rootfs", "readonly": o.read_only},
+        "hostname": hostname,
+        "mounts": mounts,
+        "linux": linux,
+    });
+    let extra = serde_json::to_value(&o.mounts).map_err(|e| spec_err(e.to_string()))?;
+    if let (Some(list), Value::Array(extra)) = (spec["mounts"].as_array_mut(), extra) {
+        list.extend(extra);
+    }
+    serde_json::from_value(spec).map_err(|e| spec_err(e.to_string()))
+}
+
+fn spec_err(reason: String) -> Error {
+    Error::InvalidSpec {
+        id: String::new(),
+        reason,
+    }
+}
+
+/// Writes the per-container `hosts`, `hostname` and `resolv.conf` into
+/// `dir`: `hosts` maps localhost and the hostname to loopback addresses;
+/// `resolv.conf` is the given content (the host's, which the caller reads)
+/// or empty.
+pub fn write_etc_files(dir: &Path, hostname: &str, resolv_conf: Option<&str>) -> Result<EtcFiles> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io("create", dir, e))?;
+    let files = EtcFiles {
+        hosts: dir.join("hosts"),
+        hostname: dir.join("hostname"),
+        resolv_conf: dir.join("resolv.conf"),
+    };
+    let hosts = format!(
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n127.0.1.1\t{hostname}\n"
+    );
+    for (path, content) in [
+        (&files.hosts, hosts),
+        (&files.hostname, format!("{hostname}\n")),
+        (&files.resolv_conf, resolv_conf.unwrap_or("").to_owned()),
+    ] {
+        std::fs::write(path, content).map_err(|e| Error::io("write", path, e))?;
+    }
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(caps: &[Capability]) -> Vec<String> {
+        let mut v: Vec<String> = caps
+            .iter()
+            .map(|c| {
+                serde_json::to_value(c)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default()
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn default_caps_and_add_drop() {
+        let d = capabilities(&[], &[]).expect("defaults");
+        assert_eq!(d.len(), 14);
+        let c = capabilities(&["net_admin".into()], &["CAP_CHOWN".into(), "mknod".into()])
+            .expect("add drop");
+        let n = names(&c);
+        assert!(n.contains(&"CAP_NET_ADMIN".to_string()));
+        assert!(!n.contains(&"CAP_CHOWN".to_string()) && !n.contains(&"CAP_MKNOD".to_string()));
+        assert_eq!(n.len(), 13);
+        let only = capabilities(&["KILL".into()], &["ALL".into()]).expect("drop all");
+        assert_eq!(names(&only), vec!["CAP_KILL".to_string()]);
+        assert!(capabilities(&["NOPE".into()], &[]).is_err());
+    }
+
+    #[test]
+    fn spec_has_docker_defaults() {
+        let o = DockerSpecOptions {
+            args: vec!["true".into()],
+            hostname: "abc".into(),
+            resources: Resources {
+                memory: Some(1 << 20),
+                pids_limit: Some(10),
+                cpus: Some(0.5),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let spec = docker_spec(&o).expect("spec builds");
+        let p = spec.process().as_ref().expect("process");
+        assert_eq!(
+            p.env().as_ref().expect("env")[0],
+            format!("PATH={DEFAULT_PATH}")
+        );
+        assert_eq!(p.no_new_privileges(), Some(false));
+        let caps = p.capabilities().as_ref().expect("caps");
+        assert_eq!(caps.bounding().as_ref().map(|b| b.len()), Some(14));
+        assert!(caps.inheritable().is_none() && caps.ambient().is_none());
+        let linux = spec.linux().as_ref().expect("linux");
+        assert!(
+            linux
+                .masked_paths()
+                .as_ref()
+                .expect("masked")
+                .contains(&"/proc/kcore".to_string())
+        );
+        let ns = linux.namespaces().as_ref().expect("namespaces");
+        assert_eq!(ns.len(), 6, "network none adds a network namespace");
+        let res = linux.resources().as_ref().expect("resources");
+        assert_eq!(res.memory().as_ref().and_then(|m| m.limit()), Some(1 << 20));
+        assert_eq!(res.cpu().as_ref().and_then(|c| c.quota()), Some(50_000));
+        assert!(linux.seccomp().is_some());
+        assert_eq!(spec.hostname().as_deref(), Some("abc"));
+    }
+
+    #[test]
+    fn etc_files_are_written() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f =
+            write_etc_files(dir.path(), "box1", Some("nameserver 127.0.0.53\n")).expect("write");
+        assert_eq!(
+            std::fs::read_to_string(&f.hostname).expect("read"),
+            "box1\n"
+        );
+        assert!(
+            std::fs::read_to_string(&f.hosts)
+                .expect("read")
+                .contains("127.0.1.1\tbox1")
+        );
+        let o = DockerSpecOptions {
+            etc_files: Some(f),
+            ..Default::default()
+        };
+        let spec = docker_spec(&o).expect("spec");
+        let mounts = spec.mounts().as_ref().expect("mounts");
+        assert!(
+            mounts
+                .iter()
+                .any(|m| m.destination() == Path::new("/etc/hosts"))
+        );
+    }
+}

@@ -1,0 +1,114 @@
+//! What the caller and the re-executed init tell each other: the request
+//! (JSON on fd 4) and reports (JSON lines on fd 3, closed on exec).
+
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+
+use oci_spec::runtime::{LinuxSeccomp, Process, Spec};
+use serde::{Deserialize, Serialize};
+
+use crate::cgroups::Cgroup;
+use crate::config::RootfsMount;
+use crate::error::Error;
+
+/// The fd number the init writes reports to.
+pub(crate) const STATUS_FD: i32 = 3;
+/// The fd number the init reads its request from.
+pub(crate) const REQUEST_FD: i32 = 4;
+
+/// Run a container (foreground or detached).
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct RunRequest {
+    pub(crate) id: String,
+    pub(crate) spec: Spec,
+    pub(crate) rootfs: Vec<RootfsMount>,
+    pub(crate) state_dir: PathBuf,
+    pub(crate) user: Option<String>,
+    pub(crate) init: bool,
+    pub(crate) detached: bool,
+    pub(crate) cgroup_parent: String,
+    pub(crate) cgroup_root: PathBuf,
+}
+
+/// Run a process inside a running container.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct ExecRequest {
+    pub(crate) id: String,
+    pub(crate) pid: i32,
+    pub(crate) pid_start: u64,
+    pub(crate) cgroup: Option<Cgroup>,
+    pub(crate) process: Process,
+    pub(crate) user: Option<String>,
+    pub(crate) seccomp: Option<LinuxSeccomp>,
+}
+
+/// Why the container's process did not start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum FailKind {
+    NotFound,
+    NotExecutable,
+    Setup,
+}
+
+/// One report line.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Report {
+    /// The container's first process exists, with this host pid.
+    Started { pid: i32 },
+    /// Setup or exec failed.
+    Failed {
+        kind: FailKind,
+        command: String,
+        message: String,
+    },
+}
+
+impl Report {
+    pub(crate) fn into_error(self, id: &str) -> Option<Error> {
+        match self {
+            Report::Started { .. } => None,
+            Report::Failed {
+                kind: FailKind::NotFound,
+                command,
+                message,
+            } => Some(Error::NotFound {
+                command,
+                reason: message,
+            }),
+            Report::Failed {
+                kind: FailKind::NotExecutable,
+                command,
+                message,
+            } => Some(Error::NotExecutable {
+                command,
+                reason: message,
+            }),
+            Report::Failed {
+                kind: FailKind::Setup,
+                message,
+                ..
+            } => Some(Error::Setup {
+                id: id.to_owned(),
+                message,
+            }),
+        }
+    }
+}
+
+/// Writes one report line (a single write: atomic on a pipe).
+pub(crate) fn send(fd: &OwnedFd, report: &Report) {
+    if let Ok(mut line) = serde_json::to_vec(report) {
+        line.push(b'\n');
+        let _ = std::fs::File::from(fd.try_clone().expect("dup of the status fd")).write_all(&line);
+    }
+}
+
+/// Reads report lines until every writer closed the pipe.
+pub(crate) fn receive(fd: OwnedFd) -> Vec<Report> {
+    let mut text = String::new();
+    let _ = std::fs::File::from(fd).read_to_string(&mut text);
+    text.lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}

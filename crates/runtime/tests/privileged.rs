@@ -1,0 +1,689 @@
+//! Real containers from a busybox root filesystem (needs root): run the
+//! static `kiln-probe` inside and assert on what it reports.
+#![cfg(feature = "privileged-tests")]
+
+use std::fs;
+use std::io::Read;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use kiln_runtime::{
+    ContainerConfig, DockerSpecOptions, ExitStatus, NetworkMode, Resources, RootfsMount, Runtime,
+    RuntimeConfig, Status, Stdio, StdioConfig, docker_spec,
+};
+use serde_json::Value;
+
+const HARNESS: &str = env!("CARGO_BIN_EXE_kiln-runtime-harness");
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The static probe: `KILN_PROBE` if set, else built here.
+fn probe_binary() -> PathBuf {
+    if let Ok(p) = std::env::var("KILN_PROBE") {
+        return PathBuf::from(p);
+    }
+    let target_dir = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| workspace().join("target"));
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args([
+            "build",
+            "-q",
+            "-p",
+            "kiln-probe",
+            "--target",
+            "x86_64-unknown-linux-gnu",
+        ])
+        .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .current_dir(workspace())
+        .status()
+        .expect("run cargo to build the probe");
+    assert!(status.success(), "building kiln-probe failed");
+    target_dir.join("x86_64-unknown-linux-gnu/debug/kiln-probe")
+}
+
+/// A busybox root filesystem with /etc/passwd, /etc/group and the probe.
+fn rootfs() -> &'static Path {
+    static ROOT: OnceLock<PathBuf> = OnceLock::new();
+    ROOT.get_or_init(|| {
+        let root = std::env::temp_dir().join(format!("kiln-runtime-rootfs-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        for d in ["bin", "etc", "tmp", "proc", "sys", "dev", "root", "home/alice"] {
+            fs::create_dir_all(root.join(d)).expect("mkdir");
+        }
+        fs::copy("/bin/busybox", root.join("bin/busybox")).expect("copy busybox");
+        let list = Command::new("/bin/busybox").arg("--list").output().expect("busybox --list");
+        for applet in String::from_utf8_lossy(&list.stdout).lines() {
+            let _ = std::os::unix::fs::symlink("busybox", root.join("bin").join(applet));
+        }
+        fs::write(
+            root.join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\nalice:x:1000:1000:Alice:/home/alice:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+        )
+        .expect("passwd");
+        fs::write(root.join("etc/group"), "root:x:0:\nwheel:x:10:alice\nalice:x:1000:\nnogroup:x:65534:\n").expect("group");
+        fs::copy(probe_binary(), root.join("bin/kiln-probe")).expect("copy probe");
+        fs::write(root.join("bin/notexec"), "#!/bin/sh\necho no\n").expect("write notexec");
+        root
+    })
+}
+
+fn runtime() -> Runtime {
+    Runtime::new(RuntimeConfig {
+        init_binary: HARNESS.into(),
+        cgroup_parent: "kiln-test".into(),
+        ..Default::default()
+    })
+}
+
+struct Ctr {
+    config: ContainerConfig,
+    _dir: tempfile::TempDir,
+}
+
+fn container(name: &str, args: &[&str], tweak: impl FnOnce(&mut DockerSpecOptions)) -> Ctr {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let id = format!("{name}-{}", std::process::id());
+    let etc = kiln_runtime::write_etc_files(
+        &dir.path().join("etc"),
+        &id[..12.min(id.len())],
+        Some("nameserver 127.0.0.1\n"),
+    )
+    .expect("etc files");
+    let mut o = DockerSpecOptions {
+        args: args.iter().map(|s| s.to_string()).collect(),
+        hostname: id[..12.min(id.len())].to_string(),
+        etc_files: Some(etc),
+        ..Default::default()
+    };
+    tweak(&mut o);
+    let spec = docker_spec(&o).expect("spec");
+    let config = ContainerConfig {
+        id: id.parse().expect("id"),
+        spec,
+        rootfs: vec![RootfsMount::bind(rootfs())],
+        state_dir: dir.path().join("state"),
+        user: None,
+        init: false,
+    };
+    Ctr { config, _dir: dir }
+}
+
+fn pipe() -> (OwnedFd, OwnedFd) {
+    kiln_sys::process::pipe().expect("pipe")
+}
+
+/// Runs to completion, capturing stdout and stderr.
+fn run(c: &Ctr) -> (kiln_runtime::Result<ExitStatus>, String, String) {
+    let (out_r, out_w) = pipe();
+    let (err_r, err_w) = pipe();
+    let stdio = StdioConfig {
+        stdin: Stdio::Null,
+        stdout: Stdio::Fd(out_w),
+        stderr: Stdio::Fd(err_w),
+        tty: false,
+    };
+    let started = runtime().start(&c.config, stdio);
+    let reader = |fd: OwnedFd| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = fs::File::from(fd).read_to_string(&mut s);
+            s
+        })
+    };
+    let (o, e) = (reader(out_r), reader(err_r));
+    let status = started.and_then(|fg| fg.wait());
+    (status, o.join().expect("stdout"), e.join().expect("stderr"))
+}
+
+fn probe(c: &Ctr) -> Value {
+    let (st, out, err) = run(c);
+    assert_eq!(
+        st.expect("probe runs"),
+        ExitStatus::Code(0),
+        "stderr: {err}"
+    );
+    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("probe output {out:?}: {e}"))
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    let mut s: Vec<String> = v
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|x| x.as_str().expect("string").to_owned())
+        .collect();
+    s.sort();
+    s
+}
+
+fn host_ns(name: &str) -> u64 {
+    fs::metadata(format!("/proc/self/ns/{name}"))
+        .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+        .expect("host ns")
+}
+
+#[test]
+fn probe_sees_an_isolated_container() {
+    let c = container("iso", &["/bin/kiln-probe"], |_| {});
+    let p = probe(&c);
+    assert_eq!(p["pid"], 1);
+    assert_eq!(
+        p["pids"],
+        serde_json::json!([1]),
+        "only its own process is visible"
+    );
+    for ns in ["mnt", "pid", "uts", "ipc", "cgroup", "net"] {
+        assert_ne!(
+            p["namespaces"][ns].as_u64(),
+            Some(host_ns(ns)),
+            "{ns} namespace is new"
+        );
+    }
+    let mut want: Vec<String> = kiln_runtime::DEFAULT_CAPABILITIES
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    want.sort();
+    for set in ["bounding", "effective", "permitted"] {
+        assert_eq!(strings(&p["capabilities"][set]), want, "{set} set");
+    }
+    assert!(
+        p["capabilities"]["inheritable"]
+            .as_array()
+            .expect("inh")
+            .is_empty()
+    );
+    assert!(
+        p["capabilities"]["ambient"]
+            .as_array()
+            .expect("amb")
+            .is_empty()
+    );
+    assert_eq!(p["no_new_privs"], false);
+    assert_eq!(
+        p["signals_blocked"], "0000000000000000",
+        "no signal blocked"
+    );
+    assert_eq!(
+        p["signals_ignored"], "0000000000000000",
+        "no signal ignored (SIGPIPE included)"
+    );
+    assert_eq!(p["seccomp"], 2, "filter mode");
+    assert_eq!(
+        p["syscalls"]["keyctl_errno"],
+        libc::EPERM as i64,
+        "keyctl blocked by seccomp"
+    );
+    assert_eq!(
+        p["syscalls"]["clone3_errno"],
+        libc::ENOSYS as i64,
+        "clone3 gives ENOSYS"
+    );
+    assert_eq!(p["syscalls"]["unshare_errno"], libc::EPERM as i64);
+    assert_eq!(p["kcore_masked"], true);
+    assert_eq!(p["proc_sys_writable"], false);
+    assert_eq!(p["interfaces"], serde_json::json!(["lo"]));
+    assert_eq!(p["uid"], serde_json::json!([0, 0, 0, 0]));
+    assert_eq!(p["cwd"], "/");
+    assert_eq!(p["env"]["PATH"], kiln_runtime::DEFAULT_PATH);
+    assert_eq!(p["env"]["HOME"], "/root");
+    assert_eq!(p["hostname"].as_str(), c.config.spec.hostname().as_deref());
+    let targets: Vec<&str> = p["mounts"]
+        .as_array()
+        .expect("mounts")
+        .iter()
+        .filter_map(|m| m["target"].as_str())
+        .collect();
+    for t in [
+        "/",
+        "/proc",
+        "/dev",
+        "/dev/pts",
+        "/dev/shm",
+        "/dev/mqueue",
+        "/sys",
+        "/etc/hosts",
+        "/etc/hostname",
+        "/etc/resolv.conf",
+    ] {
+        assert!(targets.contains(&t), "{t} mounted: {targets:?}");
+    }
+    assert!(
+        !targets
+            .iter()
+            .any(|t| t.starts_with("/work") || t.starts_with("/home") || t.starts_with("/boot")),
+        "no host mounts: {targets:?}"
+    );
+    assert!(
+        !fs::exists(rootfs().join("proc/self")).expect("exists"),
+        "the container's mounts are invisible on the host"
+    );
+}
+
+#[test]
+fn exit_codes_follow_docker() {
+    let code = |args: &[&str]| {
+        let c = container("exit", args, |_| {});
+        let (st, _, _) = run(&c);
+        match st {
+            Ok(s) => s.code(),
+            Err(e) => e.exit_code(),
+        }
+    };
+    assert_eq!(code(&["true"]), 0);
+    assert_eq!(code(&["false"]), 1);
+    assert_eq!(code(&["sh", "-c", "exit 42"]), 42);
+    // PID 1 ignores signals it has no handler for, even SIGKILL from inside.
+    assert_eq!(code(&["sh", "-c", "kill -9 $$; exit 7"]), 7);
+    assert_eq!(code(&["/bin/notexec"]), 126);
+    assert_eq!(code(&["/etc"]), 126);
+    let c = container("nf", &["nosuch"], |_| {});
+    let err = run(&c).0.expect_err("not found");
+    assert_eq!(err.exit_code(), 127);
+    assert_eq!(
+        err.to_string(),
+        "exec: \"nosuch\": executable file not found in $PATH"
+    );
+}
+
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+const TRAP_TERM: &[&str] = &[
+    "sh",
+    "-c",
+    "trap 'exit 3' TERM; touch /tmp/ready; while true; do sleep 0.05; done",
+];
+
+fn ready_file(c: &Ctr) -> impl Fn() -> bool + '_ {
+    // The rootfs is a bind of the shared busybox tree: /tmp/ready appears there.
+    let _ = c;
+    || fs::exists(rootfs().join("tmp/ready")).unwrap_or(false)
+}
+
+#[test]
+fn signals_reach_the_container() {
+    let _g = serial();
+    let _ = fs::remove_file(rootfs().join("tmp/ready"));
+    let c = container("sig", TRAP_TERM, |_| {});
+    let fg = runtime()
+        .start(
+            &c.config,
+            StdioConfig {
+                stdin: Stdio::Null,
+                ..Default::default()
+            },
+        )
+        .expect("start");
+    wait_for("trap installed", ready_file(&c));
+    fg.signal(libc::SIGTERM).expect("signal");
+    assert_eq!(fg.wait().expect("wait"), ExitStatus::Code(3));
+    let _ = fs::remove_file(rootfs().join("tmp/ready"));
+
+    let c = container("sigkill", &["sleep", "100"], |_| {});
+    let fg = runtime()
+        .start(
+            &c.config,
+            StdioConfig {
+                stdin: Stdio::Null,
+                ..Default::default()
+            },
+        )
+        .expect("start");
+    fg.signal(libc::SIGKILL).expect("signal");
+    let st = fg.wait().expect("wait");
+    assert_eq!((st, st.code()), (ExitStatus::Signal(libc::SIGKILL), 137));
+}
+
+/// Tests that share /tmp/ready in the common rootfs run one at a time.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn harness_request(c: &Ctr) -> PathBuf {
+    let path = c._dir.path().join("request.json");
+    let req = serde_json::json!({
+        "id": c.config.id.to_string(),
+        "spec": c.config.spec,
+        "rootfs": rootfs(),
+        "state_dir": c.config.state_dir,
+        "init": c.config.init,
+        "cgroup_parent": "kiln-test",
+    });
+    fs::write(&path, req.to_string()).expect("write request");
+    path
+}
+
+#[test]
+fn sigterm_to_the_caller_reaches_the_container() {
+    let _g = serial();
+    let _ = fs::remove_file(rootfs().join("tmp/ready"));
+    let c = container("fwd", TRAP_TERM, |_| {});
+    let req = harness_request(&c);
+    let mut caller = Command::new(HARNESS)
+        .arg("run")
+        .arg(&req)
+        .spawn()
+        .expect("spawn caller");
+    wait_for("trap installed", ready_file(&c));
+    use kiln_sys::ProcOps;
+    kiln_sys::LinuxSys
+        .kill(caller.id() as i32, libc::SIGTERM)
+        .expect("kill caller");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let st = loop {
+        if let Some(st) = caller.try_wait().expect("wait caller") {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = caller.kill();
+            panic!("the caller did not end after SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(st.code(), Some(3), "the container's TERM trap ran");
+    let _ = fs::remove_file(rootfs().join("tmp/ready"));
+}
+
+#[test]
+fn user_groups_home_and_cwd() {
+    let mut c = container("user", &["/bin/kiln-probe"], |o| {
+        o.cwd = "/work/new/dir".into()
+    });
+    c.config.user = Some("alice".into());
+    let p = probe(&c);
+    assert_eq!(p["uid"], serde_json::json!([1000, 1000, 1000, 1000]));
+    assert_eq!(p["gid"], serde_json::json!([1000, 1000, 1000, 1000]));
+    let mut groups: Vec<u64> = p["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .filter_map(Value::as_u64)
+        .collect();
+    groups.sort_unstable();
+    assert_eq!(groups, vec![10, 1000]);
+    assert_eq!(p["env"]["HOME"], "/home/alice");
+    assert_eq!(p["cwd"], "/work/new/dir");
+    assert!(
+        p["capabilities"]["effective"]
+            .as_array()
+            .expect("eff")
+            .is_empty(),
+        "non-root has no effective caps"
+    );
+    assert_eq!(
+        p["capabilities"]["bounding"].as_array().expect("bnd").len(),
+        14
+    );
+    let _ = fs::remove_dir_all(rootfs().join("work"));
+
+    let mut c = container("user2", &["/bin/kiln-probe"], |_| {});
+    c.config.user = Some("4242:wheel".into());
+    let p = probe(&c);
+    assert_eq!(p["uid"][0], 4242);
+    assert_eq!(p["gid"][0], 10);
+    let mut c = container("user3", &["true"], |_| {});
+    c.config.user = Some("mallory".into());
+    let err = run(&c).0.expect_err("unknown user");
+    assert_eq!(err.exit_code(), 125);
+    assert!(
+        err.to_string().contains("unable to find user mallory"),
+        "{err}"
+    );
+}
+
+#[test]
+fn capabilities_add_drop_and_no_new_privs() {
+    let c = container("caps", &["/bin/kiln-probe"], |o| {
+        o.cap_add = vec!["NET_ADMIN".into()];
+        o.cap_drop = vec!["chown".into()];
+        o.no_new_privileges = true;
+    });
+    let p = probe(&c);
+    let eff = strings(&p["capabilities"]["effective"]);
+    assert!(eff.contains(&"CAP_NET_ADMIN".to_string()) && !eff.contains(&"CAP_CHOWN".to_string()));
+    assert_eq!(p["no_new_privs"], true);
+}
+
+#[test]
+fn network_host_shares_the_hosts_namespace() {
+    let c = container("nethost", &["/bin/kiln-probe"], |o| {
+        o.network = NetworkMode::Host
+    });
+    let p = probe(&c);
+    assert_eq!(p["namespaces"]["net"].as_u64(), Some(host_ns("net")));
+    assert_ne!(p["namespaces"]["mnt"].as_u64(), Some(host_ns("mnt")));
+}
+
+#[test]
+fn read_only_root() {
+    let c = container("ro", &["sh", "-c", "touch /x-kiln-ro && echo wrote"], |o| {
+        o.read_only = true
+    });
+    let (st, out, _) = run(&c);
+    assert_eq!(st.expect("ran").code(), 1);
+    assert!(!out.contains("wrote"));
+    assert!(!rootfs().join("x-kiln-ro").exists());
+}
+
+fn cgroup_dir(c: &Ctr, controller: &str) -> PathBuf {
+    Path::new("/sys/fs/cgroup")
+        .join(controller)
+        .join("kiln-test")
+        .join(c.config.id.as_str())
+}
+
+#[test]
+fn memory_limit_kills_with_137_and_cgroup_is_removed() {
+    let mib = 1 << 20;
+    let c = container("oom", &["/bin/kiln-probe", "alloc", "256"], |o| {
+        o.resources = Resources {
+            memory: Some(32 * mib),
+            ..Default::default()
+        }
+    });
+    let (st, out, _) = run(&c);
+    assert_eq!(st.expect("ran").code(), 137, "OOM kill; output {out}");
+    assert!(
+        !cgroup_dir(&c, "memory").exists(),
+        "cgroup removed after exit"
+    );
+    let c = container("memok", &["/bin/kiln-probe"], |o| {
+        o.resources = Resources {
+            memory: Some(64 * mib),
+            cpus: Some(0.5),
+            cpu_shares: Some(512),
+            pids_limit: Some(50),
+            ..Default::default()
+        }
+    });
+    let p = probe(&c);
+    let lim = &p["cgroup_limits"];
+    assert_eq!(lim["v1_memory_limit"], (64 * mib).to_string());
+    assert_eq!(lim["v1_cpu_quota"], "50000");
+    assert_eq!(lim["v1_cpu_shares"], "512");
+    assert_eq!(lim["v1_pids_max"], "50");
+}
+
+#[test]
+fn pids_limit_stops_a_fork_bomb() {
+    let c = container("pids", &["/bin/kiln-probe", "spawn", "40"], |o| {
+        o.resources = Resources {
+            pids_limit: Some(10),
+            ..Default::default()
+        }
+    });
+    let (st, out, err) = run(&c);
+    assert_eq!(st.expect("ran").code(), 0, "{err}");
+    let v: Value = serde_json::from_str(out.trim()).expect("json");
+    assert!(v["started"].as_u64().expect("started") < 10, "{v}");
+    assert!(v["failed"].as_u64().expect("failed") > 30, "{v}");
+}
+
+#[test]
+fn tiny_init_is_pid_one_and_forwards_signals() {
+    let mut c = container("init", &["/bin/kiln-probe"], |_| {});
+    c.config.init = true;
+    let p = probe(&c);
+    assert_eq!((p["pid"].as_u64(), p["ppid"].as_u64()), (Some(2), Some(1)));
+    let mut c = container("initsig", &["sleep", "100"], |_| {});
+    c.config.init = true;
+    let fg = runtime()
+        .start(
+            &c.config,
+            StdioConfig {
+                stdin: Stdio::Null,
+                ..Default::default()
+            },
+        )
+        .expect("start");
+    std::thread::sleep(Duration::from_millis(100));
+    fg.signal(libc::SIGTERM).expect("signal");
+    assert_eq!(
+        fg.wait().expect("wait").code(),
+        143,
+        "sleep killed by the forwarded SIGTERM"
+    );
+}
+
+#[test]
+fn detached_container_survives_its_caller_logs_stops_and_is_deleted() {
+    let c = container(
+        "det",
+        &[
+            "sh",
+            "-c",
+            "echo started; while true; do echo tick; sleep 0.1; done",
+        ],
+        |_| {},
+    );
+    let req = harness_request(&c);
+    let log = c._dir.path().join("ctr.log");
+    let st = Command::new(HARNESS)
+        .arg("detach")
+        .arg(&req)
+        .arg(&log)
+        .status()
+        .expect("caller");
+    assert!(st.success(), "the caller started it and exited");
+    let rt = runtime();
+    let state = rt.state(&c.config.state_dir).expect("state");
+    assert_eq!(state.status, Status::Running);
+    let pid = state.pid.expect("pid");
+    wait_for("log lines", || {
+        fs::read_to_string(&log).is_ok_and(|l| l.matches("tick").count() >= 2)
+    });
+    assert!(
+        fs::read_to_string(&log)
+            .expect("log")
+            .starts_with("started\n")
+    );
+    // exec joins its namespaces and cgroup.
+    let process: kiln_runtime::oci_spec::runtime::Process = serde_json::from_value(serde_json::json!({
+        "args": ["/bin/kiln-probe"], "cwd": "/", "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0}
+    }))
+    .expect("process");
+    let (out_r, out_w) = pipe();
+    let stdio = StdioConfig {
+        stdin: Stdio::Null,
+        stdout: Stdio::Fd(out_w),
+        stderr: Stdio::Inherit,
+        tty: false,
+    };
+    let code = rt
+        .exec(&c.config.state_dir, &process, None, stdio)
+        .expect("exec");
+    assert_eq!(code, ExitStatus::Code(0));
+    let mut out = String::new();
+    fs::File::from(out_r)
+        .read_to_string(&mut out)
+        .expect("read");
+    let p: Value = serde_json::from_str(out.trim()).expect("json");
+    for ns in ["mnt", "pid", "uts", "ipc", "net", "cgroup"] {
+        let theirs = fs::metadata(format!("/proc/{pid}/ns/{ns}"))
+            .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+            .expect("ns");
+        assert_eq!(
+            p["namespaces"][ns].as_u64(),
+            Some(theirs),
+            "exec joined the {ns} namespace"
+        );
+    }
+    assert!(
+        p["pids"]
+            .as_array()
+            .expect("pids")
+            .contains(&serde_json::json!(1))
+    );
+    assert_ne!(p["pid"], 1);
+    assert_eq!(p["seccomp"], 2);
+    let host_cg = fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("cgroup");
+    assert!(
+        host_cg.contains(&format!("kiln-test/{}", c.config.id)),
+        "{host_cg}"
+    );
+    // stop: sh ignores SIGTERM as PID 1, so SIGKILL follows the timeout.
+    let started = Instant::now();
+    let end = rt
+        .stop(
+            &c.config.state_dir,
+            libc::SIGTERM,
+            Duration::from_millis(300),
+        )
+        .expect("stop");
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert_eq!(end.status, Status::Exited);
+    assert_eq!(end.exit.map(ExitStatus::code), Some(137));
+    assert!(!cgroup_dir(&c, "memory").exists(), "cgroup removed");
+    rt.delete(&c.config.state_dir, false).expect("delete");
+    assert!(!c.config.state_dir.exists());
+}
+
+#[test]
+fn state_tells_the_truth_after_the_supervisor_dies() {
+    let c = container("crash", &["sleep", "100"], |_| {});
+    let rt = runtime();
+    let log = c._dir.path().join("log");
+    let st = rt.start_detached(&c.config, &log).expect("start");
+    assert_eq!(st.status, Status::Running);
+    let rec: Value = serde_json::from_str(
+        &fs::read_to_string(c.config.state_dir.join("state.json")).expect("state"),
+    )
+    .expect("json");
+    let shim = rec["shim_pid"].as_i64().expect("shim pid") as i32;
+    use kiln_sys::ProcOps;
+    kiln_sys::LinuxSys
+        .kill(shim, libc::SIGKILL)
+        .expect("kill supervisor");
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(
+        rt.state(&c.config.state_dir).expect("state").status,
+        Status::Running,
+        "the container outlives its supervisor"
+    );
+    kiln_sys::LinuxSys
+        .kill(st.pid.expect("pid"), libc::SIGKILL)
+        .expect("kill container");
+    wait_for("exit seen", || {
+        rt.state(&c.config.state_dir)
+            .is_ok_and(|s| s.status == Status::Exited)
+    });
+    let s = rt.state(&c.config.state_dir).expect("state");
+    assert_eq!(s.exit, None, "nobody recorded the status");
+    rt.delete(&c.config.state_dir, false)
+        .expect("delete cleans the cgroup");
+    assert!(!cgroup_dir(&c, "memory").exists());
+}

@@ -1,0 +1,221 @@
+//! `RecordingSys`: a fake that records every call instead of making it.
+
+use std::cell::RefCell;
+use std::io;
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::path::Path;
+
+use crate::types::{CapabilitySets, DeviceKind, MountFlags, Namespaces};
+use crate::{CredOps, FsOps, MountOps, NsOps};
+
+/// Records each call of [`MountOps`], [`NsOps`], [`CredOps`] and [`FsOps`]
+/// as one line of text, and succeeds; a call whose line starts with a
+/// prefix given to [`RecordingSys::fail_on`] fails with `EPERM` instead.
+#[derive(Debug, Default)]
+pub struct RecordingSys {
+    calls: RefCell<Vec<String>>,
+    fail: RefCell<Vec<String>>,
+    files: RefCell<Vec<std::path::PathBuf>>,
+    missing: RefCell<Vec<std::path::PathBuf>>,
+}
+
+impl RecordingSys {
+    /// A fake with no calls recorded.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Makes calls whose record starts with `prefix` fail.
+    pub fn fail_on(&self, prefix: &str) {
+        self.fail.borrow_mut().push(prefix.to_owned());
+    }
+
+    /// Makes [`FsOps::probe_dir`] report `path` as a file (everything
+    /// else is a directory unless marked missing).
+    pub fn add_file(&self, path: &str) {
+        self.files.borrow_mut().push(path.into());
+    }
+
+    /// Makes [`FsOps::probe_dir`] report `path` as missing.
+    pub fn add_missing(&self, path: &str) {
+        self.missing.borrow_mut().push(path.into());
+    }
+
+    /// The calls so far, one line each.
+    pub fn calls(&self) -> Vec<String> {
+        self.calls.borrow().clone()
+    }
+
+    fn record(&self, line: String) -> io::Result<()> {
+        let failing = self
+            .fail
+            .borrow()
+            .iter()
+            .any(|p| line.starts_with(p.as_str()));
+        self.calls.borrow_mut().push(line);
+        if failing {
+            Err(io::Error::from_raw_os_error(libc::EPERM))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl MountOps for RecordingSys {
+    fn mount(
+        &self,
+        source: Option<&Path>,
+        target: &Path,
+        fstype: Option<&str>,
+        flags: MountFlags,
+        data: Option<&str>,
+    ) -> io::Result<()> {
+        self.record(format!(
+            "mount {} {} {} {:#x} {}",
+            source.map_or("-".into(), |s| s.display().to_string()),
+            target.display(),
+            fstype.unwrap_or("-"),
+            flags.0,
+            data.unwrap_or("-")
+        ))
+    }
+    fn umount(&self, target: &Path, detach: bool) -> io::Result<()> {
+        self.record(format!("umount {} {detach}", target.display()))
+    }
+    fn pivot_root(&self, new_root: &Path, put_old: &Path) -> io::Result<()> {
+        self.record(format!(
+            "pivot_root {} {}",
+            new_root.display(),
+            put_old.display()
+        ))
+    }
+    fn open_tree(&self, path: &Path, recursive: bool) -> io::Result<OwnedFd> {
+        self.record(format!("open_tree {} {recursive}", path.display()))?;
+        std::fs::File::open("/dev/null").map(OwnedFd::from)
+    }
+    fn move_mount(&self, _tree: BorrowedFd<'_>, target: &Path) -> io::Result<()> {
+        self.record(format!("move_mount {}", target.display()))
+    }
+}
+
+impl NsOps for RecordingSys {
+    fn unshare(&self, ns: Namespaces) -> io::Result<()> {
+        self.record(format!("unshare {:#x}", ns.0))
+    }
+    fn setns(&self, _fd: BorrowedFd<'_>, ns: Namespaces) -> io::Result<()> {
+        self.record(format!("setns {:#x}", ns.0))
+    }
+    fn sethostname(&self, name: &str) -> io::Result<()> {
+        self.record(format!("sethostname {name}"))
+    }
+    fn loopback_up(&self) -> io::Result<()> {
+        self.record("loopback_up".into())
+    }
+}
+
+impl CredOps for RecordingSys {
+    fn setgroups(&self, groups: &[u32]) -> io::Result<()> {
+        self.record(format!("setgroups {groups:?}"))
+    }
+    fn setgid(&self, gid: u32) -> io::Result<()> {
+        self.record(format!("setgid {gid}"))
+    }
+    fn setuid(&self, uid: u32) -> io::Result<()> {
+        self.record(format!("setuid {uid}"))
+    }
+    fn set_keepcaps(&self, keep: bool) -> io::Result<()> {
+        self.record(format!("set_keepcaps {keep}"))
+    }
+    fn drop_bounding(&self, keep: &[crate::Capability]) -> io::Result<()> {
+        let mut k: Vec<String> = keep.iter().map(|c| c.to_string()).collect();
+        k.sort();
+        self.record(format!("drop_bounding keep={}", k.join(",")))
+    }
+    fn set_capabilities(&self, sets: &CapabilitySets) -> io::Result<()> {
+        let names = |v: &[crate::Capability]| {
+            let mut n: Vec<String> = v.iter().map(|c| c.to_string()).collect();
+            n.sort();
+            n.join(",")
+        };
+        self.record(format!(
+            "set_capabilities effective={} permitted={} inheritable={} ambient={}",
+            names(&sets.effective),
+            names(&sets.permitted),
+            names(&sets.inheritable),
+            names(&sets.ambient)
+        ))
+    }
+    fn set_no_new_privs(&self) -> io::Result<()> {
+        self.record("set_no_new_privs".into())
+    }
+    fn set_dumpable(&self, dumpable: bool) -> io::Result<()> {
+        self.record(format!("set_dumpable {dumpable}"))
+    }
+}
+
+impl FsOps for RecordingSys {
+    fn mkdir_all(&self, path: &Path, mode: u32) -> io::Result<()> {
+        self.record(format!("mkdir_all {} {mode:o}", path.display()))
+    }
+    fn create_file(&self, path: &Path) -> io::Result<()> {
+        self.record(format!("create_file {}", path.display()))
+    }
+    fn mknod(
+        &self,
+        path: &Path,
+        kind: DeviceKind,
+        mode: u32,
+        major: u32,
+        minor: u32,
+    ) -> io::Result<()> {
+        self.record(format!(
+            "mknod {} {kind:?} {mode:o} {major}:{minor}",
+            path.display()
+        ))
+    }
+    fn symlink(&self, target: &Path, link: &Path) -> io::Result<()> {
+        self.record(format!("symlink {} {}", target.display(), link.display()))
+    }
+    fn chdir(&self, path: &Path) -> io::Result<()> {
+        self.record(format!("chdir {}", path.display()))
+    }
+    fn lchown(&self, path: &Path, uid: u32, gid: u32) -> io::Result<()> {
+        self.record(format!("lchown {} {uid}:{gid}", path.display()))
+    }
+    fn probe_dir(&self, path: &Path) -> io::Result<Option<bool>> {
+        if self.missing.borrow().iter().any(|p| p == path) {
+            Ok(None)
+        } else {
+            Ok(Some(!self.files.borrow().iter().any(|p| p == path)))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_and_fails_on_prefix() {
+        let sys = RecordingSys::new();
+        sys.fail_on("mount proc");
+        sys.sethostname("box").expect("sethostname is recorded");
+        let err = sys
+            .mount(
+                Some(Path::new("proc")),
+                Path::new("/proc"),
+                Some("proc"),
+                MountFlags::NOSUID,
+                None,
+            )
+            .expect_err("mount proc fails");
+        assert_eq!(err.raw_os_error(), Some(libc::EPERM));
+        assert_eq!(
+            sys.calls(),
+            vec![
+                "sethostname box".to_string(),
+                "mount proc /proc proc 0x2 -".to_string()
+            ]
+        );
+    }
+}

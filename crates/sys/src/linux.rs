@@ -1,0 +1,449 @@
+//! `LinuxSys`: the real implementation of the syscall traits.
+
+use std::collections::HashSet;
+use std::ffi::{CString, OsStr};
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use caps::{CapSet, Capability};
+
+use crate::types::{
+    CapabilitySets, DeviceKind, Fork, MountFlags, Namespaces, Rlimit, SockFilter, WaitStatus,
+};
+use crate::{CredOps, FsOps, LimitOps, MountOps, NsOps, ProcOps};
+
+/// The real Linux implementation of every syscall trait.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LinuxSys;
+
+pub(crate) fn cstr(path: &OsStr) -> io::Result<CString> {
+    CString::new(path.as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a nul byte"))
+}
+
+pub(crate) fn check(ret: libc::c_int) -> io::Result<()> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+fn check_long(ret: libc::c_long) -> io::Result<libc::c_long> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+fn caps_err(e: caps::errors::CapsError) -> io::Error {
+    io::Error::other(e.to_string())
+}
+
+impl MountOps for LinuxSys {
+    fn mount(
+        &self,
+        source: Option<&Path>,
+        target: &Path,
+        fstype: Option<&str>,
+        flags: MountFlags,
+        data: Option<&str>,
+    ) -> io::Result<()> {
+        let source = source.map(|s| cstr(s.as_os_str())).transpose()?;
+        let target = cstr(target.as_os_str())?;
+        let fstype = fstype.map(|s| cstr(OsStr::new(s))).transpose()?;
+        let data = data.map(|s| cstr(OsStr::new(s))).transpose()?;
+        // SAFETY: every pointer is either null or a valid nul-terminated string
+        // that outlives the call.
+        let ret = unsafe {
+            libc::mount(
+                source.as_ref().map_or(std::ptr::null(), |s| s.as_ptr()),
+                target.as_ptr(),
+                fstype.as_ref().map_or(std::ptr::null(), |s| s.as_ptr()),
+                flags.0 as libc::c_ulong,
+                data.as_ref()
+                    .map_or(std::ptr::null(), |s| s.as_ptr().cast()),
+            )
+        };
+        check(ret)
+    }
+
+    fn umount(&self, target: &Path, detach: bool) -> io::Result<()> {
+        let target = cstr(target.as_os_str())?;
+        let flags = if detach { libc::MNT_DETACH } else { 0 };
+        // SAFETY: target is a valid nul-terminated string.
+        check(unsafe { libc::umount2(target.as_ptr(), flags) })
+    }
+
+    fn pivot_root(&self, new_root: &Path, put_old: &Path) -> io::Result<()> {
+        let new_root = cstr(new_root.as_os_str())?;
+        let put_old = cstr(put_old.as_os_str())?;
+        // SAFETY: both arguments are valid nul-terminated strings.
+        let ret =
+            unsafe { libc::syscall(libc::SYS_pivot_root, new_root.as_ptr(), put_old.as_ptr()) };
+        check_long(ret).map(drop)
+    }
+
+    fn open_tree(&self, path: &Path, recursive: bool) -> io::Result<OwnedFd> {
+        let path = cstr(path.as_os_str())?;
+        let mut flags = libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC;
+        if recursive {
+            flags |= libc::AT_RECURSIVE as libc::c_uint;
+        }
+        // SAFETY: path is a valid nul-terminated string; the flags ask for a
+        // new file descriptor that we take ownership of below.
+        let ret =
+            unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), flags) };
+        let fd = check_long(ret)?;
+        // SAFETY: open_tree returned a fresh file descriptor owned by nobody else.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    }
+
+    fn move_mount(&self, tree: BorrowedFd<'_>, target: &Path) -> io::Result<()> {
+        let target = cstr(target.as_os_str())?;
+        let empty = c"";
+        // SAFETY: the fd is valid for the call, the strings are nul-terminated.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_move_mount,
+                tree.as_raw_fd(),
+                empty.as_ptr(),
+                libc::AT_FDCWD,
+                target.as_ptr(),
+                libc::MOVE_MOUNT_F_EMPTY_PATH,
+            )
+        };
+        check_long(ret).map(drop)
+    }
+}
+
+impl NsOps for LinuxSys {
+    fn unshare(&self, ns: Namespaces) -> io::Result<()> {
+        // SAFETY: unshare only changes this process's namespaces.
+        check(unsafe { libc::unshare(ns.0) })
+    }
+
+    fn setns(&self, fd: BorrowedFd<'_>, ns: Namespaces) -> io::Result<()> {
+        // SAFETY: the fd is valid for the duration of the call.
+        check(unsafe { libc::setns(fd.as_raw_fd(), ns.0) })
+    }
+
+    fn sethostname(&self, name: &str) -> io::Result<()> {
+        // SAFETY: the pointer and length describe `name`'s bytes.
+        check(unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) })
+    }
+
+    fn loopback_up(&self) -> io::Result<()> {
+        // SAFETY: plain socket creation; the result is checked.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+        check(fd)?;
+        // SAFETY: socket returned a fresh fd that we now own.
+        let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+        // SAFETY: ifreq is plain old data; all-zero is a valid value.
+        let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+        for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+            *dst = *src as libc::c_char;
+        }
+        // SAFETY: SIOCGIFFLAGS fills `req` for the named interface.
+        check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) })?;
+        // SAFETY: after SIOCGIFFLAGS the flags member of the union is initialised.
+        unsafe {
+            req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+        }
+        // SAFETY: SIOCSIFFLAGS reads `req`, which is fully initialised.
+        check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) })
+    }
+}
+
+fn capset(caps: &[Capability]) -> HashSet<Capability> {
+    caps.iter().copied().collect()
+}
+
+impl CredOps for LinuxSys {
+    fn setgroups(&self, groups: &[u32]) -> io::Result<()> {
+        // SAFETY: the pointer and length describe `groups`.
+        check(unsafe { libc::setgroups(groups.len(), groups.as_ptr()) })
+    }
+
+    fn setgid(&self, gid: u32) -> io::Result<()> {
+        // SAFETY: plain id change; glibc applies it to every thread.
+        check(unsafe { libc::setresgid(gid, gid, gid) })
+    }
+
+    fn setuid(&self, uid: u32) -> io::Result<()> {
+        // SAFETY: plain id change; glibc applies it to every thread.
+        check(unsafe { libc::setresuid(uid, uid, uid) })
+    }
+
+    fn set_keepcaps(&self, keep: bool) -> io::Result<()> {
+        caps::securebits::set_keepcaps(keep).map_err(caps_err)
+    }
+
+    fn drop_bounding(&self, keep: &[Capability]) -> io::Result<()> {
+        let keep = capset(keep);
+        let current = caps::read(None, CapSet::Bounding).map_err(caps_err)?;
+        for cap in current {
+            if !keep.contains(&cap) {
+                caps::drop(None, CapSet::Bounding, cap).map_err(caps_err)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn set_capabilities(&self, sets: &CapabilitySets) -> io::Result<()> {
+        caps::set(None, CapSet::Inheritable, &capset(&sets.inheritable)).map_err(caps_err)?;
+        // Effective must stay within permitted: shrink effective first.
+        let eff: HashSet<Capability> = capset(&sets.effective)
+            .intersection(&capset(&sets.permitted))
+            .copied()
+            .collect();
+        caps::set(None, CapSet::Effective, &eff).map_err(caps_err)?;
+        caps::set(None, CapSet::Permitted, &capset(&sets.permitted)).map_err(caps_err)?;
+        caps::set(None, CapSet::Ambient, &capset(&sets.ambient)).map_err(caps_err)
+    }
+
+    fn set_no_new_privs(&self) -> io::Result<()> {
+        // SAFETY: prctl with integer arguments only.
+        check(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) })
+    }
+
+    fn set_dumpable(&self, dumpable: bool) -> io::Result<()> {
+        // SAFETY: prctl with integer arguments only.
+        check(unsafe {
+            libc::prctl(
+                libc::PR_SET_DUMPABLE,
+                libc::c_ulong::from(dumpable),
+                0,
+                0,
+                0,
+            )
+        })
+    }
+}
+
+impl FsOps for LinuxSys {
+    fn mkdir_all(&self, path: &Path, mode: u32) -> io::Result<()> {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(mode)
+            .create(path)
+    }
+
+    fn create_file(&self, path: &Path) -> io::Result<()> {
+        if path.symlink_metadata().is_ok() {
+            return Ok(());
+        }
+        if let Some(parent) = path.parent() {
+            self.mkdir_all(parent, 0o755)?;
+        }
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map(drop)
+    }
+
+    fn mknod(
+        &self,
+        path: &Path,
+        kind: DeviceKind,
+        mode: u32,
+        major: u32,
+        minor: u32,
+    ) -> io::Result<()> {
+        let path = cstr(path.as_os_str())?;
+        let kind = match kind {
+            DeviceKind::Char => libc::S_IFCHR,
+            DeviceKind::Block => libc::S_IFBLK,
+        };
+        let dev = libc::makedev(major, minor);
+        // SAFETY: path is a valid nul-terminated string.
+        check(unsafe { libc::mknod(path.as_ptr(), kind | mode, dev) })
+    }
+
+    fn symlink(&self, target: &Path, link: &Path) -> io::Result<()> {
+        std::os::unix::fs::symlink(target, link)
+    }
+
+    fn chdir(&self, path: &Path) -> io::Result<()> {
+        std::env::set_current_dir(path)
+    }
+
+    fn lchown(&self, path: &Path, uid: u32, gid: u32) -> io::Result<()> {
+        std::os::unix::fs::lchown(path, Some(uid), Some(gid))
+    }
+
+    fn probe_dir(&self, path: &Path) -> io::Result<Option<bool>> {
+        match path.symlink_metadata() {
+            Ok(m) => Ok(Some(m.is_dir())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn to_cstrings(items: &[String]) -> io::Result<Vec<CString>> {
+    items.iter().map(|s| cstr(OsStr::new(s))).collect()
+}
+
+impl ProcOps for LinuxSys {
+    fn fork(&self) -> io::Result<Fork> {
+        // SAFETY: the trait documents that callers are single-threaded, so the
+        // child is a complete copy of the only thread.
+        let pid = unsafe { libc::fork() };
+        check(pid)?;
+        Ok(if pid == 0 {
+            Fork::Child
+        } else {
+            Fork::Parent(pid)
+        })
+    }
+
+    fn waitpid(&self, pid: i32, nohang: bool) -> io::Result<Option<(i32, WaitStatus)>> {
+        let mut status = 0;
+        let flags = if nohang { libc::WNOHANG } else { 0 };
+        loop {
+            // SAFETY: status is a valid out pointer.
+            let ret = unsafe { libc::waitpid(pid, &mut status, flags) };
+            if ret < 0 {
+                let err = io::Error::last_os_error();
+                if err.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(err);
+            }
+            if ret == 0 {
+                return Ok(None);
+            }
+            if libc::WIFEXITED(status) {
+                return Ok(Some((ret, WaitStatus::Exited(libc::WEXITSTATUS(status)))));
+            }
+            if libc::WIFSIGNALED(status) {
+                return Ok(Some((ret, WaitStatus::Signaled(libc::WTERMSIG(status)))));
+            }
+        }
+    }
+
+    fn kill(&self, pid: i32, signal: i32) -> io::Result<()> {
+        // SAFETY: kill takes plain integers.
+        check(unsafe { libc::kill(pid, signal) })
+    }
+
+    fn execve(&self, path: &Path, args: &[String], env: &[String]) -> io::Error {
+        let build = || -> io::Result<(CString, Vec<CString>, Vec<CString>)> {
+            Ok((
+                cstr(path.as_os_str())?,
+                to_cstrings(args)?,
+                to_cstrings(env)?,
+            ))
+        };
+        let (path, args, env) = match build() {
+            Ok(v) => v,
+            Err(e) => return e,
+        };
+        let mut argv: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
+        argv.push(std::ptr::null());
+        let mut envp: Vec<*const libc::c_char> = env.iter().map(|a| a.as_ptr()).collect();
+        envp.push(std::ptr::null());
+        // SAFETY: argv and envp are null-terminated arrays of pointers to
+        // nul-terminated strings that outlive the call.
+        unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+        io::Error::last_os_error()
+    }
+
+    fn setsid(&self) -> io::Result<()> {
+        // SAFETY: no arguments.
+        check(unsafe { libc::setsid() })
+    }
+
+    fn set_controlling_tty(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
+        // SAFETY: TIOCSCTTY takes an integer argument.
+        check(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSCTTY, 0) })
+    }
+
+    fn set_parent_death_signal(&self, signal: i32) -> io::Result<()> {
+        // SAFETY: prctl with integer arguments only.
+        check(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, signal as libc::c_ulong, 0, 0, 0) })
+    }
+
+    fn exit(&self, code: i32) -> ! {
+        // SAFETY: _exit never returns and touches no Rust state.
+        unsafe { libc::_exit(code) }
+    }
+}
+
+impl LimitOps for LinuxSys {
+    fn getrlimit(&self, resource: u32) -> io::Result<Rlimit> {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: lim is a valid out pointer.
+        check(unsafe { libc::getrlimit(resource as _, &mut lim) })?;
+        Ok(Rlimit {
+            soft: lim.rlim_cur,
+            hard: lim.rlim_max,
+        })
+    }
+
+    fn setrlimit(&self, resource: u32, limit: Rlimit) -> io::Result<()> {
+        let lim = libc::rlimit {
+            rlim_cur: limit.soft,
+            rlim_max: limit.hard,
+        };
+        // SAFETY: lim is a valid pointer to an initialised rlimit.
+        check(unsafe { libc::setrlimit(resource as _, &lim) })
+    }
+
+    fn cloexec_from(&self, first: i32) -> io::Result<()> {
+        // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_close_range,
+                first as libc::c_uint,
+                libc::c_uint::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            )
+        };
+        check_long(ret).map(drop)
+    }
+
+    fn close_from(&self, first: i32) -> io::Result<()> {
+        // SAFETY: closing descriptors from `first` on; callers own them and
+        // hold no Rust objects wrapping them past this point.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_close_range,
+                first as libc::c_uint,
+                libc::c_uint::MAX,
+                0,
+            )
+        };
+        check_long(ret).map(drop)
+    }
+
+    fn install_seccomp(&self, filter: &[SockFilter]) -> io::Result<()> {
+        let len = u16::try_from(filter.len())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "seccomp filter too long"))?;
+        let prog = libc::sock_fprog {
+            len,
+            filter: filter.as_ptr().cast_mut().cast(),
+        };
+        // SAFETY: SockFilter has the layout of struct sock_filter and `prog`
+        // points at `filter`, which outlives the call; the kernel copies it.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER,
+                0 as libc::c_ulong,
+                &prog as *const libc::sock_fprog,
+            )
+        };
+        check_long(ret).map(drop)
+    }
+}

@@ -1,0 +1,335 @@
+//! Process-level helpers with no sensible fake: signal masks and signalfds,
+//! pidfds and poll, ptys, and passing a file descriptor across `exec`.
+
+use std::io;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+use crate::linux::check;
+
+/// Makes the child of `cmd` receive `fd` as descriptor number `target`
+/// (without close-on-exec). `fd` must stay open until the child is spawned.
+pub fn keep_fd(cmd: &mut Command, fd: RawFd, target: RawFd) {
+    let hook = move || -> io::Result<()> {
+        if fd == target {
+            // SAFETY: fcntl on a descriptor number with integer arguments.
+            let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+            check(flags)?;
+            // SAFETY: as above.
+            check(unsafe { libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) })
+        } else {
+            // SAFETY: dup2 on descriptor numbers; async-signal-safe.
+            check(unsafe { libc::dup2(fd, target) })
+        }
+    };
+    // SAFETY: the hook only calls async-signal-safe functions (fcntl, dup2)
+    // and allocates nothing.
+    unsafe { cmd.pre_exec(hook) };
+}
+
+/// A pipe whose both ends are close-on-exec: `(read, write)`.
+pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(io::Error::from)
+}
+
+/// Clears close-on-exec on `fd`.
+pub fn clear_cloexec(fd: BorrowedFd<'_>) -> io::Result<()> {
+    rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty()).map_err(io::Error::from)
+}
+
+/// Sets close-on-exec on `fd`.
+pub fn set_cloexec(fd: BorrowedFd<'_>) -> io::Result<()> {
+    rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC).map_err(io::Error::from)
+}
+
+/// A set of signals.
+#[derive(Clone, Copy)]
+pub struct SigSet(libc::sigset_t);
+
+impl SigSet {
+    /// A set holding `signals`.
+    pub fn of(signals: &[i32]) -> Self {
+        let mut set = MaybeUninit::<libc::sigset_t>::uninit();
+        // SAFETY: sigemptyset initialises the set; sigaddset only writes it.
+        unsafe {
+            libc::sigemptyset(set.as_mut_ptr());
+            for &s in signals {
+                libc::sigaddset(set.as_mut_ptr(), s);
+            }
+            Self(set.assume_init())
+        }
+    }
+
+    /// Every signal.
+    pub fn all() -> Self {
+        let mut set = MaybeUninit::<libc::sigset_t>::uninit();
+        // SAFETY: sigfillset initialises the set.
+        unsafe {
+            libc::sigfillset(set.as_mut_ptr());
+            Self(set.assume_init())
+        }
+    }
+}
+
+impl std::fmt::Debug for SigSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SigSet")
+    }
+}
+
+/// Blocks `set` in the calling thread; returns the previous mask.
+pub fn block_signals(set: &SigSet) -> io::Result<SigSet> {
+    let mut old = MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: both pointers are valid; `old` is written by the call.
+    let ret = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set.0, old.as_mut_ptr()) };
+    if ret != 0 {
+        return Err(io::Error::from_raw_os_error(ret));
+    }
+    // SAFETY: pthread_sigmask succeeded and filled `old`.
+    Ok(SigSet(unsafe { old.assume_init() }))
+}
+
+/// Replaces the calling thread's signal mask.
+pub fn set_signal_mask(set: &SigSet) -> io::Result<()> {
+    // SAFETY: `set` is a valid initialised sigset.
+    let ret = unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &set.0, std::ptr::null_mut()) };
+    if ret != 0 {
+        Err(io::Error::from_raw_os_error(ret))
+    } else {
+        Ok(())
+    }
+}
+
+extern "C" fn noop_handler(_: libc::c_int) {}
+
+/// Installs a handler that does nothing for each signal: a PID namespace's
+/// init only receives signals it handles; paired with [`block_signals`] and
+/// [`signalfd`] they are then read, never run.
+pub fn install_noop_handlers(signals: &[i32]) -> io::Result<()> {
+    for &sig in signals {
+        // SAFETY: sigaction is plain old data; zero is a valid start.
+        let mut act: libc::sigaction = unsafe { std::mem::zeroed() };
+        act.sa_sigaction = noop_handler as extern "C" fn(libc::c_int) as usize;
+        act.sa_flags = libc::SA_RESTART;
+        // SAFETY: `act` is initialised and the handler is async-signal-safe.
+        check(unsafe { libc::sigaction(sig, &act, std::ptr::null_mut()) })?;
+    }
+    Ok(())
+}
+
+/// Resets each signal to its default disposition.
+pub fn reset_signal_handlers(signals: &[i32]) -> io::Result<()> {
+    for &sig in signals {
+        // SAFETY: SIG_DFL is always a valid disposition.
+        let prev = unsafe { libc::signal(sig, libc::SIG_DFL) };
+        if prev == libc::SIG_ERR {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// A close-on-exec signalfd(2) reading `set` (which must be blocked).
+pub fn signalfd(set: &SigSet) -> io::Result<OwnedFd> {
+    // SAFETY: `set` is valid; -1 asks for a new descriptor.
+    let fd = unsafe { libc::signalfd(-1, &set.0, libc::SFD_CLOEXEC) };
+    check(fd)?;
+    // SAFETY: signalfd returned a fresh descriptor we now own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Reads one signal number from a signalfd.
+pub fn read_signalfd(fd: BorrowedFd<'_>) -> io::Result<i32> {
+    // SAFETY: signalfd_siginfo is plain old data.
+    let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+    let size = std::mem::size_of::<libc::signalfd_siginfo>();
+    loop {
+        // SAFETY: `info` is a writable buffer of `size` bytes.
+        let n = unsafe {
+            libc::read(
+                fd.as_raw_fd(),
+                (&mut info as *mut libc::signalfd_siginfo).cast(),
+                size,
+            )
+        };
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err);
+        }
+        return Ok(info.ssi_signo as i32);
+    }
+}
+
+/// pidfd_open(2): a descriptor that becomes readable when `pid` exits.
+pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    let pid = rustix::process::Pid::from_raw(pid)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "pid must be positive"))?;
+    rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).map_err(io::Error::from)
+}
+
+/// Sends `signal` to the process behind a pidfd (immune to pid reuse).
+pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: i32) -> io::Result<()> {
+    // SAFETY: the fd is valid; a null siginfo is allowed.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// poll(2) for readability; returns which of `fds` are readable (or hung
+/// up). `timeout_ms < 0` waits forever. Retries on EINTR.
+pub fn poll_readable(fds: &[BorrowedFd<'_>], timeout_ms: i32) -> io::Result<Vec<bool>> {
+    let mut pfds: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|fd| libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    loop {
+        // SAFETY: the pointer and length describe `pfds`.
+        let ret = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, timeout_ms) };
+        if ret < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err);
+        }
+        return Ok(pfds.iter().map(|p| p.revents != 0).collect());
+    }
+}
+
+/// Opens a new pseudo-terminal pair from the host's `/dev/ptmx`:
+/// `(master, slave)`, both close-on-exec.
+pub fn openpty() -> io::Result<(OwnedFd, OwnedFd)> {
+    use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
+    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)?;
+    grantpt(&master)?;
+    unlockpt(&master)?;
+    let name = ptsname(&master, Vec::new())?;
+    let slave = rustix::fs::open(
+        name.as_c_str(),
+        rustix::fs::OFlags::RDWR | rustix::fs::OFlags::NOCTTY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )?;
+    Ok((master, slave))
+}
+
+/// Terminal window size `(rows, cols)` of `fd`, if it is a terminal.
+pub fn window_size(fd: BorrowedFd<'_>) -> Option<(u16, u16)> {
+    rustix::termios::tcgetwinsize(fd)
+        .ok()
+        .map(|w| (w.ws_row, w.ws_col))
+}
+
+/// Sets the window size of the terminal on `fd`.
+pub fn set_window_size(fd: BorrowedFd<'_>, rows: u16, cols: u16) -> io::Result<()> {
+    let ws = rustix::termios::Winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    rustix::termios::tcsetwinsize(fd, ws).map_err(io::Error::from)
+}
+
+/// Whether `fd` is a terminal.
+pub fn is_terminal(fd: BorrowedFd<'_>) -> bool {
+    rustix::termios::isatty(fd)
+}
+
+/// Puts the terminal on `fd` in raw mode; returns the previous settings
+/// for [`restore_terminal`].
+pub fn make_raw(fd: BorrowedFd<'_>) -> io::Result<rustix::termios::Termios> {
+    let old = rustix::termios::tcgetattr(fd)?;
+    let mut raw = old.clone();
+    raw.make_raw();
+    rustix::termios::tcsetattr(fd, rustix::termios::OptionalActions::Now, &raw)?;
+    Ok(old)
+}
+
+/// Restores terminal settings saved by [`make_raw`].
+pub fn restore_terminal(fd: BorrowedFd<'_>, saved: &rustix::termios::Termios) -> io::Result<()> {
+    rustix::termios::tcsetattr(fd, rustix::termios::OptionalActions::Now, saved)
+        .map_err(io::Error::from)
+}
+
+/// Current process id.
+pub fn getpid() -> i32 {
+    rustix::process::getpid().as_raw_nonzero().get()
+}
+
+/// Sets the process umask; returns the previous one.
+pub fn set_umask(mode: u32) -> u32 {
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(mode)).as_raw_mode()
+}
+
+/// Takes ownership of file descriptor `fd` inherited from the parent (as
+/// passed with [`keep_fd`]); fails if it is not open. Call it once per
+/// number, before anything else could have closed or reused it.
+pub fn inherited_fd(fd: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: F_GETFD only queries the descriptor's flags.
+    check(unsafe { libc::fcntl(fd, libc::F_GETFD) })?;
+    // SAFETY: the descriptor is open and, per this function's contract,
+    // owned by nothing else in this process.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Kills the calling process with `signal` the way the signal itself would
+/// (default disposition, unblocked), without a core dump. Returns only if
+/// the signal does not terminate (e.g. it is ignored by the kernel).
+pub fn die_by_signal(signal: i32) {
+    let none = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: valid pointers to rlimit structs.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_CORE, &mut lim) == 0 {
+            lim.rlim_cur = 0;
+            libc::setrlimit(libc::RLIMIT_CORE, &lim);
+        } else {
+            libc::setrlimit(libc::RLIMIT_CORE, &none);
+        }
+    }
+    let _ = reset_signal_handlers(&[signal]);
+    let _ = set_signal_mask(&SigSet::of(&[]));
+    // SAFETY: raising a signal on ourselves.
+    unsafe { libc::raise(signal) };
+}
+
+/// Resets every signal to its default disposition and unblocks all signals:
+/// a re-executed helper must not inherit its caller's ignored or blocked
+/// signals (an ignored SIGPIPE or a blocked SIGTERM would survive `exec`).
+pub fn reset_all_signals() {
+    for sig in 1..libc::SIGRTMAX() {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: SIG_DFL is a valid disposition; failures (for signals
+        // reserved by libc) are harmless and ignored.
+        unsafe { libc::signal(sig, libc::SIG_DFL) };
+    }
+    let _ = set_signal_mask(&SigSet::of(&[]));
+}
