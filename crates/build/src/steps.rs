@@ -160,7 +160,8 @@ impl Builder<'_> {
         config: ImageConfig,
         text: &str,
     ) -> Result<()> {
-        let created_by = nop(&st.config.shell_or_default(), text);
+        // Docker commits with the new config, so SHELL records its own shell.
+        let created_by = nop(&config.shell_or_default(), text);
         let key = StepKey::plain(created_by.clone());
         if let Some(hit) = self.probe(sh, st, &key)? {
             self.progress.event(Event::UsingCache);

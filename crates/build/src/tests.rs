@@ -578,7 +578,7 @@ fn config_instructions_follow_docker() {
         h[9],
         r#"/bin/sh -c #(nop)  HEALTHCHECK &{["CMD-SHELL" "curl -f http://localhost/ || exit 1"] "5m0s" "3s" "0s" "0s" '\x03'}"#
     );
-    assert_eq!(h[10], "/bin/sh -c #(nop)  SHELL [/bin/bash -c]");
+    assert_eq!(h[10], "/bin/bash -c #(nop)  SHELL [/bin/bash -c]");
     assert_eq!(h[11], "/bin/bash -c echo hi");
     assert_eq!(h[12], r#"/bin/bash -c #(nop)  ENTRYPOINT ["/entry"]"#);
     assert_eq!(h[14], "/bin/bash -c #(nop)  MAINTAINER someone");
