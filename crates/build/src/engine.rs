@@ -99,6 +99,7 @@ pub struct BuildOutcome {
 }
 
 /// The implementations a build works through.
+#[derive(Clone, Copy)]
 pub struct Builder<'a> {
     pub(crate) backend: &'a dyn ImageBackend,
     pub(crate) runner: &'a dyn StepRunner,
@@ -423,6 +424,8 @@ impl<'a> Builder<'a> {
             }
             return Ok(());
         }
+        let ordered = Ordered::new(self.progress, &sh.graph.order);
+        let ordered = &ordered;
         let errors: Mutex<Vec<(usize, Error)>> = Mutex::new(Vec::new());
         let running = Mutex::new(0usize);
         let slot_free = Condvar::new();
@@ -436,6 +439,7 @@ impl<'a> Builder<'a> {
                     for &d in &sh.graph.deps[i] {
                         if sh.wait(d).is_none() {
                             sh.set(i, Slot::Failed);
+                            ordered.finish(i);
                             return;
                         }
                     }
@@ -446,7 +450,14 @@ impl<'a> Builder<'a> {
                         }
                         *n += 1;
                     }
-                    let r = self.run_stage(sh, i);
+                    // Output of stages is shown in file order, each block whole.
+                    let sink = StageSink { ordered, stage: i };
+                    let b = Builder {
+                        progress: &sink,
+                        ..*self
+                    };
+                    let r = b.run_stage(sh, i);
+                    ordered.finish(i);
                     {
                         let mut n = running.lock().unwrap_or_else(|p| p.into_inner());
                         *n -= 1;
@@ -514,6 +525,70 @@ impl<'a> Builder<'a> {
             config: st.config,
             platform: st.platform,
         })
+    }
+}
+
+/// Replays the events of parallel stages in file order: the first unfinished
+/// stage streams live, later ones are buffered until their turn.
+struct Ordered<'p> {
+    inner: &'p dyn Progress,
+    state: Mutex<OrderedState>,
+}
+
+struct OrderedState {
+    order: Vec<usize>,
+    current: usize,
+    buffers: BTreeMap<usize, Vec<Event>>,
+    done: BTreeSet<usize>,
+}
+
+impl<'p> Ordered<'p> {
+    fn new(inner: &'p dyn Progress, order: &[usize]) -> Self {
+        Ordered {
+            inner,
+            state: Mutex::new(OrderedState {
+                order: order.to_vec(),
+                current: 0,
+                buffers: BTreeMap::new(),
+                done: BTreeSet::new(),
+            }),
+        }
+    }
+
+    fn emit(&self, stage: usize, event: Event) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if st.order.get(st.current) == Some(&stage) {
+            self.inner.event(event);
+        } else {
+            st.buffers.entry(stage).or_default().push(event);
+        }
+    }
+
+    fn finish(&self, stage: usize) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.done.insert(stage);
+        while let Some(&cur) = st.order.get(st.current) {
+            if !st.done.contains(&cur) {
+                break;
+            }
+            st.current += 1;
+            if let Some(&next) = st.order.get(st.current) {
+                for e in st.buffers.remove(&next).unwrap_or_default() {
+                    self.inner.event(e);
+                }
+            }
+        }
+    }
+}
+
+struct StageSink<'o, 'p> {
+    ordered: &'o Ordered<'p>,
+    stage: usize,
+}
+
+impl Progress for StageSink<'_, '_> {
+    fn event(&self, event: Event) {
+        self.ordered.emit(self.stage, event);
     }
 }
 

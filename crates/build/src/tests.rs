@@ -634,6 +634,7 @@ fn multi_stage_target_and_parallel_stages() {
               FROM busybox AS b\nRUN echo b > /b\n\
               FROM busybox AS unused\nRUN echo u > /u\n\
               FROM a AS final\nCOPY --from=b /b /from-b\nCOPY --from=1 /b /from-1\n";
+    let mut texts = Vec::new();
     for jobs in [1, 2] {
         let mut o = opts();
         o.jobs = jobs;
@@ -647,7 +648,12 @@ fn multi_stage_target_and_parallel_stages() {
         assert_eq!(e.file(&out.image, "a").as_deref(), Some("a\n"));
         assert_eq!(e.file(&out.image, "from-b").as_deref(), Some("b\n"));
         assert_eq!(e.file(&out.image, "from-1").as_deref(), Some("b\n"));
+        texts.push(text);
     }
+    assert_eq!(
+        texts[0], texts[1],
+        "parallel stages print as the sequential build does"
+    );
     let mut o = opts();
     o.target = Some("B".into());
     let (out, text) = e.ok(df, &o);
