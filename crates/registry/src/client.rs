@@ -5,6 +5,7 @@ use std::io::{Read, Write};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -38,6 +39,10 @@ pub struct RegistryConfig {
     /// Size of each piece fed to a chunked upload (several MiB: small
     /// pieces make pushes crawl).
     pub upload_chunk_size: usize,
+    /// Upload each blob in one streamed `PUT` instead of a series of
+    /// `PATCH` requests of `upload_chunk_size` bytes. Fewer round trips;
+    /// off by default because some registries limit request sizes.
+    pub monolithic_push: bool,
     /// TCP connect timeout.
     pub connect_timeout: Option<Duration>,
     /// Timeout between two reads of a response.
@@ -52,6 +57,7 @@ impl Default for RegistryConfig {
             max_concurrent_downloads: 3,
             max_concurrent_uploads: 3,
             upload_chunk_size: 8 * 1024 * 1024,
+            monolithic_push: false,
             connect_timeout: Some(Duration::from_secs(30)),
             read_timeout: Some(Duration::from_secs(120)),
         }
@@ -204,6 +210,7 @@ impl Registry {
             connect_timeout: self.config.connect_timeout,
             read_timeout: self.config.read_timeout,
             user_agent: concat!("kiln/", env!("CARGO_PKG_VERSION")),
+            use_monolithic_push: self.config.monolithic_push,
             ..ClientConfig::default()
         })
     }
@@ -403,13 +410,38 @@ impl Registry {
             }
         }
         let n = self.config.max_concurrent_downloads.max(1);
-        stream::iter(wanted.into_iter().map(Ok::<_, Error>))
-            .try_for_each_concurrent(n, |d| {
-                self.fetch_blob(&client, &auth, &resolved.reference, d, store, progress)
+        // On the first failure the other transfers stop at their next piece;
+        // all are awaited (none is dropped mid-commit), so when this returns
+        // no temporary file of this pull is left behind.
+        let abort = AtomicBool::new(false);
+        let first_error: Mutex<Option<Error>> = Mutex::new(None);
+        stream::iter(wanted)
+            .for_each_concurrent(n, |d| {
+                let (client, auth, abort, first_error) = (&client, &auth, &abort, &first_error);
+                async move {
+                    if abort.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let res = self
+                        .fetch_blob(client, auth, &resolved.reference, d, store, progress, abort)
+                        .await;
+                    if let Err(e) = res {
+                        abort.store(true, Ordering::Relaxed);
+                        first_error
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .get_or_insert(e);
+                    }
+                }
             })
-            .await
+            .await;
+        match first_error.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn fetch_blob(
         &self,
         client: &Client,
@@ -418,15 +450,23 @@ impl Registry {
         d: &Descriptor,
         store: &Store,
         progress: &dyn Progress,
+        abort: &AtomicBool,
     ) -> Result<()> {
         progress.blob_started(&d.digest, d.size);
-        match self.fetch_once(client, auth, r, d, store, progress).await {
+        match self
+            .fetch_once(client, auth, r, d, store, progress, abort)
+            .await
+        {
             Attempt::Done => {}
             Attempt::Fail(e) => return Err(e),
+            Attempt::Retry(e) if abort.load(Ordering::Relaxed) => return Err(e),
             Attempt::Retry(e) => {
                 debug!(digest = %d.digest, error = %e, "retrying blob");
                 progress.blob_retry(&d.digest, &e);
-                match self.fetch_once(client, auth, r, d, store, progress).await {
+                match self
+                    .fetch_once(client, auth, r, d, store, progress, abort)
+                    .await
+                {
                     Attempt::Done => {}
                     Attempt::Fail(e) | Attempt::Retry(e) => return Err(e),
                 }
@@ -436,6 +476,7 @@ impl Registry {
         Ok(())
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn fetch_once(
         &self,
         client: &Client,
@@ -444,6 +485,7 @@ impl Registry {
         d: &Descriptor,
         store: &Store,
         progress: &dyn Progress,
+        abort: &AtomicBool,
     ) -> Attempt {
         let ctx = Self::ctx(r, auth);
         let mut body = match client
@@ -466,6 +508,14 @@ impl Registry {
         let mut got: u64 = 0;
         let mut stream_failed = false;
         while let Some(item) = body.stream.next().await {
+            if abort.load(Ordering::Relaxed) {
+                // Another blob failed; the writer's drop removes our file.
+                return Attempt::Fail(Error::Truncated {
+                    digest: d.digest,
+                    got,
+                    expected: d.size,
+                });
+            }
             let chunk: Bytes = match item {
                 Ok(c) => c,
                 Err(e) => {

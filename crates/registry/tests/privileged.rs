@@ -285,3 +285,85 @@ async fn stopped_registry_is_reported_clearly() {
         format!("cannot reach registry {host}: connection refused")
     );
 }
+
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn big_layers_stream_with_bounded_memory() {
+    use std::io::Write;
+    let real = start_registry(None);
+    let (_t, s) = store();
+    // A 160 MiB layer, generated and written piece by piece.
+    let mut w = s.blob_writer().unwrap();
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut buf = vec![0u8; 1 << 20];
+    for _ in 0..160 {
+        for b in buf.chunks_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            b.copy_from_slice(&x.to_le_bytes()[..b.len()]);
+        }
+        w.write_all(&buf).unwrap();
+    }
+    let (layer, size) = w.commit(None).unwrap();
+    drop(buf);
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let cd = s.write_blob(config).unwrap();
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{cd}","size":{}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{layer}","size":{size}}}]}}"#,
+        config.len()
+    );
+    let md = s.write_blob(manifest.as_bytes()).unwrap();
+    s.put_image(&ImageRecord::new(cd, md, OCI_MANIFEST))
+        .unwrap();
+
+    let reference: Reference = format!("{}/big:1", real.host).parse().unwrap();
+    let registry = Registry::new(RegistryConfig::default());
+    let monolithic = Registry::new(RegistryConfig {
+        monolithic_push: true,
+        ..RegistryConfig::default()
+    });
+    let before = peak_rss_kib();
+    let t0 = std::time::Instant::now();
+    registry
+        .push(&reference, &s, &cd, &NoProgress)
+        .await
+        .unwrap();
+    let pushed = t0.elapsed();
+    let (_t2, s2) = store();
+    let t1 = std::time::Instant::now();
+    registry
+        .pull(&reference, &amd64(), &s2, &NoProgress)
+        .await
+        .unwrap();
+    let pulled = t1.elapsed();
+    let t2 = std::time::Instant::now();
+    let other: Reference = format!("{}/big-mono:1", real.host).parse().unwrap();
+    monolithic.push(&other, &s, &cd, &NoProgress).await.unwrap();
+    let pushed_mono = t2.elapsed();
+    let (_t3, s3) = store();
+    monolithic
+        .pull(&other, &amd64(), &s3, &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(s3.blob_size(&layer).unwrap(), size);
+    let after = peak_rss_kib();
+    eprintln!(
+        "160 MiB layer: push {pushed:?} (monolithic {pushed_mono:?}), pull {pulled:?}, peak rss {before} -> {after} KiB"
+    );
+    assert_eq!(s2.blob_size(&layer).unwrap(), size);
+    assert!(
+        after.saturating_sub(before) < 96 * 1024,
+        "peak memory grew by {} KiB for a 160 MiB layer",
+        after - before
+    );
+}
