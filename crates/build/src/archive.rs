@@ -7,7 +7,7 @@ use std::io::{self, Read};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path};
 
-use crate::context::resolve_in_root;
+use crate::apply::resolve_in_root;
 use crate::error::{Error, Result};
 use crate::perms::Owner;
 

@@ -4,11 +4,9 @@
 
 use kiln_dockerfile::instructions::{CopyInstruction, CopySource};
 
+use crate::apply::{ApplyOptions, apply_copy, resolve_in_root};
 use crate::backend::Rootfs;
-use crate::context::{
-    ApplyOptions, PlanOptions, Tree, absolute_dest, apply_copy, plan_copy, plan_inline,
-    resolve_in_root,
-};
+use crate::context::{PlanOptions, Tree, absolute_dest, plan_copy, plan_inline};
 use crate::engine::{Builder, Shared, StageState};
 use crate::error::{Error, Result};
 use crate::history::nop_copy;

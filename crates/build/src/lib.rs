@@ -50,6 +50,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod apply;
 mod archive;
 mod args;
 mod backend;
@@ -60,6 +61,7 @@ mod copy;
 mod dockerignore;
 mod engine;
 mod error;
+mod graph;
 mod history;
 mod index;
 mod pattern;
