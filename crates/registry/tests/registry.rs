@@ -760,3 +760,38 @@ async fn login_to_a_dead_registry_fails_clearly() {
     assert!(!cfg.exists());
     let _ = std::io::stdout().flush();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_concurrent_pulls_into_one_store() {
+    let fake = Fake::start().await;
+    let layers: Vec<Vec<u8>> = (0..4u8).map(|i| vec![i; 700_000]).collect();
+    let img = publish(&fake, "same", "latest", OCI_MANIFEST, "amd64", &layers);
+    fake.state().blob_delay = Some(std::time::Duration::from_millis(30));
+    let dir = tempfile::tempdir().unwrap();
+    // Two handles on one root, as two processes would have.
+    let s1 = Store::open(dir.path()).unwrap();
+    let s2 = Store::open(dir.path()).unwrap();
+    let reference = r(&format!("{}/same", fake.host()));
+    let (r1, r2) = (reg(), reg());
+    let p = amd64();
+    let (a, b) = tokio::join!(
+        r1.pull(&reference, &p, &s1, &NoProgress),
+        r2.pull(&reference, &p, &s2, &NoProgress)
+    );
+    assert_eq!(a.unwrap().id, d(&img.config));
+    assert_eq!(b.unwrap().id, d(&img.config));
+    let s = Store::open(dir.path()).unwrap();
+    let images = s.list_images().unwrap();
+    assert_eq!(images.len(), 1);
+    assert_eq!(
+        images[0].repo_tags,
+        vec![format!("{}/same:latest", fake.host())]
+    );
+    assert_eq!(images[0].repo_digests.len(), 1);
+    for (blob, size) in s.list_blobs().unwrap() {
+        let data = s.read_blob(&blob).unwrap();
+        assert_eq!(Digest::of(&data), blob);
+        assert_eq!(data.len() as u64, size);
+    }
+    assert!(tmp_is_empty(&s));
+}
