@@ -757,7 +757,16 @@ impl Registry {
             reference: registry.to_string(),
             ..ctx
         };
-        if let Err(e) = client.catalog(&to_oci(&probe), &auth, Some(1), None).await {
+        let oref = to_oci(&probe);
+        // Token registries check the credentials when handing out a token;
+        // basic-auth registries only on a request, so probe the catalog.
+        let token = client
+            .auth(&oref, &auth, RegistryOperation::Pull)
+            .await
+            .map_err(|e| ctx.map(e))?;
+        if token.is_none()
+            && let Err(e) = client.catalog(&oref, &auth, Some(1), None).await
+        {
             let e = ctx.map(e);
             // A registry without a catalog endpoint still accepted us; only
             // refusals and unreachable registries fail the login.

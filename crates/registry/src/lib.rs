@@ -53,6 +53,8 @@ pub use errors::Error;
 pub use manifest::{
     DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, Descriptor, MAX_MANIFEST_SIZE, OCI_INDEX, OCI_MANIFEST,
 };
+/// oci-client, whose `RegistryAuth` appears in [`credentials`].
+pub use oci_client;
 
 /// Result with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

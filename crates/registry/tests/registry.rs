@@ -795,3 +795,27 @@ async fn two_concurrent_pulls_into_one_store() {
     }
     assert!(tmp_is_empty(&s));
 }
+
+#[tokio::test]
+async fn login_to_a_token_registry_checks_the_credentials() {
+    let fake = Fake::start().await;
+    fake.state().auth = Auth::Bearer {
+        user: "u".into(),
+        pass: "p".into(),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.json");
+    let e = reg()
+        .login(&fake.host(), "u", "bad", &cfg)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::AccessDenied { .. }), "{e:?}");
+    assert!(!cfg.exists());
+    reg().login(&fake.host(), "u", "p", &cfg).await.unwrap();
+    match kiln_registry::credentials(Some(&cfg), &fake.host()).unwrap() {
+        kiln_registry::oci_client::secrets::RegistryAuth::Basic(u, p) => {
+            assert_eq!((u, p), ("u".into(), "p".into()))
+        }
+        other => panic!("{other:?}"),
+    }
+}
