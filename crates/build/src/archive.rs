@@ -1,6 +1,6 @@
-//! ADD of local tar archives: detection (plain, gzip, zstd; bzip2 and xz are
-//! recognised and refused with a clear error) and extraction into a mounted
-//! rootfs, every path resolved inside it.
+//! ADD of local tar archives: detection (plain, gzip, bzip2, xz, zstd, from
+//! the content, as Docker does) and extraction into a mounted rootfs, every
+//! path resolved inside it.
 
 use std::fs;
 use std::io::{self, Read};
@@ -66,11 +66,16 @@ fn open(path: &Path, c: Compression) -> io::Result<Box<dyn Read>> {
         Compression::None => Box::new(f),
         Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(f)),
         Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(f)?),
-        Compression::Bzip2 | Compression::Xz => {
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "unsupported compression",
-            ));
+        Compression::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(f)),
+        Compression::Xz => {
+            // lzma-rs decodes into a writer: stream it through a pipe.
+            let (reader, mut writer) = io::pipe()?;
+            let mut input = f;
+            std::thread::spawn(move || {
+                // A decode error closes the pipe early; tar then reports a truncated archive.
+                let _ = lzma_rs::xz_decompress(&mut input, &mut writer);
+            });
+            Box::new(reader)
         }
     })
 }
@@ -84,9 +89,9 @@ pub(crate) fn detect(path: &Path) -> Option<Compression> {
     } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
         Compression::Zstd
     } else if head.starts_with(b"BZh") {
-        return Some(Compression::Bzip2);
+        Compression::Bzip2
     } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
-        return Some(Compression::Xz);
+        Compression::Xz
     } else {
         return looks_like_tar(&head).then_some(Compression::None);
     };
@@ -108,16 +113,6 @@ pub(crate) fn extract(
         let p = p.to_path_buf();
         move |e: io::Error| Error::io(op, p, e)
     };
-    if matches!(c, Compression::Bzip2 | Compression::Xz) {
-        return Err(Error::io(
-            "extract",
-            src,
-            io::Error::new(
-                io::ErrorKind::Unsupported,
-                "bzip2 and xz archives are not supported yet",
-            ),
-        ));
-    }
     let reader = open(src, c).map_err(io_err("open", src))?;
     let mut archive = tar::Archive::new(reader);
     let entries = archive.entries().map_err(io_err("read archive", src))?;
@@ -249,7 +244,7 @@ mod tests {
     }
 
     #[test]
-    fn detects_and_extracts_gzip_and_zstd() {
+    fn detects_and_extracts_every_compression() {
         let dir = tempfile::tempdir().expect("tempdir");
         let tar = make_tar(&[("a/b.txt", b"bee"), ("c.txt", b"see")]);
         let plain = dir.path().join("x.tar");
@@ -260,13 +255,28 @@ mod tests {
         fs::write(&gz, enc.finish().expect("gzip")).expect("write");
         let zst = dir.path().join("x.tar.zst");
         fs::write(&zst, zstd::encode_all(&tar[..], 1).expect("zstd")).expect("write");
+        let bz = dir.path().join("x.tar.bz2");
+        let mut enc = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
+        io::Write::write_all(&mut enc, &tar).expect("bzip2");
+        fs::write(&bz, enc.finish().expect("bzip2")).expect("write");
+        let xz = dir.path().join("x.tar.xz");
+        let mut xz_bytes = Vec::new();
+        lzma_rs::xz_compress(&mut &tar[..], &mut xz_bytes).expect("xz");
+        fs::write(&xz, xz_bytes).expect("write");
         let not = dir.path().join("plain.txt");
         fs::write(&not, "just text").expect("write");
         assert_eq!(detect(&plain), Some(Compression::None));
         assert_eq!(detect(&gz), Some(Compression::Gzip));
         assert_eq!(detect(&zst), Some(Compression::Zstd));
+        assert_eq!(detect(&bz), Some(Compression::Bzip2));
+        assert_eq!(detect(&xz), Some(Compression::Xz));
         assert_eq!(detect(&not), None);
-        for (src, c) in [(&gz, Compression::Gzip), (&zst, Compression::Zstd)] {
+        for (src, c) in [
+            (&gz, Compression::Gzip),
+            (&zst, Compression::Zstd),
+            (&bz, Compression::Bzip2),
+            (&xz, Compression::Xz),
+        ] {
             let root = tempfile::tempdir().expect("tempdir");
             extract(src, c, root.path(), "/opt", None, true).expect("extract");
             assert_eq!(
