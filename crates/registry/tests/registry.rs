@@ -819,3 +819,32 @@ async fn login_to_a_token_registry_checks_the_credentials() {
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test]
+async fn push_with_bearer_tokens() {
+    let fake = Fake::start().await;
+    fake.state().auth = Auth::Bearer {
+        user: "u".into(),
+        pass: "p".into(),
+    };
+    let (_t, s) = store();
+    let rec = local_image(&s, &[b"bearer layer".to_vec()]);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = docker_config(dir.path(), &fake.host(), "u", "p");
+    let registry = Registry::new(RegistryConfig {
+        docker_config: Some(cfg),
+        ..RegistryConfig::default()
+    });
+    let reference = r(&format!("{}/tok/pushed:2", fake.host()));
+    let digest = registry
+        .push(&reference, &s, &rec.id, &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(digest, rec.manifest_digest);
+    assert!(
+        fake.state()
+            .manifests
+            .contains_key(&("tok/pushed".into(), "2".into()))
+    );
+    assert!(fake.count("GET /token") >= 1);
+}
