@@ -67,6 +67,8 @@ pub(crate) fn run_argv(shell: &[String], r: &RunInstruction) -> Vec<String> {
 struct PreparedMounts {
     mounts: Vec<StepMount>,
     sources: Vec<Rootfs>,
+    /// Secrets exposed as environment variables (`env=`), never recorded.
+    env: Vec<String>,
 }
 
 impl Builder<'_> {
@@ -77,6 +79,9 @@ impl Builder<'_> {
         r: &RunInstruction,
     ) -> Result<()> {
         let line = r.source.start_line;
+        if r.security == Some(kiln_dockerfile::instructions::SecurityMode::Insecure) {
+            return Err(Error::instr(line, "RUN --security=insecure is not allowed"));
+        }
         let argv = run_argv(&st.config.shell_or_default(), r);
         let args = st.args.run_args(&st.config);
         let mut saved = Vec::new();
@@ -162,7 +167,8 @@ impl Builder<'_> {
                 return Err(e);
             }
         };
-        let env = st.args.run_env(&st.config);
+        let mut env = st.args.run_env(&st.config);
+        env.extend(prepared.env.iter().cloned());
         let cwd = st
             .config
             .working_dir
@@ -207,6 +213,7 @@ impl Builder<'_> {
         let mut out = PreparedMounts {
             mounts: Vec::new(),
             sources: Vec::new(),
+            env: Vec::new(),
         };
         for (n, m) in r.mounts.iter().enumerate() {
             let exp = |b: &Self, st: &StageState, w: &Option<String>| -> Result<Option<String>> {
@@ -297,15 +304,24 @@ impl Builder<'_> {
                             })?;
                         match sh.opts.secrets.get(&id) {
                             Some(path) => {
-                                out.mounts.push(StepMount::Secret {
-                                    source: path.clone(),
-                                    target: abs(
-                                        &target.unwrap_or_else(|| format!("/run/secrets/{id}"))
-                                    ),
-                                    mode: m.mode.unwrap_or(0o400),
-                                    uid: m.uid.unwrap_or(0),
-                                    gid: m.gid.unwrap_or(0),
-                                })
+                                if let Some(var) = &m.env {
+                                    let value = std::fs::read_to_string(path)
+                                        .map_err(|e| Error::io("read secret", path, e))?;
+                                    out.env
+                                        .push(format!("{var}={}", value.trim_end_matches('\n')));
+                                }
+                                // With `env=` and no target, the secret is not mounted.
+                                if m.env.is_none() || target.is_some() {
+                                    out.mounts.push(StepMount::Secret {
+                                        source: path.clone(),
+                                        target: abs(
+                                            &target.unwrap_or_else(|| format!("/run/secrets/{id}"))
+                                        ),
+                                        mode: m.mode.unwrap_or(0o400),
+                                        uid: m.uid.unwrap_or(0),
+                                        gid: m.gid.unwrap_or(0),
+                                    });
+                                }
                             }
                             None if m.required => return Err(Error::MissingSecret(id)),
                             None => {}

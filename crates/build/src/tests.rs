@@ -729,6 +729,21 @@ fn run_mounts_and_network() {
             .iter()
             .any(|(h, _)| h.contains("s3cret"))
     );
+    // `env=`: the secret as an environment variable, not mounted, not recorded.
+    let (out, _) = e.ok(
+        "FROM busybox\nRUN --mount=type=secret,id=tok,env=TOKEN echo env\n",
+        &o,
+    );
+    let step = e.runner.last();
+    assert!(step.env.contains(&"TOKEN=s3cret".to_string()));
+    assert!(step.mounts.is_empty());
+    assert!(
+        !e.history(&out.image)
+            .iter()
+            .any(|(h, _)| h.contains("s3cret"))
+    );
+    let (r, _, _) = e.build("FROM busybox\nRUN --security=insecure echo\n", &opts());
+    assert!(r.expect_err("refused").to_string().contains("insecure"));
     let (r, _, _) = e.build(
         "FROM busybox\nRUN --mount=type=secret,id=missing,required echo\n",
         &opts(),
