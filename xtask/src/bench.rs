@@ -7,7 +7,8 @@
 //! commands untimed), else a loop here that does the same. Every build runs
 //! with `--network host` and every container with `--network none`: no
 //! bridge is ever set up. The Dockerfiles' `127.0.0.1:5000` prefix is
-//! rewritten to the registry this task starts.
+//! rewritten to the registry this task starts. The cases are read from
+//! `../shared/bench` (or `$KILN_BENCH_CASES`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -123,12 +124,12 @@ fn shell(cmd: &str) -> Result<()> {
 /// Copies a bench case into `dst`, rewriting the registry prefix, and makes
 /// the ctxcopy context when asked.
 fn stage_case(case: &str, dst: &Path, reg: &str) -> Result<()> {
-    let src = Path::new("/work/shared/bench").join(case);
-    let src = if src.is_dir() {
-        src
-    } else {
-        util::workspace_root().join("../shared/bench").join(case)
-    };
+    // The cases live next to the repository (`../shared/bench`), or where
+    // KILN_BENCH_CASES points.
+    let cases = std::env::var_os("KILN_BENCH_CASES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| util::workspace_root().join("../shared/bench"));
+    let src = cases.join(case);
     std::fs::create_dir_all(dst)?;
     let df = std::fs::read_to_string(src.join("Dockerfile"))
         .with_context(|| format!("cannot read the {case} case in {}", src.display()))?;
