@@ -882,3 +882,49 @@ mod symlink_tests {
         ));
     }
 }
+
+#[cfg(test)]
+mod ignore_file_tests {
+    use super::*;
+
+    #[test]
+    fn dockerfile_specific_ignore_file_wins_and_exceptions_reach_inside() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let r = dir.path();
+        for f in ["a.txt", "b.txt", "logs/x.log", "logs/keep.log"] {
+            let p = r.join(f);
+            fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+            fs::write(p, f).expect("write");
+        }
+        fs::write(r.join(".dockerignore"), "a.txt\n").expect("write");
+        fs::write(
+            r.join("app.Dockerfile.dockerignore"),
+            "b.txt\nlogs\n!logs/keep.log\n",
+        )
+        .expect("write");
+        let rels = |c: &ContextDir| -> Vec<String> {
+            plan_copy(
+                &c.tree(),
+                &[".".into()],
+                "/",
+                "/",
+                &PlanOptions::default(),
+                1,
+            )
+            .expect("plan")
+            .entries
+            .iter()
+            .map(|e| e.rel.clone())
+            .collect()
+        };
+        let plain = ContextDir::open(r, None, None).expect("open");
+        assert!(!rels(&plain).contains(&"a.txt".to_string()));
+        assert!(rels(&plain).contains(&"b.txt".to_string()));
+        let specific = ContextDir::open(r, Some(&r.join("app.Dockerfile")), None).expect("open");
+        let got = rels(&specific);
+        assert!(got.contains(&"a.txt".to_string()), "{got:?}");
+        assert!(!got.contains(&"b.txt".to_string()), "{got:?}");
+        assert!(got.contains(&"logs/keep.log".to_string()), "{got:?}");
+        assert!(!got.contains(&"logs/x.log".to_string()), "{got:?}");
+    }
+}
