@@ -70,6 +70,8 @@ impl Meta {
     pub(crate) fn open(root: &Path) -> Result<Self> {
         fs::create_dir_all(root.join("snapshots"))
             .map_err(io_err("creating snapshotter root", root))?;
+        // Mount descriptions carry absolute paths.
+        let root = &fs::canonicalize(root).map_err(io_err("resolving snapshotter root", root))?;
         let meta = Self {
             root: root.to_owned(),
             mutex: Mutex::new(()),
