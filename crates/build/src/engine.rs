@@ -357,10 +357,13 @@ impl<'a> Builder<'a> {
             target_platform,
             created,
         };
-        self.run_graph(&shared)?;
+        let ran = self.run_graph(&shared);
+        // The digests computed so far stay valid whether or not the build succeeded.
+        let saved = ctx.save_index();
+        ran?;
+        saved?;
         let result = shared.wait(shared.graph.target).ok_or(Error::NoImage)?;
         let image = result.image.clone().ok_or(Error::NoImage)?;
-        ctx.save_index()?;
         self.progress.event(Event::Built {
             image: image.short().to_string(),
         });
