@@ -40,8 +40,23 @@ pub(crate) fn run_argv(shell: &[String], r: &RunInstruction) -> Vec<String> {
                     .trim_matches(['"', '\''])
                     == r.heredocs[0].name;
             if only_heredoc {
-                // The body is the script.
-                argv.push(r.heredocs[0].chomped());
+                // The body is the script; with a shebang, its interpreter reads
+                // it from stdin (BuildKit runs it as a file: same effect).
+                let body = r.heredocs[0].chomped();
+                match body
+                    .strip_prefix("#!")
+                    .and_then(|rest| rest.split_once('\n'))
+                {
+                    Some((interp, _)) if !interp.trim().is_empty() => {
+                        let mut delim = "KILN_HEREDOC".to_string();
+                        while body.contains(&delim) {
+                            delim.push('_');
+                        }
+                        let nl = if body.ends_with('\n') { "" } else { "\n" };
+                        argv.push(format!("{} <<'{delim}'\n{body}{nl}{delim}", interp.trim()));
+                    }
+                    _ => argv.push(body),
+                }
             } else if r.heredocs.is_empty() {
                 argv.push(s.clone());
             } else {

@@ -625,6 +625,18 @@ fn run_heredocs() {
         ["/bin/sh", "-c", "cat <<-EOT > /b\nhello\nEOT"]
     );
     assert_eq!(e.file(&out.image, "a").as_deref(), Some("a\n"));
+    let (_, _) = e.ok(
+        "FROM busybox\nRUN <<EOF\n#!/usr/bin/env python3\nprint('hi')\nEOF\n",
+        &opts(),
+    );
+    assert_eq!(
+        e.runner.last().args,
+        [
+            "/bin/sh",
+            "-c",
+            "/usr/bin/env python3 <<'KILN_HEREDOC'\n#!/usr/bin/env python3\nprint('hi')\nKILN_HEREDOC"
+        ]
+    );
 }
 
 #[test]
