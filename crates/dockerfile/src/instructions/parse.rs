@@ -103,20 +103,20 @@ impl Dockerfile {
 /// diagnostic (syntax and typed layers, errors and warnings) in line order.
 pub fn parse_dockerfile(bytes: &[u8]) -> (Dockerfile, Vec<Diagnostic>) {
     let parsed = crate::parse(bytes);
+    // `from_ast` puts legacy-syntax warnings in `warnings`; add the parser's.
     let (mut df, errors) = Dockerfile::from_ast(&parsed.ast);
-    let mut all = parsed.diagnostics;
-    df.warnings
-        .extend(all.iter().filter(|d| !d.is_error()).cloned());
-    all.extend(errors);
-    all.extend(
-        df.warnings
-            .iter()
-            .filter(|w| !all.contains(w))
-            .cloned()
-            .collect::<Vec<_>>(),
-    );
-    all.sort_by_key(|d| (d.line, d.column));
+    let (syntax_errors, syntax_warnings): (Vec<_>, Vec<_>) = parsed
+        .diagnostics
+        .into_iter()
+        .partition(Diagnostic::is_error);
+    df.warnings.extend(syntax_warnings);
     df.warnings.sort_by_key(|d| (d.line, d.column));
+    let mut all: Vec<Diagnostic> = syntax_errors
+        .into_iter()
+        .chain(errors)
+        .chain(df.warnings.iter().cloned())
+        .collect();
+    all.sort_by_key(|d| (d.line, d.column));
     (df, all)
 }
 
