@@ -848,3 +848,22 @@ async fn push_with_bearer_tokens() {
     );
     assert!(fake.count("GET /token") >= 1);
 }
+
+#[test]
+fn futures_are_send_so_callers_can_spawn_them() {
+    fn assert_send<T: Send>(_: &T) {}
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    let registry = reg();
+    let reference = r("127.0.0.1:1/x");
+    let p = amd64();
+    let id = Digest::of(b"x");
+    let pull = registry.pull(&reference, &p, &s, &NoProgress);
+    assert_send(&pull);
+    let push = registry.push(&reference, &s, &id, &NoProgress);
+    assert_send(&push);
+    let resolve = registry.resolve(&reference, &p);
+    assert_send(&resolve);
+    fn assert_sync<T: Send + Sync>() {}
+    assert_sync::<Registry>();
+}
