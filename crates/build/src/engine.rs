@@ -226,6 +226,9 @@ pub(crate) struct StageState {
     /// CMD was set in this stage (ENTRYPOINT then keeps it).
     pub(crate) cmd_set: bool,
     pub(crate) author: Option<String>,
+    /// The base image this stage's FROM resolved to in the previous build
+    /// (from the cache), to explain misses caused by a new base.
+    pub(crate) prev_base: Option<(String, ImageId)>,
     pub(crate) step: usize,
     seq: usize,
     seed: String,
@@ -499,6 +502,7 @@ impl<'a> Builder<'a> {
             cache_on: !sh.opts.no_cache,
             cmd_set: false,
             author: None,
+            prev_base: None,
             step: sh.graph.first_step.get(&i).copied().unwrap_or(1),
             seq: 0,
             seed: sh.opts.id_seed.clone(),

@@ -98,10 +98,53 @@ impl Builder<'_> {
         }
         st.cache_on = false;
         if sh.opts.explain_cache {
-            let reason = explain_miss(parent, &children, key);
+            let reason = match (&st.prev_base, parent) {
+                (Some((reference, old)), Some(now)) if children.is_empty() && old != now => {
+                    format!(
+                        "base image changed: {reference} was {}, now {}",
+                        old.short(),
+                        now.short()
+                    )
+                }
+                _ => {
+                    let steps: Vec<CacheRecord> = children
+                        .into_iter()
+                        .filter(|r| !r.key.starts_with("#(from) "))
+                        .collect();
+                    explain_miss(parent, &steps, key)
+                }
+            };
             self.progress.event(Event::CacheMiss { reason });
         }
         Ok(None)
+    }
+
+    /// Remembers which image a FROM reference resolved to (a cache record on
+    /// no parent, key `#(from) <reference>`), keeping the previous one to
+    /// explain misses.
+    fn note_base(&self, st: &mut StageState, reference: &str, id: &ImageId) -> Result<()> {
+        let key = format!("#(from) {reference}");
+        let children = self
+            .cache
+            .children(None)
+            .map_err(|e| Error::backend("look up cache", "scratch", e))?;
+        st.prev_base = children
+            .into_iter()
+            .find(|r| r.key == key)
+            .map(|r| (reference.to_string(), r.image));
+        if st.prev_base.as_ref().is_some_and(|(_, old)| old == id) {
+            return Ok(());
+        }
+        let record = CacheRecord {
+            parent: None,
+            key: key.clone(),
+            shape: key,
+            files: Vec::new(),
+            image: id.clone(),
+        };
+        self.cache
+            .record(&record)
+            .map_err(|e| Error::backend("record cache", id.to_string(), e))
     }
 
     /// Records a new image for the step and makes it the stage's current one.
@@ -223,6 +266,7 @@ impl Builder<'_> {
                     .backend
                     .resolve(reference, &platform, sh.opts.pull)
                     .map_err(|e| Error::backend("resolve image", reference.clone(), e))?;
+                self.note_base(st, reference, &info.id)?;
                 st.image = Some(info.id);
                 st.config = info.config;
                 st.platform = info.platform;

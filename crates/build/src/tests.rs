@@ -295,6 +295,37 @@ fn build_args_in_history_cache_and_explanations() {
 }
 
 #[test]
+fn explains_a_new_base_image() {
+    let e = env();
+    let df = "FROM busybox\nRUN echo x > /x\n";
+    let mut o = opts();
+    o.explain_cache = true;
+    e.ok(df, &o);
+    let old = e.base.clone();
+    let new = e
+        .backend
+        .add_base("busybox-2", ImageConfig::default(), &[("bin/sh", "#!2")]);
+    e.backend
+        .names
+        .lock()
+        .expect("lock")
+        .insert("busybox".into(), new.clone());
+    let (_, _, events) = e.build(df, &o);
+    let reason = events.iter().find_map(|e| match e {
+        Event::CacheMiss { reason } => Some(reason.clone()),
+        _ => None,
+    });
+    assert_eq!(
+        reason,
+        Some(format!(
+            "base image changed: busybox was {}, now {}",
+            old.short(),
+            new.short()
+        ))
+    );
+}
+
+#[test]
 fn run_explains_changed_build_args() {
     let e = env();
     let df = "FROM busybox\nARG V\nRUN echo $V\n";
