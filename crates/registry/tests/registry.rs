@@ -867,3 +867,20 @@ fn futures_are_send_so_callers_can_spawn_them() {
     fn assert_sync<T: Send + Sync>() {}
     assert_sync::<Registry>();
 }
+
+#[tokio::test]
+async fn push_to_a_dead_registry_is_one_clear_line() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let (_t, s) = store();
+    let rec = local_image(&s, &[b"l".to_vec()]);
+    let e = reg()
+        .push(&r(&format!("{addr}/x:1")), &s, &rec.id, &NoProgress)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!("cannot reach registry {addr}: connection refused")
+    );
+}
