@@ -28,7 +28,9 @@ pub struct ContextDir {
 impl ContextDir {
     /// Opens the context at `root`. The ignore file is `<dockerfile>.dockerignore`
     /// when `dockerfile` is given and that file exists, else `root/.dockerignore`.
-    /// `index` is where the file index is kept between builds (`None`: memory only).
+    /// `index` is where the file index is kept between builds (`None`: memory
+    /// only); key it by the canonical context path, for example
+    /// `<store>/build/index/<sha256 of the path>`, so each context has its own.
     pub fn open(
         root: &Path,
         dockerfile: Option<&Path>,
