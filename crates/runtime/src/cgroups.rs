@@ -12,11 +12,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-/// v1 controllers kiln uses (cpuset is left alone: it needs its cpus and
-/// mems copied down and kiln sets no cpuset limits).
-const V1_CONTROLLERS: [&str; 7] = [
-    "memory", "pids", "cpu", "cpuacct", "devices", "freezer", "blkio",
-];
+/// v1 controllers kiln uses: the three it sets limits with and `devices`,
+/// which keeps the container from opening device nodes it may create.
+/// Others (cpuacct, freezer, blkio, cpuset) are left alone: each hierarchy
+/// costs a directory, a migration and a removal per container.
+const V1_CONTROLLERS: [&str; 4] = ["memory", "pids", "cpu", "devices"];
 
 /// Device access Docker grants by default (everything else is denied).
 const DEVICE_ALLOW: [&str; 12] = [
@@ -130,16 +130,12 @@ impl Cgroup {
                 dirs.push((String::new(), root.join(parent).join(id)));
             }
             Layout::V1 {
-                root,
-                controllers,
-                unified,
-                ..
+                root, controllers, ..
             } => {
+                // The v2 tree of a hybrid host has no controllers: joining it
+                // would cost a migration for nothing.
                 for c in controllers {
                     dirs.push((c.clone(), root.join(c).join(parent).join(id)));
-                }
-                if let Some(u) = unified {
-                    dirs.push((String::new(), u.join(parent).join(id)));
                 }
             }
         }
@@ -346,7 +342,7 @@ mod tests {
         else {
             panic!("v1 expected")
         };
-        assert_eq!(controllers, &["memory", "pids", "cpu", "cpuacct"]);
+        assert_eq!(controllers, &["memory", "pids", "cpu"]);
         assert!(unified.is_some());
         assert!(mountable.contains(&"name=systemd".to_string()));
         let cg = Cgroup::create(&layout, "kiln", "c1", Some(&resources())).expect("create");
@@ -355,7 +351,7 @@ mod tests {
         assert_eq!(read("pids/kiln/c1/pids.max"), "20");
         assert_eq!(read("cpu/kiln/c1/cpu.cfs_quota_us"), "50000");
         assert_eq!(read("cpu/kiln/c1/cpu.shares"), "512");
-        assert_eq!(cg.dirs.len(), 5, "four controllers plus unified");
+        assert_eq!(cg.dirs.len(), 3, "one directory per controller in use");
         // cgroupfs lets rmdir remove a directory with its control files; a
         // plain directory needs them gone first.
         for (_, d) in &cg.dirs {

@@ -8,7 +8,7 @@
 
 use std::convert::Infallible;
 use std::fs;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -23,7 +23,7 @@ use serde::de::DeserializeOwned;
 
 use crate::cgroups::{Cgroup, Layout};
 use crate::config::{ExitStatus, RootfsMount};
-use crate::rootfs::{RootfsPlan, StepError, setup_rootfs};
+use crate::rootfs::{RootfsPlan, StepError, finish_rootfs, setup_rootfs};
 use crate::spec::DEFAULT_PATH;
 use crate::state::{self, ExitFile, StateFile};
 use crate::wire::{ExecRequest, FailKind, REQUEST_FD, Report, RunRequest, STATUS_FD, send};
@@ -240,6 +240,10 @@ fn shim(
         sys.unshare(Namespaces::PID)
             .or_fail("unshare pid namespace")?;
     }
+    // The shim moves the init into the cgroup while the init builds its
+    // root filesystem: a cgroup v1 migration waits for an RCU grace period
+    // (milliseconds), so it is kept off the init's path.
+    let (joined_r, joined_w) = sysproc::pipe().or_fail("pipe")?;
     let fork = sys.fork();
     let pid = match fork {
         Err(e) => {
@@ -248,11 +252,26 @@ fn shim(
         }
         Ok(Fork::Child) => {
             drop(sfd);
+            drop(joined_w);
             let _ = sysproc::set_signal_mask(&old_mask);
-            return container_init(sys, status, &req, &layout, &cgroup);
+            return container_init(sys, status, &req, &layout, joined_r);
         }
         Ok(Fork::Parent(pid)) => pid,
     };
+    drop(joined_r);
+    match cgroup.join(pid) {
+        Ok(()) => {
+            let _ = fs::File::from(joined_w).write_all(b"j");
+        }
+        Err(e) => {
+            // The init reads end-of-file and gives up; say why.
+            drop(joined_w);
+            let _ = sys.kill(pid, libc::SIGKILL);
+            let _ = sys.waitpid(pid, false);
+            let _ = cgroup.remove();
+            return Err(Failure::setup(format!("join cgroup: {e}")));
+        }
+    }
     let (state_path, exit_path) = state::paths(&req.state_dir);
     let record = StateFile {
         id: req.id.clone(),
@@ -287,7 +306,7 @@ fn container_init(
     status: &mut Option<OwnedFd>,
     req: &RunRequest,
     layout: &Layout,
-    cgroup: &Cgroup,
+    joined: OwnedFd,
 ) -> Result<Infallible, Failure> {
     if !req.detached {
         sys.set_parent_death_signal(libc::SIGKILL)
@@ -295,9 +314,8 @@ fn container_init(
     }
     // Keep /proc/1/exe (the host's binary) out of reach (CVE-2019-5736).
     sys.set_dumpable(false).or_fail("set non-dumpable")?;
-    cgroup.join(0).or_fail("join cgroup")?;
     let ns = namespaces(&req.spec);
-    let rest = Namespaces(ns.0 & !Namespaces::PID.0 & !Namespaces::USER.0);
+    let rest = Namespaces(ns.0 & !Namespaces::PID.0 & !Namespaces::USER.0 & !Namespaces::CGROUP.0);
     sys.unshare(rest).or_fail("unshare namespaces")?;
     if ns.contains(Namespaces::NET) {
         sys.loopback_up().or_fail("bring lo up")?;
@@ -336,6 +354,22 @@ fn container_init(
         cgroup_v1_controllers: &controllers,
     };
     setup_rootfs(sys, &plan)?;
+    // The cgroup namespace is rooted where the init is when it unshares:
+    // wait until the shim moved it into the container's cgroup.
+    let mut byte = [0u8; 1];
+    match fs::File::from(joined).read(&mut byte) {
+        Ok(1) => {}
+        _ => {
+            return Err(Failure::setup(
+                "the container was not moved into its cgroup",
+            ));
+        }
+    }
+    if ns.contains(Namespaces::CGROUP) {
+        sys.unshare(Namespaces::CGROUP)
+            .or_fail("unshare cgroup namespace")?;
+    }
+    finish_rootfs(sys, &plan)?;
     if ns.contains(Namespaces::UTS)
         && let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty())
     {

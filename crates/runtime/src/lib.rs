@@ -46,6 +46,8 @@ mod rootfs;
 pub mod seccomp;
 mod spec;
 mod state;
+#[cfg(target_arch = "x86_64")]
+mod syscalls_x86_64;
 mod user;
 mod wire;
 

@@ -228,7 +228,7 @@ pub(crate) fn setup_rootfs<S: MountOps + FsOps>(
         sys.mkdir_all(&target, 0o755)
             .step(|| format!("mkdir {}", target.display()))?;
         if typ == "cgroup" || typ == "cgroup2" {
-            mount_cgroup(sys, &target, &o, plan.cgroup_v1_controllers)?;
+            // Mounted by `finish_rootfs`, once in the container's cgroup namespace.
             continue;
         }
         let source = m.source().clone().unwrap_or_else(|| PathBuf::from(&typ));
@@ -296,6 +296,22 @@ pub(crate) fn setup_rootfs<S: MountOps + FsOps>(
             | MountFlags::NOEXEC;
         sys.mount(None, path, None, flags, None)
             .step(|| format!("remount {p} read-only"))?;
+    }
+    Ok(())
+}
+
+/// The last steps, run after the container joined its cgroup and cgroup
+/// namespace: the cgroup filesystems, then `/` read-only when asked.
+pub(crate) fn finish_rootfs<S: MountOps + FsOps>(
+    sys: &S,
+    plan: &RootfsPlan<'_>,
+) -> Result<(), StepError> {
+    for m in plan.mounts {
+        let typ = m.typ().clone().unwrap_or_default();
+        if typ == "cgroup" || typ == "cgroup2" {
+            let o = parse_options(m.options().as_deref().unwrap_or_default());
+            mount_cgroup(sys, &dest(m), &o, plan.cgroup_v1_controllers)?;
+        }
     }
     if plan.readonly_root {
         sys.mount(
@@ -501,6 +517,7 @@ mod tests {
             cgroup_v1_controllers: &[],
         };
         setup_rootfs(&sys, &plan).expect("setup succeeds with the fake");
+        finish_rootfs(&sys, &plan).expect("finish succeeds with the fake");
         let calls = sys.calls();
         let pos = |prefix: &str| {
             calls

@@ -207,14 +207,6 @@ fn probe_sees_an_isolated_container() {
             .is_empty()
     );
     assert_eq!(p["no_new_privs"], false);
-    assert_eq!(
-        p["signals_blocked"], "0000000000000000",
-        "no signal blocked"
-    );
-    assert_eq!(
-        p["signals_ignored"], "0000000000000000",
-        "no signal ignored (SIGPIPE included)"
-    );
     assert_eq!(p["seccomp"], 2, "filter mode");
     assert_eq!(
         p["syscalls"]["keyctl_errno"],
@@ -227,6 +219,11 @@ fn probe_sees_an_isolated_container() {
         "clone3 gives ENOSYS"
     );
     assert_eq!(p["syscalls"]["unshare_errno"], libc::EPERM as i64);
+    let cgroups = strings(&p["cgroup"]);
+    assert!(
+        cgroups.iter().any(|l| l.ends_with(":memory:/")),
+        "the cgroup namespace is rooted at the container's cgroup: {cgroups:?}"
+    );
     assert_eq!(p["kcore_masked"], true);
     assert_eq!(p["proc_sys_writable"], false);
     assert_eq!(p["interfaces"], serde_json::json!(["lo"]));
@@ -686,4 +683,25 @@ fn state_tells_the_truth_after_the_supervisor_dies() {
     rt.delete(&c.config.state_dir, false)
         .expect("delete cleans the cgroup");
     assert!(!cgroup_dir(&c, "memory").exists());
+}
+
+#[test]
+fn command_starts_with_clean_signal_state() {
+    // cat changes no disposition: what it reports is what exec handed it.
+    let c = container("sigstate", &["cat", "/proc/self/status"], |_| {});
+    let (st, out, _) = run(&c);
+    assert_eq!(st.expect("ran").code(), 0);
+    let field = |k: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(k))
+            .map(str::trim)
+            .unwrap_or("?")
+            .to_owned()
+    };
+    assert_eq!(field("SigBlk:"), "0000000000000000", "no signal blocked");
+    assert_eq!(
+        field("SigIgn:"),
+        "0000000000000000",
+        "no signal ignored (SIGPIPE included)"
+    );
 }

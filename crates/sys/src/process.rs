@@ -327,9 +327,27 @@ pub fn reset_all_signals() {
         if sig == libc::SIGKILL || sig == libc::SIGSTOP {
             continue;
         }
-        // SAFETY: SIG_DFL is a valid disposition; failures (for signals
-        // reserved by libc) are harmless and ignored.
-        unsafe { libc::signal(sig, libc::SIG_DFL) };
+        // libc refuses the signals it reserves (32, 33), yet an inherited
+        // SIG_IGN on them survives exec: ask the kernel directly.
+        #[repr(C)]
+        struct KernelSigaction {
+            handler: usize,
+            flags: u64,
+            restorer: usize,
+            mask: u64,
+        }
+        let act = KernelSigaction { handler: libc::SIG_DFL, flags: 0, restorer: 0, mask: 0 };
+        // SAFETY: `act` has the kernel's struct sigaction layout on 64-bit
+        // Linux and SIG_DFL needs no restorer; the old action is not asked for.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                &act as *const KernelSigaction,
+                std::ptr::null_mut::<KernelSigaction>(),
+                std::mem::size_of::<u64>(),
+            )
+        };
     }
     let _ = set_signal_mask(&SigSet::of(&[]));
 }

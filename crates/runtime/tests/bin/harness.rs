@@ -3,7 +3,9 @@
 //! `run REQUEST.json` it runs a container in the foreground the way a CLI
 //! would, exiting with the container's status (used to test that signals
 //! sent to the caller reach the container); with `detach REQUEST.json LOG`
-//! it starts it detached and exits (the container must outlive it).
+//! it starts it detached and exits (the container must outlive it); with
+//! `bench ROOTFS STATE_DIR N` it runs `true` N times (network none, Docker's
+//! defaults) and prints the wall time of each run and the median.
 
 use std::process::ExitCode;
 
@@ -16,7 +18,12 @@ fn main() -> ExitCode {
     if args.len() == 4 && args[1] == "detach" {
         return run(&args[2], Some(&args[3]));
     }
-    eprintln!("usage: kiln-runtime-harness run CONFIG.json | detach CONFIG.json LOG");
+    if args.len() == 5 && args[1] == "bench" {
+        return bench(&args[2], &args[3], args[4].parse().unwrap_or(20));
+    }
+    eprintln!(
+        "usage: kiln-runtime-harness run CONFIG.json | detach CONFIG.json LOG | bench ROOTFS STATE_DIR N"
+    );
     ExitCode::from(2)
 }
 
@@ -76,4 +83,72 @@ fn run(path: &str, detach_log: Option<&str>) -> ExitCode {
             ExitCode::from(e.exit_code() as u8)
         }
     }
+}
+
+fn bench(rootfs: &str, state_dir: &str, n: usize) -> ExitCode {
+    let runtime = kiln_runtime::Runtime::default();
+    let mut times = Vec::new();
+    for i in 0..n {
+        let t = std::time::Instant::now();
+        let dir = std::path::Path::new(state_dir).join(format!("c{i}"));
+        let etc = match kiln_runtime::write_etc_files(&dir.join("etc"), "bench", None) {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::from(125);
+            }
+        };
+        let opts = kiln_runtime::DockerSpecOptions {
+            args: vec!["true".into()],
+            hostname: "bench".into(),
+            etc_files: Some(etc),
+            ..Default::default()
+        };
+        let spec = match kiln_runtime::docker_spec(&opts) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::from(125);
+            }
+        };
+        let Ok(id) = format!("bench-{i}").parse() else {
+            return ExitCode::from(125);
+        };
+        let config = kiln_runtime::ContainerConfig {
+            id,
+            spec,
+            rootfs: vec![kiln_runtime::RootfsMount::bind(rootfs)],
+            state_dir: dir.join("state"),
+            user: None,
+            init: false,
+        };
+        let result = runtime.run(&config, kiln_runtime::StdioConfig::inherit());
+        let _ = runtime.delete(&config.state_dir, true);
+        let _ = std::fs::remove_dir_all(&dir);
+        match result {
+            Ok(st) if st.code() == 0 => {}
+            Ok(st) => {
+                eprintln!("run {i}: exit {}", st.code());
+                return ExitCode::from(1);
+            }
+            Err(e) => {
+                eprintln!("run {i}: {e}");
+                return ExitCode::from(1);
+            }
+        }
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    let mut sorted = times.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted.get(sorted.len() / 2).copied().unwrap_or(0.0);
+    println!(
+        "runs: {}",
+        times
+            .iter()
+            .map(|t| format!("{t:.1}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    println!("median ms: {median:.2}");
+    ExitCode::SUCCESS
 }
