@@ -3,6 +3,7 @@
 //! round trip, and replay of fuzz regression inputs.
 
 mod conformance;
+mod expand;
 mod heredocs;
 mod instructions;
 mod regressions;

@@ -160,3 +160,33 @@ fn conformance_files_round_trip() {
     }
     assert_eq!(n, 33);
 }
+
+#[test]
+fn prints_an_edited_tree() {
+    let mut parsed =
+        parse(b"FROM alpine\n# build it\nRUN make \\\n  all\nCOPY [\"a b\", \"/c\"]\n");
+    assert!(!parsed.has_errors());
+    // A tool edits the tree: new flag, new base image, new heredoc.
+    parsed.ast.nodes[0].args[0] = "debian:12".to_owned();
+    parsed.ast.nodes[1]
+        .flags
+        .push("--mount=type=cache,target=/root/.cache".to_owned());
+    let mut copy = parsed.ast.nodes[2].clone();
+    copy.json = false;
+    copy.args = vec!["<<EOF".to_owned(), "/etc/motd".to_owned()];
+    copy.heredocs = vec![kiln_dockerfile::Heredoc {
+        name: "EOF".to_owned(),
+        fd: 0,
+        chomp: false,
+        expand: true,
+        content: "hello\n".to_owned(),
+    }];
+    parsed.ast.nodes.push(copy);
+    let text = print(&parsed.ast);
+    assert_eq!(
+        text,
+        "FROM debian:12\n# build it\nRUN --mount=type=cache,target=/root/.cache make   all\nCOPY [\"a b\",\"/c\"]\nCOPY <<EOF /etc/motd\nhello\nEOF\n"
+    );
+    let again = parse(text.as_bytes());
+    assert_eq!(normalized(&again.ast), normalized(&parsed.ast));
+}
