@@ -537,7 +537,16 @@ pub(crate) fn heredocs_from_line(line: &str) -> Result<Vec<Heredoc>, String> {
     Ok(docs)
 }
 
-/// Reads one heredoc marker word (`3<<-"EOF"`), if it is one.
+/// Reads one heredoc marker word (`3<<-"EOF"`), if it is one: the file
+/// descriptor, `-` (tab chomping), and the delimiter with quotes removed
+/// (`expand` is false when any part of it was quoted).
+///
+/// ```
+/// let h = kiln_dockerfile::parse_heredoc("3<<-'EOF'").unwrap().unwrap();
+/// assert_eq!((h.fd, h.chomp, h.expand, h.name.as_str()), (3, true, false, "EOF"));
+/// assert!(kiln_dockerfile::parse_heredoc("<<<EOF").unwrap().is_none());
+/// assert_eq!(kiln_dockerfile::parse_heredoc("<< -EOF").unwrap().unwrap().name, "-EOF");
+/// ```
 pub fn parse_heredoc(word: &str) -> Result<Option<Heredoc>, String> {
     let digits = word.bytes().take_while(u8::is_ascii_digit).count();
     let Some(rest) = word[digits..].strip_prefix("<<") else {
@@ -547,6 +556,9 @@ pub fn parse_heredoc(word: &str) -> Result<Option<Heredoc>, String> {
         Some(r) => (true, r),
         None => (false, rest),
     };
+    // `<< EOF` as one word (only possible when called directly: the line
+    // splitter separates it).
+    let rest = rest.trim_start_matches(is_directive_space);
     if rest.is_empty() || rest.contains('<') {
         return Ok(None);
     }
