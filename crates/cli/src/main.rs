@@ -1,21 +1,36 @@
 //! The `kiln` binary: thin glue over kiln's library crates.
 //!
-//! `main` parses the command line, dispatches to one module per command
-//! family, and turns the outcome into an exit status in one place.
+//! `main` first lets the runtime take over when this process is a
+//! container's init or supervisor (a re-execution of this binary), then
+//! parses the command line, dispatches to one module per command family, and
+//! turns the outcome into an exit status in one place: the command's own
+//! status, or 125 for kiln's errors, as Docker does.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod app;
+mod build_backend;
+mod build_cmd;
+mod commit_cmd;
+mod container;
+mod container_cmd;
+mod format;
+mod gc;
+mod image_cmd;
 mod parse_cmd;
+mod transfer_cmd;
+mod unpack;
+
+use app::{App, GlobalOpts};
 
 /// kiln: a daemonless, Docker-compatible image builder and container runtime.
 #[derive(Debug, Parser)]
 #[command(name = "kiln", version, about, propagate_version = true)]
 struct Cli {
-    /// Where kiln keeps images, layers and containers.
-    #[arg(long, global = true, env = "KILN_ROOT", default_value = "/var/lib/kiln")]
-    root: std::path::PathBuf,
+    #[command(flatten)]
+    global: GlobalOpts,
 
     #[command(subcommand)]
     command: Command,
@@ -23,20 +38,206 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Build an image from a Dockerfile.
+    Build(build_cmd::BuildArgs),
     /// Parse a Dockerfile and print its syntax tree.
     Parse(parse_cmd::ParseArgs),
+    /// Create and start a container.
+    Run(container_cmd::RunArgs),
+    /// Create a container without starting it.
+    Create(container_cmd::CreateArgs),
+    /// Start stopped containers.
+    Start(container_cmd::StartArgs),
+    /// List containers.
+    Ps(container_cmd::PsArgs),
+    /// Print a container's output.
+    Logs(container_cmd::LogsArgs),
+    /// Stop running containers (the stop signal, then SIGKILL).
+    Stop(container_cmd::StopArgs),
+    /// Send a signal to running containers.
+    Kill(container_cmd::KillArgs),
+    /// Wait for containers to stop and print their exit codes.
+    Wait(container_cmd::WaitArgs),
+    /// Remove containers.
+    Rm(container_cmd::RmArgs),
+    /// Run a command in a running container.
+    Exec(container_cmd::ExecArgs),
+    /// Create a new image from a container's changes.
+    Commit(commit_cmd::CommitArgs),
+    /// Show low-level information on images or containers, as JSON.
+    Inspect(InspectArgs),
+    /// Download an image from a registry.
+    Pull(image_cmd::PullArgs),
+    /// Upload an image to a registry.
+    Push(image_cmd::PushArgs),
+    /// Give an image another name.
+    Tag(image_cmd::TagArgs),
+    /// List images.
+    Images(image_cmd::ImagesArgs),
+    /// Remove images.
+    Rmi(image_cmd::RmiArgs),
+    /// Show the history of an image.
+    History(image_cmd::HistoryArgs),
+    /// Save images to a tar archive (docker-archive or OCI layout).
+    Save(transfer_cmd::SaveArgs),
+    /// Load images from a tar archive.
+    Load(transfer_cmd::LoadArgs),
+    /// Make an image from a root filesystem tarball.
+    Import(transfer_cmd::ImportArgs),
+    /// Log in to a registry.
+    Login(image_cmd::LoginArgs),
+    /// Log out from a registry.
+    Logout(image_cmd::LogoutArgs),
+    /// Manage images.
+    #[command(subcommand)]
+    Image(ImageCommand),
+    /// Manage containers.
+    #[command(subcommand)]
+    Container(ContainerCommand),
+    /// Manage the build cache.
+    #[command(subcommand)]
+    Builder(BuilderCommand),
+    /// Manage kiln's store.
+    #[command(subcommand)]
+    System(SystemCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ImageCommand {
+    /// List images.
+    Ls(image_cmd::ImagesArgs),
+    /// Show low-level information on images.
+    Inspect(InspectArgs),
+    /// Remove images.
+    Rm(image_cmd::RmiArgs),
+    /// Remove unused images.
+    Prune(gc::PruneArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum ContainerCommand {
+    /// List containers.
+    Ls(container_cmd::PsArgs),
+    /// Show low-level information on containers.
+    Inspect(InspectArgs),
+    /// Remove containers.
+    Rm(container_cmd::RmArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum BuilderCommand {
+    /// Remove the build cache.
+    Prune(gc::PruneArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum SystemCommand {
+    /// Show disk usage.
+    Df,
+    /// Remove stopped containers, unused images and the build cache.
+    Prune(gc::PruneArgs),
+}
+
+/// `kiln inspect`.
+#[derive(Debug, clap::Args)]
+struct InspectArgs {
+    /// Names or IDs.
+    #[arg(required = true)]
+    names: Vec<String>,
+}
+
+#[derive(Clone, Copy)]
+enum InspectKind {
+    Any,
+    Image,
+    Container,
+}
+
+fn inspect(app: &mut App, args: &InspectArgs, kind: InspectKind) -> anyhow::Result<u8> {
+    let mut out = Vec::new();
+    let mut failed = false;
+    for name in &args.names {
+        let found = match kind {
+            InspectKind::Image => image_cmd::inspect_image(app, name),
+            InspectKind::Container => container_cmd::inspect_container(app, name),
+            InspectKind::Any => container_cmd::inspect_container(app, name)
+                .or_else(|_| image_cmd::inspect_image(app, name)),
+        };
+        match found {
+            Ok(v) => out.push(v),
+            Err(e) => {
+                eprintln!("Error: no such object: {name} ({e:#})");
+                failed = true;
+            }
+        }
+    }
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(u8::from(failed))
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<u8> {
+    if let Command::Parse(args) = &cli.command {
+        return parse_cmd::run(args);
+    }
+    let mut app = App::open(cli.global)?;
+    let app = &mut app;
+    match cli.command {
+        Command::Parse(_) => unreachable!("handled above"),
+        Command::Build(a) => build_cmd::build(app, &a),
+        Command::Run(a) => container_cmd::run(app, &a),
+        Command::Create(a) => container_cmd::create(app, &a),
+        Command::Start(a) => container_cmd::start(app, &a),
+        Command::Ps(a) | Command::Container(ContainerCommand::Ls(a)) => container_cmd::ps(app, &a),
+        Command::Logs(a) => container_cmd::logs(app, &a),
+        Command::Stop(a) => container_cmd::stop(app, &a),
+        Command::Kill(a) => container_cmd::kill(app, &a),
+        Command::Wait(a) => container_cmd::wait(app, &a),
+        Command::Rm(a) | Command::Container(ContainerCommand::Rm(a)) => container_cmd::rm(app, &a),
+        Command::Exec(a) => container_cmd::exec(app, &a),
+        Command::Commit(a) => commit_cmd::commit(app, &a),
+        Command::Inspect(a) => inspect(app, &a, InspectKind::Any),
+        Command::Image(ImageCommand::Inspect(a)) => inspect(app, &a, InspectKind::Image),
+        Command::Container(ContainerCommand::Inspect(a)) => {
+            inspect(app, &a, InspectKind::Container)
+        }
+        Command::Pull(a) => image_cmd::pull(app, &a),
+        Command::Push(a) => image_cmd::push(app, &a),
+        Command::Tag(a) => image_cmd::tag(app, &a),
+        Command::Images(a) | Command::Image(ImageCommand::Ls(a)) => image_cmd::images(app, &a),
+        Command::Rmi(a) | Command::Image(ImageCommand::Rm(a)) => image_cmd::rmi(app, &a),
+        Command::History(a) => image_cmd::history(app, &a),
+        Command::Save(a) => transfer_cmd::save(app, &a),
+        Command::Load(a) => transfer_cmd::load(app, &a),
+        Command::Import(a) => transfer_cmd::import(app, &a),
+        Command::Login(a) => image_cmd::login(app, &a),
+        Command::Logout(a) => image_cmd::logout(app, &a),
+        Command::Image(ImageCommand::Prune(a)) => gc::image_prune(app, &a),
+        Command::Builder(BuilderCommand::Prune(a)) => gc::builder_prune(app, &a),
+        Command::System(SystemCommand::Df) => gc::df(app),
+        Command::System(SystemCommand::Prune(a)) => gc::system_prune(app, &a),
+    }
 }
 
 fn main() -> ExitCode {
+    // A container's init or supervisor is this binary run again: the runtime
+    // takes over here and never returns.
+    kiln_runtime::init_entry();
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Parse(args) => parse_cmd::run(&args),
-    };
-    match result {
+    match dispatch(cli) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
             eprintln!("kiln: {err:#}");
             ExitCode::from(125)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        super::Cli::command().debug_assert();
     }
 }

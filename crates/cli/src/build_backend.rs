@@ -1,0 +1,721 @@
+//! kiln-build's traits implemented with the real crates: [`Backend`]
+//! (images, root filesystems and commits over kiln-content, kiln-image,
+//! kiln-snapshot and kiln-layer), [`Runner`] (RUN steps in kiln-runtime
+//! containers) and [`Cache`] (the step cache as store records).
+
+use std::collections::BTreeSet;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context as _, Result};
+use kiln_build::{
+    BackendError, BuildCache, CacheRecord, CommitRequest, ImageBackend, ImageId, ImageInfo,
+    MountSpec, OutputSink, Platform as BuildPlatform, PullPolicy, RunStep, StepMount, StepRunner,
+    Stream,
+};
+use kiln_content::{Digest, Platform, Record, Reference, Store};
+use kiln_image::{HistoryEntry, ImageConfig};
+use kiln_layer::{Compression, DiffOptions};
+use kiln_runtime::oci_spec::runtime::{Mount, MountBuilder};
+use kiln_runtime::{ContainerConfig, DockerSpecOptions, Runtime, Stdio, StdioConfig};
+use kiln_snapshot::Snapshotter;
+use kiln_sys::{LinuxSys, MountFlags, MountOps as _};
+use serde::{Deserialize, Serialize};
+
+use crate::app::App;
+use crate::container::rootfs_mount;
+use crate::gc::PARENT_ANNOTATION;
+
+fn boxed(e: impl Into<anyhow::Error>) -> BackendError {
+    let e: anyhow::Error = e.into();
+    format!("{e:#}").into()
+}
+
+fn digest_of(id: &ImageId) -> Result<Digest, BackendError> {
+    id.0.parse::<Digest>().map_err(boxed)
+}
+
+/// The platform as kiln-content spells it.
+fn content_platform(p: &BuildPlatform) -> Result<Platform, BackendError> {
+    let s = match &p.variant {
+        Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
+        None => format!("{}/{}", p.os, p.architecture),
+    };
+    s.parse().map_err(boxed)
+}
+
+/// Images, root filesystems and commits for the builder.
+pub(crate) struct Backend {
+    store: Store,
+    snapshotter: Arc<dyn Snapshotter>,
+    registry: kiln_registry::Registry,
+    root: PathBuf,
+    compression: Compression,
+    source_date_epoch: Option<i64>,
+    /// Host mount points made by `mount`, unmounted by `unmount` or `cleanup`.
+    mounted: Mutex<Vec<PathBuf>>,
+}
+
+impl Backend {
+    pub(crate) fn new(
+        app: &App,
+        snapshotter: Arc<dyn Snapshotter>,
+        compression: Compression,
+        source_date_epoch: Option<i64>,
+    ) -> Result<Backend> {
+        Ok(Backend {
+            store: app.store.clone(),
+            snapshotter,
+            registry: crate::image_cmd::registry(app)?,
+            root: app.root().to_path_buf(),
+            compression,
+            source_date_epoch,
+            mounted: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Unmounts whatever is still mounted (after a failed build).
+    pub(crate) fn cleanup(&self) {
+        let left: Vec<PathBuf> = self
+            .mounted
+            .lock()
+            .map(|mut m| std::mem::take(&mut *m))
+            .unwrap_or_default();
+        for p in left {
+            let _ = LinuxSys.umount(&p, true);
+            let _ = std::fs::remove_dir(&p);
+        }
+    }
+
+    fn pull(&self, reference: &str, platform: &Platform) -> Result<kiln_content::ImageRecord> {
+        let r: Reference = reference
+            .parse()
+            .with_context(|| format!("invalid reference {reference:?}"))?;
+        println!("Pulling {}", r.familiar());
+        let record = crate::image_cmd::block_on(self.registry.pull(
+            &r,
+            platform,
+            &self.store,
+            &kiln_registry::NoProgress,
+        ))??;
+        Ok(record)
+    }
+
+    fn top_snapshot(&self, image: &Digest) -> Result<Option<String>> {
+        Ok(kiln_image::ensure_unpacked(
+            &self.store,
+            &*self.snapshotter,
+            image,
+            &kiln_image::UnpackOptions::default(),
+        )?)
+    }
+
+    fn info(&self, id: Digest) -> Result<ImageInfo> {
+        let cfg = kiln_image::image_config(&self.store, &id)?;
+        let config = match &cfg.config {
+            Some(c) => serde_json::from_value(serde_json::to_value(c)?)?,
+            None => kiln_build::ImageConfig::default(),
+        };
+        Ok(ImageInfo {
+            id: ImageId(id.to_string()),
+            config,
+            platform: BuildPlatform {
+                os: cfg.os.clone(),
+                architecture: cfg.architecture.clone(),
+                variant: cfg.variant.clone(),
+            },
+        })
+    }
+
+    fn do_commit(&self, req: &CommitRequest<'_>) -> Result<ImageId> {
+        let (mut config, layers) = match req.parent {
+            Some(p) => {
+                let img = kiln_image::read_image(
+                    &self.store,
+                    &digest_of(p).map_err(|e| anyhow::anyhow!("{e}"))?,
+                )?;
+                (img.config, img.manifest.layers)
+            }
+            None => (
+                ImageConfig::new(&req.platform.os, &req.platform.architecture),
+                Vec::new(),
+            ),
+        };
+        config.variant.clone_from(&req.platform.variant);
+        config.created = Some(req.created.to_owned());
+        config.author = req.author.map(str::to_owned).or(config.author.take());
+        let cc: kiln_image::ContainerConfig =
+            serde_json::from_value(serde_json::to_value(req.config)?)?;
+        config.config = Some(cc);
+        let entry = HistoryEntry {
+            created: req.history.created.clone(),
+            created_by: req.history.created_by.clone(),
+            author: req.history.author.clone(),
+            comment: req.history.comment.clone(),
+            empty_layer: req.history.empty_layer,
+            ..HistoryEntry::default()
+        };
+        let mut record = match req.rootfs {
+            Some(rootfs) => {
+                let opts = kiln_image::CommitOptions {
+                    compression: self.compression,
+                    diff: DiffOptions {
+                        source_date_epoch: self.source_date_epoch,
+                    },
+                    history: entry,
+                    tags: Vec::new(),
+                    // Docker records a layer even for a RUN that changed nothing.
+                    skip_empty_layer: false,
+                    commit_snapshot: true,
+                };
+                kiln_image::commit_layer(
+                    &self.store,
+                    &*self.snapshotter,
+                    &rootfs.key,
+                    config,
+                    layers,
+                    &opts,
+                )?
+                .record
+            }
+            None => {
+                config.push_empty_history(entry);
+                kiln_image::write_image(&self.store, &config, layers, &[])?
+            }
+        };
+        if let Some(p) = req.parent {
+            record
+                .annotations
+                .insert(PARENT_ANNOTATION.to_owned(), p.0.clone());
+            self.store.put_image(&record)?;
+        }
+        Ok(ImageId(record.id.to_string()))
+    }
+}
+
+impl ImageBackend for Backend {
+    fn resolve(
+        &self,
+        reference: &str,
+        platform: &BuildPlatform,
+        pull: PullPolicy,
+    ) -> Result<ImageInfo, BackendError> {
+        let local = self.store.resolve_image(reference);
+        let is_id = reference.starts_with("sha256:");
+        let record = match (local, pull) {
+            (Ok(r), PullPolicy::Missing) => r,
+            (Ok(r), PullPolicy::Always) if is_id => r,
+            (Err(kiln_content::Error::NoSuchImage(_)), _) | (Ok(_), PullPolicy::Always) => {
+                if is_id {
+                    return Err(format!("no such image: {reference}").into());
+                }
+                self.pull(reference, &content_platform(platform)?)
+                    .map_err(boxed)?
+            }
+            (Err(e), _) => return Err(boxed(e)),
+        };
+        self.info(record.id).map_err(boxed)
+    }
+
+    fn prepare(
+        &self,
+        key: &str,
+        parent: Option<&ImageId>,
+    ) -> Result<kiln_build::Rootfs, BackendError> {
+        let top = match parent {
+            Some(p) => self.top_snapshot(&digest_of(p)?).map_err(boxed)?,
+            None => None,
+        };
+        let mounts = self
+            .snapshotter
+            .prepare(key, top.as_deref())
+            .map_err(boxed)?;
+        Ok(kiln_build::Rootfs {
+            key: key.to_owned(),
+            mounts: mounts
+                .into_iter()
+                .map(|m| MountSpec {
+                    fstype: m.fstype,
+                    source: m.source,
+                    options: m.options,
+                })
+                .collect(),
+        })
+    }
+
+    fn mount(&self, rootfs: &kiln_build::Rootfs) -> Result<PathBuf, BackendError> {
+        let first = rootfs
+            .mounts
+            .first()
+            .ok_or("the root filesystem has no mounts")?;
+        if first.fstype == "bind" {
+            return Ok(PathBuf::from(&first.source));
+        }
+        let target = self.root.join("build").join("mnt").join(&rootfs.key);
+        std::fs::create_dir_all(&target)
+            .map_err(|e| boxed(anyhow::anyhow!("cannot create {}: {e}", target.display())))?;
+        let data = first.options.join(",");
+        LinuxSys
+            .mount(
+                Some(Path::new(&first.source)),
+                &target,
+                Some(&first.fstype),
+                MountFlags::NONE,
+                Some(&data),
+            )
+            .map_err(|e| {
+                boxed(anyhow::anyhow!(
+                    "cannot mount the root filesystem of {}: {e}",
+                    rootfs.key
+                ))
+            })?;
+        if let Ok(mut m) = self.mounted.lock() {
+            m.push(target.clone());
+        }
+        Ok(target)
+    }
+
+    fn unmount(&self, rootfs: &kiln_build::Rootfs) -> Result<(), BackendError> {
+        if rootfs.mounts.first().is_some_and(|m| m.fstype == "bind") {
+            return Ok(());
+        }
+        let target = self.root.join("build").join("mnt").join(&rootfs.key);
+        LinuxSys
+            .umount(&target, false)
+            .map_err(|e| boxed(anyhow::anyhow!("cannot unmount {}: {e}", target.display())))?;
+        if let Ok(mut m) = self.mounted.lock() {
+            m.retain(|p| p != &target);
+        }
+        let _ = std::fs::remove_dir(&target);
+        Ok(())
+    }
+
+    fn commit(&self, req: &CommitRequest<'_>) -> Result<ImageId, BackendError> {
+        self.do_commit(req).map_err(boxed)
+    }
+
+    fn discard(&self, rootfs: &kiln_build::Rootfs) -> Result<(), BackendError> {
+        self.snapshotter.remove(&rootfs.key).map_err(boxed)
+    }
+
+    fn tag(&self, image: &ImageId, name: &str) -> Result<(), BackendError> {
+        let r: Reference = name.parse().map_err(boxed)?;
+        self.store
+            .tag_image(&r, &digest_of(image)?)
+            .map_err(boxed)?;
+        Ok(())
+    }
+}
+
+/// A cache record as stored: kiln-build's record under a stable file name.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredCacheRecord {
+    id: String,
+    record: CacheRecord,
+}
+
+impl Record for StoredCacheRecord {
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+const CACHE_KIND: &str = "buildcache";
+
+/// The step cache, as store records.
+pub(crate) struct Cache {
+    store: Store,
+    records: kiln_content::Records<StoredCacheRecord>,
+}
+
+impl Cache {
+    pub(crate) fn new(app: &App) -> Result<Cache> {
+        Ok(Cache {
+            store: app.store.clone(),
+            records: app.store.records(CACHE_KIND)?,
+        })
+    }
+}
+
+fn parent_key(parent: Option<&ImageId>) -> &str {
+    parent.map_or("scratch", |p| p.0.as_str())
+}
+
+impl BuildCache for Cache {
+    fn children(&self, parent: Option<&ImageId>) -> Result<Vec<CacheRecord>, BackendError> {
+        let want = parent_key(parent);
+        let mut out = Vec::new();
+        for r in self.records.list().map_err(boxed)? {
+            if parent_key(r.record.parent.as_ref()) != want {
+                continue;
+            }
+            let alive = r
+                .record
+                .image
+                .0
+                .parse::<Digest>()
+                .ok()
+                .and_then(|d| self.store.get_image(&d).ok().flatten())
+                .is_some();
+            if alive {
+                out.push(r.record);
+            } else {
+                let _ = self.records.remove(&r.id);
+            }
+        }
+        Ok(out)
+    }
+
+    fn record(&self, record: &CacheRecord) -> Result<(), BackendError> {
+        let id = Digest::of(
+            format!("{}\n{}", parent_key(record.parent.as_ref()), record.key).as_bytes(),
+        )
+        .hex();
+        self.records
+            .put(&StoredCacheRecord {
+                id,
+                record: record.clone(),
+            })
+            .map_err(boxed)
+    }
+}
+
+/// Images the build cache points at.
+pub(crate) fn cached_images(app: &App) -> Result<BTreeSet<Digest>> {
+    let records: kiln_content::Records<StoredCacheRecord> = app.store.records(CACHE_KIND)?;
+    Ok(records
+        .list()?
+        .iter()
+        .filter_map(|r| r.record.image.0.parse().ok())
+        .collect())
+}
+
+/// Removes every cache record; returns how many.
+pub(crate) fn clear_cache(app: &App) -> Result<usize> {
+    let records: kiln_content::Records<StoredCacheRecord> = app.store.records(CACHE_KIND)?;
+    let all = records.list()?;
+    for r in &all {
+        records.remove(&r.id)?;
+    }
+    Ok(all.len())
+}
+
+/// Number of cache records.
+pub(crate) fn cache_record_count(app: &App) -> Result<usize> {
+    let records: kiln_content::Records<StoredCacheRecord> = app.store.records(CACHE_KIND)?;
+    Ok(records.list()?.len())
+}
+
+/// Runs RUN steps in real containers.
+pub(crate) struct Runner {
+    root: PathBuf,
+}
+
+impl Runner {
+    pub(crate) fn new(app: &App) -> Runner {
+        Runner {
+            root: app.root().to_path_buf(),
+        }
+    }
+
+    /// The spec mounts of a step's extra mounts, plus host paths to clean afterwards.
+    fn step_mounts(&self, id: &str, mounts: &[StepMount], scratch: &Path) -> Result<Vec<Mount>> {
+        let mut out = Vec::new();
+        for (n, m) in mounts.iter().enumerate() {
+            let built = match m {
+                StepMount::Bind {
+                    source,
+                    target,
+                    readonly,
+                } => {
+                    let src = if *readonly {
+                        source.clone()
+                    } else {
+                        // Writes must not reach the source: give the step a copy.
+                        let copy = scratch.join(format!("bind{n}"));
+                        if source.is_dir() {
+                            kiln_snapshot::copy_tree(source, &copy).with_context(|| {
+                                format!("cannot copy {} for a bind mount", source.display())
+                            })?;
+                        } else {
+                            std::fs::copy(source, &copy).with_context(|| {
+                                format!("cannot copy {} for a bind mount", source.display())
+                            })?;
+                        }
+                        copy
+                    };
+                    bind(&src, target, *readonly)?
+                }
+                StepMount::Cache {
+                    id: cache_id,
+                    target,
+                    readonly,
+                    uid,
+                    gid,
+                    mode,
+                    ..
+                } => {
+                    let dir = self
+                        .root
+                        .join("build")
+                        .join("cache-mounts")
+                        .join(Digest::of(cache_id.as_bytes()).hex());
+                    if !dir.exists() {
+                        std::fs::create_dir_all(&dir)
+                            .with_context(|| format!("cannot create {}", dir.display()))?;
+                        std::os::unix::fs::chown(&dir, Some(*uid), Some(*gid))
+                            .with_context(|| format!("cannot chown {}", dir.display()))?;
+                        use std::os::unix::fs::PermissionsExt as _;
+                        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(*mode))
+                            .with_context(|| format!("cannot chmod {}", dir.display()))?;
+                    }
+                    bind(&dir, target, *readonly)?
+                }
+                StepMount::Tmpfs { target, size } => {
+                    let mut opts = vec!["nosuid".to_owned(), "nodev".to_owned()];
+                    if let Some(s) = size {
+                        opts.push(format!("size={s}"));
+                    }
+                    MountBuilder::default()
+                        .destination(target)
+                        .typ("tmpfs")
+                        .source("tmpfs")
+                        .options(opts)
+                        .build()?
+                }
+                StepMount::Secret {
+                    source,
+                    target,
+                    mode,
+                    uid,
+                    gid,
+                } => {
+                    let copy = scratch.join(format!("secret{n}"));
+                    std::fs::copy(source, &copy)
+                        .with_context(|| format!("cannot read secret {}", source.display()))?;
+                    std::os::unix::fs::chown(&copy, Some(*uid), Some(*gid))
+                        .context("cannot chown a secret")?;
+                    use std::os::unix::fs::PermissionsExt as _;
+                    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(*mode))
+                        .context("cannot chmod a secret")?;
+                    bind(&copy, target, true)?
+                }
+            };
+            out.push(built);
+        }
+        let _ = id;
+        Ok(out)
+    }
+
+    fn run_step(&self, step: &RunStep<'_>, output: &mut dyn OutputSink) -> Result<i32> {
+        let id = step.container_id;
+        let state_dir = self.root.join("containers").join(id);
+        let scratch = self.root.join("build").join("steps").join(id);
+        std::fs::create_dir_all(&scratch)
+            .with_context(|| format!("cannot create {}", scratch.display()))?;
+        let result = self.run_in(step, output, &state_dir, &scratch);
+        let _ = Runtime::default().delete(&state_dir, true);
+        let _ = std::fs::remove_dir_all(&scratch);
+        result
+    }
+
+    fn run_in(
+        &self,
+        step: &RunStep<'_>,
+        output: &mut dyn OutputSink,
+        state_dir: &Path,
+        scratch: &Path,
+    ) -> Result<i32> {
+        let id = step.container_id;
+        let hostname = id.get(..12).unwrap_or(id).to_owned();
+        let etc_dir = scratch.join("etc");
+        std::fs::create_dir_all(&etc_dir)
+            .with_context(|| format!("cannot create {}", etc_dir.display()))?;
+        let network = match step.network {
+            kiln_build::NetworkMode::Host => kiln_runtime::NetworkMode::Host,
+            kiln_build::NetworkMode::None => kiln_runtime::NetworkMode::None,
+        };
+        let resolv = if network == kiln_runtime::NetworkMode::Host {
+            std::fs::read_to_string("/etc/resolv.conf").ok()
+        } else {
+            None
+        };
+        let etc = kiln_runtime::write_etc_files(&etc_dir, &hostname, resolv.as_deref())?;
+        let rootfs_mounts: Vec<kiln_snapshot::Mount> = step
+            .rootfs
+            .mounts
+            .iter()
+            .map(|m| kiln_snapshot::Mount {
+                fstype: m.fstype.clone(),
+                source: m.source.clone(),
+                options: m.options.clone(),
+            })
+            .collect();
+        let stubs = MountStubs::before(&rootfs_mounts, step.mounts);
+        let spec = kiln_runtime::docker_spec(&DockerSpecOptions {
+            args: step.args.to_vec(),
+            env: step.env.to_vec(),
+            cwd: step.cwd.to_owned(),
+            hostname,
+            network,
+            etc_files: Some(etc),
+            mounts: self.step_mounts(id, step.mounts, scratch)?,
+            ..DockerSpecOptions::default()
+        })?;
+        let cfg = ContainerConfig {
+            id: id.parse()?,
+            spec,
+            rootfs: rootfs_mounts.into_iter().map(rootfs_mount).collect(),
+            state_dir: state_dir.to_path_buf(),
+            user: (!step.user.is_empty()).then(|| step.user.to_owned()),
+            init: false,
+        };
+        let (mut reader, writer) = std::io::pipe().context("cannot create a pipe")?;
+        let writer2 = writer.try_clone().context("cannot duplicate a pipe")?;
+        let stdio = StdioConfig {
+            stdin: Stdio::Null,
+            stdout: Stdio::Fd(writer.into()),
+            stderr: Stdio::Fd(writer2.into()),
+            tty: false,
+        };
+        let started = Runtime::default().start(&cfg, stdio);
+        let fg = match started {
+            Ok(fg) => fg,
+            Err(e) => {
+                let code = e.exit_code();
+                if code == 126 || code == 127 {
+                    output.write(Stream::Stderr, format!("{e}\n").as_bytes());
+                    stubs.clean(&cfg.rootfs);
+                    return Ok(code);
+                }
+                return Err(e.into());
+            }
+        };
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => output.write(Stream::Stdout, &buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e).context("cannot read the step's output"),
+            }
+        }
+        let status = fg.wait()?;
+        stubs.clean(&cfg.rootfs);
+        Ok(status.code())
+    }
+}
+
+fn bind(source: &Path, target: &str, readonly: bool) -> Result<Mount> {
+    let mut opts = vec!["rbind".to_owned()];
+    if readonly {
+        opts.push("ro".to_owned());
+    }
+    Ok(MountBuilder::default()
+        .destination(target)
+        .typ("bind")
+        .source(source)
+        .options(opts)
+        .build()?)
+}
+
+/// Mount points a step's extra mounts will create in its rootfs, so that
+/// they can be removed again: a RUN's mounts leave no trace in its layer.
+struct MountStubs {
+    missing: Vec<PathBuf>,
+}
+
+/// The directories making up a rootfs: the writable one first, then the lowers.
+fn layer_dirs(mounts: &[kiln_snapshot::Mount]) -> Vec<PathBuf> {
+    let Some(first) = mounts.first() else {
+        return Vec::new();
+    };
+    if first.fstype == "bind" {
+        return vec![PathBuf::from(&first.source)];
+    }
+    let mut dirs = Vec::new();
+    let opt = |k: &str| {
+        first
+            .options
+            .iter()
+            .find_map(|o| o.strip_prefix(k))
+            .map(str::to_owned)
+    };
+    if let Some(u) = opt("upperdir=") {
+        dirs.push(PathBuf::from(u));
+    }
+    if let Some(l) = opt("lowerdir=") {
+        dirs.extend(l.split(':').map(PathBuf::from));
+    }
+    dirs
+}
+
+impl MountStubs {
+    fn before(rootfs: &[kiln_snapshot::Mount], mounts: &[StepMount]) -> MountStubs {
+        let dirs = layer_dirs(rootfs);
+        let mut missing = Vec::new();
+        for m in mounts {
+            let target = match m {
+                StepMount::Bind { target, .. }
+                | StepMount::Cache { target, .. }
+                | StepMount::Tmpfs { target, .. }
+                | StepMount::Secret { target, .. } => target,
+            };
+            // The target and each of its parents that no layer has yet.
+            let mut p = PathBuf::from(target.trim_start_matches('/'));
+            loop {
+                if p.as_os_str().is_empty() {
+                    break;
+                }
+                let exists = dirs.iter().any(|d| d.join(&p).symlink_metadata().is_ok());
+                if exists {
+                    break;
+                }
+                missing.push(p.clone());
+                if !p.pop() {
+                    break;
+                }
+            }
+        }
+        MountStubs { missing }
+    }
+
+    /// Removes the stubs (empty files and directories) from the writable dir.
+    fn clean(&self, rootfs: &[kiln_runtime::RootfsMount]) {
+        let Some(first) = rootfs.first() else { return };
+        let upper = if first.fstype == "bind" {
+            first.source.clone()
+        } else {
+            match first
+                .options
+                .iter()
+                .find_map(|o| o.strip_prefix("upperdir="))
+            {
+                Some(u) => PathBuf::from(u),
+                None => return,
+            }
+        };
+        // Deepest first, so parents are empty when their turn comes.
+        let mut paths = self.missing.clone();
+        paths.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+        for p in paths {
+            let full = upper.join(&p);
+            match full.symlink_metadata() {
+                Ok(m) if m.is_dir() => {
+                    let _ = std::fs::remove_dir(&full);
+                }
+                Ok(m) if m.is_file() && m.len() == 0 => {
+                    let _ = std::fs::remove_file(&full);
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+impl StepRunner for Runner {
+    fn run(&self, step: &RunStep<'_>, output: &mut dyn OutputSink) -> Result<i32, BackendError> {
+        self.run_step(step, output).map_err(boxed)
+    }
+}

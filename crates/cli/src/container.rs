@@ -1,0 +1,436 @@
+//! Container records and the image-to-spec conversion: what `kiln create`
+//! stores, and how a record becomes a runtime `ContainerConfig` the way
+//! Docker turns an image and `docker run` flags into a container.
+
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result, bail};
+use kiln_content::{Digest, Record};
+use kiln_runtime::oci_spec::runtime::{Mount, MountBuilder};
+use kiln_runtime::{ContainerConfig, DockerSpecOptions, NetworkMode, Resources, RootfsMount};
+use serde::{Deserialize, Serialize};
+
+use crate::app::App;
+
+/// The records kind containers are stored under.
+pub(crate) const KIND: &str = "containers";
+
+/// A bind mount or tmpfs given with `-v` / `--tmpfs`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct VolumeSpec {
+    /// Host path (bind) or empty (tmpfs).
+    pub(crate) source: String,
+    /// Path in the container.
+    pub(crate) target: String,
+    /// Read-only.
+    pub(crate) readonly: bool,
+    /// `tmpfs` instead of a bind mount.
+    pub(crate) tmpfs: bool,
+}
+
+/// Everything `kiln create` decided, kept so that `start` can start it again.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ContainerRecord {
+    /// 64 hex digits.
+    pub(crate) id: String,
+    /// Unique name (Docker generates one when none is given).
+    pub(crate) name: String,
+    /// The image as the user named it.
+    pub(crate) image: String,
+    /// The image ID.
+    pub(crate) image_id: Digest,
+    /// RFC 3339 creation time.
+    pub(crate) created: String,
+    /// Entrypoint + Cmd, combined.
+    pub(crate) args: Vec<String>,
+    /// `KEY=VALUE`.
+    pub(crate) env: Vec<String>,
+    /// Working directory.
+    pub(crate) cwd: String,
+    /// User (`""`: root).
+    pub(crate) user: String,
+    /// Hostname.
+    pub(crate) hostname: String,
+    /// `host` or `none`.
+    pub(crate) network: String,
+    /// `-t`.
+    pub(crate) tty: bool,
+    /// `-i`.
+    pub(crate) interactive: bool,
+    /// `--init`.
+    pub(crate) init: bool,
+    /// `--read-only`.
+    pub(crate) read_only: bool,
+    /// `--rm`.
+    pub(crate) auto_remove: bool,
+    /// Volumes and tmpfs mounts.
+    pub(crate) volumes: Vec<VolumeSpec>,
+    /// `--cap-add`.
+    pub(crate) cap_add: Vec<String>,
+    /// `--cap-drop`.
+    pub(crate) cap_drop: Vec<String>,
+    /// `--security-opt no-new-privileges`.
+    pub(crate) no_new_privileges: bool,
+    /// `--security-opt seccomp=unconfined`.
+    pub(crate) seccomp_unconfined: bool,
+    /// `--memory` in bytes.
+    pub(crate) memory: Option<i64>,
+    /// `--pids-limit`.
+    pub(crate) pids_limit: Option<i64>,
+    /// `--cpus`.
+    pub(crate) cpus: Option<f64>,
+    /// `--cpu-shares`.
+    pub(crate) cpu_shares: Option<u64>,
+    /// The image's StopSignal (`SIGTERM` when unset).
+    pub(crate) stop_signal: Option<String>,
+    /// The snapshot holding the container's writable layer.
+    pub(crate) snapshot: String,
+    /// Set once the container was started at least once.
+    #[serde(default)]
+    pub(crate) started: bool,
+}
+
+impl Record for ContainerRecord {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn name(&self) -> Option<&str> {
+        Some(&self.name)
+    }
+}
+
+impl ContainerRecord {
+    /// The runtime's state directory for this container.
+    pub(crate) fn state_dir(&self, app: &App) -> PathBuf {
+        app.root().join("containers").join(&self.id)
+    }
+
+    /// The file detached output goes to.
+    pub(crate) fn log_path(&self, app: &App) -> PathBuf {
+        app.root()
+            .join("containers")
+            .join(format!("{}.log", self.id))
+    }
+
+    /// The directory of the per-container `/etc/hosts`, `hostname`, `resolv.conf`.
+    fn etc_dir(&self, app: &App) -> PathBuf {
+        app.root()
+            .join("containers")
+            .join(format!("{}.etc", self.id))
+    }
+
+    /// The runtime config for this container, its rootfs taken from the snapshotter.
+    pub(crate) fn runtime_config(&self, app: &mut App) -> Result<ContainerConfig> {
+        let snapshotter = app.snapshotter()?;
+        let mounts = snapshotter.mounts(&self.snapshot).with_context(|| {
+            format!(
+                "cannot find the root filesystem of container {}",
+                &self.id[..12]
+            )
+        })?;
+        let etc_dir = self.etc_dir(app);
+        std::fs::create_dir_all(&etc_dir)
+            .with_context(|| format!("cannot create {}", etc_dir.display()))?;
+        let resolv = if self.network == "host" {
+            std::fs::read_to_string("/etc/resolv.conf").ok()
+        } else {
+            None
+        };
+        let etc = kiln_runtime::write_etc_files(&etc_dir, &self.hostname, resolv.as_deref())?;
+        let mut extra = Vec::new();
+        for v in &self.volumes {
+            extra.push(volume_mount(v)?);
+        }
+        let spec = kiln_runtime::docker_spec(&DockerSpecOptions {
+            args: self.args.clone(),
+            env: self.env.clone(),
+            cwd: self.cwd.clone(),
+            hostname: self.hostname.clone(),
+            network: network_mode(&self.network)?,
+            tty: self.tty,
+            read_only: self.read_only,
+            cap_add: self.cap_add.clone(),
+            cap_drop: self.cap_drop.clone(),
+            no_new_privileges: self.no_new_privileges,
+            seccomp_unconfined: self.seccomp_unconfined,
+            resources: Resources {
+                memory: self.memory,
+                memory_swap: None,
+                pids_limit: self.pids_limit,
+                cpus: self.cpus,
+                cpu_shares: self.cpu_shares,
+            },
+            etc_files: Some(etc),
+            mounts: extra,
+        })?;
+        Ok(ContainerConfig {
+            id: self.id.parse()?,
+            spec,
+            rootfs: mounts.into_iter().map(rootfs_mount).collect(),
+            state_dir: self.state_dir(app),
+            user: if self.user.is_empty() {
+                None
+            } else {
+                Some(self.user.clone())
+            },
+            init: self.init,
+        })
+    }
+
+    /// Removes the container's files (state, log, etc files) but not its record or snapshot.
+    pub(crate) fn remove_files(&self, app: &App) {
+        let _ = std::fs::remove_dir_all(self.state_dir(app));
+        let _ = std::fs::remove_dir_all(self.etc_dir(app));
+        let _ = std::fs::remove_file(self.log_path(app));
+    }
+}
+
+/// A snapshot mount description as the runtime takes it.
+pub(crate) fn rootfs_mount(m: kiln_snapshot::Mount) -> RootfsMount {
+    RootfsMount {
+        fstype: m.fstype,
+        source: m.source.into(),
+        options: m.options,
+    }
+}
+
+/// `host` or `none`; Docker's other modes need a bridge, which kiln does not make.
+pub(crate) fn network_mode(name: &str) -> Result<NetworkMode> {
+    match name {
+        "host" => Ok(NetworkMode::Host),
+        "none" => Ok(NetworkMode::None),
+        other => bail!(
+            "network mode {other:?} is not supported: kiln supports `host` and `none` (no bridge networks)"
+        ),
+    }
+}
+
+fn volume_mount(v: &VolumeSpec) -> Result<Mount> {
+    let mut b = MountBuilder::default().destination(&v.target);
+    if v.tmpfs {
+        b = b.typ("tmpfs").source("tmpfs").options(vec![
+            "nosuid".into(),
+            "nodev".into(),
+            "noexec".into(),
+            "mode=1777".into(),
+        ]);
+    } else {
+        let mut opts = vec!["rbind".to_owned(), "rprivate".to_owned()];
+        if v.readonly {
+            opts.push("ro".into());
+        }
+        b = b.typ("bind").source(&v.source).options(opts);
+    }
+    b.build()
+        .with_context(|| format!("invalid mount {}", v.target))
+}
+
+/// Parses `-v HOST:CTR[:ro|rw]`.
+pub(crate) fn parse_volume(s: &str) -> Result<VolumeSpec> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let (source, target, mode) = match parts.as_slice() {
+        [h, c] => (*h, *c, ""),
+        [h, c, m] => (*h, *c, *m),
+        _ => bail!("invalid volume specification {s:?}: expected HOST:CONTAINER[:ro]"),
+    };
+    if !source.starts_with('/') {
+        bail!(
+            "invalid volume specification {s:?}: named volumes are not supported, the host path must be absolute"
+        );
+    }
+    if !target.starts_with('/') {
+        bail!("invalid volume specification {s:?}: the container path must be absolute");
+    }
+    let readonly = match mode {
+        "" | "rw" => false,
+        "ro" => true,
+        other => bail!("invalid volume specification {s:?}: unknown mode {other:?}"),
+    };
+    if !std::path::Path::new(source).exists() {
+        std::fs::create_dir_all(source)
+            .with_context(|| format!("cannot create the volume source {source}"))?;
+    }
+    Ok(VolumeSpec {
+        source: source.to_owned(),
+        target: target.to_owned(),
+        readonly,
+        tmpfs: false,
+    })
+}
+
+/// Combines Entrypoint and Cmd as Docker does: `--entrypoint` replaces the
+/// image's entrypoint and drops its Cmd; command-line arguments replace Cmd.
+pub(crate) fn combine_args(
+    image_entrypoint: Option<&[String]>,
+    image_cmd: Option<&[String]>,
+    entrypoint: Option<&str>,
+    cmd: &[String],
+) -> Vec<String> {
+    let ep: Vec<String> = match entrypoint {
+        Some("") => Vec::new(),
+        Some(e) => vec![e.to_owned()],
+        None => image_entrypoint.map(<[String]>::to_vec).unwrap_or_default(),
+    };
+    let cmd: Vec<String> = if !cmd.is_empty() {
+        cmd.to_vec()
+    } else if entrypoint.is_some() {
+        Vec::new()
+    } else {
+        image_cmd.map(<[String]>::to_vec).unwrap_or_default()
+    };
+    ep.into_iter().chain(cmd).collect()
+}
+
+/// Merges `-e` values into the image's env: `K=V` sets, a bare `K` copies the
+/// host's value (or is dropped when the host has none), later wins.
+pub(crate) fn merge_env(image_env: &[String], overrides: &[String]) -> Vec<String> {
+    let mut env: Vec<String> = image_env.to_vec();
+    for o in overrides {
+        let entry = match o.split_once('=') {
+            Some(_) => o.clone(),
+            None => match std::env::var(o) {
+                Ok(v) => format!("{o}={v}"),
+                Err(_) => continue,
+            },
+        };
+        let key = entry.split('=').next().unwrap_or_default().to_owned();
+        env.retain(|e| e.split('=').next() != Some(key.as_str()));
+        env.push(entry);
+    }
+    env
+}
+
+/// Reads an `--env-file`: `K=V` or `K` lines; `#` comments and blank lines skipped.
+pub(crate) fn read_env_file(path: &str) -> Result<Vec<String>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read env file {path}"))?;
+    Ok(text
+        .lines()
+        .map(str::trim_start)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_owned)
+        .collect())
+}
+
+/// Parses Docker's memory sizes: `512m`, `1g`, `1048576`, `100k`.
+pub(crate) fn parse_bytes(s: &str) -> Result<i64> {
+    let lower = s.trim().to_ascii_lowercase();
+    let lower = lower.strip_suffix('b').unwrap_or(&lower);
+    let (num, mult) = match lower.chars().last() {
+        Some('k') => (&lower[..lower.len() - 1], 1i64 << 10),
+        Some('m') => (&lower[..lower.len() - 1], 1 << 20),
+        Some('g') => (&lower[..lower.len() - 1], 1 << 30),
+        _ => (lower, 1),
+    };
+    let n: f64 = num.parse().with_context(|| format!("invalid size {s:?}"))?;
+    if !(n.is_finite() && n >= 0.0) {
+        bail!("invalid size {s:?}");
+    }
+    Ok((n * mult as f64) as i64)
+}
+
+/// Docker-style generated names: `<adjective>_<scientist>`.
+pub(crate) fn random_name(seed: &[u8]) -> String {
+    const LEFT: [&str; 16] = [
+        "admiring", "bold", "brave", "clever", "eager", "festive", "gallant", "happy", "jolly",
+        "keen", "lucid", "modest", "nifty", "quirky", "serene", "vibrant",
+    ];
+    const RIGHT: [&str; 16] = [
+        "archimedes",
+        "babbage",
+        "curie",
+        "darwin",
+        "euler",
+        "faraday",
+        "gauss",
+        "hopper",
+        "kepler",
+        "lovelace",
+        "noether",
+        "pascal",
+        "ritchie",
+        "shannon",
+        "turing",
+        "wozniak",
+    ];
+    let a = seed.first().copied().unwrap_or(0) as usize % LEFT.len();
+    let b = seed.get(1).copied().unwrap_or(0) as usize % RIGHT.len();
+    format!("{}_{}", LEFT[a], RIGHT[b])
+}
+
+/// 32 random bytes from the kernel.
+pub(crate) fn random_bytes() -> Result<[u8; 32]> {
+    use std::io::Read as _;
+    let mut buf = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .context("cannot read /dev/urandom")?;
+    Ok(buf)
+}
+
+/// A new 64-hex container ID.
+pub(crate) fn new_id() -> Result<(String, [u8; 32])> {
+    let bytes = random_bytes()?;
+    Ok((bytes.iter().map(|b| format!("{b:02x}")).collect(), bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn entrypoint_and_cmd_combine_as_docker() {
+        let ep = v(&["/entry"]);
+        let cmd = v(&["a", "b"]);
+        assert_eq!(
+            combine_args(Some(&ep), Some(&cmd), None, &[]),
+            v(&["/entry", "a", "b"])
+        );
+        assert_eq!(
+            combine_args(Some(&ep), Some(&cmd), None, &v(&["x"])),
+            v(&["/entry", "x"])
+        );
+        assert_eq!(
+            combine_args(Some(&ep), Some(&cmd), Some("sh"), &[]),
+            v(&["sh"])
+        );
+        assert_eq!(
+            combine_args(None, Some(&cmd), Some("sh"), &v(&["-c", "true"])),
+            v(&["sh", "-c", "true"])
+        );
+        assert_eq!(
+            combine_args(Some(&ep), Some(&cmd), Some(""), &v(&["ls"])),
+            v(&["ls"])
+        );
+    }
+
+    #[test]
+    fn env_overrides_replace_by_key() {
+        let env = merge_env(&v(&["PATH=/bin", "A=1"]), &v(&["A=2", "B=3"]));
+        assert_eq!(env, v(&["PATH=/bin", "A=2", "B=3"]));
+    }
+
+    #[test]
+    fn volumes_parse_and_reject_bad_forms() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spec = format!("{}:/data:ro", dir.path().display());
+        let vol = parse_volume(&spec).expect("valid volume");
+        assert!(vol.readonly);
+        assert_eq!(vol.target, "/data");
+        assert!(parse_volume("named:/data").is_err());
+        assert!(parse_volume("/x:relative").is_err());
+        assert!(parse_volume("/x:/y:zz").is_err());
+    }
+
+    #[test]
+    fn memory_sizes_parse() {
+        assert_eq!(parse_bytes("512m").expect("size"), 512 << 20);
+        assert_eq!(parse_bytes("1g").expect("size"), 1 << 30);
+        assert_eq!(parse_bytes("1024").expect("size"), 1024);
+        assert!(parse_bytes("lots").is_err());
+    }
+}

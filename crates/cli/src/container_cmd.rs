@@ -1,0 +1,846 @@
+//! Container commands: `run`, `create`, `start`, `ps`, `logs`, `stop`,
+//! `kill`, `wait`, `rm`, `exec`, `container inspect`.
+
+use std::io::{Read as _, Seek as _, Write as _};
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context as _, Result, bail};
+use kiln_content::{Records, Reference};
+use kiln_runtime::{Runtime, Status, StdioConfig};
+
+use crate::app::App;
+use crate::container::{self, ContainerRecord, KIND, VolumeSpec};
+use crate::format;
+
+/// Options shared by `kiln run` and `kiln create`.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct CreateArgs {
+    /// Assign a name to the container.
+    #[arg(long)]
+    name: Option<String>,
+    /// Set environment variables (`KEY=VALUE`, or `KEY` to copy the host's).
+    #[arg(short, long = "env", value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    /// Read environment variables from a file.
+    #[arg(long = "env-file", value_name = "FILE")]
+    env_file: Vec<String>,
+    /// Working directory inside the container.
+    #[arg(short, long)]
+    workdir: Option<String>,
+    /// User (`name`, `uid`, `uid:gid`, `name:group`).
+    #[arg(short, long)]
+    user: Option<String>,
+    /// Overwrite the image's entrypoint.
+    #[arg(long)]
+    entrypoint: Option<String>,
+    /// Network: `none` (default: a namespace with only `lo`) or `host`.
+    #[arg(long, default_value = "none")]
+    network: String,
+    /// Bind mount a host directory (`HOST:CONTAINER[:ro]`).
+    #[arg(short, long = "volume", value_name = "HOST:CONTAINER[:ro]")]
+    volume: Vec<String>,
+    /// Mount a tmpfs at this path.
+    #[arg(long)]
+    tmpfs: Vec<String>,
+    /// Mount the root filesystem read-only.
+    #[arg(long)]
+    read_only: bool,
+    /// Memory limit (`512m`, `1g`).
+    #[arg(short, long)]
+    memory: Option<String>,
+    /// Maximum number of processes.
+    #[arg(long)]
+    pids_limit: Option<i64>,
+    /// Number of CPUs (`1.5`).
+    #[arg(long)]
+    cpus: Option<f64>,
+    /// Relative CPU weight.
+    #[arg(long)]
+    cpu_shares: Option<u64>,
+    /// Container hostname (default: the short container ID).
+    #[arg(long)]
+    hostname: Option<String>,
+    /// Keep standard input open.
+    #[arg(short, long)]
+    interactive: bool,
+    /// Allocate a pseudo-terminal.
+    #[arg(short, long)]
+    tty: bool,
+    /// Run a tiny init as PID 1 that reaps zombies and forwards signals.
+    #[arg(long)]
+    init: bool,
+    /// Add Linux capabilities.
+    #[arg(long)]
+    cap_add: Vec<String>,
+    /// Drop Linux capabilities.
+    #[arg(long)]
+    cap_drop: Vec<String>,
+    /// Security options: `no-new-privileges`, `seccomp=unconfined`.
+    #[arg(long)]
+    security_opt: Vec<String>,
+    /// Platform of the image to pull when missing.
+    #[arg(long)]
+    platform: Option<String>,
+    /// Remove the container when it exits.
+    #[arg(long)]
+    rm: bool,
+    /// The image.
+    image: String,
+    /// The command and its arguments (default: the image's).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+}
+
+/// `kiln run`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct RunArgs {
+    /// Run in the background and print the container ID.
+    #[arg(short, long)]
+    detach: bool,
+    #[command(flatten)]
+    create: CreateArgs,
+}
+
+/// `kiln start`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct StartArgs {
+    /// Attach to the container's output and wait for it.
+    #[arg(short, long)]
+    attach: bool,
+    /// Containers.
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+/// `kiln ps`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct PsArgs {
+    /// Show all containers (default: running ones).
+    #[arg(short, long)]
+    all: bool,
+    /// Print only IDs.
+    #[arg(short, long)]
+    quiet: bool,
+    /// Do not truncate output.
+    #[arg(long)]
+    no_trunc: bool,
+}
+
+/// `kiln logs`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct LogsArgs {
+    /// Follow the output until the container exits.
+    #[arg(short, long)]
+    follow: bool,
+    /// The container.
+    container: String,
+}
+
+/// `kiln stop`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct StopArgs {
+    /// Seconds to wait before killing the container.
+    #[arg(short, long, default_value_t = 10)]
+    time: u64,
+    /// Signal to send first (default: the image's StopSignal, else SIGTERM).
+    #[arg(short, long)]
+    signal: Option<String>,
+    /// Containers.
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+/// `kiln kill`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct KillArgs {
+    /// Signal to send.
+    #[arg(short, long, default_value = "KILL")]
+    signal: String,
+    /// Containers.
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+/// `kiln wait`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct WaitArgs {
+    /// Containers.
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+/// `kiln rm`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct RmArgs {
+    /// Kill and remove running containers.
+    #[arg(short, long)]
+    force: bool,
+    /// Containers.
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+/// `kiln exec`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ExecArgs {
+    /// Keep standard input open.
+    #[arg(short, long)]
+    interactive: bool,
+    /// Allocate a pseudo-terminal.
+    #[arg(short, long)]
+    tty: bool,
+    /// User.
+    #[arg(short, long)]
+    user: Option<String>,
+    /// Working directory.
+    #[arg(short, long)]
+    workdir: Option<String>,
+    /// Extra environment variables.
+    #[arg(short, long = "env")]
+    env: Vec<String>,
+    /// The container.
+    container: String,
+    /// The command.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+}
+
+fn records(app: &App) -> Result<Records<ContainerRecord>> {
+    Ok(app.store.records::<ContainerRecord>(KIND)?)
+}
+
+fn runtime() -> Runtime {
+    Runtime::default()
+}
+
+/// Resolves a container by ID, ID prefix or name.
+pub(crate) fn find(app: &App, name: &str) -> Result<ContainerRecord> {
+    Ok(records(app)?.resolve(name)?)
+}
+
+/// Looks an image up locally, pulling it when missing.
+pub(crate) fn image_or_pull(
+    app: &mut App,
+    name: &str,
+    platform: Option<&str>,
+) -> Result<kiln_content::ImageRecord> {
+    match app.store.resolve_image(name) {
+        Ok(r) => Ok(r),
+        Err(kiln_content::Error::NoSuchImage(_)) => {
+            let reference: Reference = name
+                .parse()
+                .with_context(|| format!("invalid reference {name:?}"))?;
+            eprintln!("Unable to find image '{}' locally", reference.familiar());
+            let platform = crate::image_cmd::platform(platform)?;
+            let quiet = false;
+            crate::image_cmd::pull_image_to(app, &reference, &platform, quiet, true)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn create_record(app: &mut App, a: &CreateArgs) -> Result<ContainerRecord> {
+    let image = image_or_pull(app, &a.image, a.platform.as_deref())?;
+    let top = crate::unpack::ensure_unpacked(app, &image.id)?;
+    let config = kiln_image::image_config(&app.store, &image.id)?;
+    let cc = config.config.clone().unwrap_or_default();
+    let args = container::combine_args(
+        cc.entrypoint.as_deref(),
+        cc.cmd.as_deref(),
+        a.entrypoint.as_deref(),
+        &a.command,
+    );
+    if args.is_empty() {
+        bail!("no command specified");
+    }
+    let mut overrides = Vec::new();
+    for f in &a.env_file {
+        overrides.extend(container::read_env_file(f)?);
+    }
+    overrides.extend(a.env.iter().cloned());
+    let env = container::merge_env(cc.env.as_deref().unwrap_or_default(), &overrides);
+    let mut volumes: Vec<VolumeSpec> = a
+        .volume
+        .iter()
+        .map(|v| container::parse_volume(v))
+        .collect::<Result<_>>()?;
+    for t in &a.tmpfs {
+        if !t.starts_with('/') {
+            bail!("invalid --tmpfs {t:?}: the path must be absolute");
+        }
+        volumes.push(VolumeSpec {
+            source: String::new(),
+            target: t.clone(),
+            readonly: false,
+            tmpfs: true,
+        });
+    }
+    container::network_mode(&a.network)?;
+    let mut no_new_privileges = false;
+    let mut seccomp_unconfined = false;
+    for o in &a.security_opt {
+        match o.as_str() {
+            "no-new-privileges" | "no-new-privileges=true" | "no-new-privileges:true" => {
+                no_new_privileges = true
+            }
+            "seccomp=unconfined" | "seccomp:unconfined" => seccomp_unconfined = true,
+            other => bail!("unsupported --security-opt {other:?}"),
+        }
+    }
+    let (id, seed) = container::new_id()?;
+    let records = records(app)?;
+    let name = match &a.name {
+        Some(n) => {
+            let valid = n.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+                && n.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+            if !valid {
+                bail!("invalid container name {n:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed");
+            }
+            n.clone()
+        }
+        None => {
+            let base = container::random_name(&seed);
+            let taken = records.list()?.iter().any(|r| r.name == base);
+            if taken {
+                format!("{base}_{}", &id[..6])
+            } else {
+                base
+            }
+        }
+    };
+    let snapshotter = app.snapshotter()?;
+    snapshotter
+        .prepare(&id, top.as_deref())
+        .with_context(|| format!("cannot prepare the root filesystem of {}", &id[..12]))?;
+    let rec = ContainerRecord {
+        hostname: a.hostname.clone().unwrap_or_else(|| id[..12].to_owned()),
+        id: id.clone(),
+        name,
+        image: a.image.clone(),
+        image_id: image.id,
+        created: kiln_image::Timestamp::from_system_time(SystemTime::now()).to_string(),
+        args,
+        env,
+        cwd: a
+            .workdir
+            .clone()
+            .or(cc.working_dir.clone())
+            .filter(|w| !w.is_empty())
+            .unwrap_or_else(|| "/".into()),
+        user: a.user.clone().or(cc.user.clone()).unwrap_or_default(),
+        network: a.network.clone(),
+        tty: a.tty,
+        interactive: a.interactive,
+        init: a.init,
+        read_only: a.read_only,
+        auto_remove: a.rm,
+        volumes,
+        cap_add: a.cap_add.clone(),
+        cap_drop: a.cap_drop.clone(),
+        no_new_privileges,
+        seccomp_unconfined,
+        memory: a
+            .memory
+            .as_deref()
+            .map(container::parse_bytes)
+            .transpose()?,
+        pids_limit: a.pids_limit,
+        cpus: a.cpus,
+        cpu_shares: a.cpu_shares,
+        stop_signal: cc.stop_signal.clone(),
+        snapshot: id,
+        started: false,
+    };
+    if let Err(e) = records.put(&rec) {
+        let _ = snapshotter.remove(&rec.snapshot);
+        return Err(e.into());
+    }
+    Ok(rec)
+}
+
+pub(crate) fn create(app: &mut App, a: &CreateArgs) -> Result<u8> {
+    let rec = create_record(app, a)?;
+    println!("{}", rec.id);
+    Ok(0)
+}
+
+/// Runs a container in the foreground and returns its exit code.
+fn run_attached(app: &mut App, rec: &ContainerRecord) -> Result<i32> {
+    let cfg = rec.runtime_config(app)?;
+    mark_started(app, rec)?;
+    let stdio = StdioConfig {
+        stdin: if rec.interactive {
+            kiln_runtime::Stdio::Inherit
+        } else {
+            kiln_runtime::Stdio::Null
+        },
+        tty: rec.tty,
+        ..StdioConfig::default()
+    };
+    let status = runtime().run(&cfg, stdio);
+    let code = match status {
+        Ok(s) => s.code(),
+        Err(e) => {
+            eprintln!("kiln: {e}");
+            e.exit_code()
+        }
+    };
+    // Record how it ended for `ps -a` and `wait`.
+    let _ = std::fs::write(rec.state_dir(app).join("exit-code"), code.to_string());
+    Ok(code)
+}
+
+fn mark_started(app: &App, rec: &ContainerRecord) -> Result<()> {
+    records(app)?.update(&rec.id, |r| r.started = true)?;
+    Ok(())
+}
+
+pub(crate) fn run(app: &mut App, a: &RunArgs) -> Result<u8> {
+    let rec = create_record(app, &a.create)?;
+    if a.detach {
+        if rec.auto_remove {
+            // The supervisor cannot remove store records; keep Docker's flag honest.
+            eprintln!(
+                "kiln: --rm with -d: the container is removed by the next `kiln ps`/`kiln rm` after it exits"
+            );
+        }
+        start_detached(app, &rec)?;
+        println!("{}", rec.id);
+        return Ok(0);
+    }
+    let code = run_attached(app, &rec);
+    if rec.auto_remove {
+        remove(app, &rec, true)?;
+    }
+    Ok(exit_u8(code?))
+}
+
+fn exit_u8(code: i32) -> u8 {
+    u8::try_from(code).unwrap_or(125)
+}
+
+fn start_detached(app: &mut App, rec: &ContainerRecord) -> Result<()> {
+    let cfg = rec.runtime_config(app)?;
+    let log = rec.log_path(app);
+    mark_started(app, rec)?;
+    runtime()
+        .start_detached(&cfg, &log)
+        .with_context(|| format!("cannot start container {}", &rec.id[..12]))?;
+    Ok(())
+}
+
+pub(crate) fn start(app: &mut App, a: &StartArgs) -> Result<u8> {
+    let mut last = 0;
+    for name in &a.containers {
+        let rec = find(app, name)?;
+        if is_running(app, &rec) {
+            if !a.attach {
+                println!("{name}");
+            }
+            continue;
+        }
+        // A restart begins from a clean runtime state; the writable layer stays.
+        let _ = runtime().delete(&rec.state_dir(app), true);
+        if a.attach {
+            last = run_attached(app, &rec)?;
+        } else {
+            start_detached(app, &rec)?;
+            println!("{name}");
+        }
+    }
+    Ok(exit_u8(last))
+}
+
+fn is_running(app: &App, rec: &ContainerRecord) -> bool {
+    runtime()
+        .state(&rec.state_dir(app))
+        .is_ok_and(|s| s.status == Status::Running)
+}
+
+/// Status text and exit code of a container, as `docker ps` shows them.
+fn status_of(app: &App, rec: &ContainerRecord) -> (bool, String, Option<i32>) {
+    let dir = rec.state_dir(app);
+    match runtime().state(&dir) {
+        Ok(s) if s.status == Status::Running => (true, "Up".to_owned(), None),
+        Ok(s) if s.status == Status::Exited => {
+            let code = s
+                .exit
+                .map(|e| e.code())
+                .or_else(|| read_exit_file(app, rec))
+                .unwrap_or(255);
+            (false, format!("Exited ({code})"), Some(code))
+        }
+        _ => match read_exit_file(app, rec) {
+            Some(code) => (false, format!("Exited ({code})"), Some(code)),
+            None if rec.started => (false, "Exited (255)".to_owned(), Some(255)),
+            None => (false, "Created".to_owned(), None),
+        },
+    }
+}
+
+fn read_exit_file(app: &App, rec: &ContainerRecord) -> Option<i32> {
+    std::fs::read_to_string(rec.state_dir(app).join("exit-code"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+pub(crate) fn ps(app: &mut App, a: &PsArgs) -> Result<u8> {
+    let mut recs = records(app)?.list()?;
+    recs.sort_by(|x, y| y.created.cmp(&x.created));
+    let now = SystemTime::now();
+    let mut rows = Vec::new();
+    for rec in &recs {
+        let (running, status, _) = status_of(app, rec);
+        if rec.auto_remove && !running && rec.started {
+            // `run -d --rm`: remove it now that it has exited.
+            let _ = remove(app, rec, true);
+            continue;
+        }
+        if !a.all && !running {
+            continue;
+        }
+        let id = if a.no_trunc {
+            rec.id.clone()
+        } else {
+            rec.id[..12].to_owned()
+        };
+        if a.quiet {
+            rows.push(vec![id]);
+            continue;
+        }
+        let mut command = format!("\"{}\"", rec.args.join(" "));
+        if !a.no_trunc && command.chars().count() > 22 {
+            command = command.chars().take(20).collect::<String>() + "…\"";
+        }
+        let created = rec.created.parse::<kiln_image::Timestamp>().map_or_else(
+            |_| "N/A".to_owned(),
+            |t| format::ago(t.to_system_time(), now),
+        );
+        rows.push(vec![
+            id,
+            rec.image.clone(),
+            command,
+            created,
+            status,
+            String::new(),
+            rec.name.clone(),
+        ]);
+    }
+    let mut out = std::io::stdout().lock();
+    if a.quiet {
+        for r in rows {
+            writeln!(out, "{}", r[0])?;
+        }
+        return Ok(0);
+    }
+    out.write_all(
+        format::table(
+            &[
+                "CONTAINER ID",
+                "IMAGE",
+                "COMMAND",
+                "CREATED",
+                "STATUS",
+                "PORTS",
+                "NAMES",
+            ],
+            &rows,
+        )
+        .as_bytes(),
+    )?;
+    Ok(0)
+}
+
+pub(crate) fn logs(app: &mut App, a: &LogsArgs) -> Result<u8> {
+    let rec = find(app, &a.container)?;
+    let path = rec.log_path(app);
+    let mut file = match std::fs::File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let mut out = std::io::stdout().lock();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n > 0 {
+            out.write_all(&buf[..n])?;
+            continue;
+        }
+        if !a.follow || !is_running(app, &rec) {
+            // One more read: output written just before the exit.
+            let pos = file.stream_position()?;
+            let mut rest = Vec::new();
+            file.read_to_end(&mut rest)?;
+            out.write_all(&rest)?;
+            let _ = pos;
+            break;
+        }
+        out.flush()?;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    out.flush()?;
+    Ok(0)
+}
+
+/// Parses a signal given as `TERM`, `SIGTERM` or `15`.
+pub(crate) fn parse_signal(s: &str) -> Result<i32> {
+    if let Ok(n) = s.parse::<i32>() {
+        if (1..=64).contains(&n) {
+            return Ok(n);
+        }
+        bail!("invalid signal {s:?}");
+    }
+    let upper = s.to_ascii_uppercase();
+    let name = upper.strip_prefix("SIG").unwrap_or(&upper);
+    let n = match name {
+        "HUP" => 1,
+        "INT" => 2,
+        "QUIT" => 3,
+        "ILL" => 4,
+        "TRAP" => 5,
+        "ABRT" | "IOT" => 6,
+        "BUS" => 7,
+        "FPE" => 8,
+        "KILL" => 9,
+        "USR1" => 10,
+        "SEGV" => 11,
+        "USR2" => 12,
+        "PIPE" => 13,
+        "ALRM" => 14,
+        "TERM" => 15,
+        "STKFLT" => 16,
+        "CHLD" => 17,
+        "CONT" => 18,
+        "STOP" => 19,
+        "TSTP" => 20,
+        "TTIN" => 21,
+        "TTOU" => 22,
+        "URG" => 23,
+        "XCPU" => 24,
+        "XFSZ" => 25,
+        "VTALRM" => 26,
+        "PROF" => 27,
+        "WINCH" => 28,
+        "IO" | "POLL" => 29,
+        "PWR" => 30,
+        "SYS" => 31,
+        _ => bail!("invalid signal {s:?}"),
+    };
+    Ok(n)
+}
+
+pub(crate) fn stop(app: &mut App, a: &StopArgs) -> Result<u8> {
+    let mut failed = false;
+    for name in &a.containers {
+        let result = (|| -> Result<()> {
+            let rec = find(app, name)?;
+            if !is_running(app, &rec) {
+                return Ok(());
+            }
+            let sig = parse_signal(
+                a.signal
+                    .as_deref()
+                    .or(rec.stop_signal.as_deref())
+                    .unwrap_or("SIGTERM"),
+            )?;
+            runtime().stop(&rec.state_dir(app), sig, Duration::from_secs(a.time))?;
+            Ok(())
+        })();
+        match result {
+            Ok(()) => println!("{name}"),
+            Err(e) => {
+                eprintln!("Error response from kiln: {e:#}");
+                failed = true;
+            }
+        }
+    }
+    Ok(u8::from(failed))
+}
+
+pub(crate) fn kill(app: &mut App, a: &KillArgs) -> Result<u8> {
+    let sig = parse_signal(&a.signal)?;
+    let mut failed = false;
+    for name in &a.containers {
+        let result = find(app, name).and_then(|rec| {
+            if !is_running(app, &rec) {
+                bail!("container {} is not running", &rec.id[..12]);
+            }
+            Ok(runtime().kill(&rec.state_dir(app), sig)?)
+        });
+        match result {
+            Ok(()) => println!("{name}"),
+            Err(e) => {
+                eprintln!("Error response from kiln: {e:#}");
+                failed = true;
+            }
+        }
+    }
+    Ok(u8::from(failed))
+}
+
+pub(crate) fn wait(app: &mut App, a: &WaitArgs) -> Result<u8> {
+    for name in &a.containers {
+        let rec = find(app, name)?;
+        let dir = rec.state_dir(app);
+        let code = match runtime().wait(&dir, None) {
+            Ok(Some(state)) => state
+                .exit
+                .map(|e| e.code())
+                .or_else(|| read_exit_file(app, &rec))
+                .unwrap_or(255),
+            Ok(None) => 255,
+            Err(_) => status_of(app, &rec).2.unwrap_or(0),
+        };
+        println!("{code}");
+    }
+    Ok(0)
+}
+
+/// Removes a container: its runtime state, its snapshot and its record.
+pub(crate) fn remove(app: &mut App, rec: &ContainerRecord, force: bool) -> Result<()> {
+    if is_running(app, rec) && !force {
+        bail!(
+            "cannot remove container {}: container is running: stop the container before removing or force remove",
+            &rec.id[..12]
+        );
+    }
+    let dir = rec.state_dir(app);
+    if dir.exists() {
+        runtime()
+            .delete(&dir, true)
+            .with_context(|| format!("cannot remove container {}", &rec.id[..12]))?;
+    }
+    let snapshotter = app.snapshotter()?;
+    if snapshotter.exists(&rec.snapshot)? {
+        snapshotter.remove(&rec.snapshot)?;
+    }
+    rec.remove_files(app);
+    records(app)?.remove(&rec.id)?;
+    Ok(())
+}
+
+pub(crate) fn rm(app: &mut App, a: &RmArgs) -> Result<u8> {
+    let mut failed = false;
+    for name in &a.containers {
+        match find(app, name).and_then(|rec| remove(app, &rec, a.force)) {
+            Ok(()) => println!("{name}"),
+            Err(e) => {
+                eprintln!("Error response from kiln: {e:#}");
+                failed = true;
+            }
+        }
+    }
+    Ok(u8::from(failed))
+}
+
+pub(crate) fn exec(app: &mut App, a: &ExecArgs) -> Result<u8> {
+    let rec = find(app, &a.container)?;
+    if !is_running(app, &rec) {
+        bail!("container {} is not running", &rec.id[..12]);
+    }
+    let env = container::merge_env(&rec.env, &a.env);
+    let mut process = kiln_runtime::oci_spec::runtime::ProcessBuilder::default()
+        .args(a.command.clone())
+        .env(env)
+        .cwd(a.workdir.clone().unwrap_or_else(|| rec.cwd.clone()))
+        .terminal(a.tty)
+        .build()
+        .context("invalid exec process")?;
+    if a.tty {
+        process.set_terminal(Some(true));
+    }
+    let user = a
+        .user
+        .clone()
+        .or_else(|| (!rec.user.is_empty()).then(|| rec.user.clone()));
+    let stdio = StdioConfig {
+        stdin: if a.interactive {
+            kiln_runtime::Stdio::Inherit
+        } else {
+            kiln_runtime::Stdio::Null
+        },
+        tty: a.tty,
+        ..StdioConfig::default()
+    };
+    let status = runtime().exec(&rec.state_dir(app), &process, user.as_deref(), stdio);
+    match status {
+        Ok(s) => Ok(exit_u8(s.code())),
+        Err(e) => {
+            eprintln!("kiln: {e}");
+            Ok(exit_u8(e.exit_code()))
+        }
+    }
+}
+
+/// `docker container inspect`-shaped JSON.
+pub(crate) fn inspect_container(app: &mut App, name: &str) -> Result<serde_json::Value> {
+    let rec = find(app, name)?;
+    let (running, status, code) = status_of(app, &rec);
+    let pid = runtime()
+        .state(&rec.state_dir(app))
+        .ok()
+        .and_then(|s| s.pid)
+        .filter(|_| running);
+    Ok(serde_json::json!({
+        "Id": rec.id,
+        "Created": rec.created,
+        "Path": rec.args.first(),
+        "Args": rec.args.get(1..).unwrap_or_default(),
+        "State": {
+            "Status": if running { "running" } else if status == "Created" { "created" } else { "exited" },
+            "Running": running,
+            "Pid": pid.unwrap_or(0),
+            "ExitCode": code.unwrap_or(0),
+        },
+        "Image": rec.image_id.to_string(),
+        "Name": format!("/{}", rec.name),
+        "LogPath": rec.log_path(app),
+        "HostConfig": {
+            "NetworkMode": rec.network,
+            "AutoRemove": rec.auto_remove,
+            "ReadonlyRootfs": rec.read_only,
+            "Memory": rec.memory.unwrap_or(0),
+            "PidsLimit": rec.pids_limit,
+            "NanoCpus": rec.cpus.map_or(0, |c| (c * 1e9) as i64),
+            "CpuShares": rec.cpu_shares.unwrap_or(0),
+            "CapAdd": rec.cap_add,
+            "CapDrop": rec.cap_drop,
+            "Init": rec.init,
+        },
+        "Config": {
+            "Hostname": rec.hostname,
+            "User": rec.user,
+            "Env": rec.env,
+            "Cmd": rec.args,
+            "Image": rec.image,
+            "WorkingDir": rec.cwd,
+            "Tty": rec.tty,
+            "OpenStdin": rec.interactive,
+        },
+        "Mounts": rec.volumes.iter().map(|v| serde_json::json!({
+            "Type": if v.tmpfs { "tmpfs" } else { "bind" },
+            "Source": v.source,
+            "Destination": v.target,
+            "RW": !v.readonly,
+        })).collect::<Vec<_>>(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_parse_by_name_and_number() {
+        assert_eq!(parse_signal("TERM").expect("sig"), 15);
+        assert_eq!(parse_signal("SIGKILL").expect("sig"), 9);
+        assert_eq!(parse_signal("sigusr1").expect("sig"), 10);
+        assert_eq!(parse_signal("2").expect("sig"), 2);
+        assert!(parse_signal("NOPE").is_err());
+        assert!(parse_signal("0").is_err());
+    }
+}

@@ -1,0 +1,509 @@
+//! Image commands: `pull`, `push`, `tag`, `images`, `rmi`, `image inspect`,
+//! `history`, `login`, `logout`.
+
+use std::io::{IsTerminal as _, Read as _, Write as _};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use anyhow::{Context as _, Result, bail};
+use kiln_content::{Digest, ImageRecord, Platform, Reference};
+use kiln_registry::{Progress, Registry, RegistryConfig};
+
+use crate::app::App;
+use crate::format;
+
+/// `kiln pull`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct PullArgs {
+    /// Print only the image reference.
+    #[arg(short, long)]
+    quiet: bool,
+    /// Platform to pull from a multi-platform image (`os/arch[/variant]`).
+    #[arg(long)]
+    platform: Option<String>,
+    /// The image (`name[:tag]`, `name@sha256:...`).
+    image: String,
+}
+
+/// `kiln push`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct PushArgs {
+    /// Print only the pushed manifest digest.
+    #[arg(short, long)]
+    quiet: bool,
+    /// The image name to push (`host/repo:tag`).
+    image: String,
+}
+
+/// `kiln tag`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct TagArgs {
+    /// The image (name, ID or ID prefix).
+    source: String,
+    /// The new name (`[host/]repo[:tag]`).
+    target: String,
+}
+
+/// `kiln images`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ImagesArgs {
+    /// Show all images, including intermediate build images.
+    #[arg(short, long)]
+    all: bool,
+    /// Print only image IDs.
+    #[arg(short, long)]
+    quiet: bool,
+    /// Show repository digests.
+    #[arg(long)]
+    digests: bool,
+    /// Show full image IDs.
+    #[arg(long)]
+    no_trunc: bool,
+    /// Only images of this repository (`name` or `name:tag`).
+    repository: Option<String>,
+}
+
+/// `kiln rmi`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct RmiArgs {
+    /// Remove the image even when containers use it or it has several tags.
+    #[arg(short, long)]
+    force: bool,
+    /// Images (names, IDs or ID prefixes).
+    #[arg(required = true)]
+    images: Vec<String>,
+}
+
+/// `kiln history`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct HistoryArgs {
+    /// Do not truncate the output.
+    #[arg(long)]
+    no_trunc: bool,
+    /// Print only image IDs.
+    #[arg(short, long)]
+    quiet: bool,
+    /// The image.
+    image: String,
+}
+
+/// `kiln login`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct LoginArgs {
+    /// User name.
+    #[arg(short, long)]
+    username: Option<String>,
+    /// Password (prefer --password-stdin).
+    #[arg(short, long)]
+    password: Option<String>,
+    /// Read the password from standard input.
+    #[arg(long)]
+    password_stdin: bool,
+    /// The registry host (`host[:port]`).
+    server: String,
+}
+
+/// `kiln logout`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct LogoutArgs {
+    /// The registry host (`host[:port]`).
+    server: String,
+}
+
+/// Where Docker's client config lives: `$DOCKER_CONFIG/config.json` or `~/.docker/config.json`.
+pub(crate) fn docker_config_path() -> PathBuf {
+    if let Some(dir) = std::env::var_os("DOCKER_CONFIG") {
+        return PathBuf::from(dir).join("config.json");
+    }
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from);
+    home.join(".docker").join("config.json")
+}
+
+/// A registry client configured from the global options.
+pub(crate) fn registry(app: &App) -> Result<Registry> {
+    Ok(Registry::new(RegistryConfig {
+        insecure: app.insecure_registries()?,
+        docker_config: Some(docker_config_path()),
+        ..RegistryConfig::default()
+    }))
+}
+
+/// Runs `fut` on a fresh tokio runtime that is gone when this returns (kiln
+/// never forks while an async runtime is alive).
+pub(crate) fn block_on<F: std::future::Future>(fut: F) -> Result<F::Output> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let out = rt.block_on(fut);
+    rt.shutdown_background();
+    Ok(out)
+}
+
+/// Parses `--platform`, defaulting to the host's.
+pub(crate) fn platform(arg: Option<&str>) -> Result<Platform> {
+    match arg {
+        Some(p) => p
+            .parse()
+            .with_context(|| format!("invalid --platform {p:?}")),
+        None => Ok(Platform::native()),
+    }
+}
+
+/// Progress lines in Docker's plain style (`<id>: Pull complete`).
+struct LineProgress {
+    enabled: bool,
+    out: Mutex<Box<dyn std::io::Write + Send>>,
+}
+
+impl LineProgress {
+    fn say(&self, line: &str) {
+        if self.enabled
+            && let Ok(mut out) = self.out.lock()
+        {
+            let _ = writeln!(out, "{line}");
+        }
+    }
+
+    fn line(&self, digest: &Digest, what: &str) {
+        self.say(&format!("{}: {what}", &digest.hex()[..12]));
+    }
+}
+
+impl Progress for LineProgress {
+    fn blob_started(&self, digest: &Digest, _size: u64) {
+        self.line(digest, "Pulling fs layer");
+    }
+    fn blob_exists(&self, digest: &Digest, _size: u64) {
+        self.line(digest, "Already exists");
+    }
+    fn blob_done(&self, digest: &Digest, _size: u64) {
+        self.line(digest, "Download complete");
+    }
+    fn blob_retry(&self, digest: &Digest, error: &kiln_registry::Error) {
+        self.line(digest, &format!("Retrying ({error})"));
+    }
+}
+
+/// Pulls `reference` and unpacks it, printing Docker-like progress on
+/// stdout (or stderr, for `run` and `build`) unless `quiet`.
+pub(crate) fn pull_image_to(
+    app: &mut App,
+    reference: &Reference,
+    platform: &Platform,
+    quiet: bool,
+    stderr: bool,
+) -> Result<ImageRecord> {
+    let registry = registry(app)?;
+    let out: Box<dyn std::io::Write + Send> = if stderr {
+        Box::new(std::io::stderr())
+    } else {
+        Box::new(std::io::stdout())
+    };
+    let progress = LineProgress {
+        enabled: !quiet,
+        out: Mutex::new(out),
+    };
+    let say = |line: String| progress.say(&line);
+    if !quiet {
+        let tag = reference.tag().unwrap_or("latest");
+        say(format!("{tag}: Pulling from {}", reference.familiar_name()));
+    }
+    let before = app
+        .store
+        .resolve_image(&reference.to_string())
+        .ok()
+        .map(|r| r.id);
+    let record = block_on(registry.pull(reference, platform, &app.store, &progress))??;
+    crate::unpack::ensure_unpacked(app, &record.id)?;
+    if !quiet {
+        if let Some(d) = record
+            .repo_digests
+            .first()
+            .and_then(|d| d.rsplit('@').next())
+        {
+            say(format!("Digest: {d}"));
+        }
+        if before == Some(record.id) {
+            say(format!(
+                "Status: Image is up to date for {}",
+                reference.familiar()
+            ));
+        } else {
+            say(format!(
+                "Status: Downloaded newer image for {}",
+                reference.familiar()
+            ));
+        }
+    }
+    Ok(record)
+}
+
+pub(crate) fn pull(app: &mut App, args: &PullArgs) -> Result<u8> {
+    let reference: Reference = args
+        .image
+        .parse()
+        .with_context(|| format!("invalid reference {:?}", args.image))?;
+    let platform = platform(args.platform.as_deref())?;
+    pull_image_to(app, &reference, &platform, args.quiet, false)?;
+    println!("{}", reference);
+    Ok(0)
+}
+
+pub(crate) fn push(app: &mut App, args: &PushArgs) -> Result<u8> {
+    let reference: Reference = args
+        .image
+        .parse()
+        .with_context(|| format!("invalid reference {:?}", args.image))?;
+    let record = app.store.resolve_image(&args.image)?;
+    let registry = registry(app)?;
+    if !args.quiet {
+        println!("The push refers to repository [{}]", reference.name());
+    }
+    let progress = PushProgress {
+        enabled: !args.quiet,
+    };
+    let digest = block_on(registry.push(&reference, &app.store, &record.id, &progress))??;
+    if args.quiet {
+        println!("{digest}");
+    } else {
+        let size = app.store.blob_size(&digest).unwrap_or(0);
+        println!(
+            "{}: digest: {digest} size: {size}",
+            reference.tag().unwrap_or("latest")
+        );
+    }
+    Ok(0)
+}
+
+struct PushProgress {
+    enabled: bool,
+}
+
+impl Progress for PushProgress {
+    fn blob_exists(&self, digest: &Digest, _size: u64) {
+        if self.enabled {
+            println!("{}: Layer already exists", &digest.hex()[..12]);
+        }
+    }
+    fn blob_done(&self, digest: &Digest, _size: u64) {
+        if self.enabled {
+            println!("{}: Pushed", &digest.hex()[..12]);
+        }
+    }
+}
+
+pub(crate) fn tag(app: &mut App, args: &TagArgs) -> Result<u8> {
+    let record = app.store.resolve_image(&args.source)?;
+    let target: Reference = args
+        .target
+        .parse()
+        .with_context(|| format!("invalid reference {:?}", args.target))?;
+    if target.digest().is_some() {
+        bail!(
+            "refusing to create a tag with a digest reference: {}",
+            args.target
+        );
+    }
+    app.store.tag_image(&target, &record.id)?;
+    Ok(0)
+}
+
+fn created_time(record: &ImageRecord) -> Option<SystemTime> {
+    let ts: kiln_image::Timestamp = record.created.as_deref()?.parse().ok()?;
+    Some(ts.to_system_time())
+}
+
+pub(crate) fn images(app: &mut App, args: &ImagesArgs) -> Result<u8> {
+    let filter = match &args.repository {
+        Some(r) => Some(
+            r.parse::<Reference>()
+                .with_context(|| format!("invalid reference {r:?}"))?,
+        ),
+        None => None,
+    };
+    let explicit_tag = args
+        .repository
+        .as_deref()
+        .is_some_and(|r| r.rsplit('/').next().is_some_and(|l| l.contains(':')));
+    let mut records = app.store.list_images()?;
+    records.sort_by(|a, b| b.created.cmp(&a.created));
+    let now = SystemTime::now();
+    let mut rows = Vec::new();
+    let mut ids = Vec::new();
+    let parents: std::collections::BTreeSet<&String> = records
+        .iter()
+        .filter_map(|r| r.annotations.get(crate::gc::PARENT_ANNOTATION))
+        .collect();
+    for rec in &records {
+        if !args.all && rec.repo_tags.is_empty() && parents.contains(&rec.id.to_string()) {
+            continue;
+        }
+        let id = if args.no_trunc {
+            rec.id.to_string()
+        } else {
+            rec.id.hex()[..12].to_owned()
+        };
+        let created = created_time(rec).map_or_else(|| "N/A".to_owned(), |t| format::ago(t, now));
+        let size = format::size(rec.size);
+        let mut tags: Vec<(String, String)> = rec
+            .repo_tags
+            .iter()
+            .filter_map(|t| {
+                t.rsplit_once(':')
+                    .map(|(r, tg)| (r.to_owned(), tg.to_owned()))
+            })
+            .collect();
+        if tags.is_empty() {
+            tags.push(("<none>".into(), "<none>".into()));
+        }
+        for (repo, tag) in tags {
+            if let Some(f) = &filter {
+                let Ok(this) = format!("{repo}:{tag}").parse::<Reference>() else {
+                    continue;
+                };
+                if !this.same_repository(f) || (explicit_tag && this.tag() != f.tag()) {
+                    continue;
+                }
+            }
+            if !ids.contains(&id) {
+                ids.push(id.clone());
+            }
+            let mut row = vec![repo.clone(), tag];
+            if args.digests {
+                let d = rec
+                    .repo_digests
+                    .iter()
+                    .find(|d| d.split('@').next() == Some(repo.as_str()))
+                    .and_then(|d| d.rsplit('@').next())
+                    .unwrap_or("<none>");
+                row.push(d.to_owned());
+            }
+            row.extend([id.clone(), created.clone(), size.clone()]);
+            rows.push(row);
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    if args.quiet {
+        for id in ids {
+            writeln!(out, "{id}")?;
+        }
+        return Ok(0);
+    }
+    let header: &[&str] = if args.digests {
+        &["REPOSITORY", "TAG", "DIGEST", "IMAGE ID", "CREATED", "SIZE"]
+    } else {
+        &["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]
+    };
+    out.write_all(format::table(header, &rows).as_bytes())?;
+    Ok(0)
+}
+
+pub(crate) fn rmi(app: &mut App, args: &RmiArgs) -> Result<u8> {
+    let mut failed = false;
+    for name in &args.images {
+        if let Err(err) = crate::gc::remove_image(app, name, args.force) {
+            eprintln!("Error response from kiln: {err:#}");
+            failed = true;
+        }
+    }
+    Ok(u8::from(failed))
+}
+
+pub(crate) fn inspect_image(app: &mut App, name: &str) -> Result<serde_json::Value> {
+    let record = app.store.resolve_image(name)?;
+    Ok(kiln_image::inspect(&app.store, &record.id)?)
+}
+
+pub(crate) fn history(app: &mut App, args: &HistoryArgs) -> Result<u8> {
+    let record = app.store.resolve_image(&args.image)?;
+    let rows = kiln_image::history(&app.store, &record.id)?;
+    let now = SystemTime::now();
+    let mut out = std::io::stdout().lock();
+    if args.quiet {
+        for r in &rows {
+            let id = r.id.map_or_else(
+                || "<missing>".to_owned(),
+                |d| {
+                    if args.no_trunc {
+                        d.to_string()
+                    } else {
+                        d.hex()[..12].to_owned()
+                    }
+                },
+            );
+            writeln!(out, "{id}")?;
+        }
+        return Ok(0);
+    }
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let id = r.id.map_or_else(
+                || "<missing>".to_owned(),
+                |d| {
+                    if args.no_trunc {
+                        d.to_string()
+                    } else {
+                        d.hex()[..12].to_owned()
+                    }
+                },
+            );
+            let created = r.created.map_or_else(
+                || "N/A".to_owned(),
+                |t| format::ago(t.to_system_time(), now),
+            );
+            let mut by = r.created_by.clone();
+            if !args.no_trunc && by.chars().count() > 45 {
+                by = by.chars().take(44).collect::<String>() + "…";
+            }
+            vec![id, created, by, format::size(r.size), r.comment.clone()]
+        })
+        .collect();
+    out.write_all(
+        format::table(
+            &["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"],
+            &table,
+        )
+        .as_bytes(),
+    )?;
+    Ok(0)
+}
+
+pub(crate) fn login(app: &mut App, args: &LoginArgs) -> Result<u8> {
+    let username = match &args.username {
+        Some(u) => u.clone(),
+        None => bail!("kiln login needs --username (interactive prompts are not supported)"),
+    };
+    let password = if args.password_stdin {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("cannot read the password from stdin")?;
+        s.trim_end_matches(['\n', '\r']).to_owned()
+    } else if let Some(p) = &args.password {
+        if std::io::stderr().is_terminal() {
+            eprintln!("WARNING! Using --password via the CLI is insecure. Use --password-stdin.");
+        }
+        p.clone()
+    } else {
+        bail!("kiln login needs --password-stdin or --password");
+    };
+    let registry = registry(app)?;
+    let path = docker_config_path();
+    block_on(registry.login(&args.server, &username, &password, &path))??;
+    println!("Login Succeeded");
+    Ok(0)
+}
+
+pub(crate) fn logout(_app: &mut App, args: &LogoutArgs) -> Result<u8> {
+    let path = docker_config_path();
+    if kiln_registry::remove_login(&path, &args.server)? {
+        println!("Removing login credentials for {}", args.server);
+    } else {
+        println!("Not logged in to {}", args.server);
+    }
+    Ok(0)
+}
