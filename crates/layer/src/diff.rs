@@ -108,6 +108,8 @@ struct Emitter<'o, W: Write> {
     links: HashMap<(u64, u64), PathBuf>,
     /// Unchanged ancestor directories not yet written (diff_dirs).
     pending: Vec<(PathBuf, PathBuf)>,
+    /// Copy buffer for file data.
+    buf: Vec<u8>,
 }
 
 impl<'o, W: Write> Emitter<'o, W> {
@@ -117,6 +119,7 @@ impl<'o, W: Write> Emitter<'o, W> {
             opts,
             links: HashMap::new(),
             pending: Vec::new(),
+            buf: Vec::new(),
         }
     }
 
@@ -276,13 +279,14 @@ impl<'o, W: Write> Emitter<'o, W> {
         } else if ft.is_file() {
             h.set_entry_type(EntryType::Regular);
             h.set_size(meta.len());
-            let file = File::open(abs).map_err(io_err("opening", abs))?;
-            let reader = Exact {
-                inner: BufReader::with_capacity(1 << 20, file),
-                remaining: meta.len(),
-            };
+            let mut file = File::open(abs).map_err(io_err("opening", abs))?;
+            // The header (and any long-name entry) through tar-rs; the data
+            // and its padding here, in large writes (tar-rs copies through an
+            // 8 KiB buffer).
             self.tar
-                .append_data(&mut h, rel, reader)
+                .append_data(&mut h, rel, io::empty())
+                .map_err(write_err)?;
+            self.copy_data(&mut file, meta.len())
                 .map_err(io_err("archiving", abs))
         } else if ft.is_symlink() {
             h.set_entry_type(EntryType::Symlink);
@@ -312,6 +316,36 @@ impl<'o, W: Write> Emitter<'o, W> {
         }
     }
 
+    /// Writes exactly `len` bytes of `file` and the padding to a 512-byte
+    /// block; a file that shrank meanwhile is an error.
+    fn copy_data(&mut self, file: &mut File, len: u64) -> io::Result<()> {
+        if self.buf.is_empty() {
+            self.buf = vec![0; 1 << 20];
+        }
+        let out = self.tar.get_mut();
+        let mut left = len;
+        while left > 0 {
+            let want = usize::try_from(left)
+                .unwrap_or(usize::MAX)
+                .min(self.buf.len());
+            let n = match file.read(&mut self.buf[..want]) {
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "file shrank while being archived",
+                    ));
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            out.write_all(&self.buf[..n])?;
+            left -= n as u64;
+        }
+        let pad = (512 - (len % 512) as usize) % 512;
+        out.write_all(&[0u8; 512][..pad])
+    }
+
     fn pax_xattrs(&mut self, rel: &Path, xattrs: &[(OsString, Vec<u8>)]) -> Result<()> {
         let mut data = Vec::new();
         for (name, value) in xattrs {
@@ -332,34 +366,6 @@ impl<'o, W: Write> Emitter<'o, W> {
         h.set_size(data.len() as u64);
         h.set_cksum();
         self.tar.append(&h, data.as_slice()).map_err(write_err)
-    }
-}
-
-/// Reads exactly `remaining` bytes from `inner`: a file that shrank while
-/// being archived is an error rather than a corrupt tar. Bytes beyond the
-/// expected length (the file grew) are left out.
-struct Exact<R> {
-    inner: R,
-    remaining: u64,
-}
-
-impl<R: Read> Read for Exact<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.remaining == 0 {
-            return Ok(0);
-        }
-        let max = buf
-            .len()
-            .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
-        let n = self.inner.read(&mut buf[..max])?;
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "file shrank while being archived",
-            ));
-        }
-        self.remaining -= n as u64;
-        Ok(n)
     }
 }
 

@@ -44,6 +44,8 @@ enum Encoder<W: Write> {
 
 struct Counting<W: Write> {
     inner: BufWriter<W>,
+    /// Off when uncompressed: the blob digest is then the diffID.
+    hash: bool,
     hasher: Sha256,
     count: u64,
 }
@@ -51,7 +53,9 @@ struct Counting<W: Write> {
 impl<W: Write> Write for Counting<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
+        if self.hash {
+            self.hasher.update(&buf[..n]);
+        }
         self.count += n as u64;
         Ok(n)
     }
@@ -89,6 +93,7 @@ impl<W: Write> LayerWriter<W> {
     ) -> Result<Self> {
         let counting = Counting {
             inner: BufWriter::with_capacity(1 << 20, sink),
+            hash: compression != Compression::None,
             hasher: Sha256::new(),
             count: 0,
         };
@@ -127,10 +132,16 @@ impl<W: Write> LayerWriter<W> {
             .inner
             .into_inner()
             .map_err(|e| write_err(e.into_error()))?;
+        let diff_id = sha256_digest(self.diff);
+        let digest = if counting.hash {
+            sha256_digest(counting.hasher)
+        } else {
+            diff_id.clone()
+        };
         Ok((
             LayerDigests {
-                diff_id: sha256_digest(self.diff),
-                digest: sha256_digest(counting.hasher),
+                diff_id,
+                digest,
                 size: counting.count,
                 uncompressed_size: self.uncompressed,
                 compression,
