@@ -80,6 +80,9 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    /// The container is running (delete without force).
+    #[error("container {0} is running: stop it first or force the removal")]
+    Running(String),
     /// The container is not running (for kill or exec).
     #[error("container {0} is not running")]
     NotRunning(String),

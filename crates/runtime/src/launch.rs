@@ -425,10 +425,7 @@ impl Runtime {
     pub fn delete(&self, state_dir: &Path, force: bool) -> Result<()> {
         if let Ok(r) = self.running(state_dir) {
             if !force {
-                return Err(Error::InvalidSpec {
-                    id: r.id,
-                    reason: "container is running; stop it or force".into(),
-                });
+                return Err(Error::Running(r.id));
             }
             let _ = self.kill(state_dir, libc::SIGKILL);
             let _ = self.wait(state_dir, Some(Duration::from_secs(10)))?;

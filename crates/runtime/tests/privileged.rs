@@ -705,3 +705,34 @@ fn command_starts_with_clean_signal_state() {
         "no signal ignored (SIGPIPE included)"
     );
 }
+
+#[test]
+fn tty_gives_the_container_a_terminal() {
+    let c = container(
+        "tty",
+        &[
+            "sh",
+            "-c",
+            "[ -t 0 ] && [ -t 1 ] && echo tty-yes; stty size",
+        ],
+        |o| o.tty = true,
+    );
+    let (out_r, out_w) = pipe();
+    let stdio = StdioConfig {
+        stdin: Stdio::Null,
+        stdout: Stdio::Fd(out_w),
+        stderr: Stdio::Null,
+        tty: true,
+    };
+    let st = runtime().run(&c.config, stdio).expect("run with a tty");
+    assert_eq!(st, ExitStatus::Code(0));
+    let mut out = String::new();
+    fs::File::from(out_r)
+        .read_to_string(&mut out)
+        .expect("read");
+    assert!(out.contains("tty-yes"), "output {out:?}");
+    assert_eq!(
+        c.config.spec.process().as_ref().and_then(|p| p.terminal()),
+        Some(true)
+    );
+}
