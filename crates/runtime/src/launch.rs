@@ -534,15 +534,20 @@ fn forward_until_exit(
         let ready = sysproc::poll_readable(&fds, -1)
             .map_err(|e| Error::io("poll", format!("container {id}"), e))?;
         if ready[1]
-            && let Ok(sig) = sysproc::read_signalfd(sfd.as_fd())
+            && let Ok((sig, code)) = sysproc::read_signal(sfd.as_fd())
         {
+            // A signal the terminal sent to the whole foreground process
+            // group (Ctrl-C) reached the shim too: do not pass it twice.
+            let from_terminal = code == libc::SI_KERNEL;
             if sig == libc::SIGWINCH
                 && let (Some(m), Some((r, c))) =
                     (&master, sysproc::window_size(std::io::stdout().as_fd()))
             {
                 let _ = sysproc::set_window_size(m.as_fd(), r, c);
             }
-            let _ = kill(shim.id() as i32, sig);
+            if !from_terminal {
+                let _ = kill(shim.id() as i32, sig);
+            }
         }
         if fds.len() > 2 && ready[2] {
             let (Some(m), Some(e)) = (&master, &ends) else {

@@ -142,6 +142,12 @@ pub fn signalfd(set: &SigSet) -> io::Result<OwnedFd> {
 
 /// Reads one signal number from a signalfd.
 pub fn read_signalfd(fd: BorrowedFd<'_>) -> io::Result<i32> {
+    read_signal(fd).map(|(signo, _)| signo)
+}
+
+/// Reads one signal from a signalfd: its number and `si_code`
+/// (`SI_KERNEL` for signals the terminal generated, `SI_USER` for kill(2)).
+pub fn read_signal(fd: BorrowedFd<'_>) -> io::Result<(i32, i32)> {
     // SAFETY: signalfd_siginfo is plain old data.
     let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
     let size = std::mem::size_of::<libc::signalfd_siginfo>();
@@ -161,7 +167,7 @@ pub fn read_signalfd(fd: BorrowedFd<'_>) -> io::Result<i32> {
             }
             return Err(err);
         }
-        return Ok(info.ssi_signo as i32);
+        return Ok((info.ssi_signo as i32, info.ssi_code));
     }
 }
 
@@ -336,7 +342,12 @@ pub fn reset_all_signals() {
             restorer: usize,
             mask: u64,
         }
-        let act = KernelSigaction { handler: libc::SIG_DFL, flags: 0, restorer: 0, mask: 0 };
+        let act = KernelSigaction {
+            handler: libc::SIG_DFL,
+            flags: 0,
+            restorer: 0,
+            mask: 0,
+        };
         // SAFETY: `act` has the kernel's struct sigaction layout on 64-bit
         // Linux and SIG_DFL needs no restorer; the old action is not asked for.
         unsafe {
