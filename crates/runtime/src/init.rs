@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 
 use kiln_sys::process::{self as sysproc, SigSet};
 use kiln_sys::{
-    CapabilitySets, CredOps, Fork, FsOps, LimitOps, LinuxSys, Namespaces, NsOps, ProcOps, Rlimit,
-    WaitStatus,
+    CapabilitySets, CredOps, Fork, FsOps, LimitOps, LinuxSys, MountOps, Namespaces, NsOps, ProcOps,
+    Rlimit, WaitStatus,
 };
 use oci_spec::runtime::{LinuxSeccomp, Process, Spec};
 use serde::de::DeserializeOwned;
@@ -370,6 +370,9 @@ fn container_init(
             .or_fail("unshare cgroup namespace")?;
     }
     finish_rootfs(sys, &plan)?;
+    if spec.process().as_ref().and_then(|p| p.terminal()) == Some(true) {
+        attach_terminal(sys, status, true)?;
+    }
     if ns.contains(Namespaces::UTS)
         && let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty())
     {
@@ -549,6 +552,33 @@ fn finish(
     Err(exec_failure(cmd, sys.execve(&path, &args, &env)))
 }
 
+/// Opens a terminal on the container's own devpts, makes it the standard
+/// streams (and `/dev/console` for the container's init), and sends the
+/// master side to the caller over the report socket.
+fn attach_terminal(
+    sys: &LinuxSys,
+    status: &mut Option<OwnedFd>,
+    console: bool,
+) -> Result<(), Failure> {
+    let (master, slave, path) =
+        sysproc::open_pty_at(Path::new("/dev/ptmx")).or_fail("open /dev/ptmx")?;
+    if console {
+        let target = Path::new("/dev/console");
+        sys.create_file(target).or_fail("create /dev/console")?;
+        sys.mount(Some(&path), target, None, kiln_sys::MountFlags::BIND, None)
+            .or_fail("bind /dev/console")?;
+    }
+    for n in 0..3 {
+        sysproc::dup_onto(slave.as_fd(), n).or_fail("terminal as standard stream")?;
+    }
+    drop(slave);
+    let sock = status
+        .as_ref()
+        .ok_or_else(|| Failure::setup("no report channel for the terminal"))?;
+    crate::wire::send_fd(sock, &Report::Pty, &master).or_fail("send terminal")?;
+    Ok(())
+}
+
 fn exec_failure(cmd: &str, e: std::io::Error) -> Failure {
     let (kind, message) = match e.raw_os_error() {
         Some(libc::ENOENT) => (FailKind::NotFound, "no such file or directory".to_string()),
@@ -649,6 +679,9 @@ fn exec_join(
             let _ = sysproc::set_signal_mask(&old);
             sys.set_parent_death_signal(libc::SIGKILL)
                 .or_fail("parent death signal")?;
+            if req.process.terminal() == Some(true) {
+                attach_terminal(sys, status, false)?;
+            }
             finish(
                 sys,
                 status,

@@ -86,7 +86,7 @@ fn stdio_of(s: Stdio) -> Result<std::process::Stdio> {
 }
 
 /// The three streams handed to the shim, plus the terminal when one was made.
-type Streams = ([std::process::Stdio; 3], Option<(OwnedFd, TtyEnds)>);
+type Streams = ([std::process::Stdio; 3], Option<TtyEnds>);
 
 /// Where the caller's side of a terminal session reads and writes.
 struct TtyEnds {
@@ -115,9 +115,10 @@ impl Runtime {
         role: &str,
         request: &[u8],
         stdio: [std::process::Stdio; 3],
-    ) -> Result<(Child, Vec<Report>)> {
+    ) -> Result<(Child, Vec<Report>, Vec<OwnedFd>)> {
         let bin = &self.config.init_binary;
-        let (status_r, status_w) = sysproc::pipe().map_err(|e| Error::io("pipe", bin, e))?;
+        let (status_r, status_w) =
+            sysproc::socketpair().map_err(|e| Error::io("socketpair", bin, e))?;
         let (req_r, req_w) = sysproc::pipe().map_err(|e| Error::io("pipe", bin, e))?;
         let mut cmd = Command::new(bin);
         let [i, o, e] = stdio;
@@ -135,7 +136,8 @@ impl Runtime {
         // pipe means it died, which its reports (or their absence) tell.
         let _ = w.write_all(request);
         drop(w);
-        Ok((child, wire::receive(status_r)))
+        let (reports, fds) = wire::receive(status_r);
+        Ok((child, reports, fds))
     }
 
     fn prepare(&self, c: &ContainerConfig, detached: bool) -> Result<Vec<u8>> {
@@ -170,11 +172,13 @@ impl Runtime {
     /// the error that prevented it (exit codes: [`Error::exit_code`]).
     pub fn start(&self, c: &ContainerConfig, stdio: StdioConfig) -> Result<Foreground> {
         let data = self.prepare(c, false)?;
-        let (streams, pty) = self.streams(stdio)?;
-        let (mut shim, reports) = self.spawn(SHIM_ARG, &data, streams)?;
-        let pid = started(&c.id.to_string(), reports, &mut shim)?;
+        let (streams, ends) = self.streams(stdio)?;
+        let (mut shim, reports, fds) = self.spawn(SHIM_ARG, &data, streams)?;
+        let id = c.id.to_string();
+        let pid = started(&id, reports, &mut shim)?;
+        let pty = terminal(&id, ends, fds)?;
         Ok(Foreground {
-            id: c.id.to_string(),
+            id,
             shim,
             pid,
             pty_master: pty.map(|(m, _)| m),
@@ -192,10 +196,8 @@ impl Runtime {
                 None,
             ));
         }
-        let (master, slave) = sysproc::openpty().map_err(|e| Error::io("open", "/dev/ptmx", e))?;
-        if let Some((rows, cols)) = sysproc::window_size(std::io::stdout().as_fd()) {
-            let _ = sysproc::set_window_size(slave.as_fd(), rows, cols);
-        }
+        // The terminal is made inside the container (its own devpts); the
+        // init sends the master side back over the report socket.
         let input = match stdio.stdin {
             Stdio::Null => None,
             Stdio::Inherit => Some(dup_fd(std::io::stdin().as_fd(), "stdin")?),
@@ -205,9 +207,8 @@ impl Runtime {
             Stdio::Fd(f) => f,
             _ => dup_fd(std::io::stdout().as_fd(), "stdout")?,
         };
-        let s = |f: &OwnedFd| dup_fd(f.as_fd(), "pty").map(std::process::Stdio::from);
-        let streams = [s(&slave)?, s(&slave)?, std::process::Stdio::from(slave)];
-        Ok((streams, Some((master, TtyEnds { input, output }))))
+        let null = std::process::Stdio::null;
+        Ok(([null(), null(), null()], Some(TtyEnds { input, output })))
     }
 
     /// Runs a container to completion in the foreground: starts it, passes
@@ -218,18 +219,17 @@ impl Runtime {
     /// runs; call it from the main thread of a program that has no other
     /// threads receiving them (a CLI before it starts an async runtime).
     pub fn run(&self, c: &ContainerConfig, stdio: StdioConfig) -> Result<ExitStatus> {
-        let tty = stdio.tty;
         let signals = sysproc::SigSet::of(&FORWARDED);
         let old =
             sysproc::block_signals(&signals).map_err(|e| Error::io("block signals", "run", e))?;
         let result = (|| {
             let sfd = sysproc::signalfd(&signals).map_err(|e| Error::io("signalfd", "run", e))?;
             let data = self.prepare(c, false)?;
-            let (streams, pty) = self.streams(stdio)?;
-            let (mut shim, reports) = self.spawn(SHIM_ARG, &data, streams)?;
+            let (streams, ends) = self.streams(stdio)?;
+            let (mut shim, reports, fds) = self.spawn(SHIM_ARG, &data, streams)?;
             let id = c.id.to_string();
             started(&id, reports, &mut shim)?;
-            let _ = tty;
+            let pty = terminal(&id, ends, fds)?;
             forward_until_exit(&id, shim, &sfd, pty)
         })();
         let _ = sysproc::set_signal_mask(&old);
@@ -249,7 +249,7 @@ impl Runtime {
             .map_err(|e| Error::io("open log", log, e))?;
         let err = out.try_clone().map_err(|e| Error::io("dup log", log, e))?;
         let streams = [std::process::Stdio::null(), out.into(), err.into()];
-        let (mut first, reports) = self.spawn(SHIM_ARG, &data, streams)?;
+        let (mut first, reports, _) = self.spawn(SHIM_ARG, &data, streams)?;
         let id = c.id.to_string();
         // `first` forks the supervisor and exits at once.
         let _ = first.wait();
@@ -410,9 +410,10 @@ impl Runtime {
             sysproc::block_signals(&signals).map_err(|e| Error::io("block signals", "exec", e))?;
         let result = (|| {
             let sfd = sysproc::signalfd(&signals).map_err(|e| Error::io("signalfd", "exec", e))?;
-            let (streams, pty) = self.streams(stdio)?;
-            let (mut joiner, reports) = self.spawn(EXEC_ARG, &data, streams)?;
+            let (streams, ends) = self.streams(stdio)?;
+            let (mut joiner, reports, fds) = self.spawn(EXEC_ARG, &data, streams)?;
             started(&r.id, reports, &mut joiner)?;
+            let pty = terminal(&r.id, ends, fds)?;
             forward_until_exit(&r.id, joiner, &sfd, pty)
         })();
         let _ = sysproc::set_signal_mask(&old);
@@ -465,6 +466,26 @@ fn started_pid(id: &str, reports: Vec<Report>) -> Result<i32> {
         (None, Some(p)) => Ok(p),
         (None, None) => Err(Error::Setup { id: id.to_owned(), message: "the runtime init exited without starting the container (does its main call kiln_runtime::init_entry()?)".into() }),
     }
+}
+
+/// Pairs the terminal's master side (sent by the init) with the caller's
+/// ends, sized like the caller's terminal.
+fn terminal(
+    id: &str,
+    ends: Option<TtyEnds>,
+    fds: Vec<OwnedFd>,
+) -> Result<Option<(OwnedFd, TtyEnds)>> {
+    let Some(ends) = ends else { return Ok(None) };
+    let Some(master) = fds.into_iter().next() else {
+        return Err(Error::Setup {
+            id: id.to_owned(),
+            message: "the init sent no terminal".into(),
+        });
+    };
+    if let Some((rows, cols)) = sysproc::window_size(std::io::stdout().as_fd()) {
+        let _ = sysproc::set_window_size(master.as_fd(), rows, cols);
+    }
+    Ok(Some((master, ends)))
 }
 
 fn started(id: &str, reports: Vec<Report>, child: &mut Child) -> Result<i32> {

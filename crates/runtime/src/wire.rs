@@ -1,7 +1,8 @@
 //! What the caller and the re-executed init tell each other: the request
 //! (JSON on fd 4) and reports (JSON lines on fd 3, closed on exec).
 
-use std::io::{Read, Write};
+use std::io::Write;
+use std::os::fd::AsFd;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
@@ -56,6 +57,8 @@ pub(crate) enum FailKind {
 pub(crate) enum Report {
     /// The container's first process exists, with this host pid.
     Started { pid: i32 },
+    /// The master side of the container's terminal comes attached.
+    Pty,
     /// Setup or exec failed.
     Failed {
         kind: FailKind,
@@ -67,7 +70,7 @@ pub(crate) enum Report {
 impl Report {
     pub(crate) fn into_error(self, id: &str) -> Option<Error> {
         match self {
-            Report::Started { .. } => None,
+            Report::Started { .. } | Report::Pty => None,
             Report::Failed {
                 kind: FailKind::NotFound,
                 command,
@@ -104,11 +107,30 @@ pub(crate) fn send(fd: &OwnedFd, report: &Report) {
     }
 }
 
-/// Reads report lines until every writer closed the pipe.
-pub(crate) fn receive(fd: OwnedFd) -> Vec<Report> {
-    let mut text = String::new();
-    let _ = std::fs::File::from(fd).read_to_string(&mut text);
-    text.lines()
+/// Sends a report with a file descriptor attached.
+pub(crate) fn send_fd(sock: &OwnedFd, report: &Report, fd: &OwnedFd) -> std::io::Result<()> {
+    let mut line = serde_json::to_vec(report).map_err(std::io::Error::other)?;
+    line.push(b'\n');
+    kiln_sys::process::send_with_fd(sock.as_fd(), &line, fd.as_fd())
+}
+
+/// Reads report lines (and attached descriptors) until every writer closed
+/// the socket.
+pub(crate) fn receive(sock: OwnedFd) -> (Vec<Report>, Vec<OwnedFd>) {
+    let mut data = Vec::new();
+    let mut fds = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok((n, mut got)) = kiln_sys::process::recv_with_fds(sock.as_fd(), &mut buf) {
+        fds.append(&mut got);
+        if n == 0 {
+            break;
+        }
+        data.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&data);
+    let reports = text
+        .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
+        .collect();
+    (reports, fds)
 }

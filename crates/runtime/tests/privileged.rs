@@ -713,7 +713,7 @@ fn tty_gives_the_container_a_terminal() {
         &[
             "sh",
             "-c",
-            "[ -t 0 ] && [ -t 1 ] && echo tty-yes; stty size",
+            "[ -t 0 ] && [ -t 1 ] && echo tty-yes; tty; [ -c /dev/console ] && echo console-yes",
         ],
         |o| o.tty = true,
     );
@@ -731,6 +731,11 @@ fn tty_gives_the_container_a_terminal() {
         .read_to_string(&mut out)
         .expect("read");
     assert!(out.contains("tty-yes"), "output {out:?}");
+    assert!(
+        out.contains("/dev/pts/0"),
+        "the container's own devpts: {out:?}"
+    );
+    assert!(out.contains("console-yes"), "{out:?}");
     assert_eq!(
         c.config.spec.process().as_ref().and_then(|p| p.terminal()),
         Some(true)
