@@ -741,3 +741,37 @@ fn tty_gives_the_container_a_terminal() {
         Some(true)
     );
 }
+
+#[test]
+fn overlay_rootfs_writes_go_to_the_upper_dir() {
+    let mut c = container(
+        "ovl",
+        &["sh", "-c", "echo hi > /made-here && rm /bin/notexec"],
+        |_| {},
+    );
+    let upper = c._dir.path().join("upper");
+    let work = c._dir.path().join("work");
+    fs::create_dir_all(&upper).expect("upper");
+    fs::create_dir_all(&work).expect("work");
+    c.config.rootfs = vec![RootfsMount {
+        fstype: "overlay".into(),
+        source: "overlay".into(),
+        options: vec![format!(
+            "lowerdir={},upperdir={},workdir={}",
+            rootfs().display(),
+            upper.display(),
+            work.display()
+        )],
+    }];
+    let (st, _, err) = run(&c);
+    assert_eq!(st.expect("ran").code(), 0, "{err}");
+    assert_eq!(
+        fs::read_to_string(upper.join("made-here")).expect("in upper"),
+        "hi\n"
+    );
+    assert!(
+        rootfs().join("bin/notexec").exists(),
+        "the lower dir is untouched"
+    );
+    assert!(!rootfs().join("made-here").exists());
+}
