@@ -11,7 +11,7 @@ use crate::ast::{Ast, Directive, Directives, Heredoc, Node, Parsed};
 use crate::diagnostic::Diagnostic;
 use crate::json::{JsonArgs, parse_json_array};
 use crate::shell::Lexer;
-use crate::words::{extract_flags, parse_words, split_once_space, split_whitespace};
+use crate::words::{extract_flags, parse_words, split_once_space, split_whitespace, word_spans};
 
 const BOM: &str = "\u{feff}";
 
@@ -259,7 +259,7 @@ impl<'a> Parser<'a> {
                     continue;
                 }
             };
-            if node.can_contain_heredoc() && buf.contains("<<") {
+            if buf.contains("<<") && node.can_contain_heredoc() {
                 match heredocs_from_line(&buf) {
                     Ok(docs) => {
                         for mut doc in docs {
@@ -328,75 +328,111 @@ impl Node {
         {
             n = c;
         }
-        with_lower(&n.keyword, |k| matches!(k, "run" | "copy" | "add")) && !n.json
+        matches!(
+            classify(&n.keyword),
+            Some((_, _, Kw::Run | Kw::Copy | Kw::Add))
+        ) && !n.json
     }
 }
 
 const NOT_STRINGS: &str = "when using JSON array syntax, arrays must be comprised of strings only";
 
-/// Calls `f` with `keyword` lower-cased, without allocating for the usual
-/// short ASCII keywords.
-pub(crate) fn with_lower<R>(keyword: &str, f: impl FnOnce(&str) -> R) -> R {
+/// The instructions the syntax layer dispatches on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kw {
+    Add,
+    Arg,
+    Cmd,
+    Copy,
+    Entrypoint,
+    Env,
+    Expose,
+    From,
+    Healthcheck,
+    Label,
+    Maintainer,
+    Onbuild,
+    Run,
+    Shell,
+    StopSignal,
+    User,
+    Volume,
+    Workdir,
+}
+
+/// Instruction keywords: (upper case, lower case, kind).
+const KEYWORDS: &[(&str, &str, Kw)] = &[
+    ("ADD", "add", Kw::Add),
+    ("ARG", "arg", Kw::Arg),
+    ("CMD", "cmd", Kw::Cmd),
+    ("COPY", "copy", Kw::Copy),
+    ("ENTRYPOINT", "entrypoint", Kw::Entrypoint),
+    ("ENV", "env", Kw::Env),
+    ("EXPOSE", "expose", Kw::Expose),
+    ("FROM", "from", Kw::From),
+    ("HEALTHCHECK", "healthcheck", Kw::Healthcheck),
+    ("LABEL", "label", Kw::Label),
+    ("MAINTAINER", "maintainer", Kw::Maintainer),
+    ("ONBUILD", "onbuild", Kw::Onbuild),
+    ("RUN", "run", Kw::Run),
+    ("SHELL", "shell", Kw::Shell),
+    ("STOPSIGNAL", "stopsignal", Kw::StopSignal),
+    ("USER", "user", Kw::User),
+    ("VOLUME", "volume", Kw::Volume),
+    ("WORKDIR", "workdir", Kw::Workdir),
+];
+
+/// Packs up to 16 ASCII bytes into an integer (zero padded).
+const fn pack(s: &str) -> u128 {
+    let b = s.as_bytes();
     let mut buf = [0u8; 16];
-    if keyword.len() <= buf.len() && keyword.is_ascii() {
-        for (d, s) in buf.iter_mut().zip(keyword.bytes()) {
-            *d = s.to_ascii_lowercase();
-        }
-        match std::str::from_utf8(&buf[..keyword.len()]) {
-            Ok(k) => f(k),
-            Err(_) => f(&keyword.to_lowercase()),
-        }
-    } else {
-        f(&keyword.to_lowercase())
+    let mut i = 0;
+    while i < b.len() && i < 16 {
+        buf[i] = b[i];
+        i += 1;
     }
+    u128::from_le_bytes(buf)
 }
 
-/// The usual spellings of instruction keywords, as static strings.
-fn static_keyword(keyword: &str) -> Option<&'static str> {
-    Some(match keyword {
-        "FROM" => "FROM",
-        "RUN" => "RUN",
-        "CMD" => "CMD",
-        "COPY" => "COPY",
-        "ADD" => "ADD",
-        "ENV" => "ENV",
-        "ARG" => "ARG",
-        "LABEL" => "LABEL",
-        "EXPOSE" => "EXPOSE",
-        "VOLUME" => "VOLUME",
-        "USER" => "USER",
-        "WORKDIR" => "WORKDIR",
-        "SHELL" => "SHELL",
-        "HEALTHCHECK" => "HEALTHCHECK",
-        "STOPSIGNAL" => "STOPSIGNAL",
-        "ONBUILD" => "ONBUILD",
-        "MAINTAINER" => "MAINTAINER",
-        "ENTRYPOINT" => "ENTRYPOINT",
-        "from" => "from",
-        "run" => "run",
-        "cmd" => "cmd",
-        "copy" => "copy",
-        "add" => "add",
-        "env" => "env",
-        "arg" => "arg",
-        "label" => "label",
-        "expose" => "expose",
-        "volume" => "volume",
-        "user" => "user",
-        "workdir" => "workdir",
-        "shell" => "shell",
-        "healthcheck" => "healthcheck",
-        "stopsignal" => "stopsignal",
-        "onbuild" => "onbuild",
-        "maintainer" => "maintainer",
-        "entrypoint" => "entrypoint",
-        _ => return None,
-    })
+/// The upper-case keywords of [`KEYWORDS`], packed, for comparisons
+/// without `memcmp`.
+const PACKED: [u128; 18] = {
+    let mut out = [0u128; 18];
+    let mut i = 0;
+    while i < 18 {
+        out[i] = pack(KEYWORDS[i].0);
+        i += 1;
+    }
+    out
+};
+
+/// The instruction `keyword` names (case-insensitive), as its table entry.
+fn classify(keyword: &str) -> Option<(&'static str, &'static str, Kw)> {
+    if !keyword.is_ascii() {
+        // Go lower-cases with Unicode rules (the Kelvin sign becomes `k`).
+        let lower = keyword.to_lowercase();
+        return KEYWORDS.iter().find(|(_, l, _)| *l == lower).copied();
+    }
+    if keyword.len() > 16 {
+        return None;
+    }
+    let mut buf = [0u8; 16];
+    for (d, s) in buf.iter_mut().zip(keyword.bytes()) {
+        *d = s.to_ascii_uppercase();
+    }
+    let packed = u128::from_le_bytes(buf);
+    let i = PACKED.iter().position(|p| *p == packed)?;
+    KEYWORDS.get(i).copied()
 }
 
-fn empty_node(keyword: &str, original: &str) -> Node {
+fn node_with(
+    keyword: &str,
+    class: Option<(&'static str, &'static str, Kw)>,
+    original: &str,
+) -> Node {
     Node {
-        keyword: static_keyword(keyword)
+        keyword: class
+            .and_then(|(u, l, _)| [u, l].into_iter().find(|k| *k == keyword))
             .map_or_else(|| Cow::Owned(keyword.to_owned()), Cow::Borrowed),
         flags: Vec::new(),
         args: Vec::new(),
@@ -422,7 +458,8 @@ pub(crate) fn node_from_line(line: &str, escape: char) -> Result<Node, String> {
 fn node_from_line_at(line: &str, escape: char, depth: usize) -> Result<Node, String> {
     let (keyword, tail) = split_once_space(line.trim());
     // The caller sets `original` for top-level nodes (it owns the buffer).
-    let mut node = empty_node(keyword, "");
+    let class = classify(keyword);
+    let mut node = node_with(keyword, class, "");
     let rest = match tail {
         Some(t) => {
             let (rest, flags) = extract_flags(t, escape);
@@ -431,11 +468,13 @@ fn node_from_line_at(line: &str, escape: char, depth: usize) -> Result<Node, Str
         }
         None => "",
     };
-    let kind = with_lower(keyword, |k| {
-        static_keyword(k).filter(|s| s.as_bytes()[0].is_ascii_lowercase())
-    });
-    match kind.unwrap_or("") {
-        "add" | "copy" | "volume" => match parse_json_array(rest) {
+    let Some((_, _, kind)) = class else {
+        // Unknown instructions keep one empty argument, as BuildKit.
+        node.args = vec![String::new()];
+        return Ok(node);
+    };
+    match kind {
+        Kw::Add | Kw::Copy | Kw::Volume => match parse_json_array(rest) {
             JsonArgs::Strings(v) => {
                 node.args = v;
                 node.json = true;
@@ -443,21 +482,21 @@ fn node_from_line_at(line: &str, escape: char, depth: usize) -> Result<Node, Str
             JsonArgs::NotStrings => return Err(NOT_STRINGS.to_owned()),
             JsonArgs::Invalid => node.args = split_whitespace(rest),
         },
-        "run" | "cmd" | "entrypoint" | "shell" => {
+        Kw::Run | Kw::Cmd | Kw::Entrypoint | Kw::Shell => {
             let (args, json) = maybe_json(rest)?;
             node.args = args;
             node.json = json;
         }
-        "arg" => node.args = parse_words(rest, escape),
-        "env" => node.args = name_val(rest, "ENV", escape)?,
-        "label" => node.args = name_val(rest, "LABEL", escape)?,
-        "expose" | "from" => node.args = split_whitespace(rest),
-        "maintainer" | "user" | "workdir" | "stopsignal" => {
+        Kw::Arg => node.args = parse_words(rest, escape),
+        Kw::Env => node.args = name_val(rest, "ENV", escape)?,
+        Kw::Label => node.args = name_val(rest, "LABEL", escape)?,
+        Kw::Expose | Kw::From => node.args = split_whitespace(rest),
+        Kw::Maintainer | Kw::User | Kw::Workdir | Kw::StopSignal => {
             if !rest.is_empty() {
                 node.args = vec![rest.to_owned()];
             }
         }
-        "healthcheck" => {
+        Kw::Healthcheck => {
             let sep = rest.find(char::is_whitespace).unwrap_or(rest.len());
             if sep > 0 {
                 let (typ, cmd) = rest.split_at(sep);
@@ -466,7 +505,7 @@ fn node_from_line_at(line: &str, escape: char, depth: usize) -> Result<Node, Str
                 node.json = json;
             }
         }
-        "onbuild" => {
+        Kw::Onbuild => {
             if !rest.is_empty() {
                 if depth >= MAX_ONBUILD_DEPTH {
                     return Err("too many nested ONBUILD instructions".to_owned());
@@ -476,7 +515,6 @@ fn node_from_line_at(line: &str, escape: char, depth: usize) -> Result<Node, Str
                 node.child = Some(Box::new(child));
             }
         }
-        _ => node.args = vec![String::new()],
     }
     Ok(node)
 }
@@ -495,22 +533,23 @@ fn maybe_json(rest: &str) -> Result<(Vec<String>, bool), String> {
 
 /// ENV and LABEL: (key, value, separator) triples.
 fn name_val(rest: &str, key: &str, escape: char) -> Result<Vec<String>, String> {
-    let words = parse_words(rest, escape);
-    let Some(first) = words.first() else {
+    let words = word_spans(rest, escape);
+    let Some(&(a, b)) = words.first() else {
         return Ok(Vec::new());
     };
-    if !first.contains('=') {
+    if !rest[a..b].contains('=') {
         return match split_once_space(rest) {
             (k, Some(v)) => Ok(vec![k.to_owned(), v.to_owned(), String::new()]),
             (_, None) => Err(format!("{key} must have two arguments")),
         };
     }
     let mut out = Vec::with_capacity(words.len() * 3);
-    for w in words {
+    for (a, b) in words {
+        let w = &rest[a..b];
         let Some((k, v)) = w.split_once('=') else {
             return Err(format!(
                 "Syntax error - can't find = in {}. Must be of the form: name=value",
-                crate::quote::go_quote(&w)
+                crate::quote::go_quote(w)
             ));
         };
         out.extend([k.to_owned(), v.to_owned(), "=".to_owned()]);

@@ -120,6 +120,14 @@ pub(crate) fn extract_flags(line: &str, escape: char) -> (&str, Vec<String>) {
 /// stay in the words; only unquoted whitespace separates. Every word is a
 /// slice of `rest` (an escape at the very end is dropped).
 pub(crate) fn parse_words(rest: &str, escape: char) -> Vec<String> {
+    word_spans(rest, escape)
+        .into_iter()
+        .map(|(a, b)| rest[a..b].to_owned())
+        .collect()
+}
+
+/// [`parse_words`] as byte ranges of `rest`.
+pub(crate) fn word_spans(rest: &str, escape: char) -> Vec<(usize, usize)> {
     #[derive(PartialEq)]
     enum Phase {
         Spaces,
@@ -146,7 +154,7 @@ pub(crate) fn parse_words(rest: &str, escape: char) -> Vec<String> {
                 if ch.is_whitespace() {
                     phase = Phase::Spaces;
                     if blank_ok || end > start {
-                        words.push(rest[start..end].to_owned());
+                        words.push((start, end));
                     }
                     blank_ok = false;
                     continue;
@@ -184,7 +192,7 @@ pub(crate) fn parse_words(rest: &str, escape: char) -> Vec<String> {
         }
     }
     if phase != Phase::Spaces && (blank_ok || end > start) {
-        words.push(rest[start..end].to_owned());
+        words.push((start, end));
     }
     words
 }
