@@ -149,7 +149,15 @@ impl Runtime {
         }
         let req = RunRequest {
             id: c.id.to_string(),
-            spec: c.spec.clone(),
+            spec: {
+                let mut spec = c.spec.clone();
+                // A detached container has nobody on the terminal's master
+                // side: its output goes to the log file instead.
+                if detached && let Some(p) = spec.process_mut() {
+                    p.set_terminal(Some(false));
+                }
+                spec
+            },
             rootfs: c.rootfs.clone(),
             state_dir: dir.clone(),
             user: c.user.clone(),
@@ -239,7 +247,8 @@ impl Runtime {
     /// Creates and starts a detached container: a supervisor process that
     /// outlives the caller waits for it, records its exit status in the
     /// state directory and removes its cgroup. Its stdout and stderr go to
-    /// `log` (appended), stdin is `/dev/null`.
+    /// `log` (appended), stdin is `/dev/null`; `process.terminal` is ignored
+    /// (no terminal: nobody would read its master side).
     pub fn start_detached(&self, c: &ContainerConfig, log: &Path) -> Result<ContainerState> {
         let data = self.prepare(c, true)?;
         let out = fs::OpenOptions::new()

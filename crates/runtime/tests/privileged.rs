@@ -632,6 +632,29 @@ fn detached_container_survives_its_caller_logs_stops_and_is_deleted() {
         host_cg.contains(&format!("kiln-test/{}", c.config.id)),
         "{host_cg}"
     );
+    // exec -t: a terminal on the container's devpts.
+    let tty_process: kiln_runtime::oci_spec::runtime::Process =
+        serde_json::from_value(serde_json::json!({
+            "args": ["tty"], "cwd": "/", "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0},
+            "terminal": true
+        }))
+        .expect("process");
+    let (out_r, out_w) = pipe();
+    let stdio = StdioConfig {
+        stdin: Stdio::Null,
+        stdout: Stdio::Fd(out_w),
+        stderr: Stdio::Null,
+        tty: true,
+    };
+    let code = rt
+        .exec(&c.config.state_dir, &tty_process, None, stdio)
+        .expect("exec -t");
+    assert_eq!(code, ExitStatus::Code(0));
+    let mut out = String::new();
+    fs::File::from(out_r)
+        .read_to_string(&mut out)
+        .expect("read");
+    assert!(out.starts_with("/dev/pts/"), "exec -t output {out:?}");
     // stop: sh ignores SIGTERM as PID 1, so SIGKILL follows the timeout.
     let started = Instant::now();
     let end = rt
