@@ -73,7 +73,9 @@ impl ShellOrExec {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "instruction", rename_all = "lowercase")]
 pub enum Instruction {
-    /// `FROM` (only inside [`Stage`]s: kept here for ONBUILD-free uniformity).
+    /// `FROM`: what [`crate::instructions::parse_instruction`] gives for a FROM
+    /// node. In a [`Dockerfile`] a FROM starts a [`Stage`] instead of being
+    /// one of its instructions.
     From(FromInstruction),
     /// `RUN`.
     Run(RunInstruction),
@@ -273,7 +275,7 @@ pub struct Mount {
     pub raw: String,
 }
 
-/// `CMD` or `ENTRYPOINT`.
+/// `CMD` or `ENTRYPOINT`. A bare `CMD` is `Shell("")`; `CMD []` is `Exec([])`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CmdInstruction {
     /// The command.
