@@ -632,3 +632,25 @@ fn fuzz_regressions_stay_inside_the_root() {
     }
     assert!(count > 0, "no regression inputs in {}", dir.display());
 }
+
+#[test]
+fn hardlinks_reach_files_of_lower_layers_on_a_merged_tree() {
+    let sb = Sandbox::new();
+    fs::create_dir(sb.root().join("usr")).unwrap();
+    fs::write(sb.root().join("usr/lower"), b"from below").unwrap();
+    let tar = RawTar::default()
+        .hardlink("usr/alias", "usr/lower")
+        .hardlink("/abs-alias", "/usr/lower")
+        .file("usr/.wh.lower", b"")
+        .finish();
+    sb.apply(&tar, &opts(WhiteoutMode::Delete)).unwrap();
+    // The whiteout removed one name; the links made before it keep the data.
+    assert!(!sb.root().join("usr/lower").exists());
+    assert_eq!(
+        fs::read(sb.root().join("usr/alias")).unwrap(),
+        b"from below"
+    );
+    let m = fs::metadata(sb.root().join("abs-alias")).unwrap();
+    assert_eq!(m.nlink(), 2);
+    sb.assert_contained();
+}
