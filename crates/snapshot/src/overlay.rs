@@ -112,8 +112,13 @@ impl OverlaySnapshotter {
             }
             Ok(())
         })?;
-        self.make_link(rec.id)?;
-        self.mounts(key)
+        let mounts = self.make_link(rec.id).and_then(|()| self.mounts(key));
+        if mounts.is_err() {
+            // Do not leave a snapshot its caller never got (for instance a
+            // chain too long to mount).
+            let _ = self.remove(key);
+        }
+        mounts
     }
 }
 

@@ -307,3 +307,28 @@ fn copy_snapshotter_unpacks_a_chain_and_diffs_a_container() {
     assert!(Path::new(&v[0].source).join("etc/sub/big").is_file());
     assert!(v[0].options.contains(&"ro".to_owned()));
 }
+
+#[test]
+fn overlay_chain_too_long_to_mount_is_refused_without_leftovers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sn = OverlaySnapshotter::new(tmp.path()).unwrap();
+    let mut parent: Option<String> = None;
+    let mut depth = 0;
+    let err = loop {
+        match sn.prepare("tmp", parent.as_deref()) {
+            Ok(_) => {}
+            Err(e) => break e,
+        }
+        sn.commit(&format!("l{depth}"), "tmp").unwrap();
+        parent = Some(format!("l{depth}"));
+        depth += 1;
+        assert!(depth < 1000, "no limit reached");
+    };
+    assert!(matches!(err, Error::MountOptionsTooLong { .. }), "{err}");
+    assert!(depth > 128, "only {depth} layers fit");
+    assert!(
+        !sn.exists("tmp").unwrap(),
+        "failed prepare left its snapshot"
+    );
+    assert_eq!(sn.list().unwrap().len(), depth);
+}
