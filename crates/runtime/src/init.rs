@@ -259,6 +259,9 @@ fn shim(
         Ok(Fork::Parent(pid)) => pid,
     };
     drop(joined_r);
+    // The init may already have failed and gone: a write to its pipes must
+    // not kill the shim (only the shim ignores SIGPIPE; the init has reset it).
+    let _ = sysproc::ignore_signals(&[libc::SIGPIPE]);
     match cgroup.join(pid) {
         Ok(()) => {
             let _ = fs::File::from(joined_w).write_all(b"j");
@@ -692,6 +695,7 @@ fn exec_join(
             )
         }
         Fork::Parent(child) => {
+            let _ = sysproc::ignore_signals(&[libc::SIGPIPE]);
             if let Some(fd) = status.take() {
                 send(&fd, &Report::Started { pid: child });
             }

@@ -798,3 +798,47 @@ fn overlay_rootfs_writes_go_to_the_upper_dir() {
     );
     assert!(!rootfs().join("made-here").exists());
 }
+
+#[test]
+fn rlimits_are_set_but_never_above_the_hard_limit() {
+    let mut c = container("rlim", &["sh", "-c", "ulimit -n; ulimit -Hn"], |_| {});
+    let host_hard = {
+        let s = fs::read_to_string("/proc/self/limits").expect("limits");
+        let line = s
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .expect("nofile line")
+            .to_owned();
+        line.split_whitespace()
+            .nth(4)
+            .expect("hard")
+            .parse::<u64>()
+            .expect("number")
+    };
+    let rl: Vec<kiln_runtime::oci_spec::runtime::PosixRlimit> =
+        serde_json::from_value(serde_json::json!([
+            {"type": "RLIMIT_NOFILE", "soft": 100, "hard": host_hard * 4}
+        ]))
+        .expect("rlimits");
+    if let Some(p) = c.config.spec.process_mut() {
+        p.set_rlimits(Some(rl));
+    }
+    let (st, out, err) = run(&c);
+    assert_eq!(st.expect("ran").code(), 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines,
+        vec!["100".to_string(), host_hard.to_string()],
+        "soft set, hard clamped"
+    );
+}
+
+#[test]
+fn setup_failure_is_reported_and_cleaned_up() {
+    let mut c = container("badroot", &["true"], |_| {});
+    c.config.rootfs = vec![RootfsMount::bind("/nonexistent/kiln-rootfs")];
+    let err = run(&c).0.expect_err("cannot mount a missing rootfs");
+    assert_eq!(err.exit_code(), 125);
+    assert!(err.to_string().contains("rootfs"), "{err}");
+    assert!(!cgroup_dir(&c, "memory").exists() && !cgroup_dir(&c, "devices").exists());
+}
