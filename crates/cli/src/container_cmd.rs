@@ -461,7 +461,17 @@ fn is_running(app: &App, rec: &ContainerRecord) -> bool {
 /// Status text and exit code of a container, as `docker ps` shows them.
 fn status_of(app: &App, rec: &ContainerRecord) -> (bool, String, Option<i32>) {
     let dir = rec.state_dir(app);
-    match runtime().state(&dir) {
+    let state = match runtime().state(&dir) {
+        // The init is gone but its supervisor may still be recording how it
+        // ended: give it its moment (no wait when the supervisor is dead).
+        Ok(s) if s.status == Status::Exited && s.exit.is_none() => runtime()
+            .wait(&dir, Some(Duration::ZERO))
+            .ok()
+            .flatten()
+            .map_or(Ok(s), Ok),
+        other => other,
+    };
+    match state {
         Ok(s) if s.status == Status::Running => (true, "Up".to_owned(), None),
         Ok(s) if s.status == Status::Exited => {
             let code = s
@@ -710,6 +720,10 @@ pub(crate) fn remove(app: &mut App, rec: &ContainerRecord, force: bool) -> Resul
     }
     let dir = rec.state_dir(app);
     if dir.exists() {
+        // An exited container's supervisor may still be writing its exit
+        // status: deleting the state directory under it would leave files
+        // behind. Returns at once for a running one (then killed by delete).
+        let _ = runtime().wait(&dir, Some(Duration::ZERO));
         runtime()
             .delete(&dir, true)
             .with_context(|| format!("cannot remove container {}", &rec.id[..12]))?;

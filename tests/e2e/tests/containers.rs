@@ -1,0 +1,1049 @@
+//! Containers end to end, through the `kiln` binary: `run` and its flags,
+//! the isolation the static probe sees from inside, resource limits, the
+//! detached life cycle (`ps`, `logs`, `exec`, `stop`, `kill`, `wait`, `rm`),
+//! `create` + `start`, `commit`, `inspect`, signal forwarding, and pulling a
+//! missing image.
+//!
+//! Each test gets its own store with an image `probe:latest` imported from a
+//! root filesystem tarball made here: Debian's static busybox with its applet
+//! links, the probe at `/probe`, and `/etc/passwd` + `/etc/group` with a user
+//! `app` (1000:1000, also in group `extra` 2000).
+
+use std::collections::BTreeSet;
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use kiln_e2e::{Sandbox, busybox_ref, probe_bin, scratch_dir};
+use serde_json::Value;
+
+const IMAGE: &str = "probe:latest";
+const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Docker's default capability set.
+const DOCKER_CAPS: [&str; 14] = [
+    "CAP_AUDIT_WRITE",
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_MKNOD",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_RAW",
+    "CAP_SETFCAP",
+    "CAP_SETGID",
+    "CAP_SETPCAP",
+    "CAP_SETUID",
+    "CAP_SYS_CHROOT",
+];
+
+fn sh(cmd: &mut Command) -> Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot start {:?}: {e}", cmd.get_program()))
+}
+
+/// The root filesystem tarball, made once per test process.
+fn rootfs_tar() -> &'static Path {
+    static TAR: OnceLock<PathBuf> = OnceLock::new();
+    TAR.get_or_init(|| {
+        let dir = scratch_dir().join(format!("containers-rootfs-{}", std::process::id()));
+        let root = dir.join("rootfs");
+        for sub in ["bin", "etc", "root", "home/app", "tmp", "usr/bin"] {
+            std::fs::create_dir_all(root.join(sub)).expect("make rootfs dirs");
+        }
+        std::fs::copy("/bin/busybox", root.join("bin/busybox"))
+            .expect("copy /bin/busybox (package busybox-static)");
+        let list = sh(Command::new("/bin/busybox").arg("--list"));
+        for applet in String::from_utf8_lossy(&list.stdout).lines() {
+            let applet = applet.trim();
+            if !applet.is_empty() && applet != "busybox" {
+                let _ = std::os::unix::fs::symlink("busybox", root.join("bin").join(applet));
+            }
+        }
+        std::fs::copy(probe_bin(), root.join("probe")).expect("copy the probe");
+        std::fs::write(
+            root.join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+        )
+        .expect("write passwd");
+        std::fs::write(
+            root.join("etc/group"),
+            "root:x:0:\napp:x:1000:\nextra:x:2000:app\nnogroup:x:65534:\n",
+        )
+        .expect("write group");
+        std::fs::write(root.join("etc/not-executable"), "just data\n").expect("write a file");
+        let chmod = |p: &str, mode: &str| {
+            assert!(
+                sh(Command::new("chmod").args([mode]).arg(root.join(p)))
+                    .status
+                    .success()
+            );
+        };
+        chmod("tmp", "1777");
+        chmod("probe", "0755");
+        assert!(
+            sh(Command::new("chown").arg("1000:1000").arg(root.join("home/app")))
+                .status
+                .success()
+        );
+        let tar = dir.join("rootfs.tar");
+        let out = sh(Command::new("tar")
+            .arg("-C")
+            .arg(&root)
+            .args(["--numeric-owner", "-cf"])
+            .arg(&tar)
+            .arg("."));
+        assert!(
+            out.status.success(),
+            "tar: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        tar
+    })
+}
+
+/// A sandbox with `probe:latest` imported; removes its containers on drop.
+struct Ctx {
+    sb: Sandbox,
+}
+
+impl Ctx {
+    fn new() -> Self {
+        let sb = Sandbox::new();
+        sb.kiln_ok([
+            "import".as_ref(),
+            "-c".as_ref(),
+            format!("ENV PATH={PATH}").as_ref(),
+            "-c".as_ref(),
+            "CMD [\"sh\"]".as_ref(),
+            rootfs_tar().as_os_str(),
+            IMAGE.as_ref(),
+        ]);
+        Ctx { sb }
+    }
+
+    /// `kiln ARGS`, whatever its exit status.
+    fn kiln(&self, args: &[&str]) -> Output {
+        sh(&mut self.sb.kiln(args))
+    }
+
+    /// `kiln ARGS`; panics unless it exits 0; returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        self.sb.kiln_ok(args)
+    }
+
+    /// `kiln run --rm probe:latest ARGS...` with FLAGS before the image.
+    fn run(&self, flags: &[&str], cmd: &[&str]) -> Output {
+        let mut args = vec!["run", "--rm"];
+        args.extend_from_slice(flags);
+        args.push(IMAGE);
+        args.extend_from_slice(cmd);
+        self.kiln(&args)
+    }
+
+    /// Runs the probe (with FLAGS) and parses its JSON.
+    fn probe(&self, flags: &[&str]) -> Value {
+        let out = self.run(flags, &["/probe"]);
+        assert_eq!(code(&out), 0, "{}", show(&out));
+        probe_json(&out.stdout)
+    }
+
+    /// `kiln run -d` with FLAGS and CMD; returns the full ID.
+    fn detach(&self, flags: &[&str], cmd: &[&str]) -> String {
+        let mut args = vec!["run", "-d"];
+        args.extend_from_slice(flags);
+        args.push(IMAGE);
+        args.extend_from_slice(cmd);
+        let id = self.ok(&args).trim().to_owned();
+        assert_eq!(id.len(), 64, "run -d prints the full ID: {id:?}");
+        assert!(id.chars().all(|c| c.is_ascii_hexdigit()), "{id}");
+        id
+    }
+
+    /// The `ps -a` row of a container (by name), if any.
+    fn ps_row(&self, name: &str) -> Option<String> {
+        self.ok(&["ps", "-a"])
+            .lines()
+            .find(|l| l.split_whitespace().last() == Some(name))
+            .map(str::to_owned)
+    }
+
+    fn inspect(&self, name: &str) -> Value {
+        let v: Value = serde_json::from_str(&self.ok(&["inspect", name])).expect("inspect JSON");
+        v[0].clone()
+    }
+}
+
+impl Drop for Ctx {
+    fn drop(&mut self) {
+        let out = sh(&mut self.sb.kiln(["ps", "-a", "-q", "--no-trunc"]));
+        for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            let _ = sh(&mut self.sb.kiln(["rm", "-f", id]));
+        }
+    }
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().unwrap_or(-1)
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn show(out: &Output) -> String {
+    format!(
+        "status {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        stdout(out),
+        stderr(out)
+    )
+}
+
+fn probe_json(bytes: &[u8]) -> Value {
+    let text = String::from_utf8_lossy(bytes);
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("the probe printed no JSON: {text}"));
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("bad probe JSON ({e}): {line}"))
+}
+
+fn strings(v: &Value) -> BTreeSet<String> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not an array: {v}"))
+        .iter()
+        .map(|x| x.as_str().expect("string").to_owned())
+        .collect()
+}
+
+fn ns_inode(path: &str) -> u64 {
+    let link = std::fs::read_link(path).unwrap_or_else(|e| panic!("readlink {path}: {e}"));
+    let s = link.to_string_lossy();
+    s.split('[')
+        .nth(1)
+        .and_then(|r| r.trim_end_matches(']').parse().ok())
+        .unwrap_or_else(|| panic!("no inode in {s}"))
+}
+
+/// Polls `f` until it returns true or `timeout` passes.
+fn eventually(timeout: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn run_exit_codes_follow_docker() {
+    let c = Ctx::new();
+    let out = c.run(&[], &["true"]);
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    let out = c.run(&[], &["false"]);
+    assert_eq!(code(&out), 1, "{}", show(&out));
+    let out = c.run(&[], &["sh", "-c", "exit 3"]);
+    assert_eq!(code(&out), 3, "{}", show(&out));
+    let out = c.run(&[], &["echo", "hello", "world"]);
+    assert_eq!(stdout(&out), "hello world\n", "{}", show(&out));
+
+    let out = c.run(&[], &["nosuch"]);
+    assert_eq!(code(&out), 127, "{}", show(&out));
+    assert!(
+        stderr(&out).contains("exec: \"nosuch\": executable file not found in $PATH"),
+        "{}",
+        show(&out)
+    );
+    let out = c.run(&[], &["/etc/not-executable"]);
+    assert_eq!(code(&out), 126, "{}", show(&out));
+
+    // PID 1 cannot be killed from inside its namespace: with --init the
+    // command is PID 2, and its death by a signal is reported as 128+n.
+    let out = c.run(&["--init"], &["sh", "-c", "kill -KILL $$"]);
+    assert_eq!(code(&out), 137, "{}", show(&out));
+    let out = c.run(&["--init"], &["sh", "-c", "kill -USR1 $$"]);
+    assert_eq!(code(&out), 138, "{}", show(&out));
+
+    // kiln's own errors are 125.
+    let out = c.run(&["--network", "bridge"], &["true"]);
+    assert_eq!(code(&out), 125, "{}", show(&out));
+    let out = c.kiln(&["run", "--rm", "sha256:0000000000000000", "true"]);
+    assert_eq!(code(&out), 125, "{}", show(&out));
+    // --rm left nothing behind.
+    assert_eq!(c.ok(&["ps", "-a", "-q"]), "");
+}
+
+#[test]
+fn probe_sees_an_isolated_container() {
+    let c = Ctx::new();
+    let id = c.ok(&["create", "--name", "iso", IMAGE, "/probe"]);
+    let id = id.trim();
+    let out = c.kiln(&["start", "-a", "iso"]);
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    let p = probe_json(&out.stdout);
+
+    // Its own PID namespace: the probe is PID 1 and sees only itself.
+    assert_eq!(p["pid"], 1, "{p}");
+    assert_eq!(p["pids"], serde_json::json!([1]), "{p}");
+    for ns in ["cgroup", "ipc", "mnt", "net", "pid", "uts"] {
+        let host = ns_inode(&format!("/proc/self/ns/{ns}"));
+        assert_ne!(
+            p["namespaces"][ns], host,
+            "{ns} namespace shared with the host: {p}"
+        );
+    }
+
+    // Docker's default capabilities, no ambient or inheritable ones.
+    let expected: BTreeSet<String> = DOCKER_CAPS.iter().map(|s| (*s).to_owned()).collect();
+    for set in ["bounding", "effective", "permitted"] {
+        assert_eq!(strings(&p["capabilities"][set]), expected, "{set}: {p}");
+    }
+    assert!(strings(&p["capabilities"]["ambient"]).is_empty(), "{p}");
+    assert!(strings(&p["capabilities"]["inheritable"]).is_empty(), "{p}");
+    assert_eq!(p["no_new_privs"], false, "{p}");
+    assert_eq!(p["seccomp"], 2, "seccomp filter mode: {p}");
+
+    // Masked and read-only paths.
+    assert_eq!(p["kcore_masked"], true, "{p}");
+    assert_eq!(p["proc_sys_writable"], false, "{p}");
+
+    // Hostname is the short ID; --network none leaves only lo.
+    assert_eq!(p["hostname"], &id[..12], "{p}");
+    assert_eq!(p["interfaces"], serde_json::json!(["lo"]), "{p}");
+
+    // No host mount is visible: every mount target is a container path.
+    let sandbox = c.sb.path().to_string_lossy().into_owned();
+    for m in p["mounts"].as_array().expect("mounts") {
+        let target = m["target"].as_str().expect("target");
+        assert!(
+            !target.contains(&sandbox) && !target.starts_with("/work"),
+            "host mount visible: {m}"
+        );
+    }
+    let targets: BTreeSet<&str> = p["mounts"]
+        .as_array()
+        .expect("mounts")
+        .iter()
+        .filter_map(|m| m["target"].as_str())
+        .collect();
+    for t in ["/", "/proc", "/dev", "/sys", "/etc/hostname", "/etc/hosts"] {
+        assert!(targets.contains(t), "no mount at {t}: {targets:?}");
+    }
+
+    // The record says it ran and exited 0.
+    let row = c.ps_row("iso").expect("ps -a lists iso");
+    assert!(row.contains("Exited (0)"), "{row}");
+}
+
+#[test]
+fn writing_proc_sys_fails_and_host_network_is_shared() {
+    let c = Ctx::new();
+    let out = c.run(&[], &["sh", "-c", "echo x > /proc/sys/kernel/domainname"]);
+    assert_ne!(code(&out), 0, "{}", show(&out));
+    let out = c.run(&[], &["sh", "-c", "cat /proc/kcore | wc -c"]);
+    assert_eq!(stdout(&out).trim(), "0", "{}", show(&out));
+
+    let p = c.probe(&["--network", "host"]);
+    assert_eq!(
+        p["namespaces"]["net"],
+        ns_inode("/proc/self/ns/net"),
+        "--network host shares the host's: {p}"
+    );
+    assert_ne!(p["interfaces"], serde_json::json!(["lo"]), "{p}");
+    let p = c.probe(&["--hostname", "box1"]);
+    assert_eq!(p["hostname"], "box1");
+}
+
+#[test]
+fn env_workdir_user_and_entrypoint() {
+    let c = Ctx::new();
+    let env_file = c.sb.work().join("env.list");
+    std::fs::write(&env_file, "# comment\n\nFROM_FILE=yes\nSHARED=file\n").expect("env file");
+    let env_file = env_file.to_string_lossy().into_owned();
+    let p = c.probe(&[
+        "-e",
+        "A=1",
+        "--env",
+        "SHARED=flag",
+        "--env-file",
+        &env_file,
+        "-w",
+        "/work/dir",
+    ]);
+    let env = &p["env"];
+    assert_eq!(env["A"], "1", "{p}");
+    assert_eq!(env["FROM_FILE"], "yes", "{p}");
+    assert_eq!(env["SHARED"], "flag", "-e wins over --env-file: {p}");
+    assert_eq!(env["PATH"], PATH, "the image's PATH: {p}");
+    assert_eq!(env["HOME"], "/root", "{p}");
+    assert_eq!(p["cwd"], "/work/dir", "the workdir is created: {p}");
+    assert_eq!(p["uid"][0], 0);
+
+    let p = c.probe(&["-u", "1000"]);
+    assert_eq!(p["uid"], serde_json::json!([1000, 1000, 1000, 1000]), "{p}");
+    assert_eq!(p["gid"][0], 1000, "{p}");
+    let p = c.probe(&["-u", "app"]);
+    assert_eq!(p["uid"][0], 1000, "{p}");
+    assert_eq!(p["gid"][0], 1000, "{p}");
+    assert!(
+        p["groups"]
+            .as_array()
+            .expect("groups")
+            .contains(&Value::from(2000)),
+        "supplementary group extra: {p}"
+    );
+    assert_eq!(p["env"]["HOME"], "/home/app", "{p}");
+    let p = c.probe(&["-u", "1000:2000"]);
+    assert_eq!(p["uid"][0], 1000, "{p}");
+    assert_eq!(p["gid"][0], 2000, "{p}");
+    let out = c.run(&["-u", "nosuchuser"], &["true"]);
+    assert_ne!(code(&out), 0, "{}", show(&out));
+
+    let out = c.run(&["--entrypoint", "/bin/echo"], &["via", "entrypoint"]);
+    assert_eq!(stdout(&out), "via entrypoint\n", "{}", show(&out));
+    // --entrypoint drops the image's CMD (`sh`): echo prints an empty line.
+    let out = c.run(&["--entrypoint", "echo"], &[]);
+    assert_eq!(stdout(&out), "\n", "{}", show(&out));
+}
+
+#[test]
+fn read_only_volumes_and_tmpfs() {
+    let c = Ctx::new();
+    let out = c.run(&["--read-only"], &["touch", "/file"]);
+    assert_ne!(code(&out), 0, "{}", show(&out));
+    assert!(
+        stderr(&out).contains("Read-only file system"),
+        "{}",
+        show(&out)
+    );
+    let out = c.run(
+        &["--read-only", "--tmpfs", "/scratch"],
+        &[
+            "sh",
+            "-c",
+            "touch /scratch/f && grep ' /scratch ' /proc/mounts",
+        ],
+    );
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    assert!(
+        stdout(&out).starts_with("tmpfs /scratch tmpfs"),
+        "{}",
+        show(&out)
+    );
+    // Without --read-only the root is writable.
+    let out = c.run(&[], &["touch", "/file"]);
+    assert_eq!(code(&out), 0, "{}", show(&out));
+
+    let host = c.sb.work().join("vol");
+    std::fs::create_dir_all(&host).expect("vol");
+    std::fs::write(host.join("in"), "from host\n").expect("write");
+    let rw = format!("{}:/data", host.display());
+    let out = c.run(
+        &["-v", &rw],
+        &[
+            "sh",
+            "-c",
+            "cat /data/in && echo from container > /data/out",
+        ],
+    );
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    assert_eq!(stdout(&out), "from host\n");
+    assert_eq!(
+        std::fs::read_to_string(host.join("out")).expect("written through the bind mount"),
+        "from container\n"
+    );
+    let ro = format!("{}:/data:ro", host.display());
+    let out = c.run(&["-v", &ro], &["sh", "-c", "cat /data/in; touch /data/x"]);
+    assert_ne!(code(&out), 0, "{}", show(&out));
+    assert_eq!(stdout(&out), "from host\n");
+    assert!(
+        stderr(&out).contains("Read-only file system"),
+        "{}",
+        show(&out)
+    );
+    assert!(!host.join("x").exists());
+}
+
+#[test]
+fn memory_limit_kills_a_hog_with_137() {
+    let c = Ctx::new();
+    let p = c.probe(&["-m", "32m"]);
+    let limits = &p["cgroup_limits"];
+    let limit = limits["v1_memory_limit"]
+        .as_str()
+        .or(limits["v2_memory_max"].as_str())
+        .unwrap_or_else(|| panic!("no memory limit visible: {p}"));
+    assert_eq!(limit, (32u64 << 20).to_string(), "{p}");
+    let out = c.run(&["-m", "32m"], &["/probe", "alloc", "256"]);
+    assert_eq!(code(&out), 137, "{}", show(&out));
+    // Without a limit the same allocation succeeds.
+    let out = c.run(&[], &["/probe", "alloc", "256"]);
+    assert_eq!(code(&out), 0, "{}", show(&out));
+}
+
+#[test]
+fn pids_limit_stops_a_fork_bomb() {
+    let c = Ctx::new();
+    let out = c.run(&["--pids-limit", "20"], &["/probe", "spawn", "100"]);
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    let v = probe_json(&out.stdout);
+    let started = v["started"].as_u64().expect("started");
+    assert!(started < 20, "{v}");
+    assert!(v["failed"].as_u64().expect("failed") > 80, "{v}");
+    let out = c.run(&[], &["/probe", "spawn", "50"]);
+    assert_eq!(probe_json(&out.stdout)["started"], 50, "{}", show(&out));
+}
+
+#[test]
+fn detached_container_lifecycle() {
+    let c = Ctx::new();
+    let id = c.detach(
+        &["--name", "d1"],
+        &[
+            "sh",
+            "-c",
+            "echo hello-from-d1; trap 'echo bye; exit 5' TERM; while :; do sleep 0.1; done",
+        ],
+    );
+    // The `kiln run -d` process has exited; the container lives on.
+    let row = c.ps_row("d1").expect("ps lists d1");
+    assert!(row.starts_with(&id[..12]), "{row}");
+    assert!(row.contains("Up"), "{row}");
+    let running = c.ok(&["ps", "-q"]);
+    assert_eq!(running.trim(), &id[..12]);
+    eventually(Duration::from_secs(10), "the log", || {
+        c.ok(&["logs", "d1"]).contains("hello-from-d1")
+    });
+
+    // exec joins the container: same files, same processes, same namespaces.
+    c.ok(&["exec", "d1", "sh", "-c", "echo shared > /tmp/marker"]);
+    assert_eq!(c.ok(&["exec", &id[..6], "cat", "/tmp/marker"]), "shared\n");
+    let ps = c.ok(&["exec", "d1", "ps", "-o", "pid,args"]);
+    assert!(
+        ps.lines()
+            .any(|l| l.trim_start().starts_with("1 ") && l.contains("sh -c")),
+        "{ps}"
+    );
+    let out = c.kiln(&["exec", "d1", "/probe"]);
+    let p = probe_json(&out.stdout);
+    let pid = c.inspect("d1")["State"]["Pid"]
+        .as_u64()
+        .expect("a running container has a pid");
+    assert!(pid > 1);
+    for ns in ["ipc", "mnt", "net", "pid", "uts"] {
+        assert_eq!(
+            p["namespaces"][ns],
+            ns_inode(&format!("/proc/{pid}/ns/{ns}")),
+            "exec is in the container's {ns} namespace: {p}"
+        );
+    }
+    assert!(
+        p["pids"]
+            .as_array()
+            .expect("pids")
+            .contains(&Value::from(1)),
+        "{p}"
+    );
+    assert_eq!(p["hostname"], &id[..12]);
+    let out = c.kiln(&["exec", "d1", "sh", "-c", "exit 6"]);
+    assert_eq!(code(&out), 6, "{}", show(&out));
+
+    // rm of a running container needs -f.
+    let out = c.kiln(&["rm", "d1"]);
+    assert_ne!(code(&out), 0, "{}", show(&out));
+    assert!(stderr(&out).contains("running"), "{}", show(&out));
+
+    // stop sends SIGTERM: the trap runs and the code is recorded.
+    let t = Instant::now();
+    assert_eq!(c.ok(&["stop", "-t", "8", "d1"]).trim(), "d1");
+    assert!(t.elapsed() < Duration::from_secs(6), "{:?}", t.elapsed());
+    let row = c.ps_row("d1").expect("ps -a lists d1");
+    assert!(row.contains("Exited (5)"), "{row}");
+    assert_eq!(c.ok(&["ps", "-q"]), "", "not running any more");
+    assert_eq!(c.ok(&["wait", "d1"]).trim(), "5");
+    let logs = c.ok(&["logs", &id[..8]]);
+    assert_eq!(logs, "hello-from-d1\nbye\n");
+    let exec = c.kiln(&["exec", "d1", "true"]);
+    assert_ne!(code(&exec), 0, "exec into a stopped container fails");
+
+    assert_eq!(c.ok(&["rm", "d1"]).trim(), "d1");
+    assert!(c.ps_row("d1").is_none());
+    assert!(!c.sb.root().join("containers").join(&id).exists());
+}
+
+#[test]
+fn stop_kills_after_the_timeout_and_rm_f_removes_a_running_one() {
+    let c = Ctx::new();
+    // `sleep` as PID 1 has no SIGTERM handler: the kernel drops the signal,
+    // so stop must SIGKILL after -t.
+    let id = c.detach(&["--name", "sleeper"], &["sleep", "100"]);
+    let t = Instant::now();
+    c.ok(&["stop", "-t", "1", &id[..10]]);
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(8),
+        "{took:?}"
+    );
+    assert_eq!(c.ok(&["wait", "sleeper"]).trim(), "137");
+    let row = c.ps_row("sleeper").expect("listed");
+    assert!(row.contains("Exited (137)"), "{row}");
+
+    let id2 = c.detach(&["--name", "doomed"], &["sleep", "100"]);
+    let pid = c.inspect("doomed")["State"]["Pid"].as_u64().expect("pid");
+    assert!(Path::new(&format!("/proc/{pid}")).exists());
+    assert_eq!(c.ok(&["rm", "-f", "doomed"]).trim(), "doomed");
+    assert!(c.ps_row("doomed").is_none());
+    eventually(Duration::from_secs(5), "the killed process to go", || {
+        !Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z"))
+    });
+    let out = c.kiln(&["inspect", &id2]);
+    assert_ne!(code(&out), 0, "{}", show(&out));
+}
+
+#[test]
+fn logs_follow_streams_until_exit() {
+    let c = Ctx::new();
+    c.detach(
+        &["--name", "talker"],
+        &[
+            "sh",
+            "-c",
+            "for i in 1 2 3 4; do echo line$i; sleep 0.3; done; echo err >&2",
+        ],
+    );
+    let t = Instant::now();
+    let out = c.ok(&["logs", "-f", "talker"]);
+    assert!(t.elapsed() < Duration::from_secs(10));
+    // -f waited for the container to end: every line is there, in order.
+    // (kiln keeps one log per container: stderr lines are in it too.)
+    let lines: Vec<&str> = out.lines().filter(|l| l.starts_with("line")).collect();
+    assert_eq!(lines, ["line1", "line2", "line3", "line4"], "{out}");
+    assert!(out.contains("err"), "{out}");
+    assert_eq!(c.ok(&["wait", "talker"]).trim(), "0");
+    let row = c.ps_row("talker").expect("listed");
+    assert!(row.contains("Exited (0)"), "{row}");
+}
+
+#[test]
+fn create_then_start_attached() {
+    let c = Ctx::new();
+    let id = c.ok(&[
+        "create",
+        "--name",
+        "c1",
+        IMAGE,
+        "sh",
+        "-c",
+        "echo created-output; exit 4",
+    ]);
+    let id = id.trim().to_owned();
+    assert_eq!(id.len(), 64);
+    let row = c.ps_row("c1").expect("ps -a lists a created container");
+    assert!(row.contains("Created"), "{row}");
+    assert!(
+        c.ok(&["ps"]).lines().count() == 1,
+        "only the header: not running"
+    );
+    let v = c.inspect(&id[..7]);
+    assert_eq!(v["State"]["Status"], "created", "{v}");
+    let out = c.kiln(&["start", "-a", "c1"]);
+    assert_eq!(code(&out), 4, "{}", show(&out));
+    assert_eq!(stdout(&out), "created-output\n");
+    let row = c.ps_row("c1").expect("listed");
+    assert!(row.contains("Exited (4)"), "{row}");
+    // Started again, detached, it runs the same command.
+    assert_eq!(c.ok(&["start", "c1"]).trim(), "c1");
+    assert_eq!(c.ok(&["wait", "c1"]).trim(), "4");
+    eventually(Duration::from_secs(5), "the second run's log", || {
+        c.ok(&["logs", "c1"]).contains("created-output")
+    });
+}
+
+#[test]
+fn kill_sends_the_given_signal() {
+    let c = Ctx::new();
+    let id = c.detach(
+        &["--name", "k1"],
+        &[
+            "sh",
+            "-c",
+            "trap 'echo got-usr1; exit 9' USR1; echo ready; while :; do sleep 0.1; done",
+        ],
+    );
+    eventually(Duration::from_secs(10), "ready", || {
+        c.ok(&["logs", "k1"]).contains("ready")
+    });
+    assert_eq!(c.ok(&["kill", "-s", "USR1", &id[..12]]).trim(), &id[..12]);
+    assert_eq!(c.ok(&["wait", "k1"]).trim(), "9");
+    assert!(c.ok(&["logs", "k1"]).contains("got-usr1"));
+    let out = c.kiln(&["kill", "k1"]);
+    assert_ne!(
+        code(&out),
+        0,
+        "killing a stopped container fails: {}",
+        show(&out)
+    );
+
+    c.detach(&["--name", "k2"], &["sleep", "100"]);
+    c.ok(&["kill", "k2"]);
+    assert_eq!(c.ok(&["wait", "k2"]).trim(), "137");
+    let row = c.ps_row("k2").expect("listed");
+    assert!(row.contains("Exited (137)"), "{row}");
+}
+
+#[test]
+fn commit_makes_an_image_with_the_change() {
+    let c = Ctx::new();
+    let out = c.kiln(&[
+        "run",
+        "--name",
+        "changer",
+        IMAGE,
+        "sh",
+        "-c",
+        "echo changed > /etc/marker && rm /etc/not-executable",
+    ]);
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    let image_id = c.ok(&[
+        "commit",
+        "-c",
+        "CMD [\"cat\", \"/etc/marker\"]",
+        "-m",
+        "a marker",
+        "changer",
+        "committed:v1",
+    ]);
+    let image_id = image_id.trim();
+    assert!(image_id.starts_with("sha256:"), "{image_id}");
+    let out = c.kiln(&["run", "--rm", "committed:v1"]);
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    assert_eq!(stdout(&out), "changed\n");
+    let out = c.kiln(&["run", "--rm", "committed:v1", "ls", "/etc"]);
+    assert!(
+        !stdout(&out).contains("not-executable"),
+        "the deletion is kept: {}",
+        show(&out)
+    );
+    let v: Value =
+        serde_json::from_str(&c.ok(&["image", "inspect", "committed:v1"])).expect("json");
+    assert_eq!(
+        v[0]["Config"]["Cmd"],
+        serde_json::json!(["cat", "/etc/marker"]),
+        "{v}"
+    );
+    assert_eq!(
+        v[0]["RootFS"]["Layers"].as_array().map(Vec::len),
+        Some(2),
+        "{v}"
+    );
+    let history = c.ok(&["history", "committed:v1"]);
+    assert!(history.contains("a marker"), "{history}");
+    // The container is still there and still has its change.
+    assert!(c.ps_row("changer").is_some());
+}
+
+#[test]
+fn inspect_reports_the_container() {
+    let c = Ctx::new();
+    let vol = c.sb.work().join("v");
+    let vol_spec = format!("{}:/v:ro", vol.display());
+    let id = c.detach(
+        &[
+            "--name",
+            "insp",
+            "-e",
+            "K=V",
+            "-m",
+            "64m",
+            "--pids-limit",
+            "50",
+            "-w",
+            "/tmp",
+            "-v",
+            &vol_spec,
+            "--hostname",
+            "ihost",
+        ],
+        &["sleep", "100"],
+    );
+    let v = c.inspect("insp");
+    assert_eq!(v["Id"], id.as_str());
+    assert_eq!(v["Name"], "/insp");
+    assert_eq!(v["Path"], "sleep");
+    assert_eq!(v["Args"], serde_json::json!(["100"]));
+    assert_eq!(v["State"]["Status"], "running", "{v}");
+    assert_eq!(v["State"]["Running"], true);
+    assert!(v["State"]["Pid"].as_u64().unwrap_or(0) > 1, "{v}");
+    assert!(
+        v["Image"].as_str().unwrap_or("").starts_with("sha256:"),
+        "{v}"
+    );
+    assert_eq!(v["Config"]["Image"], IMAGE);
+    assert_eq!(v["Config"]["Hostname"], "ihost");
+    assert_eq!(v["Config"]["WorkingDir"], "/tmp");
+    assert!(strings(&v["Config"]["Env"]).contains("K=V"), "{v}");
+    assert_eq!(v["HostConfig"]["Memory"], 64 << 20);
+    assert_eq!(v["HostConfig"]["PidsLimit"], 50);
+    assert_eq!(v["HostConfig"]["NetworkMode"], "none");
+    assert_eq!(v["Mounts"][0]["Destination"], "/v");
+    assert_eq!(v["Mounts"][0]["RW"], false);
+    // `container inspect` and an ID prefix give the same object.
+    let by_prefix: Value =
+        serde_json::from_str(&c.ok(&["container", "inspect", &id[..5]])).expect("json");
+    assert_eq!(by_prefix[0]["Id"], id.as_str());
+    c.ok(&["kill", "insp"]);
+    c.ok(&["wait", "insp"]);
+    let v = c.inspect("insp");
+    assert_eq!(v["State"]["Status"], "exited", "{v}");
+    assert_eq!(v["State"]["Running"], false);
+    assert_eq!(v["State"]["ExitCode"], 137);
+    let out = c.kiln(&["inspect", "nosuch-container"]);
+    assert_ne!(code(&out), 0);
+}
+
+#[test]
+fn sigterm_to_a_foreground_run_reaches_the_container() {
+    let c = Ctx::new();
+    let mut child =
+        c.sb.kiln([
+            "run",
+            "--rm",
+            IMAGE,
+            "sh",
+            "-c",
+            "trap 'echo got-term; exit 42' TERM; echo ready; while :; do sleep 0.1; done",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn kiln run");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let first = lines.next().expect("a line").expect("read");
+    assert_eq!(first, "ready");
+    let kill = sh(Command::new("kill").args(["-TERM", &child.id().to_string()]));
+    assert!(kill.status.success());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().expect("wait");
+    assert_eq!(rest, ["got-term"]);
+    assert_eq!(status.code(), Some(42));
+    assert_eq!(c.ok(&["ps", "-a", "-q"]), "", "--rm removed it");
+}
+
+#[test]
+fn run_pulls_a_missing_image() {
+    let sb = Sandbox::new();
+    let out = sh(&mut sb.kiln(["run", "--rm", &busybox_ref(), "echo", "pulled"]));
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    assert_eq!(stdout(&out), "pulled\n");
+    assert!(
+        stderr(&out).contains(&format!("Unable to find image '{}' locally", busybox_ref())),
+        "{}",
+        show(&out)
+    );
+    // The second run finds it in the store.
+    let out = sh(&mut sb.kiln(["run", "--rm", &busybox_ref(), "true"]));
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    assert!(
+        !stderr(&out).contains("Unable to find image"),
+        "{}",
+        show(&out)
+    );
+    let images = sb.kiln_ok(["images"]);
+    assert!(images.contains("busybox"), "{images}");
+}
+
+#[test]
+fn security_and_cpu_flags_reach_the_process() {
+    let c = Ctx::new();
+    let p = c.probe(&[
+        "--cap-drop",
+        "ALL",
+        "--cap-add",
+        "NET_ADMIN",
+        "--security-opt",
+        "no-new-privileges",
+        "--cpus",
+        "0.5",
+    ]);
+    assert_eq!(
+        p["capabilities"]["effective"],
+        serde_json::json!(["CAP_NET_ADMIN"]),
+        "{p}"
+    );
+    assert_eq!(
+        p["capabilities"]["bounding"],
+        serde_json::json!(["CAP_NET_ADMIN"]),
+        "{p}"
+    );
+    assert_eq!(p["no_new_privs"], true, "{p}");
+    let limits = &p["cgroup_limits"];
+    match limits["v1_cpu_quota"].as_str() {
+        Some(quota) => {
+            assert_eq!(quota, "50000", "{p}");
+            assert_eq!(limits["v1_cpu_period"], "100000", "{p}");
+        }
+        None => assert_eq!(limits["v2_cpu_max"], "50000 100000", "{p}"),
+    }
+    let p = c.probe(&["--cap-drop", "CHOWN"]);
+    let eff = strings(&p["capabilities"]["effective"]);
+    assert!(
+        !eff.contains("CAP_CHOWN") && eff.contains("CAP_KILL"),
+        "{p}"
+    );
+    let out = c.run(&["--cap-drop", "CHOWN"], &["chown", "1000", "/tmp"]);
+    assert_ne!(code(&out), 0, "chown needs CAP_CHOWN: {}", show(&out));
+}
+
+#[test]
+fn init_stdin_and_tty() {
+    let c = Ctx::new();
+    // --init: the command is PID 2 under a tiny init.
+    let p = c.probe(&["--init"]);
+    assert_eq!(p["pid"], 2, "{p}");
+    assert_eq!(p["ppid"], 1, "{p}");
+
+    // -i passes stdin through; without it stdin is empty.
+    let mut child =
+        c.sb.kiln(["run", "--rm", "-i", IMAGE, "sh", "-c", "tr a-z A-Z"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+    {
+        use std::io::Write as _;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(b"shout\n").expect("write stdin");
+    }
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(stdout(&out), "SHOUT\n", "{}", show(&out));
+    let out = c.run(&[], &["sh", "-c", "cat; echo end"]);
+    assert_eq!(stdout(&out), "end\n", "{}", show(&out));
+
+    // -t gives the command a terminal, even when kiln's stdin is not one.
+    let out = sh(c
+        .sb
+        .kiln(["run", "--rm", "-t", IMAGE, "tty"])
+        .stdin(Stdio::null()));
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    assert!(stdout(&out).starts_with("/dev/pts/"), "{}", show(&out));
+    let out = c.run(&[], &["tty"]);
+    assert_ne!(code(&out), 0, "no terminal without -t: {}", show(&out));
+}
+
+#[test]
+fn exec_takes_user_workdir_env_and_stdin() {
+    let c = Ctx::new();
+    c.detach(&["--name", "ex", "-e", "FROM_RUN=1"], &["sleep", "100"]);
+    let out = c.ok(&[
+        "exec",
+        "-u",
+        "app",
+        "-w",
+        "/tmp",
+        "-e",
+        "X=2",
+        "ex",
+        "sh",
+        "-c",
+        "id -u; id -G; pwd; echo $FROM_RUN$X",
+    ]);
+    assert_eq!(out, "1000\n1000 2000\n/tmp\n12\n");
+    let mut child =
+        c.sb.kiln(["exec", "-i", "ex", "sh", "-c", "cat > /tmp/in; cat /tmp/in"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+    {
+        use std::io::Write as _;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(b"piped in\n").expect("write");
+    }
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(stdout(&out), "piped in\n", "{}", show(&out));
+    let out = c.kiln(&["exec", "ex", "nosuch"]);
+    assert_eq!(code(&out), 127, "{}", show(&out));
+    let out = c.kiln(&["exec", "nosuch-container", "true"]);
+    assert_ne!(code(&out), 0, "{}", show(&out));
+}
+
+#[test]
+fn stop_signal_of_a_committed_image_is_used() {
+    let c = Ctx::new();
+    c.ok(&["create", "--name", "base", IMAGE, "true"]);
+    c.ok(&[
+        "commit",
+        "-c",
+        "STOPSIGNAL SIGUSR1",
+        "-c",
+        "CMD [\"sh\", \"-c\", \"trap 'echo usr1; exit 3' USR1; while :; do sleep 0.1; done\"]",
+        "base",
+        "stoppable",
+    ]);
+    c.kiln(&["rm", "base"]);
+    let id = c.kiln(&["run", "-d", "--name", "st", "stoppable"]);
+    assert_eq!(code(&id), 0, "{}", show(&id));
+    let t = Instant::now();
+    c.ok(&["stop", "-t", "20", "st"]);
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    assert_eq!(c.ok(&["wait", "st"]).trim(), "3");
+    assert!(c.ok(&["logs", "st"]).contains("usr1"));
+}
+
+#[test]
+fn detached_rm_and_supervisor_loss() {
+    let c = Ctx::new();
+    // run -d --rm: gone once it has exited.
+    let id = c.detach(&["--rm", "--name", "brief"], &["true"]);
+    eventually(Duration::from_secs(10), "the --rm container to go", || {
+        c.ps_row("brief").is_none()
+    });
+    assert!(!c.sb.root().join("containers").join(&id).exists());
+
+    // Killing the container's process from the host is recorded as 137.
+    c.detach(&["--name", "victim"], &["sleep", "100"]);
+    let pid = c.inspect("victim")["State"]["Pid"].as_u64().expect("pid");
+    assert!(
+        sh(Command::new("kill").args(["-KILL", &pid.to_string()]))
+            .status
+            .success()
+    );
+    assert_eq!(c.ok(&["wait", "victim"]).trim(), "137");
+    let row = c.ps_row("victim").expect("listed");
+    assert!(row.contains("Exited (137)"), "{row}");
+
+    // When the supervisor and the container die without a word, ps tells
+    // the truth (not running) and the container can be removed.
+    c.detach(&["--name", "orphan"], &["sleep", "100"]);
+    let pid = c.inspect("orphan")["State"]["Pid"].as_u64().expect("pid");
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    let ppid = stat
+        .rsplit(')')
+        .next()
+        .and_then(|r| r.split_whitespace().nth(1))
+        .expect("ppid")
+        .to_owned();
+    assert_ne!(ppid, "1", "a supervisor is the container's parent");
+    for p in [ppid.as_str(), &pid.to_string()] {
+        assert!(sh(Command::new("kill").args(["-KILL", p])).status.success());
+    }
+    eventually(
+        Duration::from_secs(5),
+        "the container to be seen dead",
+        || c.ps_row("orphan").is_some_and(|r| r.contains("Exited")),
+    );
+    assert_eq!(c.ok(&["ps", "-q"]), "");
+    c.ok(&["rm", "orphan"]);
+    assert!(c.ps_row("orphan").is_none());
+}
