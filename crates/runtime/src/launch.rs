@@ -46,11 +46,16 @@ impl Foreground {
         self.pty_master.take()
     }
 
-    /// Sends `signal` to the container's first process (through the shim,
-    /// which passes it on).
+    /// Sends `signal` to the container's first process: through the shim,
+    /// which passes it on, or directly for SIGKILL and SIGSTOP (which the
+    /// shim cannot catch; killing the shim would leave the cgroup behind).
     pub fn signal(&self, signal: i32) -> Result<()> {
-        let shim = self.shim.id() as i32;
-        kill(shim, signal).map_err(|e| Error::io("signal", format!("container {}", self.id), e))
+        let target = if signal == libc::SIGKILL || signal == libc::SIGSTOP {
+            self.pid
+        } else {
+            self.shim.id() as i32
+        };
+        kill(target, signal).map_err(|e| Error::io("signal", format!("container {}", self.id), e))
     }
 
     /// Waits for the container's first process to end.

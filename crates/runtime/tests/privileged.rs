@@ -342,6 +342,10 @@ fn signals_reach_the_container() {
     fg.signal(libc::SIGKILL).expect("signal");
     let st = fg.wait().expect("wait");
     assert_eq!((st, st.code()), (ExitStatus::Signal(libc::SIGKILL), 137));
+    assert!(
+        !cgroup_dir(&c, "memory").exists(),
+        "the shim survived to clean up"
+    );
 }
 
 /// Tests that share /tmp/ready in the common rootfs run one at a time.
