@@ -52,6 +52,15 @@ fn probe_binary() -> PathBuf {
 fn rootfs() -> &'static Path {
     static ROOT: OnceLock<PathBuf> = OnceLock::new();
     ROOT.get_or_init(|| {
+        // Remove trees left by earlier runs whose process is gone.
+        for e in fs::read_dir(std::env::temp_dir()).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            if let Some(pid) = name.strip_prefix("kiln-runtime-rootfs-")
+                && !Path::new("/proc").join(pid).exists()
+            {
+                let _ = fs::remove_dir_all(e.path());
+            }
+        }
         let root = std::env::temp_dir().join(format!("kiln-runtime-rootfs-{}", std::process::id()));
         let _ = fs::remove_dir_all(&root);
         for d in ["bin", "etc", "tmp", "proc", "sys", "dev", "root", "home/alice"] {
