@@ -36,7 +36,10 @@ fn run_one(target: &str, seconds: u64) -> Result<Outcome> {
     run(util::cargo()
         .args(["fuzz", "run", target, "--"])
         .arg(format!("-max_total_time={seconds}"))
-        .env("RUSTC_BOOTSTRAP", "1"))
+        .env("RUSTC_BOOTSTRAP", "1")
+        // The fuzz workspace builds into its own fuzz/target, with sanitizer
+        // flags no other build shares.
+        .env_remove("CARGO_TARGET_DIR"))
     .with_context(|| {
         format!("fuzz target `{target}` failed: a crash input is under fuzz/artifacts/{target}/; commit it to fuzz/regressions/{target}/")
     })?;
