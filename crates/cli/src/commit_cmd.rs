@@ -37,6 +37,20 @@ pub(crate) fn commit(app: &mut App, a: &CommitArgs) -> Result<u8> {
     let mut config = img.config.clone();
     {
         let cc = config.container_config_mut();
+        // As `docker commit`: the image takes the container's own config
+        // (its command, environment, working directory and user as run),
+        // then the --change instructions.
+        if let Some((entrypoint, cmd)) = &rec.entrypoint_cmd {
+            cc.entrypoint = (!entrypoint.is_empty()).then(|| entrypoint.clone());
+            cc.cmd = (!cmd.is_empty()).then(|| cmd.clone());
+            cc.env = Some(rec.env.clone());
+            if rec.cwd != "/" {
+                cc.working_dir = Some(rec.cwd.clone());
+            }
+            if !rec.user.is_empty() {
+                cc.user = Some(rec.user.clone());
+            }
+        }
         for change in &a.change {
             kiln_image::apply_change(cc, change)
                 .with_context(|| format!("invalid --change {change:?}"))?;

@@ -88,6 +88,14 @@ pub(crate) struct ContainerRecord {
     /// Set once the container was started at least once.
     #[serde(default)]
     pub(crate) started: bool,
+    /// The container's Entrypoint and Cmd (`args` split as Docker keeps
+    /// them), written into the image by `kiln commit`; `None` in records
+    /// made before kiln kept them.
+    #[serde(default)]
+    pub(crate) entrypoint_cmd: Option<(Vec<String>, Vec<String>)>,
+    /// RFC 3339 time of the last start.
+    #[serde(default)]
+    pub(crate) started_at: Option<String>,
 }
 
 impl Record for ContainerRecord {
@@ -258,14 +266,15 @@ pub(crate) fn parse_volume(s: &str) -> Result<VolumeSpec> {
     })
 }
 
-/// Combines Entrypoint and Cmd as Docker does: `--entrypoint` replaces the
-/// image's entrypoint and drops its Cmd; command-line arguments replace Cmd.
-pub(crate) fn combine_args(
+/// The container's Entrypoint and Cmd as Docker combines them:
+/// `--entrypoint` replaces the image's entrypoint and drops its Cmd;
+/// command-line arguments replace Cmd. The process runs Entrypoint + Cmd.
+pub(crate) fn entrypoint_and_cmd(
     image_entrypoint: Option<&[String]>,
     image_cmd: Option<&[String]>,
     entrypoint: Option<&str>,
     cmd: &[String],
-) -> Vec<String> {
+) -> (Vec<String>, Vec<String>) {
     let ep: Vec<String> = match entrypoint {
         Some("") => Vec::new(),
         Some(e) => vec![e.to_owned()],
@@ -278,7 +287,7 @@ pub(crate) fn combine_args(
     } else {
         image_cmd.map(<[String]>::to_vec).unwrap_or_default()
     };
-    ep.into_iter().chain(cmd).collect()
+    (ep, cmd)
 }
 
 /// Merges `-e` values into the image's env: `K=V` sets, a bare `K` copies the
@@ -377,6 +386,16 @@ pub(crate) fn new_id() -> Result<(String, [u8; 32])> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn combine_args(
+        image_entrypoint: Option<&[String]>,
+        image_cmd: Option<&[String]>,
+        entrypoint: Option<&str>,
+        cmd: &[String],
+    ) -> Vec<String> {
+        let (ep, cmd) = entrypoint_and_cmd(image_entrypoint, image_cmd, entrypoint, cmd);
+        ep.into_iter().chain(cmd).collect()
+    }
 
     fn v(items: &[&str]) -> Vec<String> {
         items.iter().map(|s| (*s).to_owned()).collect()

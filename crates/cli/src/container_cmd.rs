@@ -244,12 +244,13 @@ fn create_record(app: &mut App, a: &CreateArgs) -> Result<ContainerRecord> {
     let top = crate::unpack::ensure_unpacked(app, &image.id)?;
     let config = kiln_image::image_config(&app.store, &image.id)?;
     let cc = config.config.clone().unwrap_or_default();
-    let args = container::combine_args(
+    let (entrypoint, cmd) = container::entrypoint_and_cmd(
         cc.entrypoint.as_deref(),
         cc.cmd.as_deref(),
         a.entrypoint.as_deref(),
         &a.command,
     );
+    let args: Vec<String> = entrypoint.iter().chain(&cmd).cloned().collect();
     if args.is_empty() {
         bail!("no command specified");
     }
@@ -351,6 +352,8 @@ fn create_record(app: &mut App, a: &CreateArgs) -> Result<ContainerRecord> {
         stop_signal: cc.stop_signal.clone(),
         snapshot: id,
         started: false,
+        started_at: None,
+        entrypoint_cmd: Some((entrypoint, cmd)),
     };
     if let Err(e) = records.put(&rec) {
         let _ = snapshotter.remove(&rec.snapshot);
@@ -392,7 +395,11 @@ fn run_attached(app: &mut App, rec: &ContainerRecord) -> Result<i32> {
 }
 
 fn mark_started(app: &App, rec: &ContainerRecord) -> Result<()> {
-    records(app)?.update(&rec.id, |r| r.started = true)?;
+    let now = kiln_image::Timestamp::from_system_time(SystemTime::now()).to_string();
+    records(app)?.update(&rec.id, |r| {
+        r.started = true;
+        r.started_at = Some(now);
+    })?;
     Ok(())
 }
 
@@ -472,7 +479,7 @@ fn status_of(app: &App, rec: &ContainerRecord) -> (bool, String, Option<i32>) {
         other => other,
     };
     match state {
-        Ok(s) if s.status == Status::Running => (true, "Up".to_owned(), None),
+        Ok(s) if s.status == Status::Running => (true, up_since(rec), None),
         Ok(s) if s.status == Status::Exited => {
             let code = s
                 .exit
@@ -486,6 +493,21 @@ fn status_of(app: &App, rec: &ContainerRecord) -> (bool, String, Option<i32>) {
             None if rec.started => (false, "Exited (255)".to_owned(), Some(255)),
             None => (false, "Created".to_owned(), None),
         },
+    }
+}
+
+/// `Up 5 seconds`, as Docker's STATUS column says it.
+fn up_since(rec: &ContainerRecord) -> String {
+    let since = rec
+        .started_at
+        .as_deref()
+        .and_then(|t| t.parse::<kiln_image::Timestamp>().ok());
+    match since {
+        Some(t) => {
+            let ago = format::ago(t.to_system_time(), SystemTime::now());
+            format!("Up {}", ago.strip_suffix(" ago").unwrap_or(&ago))
+        }
+        None => "Up".to_owned(),
     }
 }
 
@@ -809,6 +831,7 @@ pub(crate) fn inspect_container(app: &mut App, name: &str) -> Result<serde_json:
             "Running": running,
             "Pid": pid.unwrap_or(0),
             "ExitCode": code.unwrap_or(0),
+            "StartedAt": rec.started_at.as_deref().unwrap_or("0001-01-01T00:00:00Z"),
         },
         "Image": rec.image_id.to_string(),
         "Name": format!("/{}", rec.name),

@@ -516,7 +516,10 @@ fn detached_container_lifecycle() {
     // The `kiln run -d` process has exited; the container lives on.
     let row = c.ps_row("d1").expect("ps lists d1");
     assert!(row.starts_with(&id[..12]), "{row}");
-    assert!(row.contains("Up"), "{row}");
+    assert!(
+        row.contains("Up Less than a second") || row.contains(" seconds "),
+        "Docker's `Up 2 seconds`: {row}"
+    );
     let running = c.ok(&["ps", "-q"]);
     assert_eq!(running.trim(), &id[..12]);
     eventually(Duration::from_secs(10), "the log", || {
@@ -655,7 +658,7 @@ fn create_then_start_attached() {
     );
     let v = c.inspect(&id[..7]);
     assert_eq!(v["State"]["Status"], "created", "{v}");
-    let out = c.kiln(&["start", "-a", "c1"]);
+    let out = c.kiln(&["start", "-a", &id[..9]]);
     assert_eq!(code(&out), 4, "{}", show(&out));
     assert_eq!(stdout(&out), "created-output\n");
     let row = c.ps_row("c1").expect("listed");
@@ -707,12 +710,34 @@ fn commit_makes_an_image_with_the_change() {
         "run",
         "--name",
         "changer",
+        "-e",
+        "FROM_RUN=1",
+        "-w",
+        "/etc",
         IMAGE,
         "sh",
         "-c",
         "echo changed > /etc/marker && rm /etc/not-executable",
     ]);
     assert_eq!(code(&out), 0, "{}", show(&out));
+    // As `docker commit`: the image takes the container's config as run.
+    let id = c.ok(&["ps", "-a", "-q"]);
+    c.ok(&["commit", id.trim(), "plain:v1"]);
+    let v: Value = serde_json::from_str(&c.ok(&["image", "inspect", "plain:v1"])).expect("json");
+    let config = &v[0]["Config"];
+    assert_eq!(
+        config["Cmd"],
+        serde_json::json!([
+            "sh",
+            "-c",
+            "echo changed > /etc/marker && rm /etc/not-executable"
+        ]),
+        "{v}"
+    );
+    assert!(strings(&config["Env"]).contains("FROM_RUN=1"), "{v}");
+    assert_eq!(config["WorkingDir"], "/etc", "{v}");
+    let out = c.kiln(&["run", "--rm", "plain:v1", "cat", "marker"]);
+    assert_eq!(stdout(&out), "changed\n", "{}", show(&out));
     let image_id = c.ok(&[
         "commit",
         "-c",
@@ -783,6 +808,12 @@ fn inspect_reports_the_container() {
     assert_eq!(v["State"]["Status"], "running", "{v}");
     assert_eq!(v["State"]["Running"], true);
     assert!(v["State"]["Pid"].as_u64().unwrap_or(0) > 1, "{v}");
+    assert!(
+        v["State"]["StartedAt"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("20")),
+        "{v}"
+    );
     assert!(
         v["Image"].as_str().unwrap_or("").starts_with("sha256:"),
         "{v}"
