@@ -487,6 +487,16 @@ fn memory_limit_kills_a_hog_with_137() {
     // Without a limit the same allocation succeeds.
     let out = c.run(&[], &["/probe", "alloc", "256"]);
     assert_eq!(code(&out), 0, "{}", show(&out));
+
+    // exec joins the container's cgroup: the limit applies to it too, and
+    // the container outlives its exec'd hog.
+    c.detach(&["--name", "limited", "-m", "32m"], &["sleep", "100"]);
+    let out = c.kiln(&["exec", "limited", "/probe", "alloc", "256"]);
+    assert_eq!(code(&out), 137, "{}", show(&out));
+    let out = c.kiln(&["exec", "limited", "/probe", "alloc", "4"]);
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    let row = c.ps_row("limited").expect("listed");
+    assert!(row.contains("Up"), "{row}");
 }
 
 #[test]
@@ -1077,4 +1087,40 @@ fn detached_rm_and_supervisor_loss() {
     assert_eq!(c.ok(&["ps", "-q"]), "");
     c.ok(&["rm", "orphan"]);
     assert!(c.ps_row("orphan").is_none());
+}
+
+#[test]
+fn detached_container_survives_its_callers_process_group() {
+    use std::os::unix::process::CommandExt as _;
+    let c = Ctx::new();
+    // kiln run -d in a process group of its own, as a shell job would be;
+    // then the whole group is killed, as a terminal's hangup would.
+    let child =
+        c.sb.kiln(["run", "-d", "--name", "survivor", IMAGE, "sleep", "100"])
+            .process_group(0)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+    let pgid = child.id();
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    let _ = sh(Command::new("kill").args(["-KILL", "--", &format!("-{pgid}")]));
+    std::thread::sleep(Duration::from_millis(200));
+    let row = c.ps_row("survivor").expect("listed");
+    assert!(row.contains("Up"), "{row}");
+    let pid = c.inspect("survivor")["State"]["Pid"].as_u64().expect("pid");
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    let pgrp: u64 = stat
+        .rsplit(')')
+        .next()
+        .and_then(|r| r.split_whitespace().nth(2))
+        .and_then(|x| x.parse().ok())
+        .expect("pgrp");
+    assert_ne!(
+        pgrp,
+        u64::from(pgid),
+        "the container left its caller's group"
+    );
+    assert_eq!(c.ok(&["exec", "survivor", "echo", "alive"]), "alive\n");
 }
