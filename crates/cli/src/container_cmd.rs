@@ -412,7 +412,19 @@ pub(crate) fn run(app: &mut App, a: &RunArgs) -> Result<u8> {
                 "kiln: --rm with -d: the container is removed by the next `kiln ps`/`kiln rm` after it exits"
             );
         }
-        start_detached(app, &rec)?;
+        if let Err(e) = start_detached(app, &rec) {
+            // As Docker: 127/126 when the command is missing or not
+            // executable, 125 for kiln's own failures.
+            eprintln!("kiln: {e:#}");
+            let code = e
+                .chain()
+                .find_map(|c| c.downcast_ref::<kiln_runtime::Error>())
+                .map_or(125, kiln_runtime::Error::exit_code);
+            if rec.auto_remove {
+                let _ = remove(app, &rec, true);
+            }
+            return Ok(exit_u8(code));
+        }
         println!("{}", rec.id);
         return Ok(0);
     }

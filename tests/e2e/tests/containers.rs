@@ -265,6 +265,20 @@ fn run_exit_codes_follow_docker() {
     let out = c.run(&[], &["/etc/not-executable"]);
     assert_eq!(code(&out), 126, "{}", show(&out));
 
+    // The same codes when the start of a detached container fails.
+    let out = c.kiln(&["run", "-d", "--name", "bad", IMAGE, "nosuch"]);
+    assert_eq!(code(&out), 127, "{}", show(&out));
+    assert!(
+        stderr(&out).contains("executable file not found in $PATH"),
+        "{}",
+        show(&out)
+    );
+    let row = c.ps_row("bad").expect("the failed container is listed");
+    assert!(row.contains("Exited (127)"), "{row}");
+    c.ok(&["rm", "bad"]);
+    let out = c.kiln(&["run", "-d", "--rm", IMAGE, "/etc/not-executable"]);
+    assert_eq!(code(&out), 126, "{}", show(&out));
+
     // PID 1 cannot be killed from inside its namespace: with --init the
     // command is PID 2, and its death by a signal is reported as 128+n.
     let out = c.run(&["--init"], &["sh", "-c", "kill -KILL $$"]);
