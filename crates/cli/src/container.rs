@@ -26,6 +26,9 @@ pub(crate) struct VolumeSpec {
     pub(crate) readonly: bool,
     /// `tmpfs` instead of a bind mount.
     pub(crate) tmpfs: bool,
+    /// Mount options given after the path (`--tmpfs /run:size=64m,exec`).
+    #[serde(default)]
+    pub(crate) options: Vec<String>,
 }
 
 /// Everything `kiln create` decided, kept so that `start` can start it again.
@@ -216,12 +219,10 @@ pub(crate) fn network_mode(name: &str) -> Result<NetworkMode> {
 fn volume_mount(v: &VolumeSpec) -> Result<Mount> {
     let mut b = MountBuilder::default().destination(&v.target);
     if v.tmpfs {
-        b = b.typ("tmpfs").source("tmpfs").options(vec![
-            "nosuid".into(),
-            "nodev".into(),
-            "noexec".into(),
-            "mode=1777".into(),
-        ]);
+        b = b
+            .typ("tmpfs")
+            .source("tmpfs")
+            .options(tmpfs_options(&v.options));
     } else {
         let mut opts = vec!["rbind".to_owned(), "rprivate".to_owned()];
         if v.readonly {
@@ -231,6 +232,44 @@ fn volume_mount(v: &VolumeSpec) -> Result<Mount> {
     }
     b.build()
         .with_context(|| format!("invalid mount {}", v.target))
+}
+
+/// Docker's tmpfs options: `nosuid,nodev,noexec,mode=1777`, each
+/// overridden by the user's (`exec`, `suid`, `dev`, `mode=`, plus `size=`...).
+fn tmpfs_options(user: &[String]) -> Vec<String> {
+    let overridden = |default: &str| {
+        user.iter().any(|o| match default {
+            "nosuid" => o == "suid" || o == "nosuid",
+            "nodev" => o == "dev" || o == "nodev",
+            "noexec" => o == "exec" || o == "noexec",
+            _ => o.starts_with("mode="),
+        })
+    };
+    ["nosuid", "nodev", "noexec", "mode=1777"]
+        .into_iter()
+        .filter(|d| !overridden(d))
+        .map(str::to_owned)
+        .chain(user.iter().cloned())
+        .collect()
+}
+
+/// Parses `--tmpfs PATH[:OPTIONS]`.
+pub(crate) fn parse_tmpfs(s: &str) -> Result<VolumeSpec> {
+    let (target, options) = s.split_once(':').unwrap_or((s, ""));
+    if !target.starts_with('/') {
+        bail!("invalid --tmpfs {s:?}: the path must be absolute");
+    }
+    Ok(VolumeSpec {
+        source: String::new(),
+        target: target.to_owned(),
+        readonly: options.split(',').any(|o| o == "ro"),
+        tmpfs: true,
+        options: options
+            .split(',')
+            .filter(|o| !o.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    })
 }
 
 /// Parses `-v HOST:CTR[:ro|rw]`.
@@ -263,6 +302,7 @@ pub(crate) fn parse_volume(s: &str) -> Result<VolumeSpec> {
         target: target.to_owned(),
         readonly,
         tmpfs: false,
+        options: Vec::new(),
     })
 }
 
@@ -443,6 +483,23 @@ mod tests {
         assert!(parse_volume("named:/data").is_err());
         assert!(parse_volume("/x:relative").is_err());
         assert!(parse_volume("/x:/y:zz").is_err());
+    }
+
+    #[test]
+    fn tmpfs_options_override_docker_defaults() {
+        let t = parse_tmpfs("/run:size=1m,exec").expect("valid");
+        assert_eq!(t.target, "/run");
+        assert_eq!(
+            tmpfs_options(&t.options),
+            v(&["nosuid", "nodev", "mode=1777", "size=1m", "exec"])
+        );
+        let t = parse_tmpfs("/x").expect("valid");
+        assert_eq!(
+            tmpfs_options(&t.options),
+            v(&["nosuid", "nodev", "noexec", "mode=1777"])
+        );
+        assert!(parse_tmpfs("/x:ro").expect("valid").readonly);
+        assert!(parse_tmpfs("rel").is_err());
     }
 
     #[test]

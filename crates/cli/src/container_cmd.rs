@@ -266,15 +266,7 @@ fn create_record(app: &mut App, a: &CreateArgs) -> Result<ContainerRecord> {
         .map(|v| container::parse_volume(v))
         .collect::<Result<_>>()?;
     for t in &a.tmpfs {
-        if !t.starts_with('/') {
-            bail!("invalid --tmpfs {t:?}: the path must be absolute");
-        }
-        volumes.push(VolumeSpec {
-            source: String::new(),
-            target: t.clone(),
-            readonly: false,
-            tmpfs: true,
-        });
+        volumes.push(container::parse_tmpfs(t)?);
     }
     container::network_mode(&a.network)?;
     let mut no_new_privileges = false;

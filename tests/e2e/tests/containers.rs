@@ -452,6 +452,14 @@ fn read_only_volumes_and_tmpfs() {
         "{}",
         show(&out)
     );
+    assert!(stdout(&out).contains("noexec"), "Docker's default: {}", show(&out));
+    let out = c.run(
+        &["--tmpfs", "/scratch:size=1m,exec"],
+        &["grep", " /scratch ", "/proc/mounts"],
+    );
+    let line = stdout(&out);
+    assert!(line.contains("size=1024k"), "{}", show(&out));
+    assert!(!line.contains("noexec"), "{}", show(&out));
     // Without --read-only the root is writable.
     let out = c.run(&[], &["touch", "/file"]);
     assert_eq!(code(&out), 0, "{}", show(&out));
