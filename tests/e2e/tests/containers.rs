@@ -452,7 +452,11 @@ fn read_only_volumes_and_tmpfs() {
         "{}",
         show(&out)
     );
-    assert!(stdout(&out).contains("noexec"), "Docker's default: {}", show(&out));
+    assert!(
+        stdout(&out).contains("noexec"),
+        "Docker's default: {}",
+        show(&out)
+    );
     let out = c.run(
         &["--tmpfs", "/scratch:size=1m,exec"],
         &["grep", " /scratch ", "/proc/mounts"],
