@@ -455,6 +455,9 @@ pub(crate) fn start(app: &mut App, a: &StartArgs) -> Result<u8> {
         let _ = runtime().delete(&rec.state_dir(app), true);
         if a.attach {
             last = run_attached(app, &rec)?;
+            if rec.auto_remove {
+                remove(app, &rec, true)?;
+            }
         } else {
             start_detached(app, &rec)?;
             println!("{name}");

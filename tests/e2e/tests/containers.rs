@@ -705,6 +705,13 @@ fn create_then_start_attached() {
     eventually(Duration::from_secs(5), "the second run's log", || {
         c.ok(&["logs", "c1"]).contains("created-output")
     });
+
+    // create --rm: removed once start -a has seen it exit.
+    c.ok(&["create", "--rm", "--name", "once", IMAGE, "true"]);
+    assert!(c.ps_row("once").is_some());
+    let out = c.kiln(&["start", "-a", "once"]);
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    assert!(c.ps_row("once").is_none());
 }
 
 #[test]
