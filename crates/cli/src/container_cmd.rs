@@ -474,6 +474,18 @@ fn is_running(app: &App, rec: &ContainerRecord) -> bool {
 
 /// Status text and exit code of a container, as `docker ps` shows them.
 fn status_of(app: &App, rec: &ContainerRecord) -> (bool, String, Option<i32>) {
+    let (running, mut status, code) = state_of(app, rec);
+    if code.is_some() {
+        // The state directory last changed when the exit was recorded:
+        // `Exited (0) 5 seconds ago`.
+        if let Ok(when) = std::fs::metadata(rec.state_dir(app)).and_then(|m| m.modified()) {
+            status = format!("{status} {}", format::ago(when, SystemTime::now()));
+        }
+    }
+    (running, status, code)
+}
+
+fn state_of(app: &App, rec: &ContainerRecord) -> (bool, String, Option<i32>) {
     let dir = rec.state_dir(app);
     let state = match runtime().state(&dir) {
         // The init is gone but its supervisor may still be recording how it
@@ -823,6 +835,10 @@ pub(crate) fn exec(app: &mut App, a: &ExecArgs) -> Result<u8> {
 pub(crate) fn inspect_container(app: &mut App, name: &str) -> Result<serde_json::Value> {
     let rec = find(app, name)?;
     let (running, status, code) = status_of(app, &rec);
+    let finished = code
+        .and_then(|_| std::fs::metadata(rec.state_dir(app)).ok())
+        .and_then(|m| m.modified().ok())
+        .map(|t| kiln_image::Timestamp::from_system_time(t).to_string());
     let pid = runtime()
         .state(&rec.state_dir(app))
         .ok()
@@ -839,6 +855,7 @@ pub(crate) fn inspect_container(app: &mut App, name: &str) -> Result<serde_json:
             "Pid": pid.unwrap_or(0),
             "ExitCode": code.unwrap_or(0),
             "StartedAt": rec.started_at.as_deref().unwrap_or("0001-01-01T00:00:00Z"),
+            "FinishedAt": finished.unwrap_or_else(|| "0001-01-01T00:00:00Z".to_owned()),
         },
         "Image": rec.image_id.to_string(),
         "Name": format!("/{}", rec.name),

@@ -605,7 +605,11 @@ fn detached_container_lifecycle() {
     assert_eq!(c.ok(&["stop", "-t", "8", "d1"]).trim(), "d1");
     assert!(t.elapsed() < Duration::from_secs(6), "{:?}", t.elapsed());
     let row = c.ps_row("d1").expect("ps -a lists d1");
-    assert!(row.contains("Exited (5)"), "{row}");
+    assert!(row.contains("Exited (5) "), "{row}");
+    assert!(
+        row.contains(" ago "),
+        "Docker's `Exited (5) 2 seconds ago`: {row}"
+    );
     assert_eq!(c.ok(&["ps", "-q"]), "", "not running any more");
     assert_eq!(c.ok(&["wait", "d1"]).trim(), "5");
     let logs = c.ok(&["logs", &id[..8]]);
@@ -880,6 +884,11 @@ fn inspect_reports_the_container() {
     assert_eq!(v["State"]["Status"], "exited", "{v}");
     assert_eq!(v["State"]["Running"], false);
     assert_eq!(v["State"]["ExitCode"], 137);
+    let (started, finished) = (
+        v["State"]["StartedAt"].as_str().expect("StartedAt"),
+        v["State"]["FinishedAt"].as_str().expect("FinishedAt"),
+    );
+    assert!(finished.starts_with("20") && finished >= started, "{v}");
     let out = c.kiln(&["inspect", "nosuch-container"]);
     assert_ne!(code(&out), 0);
 }
