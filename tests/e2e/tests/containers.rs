@@ -919,6 +919,28 @@ fn sigterm_to_a_foreground_run_reaches_the_container() {
     assert_eq!(rest, ["got-term"]);
     assert_eq!(status.code(), Some(42));
     assert_eq!(c.ok(&["ps", "-a", "-q"]), "", "--rm removed it");
+
+    // SIGINT too (Ctrl-C without -t).
+    let mut child =
+        c.sb.kiln([
+            "run",
+            "--rm",
+            IMAGE,
+            "sh",
+            "-c",
+            "trap 'echo got-int; exit 43' INT; echo ready; while :; do sleep 0.1; done",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn kiln run");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    assert_eq!(lines.next().expect("a line").expect("read"), "ready");
+    let kill = sh(Command::new("kill").args(["-INT", &child.id().to_string()]));
+    assert!(kill.status.success());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert_eq!(rest, ["got-int"]);
+    assert_eq!(child.wait().expect("wait").code(), Some(43));
 }
 
 #[test]
