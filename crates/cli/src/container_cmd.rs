@@ -735,8 +735,23 @@ pub(crate) fn kill(app: &mut App, a: &KillArgs) -> Result<u8> {
 
 pub(crate) fn wait(app: &mut App, a: &WaitArgs) -> Result<u8> {
     for name in &a.containers {
-        let rec = find(app, name)?;
+        let mut rec = find(app, name)?;
+        // As Docker: a created container is waited for until it has run.
+        while !rec.started {
+            std::thread::sleep(Duration::from_millis(100));
+            rec = find(app, name)?;
+        }
         let dir = rec.state_dir(app);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while runtime()
+            .state(&dir)
+            .is_ok_and(|s| s.status == Status::Created)
+            && read_exit_file(app, &rec).is_none()
+            && std::time::Instant::now() < deadline
+        {
+            // Started a moment ago: its supervisor has not written its state yet.
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let code = match runtime().wait(&dir, None) {
             Ok(Some(state)) => state
                 .exit

@@ -710,6 +710,18 @@ fn create_then_start_attached() {
         c.ok(&["logs", "c1"]).contains("created-output")
     });
 
+    // wait on a created container returns once it has been started and ended.
+    c.ok(&["create", "--name", "later", IMAGE, "sh", "-c", "exit 12"]);
+    let waiter =
+        c.sb.kiln(["wait", "later"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn kiln wait");
+    std::thread::sleep(Duration::from_millis(500));
+    c.ok(&["start", "later"]);
+    let out = waiter.wait_with_output().expect("wait");
+    assert_eq!(stdout(&out).trim(), "12", "{}", show(&out));
+
     // create --rm: removed once start -a has seen it exit.
     c.ok(&["create", "--rm", "--name", "once", IMAGE, "true"]);
     assert!(c.ps_row("once").is_some());
