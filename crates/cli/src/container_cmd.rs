@@ -307,7 +307,15 @@ fn create_record(app: &mut App, a: &CreateArgs) -> Result<ContainerRecord> {
         .prepare(&id, top.as_deref())
         .with_context(|| format!("cannot prepare the root filesystem of {}", &id[..12]))?;
     let rec = ContainerRecord {
-        hostname: a.hostname.clone().unwrap_or_else(|| id[..12].to_owned()),
+        // As Docker: the short ID, or the host's name with `--network host`.
+        hostname: a.hostname.clone().unwrap_or_else(|| {
+            let host = (a.network == "host")
+                .then(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+                .flatten()
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty());
+            host.unwrap_or_else(|| id[..12].to_owned())
+        }),
         id: id.clone(),
         name,
         image: a.image.clone(),

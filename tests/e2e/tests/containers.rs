@@ -372,6 +372,12 @@ fn writing_proc_sys_fails_and_host_network_is_shared() {
         "--network host shares the host's: {p}"
     );
     assert_ne!(p["interfaces"], serde_json::json!(["lo"]), "{p}");
+    let host_name = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname");
+    assert_eq!(
+        p["hostname"],
+        host_name.trim(),
+        "as Docker with --network host: {p}"
+    );
     let p = c.probe(&["--hostname", "box1"]);
     assert_eq!(p["hostname"], "box1");
 }
