@@ -43,7 +43,7 @@ pub(crate) struct GlobalOpts {
     )]
     pub(crate) snapshotter: SnapshotterChoice,
 
-    /// A registry (host[:port]) to reach over plain HTTP (repeatable; also
+    /// A registry (`host[:port]`) to reach over plain HTTP (repeatable; also
     /// read from `insecure-registries` in the config file).
     #[arg(long = "insecure-registry", global = true, value_name = "HOST")]
     pub(crate) insecure_registries: Vec<String>,
