@@ -53,6 +53,8 @@ pub(crate) struct Backend {
     root: PathBuf,
     compression: Compression,
     source_date_epoch: Option<i64>,
+    /// `-q`: print nothing, not even pull notices (stdout holds only the ID).
+    quiet: bool,
     /// Host mount points made by `mount`, unmounted by `unmount` or `cleanup`.
     mounted: Mutex<Vec<PathBuf>>,
 }
@@ -63,6 +65,7 @@ impl Backend {
         snapshotter: Arc<dyn Snapshotter>,
         compression: Compression,
         source_date_epoch: Option<i64>,
+        quiet: bool,
     ) -> Result<Backend> {
         Ok(Backend {
             store: app.store.clone(),
@@ -71,6 +74,7 @@ impl Backend {
             root: app.root().to_path_buf(),
             compression,
             source_date_epoch,
+            quiet,
             mounted: Mutex::new(Vec::new()),
         })
     }
@@ -92,7 +96,9 @@ impl Backend {
         let r: Reference = reference
             .parse()
             .with_context(|| format!("invalid reference {reference:?}"))?;
-        println!("Pulling {}", r.familiar());
+        if !self.quiet {
+            println!("Pulling {}", r.familiar());
+        }
         let record = crate::image_cmd::block_on(self.registry.pull(
             &r,
             platform,
@@ -620,8 +626,22 @@ fn bind(source: &Path, target: &str, readonly: bool) -> Result<Mount> {
         .build()?)
 }
 
-/// Mount points a step's extra mounts will create in its rootfs, so that
-/// they can be removed again: a RUN's mounts leave no trace in its layer.
+/// Where kiln-runtime mounts a container's `/proc`, `/dev`, `/sys` and
+/// per-container `/etc` files. Docker keeps these in an "init" layer that is
+/// never committed; here the stubs the runtime creates for them are removed
+/// after the step, so a RUN layer does not carry them.
+const RUNTIME_MOUNT_POINTS: &[&str] = &[
+    "/proc",
+    "/dev",
+    "/sys",
+    "/etc/hostname",
+    "/etc/hosts",
+    "/etc/resolv.conf",
+];
+
+/// Mount points a step's mounts (its own and the runtime's) will create in
+/// its rootfs, so that they can be removed again: a RUN's mounts leave no
+/// trace in its layer.
 struct MountStubs {
     missing: Vec<PathBuf>,
 }
@@ -655,13 +675,13 @@ impl MountStubs {
     fn before(rootfs: &[kiln_snapshot::Mount], mounts: &[StepMount]) -> MountStubs {
         let dirs = layer_dirs(rootfs);
         let mut missing = Vec::new();
-        for m in mounts {
-            let target = match m {
-                StepMount::Bind { target, .. }
-                | StepMount::Cache { target, .. }
-                | StepMount::Tmpfs { target, .. }
-                | StepMount::Secret { target, .. } => target,
-            };
+        let step_targets = mounts.iter().map(|m| match m {
+            StepMount::Bind { target, .. }
+            | StepMount::Cache { target, .. }
+            | StepMount::Tmpfs { target, .. }
+            | StepMount::Secret { target, .. } => target.as_str(),
+        });
+        for target in RUNTIME_MOUNT_POINTS.iter().copied().chain(step_targets) {
             // The target and each of its parents that no layer has yet.
             let mut p = PathBuf::from(target.trim_start_matches('/'));
             loop {

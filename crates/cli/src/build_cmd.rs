@@ -308,7 +308,13 @@ pub(crate) fn build(app: &mut App, args: &BuildArgs) -> Result<u8> {
             .with_context(|| format!("invalid tag {t:?}"))?;
     }
     let snapshotter = app.snapshotter()?;
-    let backend = Backend::new(app, snapshotter.clone(), compression, source_date_epoch)?;
+    let backend = Backend::new(
+        app,
+        snapshotter.clone(),
+        compression,
+        source_date_epoch,
+        quiet,
+    )?;
     let runner = Runner::new(app);
     let cache = Cache::new(app)?;
     let printer = Printer {

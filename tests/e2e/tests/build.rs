@@ -1,0 +1,975 @@
+//! `kiln build` end to end through the real binary: base images pulled from
+//! the local registry, RUN steps in real containers, the step cache, every
+//! instruction's effect on the image config, multi-stage builds, secrets
+//! and cache mounts, reproducibility, and the seed scenarios (busybox and
+//! Debian with redis).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use std::time::Duration;
+
+use kiln_e2e::{Sandbox, busybox_ref, debian_ref, free_port, run_ok, tcp_exchange};
+
+/// Writes `files` (path, content) under `sandbox.work()/name` and returns
+/// that directory.
+fn context(sandbox: &Sandbox, name: &str, files: &[(&str, &str)]) -> PathBuf {
+    let dir = sandbox.work().join(name);
+    for (path, content) in files {
+        let full = dir.join(path);
+        std::fs::create_dir_all(full.parent().expect("a file has a parent"))
+            .unwrap_or_else(|e| panic!("cannot create the parent of {}: {e}", full.display()));
+        std::fs::write(&full, content)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", full.display()));
+    }
+    std::fs::create_dir_all(&dir).expect("context dir");
+    dir
+}
+
+/// Runs `kiln build ARGS` and returns its output, whatever the status.
+fn build(sandbox: &Sandbox, args: &[&str]) -> Output {
+    sandbox
+        .kiln(std::iter::once("build").chain(args.iter().copied()))
+        .output()
+        .expect("cannot start kiln build")
+}
+
+/// Runs `kiln build ARGS`, panicking with both streams unless it succeeds;
+/// returns stdout.
+fn build_ok(sandbox: &Sandbox, args: &[&str]) -> String {
+    let out = build(sandbox, args);
+    assert!(
+        out.status.success(),
+        "kiln build {args:?} failed: {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().expect("test paths are UTF-8")
+}
+
+/// `kiln inspect NAME`'s single object.
+fn inspect(sandbox: &Sandbox, name: &str) -> serde_json::Value {
+    let out = sandbox.kiln_ok(["inspect", name]);
+    let v: serde_json::Value = serde_json::from_str(&out)
+        .unwrap_or_else(|e| panic!("kiln inspect printed no JSON ({e}): {out}"));
+    let arr = v.as_array().expect("kiln inspect prints an array");
+    assert_eq!(arr.len(), 1, "{out}");
+    arr[0].clone()
+}
+
+fn is_short_id(s: &str) -> bool {
+    s.len() == 12
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Checks `output` line by line against `pattern`: in a pattern line,
+/// `<id>` stands for a 12-digit lowercase hex ID and `<any>` for any text;
+/// everything else is literal. Returns the IDs in order.
+fn match_lines(output: &str, pattern: &[&str]) -> Vec<String> {
+    let lines: Vec<&str> = output.lines().collect();
+    assert_eq!(
+        lines.len(),
+        pattern.len(),
+        "line count differs\nexpected:\n{}\ngot:\n{output}",
+        pattern.join("\n")
+    );
+    let mut ids = Vec::new();
+    for (n, (line, pat)) in lines.iter().zip(pattern).enumerate() {
+        let ok = match_one(line, pat, &mut ids);
+        assert!(
+            ok,
+            "line {} is {line:?}, expected {pat:?}\nwhole output:\n{output}",
+            n + 1
+        );
+    }
+    ids
+}
+
+fn match_one(line: &str, pat: &str, ids: &mut Vec<String>) -> bool {
+    if let Some(i) = pat.find("<id>") {
+        let (head, tail) = (&pat[..i], &pat[i + 4..]);
+        let Some(rest) = line.strip_prefix(head) else {
+            return false;
+        };
+        let Some(id) = rest.get(..12) else {
+            return false;
+        };
+        if !is_short_id(id) {
+            return false;
+        }
+        ids.push(id.to_owned());
+        return match_one(&rest[12..], tail, ids);
+    }
+    if let Some(i) = pat.find("<any>") {
+        let (head, tail) = (&pat[..i], &pat[i + 5..]);
+        return line.starts_with(head) && line[head.len()..].ends_with(tail);
+    }
+    line == pat
+}
+
+/// From legacy output: the numbers of the steps that printed
+/// ` ---> Using cache`, and of the other steps except FROM (those that ran:
+/// a container for RUN and metadata, a new layer for COPY).
+fn cached_and_run_steps(output: &str) -> (Vec<usize>, Vec<usize>) {
+    let mut steps: Vec<(usize, bool, bool)> = Vec::new();
+    for line in output.lines() {
+        if let Some(rest) = line.strip_prefix("Step ") {
+            let number = rest
+                .split('/')
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("bad step line {line:?}"));
+            let is_from = rest
+                .split_once(" : ")
+                .is_some_and(|(_, text)| text.starts_with("FROM "));
+            steps.push((number, is_from, false));
+        } else if line == " ---> Using cache" {
+            steps.last_mut().expect("Using cache inside a step").2 = true;
+        }
+    }
+    let cached = steps.iter().filter(|s| s.2).map(|s| s.0).collect();
+    let ran = steps.iter().filter(|s| !s.1 && !s.2).map(|s| s.0).collect();
+    (cached, ran)
+}
+
+/// The seed: `FROM <registry>/busybox:latest` (pulled because missing),
+/// legacy output, a rebuild all from cache, and the image runs.
+#[test]
+fn seed_busybox_builds_caches_and_runs() {
+    let sandbox = Sandbox::new();
+    let base = busybox_ref();
+    let dockerfile =
+        format!("FROM {base}\nRUN echo hello > /hello.txt\nCMD [\"cat\",\"/hello.txt\"]\n");
+    let ctx = context(&sandbox, "seed", &[("Dockerfile", &dockerfile)]);
+
+    let first = build_ok(&sandbox, &["-t", "test/hello:1", path_str(&ctx)]);
+    let ids = match_lines(
+        &first,
+        &[
+            &format!("Step 1/3 : FROM {base}"),
+            "<any>",
+            " ---> <id>",
+            "Step 2/3 : RUN echo hello > /hello.txt",
+            " ---> Running in <id>",
+            "Removing intermediate container <id>",
+            " ---> <id>",
+            "Step 3/3 : CMD [\"cat\",\"/hello.txt\"]",
+            " ---> Running in <id>",
+            "Removing intermediate container <id>",
+            " ---> <id>",
+            "Successfully built <id>",
+            "Successfully tagged test/hello:1",
+        ],
+    );
+    assert_eq!(ids[1], ids[2], "the container removed is the one that ran");
+    assert_eq!(ids[4], ids[5]);
+    assert_eq!(ids[6], ids[7], "the last step's image is the one built");
+    let image = inspect(&sandbox, "test/hello:1");
+    let full_id = image["Id"].as_str().expect("Id").to_owned();
+    assert_eq!(&full_id[7..19], ids[7]);
+    assert_eq!(
+        image["Config"]["Cmd"],
+        serde_json::json!(["cat", "/hello.txt"])
+    );
+
+    let second = build_ok(&sandbox, &["-t", "test/hello:1", path_str(&ctx)]);
+    let ids2 = match_lines(
+        &second,
+        &[
+            &format!("Step 1/3 : FROM {base}"),
+            " ---> <id>",
+            "Step 2/3 : RUN echo hello > /hello.txt",
+            " ---> Using cache",
+            " ---> <id>",
+            "Step 3/3 : CMD [\"cat\",\"/hello.txt\"]",
+            " ---> Using cache",
+            " ---> <id>",
+            "Successfully built <id>",
+            "Successfully tagged test/hello:1",
+        ],
+    );
+    assert_eq!(ids2[0], ids[0], "same base image");
+    assert_eq!(ids2[1], ids[3], "the RUN step's image came from the cache");
+    assert_eq!(ids2[2], ids[6]);
+    assert_eq!(ids2[3], ids[7], "the rebuild gives the same image");
+
+    let run = sandbox.kiln_ok(["run", "--rm", "test/hello:1"]);
+    assert_eq!(run, "hello\n");
+    // --rm left no container behind.
+    let ps = sandbox.kiln_ok(["ps", "-a", "-q"]);
+    assert_eq!(ps.trim(), "", "containers left: {ps}");
+}
+
+/// After one context file changes, only the COPY of that file and the steps
+/// after it run again.
+#[test]
+fn changed_context_file_reruns_only_the_steps_after_its_copy() {
+    let sandbox = Sandbox::new();
+    let dockerfile = format!(
+        "FROM {}\nCOPY a.txt /a.txt\nRUN cat /a.txt > /a-copy\nCOPY b.txt /b.txt\nRUN cat /b.txt > /b-copy\nCMD [\"cat\",\"/a-copy\",\"/b-copy\"]\n",
+        busybox_ref()
+    );
+    let ctx = context(
+        &sandbox,
+        "change",
+        &[
+            ("Dockerfile", &dockerfile),
+            ("a.txt", "alpha\n"),
+            ("b.txt", "bravo\n"),
+        ],
+    );
+    let args = ["-t", "test/change:1", path_str(&ctx)];
+    let first = build_ok(&sandbox, &args);
+    let (cached, ran) = cached_and_run_steps(&first);
+    assert_eq!(cached, Vec::<usize>::new(), "{first}");
+    assert_eq!(ran, [2, 3, 4, 5, 6], "{first}");
+    assert_eq!(
+        sandbox.kiln_ok(["run", "--rm", "test/change:1"]),
+        "alpha\nbravo\n"
+    );
+
+    let again = build_ok(&sandbox, &args);
+    let (cached, ran) = cached_and_run_steps(&again);
+    assert_eq!(cached, [2, 3, 4, 5, 6], "{again}");
+    assert!(ran.is_empty(), "{again}");
+
+    // Only the content counts: a new mtime on an unchanged file is still a hit.
+    std::fs::write(ctx.join("a.txt"), "alpha\n").expect("rewrite a.txt");
+    std::fs::write(ctx.join("b.txt"), "bravo, changed\n").expect("change b.txt");
+    let changed = build_ok(&sandbox, &args);
+    let (cached, ran) = cached_and_run_steps(&changed);
+    assert_eq!(cached, [2, 3], "{changed}");
+    assert_eq!(ran, [4, 5, 6], "{changed}");
+    assert_eq!(
+        sandbox.kiln_ok(["run", "--rm", "test/change:1"]),
+        "alpha\nbravo, changed\n"
+    );
+
+    // A mode change is a change too.
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(ctx.join("a.txt"), std::fs::Permissions::from_mode(0o600))
+        .expect("chmod a.txt");
+    let chmod = build_ok(&sandbox, &args);
+    let (cached, ran) = cached_and_run_steps(&chmod);
+    assert!(cached.is_empty(), "{chmod}");
+    assert_eq!(ran, [2, 3, 4, 5, 6], "{chmod}");
+}
+
+/// A failing RUN: exit status 1, Docker's message, nothing tagged, and the
+/// steps that succeeded stay cached.
+#[test]
+fn failing_run_exits_1_and_tags_nothing() {
+    let sandbox = Sandbox::new();
+    let dockerfile = format!(
+        "FROM {}\nRUN echo before-failure > /before\nRUN false\nCMD [\"true\"]\n",
+        busybox_ref()
+    );
+    let ctx = context(&sandbox, "fail", &[("Dockerfile", &dockerfile)]);
+    let out = build(&sandbox, &["-t", "test/fail:1", path_str(&ctx)]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("The command '/bin/sh -c false' returned a non-zero code: 1"),
+        "stderr:\n{stderr}"
+    );
+    assert!(stdout.contains("Step 3/4 : RUN false"), "{stdout}");
+    assert!(!stdout.contains("Step 4/4"), "{stdout}");
+    assert!(!stdout.contains("Successfully built"), "{stdout}");
+    let images = sandbox.kiln_ok(["images"]);
+    assert!(!images.contains("test/fail"), "{images}");
+    let inspect = sandbox
+        .kiln(["inspect", "test/fail:1"])
+        .output()
+        .expect("kiln inspect");
+    assert!(
+        !inspect.status.success(),
+        "the failed build tagged an image"
+    );
+    // No intermediate container is left.
+    assert_eq!(sandbox.kiln_ok(["ps", "-a", "-q"]).trim(), "");
+    // The step that succeeded is cached; the failing one runs again.
+    let again = build(&sandbox, &["-t", "test/fail:1", path_str(&ctx)]);
+    assert_eq!(again.status.code(), Some(1));
+    let (cached, ran) = cached_and_run_steps(&String::from_utf8_lossy(&again.stdout));
+    assert_eq!(cached, [2]);
+    assert_eq!(ran, [3]);
+}
+
+/// Every metadata instruction lands in the image config as Docker puts it,
+/// RUN sees ARG/ENV/USER/WORKDIR/SHELL, and ONBUILD triggers run in a child.
+#[test]
+fn instructions_set_the_image_config() {
+    let sandbox = Sandbox::new();
+    let dockerfile = format!(
+        r#"FROM {base}
+MAINTAINER kiln tests <tests@example.com>
+ARG GREETING=hi
+ARG OTHER
+ENV APP_HOME=/srv/app MESSAGE="$GREETING there"
+LABEL org.example.name="kiln test" org.example.greeting=$GREETING
+EXPOSE 8080 53/udp
+VOLUME ["/data"]
+WORKDIR $APP_HOME/sub
+RUN echo "$GREETING-$OTHER-$MESSAGE" > built.txt && pwd > where.txt
+USER nobody
+RUN id -u > /tmp/uid
+USER root
+SHELL ["/bin/sh", "-ec"]
+RUN echo "shell:$0" > /shell.txt
+HEALTHCHECK --interval=5s --timeout=3s --retries=2 CMD wget -q -O- http://127.0.0.1:8080/ || exit 1
+STOPSIGNAL SIGQUIT
+ONBUILD RUN echo triggered > /tmp/onbuild.txt
+USER nobody
+ENTRYPOINT ["echo", "entry"]
+CMD ["default-arg"]
+"#,
+        base = busybox_ref()
+    );
+    let ctx = context(&sandbox, "instr", &[("Dockerfile", &dockerfile)]);
+    build_ok(
+        &sandbox,
+        &[
+            "-t",
+            "test/instr:1",
+            "--build-arg",
+            "OTHER=given",
+            "--label",
+            "org.example.cli=yes",
+            path_str(&ctx),
+        ],
+    );
+    let v = inspect(&sandbox, "test/instr:1");
+    let c = &v["Config"];
+    assert_eq!(v["Author"], "kiln tests <tests@example.com>");
+    let env: Vec<&str> = c["Env"]
+        .as_array()
+        .expect("Env")
+        .iter()
+        .filter_map(|e| e.as_str())
+        .collect();
+    assert!(env.contains(&"APP_HOME=/srv/app"), "{env:?}");
+    assert!(env.contains(&"MESSAGE=hi there"), "{env:?}");
+    assert!(env.iter().any(|e| e.starts_with("PATH=")), "{env:?}");
+    assert!(
+        !env.iter()
+            .any(|e| e.starts_with("GREETING") || e.starts_with("OTHER")),
+        "ARGs are not ENV: {env:?}"
+    );
+    assert_eq!(c["Labels"]["org.example.name"], "kiln test");
+    assert_eq!(c["Labels"]["org.example.greeting"], "hi");
+    assert_eq!(c["Labels"]["org.example.cli"], "yes");
+    assert_eq!(
+        c["ExposedPorts"],
+        serde_json::json!({"53/udp": {}, "8080/tcp": {}})
+    );
+    assert_eq!(c["Volumes"], serde_json::json!({"/data": {}}));
+    assert_eq!(c["WorkingDir"], "/srv/app/sub");
+    assert_eq!(c["User"], "nobody");
+    assert_eq!(c["Shell"], serde_json::json!(["/bin/sh", "-ec"]));
+    assert_eq!(
+        c["Healthcheck"]["Test"],
+        serde_json::json!(["CMD-SHELL", "wget -q -O- http://127.0.0.1:8080/ || exit 1"])
+    );
+    assert_eq!(c["Healthcheck"]["Interval"], 5_000_000_000_i64);
+    assert_eq!(c["Healthcheck"]["Timeout"], 3_000_000_000_i64);
+    assert_eq!(c["Healthcheck"]["Retries"], 2);
+    assert_eq!(c["StopSignal"], "SIGQUIT");
+    assert_eq!(
+        c["OnBuild"],
+        serde_json::json!(["RUN echo triggered > /tmp/onbuild.txt"])
+    );
+    assert_eq!(c["Entrypoint"], serde_json::json!(["echo", "entry"]));
+    assert_eq!(c["Cmd"], serde_json::json!(["default-arg"]));
+
+    // What the RUN steps saw, read back from the image.
+    let cat =
+        |path: &str| sandbox.kiln_ok(["run", "--rm", "--entrypoint", "cat", "test/instr:1", path]);
+    assert_eq!(cat("/srv/app/sub/built.txt"), "hi-given-hi there\n");
+    assert_eq!(cat("/srv/app/sub/where.txt"), "/srv/app/sub\n");
+    assert_eq!(cat("/tmp/uid"), "65534\n");
+    assert_eq!(cat("/shell.txt"), "shell:/bin/sh\n");
+    // ENTRYPOINT plus CMD, and arguments replacing CMD.
+    assert_eq!(
+        sandbox.kiln_ok(["run", "--rm", "test/instr:1"]),
+        "entry default-arg\n"
+    );
+    assert_eq!(
+        sandbox.kiln_ok(["run", "--rm", "test/instr:1", "given"]),
+        "entry given\n"
+    );
+    // The RUN after SHELL is recorded with that shell.
+    let history = sandbox.kiln_ok(["history", "--no-trunc", "test/instr:1"]);
+    assert!(
+        history.contains("/bin/sh -ec echo \"shell:$0\" > /shell.txt"),
+        "{history}"
+    );
+
+    // ENTRYPOINT resets the CMD inherited from the base image (busybox's
+    // ["sh"]) but keeps one set earlier in the same Dockerfile, as Docker
+    // does; a shell-form ENTRYPOINT is wrapped in the shell.
+    let reset = format!("FROM {}\nENTRYPOINT echo from-shell-form\n", busybox_ref());
+    let ctx2 = context(&sandbox, "reset", &[("Dockerfile", &reset)]);
+    build_ok(&sandbox, &["-t", "test/reset:1", path_str(&ctx2)]);
+    let c = inspect(&sandbox, "test/reset:1")["Config"].clone();
+    assert_eq!(c["Cmd"], serde_json::Value::Null, "{c}");
+    assert_eq!(
+        c["Entrypoint"],
+        serde_json::json!(["/bin/sh", "-c", "echo from-shell-form"])
+    );
+    assert_eq!(
+        sandbox.kiln_ok(["run", "--rm", "test/reset:1"]),
+        "from-shell-form\n"
+    );
+    let keep = format!(
+        "FROM {}\nCMD [\"kept\"]\nENTRYPOINT [\"echo\"]\n",
+        busybox_ref()
+    );
+    let ctx2 = context(&sandbox, "keep", &[("Dockerfile", &keep)]);
+    build_ok(&sandbox, &["-t", "test/keep:1", path_str(&ctx2)]);
+    let c = inspect(&sandbox, "test/keep:1")["Config"].clone();
+    assert_eq!(c["Cmd"], serde_json::json!(["kept"]), "{c}");
+    assert_eq!(sandbox.kiln_ok(["run", "--rm", "test/keep:1"]), "kept\n");
+
+    // ONBUILD: the trigger runs when the image is used in FROM.
+    let child = "FROM test/instr:1\nUSER root\nRUN cat /tmp/onbuild.txt\n";
+    let ctx3 = context(&sandbox, "child", &[("Dockerfile", child)]);
+    let out = build_ok(&sandbox, &["-t", "test/child:1", path_str(&ctx3)]);
+    assert!(out.contains("# Executing 1 build trigger\n"), "{out}");
+    assert!(out.contains("\ntriggered\n"), "{out}");
+    let c = inspect(&sandbox, "test/child:1")["Config"].clone();
+    assert_eq!(
+        c["OnBuild"],
+        serde_json::Value::Null,
+        "triggers are not inherited: {c}"
+    );
+}
+
+/// Multi-stage: COPY --from a stage, only needed stages built, --target.
+#[test]
+fn multi_stage_copy_from_and_target() {
+    let sandbox = Sandbox::new();
+    let dockerfile = format!(
+        r#"FROM {base} AS base
+RUN echo base > /base.txt
+FROM base AS builder
+RUN echo built > /artifact
+FROM {base} AS unused
+RUN echo unused-stage-ran && false
+FROM {base}
+COPY --from=builder /artifact /out/artifact
+COPY --from={base} /etc/group /out/group
+CMD ["cat", "/out/artifact"]
+"#,
+        base = busybox_ref()
+    );
+    let ctx = context(&sandbox, "multi", &[("Dockerfile", &dockerfile)]);
+    let out = build_ok(&sandbox, &["-t", "test/multi:1", path_str(&ctx)]);
+    assert!(!out.contains("unused-stage-ran"), "{out}");
+    assert!(!out.contains("RUN echo unused-stage-ran"), "{out}");
+    assert_eq!(sandbox.kiln_ok(["run", "--rm", "test/multi:1"]), "built\n");
+    let ls = sandbox.kiln_ok(["run", "--rm", "test/multi:1", "ls", "/out", "/"]);
+    assert!(ls.contains("group"), "{ls}");
+    assert!(
+        !ls.contains("base.txt"),
+        "the final stage has only what it copied: {ls}"
+    );
+
+    let out = build_ok(
+        &sandbox,
+        &[
+            "--target",
+            "builder",
+            "-t",
+            "test/builder:1",
+            path_str(&ctx),
+        ],
+    );
+    assert!(!out.contains("COPY --from"), "{out}");
+    assert!(!out.contains("unused"), "{out}");
+    let both = sandbox.kiln_ok([
+        "run",
+        "--rm",
+        "test/builder:1",
+        "cat",
+        "/base.txt",
+        "/artifact",
+    ]);
+    assert_eq!(both, "base\nbuilt\n");
+    let c = inspect(&sandbox, "test/builder:1")["Config"].clone();
+    assert_eq!(c["Cmd"], serde_json::json!(["sh"]), "the base's CMD: {c}");
+}
+
+/// `.dockerignore` keeps files out of the context, `!` brings some back.
+#[test]
+fn dockerignore_is_honoured() {
+    let sandbox = Sandbox::new();
+    let dockerfile = format!(
+        "FROM {}\nCOPY . /ctx/\nCMD [\"find\", \"/ctx\"]\n",
+        busybox_ref()
+    );
+    let ctx = context(
+        &sandbox,
+        "ignore",
+        &[
+            ("Dockerfile", &dockerfile),
+            (
+                ".dockerignore",
+                "# comment\nsecret.env\nlogs\n!logs/keep.log\n**/*.tmp\n",
+            ),
+            ("keep.txt", "keep\n"),
+            ("secret.env", "PASSWORD=x\n"),
+            ("logs/a.log", "a\n"),
+            ("logs/keep.log", "kept\n"),
+            ("src/deep/x.tmp", "tmp\n"),
+            ("src/deep/x.rs", "code\n"),
+        ],
+    );
+    build_ok(&sandbox, &["-t", "test/ignore:1", path_str(&ctx)]);
+    let found = sandbox.kiln_ok(["run", "--rm", "test/ignore:1"]);
+    let mut lines: Vec<&str> = found.lines().collect();
+    lines.sort_unstable();
+    assert_eq!(
+        lines,
+        [
+            "/ctx",
+            "/ctx/.dockerignore",
+            "/ctx/Dockerfile",
+            "/ctx/keep.txt",
+            "/ctx/logs",
+            "/ctx/logs/keep.log",
+            "/ctx/src",
+            "/ctx/src/deep",
+            "/ctx/src/deep/x.rs",
+        ]
+    );
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    let mut child = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("cannot run sha256sum");
+    {
+        use std::io::Write as _;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(data).expect("write to sha256sum");
+    }
+    let out = child.wait_with_output().expect("sha256sum");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .expect("sha256sum prints a hash")
+        .to_owned()
+}
+
+/// Every file of a `kiln save` archive, layers decompressed, as (name, bytes).
+fn saved_files(sandbox: &Sandbox, image: &str, dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let tar = dir.join("image.tar");
+    sandbox.kiln_ok(["save", "-o", path_str(&tar), image]);
+    let out = dir.join("extracted");
+    std::fs::create_dir_all(&out).expect("mkdir");
+    run_ok(Command::new("tar").arg("-xf").arg(&tar).arg("-C").arg(&out));
+    let mut files = vec![(tar.clone(), std::fs::read(&tar).expect("read the archive"))];
+    let mut stack = vec![out];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).expect("read_dir") {
+            let p = entry.expect("entry").path();
+            let meta = p.symlink_metadata().expect("metadata");
+            if meta.is_dir() {
+                stack.push(p);
+            } else if meta.is_file() {
+                let bytes = std::fs::read(&p).expect("read");
+                let plain = match bytes.get(..4) {
+                    Some([0x1f, 0x8b, ..]) => {
+                        run_ok(Command::new("gzip").arg("-dc").arg(&p)).stdout
+                    }
+                    Some([0x28, 0xb5, 0x2f, 0xfd]) => {
+                        run_ok(Command::new("zstd").arg("-dc").arg(&p)).stdout
+                    }
+                    _ => bytes,
+                };
+                files.push((p, plain));
+            }
+        }
+    }
+    files
+}
+
+/// The member names of a tar archive, listed by tar(1).
+fn tar_names(archive: &[u8]) -> Vec<String> {
+    let mut child = Command::new("tar")
+        .args(["-tf", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("cannot run tar");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let data = archive.to_vec();
+    let writer = std::thread::spawn(move || {
+        use std::io::Write as _;
+        stdin.write_all(&data)
+    });
+    let out = child.wait_with_output().expect("tar -t");
+    writer.join().expect("writer thread").expect("write to tar");
+    assert!(out.status.success(), "tar -t failed");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// `RUN --mount=type=secret`: the step reads the secret; no layer, config
+/// or history holds it, nor its mount point.
+#[test]
+fn secret_is_visible_in_the_step_but_in_no_layer() {
+    let sandbox = Sandbox::new();
+    let secret = "kiln-e2e-s3cr3t-7f1c2a";
+    let secret_file = sandbox.work().join("token.txt");
+    std::fs::write(&secret_file, secret).expect("write the secret");
+    let dockerfile = format!(
+        "FROM {}\nRUN --mount=type=secret,id=token sha256sum /run/secrets/token && ls -l /run/secrets && echo done > /after-secret\nCMD [\"cat\", \"/after-secret\"]\n",
+        busybox_ref()
+    );
+    let ctx = context(&sandbox, "secret", &[("Dockerfile", &dockerfile)]);
+    let out = build_ok(
+        &sandbox,
+        &[
+            "--secret",
+            &format!("id=token,src={}", path_str(&secret_file)),
+            "-t",
+            "test/secret:1",
+            path_str(&ctx),
+        ],
+    );
+    let hash = sha256_hex(secret.as_bytes());
+    assert!(
+        out.contains(&format!("{hash}  /run/secrets/token")),
+        "the step did not see the secret: {out}"
+    );
+    assert!(!out.contains(secret), "{out}");
+    assert_eq!(sandbox.kiln_ok(["run", "--rm", "test/secret:1"]), "done\n");
+
+    let dir = sandbox.work().join("saved");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let files = saved_files(&sandbox, "test/secret:1", &dir);
+    let mut layers = 0;
+    for (path, bytes) in &files {
+        assert!(
+            !contains(bytes, secret.as_bytes()),
+            "the secret is in {}",
+            path.display()
+        );
+        let is_tar = bytes.get(257..262) == Some(b"ustar".as_slice());
+        if is_tar && !path.ends_with("image.tar") {
+            layers += 1;
+            // Neither the secret's mount point nor the runtime's (/proc,
+            // /dev, /sys, /etc/hosts...) is in a layer: the busybox base
+            // has none of them.
+            for name in tar_names(bytes) {
+                let name = name.trim_start_matches("./").trim_end_matches('/');
+                let top = name.split('/').next().unwrap_or_default();
+                assert!(
+                    !["run", "proc", "dev", "sys"].contains(&top)
+                        && !["etc/hostname", "etc/hosts", "etc/resolv.conf"].contains(&name),
+                    "{name} is in the layer {}",
+                    path.display()
+                );
+            }
+        }
+    }
+    let names: Vec<_> = files.iter().map(|f| f.0.display().to_string()).collect();
+    assert_eq!(layers, 2, "the base layer and the RUN's: {names:?}");
+    let history = sandbox.kiln_ok(["history", "--no-trunc", "test/secret:1"]);
+    assert!(!history.contains(secret), "{history}");
+    assert!(
+        history.contains("sha256sum /run/secrets/token"),
+        "{history}"
+    );
+    let ls = sandbox
+        .kiln(["run", "--rm", "test/secret:1", "ls", "/run/secrets"])
+        .output()
+        .expect("kiln run");
+    assert!(
+        !ls.status.success(),
+        "/run/secrets is in the image: {}",
+        String::from_utf8_lossy(&ls.stdout)
+    );
+}
+
+/// `RUN --mount=type=cache`: the directory persists between builds and
+/// stays out of the image.
+#[test]
+fn cache_mount_persists_between_builds() {
+    let sandbox = Sandbox::new();
+    let dockerfile = format!(
+        "FROM {}\nARG N\nRUN --mount=type=cache,target=/cache echo \"run-$N\" >> /cache/log && cat /cache/log\n",
+        busybox_ref()
+    );
+    let ctx = context(&sandbox, "cachemount", &[("Dockerfile", &dockerfile)]);
+    let first = build_ok(
+        &sandbox,
+        &["--build-arg", "N=1", "-t", "test/cm:1", path_str(&ctx)],
+    );
+    assert!(first.contains("run-1\n"), "{first}");
+    let second = build_ok(
+        &sandbox,
+        &["--build-arg", "N=2", "-t", "test/cm:2", path_str(&ctx)],
+    );
+    assert!(second.contains("run-1\nrun-2\n"), "{second}");
+    let ls = sandbox
+        .kiln(["run", "--rm", "test/cm:2", "cat", "/cache/log"])
+        .output()
+        .expect("kiln run");
+    assert!(!ls.status.success(), "the cache's content is in the image");
+}
+
+/// With SOURCE_DATE_EPOCH, the same context built in two stores gives the
+/// same image ID.
+#[test]
+fn source_date_epoch_builds_are_reproducible() {
+    let dockerfile = format!(
+        "FROM {}\nCOPY data.txt /data.txt\nRUN echo made > /made.txt && mkdir -p /var/made\nENV X=1\nCMD [\"cat\",\"/data.txt\"]\n",
+        busybox_ref()
+    );
+    let mut ids = Vec::new();
+    for n in 0..2 {
+        let sandbox = Sandbox::new();
+        let ctx = context(
+            &sandbox,
+            "repro",
+            &[("Dockerfile", &dockerfile), ("data.txt", "same data\n")],
+        );
+        if n == 1 {
+            // A different mtime on the source must not matter.
+            std::thread::sleep(std::time::Duration::from_millis(1100));
+            std::fs::write(ctx.join("data.txt"), "same data\n").expect("rewrite");
+        }
+        let iid = sandbox.work().join("iid");
+        let out = sandbox
+            .kiln([
+                "build",
+                "--iidfile",
+                path_str(&iid),
+                "-t",
+                "test/repro:1",
+                path_str(&ctx),
+            ])
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .output()
+            .expect("kiln build");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let id = std::fs::read_to_string(&iid).expect("the iidfile");
+        assert!(id.starts_with("sha256:") && id.len() == 71, "{id:?}");
+        let v = inspect(&sandbox, "test/repro:1");
+        assert_eq!(v["Id"], id.as_str());
+        assert_eq!(v["Created"], "2023-11-14T22:13:20Z");
+        ids.push(id);
+    }
+    assert_eq!(ids[0], ids[1]);
+}
+
+/// `-q`, `--iidfile`, `-f`, and the context or Dockerfile from stdin.
+#[test]
+fn quiet_iidfile_file_and_stdin() {
+    let sandbox = Sandbox::new();
+    let dockerfile = format!(
+        "FROM {}\nCOPY note.txt /note.txt\nCMD [\"cat\",\"/note.txt\"]\n",
+        busybox_ref()
+    );
+    let ctx = context(
+        &sandbox,
+        "flags",
+        &[
+            ("build/Alt.Dockerfile", &dockerfile),
+            ("note.txt", "from the context\n"),
+        ],
+    );
+    // -q prints only the ID; --iidfile holds the same; -f names the file
+    // relative to the current directory.
+    let iid = sandbox.work().join("iid");
+    let out = run_ok(
+        sandbox
+            .kiln([
+                "build",
+                "-q",
+                "--iidfile",
+                path_str(&iid),
+                "-f",
+                "flags/build/Alt.Dockerfile",
+                "-t",
+                "test/flags:1",
+                "flags",
+            ])
+            .current_dir(sandbox.work()),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let id = std::fs::read_to_string(&iid).expect("the iidfile");
+    assert_eq!(stdout, format!("{id}\n"));
+    assert!(id.starts_with("sha256:") && id.len() == 71, "{id:?}");
+    assert_eq!(inspect(&sandbox, "test/flags:1")["Id"], id.as_str());
+    assert_eq!(
+        sandbox.kiln_ok(["run", "--rm", "test/flags:1"]),
+        "from the context\n"
+    );
+
+    // A Dockerfile on stdin, no context.
+    let stdin_df = format!("FROM {}\nRUN echo from-stdin > /s.txt\n", busybox_ref());
+    let out = pipe(
+        sandbox.kiln(["build", "-t", "test/stdin:1", "-"]),
+        stdin_df.as_bytes(),
+    );
+    assert!(out.contains("Successfully tagged test/stdin:1"), "{out}");
+    assert_eq!(
+        sandbox.kiln_ok(["run", "--rm", "test/stdin:1", "cat", "/s.txt"]),
+        "from-stdin\n"
+    );
+
+    // -f - with a directory context.
+    let out = pipe(
+        sandbox.kiln(["build", "-f", "-", "-t", "test/stdin:2", path_str(&ctx)]),
+        dockerfile.as_bytes(),
+    );
+    assert!(out.contains("Successfully tagged test/stdin:2"), "{out}");
+    assert_eq!(
+        sandbox.kiln_ok(["run", "--rm", "test/stdin:2"]),
+        "from the context\n"
+    );
+
+    // A tar context on stdin.
+    std::fs::copy(ctx.join("build/Alt.Dockerfile"), ctx.join("Dockerfile")).expect("copy");
+    let tar = run_ok(
+        Command::new("tar")
+            .arg("-C")
+            .arg(&ctx)
+            .args(["-cf", "-", "."]),
+    )
+    .stdout;
+    let out = pipe(sandbox.kiln(["build", "-t", "test/stdin:3", "-"]), &tar);
+    assert!(out.contains("Successfully tagged test/stdin:3"), "{out}");
+    assert_eq!(
+        sandbox.kiln_ok(["run", "--rm", "test/stdin:3"]),
+        "from the context\n"
+    );
+}
+
+/// Runs `cmd` with `input` on stdin; panics unless it succeeds; returns stdout.
+fn pipe(mut cmd: Command, input: &[u8]) -> String {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot start kiln");
+    {
+        use std::io::Write as _;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(input).expect("write stdin");
+    }
+    let out = child.wait_with_output().expect("wait");
+    assert!(
+        out.status.success(),
+        "{:?} failed: {}\nstdout:\n{}\nstderr:\n{}",
+        cmd.get_args().collect::<Vec<_>>(),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Removes a container when dropped, so a failing test leaves no server
+/// running.
+struct ContainerGuard<'a> {
+    sandbox: &'a Sandbox,
+    id: String,
+}
+
+impl Drop for ContainerGuard<'_> {
+    fn drop(&mut self) {
+        let _ = self.sandbox.kiln(["rm", "-f", &self.id]).output();
+    }
+}
+
+/// The seed of the issue: Debian with redis installed by apt-get over the
+/// host network, run detached, answering PING; the rebuild comes from the
+/// cache; stop and rm clean up.
+#[test]
+fn seed_debian_redis_answers_ping() {
+    let sandbox = Sandbox::new();
+    let port = free_port();
+    let dockerfile = format!(
+        "FROM {}\nRUN apt-get update && apt-get install -y --no-install-recommends redis-server\nCMD [\"redis-server\",\"--port\",\"{port}\",\"--protected-mode\",\"no\"]\n",
+        debian_ref()
+    );
+    let ctx = context(&sandbox, "redis", &[("Dockerfile", &dockerfile)]);
+    let build_cmd = || {
+        let mut c = sandbox.kiln(["build", "--network", "host", "-t", "test/redis:1", "."]);
+        c.current_dir(&ctx);
+        c
+    };
+    let first = String::from_utf8_lossy(&run_ok(&mut build_cmd()).stdout).into_owned();
+    let (cached, ran) = cached_and_run_steps(&first);
+    assert!(cached.is_empty(), "{first}");
+    assert_eq!(ran, [2, 3], "{first}");
+    assert!(first.contains("Setting up redis-server"), "{first}");
+    assert!(
+        first.ends_with("Successfully tagged test/redis:1\n"),
+        "{first}"
+    );
+
+    let id = sandbox
+        .kiln_ok(["run", "-d", "--network", "host", "test/redis:1"])
+        .trim()
+        .to_owned();
+    assert!(
+        id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "kiln run -d prints the container ID: {id:?}"
+    );
+    let guard = ContainerGuard {
+        sandbox: &sandbox,
+        id,
+    };
+    let reply = tcp_exchange(port, b"PING\r\n", Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("no answer on port {port}: {e}"));
+    assert_eq!(String::from_utf8_lossy(&reply), "+PONG\r\n");
+
+    let again = String::from_utf8_lossy(&run_ok(&mut build_cmd()).stdout).into_owned();
+    let (cached, ran) = cached_and_run_steps(&again);
+    assert_eq!(cached, [2, 3], "{again}");
+    assert!(ran.is_empty(), "{again}");
+
+    sandbox.kiln_ok(["stop", &guard.id]);
+    let ps = sandbox.kiln_ok(["ps", "-q"]);
+    assert_eq!(ps.trim(), "", "nothing runs after stop: {ps}");
+    assert!(
+        tcp_exchange(port, b"PING\r\n", Duration::from_millis(500)).is_err(),
+        "redis still answers after kiln stop"
+    );
+    sandbox.kiln_ok(["rm", &guard.id]);
+    let all = sandbox.kiln_ok(["ps", "-a", "-q"]);
+    assert_eq!(all.trim(), "", "containers left after rm: {all}");
+    assert!(
+        !sandbox.root().join("containers").join(&guard.id).exists(),
+        "the container's state is gone"
+    );
+}
