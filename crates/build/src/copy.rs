@@ -132,10 +132,8 @@ impl Builder<'_> {
                 self.step_image(st);
                 return Ok(());
             }
-            let short = cid[..12].to_string();
-            self.progress.event(Event::RunningIn {
-                container: short.clone(),
-            });
+            // Docker's legacy builder copies into a fresh layer without a
+            // container: no "Running in" / "Removing intermediate container".
             let rootfs = self.write_into(sh, st, &cid, |root| {
                 let owner = match &chown {
                     Some(spec) => resolve_owner(spec, Some(root))?,
@@ -152,7 +150,6 @@ impl Builder<'_> {
             })?;
             let cfg = st.config.clone();
             self.commit_step(sh, st, rootfs.as_ref(), cfg, created_by, key)?;
-            self.progress.event(Event::Removing { container: short });
             self.step_image(st);
             Ok(())
         })();

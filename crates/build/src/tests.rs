@@ -143,6 +143,29 @@ fn mask(text: &str) -> String {
         .join("\n")
 }
 
+/// COPY and ADD make their layer without a container, so the legacy
+/// output has no "Running in" / "Removing intermediate container" for them,
+/// as Docker's legacy builder prints; WORKDIR and metadata steps keep them.
+#[test]
+fn copy_output_has_no_intermediate_container() {
+    let e = env();
+    e.write("a.txt", "alpha\n");
+    let (_, text) = e.ok(
+        "FROM busybox\nCOPY a.txt /a.txt\nADD a.txt /b.txt\nWORKDIR /w\n",
+        &opts(),
+    );
+    let masked = mask(&text);
+    assert!(
+        masked.starts_with(
+            "Step 1/4 : FROM busybox\n ---> <id>\n\
+             Step 2/4 : COPY a.txt /a.txt\n ---> <id>\n\
+             Step 3/4 : ADD a.txt /b.txt\n ---> <id>\n\
+             Step 4/4 : WORKDIR /w\n ---> Running in <id>\nRemoving intermediate container <id>\n ---> <id>\n"
+        ),
+        "{masked}"
+    );
+}
+
 const SEED: &str = "FROM busybox\nRUN echo hello > /hello.txt\nCMD [\"cat\",\"/hello.txt\"]\n";
 
 #[test]
