@@ -1016,6 +1016,18 @@ fn security_and_cpu_flags_reach_the_process() {
         }
         None => assert_eq!(limits["v2_cpu_max"], "50000 100000", "{p}"),
     }
+    let p = c.probe(&[
+        "--cpu-shares",
+        "512",
+        "--security-opt",
+        "seccomp=unconfined",
+    ]);
+    let limits = &p["cgroup_limits"];
+    match limits["v1_cpu_shares"].as_str() {
+        Some(shares) => assert_eq!(shares, "512", "{p}"),
+        None => assert!(limits["v2_cpu_weight"].as_str().is_some(), "{p}"),
+    }
+    assert_eq!(p["seccomp"], 0, "seccomp=unconfined: {p}");
     let p = c.probe(&["--cap-drop", "CHOWN"]);
     let eff = strings(&p["capabilities"]["effective"]);
     assert!(
