@@ -406,12 +406,8 @@ fn mark_started(app: &App, rec: &ContainerRecord) -> Result<()> {
 pub(crate) fn run(app: &mut App, a: &RunArgs) -> Result<u8> {
     let rec = create_record(app, &a.create)?;
     if a.detach {
-        if rec.auto_remove {
-            // The supervisor cannot remove store records; keep Docker's flag honest.
-            eprintln!(
-                "kiln: --rm with -d: the container is removed by the next `kiln ps`/`kiln rm` after it exits"
-            );
-        }
+        // With --rm, the supervisor cannot remove store records: the next
+        // `ps`, `wait`, `stop` or `rm` that sees the container exited does.
         if let Err(e) = start_detached(app, &rec) {
             // As Docker: 127/126 when the command is missing or not
             // executable, 125 for kiln's own failures.
@@ -707,6 +703,9 @@ pub(crate) fn stop(app: &mut App, a: &StopArgs) -> Result<u8> {
                     .unwrap_or("SIGTERM"),
             )?;
             runtime().stop(&rec.state_dir(app), sig, Duration::from_secs(a.time))?;
+            if rec.auto_remove {
+                remove(app, &rec, true)?;
+            }
             Ok(())
         })();
         match result {
@@ -770,6 +769,9 @@ pub(crate) fn wait(app: &mut App, a: &WaitArgs) -> Result<u8> {
             Err(_) => status_of(app, &rec).2.unwrap_or(0),
         };
         println!("{code}");
+        if rec.auto_remove {
+            remove(app, &rec, true)?;
+        }
     }
     Ok(0)
 }

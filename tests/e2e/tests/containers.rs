@@ -1145,6 +1145,13 @@ fn detached_rm_and_supervisor_loss() {
         c.ps_row("brief").is_none()
     });
     assert!(!c.sb.root().join("containers").join(&id).exists());
+    // ... and when `wait` or `stop` saw it end.
+    c.detach(&["--rm", "--name", "waited"], &["sh", "-c", "exit 7"]);
+    assert_eq!(c.ok(&["wait", "waited"]).trim(), "7");
+    assert_eq!(c.kiln(&["inspect", "waited"]).status.code(), Some(1));
+    c.detach(&["--rm", "--name", "stopped"], &["sleep", "100"]);
+    c.ok(&["stop", "-t", "1", "stopped"]);
+    assert_eq!(c.kiln(&["inspect", "stopped"]).status.code(), Some(1));
 
     // Killing the container's process from the host is recorded as 137.
     c.detach(&["--name", "victim"], &["sleep", "100"]);
