@@ -41,6 +41,12 @@ pub fn print(ast: &Ast) -> String {
             out.push('\n');
         }
     }
+    // A byte-order mark is skipped only at the very start of a file: a
+    // keyword that begins with one (it stood on a later line) keeps it only
+    // if something comes first. A blank line does and changes nothing else.
+    if out.starts_with('\u{feff}') {
+        out.insert(0, '\n');
+    }
     out
 }
 
