@@ -644,6 +644,10 @@ const RUNTIME_MOUNT_POINTS: &[&str] = &[
 /// trace in its layer.
 struct MountStubs {
     missing: Vec<PathBuf>,
+    /// Existing lower directories holding a stub, absent from the overlay's
+    /// upper dir before the step, with their (mode, uid, gid): creating the
+    /// stub copies them up, and an untouched copy is dropped again.
+    copied_up: Vec<(PathBuf, (u32, u32, u32))>,
 }
 
 /// The directories making up a rootfs: the writable one first, then the lowers.
@@ -673,8 +677,13 @@ fn layer_dirs(mounts: &[kiln_snapshot::Mount]) -> Vec<PathBuf> {
 
 impl MountStubs {
     fn before(rootfs: &[kiln_snapshot::Mount], mounts: &[StepMount]) -> MountStubs {
+        use std::os::unix::fs::MetadataExt as _;
         let dirs = layer_dirs(rootfs);
+        // With overlay, dirs[0] is the (still empty) upper dir; with a bind
+        // rootfs it is the whole tree and nothing is copied up.
+        let overlay = rootfs.first().is_some_and(|m| m.fstype != "bind");
         let mut missing = Vec::new();
+        let mut copied_up: Vec<(PathBuf, (u32, u32, u32))> = Vec::new();
         let step_targets = mounts.iter().map(|m| match m {
             StepMount::Bind { target, .. }
             | StepMount::Cache { target, .. }
@@ -690,6 +699,24 @@ impl MountStubs {
                 }
                 let exists = dirs.iter().any(|d| d.join(&p).symlink_metadata().is_ok());
                 if exists {
+                    // This directory and its ancestors get copied up when
+                    // the stub is created inside them. (The step cannot
+                    // replace them: they hold busy mount points.)
+                    let mut q = p.clone();
+                    while overlay && !q.as_os_str().is_empty() {
+                        let in_upper = dirs[0].join(&q).symlink_metadata().is_ok();
+                        let lower = dirs[1..]
+                            .iter()
+                            .find_map(|d| d.join(&q).symlink_metadata().ok());
+                        if let Some(m) = lower.filter(|m| m.is_dir() && !in_upper)
+                            && !copied_up.iter().any(|(c, _)| c == &q)
+                        {
+                            copied_up.push((q.clone(), (m.mode() & 0o7777, m.uid(), m.gid())));
+                        }
+                        if !q.pop() {
+                            break;
+                        }
+                    }
                     break;
                 }
                 missing.push(p.clone());
@@ -698,7 +725,7 @@ impl MountStubs {
                 }
             }
         }
-        MountStubs { missing }
+        MountStubs { missing, copied_up }
     }
 
     /// Removes the stubs (empty files and directories) from the writable dir.
@@ -729,6 +756,21 @@ impl MountStubs {
                     let _ = std::fs::remove_file(&full);
                 }
                 _ => {}
+            }
+        }
+        // Then the directories copied up only to hold a stub: still empty
+        // and with the lower's mode and owner, they are no change.
+        use std::os::unix::fs::MetadataExt as _;
+        let mut dirs = self.copied_up.clone();
+        dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
+        for (p, (mode, uid, gid)) in dirs {
+            let full = upper.join(&p);
+            let unchanged = full.symlink_metadata().is_ok_and(|m| {
+                m.is_dir() && m.mode() & 0o7777 == mode && m.uid() == uid && m.gid() == gid
+            });
+            let empty = std::fs::read_dir(&full).is_ok_and(|mut d| d.next().is_none());
+            if unchanged && empty {
+                let _ = std::fs::remove_dir(&full);
             }
         }
     }

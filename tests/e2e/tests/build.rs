@@ -9,7 +9,7 @@ use std::process::{Command, Output, Stdio};
 
 use std::time::Duration;
 
-use kiln_e2e::{Sandbox, busybox_ref, debian_ref, free_port, run_ok, tcp_exchange};
+use kiln_e2e::{Sandbox, busybox_ref, debian_ref, free_port, host_arch, run_ok, tcp_exchange};
 
 /// Writes `files` (path, content) under `sandbox.work()/name` and returns
 /// that directory.
@@ -895,6 +895,125 @@ fn pipe(mut cmd: Command, input: &[u8]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The member names of each layer of `image`, bottom first, from its
+/// `kiln save` archive (directories without their trailing `/`).
+fn layer_names(sandbox: &Sandbox, image: &str, dir: &Path) -> Vec<Vec<String>> {
+    std::fs::create_dir_all(dir).expect("mkdir");
+    let files = saved_files(sandbox, image, dir);
+    let manifest = files
+        .iter()
+        .find(|(p, _)| p.ends_with("manifest.json"))
+        .expect("the archive has a manifest.json");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&manifest.1).expect("manifest.json is JSON");
+    manifest[0]["Layers"]
+        .as_array()
+        .expect("Layers")
+        .iter()
+        .map(|l| {
+            let l = l.as_str().expect("a layer path");
+            let (_, bytes) = files
+                .iter()
+                .find(|(p, _)| p.ends_with(l))
+                .unwrap_or_else(|| panic!("layer {l} is missing from the archive"));
+            tar_names(bytes)
+                .into_iter()
+                .map(|n| n.trim_end_matches('/').to_owned())
+                .collect()
+        })
+        .collect()
+}
+
+/// The rest of the instructions and forms: ARG before FROM, the platform
+/// ARGs, heredocs in RUN and COPY, COPY --chown/--chmod, ADD of a local
+/// tar.gz, bind and tmpfs mounts, a RUN that changes nothing, --no-cache.
+#[test]
+fn more_instruction_forms() {
+    let sandbox = Sandbox::new();
+    let dockerfile = format!(
+        r#"ARG BASE={base}
+FROM $BASE
+ARG TARGETARCH
+ARG TARGETPLATFORM
+RUN echo "arch=$TARGETARCH platform=$TARGETPLATFORM" > /arch.txt
+RUN <<EOF
+echo line1 > /heredoc.txt
+echo line2 >> /heredoc.txt
+EOF
+COPY <<EOF /etc/greeting
+hello from a heredoc
+EOF
+COPY --chown=nobody:nogroup --chmod=640 plain.txt /owned.txt
+ADD app.tar.gz /extracted/
+RUN --mount=type=bind,source=plain.txt,target=/mnt/plain.txt cat /mnt/plain.txt > /from-bind.txt
+RUN --mount=type=tmpfs,target=/scratch touch /scratch/x && ls /scratch > /tmpfs.txt
+RUN true
+"#,
+        base = busybox_ref()
+    );
+    let ctx = context(
+        &sandbox,
+        "more",
+        &[("Dockerfile", &dockerfile), ("plain.txt", "plain\n")],
+    );
+    let tree = sandbox.work().join("tree");
+    std::fs::create_dir_all(tree.join("sub")).expect("mkdir");
+    std::fs::write(tree.join("sub/f.txt"), "inside the archive\n").expect("write");
+    run_ok(
+        Command::new("tar")
+            .arg("-czf")
+            .arg(ctx.join("app.tar.gz"))
+            .arg("-C")
+            .arg(&tree)
+            .arg("sub"),
+    );
+    let first = build_ok(&sandbox, &["-t", "test/more:1", path_str(&ctx)]);
+    assert!(first.starts_with("Step 1/11 : FROM $BASE\n"), "{first}");
+    let cat = |path: &str| sandbox.kiln_ok(["run", "--rm", "test/more:1", "cat", path]);
+    assert_eq!(
+        cat("/arch.txt"),
+        format!("arch={0} platform=linux/{0}\n", host_arch())
+    );
+    assert_eq!(cat("/heredoc.txt"), "line1\nline2\n");
+    assert_eq!(cat("/etc/greeting"), "hello from a heredoc\n");
+    assert_eq!(cat("/extracted/sub/f.txt"), "inside the archive\n");
+    assert_eq!(cat("/from-bind.txt"), "plain\n");
+    assert_eq!(cat("/tmpfs.txt"), "x\n");
+    let ls = sandbox.kiln_ok(["run", "--rm", "test/more:1", "ls", "-ln", "/owned.txt"]);
+    assert!(ls.starts_with("-rw-r-----"), "{ls}");
+    let fields: Vec<&str> = ls.split_whitespace().collect();
+    assert_eq!(&fields[2..4], ["65534", "65534"], "{ls}");
+
+    // Each RUN layer holds only what its command wrote: no mount points
+    // (/mnt, /scratch, /proc, /dev, /sys, /etc/hosts...), no /etc copied
+    // up for them; `RUN true` gets an empty layer.
+    let layers = layer_names(&sandbox, "test/more:1", &sandbox.work().join("saved"));
+    let top: Vec<&[String]> = layers[1..].iter().map(Vec::as_slice).collect();
+    let expect: [&[&str]; 8] = [
+        &["arch.txt"],
+        &["heredoc.txt"],
+        &["etc", "etc/greeting"],
+        &["owned.txt"],
+        &["extracted", "extracted/sub", "extracted/sub/f.txt"],
+        &["from-bind.txt"],
+        &["tmpfs.txt"],
+        &[],
+    ];
+    assert_eq!(top.len(), expect.len(), "{layers:?}");
+    for (got, want) in top.iter().zip(expect) {
+        assert_eq!(*got, want, "{layers:?}");
+    }
+
+    // --no-cache runs every step again.
+    let again = build_ok(
+        &sandbox,
+        &["--no-cache", "-t", "test/more:1", path_str(&ctx)],
+    );
+    let (cached, ran) = cached_and_run_steps(&again);
+    assert!(cached.is_empty(), "{again}");
+    assert_eq!(ran, (2..=11).collect::<Vec<_>>(), "{again}");
 }
 
 /// Removes a container when dropped, so a failing test leaves no server
