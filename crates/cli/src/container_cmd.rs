@@ -372,7 +372,7 @@ pub(crate) fn create(app: &mut App, a: &CreateArgs) -> Result<u8> {
 fn run_attached(app: &mut App, rec: &ContainerRecord) -> Result<i32> {
     let cfg = rec.runtime_config(app)?;
     mark_started(app, rec)?;
-    let stdio = StdioConfig {
+    let mut stdio = StdioConfig {
         stdin: if rec.interactive {
             kiln_runtime::Stdio::Inherit
         } else {
@@ -381,7 +381,23 @@ fn run_attached(app: &mut App, rec: &ContainerRecord) -> Result<i32> {
         tty: rec.tty,
         ..StdioConfig::default()
     };
+    // As Docker, keep the output for `kiln logs`, unless the container goes
+    // at exit (--rm: no copy on the fast path) or has a terminal.
+    let mut tee = None;
+    if !rec.auto_remove && !rec.tty {
+        match Tee::start(&rec.log_path(app)) {
+            Ok((t, out, err)) => {
+                stdio.stdout = kiln_runtime::Stdio::Fd(out);
+                stdio.stderr = kiln_runtime::Stdio::Fd(err);
+                tee = Some(t);
+            }
+            Err(e) => eprintln!("kiln: the container's output is not logged: {e:#}"),
+        }
+    }
     let status = runtime().run(&cfg, stdio);
+    if let Some(t) = tee {
+        t.finish();
+    }
     let code = match status {
         Ok(s) => s.code(),
         Err(e) => {
@@ -392,6 +408,79 @@ fn run_attached(app: &mut App, rec: &ContainerRecord) -> Result<i32> {
     // Record how it ended for `ps -a` and `wait`.
     let _ = std::fs::write(rec.state_dir(app).join("exit-code"), code.to_string());
     Ok(code)
+}
+
+/// Copies a foreground container's stdout and stderr to kiln's own and to
+/// its log file, in two threads.
+struct Tee {
+    done: std::sync::mpsc::Receiver<()>,
+}
+
+impl Tee {
+    /// Starts the copiers; returns the write ends to give the container.
+    fn start(log: &std::path::Path) -> Result<(Tee, std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .with_context(|| format!("cannot open {}", log.display()))?;
+        let file = std::sync::Arc::new(std::sync::Mutex::new(file));
+        let (out_r, out_w) = std::io::pipe().context("cannot make a pipe")?;
+        let (err_r, err_w) = std::io::pipe().context("cannot make a pipe")?;
+        let (tx, done) = std::sync::mpsc::channel();
+        // The signals kiln forwards to the container must reach the thread
+        // that forwards them: the copiers start with every signal blocked.
+        let old = kiln_sys::process::block_signals(&kiln_sys::process::SigSet::all())
+            .context("cannot block signals")?;
+        for (reader, to_stderr) in [(out_r, false), (err_r, true)] {
+            let (file, tx) = (file.clone(), tx.clone());
+            std::thread::spawn(move || {
+                copy_stream(reader, to_stderr, &file);
+                let _ = tx.send(());
+            });
+        }
+        kiln_sys::process::set_signal_mask(&old).context("cannot restore the signal mask")?;
+        Ok((Tee { done }, out_w.into(), err_w.into()))
+    }
+
+    /// Waits (briefly: a leaked writer must not hang kiln) for both
+    /// copiers to reach the end of their streams.
+    fn finish(self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        for _ in 0..2 {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if self.done.recv_timeout(left).is_err() {
+                break;
+            }
+        }
+    }
+}
+
+fn copy_stream(
+    mut from: std::io::PipeReader,
+    to_stderr: bool,
+    log: &std::sync::Mutex<std::fs::File>,
+) {
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        };
+        let chunk = &buf[..n];
+        // A closed terminal or pipe on kiln's side must not stop the log.
+        if to_stderr {
+            let _ = std::io::stderr().lock().write_all(chunk);
+        } else {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(chunk).and_then(|()| out.flush());
+        }
+        if let Ok(mut f) = log.lock() {
+            let _ = f.write_all(chunk);
+        }
+    }
 }
 
 fn mark_started(app: &App, rec: &ContainerRecord) -> Result<()> {

@@ -1225,3 +1225,65 @@ fn detached_container_survives_its_callers_process_group() {
     );
     assert_eq!(c.ok(&["exec", "survivor", "echo", "alive"]), "alive\n");
 }
+
+#[test]
+fn foreground_output_is_kept_for_logs() {
+    let c = Ctx::new();
+    let out = c.kiln(&[
+        "run",
+        "--name",
+        "fg",
+        IMAGE,
+        "sh",
+        "-c",
+        "echo out1; echo err1 >&2; echo out2; exit 2",
+    ]);
+    assert_eq!(code(&out), 2, "{}", show(&out));
+    assert_eq!(stdout(&out), "out1\nout2\n", "{}", show(&out));
+    // (A fresh store's first container also prints a snapshotter notice.)
+    assert!(
+        stderr(&out).ends_with("err1\n") && !stderr(&out).contains("out1"),
+        "{}",
+        show(&out)
+    );
+    let logs = c.ok(&["logs", "fg"]);
+    let mut lines: Vec<&str> = logs.lines().collect();
+    lines.sort_unstable();
+    assert_eq!(lines, ["err1", "out1", "out2"], "{logs}");
+    // Large output goes through whole, to the caller and to the log.
+    let out = c.kiln(&[
+        "run",
+        "--name",
+        "big",
+        IMAGE,
+        "sh",
+        "-c",
+        "yes | head -c 3000000",
+    ]);
+    assert_eq!(out.stdout.len(), 3_000_000, "{}", stderr(&out));
+    assert_eq!(sh(&mut c.sb.kiln(["logs", "big"])).stdout.len(), 3_000_000);
+
+    // Signals still reach the container while its output is copied.
+    let mut child =
+        c.sb.kiln([
+            "run",
+            "--name",
+            "fgsig",
+            IMAGE,
+            "sh",
+            "-c",
+            "trap 'echo got-term; exit 42' TERM; echo ready; while :; do sleep 0.1; done",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn kiln run");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    assert_eq!(lines.next().expect("a line").expect("read"), "ready");
+    let kill = sh(Command::new("kill").args(["-TERM", &child.id().to_string()]));
+    assert!(kill.status.success());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert_eq!(rest, ["got-term"]);
+    assert_eq!(child.wait().expect("wait").code(), Some(42));
+    assert_eq!(c.ok(&["logs", "fgsig"]), "ready\ngot-term\n");
+}
