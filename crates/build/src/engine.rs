@@ -347,7 +347,6 @@ impl<'a> Builder<'a> {
             platform_args(&target_platform, &opts.build_platform),
         );
         let graph = plan_graph(dockerfile, &global, opts)?;
-        self.warn_unused_args(dockerfile, &graph, &meta, opts);
         let created = rfc3339(opts.source_date_epoch.unwrap_or(opts.now));
         let shared = Shared {
             df: dockerfile,
@@ -367,6 +366,9 @@ impl<'a> Builder<'a> {
         saved?;
         let result = shared.wait(shared.graph.target).ok_or(Error::NoImage)?;
         let image = result.image.clone().ok_or(Error::NoImage)?;
+        // Docker's legacy builder warns after the last step, before
+        // "Successfully built".
+        self.warn_unused_args(dockerfile, &shared.graph, &meta, opts);
         self.progress.event(Event::Built {
             image: image.short().to_string(),
         });

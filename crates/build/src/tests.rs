@@ -312,7 +312,9 @@ fn build_args_in_history_cache_and_explanations() {
     o.build_args.insert("NOPE".into(), "x".into());
     let (_, text, _) = e.build(df, &o);
     assert!(
-        text.contains("[Warning] One or more build-args [NOPE] were not consumed"),
+        text.contains(
+            "[Warning] One or more build-args [NOPE] were not consumed\nSuccessfully built "
+        ),
         "{text}"
     );
 }

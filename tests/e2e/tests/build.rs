@@ -204,6 +204,20 @@ fn seed_busybox_builds_caches_and_runs() {
     // --rm left no container behind.
     let ps = sandbox.kiln_ok(["ps", "-a", "-q"]);
     assert_eq!(ps.trim(), "", "containers left: {ps}");
+
+    // --pull asks the registry again; the base is unchanged, so the steps
+    // still come from the cache.
+    let pulled = build_ok(&sandbox, &["--pull", "-t", "test/hello:1", path_str(&ctx)]);
+    assert!(pulled.contains(&format!("Pulling {base}\n")), "{pulled}");
+    let (cached, ran) = cached_and_run_steps(&pulled);
+    assert_eq!((cached, ran), (vec![2, 3], vec![]), "{pulled}");
+
+    // `kiln builder prune` forgets the cache: every step runs again.
+    sandbox.kiln_ok(["builder", "prune", "-f"]);
+    let rebuilt = build_ok(&sandbox, &["-t", "test/hello:1", path_str(&ctx)]);
+    let (cached, ran) = cached_and_run_steps(&rebuilt);
+    assert_eq!((cached, ran), (vec![], vec![2, 3]), "{rebuilt}");
+    assert_eq!(sandbox.kiln_ok(["run", "--rm", "test/hello:1"]), "hello\n");
 }
 
 /// After one context file changes, only the COPY of that file and the steps
@@ -337,17 +351,25 @@ CMD ["default-arg"]
         base = busybox_ref()
     );
     let ctx = context(&sandbox, "instr", &[("Dockerfile", &dockerfile)]);
-    build_ok(
+    let out = build_ok(
         &sandbox,
         &[
             "-t",
             "test/instr:1",
             "--build-arg",
             "OTHER=given",
+            "--build-arg",
+            "NOT_DECLARED=1",
             "--label",
             "org.example.cli=yes",
             path_str(&ctx),
         ],
+    );
+    assert!(
+        out.contains(
+            "\n[Warning] One or more build-args [NOT_DECLARED] were not consumed\nSuccessfully built "
+        ),
+        "{out}"
     );
     let v = inspect(&sandbox, "test/instr:1");
     let c = &v["Config"];
