@@ -142,6 +142,12 @@ pub(crate) fn block_on<F: std::future::Future>(fut: F) -> Result<F::Output> {
     Ok(out)
 }
 
+/// Parses an image reference; the error names the input and what is wrong
+/// with it (`invalid reference "Busybox": repository name must be lowercase`).
+pub(crate) fn parse_reference(input: &str) -> Result<Reference> {
+    Ok(input.parse::<Reference>()?)
+}
+
 /// Parses `--platform`, defaulting to the host's.
 pub(crate) fn platform(arg: Option<&str>) -> Result<Platform> {
     match arg {
@@ -208,8 +214,15 @@ pub(crate) fn pull_image_to(
     };
     let say = |line: String| progress.say(&line);
     if !quiet {
-        let tag = reference.tag().unwrap_or("latest");
-        say(format!("{tag}: Pulling from {}", reference.familiar_name()));
+        let what = match (reference.tag(), reference.digest()) {
+            (Some(t), _) => t.to_owned(),
+            (None, Some(d)) => d.to_string(),
+            (None, None) => "latest".to_owned(),
+        };
+        say(format!(
+            "{what}: Pulling from {}",
+            reference.familiar_name()
+        ));
     }
     let before = app
         .store
@@ -242,10 +255,7 @@ pub(crate) fn pull_image_to(
 }
 
 pub(crate) fn pull(app: &mut App, args: &PullArgs) -> Result<u8> {
-    let reference: Reference = args
-        .image
-        .parse()
-        .with_context(|| format!("invalid reference {:?}", args.image))?;
+    let reference = parse_reference(&args.image)?;
     let platform = platform(args.platform.as_deref())?;
     pull_image_to(app, &reference, &platform, args.quiet, false)?;
     println!("{}", reference);
@@ -253,10 +263,7 @@ pub(crate) fn pull(app: &mut App, args: &PullArgs) -> Result<u8> {
 }
 
 pub(crate) fn push(app: &mut App, args: &PushArgs) -> Result<u8> {
-    let reference: Reference = args
-        .image
-        .parse()
-        .with_context(|| format!("invalid reference {:?}", args.image))?;
+    let reference = parse_reference(&args.image)?;
     let record = app.store.resolve_image(&args.image)?;
     let registry = registry(app)?;
     if !args.quiet {
@@ -297,10 +304,7 @@ impl Progress for PushProgress {
 
 pub(crate) fn tag(app: &mut App, args: &TagArgs) -> Result<u8> {
     let record = app.store.resolve_image(&args.source)?;
-    let target: Reference = args
-        .target
-        .parse()
-        .with_context(|| format!("invalid reference {:?}", args.target))?;
+    let target = parse_reference(&args.target)?;
     if target.digest().is_some() {
         bail!(
             "refusing to create a tag with a digest reference: {}",
@@ -318,10 +322,7 @@ fn created_time(record: &ImageRecord) -> Option<SystemTime> {
 
 pub(crate) fn images(app: &mut App, args: &ImagesArgs) -> Result<u8> {
     let filter = match &args.repository {
-        Some(r) => Some(
-            r.parse::<Reference>()
-                .with_context(|| format!("invalid reference {r:?}"))?,
-        ),
+        Some(r) => Some(parse_reference(r)?),
         None => None,
     };
     let explicit_tag = args
@@ -357,14 +358,24 @@ pub(crate) fn images(app: &mut App, args: &ImagesArgs) -> Result<u8> {
             })
             .collect();
         if tags.is_empty() {
+            // Pulled by digest only: Docker shows the repository, tag <none>.
+            for d in &rec.repo_digests {
+                if let Some((repo, _)) = d.split_once('@')
+                    && !tags.iter().any(|(r, _)| r == repo)
+                {
+                    tags.push((repo.to_owned(), "<none>".into()));
+                }
+            }
+        }
+        if tags.is_empty() {
             tags.push(("<none>".into(), "<none>".into()));
         }
         for (repo, tag) in tags {
             if let Some(f) = &filter {
-                let Ok(this) = format!("{repo}:{tag}").parse::<Reference>() else {
+                let Ok(this) = repo.parse::<Reference>() else {
                     continue;
                 };
-                if !this.same_repository(f) || (explicit_tag && this.tag() != f.tag()) {
+                if !this.same_repository(f) || (explicit_tag && Some(tag.as_str()) != f.tag()) {
                     continue;
                 }
             }

@@ -148,10 +148,7 @@ pub(crate) fn load(app: &mut App, a: &LoadArgs) -> Result<u8> {
 
 pub(crate) fn import(app: &mut App, a: &ImportArgs) -> Result<u8> {
     let reference = match &a.reference {
-        Some(r) => Some(
-            r.parse::<Reference>()
-                .with_context(|| format!("invalid reference {r:?}"))?,
-        ),
+        Some(r) => Some(crate::image_cmd::parse_reference(r)?),
         None => None,
     };
     let platform = crate::image_cmd::platform(a.platform.as_deref())?;
