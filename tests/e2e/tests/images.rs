@@ -883,3 +883,47 @@ fn an_invalid_reference_is_a_clear_error() {
     }
     assert!(files_under(&sb.root().join("blobs")).is_empty());
 }
+
+// ---------------------------------------------------------------- prune and df
+
+#[test]
+fn image_prune_removes_dangling_images_and_df_reports_usage() {
+    let sb = Sandbox::new();
+    let first = tiny_tarball(&sb.work(), "first");
+    let second = tiny_tarball(&sb.work(), "second");
+    let old = sb.kiln_ok([
+        "import".as_ref(),
+        first.as_os_str(),
+        "local/prune:1".as_ref(),
+    ]);
+    // The name moves to the new image; the old one is left dangling.
+    let new = sb.kiln_ok([
+        "import".as_ref(),
+        second.as_os_str(),
+        "local/prune:1".as_ref(),
+    ]);
+    let (old, new) = (old.trim().to_owned(), new.trim().to_owned());
+    assert_ne!(old, new);
+    assert_eq!(image_ids(&sb).len(), 2);
+    assert_eq!(inspect(&sb, &old)["RepoTags"], serde_json::json!([]));
+
+    let df = sb.kiln_ok(["system", "df"]);
+    let header = df.lines().next().expect("a header");
+    assert_eq!(columns(header), ["TYPE", "TOTAL", "SIZE", "RECLAIMABLE"]);
+    let images_row = df
+        .lines()
+        .find(|l| l.starts_with("Images"))
+        .map(columns)
+        .unwrap_or_else(|| panic!("no Images row: {df}"));
+    assert_eq!(images_row[1], "2", "{df}");
+
+    let out = sb.kiln_ok(["image", "prune", "-f"]);
+    assert!(out.contains(&format!("deleted: {old}")), "{out}");
+    assert!(out.contains("Total reclaimed space"), "{out}");
+    assert_eq!(image_ids(&sb), std::slice::from_ref(&new));
+
+    // -a removes tagged images no container uses.
+    sb.kiln_ok(["image", "prune", "-a", "-f"]);
+    assert!(image_ids(&sb).is_empty());
+    assert!(files_under(&sb.root().join("blobs")).is_empty());
+}
