@@ -158,10 +158,12 @@ pub(crate) fn platform(arg: Option<&str>) -> Result<Platform> {
     }
 }
 
-/// Progress lines in Docker's plain style (`<id>: Pull complete`).
+/// Progress lines in Docker's plain style (`<id>: Pull complete`), for
+/// layers only: as Docker, the config blob gets no line.
 struct LineProgress {
     enabled: bool,
     out: Mutex<Box<dyn std::io::Write + Send>>,
+    config: std::sync::OnceLock<Digest>,
 }
 
 impl LineProgress {
@@ -174,7 +176,9 @@ impl LineProgress {
     }
 
     fn line(&self, digest: &Digest, what: &str) {
-        self.say(&format!("{}: {what}", &digest.hex()[..12]));
+        if self.config.get() != Some(digest) {
+            self.say(&format!("{}: {what}", &digest.hex()[..12]));
+        }
     }
 }
 
@@ -211,6 +215,7 @@ pub(crate) fn pull_image_to(
     let progress = LineProgress {
         enabled: !quiet,
         out: Mutex::new(out),
+        config: std::sync::OnceLock::new(),
     };
     let say = |line: String| progress.say(&line);
     if !quiet {
@@ -229,7 +234,20 @@ pub(crate) fn pull_image_to(
         .resolve_image(&reference.to_string())
         .ok()
         .map(|r| r.id);
-    let record = block_on(registry.pull(reference, platform, &app.store, &progress))??;
+    // Registry::pull in three steps, to learn the config digest (no
+    // progress line) before the transfers start. The lease keeps a
+    // concurrent prune from taking blobs before the image is recorded.
+    let lease = app.store.lease()?;
+    let record = block_on(async {
+        let resolved = registry.resolve(reference, platform).await?;
+        let _ = progress.config.set(resolved.config.digest);
+        progress.resolved(&resolved.digest, resolved.layers.len());
+        registry
+            .fetch_blobs(&resolved, &app.store, &progress)
+            .await?;
+        registry.record(&resolved, &app.store).await
+    })??;
+    drop(lease);
     crate::unpack::ensure_unpacked(app, &record.id)?;
     if !quiet {
         if let Some(d) = record
@@ -271,6 +289,7 @@ pub(crate) fn push(app: &mut App, args: &PushArgs) -> Result<u8> {
     }
     let progress = PushProgress {
         enabled: !args.quiet,
+        config: record.id,
     };
     let digest = block_on(registry.push(&reference, &app.store, &record.id, &progress))??;
     if args.quiet {
@@ -285,18 +304,21 @@ pub(crate) fn push(app: &mut App, args: &PushArgs) -> Result<u8> {
     Ok(0)
 }
 
+/// Push progress lines, for layers only (the config, whose digest is the
+/// image ID, gets no line, as in Docker).
 struct PushProgress {
     enabled: bool,
+    config: Digest,
 }
 
 impl Progress for PushProgress {
     fn blob_exists(&self, digest: &Digest, _size: u64) {
-        if self.enabled {
+        if self.enabled && *digest != self.config {
             println!("{}: Layer already exists", &digest.hex()[..12]);
         }
     }
     fn blob_done(&self, digest: &Digest, _size: u64) {
-        if self.enabled {
+        if self.enabled && *digest != self.config {
             println!("{}: Pushed", &digest.hex()[..12]);
         }
     }

@@ -130,6 +130,12 @@ fn pull_by_tag_prints_progress_then_the_reference() {
     assert!(out.contains(&digest), "{out}\nexpected {digest}");
     let v = inspect(&sb, &busybox_ref());
     assert_eq!(v["RepoTags"], serde_json::json!([busybox_ref()]));
+    // As Docker, progress lines are for layers, not for the config blob
+    // (whose digest is the image ID).
+    let id = v["Id"].as_str().expect("Id");
+    assert!(!out.contains(&format!("{}:", &id[7..19])), "{out}");
+    let layer_lines = out.lines().filter(|l| l.ends_with(": Pulling fs layer"));
+    assert_eq!(layer_lines.count(), 1, "{out}");
     // A second pull finds everything in place.
     let again = sb.kiln_ok(["pull", &busybox_ref()]);
     assert!(again.contains("Status: Image is up to date for"), "{again}");
@@ -267,6 +273,10 @@ fn tag_push_and_pull_back_keeps_the_image_id() {
     assert_eq!(image_id(&sb, &target), id);
     let out = sb.kiln_ok(["push", &target]);
     assert!(out.contains("The push refers to repository"), "{out}");
+    assert!(
+        !out.contains(&format!("{}:", &id[7..19])),
+        "no line for the config: {out}"
+    );
     let last = out.lines().last().expect("push prints a summary");
     assert!(
         last.starts_with("v1: digest: sha256:") && last.contains(" size: "),
@@ -298,6 +308,7 @@ fn tag_push_and_pull_back_keeps_the_image_id() {
     // A second push finds every blob in place.
     let again = sb.kiln_ok(["push", &target]);
     assert!(again.contains("Layer already exists"), "{again}");
+    assert!(!again.contains(&format!("{}:", &id[7..19])), "{again}");
 
     // Pulled into a fresh store, it is the same image.
     let fresh = Sandbox::new();
