@@ -33,7 +33,8 @@ pub(crate) fn ago(then: SystemTime, now: SystemTime) -> String {
     let secs = now.duration_since(then).map(|d| d.as_secs()).unwrap_or(0);
     let human = match secs {
         0 => return "Less than a second ago".to_owned(),
-        1..=59 => format!("{secs} seconds"),
+        1 => "1 second".to_owned(),
+        2..=59 => format!("{secs} seconds"),
         60..=119 => "About a minute".to_owned(),
         120..=3599 => format!("{} minutes", secs / 60),
         3600..=7199 => "About an hour".to_owned(),
@@ -95,6 +96,7 @@ mod tests {
     fn ages_as_docker_prints_them() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(10_000_000);
         let at = |s: u64| now - Duration::from_secs(s);
+        assert_eq!(ago(at(1), now), "1 second ago");
         assert_eq!(ago(at(5), now), "5 seconds ago");
         assert_eq!(ago(at(90), now), "About a minute ago");
         assert_eq!(ago(at(7300), now), "2 hours ago");
