@@ -67,8 +67,8 @@ pub(crate) fn remove_image(app: &mut App, name: &str, force: bool) -> Result<()>
             &c.id[..12]
         );
     }
-    for tag in &record.repo_tags {
-        println!("Untagged: {tag}");
+    for name in record.repo_tags.iter().chain(&record.repo_digests) {
+        println!("Untagged: {name}");
     }
     delete_image(app, &record)?;
     println!("Deleted: {}", record.id);

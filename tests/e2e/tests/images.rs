@@ -369,6 +369,11 @@ fn rmi_untags_then_deletes() {
         out.contains(&format!("Untagged: {}", busybox_ref())),
         "{out}"
     );
+    let digest = remote_digest(&busybox_ref());
+    assert!(
+        out.contains(&format!("Untagged: {}/busybox@{digest}", registry())),
+        "{out}"
+    );
     assert!(out.contains(&format!("Deleted: {id}")), "{out}");
     assert!(image_ids(&sb).is_empty());
     assert!(
