@@ -465,7 +465,8 @@ pub(crate) fn plan_copy(
         }
     }
     entries.sort_by(|a, b| a.rel.cmp(&b.rel));
-    let (checksum_hex, files) = checksum(&entries);
+    let (checksum_hex, mut files) = checksum(&entries);
+    name_single(&mut files, single_name.as_deref());
     let prefix = match (items.len(), any_dir) {
         (1, true) => "dir",
         (1, false) => "file",
@@ -531,7 +532,8 @@ fn plan_listed(files: Vec<Listed>, dest: &str, workdir: &str) -> CopyPlan {
         })
         .collect();
     entries.sort_by(|a, b| a.rel.cmp(&b.rel));
-    let (hex, files_list) = checksum(&entries);
+    let (hex, mut files_list) = checksum(&entries);
+    name_single(&mut files_list, single_name.as_deref());
     CopyPlan {
         dest: dest_abs,
         dest_is_dir: dest_slash,
@@ -539,6 +541,16 @@ fn plan_listed(files: Vec<Listed>, dest: &str, workdir: &str) -> CopyPlan {
         entries,
         checksum: format!("{}:{hex}", if n == 1 { "file" } else { "multi" }),
         files: files_list,
+    }
+}
+
+/// A single file copied to a file destination has an empty relative path
+/// in the plan; cache-miss explanations name it by its source instead.
+fn name_single(files: &mut [(String, String)], single_name: Option<&str>) {
+    if let Some(name) = single_name {
+        for (p, _) in files.iter_mut().filter(|(p, _)| p.is_empty()) {
+            *p = name.to_string();
+        }
     }
 }
 

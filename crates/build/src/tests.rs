@@ -420,6 +420,30 @@ fn copy_cache_follows_content_and_explains_files() {
     );
 }
 
+/// A single file copied to a file path is named in the explanation (its
+/// plan entry has an empty relative path).
+#[test]
+fn explain_names_a_single_copied_file() {
+    let e = env();
+    let mut o = opts();
+    o.explain_cache = true;
+    let df = "FROM busybox\nCOPY b.txt /b.txt\n";
+    e.write("b.txt", "one");
+    e.ok(df, &o);
+    e.write("b.txt", "two");
+    let (r, text, events) = e.build(df, &o);
+    r.expect("build");
+    let reason = events.iter().find_map(|e| match e {
+        Event::CacheMiss { reason } => Some(reason.clone()),
+        _ => None,
+    });
+    assert_eq!(
+        reason.as_deref(),
+        Some("source files changed: b.txt (changed)"),
+        "{text}"
+    );
+}
+
 #[test]
 fn copy_rules_chown_chmod_and_heredoc() {
     let e = env();
