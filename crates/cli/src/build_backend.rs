@@ -117,6 +117,16 @@ impl Backend {
         )?)
     }
 
+    /// Whether the local image `id` is of `platform` (a variant only
+    /// counts when asked for).
+    fn platform_matches(&self, id: &Digest, platform: &BuildPlatform) -> bool {
+        kiln_image::image_config(&self.store, id).is_ok_and(|cfg| {
+            cfg.os == platform.os
+                && cfg.architecture == platform.architecture
+                && (platform.variant.is_none() || cfg.variant == platform.variant)
+        })
+    }
+
     fn info(&self, id: Digest) -> Result<ImageInfo> {
         let cfg = kiln_image::image_config(&self.store, &id)?;
         let config = match &cfg.config {
@@ -210,9 +220,11 @@ impl ImageBackend for Backend {
         let local = self.store.resolve_image(reference);
         let is_id = reference.starts_with("sha256:");
         let record = match (local, pull) {
-            (Ok(r), PullPolicy::Missing) => r,
-            (Ok(r), PullPolicy::Always) if is_id => r,
-            (Err(kiln_content::Error::NoSuchImage(_)), _) | (Ok(_), PullPolicy::Always) => {
+            (Ok(r), _) if is_id => r,
+            // A local image of another platform is as good as missing (as
+            // Docker pulls when `--platform` differs from what it has).
+            (Ok(r), PullPolicy::Missing) if self.platform_matches(&r.id, platform) => r,
+            (Err(kiln_content::Error::NoSuchImage(_)), _) | (Ok(_), _) => {
                 if is_id {
                     return Err(format!("no such image: {reference}").into());
                 }

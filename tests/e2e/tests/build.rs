@@ -6,10 +6,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-
 use std::time::Duration;
 
-use kiln_e2e::{Sandbox, busybox_ref, debian_ref, free_port, host_arch, run_ok, tcp_exchange};
+use kiln_e2e::{
+    Sandbox, busybox_ref, debian_ref, free_port, host_arch, index_ref, run_ok, tcp_exchange,
+};
 
 /// Writes `files` (path, content) under `sandbox.work()/name` and returns
 /// that directory.
@@ -1036,6 +1037,53 @@ RUN true
     let (cached, ran) = cached_and_run_steps(&again);
     assert!(cached.is_empty(), "{again}");
     assert_eq!(ran, (2..=11).collect::<Vec<_>>(), "{again}");
+}
+
+/// `FROM --platform` and `--platform`: the base is pulled for that platform
+/// from the two-platform index, even when the store holds the host's image
+/// under the same name, and the image built is of that platform.
+#[test]
+fn platform_selects_the_base_from_an_index() {
+    let sandbox = Sandbox::new();
+    let other = if host_arch() == "arm64" {
+        "amd64"
+    } else {
+        "arm64"
+    };
+    sandbox.kiln_ok(["pull", &index_ref()]);
+    let host_image = inspect(&sandbox, &index_ref());
+    assert_eq!(host_image["Architecture"], host_arch());
+
+    let dockerfile = format!(
+        "FROM --platform=linux/{other} {}\nLABEL kind=other\n",
+        index_ref()
+    );
+    let ctx = context(&sandbox, "platform", &[("Dockerfile", &dockerfile)]);
+    let out = build_ok(&sandbox, &["-t", "test/platform:1", path_str(&ctx)]);
+    assert!(out.contains(&format!("Pulling {}\n", index_ref())), "{out}");
+    let v = inspect(&sandbox, "test/platform:1");
+    assert_eq!(v["Architecture"], other, "{v}");
+    assert_eq!(v["Config"]["Labels"]["kind"], "other");
+    // Now that image is local: no pull, and the step is cached.
+    let again = build_ok(&sandbox, &["-t", "test/platform:1", path_str(&ctx)]);
+    assert!(!again.contains("Pulling"), "{again}");
+    assert_eq!(cached_and_run_steps(&again), (vec![2], vec![]), "{again}");
+
+    // --platform applies to a FROM without its own.
+    let plain = format!("FROM {}\nLABEL kind=flag\n", index_ref());
+    let ctx2 = context(&sandbox, "platform2", &[("Dockerfile", &plain)]);
+    build_ok(
+        &sandbox,
+        &[
+            "--platform",
+            &format!("linux/{other}"),
+            "-t",
+            "test/platform:2",
+            path_str(&ctx2),
+        ],
+    );
+    let v = inspect(&sandbox, "test/platform:2");
+    assert_eq!(v["Architecture"], other, "{v}");
 }
 
 /// Removes a container when dropped, so a failing test leaves no server
