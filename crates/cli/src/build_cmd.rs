@@ -275,6 +275,11 @@ pub(crate) fn build(app: &mut App, args: &BuildArgs) -> Result<u8> {
         None => None,
     };
     let (seed, _) = crate::container::new_id()?;
+    let downloads_root = app.root().join("build").join("downloads");
+    std::fs::create_dir_all(&downloads_root)
+        .with_context(|| format!("cannot create {}", downloads_root.display()))?;
+    let downloads =
+        tempfile::tempdir_in(&downloads_root).context("cannot create a download directory")?;
     let options = BuildOptions {
         tags: args
             .tag
@@ -301,6 +306,7 @@ pub(crate) fn build(app: &mut App, args: &BuildArgs) -> Result<u8> {
         source_date_epoch,
         id_seed: seed,
         secrets: parse_secrets(&args.secret)?,
+        download_dir: Some(downloads.path().to_path_buf()),
         ..BuildOptions::default()
     };
     for t in &args.tag {
@@ -322,8 +328,9 @@ pub(crate) fn build(app: &mut App, args: &BuildArgs) -> Result<u8> {
         quiet,
     };
     let _ = std::io::stdout().is_terminal();
-    let outcome =
-        Builder::new(&backend, &runner, &cache, &printer).build(&dockerfile, &context, &options);
+    let outcome = Builder::new(&backend, &runner, &cache, &printer)
+        .with_fetcher(&crate::fetch::HttpFetcher)
+        .build(&dockerfile, &context, &options);
     backend.cleanup();
     let outcome = match outcome {
         Ok(o) => o,

@@ -16,6 +16,7 @@ mod build_cmd;
 mod commit_cmd;
 mod container;
 mod container_cmd;
+mod fetch;
 mod format;
 mod gc;
 mod image_cmd;
@@ -222,6 +223,10 @@ fn main() -> ExitCode {
     // A container's init or supervisor is this binary run again: the runtime
     // takes over here and never returns.
     kiln_runtime::init_entry();
+    // Like other Unix tools, end quietly when the reader of our output goes
+    // away (`kiln images | head`) instead of panicking on EPIPE. Sockets are
+    // unaffected: Rust writes to them with MSG_NOSIGNAL.
+    let _ = kiln_sys::process::reset_signal_handlers(&[libc::SIGPIPE]);
     let cli = Cli::parse();
     match dispatch(cli) {
         Ok(code) => ExitCode::from(code),

@@ -1162,3 +1162,103 @@ fn seed_debian_redis_answers_ping() {
         "the container's state is gone"
     );
 }
+
+/// Serves `body` over HTTP on 127.0.0.1 for `GET /file.txt` (404 for other
+/// paths), for at most `connections` requests; returns the port.
+fn serve_once(body: &'static [u8], connections: usize) -> u16 {
+    use std::io::{BufRead as _, BufReader, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a local port");
+    let port = listener.local_addr().expect("local addr").port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(connections) {
+            let Ok(mut stream) = stream else { continue };
+            let mut request_line = String::new();
+            let mut reader = BufReader::new(stream.try_clone().expect("clone stream"));
+            if reader.read_line(&mut request_line).is_err() {
+                continue;
+            }
+            // Skip the headers.
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let found = request_line.starts_with("GET /file.txt ");
+            let (status, payload): (&str, &[u8]) = if found {
+                ("200 OK", body)
+            } else {
+                ("404 Not Found", b"")
+            };
+            let head = format!(
+                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nLast-Modified: Wed, 21 Oct 2015 07:28:00 GMT\r\nConnection: close\r\n\r\n",
+                payload.len()
+            );
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(payload);
+        }
+    });
+    port
+}
+
+#[test]
+fn add_downloads_urls_and_verifies_checksums() {
+    let sandbox = Sandbox::new();
+    let body: &'static [u8] = b"downloaded by ADD\n";
+    let port = serve_once(body, 8);
+    let sum = sha256_hex(body);
+    let good = context(
+        &sandbox,
+        "add-url",
+        &[(
+            "Dockerfile",
+            &format!(
+                "FROM {}\nADD --checksum=sha256:{sum} http://127.0.0.1:{port}/file.txt /got.txt\nCMD [\"cat\", \"/got.txt\"]\n",
+                busybox_ref()
+            ),
+        )],
+    );
+    build_ok(&sandbox, &["-t", "test/add:1", path_str(&good)]);
+    let out = sandbox.kiln_ok(["run", "--rm", "test/add:1"]);
+    assert_eq!(out.as_bytes(), body);
+
+    let bad = context(
+        &sandbox,
+        "add-url-bad",
+        &[(
+            "Dockerfile",
+            &format!(
+                "FROM {}\nADD --checksum=sha256:{} http://127.0.0.1:{port}/file.txt /got.txt\n",
+                busybox_ref(),
+                "0".repeat(64)
+            ),
+        )],
+    );
+    let out = build(&sandbox, &["-t", "test/add:bad", path_str(&bad)]);
+    assert!(
+        !out.status.success(),
+        "a wrong checksum must fail the build"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("digest mismatch"), "stderr: {stderr}");
+
+    let missing = context(
+        &sandbox,
+        "add-url-missing",
+        &[(
+            "Dockerfile",
+            &format!(
+                "FROM {}\nADD http://127.0.0.1:{port}/nope.txt /x\n",
+                busybox_ref()
+            ),
+        )],
+    );
+    let out = build(&sandbox, &["-t", "test/add:missing", path_str(&missing)]);
+    assert!(!out.status.success(), "a 404 must fail the build");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("404"), "stderr: {stderr}");
+    let images = sandbox.kiln_ok(["images", "-q", "test/add"]);
+    assert_eq!(
+        images.lines().count(),
+        1,
+        "only the good build is tagged: {images}"
+    );
+}
