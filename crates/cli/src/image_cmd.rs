@@ -183,6 +183,9 @@ impl LineProgress {
 }
 
 impl Progress for LineProgress {
+    fn resolved(&self, _manifest: &Digest, config: &Digest, _layers: usize) {
+        let _ = self.config.set(*config);
+    }
     fn blob_started(&self, digest: &Digest, _size: u64) {
         self.line(digest, "Pulling fs layer");
     }
@@ -234,20 +237,7 @@ pub(crate) fn pull_image_to(
         .resolve_image(&reference.to_string())
         .ok()
         .map(|r| r.id);
-    // Registry::pull in three steps, to learn the config digest (no
-    // progress line) before the transfers start. The lease keeps a
-    // concurrent prune from taking blobs before the image is recorded.
-    let lease = app.store.lease()?;
-    let record = block_on(async {
-        let resolved = registry.resolve(reference, platform).await?;
-        let _ = progress.config.set(resolved.config.digest);
-        progress.resolved(&resolved.digest, resolved.layers.len());
-        registry
-            .fetch_blobs(&resolved, &app.store, &progress)
-            .await?;
-        registry.record(&resolved, &app.store).await
-    })??;
-    drop(lease);
+    let record = block_on(registry.pull(reference, platform, &app.store, &progress))??;
     crate::unpack::ensure_unpacked(app, &record.id)?;
     if !quiet {
         if let Some(d) = record

@@ -62,8 +62,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Receives progress of pulls and pushes, one call per event. Calls for
 /// different blobs may interleave (transfers run concurrently).
 pub trait Progress: Send + Sync {
-    /// The manifest was resolved; `layers` blobs follow (plus the config).
-    fn resolved(&self, _manifest: &Digest, _layers: usize) {}
+    /// The manifest was resolved: the config blob `config` and `layers`
+    /// layer blobs follow (a UI may want to show layers only, as Docker does).
+    fn resolved(&self, _manifest: &Digest, _config: &Digest, _layers: usize) {}
     /// A blob transfer starts (`size` bytes).
     fn blob_started(&self, _digest: &Digest, _size: u64) {}
     /// `done` of `size` bytes of the blob are transferred.

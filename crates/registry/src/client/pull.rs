@@ -38,7 +38,11 @@ impl Registry {
         let span = info_span!("pull", image = %reference);
         async move {
             let resolved = self.resolve(reference, platform).await?;
-            progress.resolved(&resolved.digest, resolved.layers.len());
+            progress.resolved(
+                &resolved.digest,
+                &resolved.config.digest,
+                resolved.layers.len(),
+            );
             let s = store.clone();
             let lease = blocking(move || s.lease()).await?;
             self.fetch_blobs(&resolved, store, progress).await?;

@@ -55,7 +55,7 @@ impl Registry {
                     reason: "stored manifest is an index".into(),
                 });
             };
-            progress.resolved(&record.manifest_digest, layers.len());
+            progress.resolved(&record.manifest_digest, &record.id, layers.len());
             let (client, auth) = self.session(reference).await?;
             let oref = to_oci(reference);
             let ctx = Self::ctx(reference, &auth);
