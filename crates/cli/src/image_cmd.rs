@@ -158,26 +158,108 @@ pub(crate) fn platform(arg: Option<&str>) -> Result<Platform> {
     }
 }
 
-/// Progress lines in Docker's plain style (`<id>: Pull complete`), for
-/// layers only: as Docker, the config blob gets no line.
+/// Pull progress as Docker shows it, for layers only (the config blob gets
+/// no line): a bar per layer on a terminal, plain lines
+/// (`<id>: Download complete`) otherwise.
 struct LineProgress {
     enabled: bool,
     out: Mutex<Box<dyn std::io::Write + Send>>,
     config: std::sync::OnceLock<Digest>,
+    /// On a terminal: the bars, one per layer.
+    bars: Option<Bars>,
+}
+
+struct Bars {
+    multi: indicatif::MultiProgress,
+    by_digest: Mutex<std::collections::HashMap<Digest, indicatif::ProgressBar>>,
+}
+
+impl Bars {
+    fn new(target: indicatif::ProgressDrawTarget) -> Bars {
+        Bars {
+            multi: indicatif::MultiProgress::with_draw_target(target),
+            by_digest: Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    /// The bar of `digest`, made on first use.
+    fn bar(&self, digest: &Digest, size: u64) -> Option<indicatif::ProgressBar> {
+        let mut map = self.by_digest.lock().ok()?;
+        let bar = map.entry(*digest).or_insert_with(|| {
+            let style = indicatif::ProgressStyle::with_template(
+                "{prefix}: {msg:<17} [{bar:30}] {bytes}/{total_bytes}",
+            )
+            .expect("a valid template")
+            .progress_chars("=> ");
+            let bar = self
+                .multi
+                .add(indicatif::ProgressBar::new(size).with_style(style));
+            bar.set_prefix(digest.hex()[..12].to_owned());
+            bar
+        });
+        Some(bar.clone())
+    }
 }
 
 impl LineProgress {
+    fn new(enabled: bool, stderr: bool) -> LineProgress {
+        let (out, tty, target): (
+            Box<dyn std::io::Write + Send>,
+            bool,
+            indicatif::ProgressDrawTarget,
+        ) = if stderr {
+            (
+                Box::new(std::io::stderr()),
+                std::io::stderr().is_terminal(),
+                indicatif::ProgressDrawTarget::stderr(),
+            )
+        } else {
+            (
+                Box::new(std::io::stdout()),
+                std::io::stdout().is_terminal(),
+                indicatif::ProgressDrawTarget::stdout(),
+            )
+        };
+        LineProgress {
+            enabled,
+            out: Mutex::new(out),
+            config: std::sync::OnceLock::new(),
+            bars: (enabled && tty).then(|| Bars::new(target)),
+        }
+    }
+
     fn say(&self, line: &str) {
-        if self.enabled
-            && let Ok(mut out) = self.out.lock()
-        {
+        if !self.enabled {
+            return;
+        }
+        if let Some(bars) = &self.bars {
+            let _ = bars.multi.println(line);
+        } else if let Ok(mut out) = self.out.lock() {
             let _ = writeln!(out, "{line}");
         }
     }
 
-    fn line(&self, digest: &Digest, what: &str) {
-        if self.config.get() != Some(digest) {
-            self.say(&format!("{}: {what}", &digest.hex()[..12]));
+    /// Updates the layer's bar, or prints its line.
+    fn layer(&self, digest: &Digest, what: &str, done: Option<(u64, u64)>, finished: bool) {
+        if !self.enabled || self.config.get() == Some(digest) {
+            return;
+        }
+        match &self.bars {
+            Some(bars) => {
+                let Some(bar) = bars.bar(digest, done.map_or(0, |d| d.1)) else {
+                    return;
+                };
+                if let Some((pos, len)) = done {
+                    bar.set_length(len);
+                    bar.set_position(pos);
+                }
+                if finished {
+                    bar.finish_with_message(what.to_owned());
+                } else {
+                    bar.set_message(what.to_owned());
+                }
+            }
+            None => self.say(&format!("{}: {what}", &digest.hex()[..12])),
         }
     }
 }
@@ -186,17 +268,23 @@ impl Progress for LineProgress {
     fn resolved(&self, _manifest: &Digest, config: &Digest, _layers: usize) {
         let _ = self.config.set(*config);
     }
-    fn blob_started(&self, digest: &Digest, _size: u64) {
-        self.line(digest, "Pulling fs layer");
+    fn blob_started(&self, digest: &Digest, size: u64) {
+        self.layer(digest, "Pulling fs layer", Some((0, size)), false);
     }
-    fn blob_exists(&self, digest: &Digest, _size: u64) {
-        self.line(digest, "Already exists");
+    fn blob_progress(&self, digest: &Digest, done: u64, size: u64) {
+        // Lines mode prints no line per chunk, as Docker's plain output.
+        if self.bars.is_some() {
+            self.layer(digest, "Downloading", Some((done, size)), false);
+        }
     }
-    fn blob_done(&self, digest: &Digest, _size: u64) {
-        self.line(digest, "Download complete");
+    fn blob_exists(&self, digest: &Digest, size: u64) {
+        self.layer(digest, "Already exists", Some((size, size)), true);
+    }
+    fn blob_done(&self, digest: &Digest, size: u64) {
+        self.layer(digest, "Download complete", Some((size, size)), true);
     }
     fn blob_retry(&self, digest: &Digest, error: &kiln_registry::Error) {
-        self.line(digest, &format!("Retrying ({error})"));
+        self.layer(digest, &format!("Retrying ({error})"), None, false);
     }
 }
 
@@ -210,16 +298,7 @@ pub(crate) fn pull_image_to(
     stderr: bool,
 ) -> Result<ImageRecord> {
     let registry = registry(app)?;
-    let out: Box<dyn std::io::Write + Send> = if stderr {
-        Box::new(std::io::stderr())
-    } else {
-        Box::new(std::io::stdout())
-    };
-    let progress = LineProgress {
-        enabled: !quiet,
-        out: Mutex::new(out),
-        config: std::sync::OnceLock::new(),
-    };
+    let progress = LineProgress::new(!quiet, stderr);
     let say = |line: String| progress.say(&line);
     if !quiet {
         let what = match (reference.tag(), reference.digest()) {
@@ -529,4 +608,52 @@ pub(crate) fn logout(_app: &mut App, args: &LogoutArgs) -> Result<u8> {
         println!("Not logged in to {}", args.server);
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn progress_with_hidden_bars() -> LineProgress {
+        LineProgress {
+            enabled: true,
+            out: Mutex::new(Box::new(std::io::sink())),
+            config: std::sync::OnceLock::new(),
+            bars: Some(Bars::new(indicatif::ProgressDrawTarget::hidden())),
+        }
+    }
+
+    #[test]
+    fn terminal_bars_follow_each_layer_and_skip_the_config() {
+        let p = progress_with_hidden_bars();
+        let (config, layer, cached) = (
+            Digest::of(b"config"),
+            Digest::of(b"layer"),
+            Digest::of(b"cached"),
+        );
+        p.resolved(&Digest::of(b"manifest"), &config, 2);
+        p.blob_started(&config, 10);
+        p.blob_started(&layer, 100);
+        p.blob_progress(&layer, 40, 100);
+        let bars = p.bars.as_ref().expect("bars");
+        let bar = bars
+            .by_digest
+            .lock()
+            .expect("lock")
+            .get(&layer)
+            .cloned()
+            .expect("a bar for the layer");
+        assert_eq!((bar.position(), bar.length()), (40, Some(100)));
+        assert_eq!(bar.message(), "Downloading");
+        p.blob_done(&layer, 100);
+        assert!(bar.is_finished());
+        assert_eq!(bar.message(), "Download complete");
+        p.blob_exists(&cached, 7);
+        let map = bars.by_digest.lock().expect("lock");
+        assert_eq!(
+            map.get(&cached).map(|b| b.message()),
+            Some("Already exists".to_owned())
+        );
+        assert!(!map.contains_key(&config), "the config blob gets no bar");
+    }
 }
