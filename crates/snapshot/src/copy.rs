@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use kiln_layer::WhiteoutMode;
 use rustix::fs::{AtFlags, CWD, FileType, Gid, Mode, Timespec, Timestamps, Uid};
 
-use crate::meta::{Meta, disk_usage};
+use crate::meta::{Meta, diffable};
 use crate::overlay::bind;
 use crate::{
     ApplyTarget, DiffSource, Error, Info, Kind, Mount, Result, Snapshotter, Usage, io_err,
@@ -35,7 +35,7 @@ impl CopySnapshotter {
     }
 
     fn fs_dir(&self, id: u64) -> PathBuf {
-        self.meta.dir(id).join("fs")
+        self.meta.fs_dir(id)
     }
 }
 
@@ -96,8 +96,7 @@ impl Snapshotter for CopySnapshotter {
     }
 
     fn usage(&self, key: &str) -> Result<Usage> {
-        let id = self.meta.read(|db| Ok(db.get(key)?.id))?;
-        disk_usage(&self.fs_dir(id))
+        self.meta.usage(key)
     }
 
     fn stat(&self, key: &str) -> Result<Info> {
@@ -109,30 +108,15 @@ impl Snapshotter for CopySnapshotter {
     }
 
     fn apply_target(&self, key: &str) -> Result<ApplyTarget> {
-        let rec = self.meta.read(|db| db.get(key).cloned())?;
-        if rec.kind != Kind::Active {
-            return Err(Error::WrongKind {
-                key: key.to_owned(),
-                actual: rec.kind,
-                expected: "active",
-            });
-        }
         Ok(ApplyTarget {
-            dir: self.fs_dir(rec.id),
+            dir: self.meta.active_fs_dir(key)?,
             whiteouts: WhiteoutMode::Delete,
         })
     }
 
     fn diff_source(&self, key: &str) -> Result<DiffSource> {
         self.meta.read(|db| {
-            let rec = db.get(key)?;
-            if rec.kind == Kind::View {
-                return Err(Error::WrongKind {
-                    key: key.to_owned(),
-                    actual: rec.kind,
-                    expected: "active or committed",
-                });
-            }
+            let rec = diffable(db, key)?;
             let lower = match &rec.parent {
                 Some(p) => self.fs_dir(db.get(p)?.id),
                 None => self.meta.root().join("empty"),

@@ -275,6 +275,44 @@ impl Meta {
     pub(crate) fn list(&self) -> Result<Vec<Info>> {
         self.read(|db| db.snapshots.keys().map(|k| db.info(k)).collect())
     }
+
+    /// The `fs` directory of snapshot `id`: its tree (copy) or upper dir (overlay).
+    pub(crate) fn fs_dir(&self, id: u64) -> PathBuf {
+        self.dir(id).join("fs")
+    }
+
+    /// Disk usage of `key`'s own `fs` directory.
+    pub(crate) fn usage(&self, key: &str) -> Result<crate::Usage> {
+        let id = self.read(|db| Ok(db.get(key)?.id))?;
+        disk_usage(&self.fs_dir(id))
+    }
+
+    /// The `fs` directory of the active snapshot `key` (an error for views
+    /// and committed snapshots): where a layer is applied.
+    pub(crate) fn active_fs_dir(&self, key: &str) -> Result<PathBuf> {
+        let rec = self.read(|db| db.get(key).cloned())?;
+        if rec.kind != Kind::Active {
+            return Err(Error::WrongKind {
+                key: key.to_owned(),
+                actual: rec.kind,
+                expected: "active",
+            });
+        }
+        Ok(self.fs_dir(rec.id))
+    }
+}
+
+/// The record of `key` if it can be diffed (active or committed, not a view).
+pub(crate) fn diffable<'a>(db: &'a Db, key: &str) -> Result<&'a Record> {
+    let rec = db.get(key)?;
+    if rec.kind == Kind::View {
+        return Err(Error::WrongKind {
+            key: key.to_owned(),
+            actual: rec.kind,
+            expected: "active or committed",
+        });
+    }
+    Ok(rec)
 }
 
 fn check_key(key: &str) -> Result<()> {

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use kiln_layer::WhiteoutMode;
 
-use crate::meta::{Meta, Record, disk_usage};
+use crate::meta::{Meta, Record, diffable};
 use crate::{
     ApplyTarget, DiffSource, Error, Info, Kind, Mount, Result, Snapshotter, Usage, io_err,
 };
@@ -45,7 +45,7 @@ impl OverlaySnapshotter {
     }
 
     fn fs_dir(&self, id: u64) -> PathBuf {
-        self.meta.dir(id).join("fs")
+        self.meta.fs_dir(id)
     }
 
     fn link(&self, id: u64) -> PathBuf {
@@ -180,8 +180,7 @@ impl Snapshotter for OverlaySnapshotter {
     }
 
     fn usage(&self, key: &str) -> Result<Usage> {
-        let id = self.meta.read(|db| Ok(db.get(key)?.id))?;
-        disk_usage(&self.fs_dir(id))
+        self.meta.usage(key)
     }
 
     fn stat(&self, key: &str) -> Result<Info> {
@@ -193,31 +192,16 @@ impl Snapshotter for OverlaySnapshotter {
     }
 
     fn apply_target(&self, key: &str) -> Result<ApplyTarget> {
-        let rec = self.meta.read(|db| db.get(key).cloned())?;
-        if rec.kind != Kind::Active {
-            return Err(Error::WrongKind {
-                key: key.to_owned(),
-                actual: rec.kind,
-                expected: "active",
-            });
-        }
         Ok(ApplyTarget {
-            dir: self.fs_dir(rec.id),
+            dir: self.meta.active_fs_dir(key)?,
             whiteouts: WhiteoutMode::Overlay,
         })
     }
 
     fn diff_source(&self, key: &str) -> Result<DiffSource> {
-        let rec = self.meta.read(|db| db.get(key).cloned())?;
-        if rec.kind == Kind::View {
-            return Err(Error::WrongKind {
-                key: key.to_owned(),
-                actual: rec.kind,
-                expected: "active or committed",
-            });
-        }
+        let id = self.meta.read(|db| Ok(diffable(db, key)?.id))?;
         Ok(DiffSource::OverlayUpper {
-            upper: self.fs_dir(rec.id),
+            upper: self.fs_dir(id),
         })
     }
 }
