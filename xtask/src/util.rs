@@ -153,6 +153,11 @@ pub(crate) const FIXTURE_PACKAGES: &[&str] = &[
     "apache2-utils",
     "debootstrap",
     "ca-certificates",
+    // ADD of git repositories (e2e starts `git daemon`), RUN --mount=type=ssh
+    // (ssh-agent), and user-namespace maps for rootless runs.
+    "git",
+    "openssh-client",
+    "uidmap",
 ];
 
 /// The packages needed to build kiln itself (oci-client uses system OpenSSL).
