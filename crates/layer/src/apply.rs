@@ -16,7 +16,8 @@ use tar::EntryType;
 
 use crate::compression::{decoder, detect_compression};
 use crate::fsops::{
-    ensure_dir, list_dir, lstat_type, open_root, open_subdir, remove_all_at, resolve_dir,
+    ensure_dir, list_dir, lsetxattr_at, lstat_type, open_root, open_subdir, remove_all_at,
+    resolve_dir,
 };
 use crate::pax::{XATTR_PREFIX, is_overlay_private};
 use crate::{Compression, Error, OPAQUE_WHITEOUT, Result, WHITEOUT_PREFIX, sha256_digest};
@@ -419,7 +420,13 @@ impl Unpacker<'_> {
         Ok(())
     }
 
-    /// Owner and times of a node that cannot be opened (symlink, device).
+    /// Owner, xattrs and times of a node that cannot be opened (symlink,
+    /// device, FIFO), none of them following a symlink.
+    ///
+    /// `user.*` xattrs are skipped on these nodes: the kernel allows them
+    /// only on regular files and directories (`EPERM` otherwise, whatever
+    /// the filesystem), so a layer carrying one (made on a filesystem that
+    /// allowed it) unpacks without it instead of failing.
     fn set_meta_at(&self, dir: impl AsFd, name: &OsStr, meta: &Meta) -> io::Result<()> {
         let dir = dir.as_fd();
         if self.opts.preserve_owners {
@@ -430,6 +437,16 @@ impl Unpacker<'_> {
                 Some(Gid::from_raw(meta.gid)),
                 AtFlags::SYMLINK_NOFOLLOW,
             )?;
+        }
+        for (key, value) in &meta.xattrs {
+            if key.starts_with(b"user.") {
+                continue;
+            }
+            match lsetxattr_at(dir, name, OsStr::from_bytes(key), value) {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOTSUP.raw_os_error()) => {}
+                Err(e) => return Err(e),
+            }
         }
         rustix::fs::utimensat(
             dir,

@@ -67,7 +67,8 @@ fn lstat(path: &Path) -> Result<Metadata> {
     fs::symlink_metadata(path).map_err(io_err("inspecting", path))
 }
 
-/// xattrs of `path` (not following a symlink), sorted, overlay's own dropped.
+/// xattrs of `path` (not following a symlink: the xattr crate's `list` and
+/// `get` are `llistxattr`/`lgetxattr`), sorted, overlay's own dropped.
 fn xattrs(path: &Path) -> Result<Vec<(OsString, Vec<u8>)>> {
     let mut out = Vec::new();
     let names = match xattr::list(path) {
@@ -385,7 +386,11 @@ fn node_changed(lower: &Path, lm: &Metadata, upper: &Path, um: &Metadata) -> Res
     if lt.is_symlink() {
         let a = fs::read_link(lower).map_err(io_err("reading symlink", lower))?;
         let b = fs::read_link(upper).map_err(io_err("reading symlink", upper))?;
-        return Ok(a != b || lm.mtime() != um.mtime());
+        if a != b || lm.mtime() != um.mtime() {
+            return Ok(true);
+        }
+        // Read without following the link (llistxattr/lgetxattr).
+        return Ok(xattrs(lower)? != xattrs(upper)?);
     }
     if (lt.is_char_device() || lt.is_block_device()) && lm.rdev() != um.rdev() {
         return Ok(true);

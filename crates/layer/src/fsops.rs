@@ -4,11 +4,12 @@
 
 use std::ffi::{OsStr, OsString};
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
+use std::sync::OnceLock;
 
-use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags, ResolveFlags};
+use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags, ResolveFlags, XattrFlags};
 
 const RESOLVE: ResolveFlags = ResolveFlags::IN_ROOT.union(ResolveFlags::NO_MAGICLINKS);
 
@@ -117,4 +118,51 @@ pub(crate) fn remove_all_at(dir: impl AsFd, name: &OsStr) -> io::Result<()> {
         }
         Some(_) => Ok(rustix::fs::unlinkat(dir, name, AtFlags::empty())?),
     }
+}
+
+/// procfs's `f_type` (`PROC_SUPER_MAGIC`).
+const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+
+/// Whether `/proc` is a real procfs (checked once per process): the
+/// no-follow xattr path below goes through `/proc/self/fd`, and a fake
+/// `/proc` (a bind mount of an ordinary tree) must not redirect it.
+// `f_type`'s integer type differs between architectures.
+#[allow(clippy::useless_conversion)]
+fn proc_is_procfs() -> bool {
+    static OK: OnceLock<bool> = OnceLock::new();
+    *OK.get_or_init(|| {
+        rustix::fs::statfs("/proc/self/fd").is_ok_and(|st| i64::from(st.f_type) == PROC_SUPER_MAGIC)
+    })
+}
+
+/// Sets an xattr on `name` in `dir` without following `name` if it is a
+/// symlink (`lsetxattr` semantics), for nodes that cannot be opened to get an
+/// fd to `fsetxattr` through (symlinks, devices, FIFOs).
+///
+/// There is no `*at` form of `lsetxattr` in rustix, so the path is
+/// `/proc/self/fd/<dir>/<name>`: the magic link jumps to `dir` itself (already
+/// resolved inside the root), `name` is one component, and the final
+/// component is not followed. `/proc` must be a real procfs, else
+/// `ENOTSUP`-like `Unsupported` is returned.
+pub(crate) fn lsetxattr_at(
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    key: &OsStr,
+    value: &[u8],
+) -> io::Result<()> {
+    debug_assert!(!name.as_bytes().contains(&b'/'), "one path component");
+    if !proc_is_procfs() {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "setting xattrs on a symlink, device or fifo needs /proc mounted as procfs",
+        ));
+    }
+    let mut path = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+    path.push(name);
+    Ok(rustix::fs::lsetxattr(
+        &path,
+        key,
+        value,
+        XattrFlags::empty(),
+    )?)
 }

@@ -396,6 +396,38 @@ fn pax_long_names_and_xattrs_are_applied() {
 }
 
 #[test]
+fn user_xattrs_on_symlinks_are_skipped_and_never_reach_the_target() {
+    // The kernel refuses user.* xattrs on symlinks; a layer made where they
+    // were allowed still unpacks, and nothing lands on the link's target.
+    let sb = Sandbox::new();
+    let tar = RawTar::default()
+        .file("target", b"t")
+        .pax(&[("SCHILY.xattr.user.on-link", b"v")])
+        .symlink("link", "target")
+        .pax(&[("SCHILY.xattr.user.on-link", b"v")])
+        .symlink("out", "../outside/secret")
+        .finish();
+    sb.apply(&tar, &opts(WhiteoutMode::Delete)).unwrap();
+    let link = sb.root().join("link");
+    assert!(
+        fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(xattr::get(&link, "user.on-link").unwrap(), None);
+    assert_eq!(
+        xattr::get(sb.root().join("target"), "user.on-link").unwrap(),
+        None
+    );
+    assert_eq!(
+        xattr::get(sb.outside().join("secret"), "user.on-link").unwrap(),
+        None
+    );
+    sb.assert_contained();
+}
+
+#[test]
 fn gnu_sparse_files_unpack_with_holes() {
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("sparse");

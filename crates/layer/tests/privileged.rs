@@ -224,3 +224,156 @@ fn overlay_upper_diff_converts_whiteouts_and_reapplies_byte_identically() {
     assert!(b["etc/removed"].starts_with("chr 0 "));
     assert!(a["etc/removed"].starts_with("chr 0 "));
 }
+
+fn lget(p: &Path, name: &str) -> Option<Vec<u8>> {
+    // The xattr crate's `get` is lgetxattr: it does not follow a symlink.
+    xattr::get(p, name).unwrap()
+}
+
+#[test]
+fn symlink_xattrs_are_diffed_and_applied_without_following() {
+    let tmp = tempfile::tempdir().unwrap();
+    let upper = tmp.path().join("upper");
+    fs::create_dir(&upper).unwrap();
+    fs::write(upper.join("target"), b"t").unwrap();
+    symlink("target", upper.join("link")).unwrap();
+    symlink("/nonexistent/dangling", upper.join("dangling")).unwrap();
+    xattr::set(upper.join("link"), "trusted.kiln.sym", b"on-link").unwrap();
+    xattr::set(upper.join("link"), "security.kiln", b"sec").unwrap();
+    xattr::set(upper.join("dangling"), "trusted.kiln.sym", b"dangles").unwrap();
+    assert_eq!(lget(&upper.join("target"), "trusted.kiln.sym"), None);
+
+    let opts = DiffOptions::default();
+    let tar = diff_overlay_upper(&upper, &opts, Vec::new()).unwrap();
+    // The records sit on the symlinks' entries, none on the target's.
+    let mut per_entry = Vec::new();
+    let mut ar = tar::Archive::new(tar.as_slice());
+    for e in ar.entries().unwrap() {
+        let mut e = e.unwrap();
+        let mut keys = Vec::new();
+        if let Some(exts) = e.pax_extensions().unwrap() {
+            for ext in exts {
+                keys.push(ext.unwrap().key().unwrap().to_owned());
+            }
+        }
+        per_entry.push((e.path().unwrap().display().to_string(), keys));
+    }
+    assert_eq!(
+        per_entry,
+        [
+            (
+                "dangling".to_owned(),
+                vec!["SCHILY.xattr.trusted.kiln.sym".to_owned()]
+            ),
+            (
+                "link".to_owned(),
+                vec![
+                    "SCHILY.xattr.security.kiln".to_owned(),
+                    "SCHILY.xattr.trusted.kiln.sym".to_owned()
+                ]
+            ),
+            ("target".to_owned(), vec![]),
+        ]
+    );
+
+    for mode in [WhiteoutMode::Overlay, WhiteoutMode::Delete] {
+        let again = tmp.path().join(format!("again-{mode:?}"));
+        fs::create_dir(&again).unwrap();
+        let o = ApplyOptions {
+            whiteouts: mode,
+            ..ApplyOptions::default()
+        };
+        apply_layer(tar.as_slice(), Compression::None, &again, &o).unwrap();
+        assert!(
+            fs::symlink_metadata(again.join("link"))
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(
+            lget(&again.join("link"), "trusted.kiln.sym").as_deref(),
+            Some(&b"on-link"[..])
+        );
+        assert_eq!(
+            lget(&again.join("link"), "security.kiln").as_deref(),
+            Some(&b"sec"[..])
+        );
+        assert_eq!(lget(&again.join("target"), "trusted.kiln.sym"), None);
+        assert_eq!(
+            lget(&again.join("dangling"), "trusted.kiln.sym").as_deref(),
+            Some(&b"dangles"[..])
+        );
+        // Diffing the unpacked tree gives the same bytes.
+        assert_eq!(diff_overlay_upper(&again, &opts, Vec::new()).unwrap(), tar);
+    }
+}
+
+#[test]
+fn symlink_xattrs_never_land_on_what_the_link_points_to() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let outside = tmp.path().join("outside");
+    fs::create_dir(&root).unwrap();
+    fs::create_dir(&outside).unwrap();
+    fs::write(outside.join("secret"), b"s").unwrap();
+    let secret = outside.join("secret");
+    let abs = secret.to_str().unwrap().to_owned();
+    let mut t = RawTar::default();
+    t.file("inside", b"i");
+    for (name, target) in [
+        ("to-inside", "inside"),
+        ("to-outside-abs", abs.as_str()),
+        ("to-outside-rel", "../outside/secret"),
+    ] {
+        t.pax(&[("SCHILY.xattr.trusted.evil", b"x")]);
+        t.symlink(name, target);
+    }
+    // A device and a fifo take xattrs the same way.
+    t.pax(&[("SCHILY.xattr.trusted.evil", b"fifo")]);
+    t.entry(b"pipe", EntryType::Fifo, b"", b"", 0o600);
+    let tar = t.finish();
+    apply_layer(tar.as_slice(), Compression::None, &root, &overlay_opts()).unwrap();
+    for name in ["to-inside", "to-outside-abs", "to-outside-rel"] {
+        assert_eq!(
+            lget(&root.join(name), "trusted.evil").as_deref(),
+            Some(&b"x"[..]),
+            "{name}"
+        );
+    }
+    assert_eq!(
+        lget(&root.join("pipe"), "trusted.evil").as_deref(),
+        Some(&b"fifo"[..])
+    );
+    assert_eq!(lget(&root.join("inside"), "trusted.evil"), None);
+    assert_eq!(lget(&secret, "trusted.evil"), None);
+    assert_eq!(fs::read(&secret).unwrap(), b"s");
+}
+
+#[test]
+fn dir_diff_sees_an_xattr_added_to_an_unchanged_symlink() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (lower, upper) = (tmp.path().join("lower"), tmp.path().join("upper"));
+    for d in [&lower, &upper] {
+        fs::create_dir(d).unwrap();
+        symlink("somewhere", d.join("link")).unwrap();
+        let t = rustix::fs::Timespec {
+            tv_sec: 1_600_000_000,
+            tv_nsec: 0,
+        };
+        let ts = rustix::fs::Timestamps {
+            last_access: t,
+            last_modification: t,
+        };
+        for p in [d.join("link"), d.to_path_buf()] {
+            rustix::fs::utimensat(CWD, &p, &ts, AtFlags::SYMLINK_NOFOLLOW).unwrap();
+        }
+    }
+    let unchanged =
+        kiln_layer::diff_dirs(&lower, &upper, &DiffOptions::default(), Vec::new()).unwrap();
+    assert!(tar_entries(&unchanged).is_empty());
+    xattr::set(upper.join("link"), "trusted.kiln", b"new").unwrap();
+    let changed =
+        kiln_layer::diff_dirs(&lower, &upper, &DiffOptions::default(), Vec::new()).unwrap();
+    let names: Vec<String> = tar_entries(&changed).into_iter().map(|e| e.0).collect();
+    assert_eq!(names, ["link"]);
+}
