@@ -27,9 +27,11 @@ pub struct LayerDigests {
 /// the compressed bytes.
 ///
 /// Gzip uses level 1 by default (speed over size; see the README for figures)
-/// and compresses 1 MiB blocks on all cores; the bytes do not depend on the
-/// number of threads. zstd uses level 3. Call [`LayerWriter::finish`] to flush and get the digests back
-/// along with the sink.
+/// and compresses 1 MiB blocks on all cores. zstd uses level 3 and zstd's own
+/// worker threads (`zstdmt`), one per core. For both, the bytes do not depend
+/// on the number of threads (for a given zstd library version: zstd promises
+/// no identical bytes across its versions). Call [`LayerWriter::finish`] to
+/// flush and get the digests back along with the sink.
 pub struct LayerWriter<W: Write> {
     diff: Sha256,
     uncompressed: u64,
@@ -76,15 +78,15 @@ impl<W: Write> LayerWriter<W> {
     }
 
     /// A writer with an explicit compression level (gzip 0–9, zstd 1–22;
-    /// ignored when uncompressed), gzip using every core.
+    /// ignored when uncompressed), compressing on every core.
     pub fn with_level(sink: W, compression: Compression, level: i32) -> Result<Self> {
         let threads = std::thread::available_parallelism().map_or(1, usize::from);
         Self::with_threads(sink, compression, level, threads)
     }
 
-    /// A writer with an explicit level and number of gzip threads (1:
-    /// compress on the calling thread). The output is the same for any
-    /// number of threads.
+    /// A writer with an explicit level and number of compression threads
+    /// (gzip, 1: compress on the calling thread; zstd: that many workers,
+    /// at least one). The output is the same for any number of threads.
     pub fn with_threads(
         sink: W,
         compression: Compression,
@@ -104,9 +106,17 @@ impl<W: Write> LayerWriter<W> {
                 crate::pargz::ParGzip::new(counting, level.clamp(0, 9) as u32, threads.max(1))
                     .map_err(write_err)?,
             ),
-            Compression::Zstd => Encoder::Zstd(
-                zstd::stream::write::Encoder::new(counting, level).map_err(write_err)?,
-            ),
+            Compression::Zstd => {
+                let mut enc =
+                    zstd::stream::write::Encoder::new(counting, level).map_err(write_err)?;
+                // Always at least one worker: zstd's multithreaded mode cuts
+                // the input into jobs sized from the level, not from the
+                // worker count, so 1 or N workers give the same bytes (tested
+                // below); 0 workers is zstd's separate single-threaded path.
+                let workers = u32::try_from(threads.max(1)).unwrap_or(u32::MAX);
+                enc.multithread(workers).map_err(write_err)?;
+                Encoder::Zstd(enc)
+            }
         };
         Ok(Self {
             diff: Sha256::new(),
@@ -219,5 +229,42 @@ mod tests {
         let (d4, four) = run(4);
         assert_eq!(one, four);
         assert_eq!(d1, d4);
+    }
+
+    #[test]
+    fn zstd_output_does_not_depend_on_the_number_of_workers() {
+        // Several zstd jobs (the level-3 job size is a few MiB), a poorly
+        // compressible part, and the empty and tiny edge cases (zstd takes
+        // another path when the first call already ends the frame).
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut big: Vec<u8> = (0..9_000_000u32).map(|i| (i * 7 % 253) as u8).collect();
+        big.extend((0..3_000_000).map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed as u8
+        }));
+        for data in [Vec::new(), b"x".to_vec(), big] {
+            let run = |threads, chunk: usize| {
+                let mut w =
+                    LayerWriter::with_threads(Vec::new(), Compression::Zstd, 3, threads).unwrap();
+                for c in data.chunks(chunk.max(1)) {
+                    w.write_all(c).unwrap();
+                }
+                w.finish().unwrap()
+            };
+            let (d1, one) = run(1, 1 << 20);
+            for (threads, chunk) in [(2, 7000), (3, 1 << 20), (8, 5 << 20)] {
+                let (dn, many) = run(threads, chunk);
+                assert_eq!(one, many, "{threads} workers, {} bytes", data.len());
+                assert_eq!(d1, dn);
+            }
+            let mut back = Vec::new();
+            crate::compression::decoder(&one[..], Compression::Zstd)
+                .unwrap()
+                .read_to_end(&mut back)
+                .unwrap();
+            assert_eq!(back, data);
+        }
     }
 }
