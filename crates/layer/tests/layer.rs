@@ -686,3 +686,81 @@ fn hardlinks_reach_files_of_lower_layers_on_a_merged_tree() {
     assert_eq!(m.nlink(), 2);
     sb.assert_contained();
 }
+
+/// Bytes this thread has read with read(2) and friends so far.
+fn thread_rchar() -> u64 {
+    let io = fs::read_to_string("/proc/thread-self/io").unwrap();
+    io.lines()
+        .find_map(|l| l.strip_prefix("rchar: "))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn dir_diff_reads_contents_only_when_size_and_mtime_agree_but_the_inode_differs() {
+    const MIB: usize = 1 << 20;
+    let tmp = tempfile::tempdir().unwrap();
+    let (lower, upper) = (tmp.path().join("lower"), tmp.path().join("upper"));
+    fs::create_dir(&lower).unwrap();
+    fs::create_dir(&upper).unwrap();
+    let set_mtime = |p: &Path, t: i64| {
+        rustix::fs::utimensat(
+            rustix::fs::CWD,
+            p,
+            &filetime(t),
+            rustix::fs::AtFlags::empty(),
+        )
+        .unwrap()
+    };
+    // shared: the same inode on both sides (hardlinked): taken on trust.
+    fs::write(lower.join("shared"), vec![3u8; 8 * MIB]).unwrap();
+    fs::hard_link(lower.join("shared"), upper.join("shared")).unwrap();
+    // retimed: same bytes, other mtime: a metadata change, not read.
+    // resized: other size: not read.
+    for (name, lsize, upper_size) in [("retimed", MIB, MIB), ("resized", MIB, MIB + 1)] {
+        fs::write(lower.join(name), vec![4u8; lsize]).unwrap();
+        fs::write(upper.join(name), vec![4u8; upper_size]).unwrap();
+        set_mtime(&lower.join(name), 1_000);
+        set_mtime(
+            &upper.join(name),
+            if name == "retimed" { 2_000 } else { 1_000 },
+        );
+    }
+    for d in [&lower, &upper] {
+        set_mtime(d, 1_000);
+    }
+    let before = thread_rchar();
+    let tar = diff_dirs(&lower, &upper, &DiffOptions::default(), Vec::new()).unwrap();
+    let read = thread_rchar() - before;
+    let names: Vec<String> = tar_entries(&tar).into_iter().map(|e| e.0).collect();
+    assert_eq!(names, ["resized", "retimed"]);
+    // The two changed files are archived (2 MiB); `shared` (8 MiB) is not read.
+    assert!(read < 3 * MIB as u64, "read {read} bytes");
+
+    // copied: another inode with the same size and mtime: read and compared.
+    // Equal contents give no entry; a same-size edit gives one.
+    fs::write(lower.join("copied"), vec![5u8; 4 * MIB]).unwrap();
+    fs::write(upper.join("copied"), vec![5u8; 4 * MIB]).unwrap();
+    let mut edited = vec![6u8; 4 * MIB];
+    fs::write(lower.join("edited"), &edited).unwrap();
+    edited[3 * MIB] = 7;
+    fs::write(upper.join("edited"), &edited).unwrap();
+    for name in ["copied", "edited"] {
+        set_mtime(&lower.join(name), 1_000);
+        set_mtime(&upper.join(name), 1_000);
+    }
+    for d in [&lower, &upper] {
+        set_mtime(d, 1_000);
+    }
+    let before = thread_rchar();
+    let tar = diff_dirs(&lower, &upper, &DiffOptions::default(), Vec::new()).unwrap();
+    let read = thread_rchar() - before;
+    let names: Vec<String> = tar_entries(&tar).into_iter().map(|e| e.0).collect();
+    assert_eq!(names, ["edited", "resized", "retimed"]);
+    // Both sides of `copied` and `edited` compared (16 MiB), `edited`
+    // archived (4 MiB), `shared` still not read.
+    assert!(read >= 16 * MIB as u64, "read {read} bytes");
+    assert!(read < 24 * MIB as u64, "read {read} bytes");
+}

@@ -363,3 +363,49 @@ fn umoci_unpacks_kiln_layers_to_the_same_tree() {
     );
     assert_eq!(fingerprint(&rootfs), want);
 }
+
+#[test]
+fn a_128_layer_chain_mounts_through_short_links() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A short root (~20 bytes): through the `l/` links 128 lowers fit the
+    // one-page limit on mount options, their real paths would not. (Under
+    // kiln's default root, /var/lib/kiln/snapshots/overlay, about 100 fit:
+    // see the README.)
+    let root = tmp.path().join("ov");
+    let sn = OverlaySnapshotter::new(&root).unwrap();
+    let mut parent: Option<String> = None;
+    for i in 0..128 {
+        sn.prepare("tmp", parent.as_deref()).unwrap();
+        let dir = sn.apply_target("tmp").unwrap().dir;
+        fs::write(dir.join(format!("f{i:03}")), format!("{i}")).unwrap();
+        sn.commit(&format!("sha256:{i:064}"), "tmp").unwrap();
+        parent = Some(format!("sha256:{i:064}"));
+    }
+    let top = parent.unwrap();
+    let mnt = tmp.path().join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    for (key, writable) in [("ctr", true), ("view", false)] {
+        let mounts = if writable {
+            sn.prepare(key, Some(&top)).unwrap()
+        } else {
+            sn.view(key, Some(&top)).unwrap()
+        };
+        let lowers = mounts[0]
+            .options
+            .iter()
+            .find_map(|o| o.strip_prefix("lowerdir="))
+            .unwrap();
+        let real: usize = lowers
+            .split(':')
+            .map(|l| fs::canonicalize(l).unwrap().as_os_str().len() + 1)
+            .sum();
+        assert!(real > 4096, "real lower paths take {real} bytes");
+        mount_all(&mounts, &mnt);
+        let seen = common::names(&mnt);
+        let want: Vec<String> = (0..128).map(|i| format!("f{i:03}")).collect();
+        let write = fs::write(mnt.join("new"), b"n");
+        umount(&mnt);
+        assert_eq!(seen, want, "{key}");
+        assert_eq!(write.is_ok(), writable, "{key}: {write:?}");
+    }
+}

@@ -332,3 +332,42 @@ fn overlay_chain_too_long_to_mount_is_refused_without_leftovers() {
     );
     assert_eq!(sn.list().unwrap().len(), depth);
 }
+
+fn usage_of_own_data(sn: &dyn Snapshotter) {
+    sn.prepare("base-tmp", None).unwrap();
+    let base = sn.apply_target("base-tmp").unwrap().dir;
+    fs::write(base.join("big"), vec![1u8; 1 << 20]).unwrap();
+    sn.commit("base", "base-tmp").unwrap();
+    let base_usage = sn.usage("base").unwrap();
+    assert_eq!(base_usage.inodes, 1);
+    assert!(base_usage.size >= 1 << 20, "{base_usage:?}");
+
+    sn.prepare("ctr", Some("base")).unwrap();
+    let dir = sn.apply_target("ctr").unwrap().dir;
+    fs::create_dir(dir.join("d")).unwrap();
+    fs::write(dir.join("d/half"), vec![2u8; 512 << 10]).unwrap();
+    // A second name of the same inode is not counted again.
+    fs::hard_link(dir.join("d/half"), dir.join("d/half-again")).unwrap();
+    let u = sn.usage("ctr").unwrap();
+    if matches!(
+        sn.diff_source("ctr").unwrap(),
+        DiffSource::OverlayUpper { .. }
+    ) {
+        // Only the upper dir: the parent's 1 MiB is not the container's.
+        assert_eq!(u.inodes, 2, "{u:?}");
+        assert!(u.size >= 512 << 10 && u.size < 1 << 20, "{u:?}");
+    } else {
+        // The copy snapshotter's snapshot holds its own copy of the parent
+        // (a reflink may share the blocks, so only the inodes are exact).
+        assert_eq!(u.inodes, 3, "{u:?}");
+        assert!(u.size >= 512 << 10, "{u:?}");
+    }
+    assert!(matches!(sn.usage("nope"), Err(Error::NotFound { .. })));
+}
+
+#[test]
+fn usage_counts_a_snapshots_own_data_once_per_inode() {
+    let tmp = tempfile::tempdir().unwrap();
+    usage_of_own_data(&OverlaySnapshotter::new(tmp.path().join("ov")).unwrap());
+    usage_of_own_data(&CopySnapshotter::new(tmp.path().join("cp")).unwrap());
+}
