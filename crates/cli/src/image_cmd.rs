@@ -32,6 +32,10 @@ pub(crate) struct PushArgs {
     /// Print only the pushed manifest digest.
     #[arg(short, long)]
     quiet: bool,
+    /// Compression of layers stored uncompressed: `gzip` (what Docker
+    /// pushes), `zstd` or `none` (push them as they are).
+    #[arg(long, default_value = "gzip")]
+    compression: String,
     /// The image name to push (`host/repo:tag`).
     image: String,
 }
@@ -163,6 +167,7 @@ pub(crate) fn platform(arg: Option<&str>) -> Result<Platform> {
 /// (`<id>: Download complete`) otherwise.
 struct LineProgress {
     enabled: bool,
+    verbs: &'static Verbs,
     out: Mutex<Box<dyn std::io::Write + Send>>,
     config: std::sync::OnceLock<Digest>,
     /// On a terminal: the bars, one per layer.
@@ -201,8 +206,36 @@ impl Bars {
     }
 }
 
+/// What [`LineProgress`] says at each stage of a transfer.
+struct Verbs {
+    started: &'static str,
+    progress: &'static str,
+    exists: &'static str,
+    done: &'static str,
+}
+
+const PULL_VERBS: Verbs = Verbs {
+    started: "Pulling fs layer",
+    progress: "Downloading",
+    exists: "Already exists",
+    done: "Download complete",
+};
+
+/// Docker's push lines: only `Layer already exists` and `Pushed` are
+/// printed in lines mode (started and progress only move bars).
+const PUSH_VERBS: Verbs = Verbs {
+    started: "Preparing",
+    progress: "Pushing",
+    exists: "Layer already exists",
+    done: "Pushed",
+};
+
 impl LineProgress {
     fn new(enabled: bool, stderr: bool) -> LineProgress {
+        Self::with_verbs(enabled, stderr, &PULL_VERBS)
+    }
+
+    fn with_verbs(enabled: bool, stderr: bool, verbs: &'static Verbs) -> LineProgress {
         let (out, tty, target): (
             Box<dyn std::io::Write + Send>,
             bool,
@@ -222,6 +255,7 @@ impl LineProgress {
         };
         LineProgress {
             enabled,
+            verbs,
             out: Mutex::new(out),
             config: std::sync::OnceLock::new(),
             bars: (enabled && tty).then(|| Bars::new(target)),
@@ -269,19 +303,22 @@ impl Progress for LineProgress {
         let _ = self.config.set(*config);
     }
     fn blob_started(&self, digest: &Digest, size: u64) {
-        self.layer(digest, "Pulling fs layer", Some((0, size)), false);
+        // A push prints no "Preparing" line in lines mode.
+        if self.bars.is_some() || std::ptr::eq(self.verbs, &PULL_VERBS) {
+            self.layer(digest, self.verbs.started, Some((0, size)), false);
+        }
     }
     fn blob_progress(&self, digest: &Digest, done: u64, size: u64) {
         // Lines mode prints no line per chunk, as Docker's plain output.
         if self.bars.is_some() {
-            self.layer(digest, "Downloading", Some((done, size)), false);
+            self.layer(digest, self.verbs.progress, Some((done, size)), false);
         }
     }
     fn blob_exists(&self, digest: &Digest, size: u64) {
-        self.layer(digest, "Already exists", Some((size, size)), true);
+        self.layer(digest, self.verbs.exists, Some((size, size)), true);
     }
     fn blob_done(&self, digest: &Digest, size: u64) {
-        self.layer(digest, "Download complete", Some((size, size)), true);
+        self.layer(digest, self.verbs.done, Some((size, size)), true);
     }
     fn blob_retry(&self, digest: &Digest, error: &kiln_registry::Error) {
         self.layer(digest, &format!("Retrying ({error})"), None, false);
@@ -349,48 +386,46 @@ pub(crate) fn pull(app: &mut App, args: &PullArgs) -> Result<u8> {
     Ok(0)
 }
 
+/// Parses a `--compression` value.
+pub(crate) fn compression(arg: &str) -> Result<kiln_layer::Compression> {
+    Ok(match arg {
+        "gzip" => kiln_layer::Compression::Gzip,
+        "zstd" => kiln_layer::Compression::Zstd,
+        "none" | "uncompressed" => kiln_layer::Compression::None,
+        other => bail!("invalid --compression {other:?}: expected gzip, zstd or none"),
+    })
+}
+
 pub(crate) fn push(app: &mut App, args: &PushArgs) -> Result<u8> {
     let reference = parse_reference(&args.image)?;
+    let compression = compression(&args.compression)?;
     let record = app.store.resolve_image(&args.image)?;
     let registry = registry(app)?;
     if !args.quiet {
         println!("The push refers to repository [{}]", reference.name());
     }
-    let progress = PushProgress {
-        enabled: !args.quiet,
-        config: record.id,
-    };
-    let digest = block_on(registry.push(&reference, &app.store, &record.id, &progress))??;
+    let dist = kiln_image::distribution_manifest(&app.store, &record.id, compression)
+        .with_context(|| format!("cannot compress the layers of {}", args.image))?;
+    let progress = LineProgress::with_verbs(!args.quiet, false, &PUSH_VERBS);
+    let _ = progress.config.set(record.id);
+    let digest = block_on(registry.push_manifest(
+        &reference,
+        &app.store,
+        &record.id,
+        &dist.manifest_digest,
+        &dist.media_type,
+        &progress,
+    ))??;
     if args.quiet {
         println!("{digest}");
     } else {
         let size = app.store.blob_size(&digest).unwrap_or(0);
-        println!(
+        progress.say(&format!(
             "{}: digest: {digest} size: {size}",
             reference.tag().unwrap_or("latest")
-        );
+        ));
     }
     Ok(0)
-}
-
-/// Push progress lines, for layers only (the config, whose digest is the
-/// image ID, gets no line, as in Docker).
-struct PushProgress {
-    enabled: bool,
-    config: Digest,
-}
-
-impl Progress for PushProgress {
-    fn blob_exists(&self, digest: &Digest, _size: u64) {
-        if self.enabled && *digest != self.config {
-            println!("{}: Layer already exists", &digest.hex()[..12]);
-        }
-    }
-    fn blob_done(&self, digest: &Digest, _size: u64) {
-        if self.enabled && *digest != self.config {
-            println!("{}: Pushed", &digest.hex()[..12]);
-        }
-    }
 }
 
 pub(crate) fn tag(app: &mut App, args: &TagArgs) -> Result<u8> {

@@ -19,6 +19,11 @@ pub(crate) struct SaveArgs {
     /// Archive format: `docker` (docker load) or `oci` (an OCI image layout).
     #[arg(long, default_value = "docker")]
     format: String,
+    /// Compression of layers stored uncompressed, in an OCI layout: `none`
+    /// (as stored), `gzip` or `zstd`. A docker archive always holds plain
+    /// layer tars, as `docker save` writes them.
+    #[arg(long, default_value = "none")]
+    compression: String,
     /// Images (names, IDs or ID prefixes).
     #[arg(required = true)]
     images: Vec<String>,
@@ -59,6 +64,7 @@ pub(crate) fn save(app: &mut App, a: &SaveArgs) -> Result<u8> {
         "oci" | "oci-layout" | "oci-archive" => Format::OciLayout,
         other => bail!("invalid --format {other:?}: expected docker or oci"),
     };
+    let compression = crate::image_cmd::compression(&a.compression)?;
     let mut images: Vec<SaveImage> = Vec::new();
     for name in &a.images {
         let record = app.store.resolve_image(name)?;
@@ -91,17 +97,22 @@ pub(crate) fn save(app: &mut App, a: &SaveArgs) -> Result<u8> {
             let tmp = path.with_extension("kiln-partial");
             let file = std::fs::File::create(&tmp)
                 .with_context(|| format!("cannot create {}", tmp.display()))?;
-            let result = kiln_image::save(&app.store, &images, format, BufWriter::new(file))
-                .map_err(anyhow::Error::from)
-                .and_then(|w| {
-                    w.into_inner().map_err(|e| {
-                        anyhow::anyhow!("cannot write {}: {}", tmp.display(), e.error())
-                    })
-                })
-                .and_then(|f| {
-                    f.sync_all()
-                        .with_context(|| format!("cannot write {}", tmp.display()))
-                });
+            let result = kiln_image::save_compressed(
+                &app.store,
+                &images,
+                format,
+                compression,
+                BufWriter::new(file),
+            )
+            .map_err(anyhow::Error::from)
+            .and_then(|w| {
+                w.into_inner()
+                    .map_err(|e| anyhow::anyhow!("cannot write {}: {}", tmp.display(), e.error()))
+            })
+            .and_then(|f| {
+                f.sync_all()
+                    .with_context(|| format!("cannot write {}", tmp.display()))
+            });
             if let Err(e) = result {
                 let _ = std::fs::remove_file(&tmp);
                 return Err(e);
@@ -114,8 +125,13 @@ pub(crate) fn save(app: &mut App, a: &SaveArgs) -> Result<u8> {
             if stdout.is_terminal() {
                 bail!("cowardly refusing to save to a terminal: use the -o flag or redirect");
             }
-            let mut w =
-                kiln_image::save(&app.store, &images, format, BufWriter::new(stdout.lock()))?;
+            let mut w = kiln_image::save_compressed(
+                &app.store,
+                &images,
+                format,
+                compression,
+                BufWriter::new(stdout.lock()),
+            )?;
             w.flush()?;
         }
     }
@@ -161,6 +177,8 @@ pub(crate) fn import(app: &mut App, a: &ImportArgs) -> Result<u8> {
             .message
             .clone()
             .unwrap_or_else(|| format!("Imported from {}", a.file)),
+        // Kept uncompressed locally, as Docker does; push compresses.
+        compression: kiln_layer::Compression::None,
         ..ImportOptions::default()
     };
     let record = if a.file == "-" {

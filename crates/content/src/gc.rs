@@ -30,6 +30,11 @@ pub struct DiskUsage {
     pub reclaimable_bytes: u64,
 }
 
+/// Prefix of the image-record annotations naming extra manifests of the
+/// image (e.g. `kiln.manifest.gzip`: the manifest it is pushed with, its
+/// plain layers compressed). Garbage collection keeps what they reference.
+pub const DISTRIBUTION_MANIFEST_PREFIX: &str = "kiln.manifest.";
+
 /// Digests a manifest or index blob points at (config, layers, child
 /// manifests). Unparseable content points at nothing.
 pub fn manifest_children(bytes: &[u8]) -> Vec<Digest> {
@@ -50,14 +55,22 @@ pub fn manifest_children(bytes: &[u8]) -> Vec<Digest> {
 }
 
 impl Store {
-    /// Every blob reachable from an image record: the manifest, and what it
-    /// points at, recursively through indexes.
+    /// Every blob reachable from an image record: the manifest (and the
+    /// manifests its [`DISTRIBUTION_MANIFEST_PREFIX`] annotations name), and
+    /// what they point at, recursively through indexes.
     pub fn referenced_blobs(&self) -> Result<BTreeSet<Digest>> {
         let mut seen = BTreeSet::new();
         let mut todo: Vec<Digest> = Vec::new();
         for img in self.list_images()? {
             todo.push(img.manifest_digest);
             todo.push(img.id);
+            for (k, v) in &img.annotations {
+                if k.starts_with(DISTRIBUTION_MANIFEST_PREFIX)
+                    && let Ok(d) = v.parse::<Digest>()
+                {
+                    todo.push(d);
+                }
+            }
         }
         while let Some(d) = todo.pop() {
             if !seen.insert(d) {

@@ -53,7 +53,7 @@ mod store;
 use std::path::PathBuf;
 
 pub use digest::{Digest, Hasher};
-pub use gc::{DiskUsage, GcReport, manifest_children};
+pub use gc::{DISTRIBUTION_MANIFEST_PREFIX, DiskUsage, GcReport, manifest_children};
 pub use images::ImageRecord;
 pub use platform::Platform;
 pub use records::{Record, Records};

@@ -598,6 +598,33 @@ fn gc_follows_indexes() {
 }
 
 #[test]
+fn gc_keeps_what_distribution_manifests_name() {
+    let (_d, s) = store();
+    let (c, m) = make_image(&s, "plain");
+    let gz = s.write_blob(b"compressed copy of the layer").unwrap();
+    let dist = format!(
+        r#"{{"schemaVersion":2,"config":{{"digest":"{c}","size":1}},"layers":[{{"digest":"{gz}","size":28}}]}}"#
+    );
+    let dist = s.write_blob(dist.as_bytes()).unwrap();
+    let other = s.write_blob(b"unrelated").unwrap();
+    let mut rec = ImageRecord::new(c, m, OCI_MANIFEST);
+    rec.annotations.insert(
+        format!("{}gzip", kiln_content::DISTRIBUTION_MANIFEST_PREFIX),
+        dist.to_string(),
+    );
+    // An annotation outside the prefix keeps nothing.
+    rec.annotations
+        .insert("kiln.other".into(), other.to_string());
+    s.put_image(&rec).unwrap();
+    let report = s.gc(|_| false).unwrap();
+    assert_eq!(report.removed, vec![other]);
+    assert!(s.has_blob(&gz) && s.has_blob(&dist));
+    s.remove_image(&c).unwrap();
+    s.gc(|_| false).unwrap();
+    assert!(!s.has_blob(&gz) && !s.has_blob(&dist));
+}
+
+#[test]
 fn gc_waits_for_leases() {
     let (_d, s) = store();
     let lease = s.lease().unwrap();

@@ -52,6 +52,22 @@ pub struct SaveImage {
 /// Entries have mode 0644, owner 0:0 and mtime 0, so the same images give
 /// the same bytes.
 pub fn save<W: Write>(store: &Store, images: &[SaveImage], format: Format, out: W) -> Result<W> {
+    save_compressed(store, images, format, Compression::None, out)
+}
+
+/// [`save`], with the layers an image stores as plain tars written
+/// `compression`ed in an OCI layout (through
+/// [`distribution_manifest`](crate::distribution_manifest), so the
+/// compressed copies are made once and shared with `push`). Layers stored
+/// compressed are written as stored. A docker-archive is always written with
+/// plain layer tars, as `docker save` writes it, whatever `compression`.
+pub fn save_compressed<W: Write>(
+    store: &Store,
+    images: &[SaveImage],
+    format: Format,
+    compression: Compression,
+    out: W,
+) -> Result<W> {
     let mut tar = tar::Builder::new(out);
     tar.mode(tar::HeaderMode::Deterministic);
     let mut written = BTreeSet::new();
@@ -76,8 +92,17 @@ pub fn save<W: Write>(store: &Store, images: &[SaveImage], format: Format, out: 
             append(&mut tar, "oci-layout", layout.len() as u64, &layout[..])?;
             let mut index = Index::new_oci(Vec::new());
             for item in images {
-                let img = read_image(store, &item.id)?;
+                let mut img = read_image(store, &item.id)?;
                 img.check_layers()?;
+                if compression != Compression::None {
+                    let dist = crate::distribution_manifest(store, &item.id, compression)?;
+                    if dist.manifest_digest != img.record.manifest_digest {
+                        img.manifest =
+                            Manifest::from_json(&store.read_blob(&dist.manifest_digest)?)?;
+                        img.record.manifest_digest = dist.manifest_digest;
+                        img.record.manifest_media_type = dist.media_type;
+                    }
+                }
                 let desc = oci_image(store, &img, &mut tar, &mut written)?;
                 if item.tags.is_empty() {
                     index.manifests.push(desc.clone());

@@ -110,6 +110,16 @@ pub enum Error {
         /// Why it was refused.
         reason: &'static str,
     },
+    /// Compressing a plain layer blob for distribution failed (or the blob
+    /// did not hash to its own digest).
+    #[error("compressing layer {digest}")]
+    Compress {
+        /// The plain layer blob.
+        digest: String,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
 }
 
 /// `Result` with this crate's [`Error`].

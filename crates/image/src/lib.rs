@@ -62,6 +62,7 @@
 
 mod archive;
 mod commit;
+mod compress;
 mod config;
 mod error;
 mod image;
@@ -72,8 +73,14 @@ mod prune;
 mod time;
 mod unpack;
 
-pub use archive::{ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, Format, SaveImage, save};
+pub use archive::{
+    ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, Format, SaveImage, save, save_compressed,
+};
 pub use commit::{CommitOptions, Committed, EMPTY_LAYER_DIFF_ID, commit_layer};
+pub use compress::{
+    COMPRESSED_LAYERS, CompressedLayer, DISTRIBUTION_ANNOTATION, Distribution,
+    distribution_manifest,
+};
 pub use config::{ContainerConfig, Healthcheck, HistoryEntry, ImageConfig, RootFs};
 pub use error::{Error, Result};
 pub use image::{

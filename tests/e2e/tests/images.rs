@@ -943,3 +943,294 @@ fn image_prune_removes_dangling_images_and_df_reports_usage() {
     assert!(image_ids(&sb).is_empty());
     assert!(files_under(&sb.root().join("blobs")).is_empty());
 }
+
+// ---------------------------------------------------------------- compression and Docker interop
+
+/// Whether a Docker daemon answers; prints why a Docker test is skipped
+/// when none does (CI machines have none; kiln never needs one).
+fn docker_available(test: &str) -> bool {
+    match Command::new("docker")
+        .args(["info", "--format", "{{.ServerVersion}}"])
+        .output()
+    {
+        Ok(out) if out.status.success() => true,
+        Ok(out) => {
+            eprintln!(
+                "skipping {test}: `docker info` failed: {}",
+                text(&out.stderr).trim()
+            );
+            false
+        }
+        Err(e) => {
+            eprintln!("skipping {test}: cannot run docker: {e}");
+            false
+        }
+    }
+}
+
+fn docker_ok(args: &[&str]) -> String {
+    text(&run_ok(Command::new("docker").args(args)).stdout)
+}
+
+/// Removes a Docker image when dropped (also when the test fails).
+struct DockerImage(String);
+
+impl Drop for DockerImage {
+    fn drop(&mut self) {
+        let _ = Command::new("docker").args(["rmi", "-f", &self.0]).output();
+    }
+}
+
+/// A one-layer busybox image made with `kiln import` (kept uncompressed,
+/// as kiln keeps local layers), with an environment value no other test
+/// uses so no daemon has it already; returns the kiln image ID.
+fn imported_image(sb: &Sandbox, name: &str, marker: &str) -> String {
+    let tar = busybox_rootfs_tarball(&sb.work());
+    let out = sb.kiln_ok([
+        "import".as_ref(),
+        "-c".as_ref(),
+        format!("ENV MARKER={marker}").as_ref(),
+        "-c".as_ref(),
+        r#"CMD ["/bin/sh", "-c", "cat /etc/imported; echo $MARKER"]"#.as_ref(),
+        tar.as_os_str(),
+        name.as_ref(),
+    ]);
+    out.trim().to_owned()
+}
+
+/// The raw manifest skopeo reads for `reference` on the open registry.
+fn remote_manifest(reference: &str) -> Value {
+    let out = skopeo_inspect(reference, &["--no-creds", "--raw"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("a JSON manifest")
+}
+
+/// The first bytes of a blob on the open registry (plain HTTP GET).
+fn remote_blob_head(repo_ref: &str, digest: &str) -> Vec<u8> {
+    let (host, rest) = repo_ref.split_once('/').expect("host/repo");
+    let repo = rest.split(':').next().expect("repo");
+    let port: u16 = host
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("a port");
+    let req = format!("GET /v2/{repo}/blobs/{digest} HTTP/1.0\r\nHost: {host}\r\n\r\n");
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect registry");
+    s.write_all(req.as_bytes()).expect("send");
+    let mut all = Vec::new();
+    std::io::Read::read_to_end(&mut s, &mut all).expect("read");
+    let mut body = match all.windows(4).position(|w| w == b"\r\n\r\n") {
+        Some(i) => all.split_off(i + 4),
+        None => panic!("no HTTP body: {}", text(&all)),
+    };
+    // A redirect (to storage) is not expected of a filesystem registry.
+    assert!(
+        all.starts_with(b"HTTP/1.") && text(&all).contains(" 200 "),
+        "{}",
+        text(&all)
+    );
+    body.truncate(8);
+    body
+}
+
+#[test]
+fn push_compresses_plain_layers_once_and_the_image_pulls_back() {
+    let sb = Sandbox::new();
+    let repo = fresh_repo("gzip");
+    let target = format!("{repo}:1");
+    let id = imported_image(&sb, &target, "gz");
+    // Stored locally as a plain tar (kiln keeps local layers uncompressed).
+    let local = inspect(&sb, &target);
+    let diff_id = local["RootFS"]["Layers"][0]
+        .as_str()
+        .expect("a diff id")
+        .to_owned();
+
+    let out = sb.kiln_ok(["push", &target]);
+    let pushed = out
+        .lines()
+        .last()
+        .and_then(|l| l.split_whitespace().nth(2))
+        .expect("a digest line")
+        .to_owned();
+    let m = remote_manifest(&target);
+    let layer = &m["layers"][0];
+    assert_eq!(
+        layer["mediaType"], "application/vnd.oci.image.layer.v1.tar+gzip",
+        "{m}"
+    );
+    let layer_digest = layer["digest"].as_str().expect("digest").to_owned();
+    assert_ne!(
+        layer_digest, diff_id,
+        "the pushed blob is the compressed one"
+    );
+    assert_eq!(
+        m["config"]["digest"],
+        id.as_str(),
+        "same config: same image ID"
+    );
+    assert_eq!(
+        &remote_blob_head(&target, &layer_digest)[..2],
+        &[0x1f, 0x8b]
+    );
+    assert_eq!(remote_digest(&target), pushed);
+    // The pushed digest is the image's repository digest.
+    assert!(
+        inspect(&sb, &target)["RepoDigests"]
+            .to_string()
+            .contains(&format!("{repo}@{pushed}")),
+        "{}",
+        inspect(&sb, &target)
+    );
+
+    // A second push (another tag) reuses the compressed copy: same blob,
+    // same manifest digest, and the registry has the layer already.
+    let target2 = format!("{repo}:2");
+    sb.kiln_ok(["tag", &target, &target2]);
+    let again = sb.kiln_ok(["push", &target2]);
+    assert!(again.contains("Layer already exists"), "{again}");
+    assert_eq!(remote_digest(&target2), pushed);
+
+    // Pulled into a fresh store: same image ID, and it runs.
+    let fresh = Sandbox::new();
+    fresh.kiln_ok(["pull", "-q", &target]);
+    assert_eq!(image_id(&fresh, &target), id);
+    assert_eq!(
+        fresh.kiln_ok(["run", "--rm", &target]),
+        "from a tarball\ngz\n"
+    );
+
+    // zstd and none on request.
+    let zst = format!("{}:1", fresh_repo("zstd"));
+    sb.kiln_ok(["tag", &target, &zst]);
+    sb.kiln_ok(["push", "-q", "--compression", "zstd", &zst]);
+    assert_eq!(
+        remote_manifest(&zst)["layers"][0]["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar+zstd"
+    );
+    let plain = format!("{}:1", fresh_repo("plain"));
+    sb.kiln_ok(["tag", &target, &plain]);
+    sb.kiln_ok(["push", "-q", "--compression", "none", &plain]);
+    let m = remote_manifest(&plain);
+    assert_eq!(
+        m["layers"][0]["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar"
+    );
+    assert_eq!(m["layers"][0]["digest"], diff_id.as_str());
+    let (code, _, err) = fails(sb.kiln(["push", "--compression", "lz4", &plain]));
+    assert_eq!(code, KILN_ERROR);
+    assert!(err.contains("invalid --compression"), "{err}");
+}
+
+#[test]
+fn save_oci_layout_with_gzip_compresses_plain_layers() {
+    let sb = Sandbox::new();
+    let name = "local/ocigz:1";
+    let id = imported_image(&sb, name, "oci");
+    let file = sb.work().join("gz.tar");
+    sb.kiln_ok([
+        "save".as_ref(),
+        "--format".as_ref(),
+        "oci".as_ref(),
+        "--compression".as_ref(),
+        "gzip".as_ref(),
+        "-o".as_ref(),
+        file.as_os_str(),
+        name.as_ref(),
+    ]);
+    let out = run_ok(
+        Command::new("skopeo")
+            .args(["inspect", "--raw"])
+            .arg(format!("oci-archive:{}", file.display())),
+    );
+    let m: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(
+        m["layers"][0]["mediaType"], "application/vnd.oci.image.layer.v1.tar+gzip",
+        "{m}"
+    );
+    // skopeo copies it to the registry, and kiln pulls and runs it.
+    let target = format!("{}:1", fresh_repo("ocigz"));
+    run_ok(
+        Command::new("skopeo")
+            .args(["copy", "--dest-tls-verify=false", "--dest-no-creds"])
+            .arg(format!("oci-archive:{}", file.display()))
+            .arg(format!("docker://{target}")),
+    );
+    let fresh = Sandbox::new();
+    fresh.kiln_ok(["pull", "-q", &target]);
+    assert_eq!(image_id(&fresh, &target), id);
+    assert_eq!(
+        fresh.kiln_ok(["run", "--rm", &target]),
+        "from a tarball\noci\n"
+    );
+}
+
+#[test]
+fn docker_loads_and_runs_what_kiln_saves() {
+    if !docker_available("docker_loads_and_runs_what_kiln_saves") {
+        return;
+    }
+    let sb = Sandbox::new();
+    let marker = format!("saved{}", free_port());
+    let name = format!("kiln-e2e/saved:{marker}");
+    let id = imported_image(&sb, &name, &marker);
+    let kiln_out = sb.kiln_ok(["run", "--rm", &name]);
+    assert_eq!(kiln_out, format!("from a tarball\n{marker}\n"));
+    let file = sb.work().join("docker.tar");
+    sb.kiln_ok([
+        "save".as_ref(),
+        "-o".as_ref(),
+        file.as_os_str(),
+        name.as_ref(),
+    ]);
+    let _cleanup = DockerImage(name.clone());
+    let out = docker_ok(&["load", "-i", &file.to_string_lossy()]);
+    assert!(out.contains(&format!("Loaded image: {name}")), "{out}");
+    assert_eq!(
+        docker_ok(&["image", "inspect", "-f", "{{.Id}}", &name]).trim(),
+        id,
+        "Docker computes the same image ID"
+    );
+    let docker_out = docker_ok(&["run", "--rm", "--network", "none", &name]);
+    assert_eq!(
+        docker_out, kiln_out,
+        "docker run prints what kiln run prints"
+    );
+    // Docker's view of the config matches kiln's.
+    let env = docker_ok(&["image", "inspect", "-f", "{{json .Config.Env}}", &name]);
+    assert!(env.contains(&format!("MARKER={marker}")), "{env}");
+}
+
+#[test]
+fn docker_pulls_and_runs_what_kiln_pushes() {
+    if !docker_available("docker_pulls_and_runs_what_kiln_pushes") {
+        return;
+    }
+    let sb = Sandbox::new();
+    let marker = format!("pushed{}", free_port());
+    let target = format!("{}:1", fresh_repo("docker"));
+    let id = imported_image(&sb, &target, &marker);
+    let kiln_out = sb.kiln_ok(["run", "--rm", &target]);
+    sb.kiln_ok(["push", "-q", &target]);
+    let _cleanup = DockerImage(target.clone());
+    // Docker speaks plain HTTP to 127.0.0.0/8 registries.
+    docker_ok(&["pull", &target]);
+    assert_eq!(
+        docker_ok(&["image", "inspect", "-f", "{{.Id}}", &target]).trim(),
+        id
+    );
+    let pushed = inspect(&sb, &target)["RepoDigests"][0]
+        .as_str()
+        .expect("a repo digest")
+        .rsplit('@')
+        .next()
+        .expect("digest")
+        .to_owned();
+    let docker_digests = docker_ok(&["image", "inspect", "-f", "{{json .RepoDigests}}", &target]);
+    assert!(
+        docker_digests.contains(&pushed),
+        "{docker_digests} vs {pushed}"
+    );
+    let docker_out = docker_ok(&["run", "--rm", "--network", "none", &target]);
+    assert_eq!(docker_out, kiln_out);
+}

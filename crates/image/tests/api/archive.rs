@@ -9,8 +9,9 @@ use std::path::PathBuf;
 
 use kiln_content::{Digest, ImageRecord, Reference, Store};
 use kiln_image::{
-    Format, ImageConfig, ImportOptions, Index, Manifest, SaveImage, Timestamp, ensure_unpacked,
-    import, inspect, load, media_type, read_image, save,
+    Format, ImageConfig, ImportOptions, Index, Manifest, SaveImage, Timestamp,
+    distribution_manifest, ensure_unpacked, import, inspect, load, media_type, read_image, save,
+    save_compressed,
 };
 use kiln_snapshot::{CopySnapshotter, Snapshotter};
 
@@ -483,4 +484,91 @@ fn add_member(tar_bytes: &[u8], name: &str, data: &[u8]) -> Vec<u8> {
         b.append_data(&mut h, &n, d.as_slice()).unwrap();
     }
     b.into_inner().unwrap()
+}
+
+#[test]
+fn plain_layers_get_compressed_copies_for_distribution_once() {
+    let e = env();
+    let tar = rootfs_tar();
+    let opts = ImportOptions {
+        compression: kiln_layer::Compression::None,
+        ..import_opts()
+    };
+    let rec = import(&e.store, tar.as_slice(), None, &[], &opts).unwrap();
+    let img = read_image(&e.store, &rec.id).unwrap();
+    assert_eq!(img.manifest.layers[0].media_type, media_type::OCI_LAYER);
+    assert_eq!(img.manifest.layers[0].digest, Digest::of(&tar));
+
+    // none: the image's own manifest.
+    let own = distribution_manifest(&e.store, &rec.id, kiln_layer::Compression::None).unwrap();
+    assert_eq!(own.manifest_digest, rec.manifest_digest);
+    assert_eq!(own.compressed_now, 0);
+
+    let gz = distribution_manifest(&e.store, &rec.id, kiln_layer::Compression::Gzip).unwrap();
+    assert_eq!(gz.compressed_now, 1);
+    assert_ne!(gz.manifest_digest, rec.manifest_digest);
+    assert_eq!(gz.media_type, media_type::OCI_MANIFEST);
+    let m = Manifest::from_json(&e.store.read_blob(&gz.manifest_digest).unwrap()).unwrap();
+    assert_eq!(m.config.digest, rec.id, "same config, same image ID");
+    assert_eq!(m.layers[0].media_type, media_type::OCI_LAYER_GZIP);
+    let blob = e.store.read_blob(&m.layers[0].digest).unwrap();
+    assert_eq!(m.layers[0].size, blob.len() as u64);
+    assert_eq!(&blob[..2], &[0x1f, 0x8b], "gzip magic");
+    let mut plain = Vec::new();
+    flate2::read::MultiGzDecoder::new(blob.as_slice())
+        .read_to_end(&mut plain)
+        .unwrap();
+    assert_eq!(plain, tar, "the copy decompresses to the layer");
+
+    // A second call reuses the copy; zstd makes its own.
+    let again = distribution_manifest(&e.store, &rec.id, kiln_layer::Compression::Gzip).unwrap();
+    assert_eq!(again.compressed_now, 0);
+    assert_eq!(again.manifest_digest, gz.manifest_digest);
+    let zs = distribution_manifest(&e.store, &rec.id, kiln_layer::Compression::Zstd).unwrap();
+    assert_eq!(zs.compressed_now, 1);
+    let mz = Manifest::from_json(&e.store.read_blob(&zs.manifest_digest).unwrap()).unwrap();
+    assert_eq!(mz.layers[0].media_type, media_type::OCI_LAYER_ZSTD);
+
+    // The copies survive gc while the image lives.
+    e.store.gc(|_| false).unwrap();
+    assert!(e.store.has_blob(&m.layers[0].digest));
+    assert!(e.store.has_blob(&mz.layers[0].digest));
+
+    // An OCI layout saved with gzip holds the compressed layer and loads
+    // back as the same image.
+    let images = [SaveImage {
+        id: rec.id,
+        tags: vec![Reference::parse("dist/plain:1").unwrap()],
+    }];
+    let bytes = save_compressed(
+        &e.store,
+        &images,
+        Format::OciLayout,
+        kiln_layer::Compression::Gzip,
+        Vec::new(),
+    )
+    .unwrap();
+    let members = members(&bytes);
+    assert!(members.contains_key(&format!("blobs/sha256/{}", m.layers[0].digest.hex())));
+    assert!(!members.contains_key(&format!("blobs/sha256/{}", Digest::of(&tar).hex())));
+    let other = fresh_store(&e.dir, "dist-load");
+    assert_eq!(load(&other, bytes.as_slice()).unwrap()[0].id, rec.id);
+    // A docker archive stays plain whatever the compression.
+    let docker = save_compressed(
+        &e.store,
+        &images,
+        Format::DockerArchive,
+        kiln_layer::Compression::Gzip,
+        Vec::new(),
+    )
+    .unwrap();
+    assert_eq!(members_of(&docker, "layer.tar"), vec![tar]);
+}
+
+fn members_of(tar_bytes: &[u8], suffix: &str) -> Vec<Vec<u8>> {
+    members(tar_bytes)
+        .into_iter()
+        .filter(|(k, _)| k.ends_with(suffix))
+        .map(|(_, v)| v)
+        .collect()
 }

@@ -29,21 +29,46 @@ impl Registry {
         id: &Digest,
         progress: &dyn Progress,
     ) -> Result<Digest> {
-        let span = info_span!("push", image = %reference, id = %id);
+        let s = store.clone();
+        let idc = *id;
+        let record = blocking(move || s.get_image(&idc))
+            .await?
+            .ok_or_else(|| Error::NoSuchImage(id.to_string()))?;
+        self.push_manifest(
+            reference,
+            store,
+            id,
+            &record.manifest_digest,
+            &record.manifest_media_type,
+            progress,
+        )
+        .await
+    }
+
+    /// Pushes image `id` as [`Registry::push`] does, but with the manifest
+    /// blob `manifest_digest` (of `media_type`) from `store` instead of the
+    /// image's own: e.g. one whose plain layers were replaced by compressed
+    /// copies. Its config must be the image's config (so the image ID is
+    /// the same); its blobs must all be in the store. Records the pushed
+    /// manifest's digest as the repository digest and returns it.
+    pub async fn push_manifest(
+        &self,
+        reference: &Reference,
+        store: &Store,
+        id: &Digest,
+        manifest_digest: &Digest,
+        media_type: &str,
+        progress: &dyn Progress,
+    ) -> Result<Digest> {
+        let span = info_span!("push", image = %reference, id = %id, manifest = %manifest_digest);
         async move {
-            let s = store.clone();
-            let idc = *id;
-            let record = blocking(move || s.get_image(&idc))
-                .await?
-                .ok_or_else(|| Error::NoSuchImage(id.to_string()))?;
-            let manifest = store.read_blob(&record.manifest_digest)?;
-            let parsed =
-                manifest::parse(&manifest, Some(&record.manifest_media_type)).map_err(|e| {
-                    Error::InvalidManifest {
-                        reference: reference.familiar(),
-                        reason: format!("{e:?}"),
-                    }
-                })?;
+            let manifest = store.read_blob(manifest_digest)?;
+            let parsed = manifest::parse(&manifest, Some(media_type)).map_err(|e| {
+                Error::InvalidManifest {
+                    reference: reference.familiar(),
+                    reason: format!("{e:?}"),
+                }
+            })?;
             let Parsed::Image {
                 media_type,
                 config,
@@ -55,7 +80,16 @@ impl Registry {
                     reason: "stored manifest is an index".into(),
                 });
             };
-            progress.resolved(&record.manifest_digest, &record.id, layers.len());
+            if config.digest != *id {
+                return Err(Error::InvalidManifest {
+                    reference: reference.familiar(),
+                    reason: format!(
+                        "manifest {manifest_digest} has config {}, not image {id}",
+                        config.digest
+                    ),
+                });
+            }
+            progress.resolved(manifest_digest, id, layers.len());
             let (client, auth) = self.session(reference).await?;
             let oref = to_oci(reference);
             let ctx = Self::ctx(reference, &auth);
@@ -126,20 +160,30 @@ impl Registry {
         })?;
         let chunk = self.config.upload_chunk_size.max(64 * 1024);
         let body = chunks(file, chunk, path.clone());
-        // Progress is reported per piece as it is read for sending.
+        // Progress is reported per piece as it is read for sending: the
+        // stream must be 'static, so counts travel through a channel.
         let total = d.size;
         let dg = d.digest;
         let mut sent = 0u64;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
         let progress_stream = body.inspect(move |item| {
             if let Ok(b) = item {
                 sent += b.len() as u64;
                 debug!(digest = %dg, sent, total, "upload piece");
+                let _ = tx.send(sent);
             }
         });
-        client
-            .push_blob_stream(oref, progress_stream, &digest, Some(d.size))
-            .await
-            .map_err(|e| ctx.map(e))?;
+        let upload = client.push_blob_stream(oref, progress_stream, &digest, Some(d.size));
+        tokio::pin!(upload);
+        // Ends with the upload, not with the channel (the HTTP client may
+        // keep the body stream alive a little longer).
+        let res = loop {
+            tokio::select! {
+                r = &mut upload => break r,
+                Some(n) = rx.recv() => progress.blob_progress(&dg, n.min(total), total),
+            }
+        };
+        res.map_err(|e| ctx.map(e))?;
         progress.blob_progress(&d.digest, d.size, d.size);
         progress.blob_done(&d.digest, d.size);
         Ok(())
