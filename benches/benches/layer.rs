@@ -12,6 +12,7 @@ use std::path::Path;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use kiln_layer::{
     ApplyOptions, Compression, DiffOptions, LayerWriter, WhiteoutMode, apply_layer, diff_dirs,
+    diff_overlay_upper,
 };
 
 fn env_or(name: &str, default: usize) -> usize {
@@ -75,11 +76,14 @@ fn layer_benches(c: &mut Criterion) {
     };
     let (plain_digests, plain) = layer(Compression::None);
     let (_, gz) = layer(Compression::Gzip);
+    let (_, zst) = layer(Compression::Zstd);
     let tar_bytes = plain_digests.uncompressed_size;
 
     let mut g = c.benchmark_group("layer");
     g.sample_size(10);
     g.throughput(Throughput::Bytes(tar_bytes));
+    // `kiln build`'s path with the overlay snapshotter: the upper dir (here
+    // the whole tree) walked into a LayerWriter.
     for (name, compression) in [
         ("make/tar+sha256", Compression::None),
         ("make/gzip-1", Compression::Gzip),
@@ -88,14 +92,29 @@ fn layer_benches(c: &mut Criterion) {
         g.bench_function(name, |b| {
             b.iter(|| {
                 let w = LayerWriter::new(io::sink(), compression).expect("layer writer");
-                let w = diff_dirs(&empty, &tree, &DiffOptions::default(), w).expect("diff");
+                let w = diff_overlay_upper(&tree, &DiffOptions::default(), w).expect("diff");
                 w.finish().expect("finish").0
             })
         });
     }
+    // The same, stored as a blob file (uncompressed, as `kiln build` keeps
+    // local layers) next to the tree.
+    let blob_path = tmp.path().join("blob");
+    g.bench_function("make/tar+sha256+file", |b| {
+        b.iter(|| {
+            let file = fs::File::create(&blob_path).expect("blob file");
+            let w = LayerWriter::new(file, Compression::None).expect("layer writer");
+            let w = diff_overlay_upper(&tree, &DiffOptions::default(), w).expect("diff");
+            let (d, file) = w.finish().expect("finish");
+            drop(file);
+            d
+        })
+    });
+    let _ = fs::remove_file(&blob_path);
     for (name, blob, compression) in [
         ("unpack/tar", &plain, Compression::None),
         ("unpack/gzip", &gz, Compression::Gzip),
+        ("unpack/zstd", &zst, Compression::Zstd),
     ] {
         g.bench_function(name, |b| {
             b.iter_batched(

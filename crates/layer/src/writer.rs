@@ -2,6 +2,8 @@
 //! tar (diffID) before compression and the blob (digest, size) after it.
 
 use std::io::{self, BufWriter, Write};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
 
 use sha2::{Digest as _, Sha256};
 
@@ -33,9 +35,115 @@ pub struct LayerDigests {
 /// no identical bytes across its versions). Call [`LayerWriter::finish`] to
 /// flush and get the digests back along with the sink.
 pub struct LayerWriter<W: Write> {
-    diff: Sha256,
+    diff: DiffHasher,
     uncompressed: u64,
     encoder: Encoder<W>,
+}
+
+/// Size of the chunks handed to the diffID thread.
+const HASH_CHUNK: usize = 1 << 20;
+/// Chunks queued for the diffID thread before the writer waits for it.
+const HASH_QUEUE: usize = 4;
+
+/// The diffID hash (sha256 of the uncompressed tar). With more than one
+/// thread it runs on a thread of its own, fed 1 MiB chunks in order, so that
+/// hashing overlaps the walk and file reads of the caller (for an
+/// uncompressed layer sha256 is the largest single cost). The digest is the
+/// same either way.
+enum DiffHasher {
+    Inline(Sha256),
+    Thread(HashThread),
+}
+
+struct HashThread {
+    pending: Vec<u8>,
+    chunks: Option<mpsc::SyncSender<Vec<u8>>>,
+    spare: mpsc::Receiver<Vec<u8>>,
+    thread: Option<JoinHandle<Sha256>>,
+}
+
+impl DiffHasher {
+    fn new(threads: usize) -> Self {
+        if threads <= 1 {
+            return Self::Inline(Sha256::new());
+        }
+        let (chunks, rx) = mpsc::sync_channel::<Vec<u8>>(HASH_QUEUE);
+        let (spare_tx, spare) = mpsc::sync_channel::<Vec<u8>>(HASH_QUEUE + 2);
+        let thread = std::thread::spawn(move || {
+            let mut h = Sha256::new();
+            for mut chunk in rx {
+                h.update(&chunk);
+                chunk.clear();
+                // The writer may be gone or have enough spares: either is fine.
+                let _ = spare_tx.try_send(chunk);
+            }
+            h
+        });
+        Self::Thread(HashThread {
+            pending: Vec::with_capacity(HASH_CHUNK),
+            chunks: Some(chunks),
+            spare,
+            thread: Some(thread),
+        })
+    }
+
+    fn update(&mut self, data: &[u8]) -> io::Result<()> {
+        match self {
+            Self::Inline(h) => {
+                h.update(data);
+                Ok(())
+            }
+            Self::Thread(t) => t.update(data),
+        }
+    }
+
+    fn finish(self) -> io::Result<Sha256> {
+        match self {
+            Self::Inline(h) => Ok(h),
+            Self::Thread(t) => t.finish(),
+        }
+    }
+}
+
+impl HashThread {
+    fn update(&mut self, mut data: &[u8]) -> io::Result<()> {
+        while !data.is_empty() {
+            let take = (HASH_CHUNK - self.pending.len()).min(data.len());
+            self.pending.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if self.pending.len() == HASH_CHUNK {
+                self.send()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands the pending chunk to the thread and takes a spare buffer.
+    fn send(&mut self) -> io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let next = self
+            .spare
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(HASH_CHUNK));
+        let full = std::mem::replace(&mut self.pending, next);
+        self.chunks
+            .as_ref()
+            .expect("the sender lives until finish")
+            .send(full)
+            .map_err(|_| io::Error::other("the diffID hashing thread stopped"))
+    }
+
+    fn finish(mut self) -> io::Result<Sha256> {
+        self.send()?;
+        drop(self.chunks.take());
+        self.thread
+            .take()
+            .expect("joined once")
+            .join()
+            .map_err(|_| io::Error::other("the diffID hashing thread panicked"))
+    }
 }
 
 enum Encoder<W: Write> {
@@ -119,7 +227,7 @@ impl<W: Write> LayerWriter<W> {
             }
         };
         Ok(Self {
-            diff: Sha256::new(),
+            diff: DiffHasher::new(threads),
             uncompressed: 0,
             encoder,
         })
@@ -142,7 +250,7 @@ impl<W: Write> LayerWriter<W> {
             .inner
             .into_inner()
             .map_err(|e| write_err(e.into_error()))?;
-        let diff_id = sha256_digest(self.diff);
+        let diff_id = sha256_digest(self.diff.finish().map_err(write_err)?);
         let digest = if counting.hash {
             sha256_digest(counting.hasher)
         } else {
@@ -168,7 +276,7 @@ impl<W: Write> Write for LayerWriter<W> {
             Encoder::Gzip(w) => w.write(buf)?,
             Encoder::Zstd(w) => w.write(buf)?,
         };
-        self.diff.update(&buf[..n]);
+        self.diff.update(&buf[..n])?;
         self.uncompressed += n as u64;
         Ok(n)
     }

@@ -1,0 +1,53 @@
+//! Wall-clock and CPU time of making one uncompressed layer (walk + tar +
+//! sha256) of a directory, as `kiln build` does for a step's upper dir. On a
+//! loaded machine criterion's wall-clock figures say little; CPU time per
+//! byte says what the code costs.
+//!
+//! `cargo run --release -p kiln-benches --example layer_cpu -- DIR [RUNS] [none|gzip|zstd]`
+
+use std::io;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use kiln_layer::{Compression, DiffOptions, LayerWriter, diff_overlay_upper};
+
+/// User + system CPU seconds of this process so far (all threads).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("reading /proc/self/stat");
+    // Fields after the command name (which ends with ')').
+    let rest = &stat[stat.rfind(')').expect("stat has a command name") + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let ticks = |i: usize| fields[i].parse::<f64>().expect("numeric stat field");
+    // utime and stime are fields 14 and 15 (1-based), 12 and 13 here.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let dir = PathBuf::from(
+        args.next()
+            .expect("usage: layer_cpu DIR [RUNS] [none|gzip|zstd]"),
+    );
+    let runs: usize = args
+        .next()
+        .map_or(5, |r| r.parse().expect("RUNS is a number"));
+    let compression = match args.next().as_deref() {
+        None | Some("none") => Compression::None,
+        Some("gzip") => Compression::Gzip,
+        Some("zstd") => Compression::Zstd,
+        Some(other) => panic!("unknown compression {other}"),
+    };
+    for _ in 0..runs {
+        let (t0, c0) = (Instant::now(), cpu_seconds());
+        let w = LayerWriter::new(io::sink(), compression).expect("layer writer");
+        let w = diff_overlay_upper(&dir, &DiffOptions::default(), w).expect("diff");
+        let (d, _) = w.finish().expect("finish");
+        let (wall, cpu) = (t0.elapsed().as_secs_f64(), cpu_seconds() - c0);
+        let mb = d.uncompressed_size as f64 / 1e6;
+        println!(
+            "{compression}: {mb:.0} MB tar, wall {wall:.3} s ({:.0} MB/s), cpu {cpu:.2} s ({:.0} MB/s of cpu)",
+            mb / wall,
+            mb / cpu.max(0.001)
+        );
+    }
+}
