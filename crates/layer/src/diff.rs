@@ -3,12 +3,13 @@
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
-use std::fs::{self, File, Metadata};
+use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
+use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags, Stat};
 use tar::{EntryType, Header};
 
 use crate::pax::{self, XATTR_PREFIX, is_overlay_private};
@@ -30,7 +31,8 @@ pub struct DiffOptions {
 /// kept except overlayfs's own. Returns `out` after the end-of-archive blocks.
 pub fn diff_overlay_upper<W: Write>(upper: &Path, opts: &DiffOptions, out: W) -> Result<W> {
     let mut em = Emitter::new(out, opts);
-    em.walk_upper(Path::new(""), upper)?;
+    let dir = open_dir(upper)?;
+    em.walk_upper(Path::new(""), &dir, upper)?;
     em.finish()
 }
 
@@ -41,7 +43,8 @@ pub fn diff_overlay_upper<W: Write>(upper: &Path, opts: &DiffOptions, out: W) ->
 /// `.wh.NAME`; unchanged parents of changed entries are written too.
 pub fn diff_dirs<W: Write>(lower: &Path, upper: &Path, opts: &DiffOptions, out: W) -> Result<W> {
     let mut em = Emitter::new(out, opts);
-    em.walk_pair(Path::new(""), lower, upper)?;
+    let (ldir, udir) = (open_dir(lower)?, open_dir(upper)?);
+    em.walk_pair(Path::new(""), (&ldir, lower), (&udir, upper))?;
     em.finish()
 }
 
@@ -54,35 +57,117 @@ fn write_err(source: io::Error) -> Error {
     Error::Write { source }
 }
 
-fn sorted_children(dir: &Path) -> Result<Vec<OsString>> {
+fn errno(op: &'static str, path: &Path) -> impl FnOnce(rustix::io::Errno) -> Error {
+    let f = io_err(op, path);
+    move |e| f(e.into())
+}
+
+/// Opens a directory for listing and for `*at` lookups of its children.
+fn open_dir(path: &Path) -> Result<OwnedFd> {
+    rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(errno("opening directory", path))
+}
+
+/// The names in a directory, sorted bytewise (the order entries are written).
+fn sorted_children(dir: &OwnedFd, path: &Path) -> Result<Vec<OsString>> {
     let mut names = Vec::new();
-    for entry in fs::read_dir(dir).map_err(io_err("listing", dir))? {
-        names.push(entry.map_err(io_err("listing", dir))?.file_name());
+    for entry in Dir::read_from(dir).map_err(errno("listing", path))? {
+        let entry = entry.map_err(errno("listing", path))?;
+        let name = entry.file_name().to_bytes();
+        if name != b"." && name != b".." {
+            names.push(OsStr::from_bytes(name).to_owned());
+        }
     }
     names.sort();
     Ok(names)
 }
 
-fn lstat(path: &Path) -> Result<Metadata> {
-    fs::symlink_metadata(path).map_err(io_err("inspecting", path))
+/// One directory entry being looked at: its parent directory's fd and its
+/// name (for `*at` calls, so no path is walked again per file), its full
+/// path (for messages, and for xattrs of symlinks and devices, which have
+/// no fd), and its lstat.
+struct Node<'a> {
+    dir: &'a OwnedFd,
+    name: &'a OsStr,
+    abs: PathBuf,
+    st: Stat,
 }
 
-/// xattrs of `path` (not following a symlink: the xattr crate's `list` and
-/// `get` are `llistxattr`/`lgetxattr`), sorted, overlay's own dropped.
-fn xattrs(path: &Path) -> Result<Vec<(OsString, Vec<u8>)>> {
-    let mut out = Vec::new();
-    let names = match xattr::list(path) {
-        Ok(names) => names,
-        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOTSUP.raw_os_error()) => {
-            return Ok(out);
+impl<'a> Node<'a> {
+    fn at(dir: &'a OwnedFd, name: &'a OsStr, parent_abs: &Path) -> Result<Self> {
+        let abs = parent_abs.join(name);
+        let st = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(errno("inspecting", &abs))?;
+        Ok(Self { dir, name, abs, st })
+    }
+
+    fn kind(&self) -> FileType {
+        FileType::from_raw_mode(self.st.st_mode)
+    }
+
+    /// (seconds, nanoseconds); the field types differ between architectures.
+    #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+    fn mtime(&self) -> (i64, u64) {
+        (self.st.st_mtime as i64, self.st.st_mtime_nsec as u64)
+    }
+
+    /// Opens a regular file for reading (never a symlink; a FIFO swapped in
+    /// meanwhile does not block the open).
+    fn open_file(&self) -> Result<File> {
+        rustix::fs::openat(
+            self.dir,
+            self.name,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map(File::from)
+        .map_err(errno("opening", &self.abs))
+    }
+
+    fn open_subdir(&self) -> Result<OwnedFd> {
+        rustix::fs::openat(
+            self.dir,
+            self.name,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(errno("opening directory", &self.abs))
+    }
+
+    /// xattrs (sorted, overlay's own dropped): through an fd for files and
+    /// directories, by path without following for the rest (the xattr
+    /// crate's `list`/`get` are `llistxattr`/`lgetxattr`).
+    fn xattrs(&self, open: Option<&File>) -> Result<Vec<(OsString, Vec<u8>)>> {
+        match self.kind() {
+            FileType::RegularFile => match open {
+                Some(f) => fd_xattrs(f, &self.abs),
+                None => fd_xattrs(&self.open_file()?, &self.abs),
+            },
+            FileType::Directory => fd_xattrs(&File::from(self.open_subdir()?), &self.abs),
+            _ => path_xattrs(&self.abs),
         }
-        Err(e) => return Err(io_err("listing xattrs", path)(e)),
-    };
+    }
+}
+
+fn not_supported(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(rustix::io::Errno::NOTSUP.raw_os_error())
+}
+
+fn keep_xattrs(
+    names: impl Iterator<Item = OsString>,
+    mut get: impl FnMut(&OsStr) -> io::Result<Option<Vec<u8>>>,
+    path: &Path,
+) -> Result<Vec<(OsString, Vec<u8>)>> {
+    let mut out = Vec::new();
     for name in names {
         if is_overlay_private(name.as_bytes()) {
             continue;
         }
-        if let Some(value) = xattr::get(path, &name).map_err(io_err("reading xattr", path))? {
+        if let Some(value) = get(&name).map_err(io_err("reading xattr", path))? {
             out.push((name, value));
         }
     }
@@ -90,15 +175,36 @@ fn xattrs(path: &Path) -> Result<Vec<(OsString, Vec<u8>)>> {
     Ok(out)
 }
 
-fn is_overlay_whiteout(meta: &Metadata) -> bool {
-    meta.file_type().is_char_device() && meta.rdev() == 0
+fn fd_xattrs(file: &File, path: &Path) -> Result<Vec<(OsString, Vec<u8>)>> {
+    use xattr::FileExt as _;
+    match file.list_xattr() {
+        Ok(names) => keep_xattrs(names, |n| file.get_xattr(n), path),
+        Err(e) if not_supported(&e) => Ok(Vec::new()),
+        Err(e) => Err(io_err("listing xattrs", path)(e)),
+    }
 }
 
-fn is_opaque(path: &Path) -> Result<bool> {
-    match xattr::get(path, "trusted.overlay.opaque") {
-        Ok(v) => Ok(v.as_deref() == Some(b"y")),
-        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOTSUP.raw_os_error()) => Ok(false),
-        Err(e) => Err(io_err("reading opaque xattr", path)(e)),
+/// xattrs of `path`, not following a symlink.
+fn path_xattrs(path: &Path) -> Result<Vec<(OsString, Vec<u8>)>> {
+    match xattr::list(path) {
+        Ok(names) => keep_xattrs(names, |n| xattr::get(path, n), path),
+        Err(e) if not_supported(&e) => Ok(Vec::new()),
+        Err(e) => Err(io_err("listing xattrs", path)(e)),
+    }
+}
+
+fn is_overlay_whiteout(node: &Node<'_>) -> bool {
+    node.kind() == FileType::CharacterDevice && node.st.st_rdev == 0
+}
+
+fn is_opaque(dir: &OwnedFd, path: &Path) -> Result<bool> {
+    let mut buf = [0u8; 4];
+    match rustix::fs::fgetxattr(dir, "trusted.overlay.opaque", &mut buf) {
+        Ok(n) => Ok(&buf[..n] == b"y"),
+        Err(rustix::io::Errno::NODATA | rustix::io::Errno::NOTSUP | rustix::io::Errno::RANGE) => {
+            Ok(false)
+        }
+        Err(e) => Err(errno("reading opaque xattr", path)(e)),
     }
 }
 
@@ -136,28 +242,34 @@ impl<'o, W: Write> Emitter<'o, W> {
         t.max(0) as u64
     }
 
-    fn walk_upper(&mut self, rel: &Path, abs: &Path) -> Result<()> {
-        for name in sorted_children(abs)? {
-            let (crel, cabs) = (rel.join(&name), abs.join(&name));
-            let meta = lstat(&cabs)?;
-            if is_overlay_whiteout(&meta) {
+    fn walk_upper(&mut self, rel: &Path, dir: &OwnedFd, abs: &Path) -> Result<()> {
+        for name in sorted_children(dir, abs)? {
+            let node = Node::at(dir, &name, abs)?;
+            if is_overlay_whiteout(&node) {
                 self.whiteout(rel, &name)?;
                 continue;
             }
-            self.entry(&crel, &cabs, &meta)?;
-            if meta.is_dir() {
-                if is_opaque(&cabs)? {
+            let crel = rel.join(&name);
+            self.entry(&crel, &node)?;
+            if node.kind() == FileType::Directory {
+                let sub = node.open_subdir()?;
+                if is_opaque(&sub, &node.abs)? {
                     self.marker(&crel.join(OPAQUE_WHITEOUT))?;
                 }
-                self.walk_upper(&crel, &cabs)?;
+                self.walk_upper(&crel, &sub, &node.abs)?;
             }
         }
         Ok(())
     }
 
-    fn walk_pair(&mut self, rel: &Path, lower: &Path, upper: &Path) -> Result<()> {
-        let lnames = sorted_children(lower)?;
-        let unames = sorted_children(upper)?;
+    fn walk_pair(
+        &mut self,
+        rel: &Path,
+        (ldir, labs): (&OwnedFd, &Path),
+        (udir, uabs): (&OwnedFd, &Path),
+    ) -> Result<()> {
+        let lnames = sorted_children(ldir, labs)?;
+        let unames = sorted_children(udir, uabs)?;
         let (mut li, mut ui) = (0, 0);
         while li < lnames.len() || ui < unames.len() {
             let order = match (lnames.get(li), unames.get(ui)) {
@@ -174,27 +286,31 @@ impl<'o, W: Write> Emitter<'o, W> {
                 std::cmp::Ordering::Greater => {
                     self.flush_pending()?;
                     let name = &unames[ui];
-                    self.tree(&rel.join(name), &upper.join(name))?;
+                    let node = Node::at(udir, name, uabs)?;
+                    self.tree(&rel.join(name), &node)?;
                     ui += 1;
                 }
                 std::cmp::Ordering::Equal => {
                     let name = &unames[ui];
-                    let (crel, cl, cu) = (rel.join(name), lower.join(name), upper.join(name));
-                    let (lm, um) = (lstat(&cl)?, lstat(&cu)?);
-                    if lm.is_dir() && um.is_dir() {
-                        if node_changed(&cl, &lm, &cu, &um)? {
+                    let crel = rel.join(name);
+                    let (l, u) = (Node::at(ldir, name, labs)?, Node::at(udir, name, uabs)?);
+                    let both_dirs =
+                        l.kind() == FileType::Directory && u.kind() == FileType::Directory;
+                    if both_dirs {
+                        if node_changed(&l, &u)? {
                             self.flush_pending()?;
-                            self.entry(&crel, &cu, &um)?;
+                            self.entry(&crel, &u)?;
                         } else {
-                            self.pending.push((crel.clone(), cu.clone()));
+                            self.pending.push((crel.clone(), u.abs.clone()));
                         }
-                        self.walk_pair(&crel, &cl, &cu)?;
+                        let (lsub, usub) = (l.open_subdir()?, u.open_subdir()?);
+                        self.walk_pair(&crel, (&lsub, &l.abs), (&usub, &u.abs))?;
                         if self.pending.last().is_some_and(|(p, _)| *p == crel) {
                             self.pending.pop();
                         }
-                    } else if node_changed(&cl, &lm, &cu, &um)? {
+                    } else if node_changed(&l, &u)? {
                         self.flush_pending()?;
-                        self.tree(&crel, &cu)?;
+                        self.tree(&crel, &u)?;
                     }
                     li += 1;
                     ui += 1;
@@ -206,19 +322,28 @@ impl<'o, W: Write> Emitter<'o, W> {
 
     fn flush_pending(&mut self) -> Result<()> {
         for (rel, abs) in std::mem::take(&mut self.pending) {
-            let meta = lstat(&abs)?;
-            self.entry(&rel, &abs, &meta)?;
+            let parent_abs = abs.parent().expect("a pending directory has a parent");
+            let name = abs.file_name().expect("a pending directory has a name");
+            let parent = rustix::fs::open(
+                parent_abs,
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(errno("opening directory", parent_abs))?;
+            let node = Node::at(&parent, name, parent_abs)?;
+            self.entry(&rel, &node)?;
         }
         Ok(())
     }
 
-    /// Writes `abs` and, if it is a directory, everything below it.
-    fn tree(&mut self, rel: &Path, abs: &Path) -> Result<()> {
-        let meta = lstat(abs)?;
-        self.entry(rel, abs, &meta)?;
-        if meta.is_dir() {
-            for name in sorted_children(abs)? {
-                self.tree(&rel.join(&name), &abs.join(&name))?;
+    /// Writes `node` and, if it is a directory, everything below it.
+    fn tree(&mut self, rel: &Path, node: &Node<'_>) -> Result<()> {
+        self.entry(rel, node)?;
+        if node.kind() == FileType::Directory {
+            let sub = node.open_subdir()?;
+            for name in sorted_children(&sub, &node.abs)? {
+                let child = Node::at(&sub, &name, &node.abs)?;
+                self.tree(&rel.join(&name), &child)?;
             }
         }
         Ok(())
@@ -244,21 +369,22 @@ impl<'o, W: Write> Emitter<'o, W> {
             .map_err(write_err)
     }
 
-    fn entry(&mut self, rel: &Path, abs: &Path, meta: &Metadata) -> Result<()> {
-        let ft = meta.file_type();
-        if ft.is_socket() {
+    fn entry(&mut self, rel: &Path, node: &Node<'_>) -> Result<()> {
+        let kind = node.kind();
+        if kind == FileType::Socket {
             // Sockets are not carried in layers.
             return Ok(());
         }
+        let st = &node.st;
         let mut h = Header::new_gnu();
-        h.set_uid(u64::from(meta.uid()));
-        h.set_gid(u64::from(meta.gid()));
-        h.set_mode(meta.mode() & 0o7777);
-        h.set_mtime(self.clamp(meta.mtime()));
+        h.set_uid(u64::from(st.st_uid));
+        h.set_gid(u64::from(st.st_gid));
+        h.set_mode(st.st_mode & 0o7777);
+        h.set_mtime(self.clamp(node.mtime().0));
         h.set_size(0);
 
-        if ft.is_file() && meta.nlink() > 1 {
-            let key = (meta.dev(), meta.ino());
+        if kind == FileType::RegularFile && st.st_nlink > 1 {
+            let key = (st.st_dev, st.st_ino);
             if let Some(first) = self.links.get(&key) {
                 let first = first.clone();
                 h.set_entry_type(EntryType::Link);
@@ -267,53 +393,58 @@ impl<'o, W: Write> Emitter<'o, W> {
             self.links.insert(key, rel.to_owned());
         }
 
-        let xattrs = xattrs(abs)?;
+        let file = match kind {
+            FileType::RegularFile => Some(node.open_file()?),
+            _ => None,
+        };
+        let xattrs = node.xattrs(file.as_ref())?;
         if !xattrs.is_empty() {
             self.pax_xattrs(rel, &xattrs)?;
         }
 
-        if ft.is_dir() {
-            h.set_entry_type(EntryType::Directory);
-            self.tar
-                .append_data(&mut h, rel, io::empty())
-                .map_err(write_err)
-        } else if ft.is_file() {
-            h.set_entry_type(EntryType::Regular);
-            h.set_size(meta.len());
-            let mut file = File::open(abs).map_err(io_err("opening", abs))?;
-            // The header (and any long-name entry) through tar-rs; the data
-            // and its padding here, in large writes (tar-rs copies through an
-            // 8 KiB buffer).
-            self.tar
-                .append_data(&mut h, rel, io::empty())
-                .map_err(write_err)?;
-            self.copy_data(&mut file, meta.len())
-                .map_err(io_err("archiving", abs))
-        } else if ft.is_symlink() {
-            h.set_entry_type(EntryType::Symlink);
-            let target = fs::read_link(abs).map_err(io_err("reading symlink", abs))?;
-            self.tar.append_link(&mut h, rel, target).map_err(write_err)
-        } else {
-            let kind = if ft.is_char_device() {
-                EntryType::Char
-            } else if ft.is_block_device() {
-                EntryType::Block
-            } else {
-                EntryType::Fifo
-            };
-            h.set_entry_type(kind);
-            let rdev = if kind == EntryType::Fifo {
-                0
-            } else {
-                meta.rdev()
-            };
-            h.set_device_major(rustix::fs::major(rdev))
-                .map_err(write_err)?;
-            h.set_device_minor(rustix::fs::minor(rdev))
-                .map_err(write_err)?;
-            self.tar
-                .append_data(&mut h, rel, io::empty())
-                .map_err(write_err)
+        match kind {
+            FileType::Directory => {
+                h.set_entry_type(EntryType::Directory);
+                self.tar
+                    .append_data(&mut h, rel, io::empty())
+                    .map_err(write_err)
+            }
+            FileType::RegularFile => {
+                let len = u64::try_from(st.st_size).unwrap_or(0);
+                h.set_entry_type(EntryType::Regular);
+                h.set_size(len);
+                let mut file = file.expect("opened above");
+                // The header (and any long-name entry) through tar-rs; the
+                // data and its padding here, in large writes (tar-rs copies
+                // through an 8 KiB buffer).
+                self.tar
+                    .append_data(&mut h, rel, io::empty())
+                    .map_err(write_err)?;
+                self.copy_data(&mut file, len)
+                    .map_err(io_err("archiving", &node.abs))
+            }
+            FileType::Symlink => {
+                h.set_entry_type(EntryType::Symlink);
+                let target = rustix::fs::readlinkat(node.dir, node.name, Vec::new())
+                    .map_err(errno("reading symlink", &node.abs))?;
+                let target = OsStr::from_bytes(target.as_bytes());
+                self.tar.append_link(&mut h, rel, target).map_err(write_err)
+            }
+            _ => {
+                let (entry_kind, rdev) = match kind {
+                    FileType::CharacterDevice => (EntryType::Char, st.st_rdev),
+                    FileType::BlockDevice => (EntryType::Block, st.st_rdev),
+                    _ => (EntryType::Fifo, 0),
+                };
+                h.set_entry_type(entry_kind);
+                h.set_device_major(rustix::fs::major(rdev))
+                    .map_err(write_err)?;
+                h.set_device_minor(rustix::fs::minor(rdev))
+                    .map_err(write_err)?;
+                self.tar
+                    .append_data(&mut h, rel, io::empty())
+                    .map_err(write_err)
+            }
         }
     }
 
@@ -370,52 +501,56 @@ impl<'o, W: Write> Emitter<'o, W> {
     }
 }
 
-/// Whether `upper` differs from `lower` as a layer would record it.
-fn node_changed(lower: &Path, lm: &Metadata, upper: &Path, um: &Metadata) -> Result<bool> {
-    let (lt, ut) = (lm.file_type(), um.file_type());
-    if lm.mode() != um.mode() || lm.uid() != um.uid() || lm.gid() != um.gid() {
+/// Whether `u` differs from `l` as a layer would record it.
+fn node_changed(l: &Node<'_>, u: &Node<'_>) -> Result<bool> {
+    let (ls, us) = (&l.st, &u.st);
+    if ls.st_mode != us.st_mode || ls.st_uid != us.st_uid || ls.st_gid != us.st_gid {
         return Ok(true);
     }
-    if lt.is_dir() {
-        // mode equality above implies the same file type.
-        if lm.mtime() != um.mtime() || lm.mtime_nsec() != um.mtime_nsec() {
+    // Mode equality above implies the same file type.
+    let kind = l.kind();
+    if kind == FileType::Directory {
+        if l.mtime() != u.mtime() {
             return Ok(true);
         }
-        return Ok(xattrs(lower)? != xattrs(upper)?);
+        return Ok(l.xattrs(None)? != u.xattrs(None)?);
     }
-    if lt.is_symlink() {
-        let a = fs::read_link(lower).map_err(io_err("reading symlink", lower))?;
-        let b = fs::read_link(upper).map_err(io_err("reading symlink", upper))?;
-        if a != b || lm.mtime() != um.mtime() {
+    if kind == FileType::Symlink {
+        let a = rustix::fs::readlinkat(l.dir, l.name, Vec::new())
+            .map_err(errno("reading symlink", &l.abs))?;
+        let b = rustix::fs::readlinkat(u.dir, u.name, Vec::new())
+            .map_err(errno("reading symlink", &u.abs))?;
+        if a != b || l.mtime().0 != u.mtime().0 {
             return Ok(true);
         }
-        // Read without following the link (llistxattr/lgetxattr).
-        return Ok(xattrs(lower)? != xattrs(upper)?);
+        return Ok(l.xattrs(None)? != u.xattrs(None)?);
     }
-    if (lt.is_char_device() || lt.is_block_device()) && lm.rdev() != um.rdev() {
+    if matches!(kind, FileType::CharacterDevice | FileType::BlockDevice) && ls.st_rdev != us.st_rdev
+    {
         return Ok(true);
     }
-    if lm.mtime() != um.mtime() || lm.mtime_nsec() != um.mtime_nsec() || lm.len() != um.len() {
+    if l.mtime() != u.mtime() || ls.st_size != us.st_size {
         return Ok(true);
     }
-    if xattrs(lower)? != xattrs(upper)? {
+    if kind != FileType::RegularFile {
+        return Ok(l.xattrs(None)? != u.xattrs(None)?);
+    }
+    let (lf, uf) = (l.open_file()?, u.open_file()?);
+    if l.xattrs(Some(&lf))? != u.xattrs(Some(&uf))? {
         return Ok(true);
     }
-    if !ut.is_file() {
-        return Ok(false);
-    }
-    let same_inode = lm.dev() == um.dev() && lm.ino() == um.ino();
+    let same_inode = ls.st_dev == us.st_dev && ls.st_ino == us.st_ino;
     // Same size and mtime: only the very same, untouched inode is taken on
     // trust; a copy (other inode) or a touched inode (other ctime) is read.
-    if same_inode && lm.ctime() == um.ctime() && lm.ctime_nsec() == um.ctime_nsec() {
+    if same_inode && ls.st_ctime == us.st_ctime && ls.st_ctime_nsec == us.st_ctime_nsec {
         return Ok(false);
     }
-    Ok(!same_contents(lower, upper)?)
+    Ok(!same_contents((lf, &l.abs), (uf, &u.abs))?)
 }
 
-fn same_contents(a: &Path, b: &Path) -> Result<bool> {
-    let mut fa = BufReader::with_capacity(256 << 10, File::open(a).map_err(io_err("opening", a))?);
-    let mut fb = BufReader::with_capacity(256 << 10, File::open(b).map_err(io_err("opening", b))?);
+fn same_contents((fa, a): (File, &Path), (fb, b): (File, &Path)) -> Result<bool> {
+    let mut fa = BufReader::with_capacity(256 << 10, fa);
+    let mut fb = BufReader::with_capacity(256 << 10, fb);
     let (mut ba, mut bb) = (vec![0u8; 256 << 10], vec![0u8; 256 << 10]);
     loop {
         let na = read_full(&mut fa, &mut ba).map_err(io_err("reading", a))?;

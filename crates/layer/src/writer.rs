@@ -35,31 +35,31 @@ pub struct LayerDigests {
 /// no identical bytes across its versions). Call [`LayerWriter::finish`] to
 /// flush and get the digests back along with the sink.
 pub struct LayerWriter<W: Write> {
+    /// Uncompressed bytes not yet handed to the encoder and the hasher.
+    chunk: Vec<u8>,
     diff: DiffHasher,
     uncompressed: u64,
     encoder: Encoder<W>,
 }
 
-/// Size of the chunks handed to the diffID thread.
-const HASH_CHUNK: usize = 1 << 20;
+/// The writer gathers the tar into chunks of this size; each goes to the
+/// encoder (which then sees large writes) and to the diffID hasher.
+const CHUNK: usize = 1 << 20;
 /// Chunks queued for the diffID thread before the writer waits for it.
 const HASH_QUEUE: usize = 4;
 
 /// The diffID hash (sha256 of the uncompressed tar). With more than one
-/// thread it runs on a thread of its own, fed 1 MiB chunks in order, so that
-/// hashing overlaps the walk and file reads of the caller (for an
-/// uncompressed layer sha256 is the largest single cost). The digest is the
-/// same either way.
+/// thread it runs on a thread of its own, fed the chunks in order, so that
+/// hashing overlaps the caller's walk and file reads (for an uncompressed
+/// layer sha256 is the largest single cost). The digest is the same either
+/// way.
 enum DiffHasher {
     Inline(Sha256),
-    Thread(HashThread),
-}
-
-struct HashThread {
-    pending: Vec<u8>,
-    chunks: Option<mpsc::SyncSender<Vec<u8>>>,
-    spare: mpsc::Receiver<Vec<u8>>,
-    thread: Option<JoinHandle<Sha256>>,
+    Thread {
+        chunks: Option<mpsc::SyncSender<Vec<u8>>>,
+        spare: mpsc::Receiver<Vec<u8>>,
+        thread: Option<JoinHandle<Sha256>>,
+    },
 }
 
 impl DiffHasher {
@@ -79,70 +79,52 @@ impl DiffHasher {
             }
             h
         });
-        Self::Thread(HashThread {
-            pending: Vec::with_capacity(HASH_CHUNK),
+        Self::Thread {
             chunks: Some(chunks),
             spare,
             thread: Some(thread),
-        })
+        }
     }
 
-    fn update(&mut self, data: &[u8]) -> io::Result<()> {
+    /// Hashes `chunk` (or hands it to the thread) and returns an empty
+    /// buffer to gather the next one in.
+    fn consume(&mut self, mut chunk: Vec<u8>) -> io::Result<Vec<u8>> {
         match self {
             Self::Inline(h) => {
-                h.update(data);
-                Ok(())
+                h.update(&chunk);
+                chunk.clear();
+                Ok(chunk)
             }
-            Self::Thread(t) => t.update(data),
+            Self::Thread { chunks, spare, .. } => {
+                let next = spare
+                    .try_recv()
+                    .unwrap_or_else(|_| Vec::with_capacity(CHUNK));
+                chunks
+                    .as_ref()
+                    .expect("the sender lives until finish")
+                    .send(chunk)
+                    .map_err(|_| io::Error::other("the diffID hashing thread stopped"))?;
+                Ok(next)
+            }
         }
     }
 
     fn finish(self) -> io::Result<Sha256> {
         match self {
             Self::Inline(h) => Ok(h),
-            Self::Thread(t) => t.finish(),
-        }
-    }
-}
-
-impl HashThread {
-    fn update(&mut self, mut data: &[u8]) -> io::Result<()> {
-        while !data.is_empty() {
-            let take = (HASH_CHUNK - self.pending.len()).min(data.len());
-            self.pending.extend_from_slice(&data[..take]);
-            data = &data[take..];
-            if self.pending.len() == HASH_CHUNK {
-                self.send()?;
+            Self::Thread {
+                mut chunks,
+                mut thread,
+                ..
+            } => {
+                drop(chunks.take());
+                thread
+                    .take()
+                    .expect("joined once")
+                    .join()
+                    .map_err(|_| io::Error::other("the diffID hashing thread panicked"))
             }
         }
-        Ok(())
-    }
-
-    /// Hands the pending chunk to the thread and takes a spare buffer.
-    fn send(&mut self) -> io::Result<()> {
-        if self.pending.is_empty() {
-            return Ok(());
-        }
-        let next = self
-            .spare
-            .try_recv()
-            .unwrap_or_else(|_| Vec::with_capacity(HASH_CHUNK));
-        let full = std::mem::replace(&mut self.pending, next);
-        self.chunks
-            .as_ref()
-            .expect("the sender lives until finish")
-            .send(full)
-            .map_err(|_| io::Error::other("the diffID hashing thread stopped"))
-    }
-
-    fn finish(mut self) -> io::Result<Sha256> {
-        self.send()?;
-        drop(self.chunks.take());
-        self.thread
-            .take()
-            .expect("joined once")
-            .join()
-            .map_err(|_| io::Error::other("the diffID hashing thread panicked"))
     }
 }
 
@@ -227,6 +209,7 @@ impl<W: Write> LayerWriter<W> {
             }
         };
         Ok(Self {
+            chunk: Vec::with_capacity(CHUNK),
             diff: DiffHasher::new(threads),
             uncompressed: 0,
             encoder,
@@ -239,8 +222,9 @@ impl<W: Write> LayerWriter<W> {
     }
 
     /// Finishes compression, flushes the sink and returns the digests and the sink.
-    pub fn finish(self) -> Result<(LayerDigests, W)> {
+    pub fn finish(mut self) -> Result<(LayerDigests, W)> {
         let write_err = |source| Error::Write { source };
+        self.flush_chunk().map_err(write_err)?;
         let (counting, compression) = match self.encoder {
             Encoder::None(c) => (c, Compression::None),
             Encoder::Gzip(e) => (e.finish().map_err(write_err)?, Compression::Gzip),
@@ -269,19 +253,36 @@ impl<W: Write> LayerWriter<W> {
     }
 }
 
+impl<W: Write> LayerWriter<W> {
+    /// Hands the gathered chunk to the encoder, then to the hasher.
+    fn flush_chunk(&mut self) -> io::Result<()> {
+        if self.chunk.is_empty() {
+            return Ok(());
+        }
+        match &mut self.encoder {
+            Encoder::None(w) => w.write_all(&self.chunk)?,
+            Encoder::Gzip(w) => w.write_all(&self.chunk)?,
+            Encoder::Zstd(w) => w.write_all(&self.chunk)?,
+        }
+        let full = std::mem::take(&mut self.chunk);
+        self.chunk = self.diff.consume(full)?;
+        Ok(())
+    }
+}
+
 impl<W: Write> Write for LayerWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = match &mut self.encoder {
-            Encoder::None(w) => w.write(buf)?,
-            Encoder::Gzip(w) => w.write(buf)?,
-            Encoder::Zstd(w) => w.write(buf)?,
-        };
-        self.diff.update(&buf[..n])?;
+        let n = (CHUNK - self.chunk.len()).min(buf.len());
+        self.chunk.extend_from_slice(&buf[..n]);
         self.uncompressed += n as u64;
+        if self.chunk.len() == CHUNK {
+            self.flush_chunk()?;
+        }
         Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
+        self.flush_chunk()?;
         match &mut self.encoder {
             Encoder::None(w) => w.flush(),
             Encoder::Gzip(w) => w.flush(),
