@@ -11,7 +11,6 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, Timestamps, Uid, XattrFlags};
-use sha2::{Digest as _, Sha256};
 use tar::EntryType;
 
 use crate::compression::{decoder, detect_compression};
@@ -19,6 +18,7 @@ use crate::fsops::{
     ensure_dir, list_dir, lsetxattr_at, lstat_type, open_root, open_subdir, remove_all_at,
     resolve_dir,
 };
+use crate::hash::{CHUNK, ChunkHasher};
 use crate::pax::{XATTR_PREFIX, is_overlay_private};
 use crate::{Compression, Error, OPAQUE_WHITEOUT, Result, WHITEOUT_PREFIX, sha256_digest};
 
@@ -99,9 +99,11 @@ pub fn apply_layer<R: Read>(
             detected,
         });
     }
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
     let mut hashing = HashingReader {
         inner: decoder(buffered, compression).map_err(read_err)?,
-        hasher: Sha256::new(),
+        pending: Vec::with_capacity(CHUNK),
+        hasher: ChunkHasher::new(threads),
         count: 0,
     };
     let root_fd = open_root(root).map_err(|source| Error::Io {
@@ -128,7 +130,8 @@ pub fn apply_layer<R: Read>(
     // The end-of-archive blocks and any record padding are part of the diffID.
     io::copy(&mut hashing, &mut io::sink()).map_err(read_err)?;
     unpacker.set_dir_times()?;
-    let diff_id = sha256_digest(hashing.hasher);
+    let tar_size = hashing.count;
+    let diff_id = sha256_digest(hashing.finish().map_err(read_err)?);
     if let Some(expected) = &opts.expected_diff_id
         && *expected != diff_id
     {
@@ -139,7 +142,7 @@ pub fn apply_layer<R: Read>(
     }
     Ok(ApplyStats {
         diff_id,
-        tar_size: hashing.count,
+        tar_size,
         entries: unpacker.entries,
         whiteouts: unpacker.whiteouts,
     })
@@ -149,16 +152,37 @@ fn read_err(source: io::Error) -> Error {
     Error::Read { source }
 }
 
+/// Hashes what is read through it (the diffID), gathering chunks for the
+/// hashing thread so that sha256 overlaps the unpacking.
 struct HashingReader<R> {
     inner: R,
-    hasher: Sha256,
+    pending: Vec<u8>,
+    hasher: ChunkHasher,
     count: u64,
+}
+
+impl<R> HashingReader<R> {
+    fn finish(mut self) -> io::Result<sha2::Sha256> {
+        if !self.pending.is_empty() {
+            self.hasher.consume(std::mem::take(&mut self.pending))?;
+        }
+        self.hasher.finish()
+    }
 }
 
 impl<R: Read> Read for HashingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
+        let mut data = &buf[..n];
+        while !data.is_empty() {
+            let take = (CHUNK - self.pending.len()).min(data.len());
+            self.pending.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if self.pending.len() == CHUNK {
+                let full = std::mem::take(&mut self.pending);
+                self.pending = self.hasher.consume(full)?;
+            }
+        }
         self.count += n as u64;
         Ok(n)
     }

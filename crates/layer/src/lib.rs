@@ -50,6 +50,7 @@ mod apply;
 mod compression;
 mod diff;
 mod fsops;
+mod hash;
 mod pargz;
 mod pax;
 mod writer;

@@ -2,11 +2,10 @@
 //! tar (diffID) before compression and the blob (digest, size) after it.
 
 use std::io::{self, BufWriter, Write};
-use std::sync::mpsc;
-use std::thread::JoinHandle;
 
 use sha2::{Digest as _, Sha256};
 
+use crate::hash::{CHUNK, ChunkHasher};
 use crate::{Compression, Error, Result, sha256_digest};
 
 /// The identities of a layer written by [`LayerWriter`].
@@ -37,95 +36,9 @@ pub struct LayerDigests {
 pub struct LayerWriter<W: Write> {
     /// Uncompressed bytes not yet handed to the encoder and the hasher.
     chunk: Vec<u8>,
-    diff: DiffHasher,
+    diff: ChunkHasher,
     uncompressed: u64,
     encoder: Encoder<W>,
-}
-
-/// The writer gathers the tar into chunks of this size; each goes to the
-/// encoder (which then sees large writes) and to the diffID hasher.
-const CHUNK: usize = 1 << 20;
-/// Chunks queued for the diffID thread before the writer waits for it.
-const HASH_QUEUE: usize = 4;
-
-/// The diffID hash (sha256 of the uncompressed tar). With more than one
-/// thread it runs on a thread of its own, fed the chunks in order, so that
-/// hashing overlaps the caller's walk and file reads (for an uncompressed
-/// layer sha256 is the largest single cost). The digest is the same either
-/// way.
-enum DiffHasher {
-    Inline(Sha256),
-    Thread {
-        chunks: Option<mpsc::SyncSender<Vec<u8>>>,
-        spare: mpsc::Receiver<Vec<u8>>,
-        thread: Option<JoinHandle<Sha256>>,
-    },
-}
-
-impl DiffHasher {
-    fn new(threads: usize) -> Self {
-        if threads <= 1 {
-            return Self::Inline(Sha256::new());
-        }
-        let (chunks, rx) = mpsc::sync_channel::<Vec<u8>>(HASH_QUEUE);
-        let (spare_tx, spare) = mpsc::sync_channel::<Vec<u8>>(HASH_QUEUE + 2);
-        let thread = std::thread::spawn(move || {
-            let mut h = Sha256::new();
-            for mut chunk in rx {
-                h.update(&chunk);
-                chunk.clear();
-                // The writer may be gone or have enough spares: either is fine.
-                let _ = spare_tx.try_send(chunk);
-            }
-            h
-        });
-        Self::Thread {
-            chunks: Some(chunks),
-            spare,
-            thread: Some(thread),
-        }
-    }
-
-    /// Hashes `chunk` (or hands it to the thread) and returns an empty
-    /// buffer to gather the next one in.
-    fn consume(&mut self, mut chunk: Vec<u8>) -> io::Result<Vec<u8>> {
-        match self {
-            Self::Inline(h) => {
-                h.update(&chunk);
-                chunk.clear();
-                Ok(chunk)
-            }
-            Self::Thread { chunks, spare, .. } => {
-                let next = spare
-                    .try_recv()
-                    .unwrap_or_else(|_| Vec::with_capacity(CHUNK));
-                chunks
-                    .as_ref()
-                    .expect("the sender lives until finish")
-                    .send(chunk)
-                    .map_err(|_| io::Error::other("the diffID hashing thread stopped"))?;
-                Ok(next)
-            }
-        }
-    }
-
-    fn finish(self) -> io::Result<Sha256> {
-        match self {
-            Self::Inline(h) => Ok(h),
-            Self::Thread {
-                mut chunks,
-                mut thread,
-                ..
-            } => {
-                drop(chunks.take());
-                thread
-                    .take()
-                    .expect("joined once")
-                    .join()
-                    .map_err(|_| io::Error::other("the diffID hashing thread panicked"))
-            }
-        }
-    }
 }
 
 enum Encoder<W: Write> {
@@ -210,7 +123,7 @@ impl<W: Write> LayerWriter<W> {
         };
         Ok(Self {
             chunk: Vec::with_capacity(CHUNK),
-            diff: DiffHasher::new(threads),
+            diff: ChunkHasher::new(threads),
             uncompressed: 0,
             encoder,
         })

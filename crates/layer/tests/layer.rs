@@ -370,6 +370,33 @@ fn diff_id_covers_the_whole_stream_and_mismatch_is_an_error() {
 }
 
 #[test]
+fn diff_id_of_a_layer_of_several_hash_chunks_matches_an_independent_hash() {
+    // The diffID is hashed in 1 MiB chunks on another thread; a layer of
+    // several chunks with an odd tail must hash as one stream.
+    let sb = Sandbox::new();
+    let big: Vec<u8> = (0..3_500_001u32).map(|i| (i % 241) as u8).collect();
+    let tar = RawTar::default()
+        .file("a", b"small")
+        .file("big", &big)
+        .file("z", b"tail")
+        .finish();
+    let stats = sb.apply(&tar, &opts(WhiteoutMode::Delete)).unwrap();
+    assert_eq!(stats.diff_id, sha256(&tar));
+    assert_eq!(stats.tar_size, tar.len() as u64);
+    assert_eq!(fs::read(sb.root().join("big")).unwrap(), big);
+    for c in [Compression::Gzip, Compression::Zstd] {
+        let mut w = LayerWriter::new(Vec::new(), c).unwrap();
+        w.write_all(&tar).unwrap();
+        let (d, blob) = w.finish().unwrap();
+        assert_eq!(d.diff_id, sha256(&tar), "{c}");
+        let sb = Sandbox::new();
+        let stats =
+            apply_layer(blob.as_slice(), c, &sb.root(), &opts(WhiteoutMode::Delete)).unwrap();
+        assert_eq!(stats.diff_id, d.diff_id, "{c}");
+    }
+}
+
+#[test]
 fn pax_long_names_and_xattrs_are_applied() {
     let sb = Sandbox::new();
     let long = format!("{}/{}", "p".repeat(120), "q".repeat(130));
