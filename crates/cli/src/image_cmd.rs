@@ -474,7 +474,12 @@ pub(crate) fn images(app: &mut App, args: &ImagesArgs) -> Result<u8> {
             rec.id.hex()[..12].to_owned()
         };
         let created = created_time(rec).map_or_else(|| "N/A".to_owned(), |t| format::ago(t, now));
-        let size = format::size(rec.size);
+        // Unpacked, as Docker shows it, once measured; else the blobs' sum.
+        let size = kiln_image::read_image(&app.store, &rec.id)
+            .ok()
+            .and_then(|img| kiln_image::image_size(&app.store, &img).ok().flatten())
+            .unwrap_or(rec.size);
+        let size = format::size(size);
         let mut tags: Vec<(String, String)> = rec
             .repo_tags
             .iter()

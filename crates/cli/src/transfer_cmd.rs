@@ -147,6 +147,11 @@ pub(crate) fn load(app: &mut App, a: &LoadArgs) -> Result<u8> {
         }
         None => kiln_image::load(&app.store, std::io::stdin().lock())?,
     };
+    // Unpacked at once, as Docker does (this also measures the layers for
+    // `images`' SIZE).
+    for r in &records {
+        crate::unpack::ensure_unpacked(app, &r.id)?;
+    }
     for r in &records {
         if r.repo_tags.is_empty() {
             println!("Loaded image ID: {}", r.id);
@@ -193,6 +198,7 @@ pub(crate) fn import(app: &mut App, a: &ImportArgs) -> Result<u8> {
         let f = std::fs::File::open(&a.file).with_context(|| format!("cannot open {}", a.file))?;
         kiln_image::import(&app.store, f, reference.as_ref(), &a.change, &opts)?
     };
+    crate::unpack::ensure_unpacked(app, &record.id)?;
     println!("{}", record.id);
     Ok(0)
 }

@@ -115,6 +115,11 @@ pub fn commit_layer(
         Some((desc, diff_id))
     };
     let record = write_image(store, &config, parent_layers, &opts.tags)?;
+    if layer.is_some()
+        && let Some(chain) = chain_ids(&parse_ids(&config)?).last()
+    {
+        crate::size::remember(store, snapshotter, key, chain, digests.uncompressed_size);
+    }
     debug!(image = %record.id, empty, "image committed");
 
     let top = chain_ids(&parse_ids(&config)?)

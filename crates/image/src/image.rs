@@ -228,7 +228,11 @@ pub fn inspect(store: &Store, id: &Digest) -> Result<Value> {
         out.insert("Variant".into(), json!(v));
     }
     out.insert("Os".into(), json!(cfg.os));
-    out.insert("Size".into(), json!(img.record.size));
+    let size = crate::size::image_size(store, &img)
+        .ok()
+        .flatten()
+        .unwrap_or(img.record.size);
+    out.insert("Size".into(), json!(size));
     out.insert(
         "RootFS".into(),
         json!({"Type": cfg.rootfs.kind, "Layers": cfg.rootfs.diff_ids}),
@@ -250,8 +254,10 @@ pub struct HistoryRow {
     pub created: Option<Timestamp>,
     /// The step's command (`/bin/sh -c #(nop)  CMD ["sh"]`).
     pub created_by: String,
-    /// Size of the step's layer blob in bytes (as stored, so compressed
-    /// for pulled layers); 0 for steps that made no layer.
+    /// Size of the step's layer in bytes: unpacked, as Docker counts it,
+    /// once the layer was unpacked or committed here (see
+    /// [`layer_sizes`](crate::layer_sizes)), else its blob's size; 0 for
+    /// steps that made no layer.
     pub size: u64,
     /// The step's comment.
     pub comment: String,
@@ -263,7 +269,16 @@ pub struct HistoryRow {
 /// An image whose config has no history gets one row per layer.
 pub fn history(store: &Store, id: &Digest) -> Result<Vec<HistoryRow>> {
     let img = read_image(store, id)?;
-    let mut layers = img.manifest.layers.iter();
+    // Unpacked sizes where measured, as Docker shows them; else the blob's.
+    let measured = crate::size::layer_sizes(store, &img).unwrap_or_default();
+    let sizes: Vec<u64> = img
+        .manifest
+        .layers
+        .iter()
+        .enumerate()
+        .map(|(i, l)| measured.get(i).copied().flatten().unwrap_or(l.size))
+        .collect();
+    let mut layers = sizes.iter().copied();
     let mut rows = Vec::new();
     if img.config.history.is_empty() {
         for l in layers {
@@ -271,7 +286,7 @@ pub fn history(store: &Store, id: &Digest) -> Result<Vec<HistoryRow>> {
                 id: None,
                 created: None,
                 created_by: String::new(),
-                size: l.size,
+                size: l,
                 comment: String::new(),
                 empty_layer: false,
             });
@@ -281,7 +296,7 @@ pub fn history(store: &Store, id: &Digest) -> Result<Vec<HistoryRow>> {
             let size = if h.empty_layer {
                 0
             } else {
-                layers.next().map_or(0, |l| l.size)
+                layers.next().unwrap_or(0)
             };
             rows.push(HistoryRow {
                 id: None,

@@ -70,6 +70,7 @@ mod import;
 mod load;
 mod manifest;
 mod prune;
+mod size;
 mod time;
 mod unpack;
 
@@ -90,5 +91,8 @@ pub use import::{ImportOptions, apply_change, import};
 pub use load::load;
 pub use manifest::{Descriptor, Index, Manifest, Platform, media_type, to_oci_media_type};
 pub use prune::prune_snapshots;
+pub use size::{LAYER_SIZES, LayerSize, content_size, image_size, layer_sizes};
 pub use time::Timestamp;
-pub use unpack::{LayerRef, UnpackOptions, ensure_unpacked, unpack_image, unpack_layer};
+pub use unpack::{
+    LayerRef, UnpackOptions, ensure_unpacked, unpack_image, unpack_layer, unpack_layer_into,
+};

@@ -90,7 +90,14 @@ pub fn unpack_image(
             compression,
             label: layer.digest.to_string(),
         };
-        unpack_layer(snapshotter, parent.as_deref(), &layer_ref, blob, opts)?;
+        unpack_layer_into(
+            snapshotter,
+            parent.as_deref(),
+            &layer_ref,
+            blob,
+            opts,
+            Some(store),
+        )?;
         debug!(chain_id = %name, layer = %layer.digest, "layer unpacked");
         parent = Some(name);
     }
@@ -129,6 +136,19 @@ pub fn unpack_layer<R: Read>(
     reader: R,
     opts: &UnpackOptions,
 ) -> Result<String> {
+    unpack_layer_into(snapshotter, parent, layer, reader, opts, None)
+}
+
+/// [`unpack_layer`], also remembering the layer's unpacked size in
+/// `sizes` (see [`layer_sizes`](crate::layer_sizes)) when given.
+pub fn unpack_layer_into<R: Read>(
+    snapshotter: &dyn Snapshotter,
+    parent: Option<&str>,
+    layer: &LayerRef,
+    reader: R,
+    opts: &UnpackOptions,
+    sizes: Option<&Store>,
+) -> Result<String> {
     let name = layer.chain_id.to_string();
     if snapshotter.exists(&name).map_err(snap_err(&name))? {
         return Ok(name);
@@ -141,7 +161,13 @@ pub fn unpack_layer<R: Read>(
     );
     snapshotter.prepare(&key, parent).map_err(snap_err(&key))?;
     let applied = apply_into(snapshotter, &key, layer, reader, opts);
-    let committed = applied.and_then(|()| match snapshotter.commit(&name, &key) {
+    let committed = applied.and_then(|stats| {
+        if let Some(store) = sizes {
+            crate::size::remember(store, snapshotter, &key, &layer.chain_id, stats.tar_size);
+        }
+        Ok(())
+    });
+    let committed = committed.and_then(|()| match snapshotter.commit(&name, &key) {
         Ok(()) => Ok(()),
         Err(kiln_snapshot::Error::AlreadyExists { .. }) => {
             debug!(chain_id = %name, "another process unpacked this layer first");
@@ -163,7 +189,7 @@ fn apply_into<R: Read>(
     layer: &LayerRef,
     reader: R,
     opts: &UnpackOptions,
-) -> Result<()> {
+) -> Result<kiln_layer::ApplyStats> {
     let target = snapshotter.apply_target(key).map_err(snap_err(key))?;
     let apply_opts = ApplyOptions {
         whiteouts: target.whiteouts,
@@ -172,6 +198,5 @@ fn apply_into<R: Read>(
         expected_diff_id: Some(layer.diff_id.to_string()),
     };
     apply_layer(reader, layer.compression, &target.dir, &apply_opts)
-        .map_err(layer_err(&layer.label))?;
-    Ok(())
+        .map_err(layer_err(&layer.label))
 }

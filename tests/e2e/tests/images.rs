@@ -1234,3 +1234,139 @@ fn docker_pulls_and_runs_what_kiln_pushes() {
     let docker_out = docker_ok(&["run", "--rm", "--network", "none", &target]);
     assert_eq!(docker_out, kiln_out);
 }
+
+// ---------------------------------------------------------------- sizes
+
+/// Docker's size of the layer `busybox_rootfs_tarball` makes: every
+/// non-directory's size, a symlink counting its target (`busybox`).
+fn busybox_rootfs_size() -> u64 {
+    let busybox = std::fs::metadata("/bin/busybox")
+        .expect("/bin/busybox")
+        .len();
+    busybox + 3 * "busybox".len() as u64 + "from a tarball\n".len() as u64
+}
+
+#[test]
+fn images_history_and_inspect_show_unpacked_sizes() {
+    let sb = Sandbox::new();
+    let name = format!("kiln-e2e/sized:{}", free_port());
+    imported_image(&sb, &name, "sized");
+    let want = busybox_rootfs_size();
+    assert_eq!(
+        inspect(&sb, &name)["Size"],
+        want,
+        "inspect Size is unpacked"
+    );
+    let row = sb
+        .kiln_ok(["images", &name])
+        .lines()
+        .nth(1)
+        .map(columns)
+        .expect("a row");
+    let shown = row.last().expect("SIZE column").clone();
+    let history = sb.kiln_ok(["history", &name]);
+    let hist_row = columns(history.lines().nth(1).expect("a history row"));
+    assert!(hist_row.contains(&shown), "{history} vs {shown}");
+
+    // Pushed (gzip) and pulled into a fresh store: the same unpacked size,
+    // not the compressed one.
+    let target = format!("{}:1", fresh_repo("sized"));
+    sb.kiln_ok(["tag", &name, &target]);
+    sb.kiln_ok(["push", "-q", &target]);
+    let fresh = Sandbox::new();
+    fresh.kiln_ok(["pull", "-q", &target]);
+    assert_eq!(inspect(&fresh, &target)["Size"], want);
+
+    // The reference Docker shows the same figures, when there is one.
+    if !docker_available("images_history_and_inspect_show_unpacked_sizes (docker part)") {
+        return;
+    }
+    let file = sb.work().join("sized.tar");
+    sb.kiln_ok([
+        "save".as_ref(),
+        "-o".as_ref(),
+        file.as_os_str(),
+        name.as_ref(),
+    ]);
+    let _cleanup = DockerImage(name.clone());
+    docker_ok(&["load", "-i", &file.to_string_lossy()]);
+    assert_eq!(
+        docker_ok(&["image", "inspect", "-f", "{{.Size}}", &name]).trim(),
+        want.to_string()
+    );
+    assert_eq!(
+        docker_ok(&["images", "--format", "{{.Size}}", &name]).trim(),
+        shown
+    );
+}
+
+// ---------------------------------------------------------------- freeing snapshots
+
+/// The snapshot directories of the sandbox's store (whichever snapshotter
+/// it picked), sorted.
+fn snapshot_dirs(sb: &Sandbox) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for kind in ["overlay", "copy"] {
+        let dir = sb.root().join("snapshots").join(kind).join("snapshots");
+        if let Ok(rd) = std::fs::read_dir(&dir) {
+            out.extend(rd.flatten().map(|e| e.path()));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn rmi_and_prunes_free_snapshots_but_keep_shared_ones() {
+    let sb = Sandbox::new();
+    // busybox and the index's host entry share one layer: one snapshot.
+    sb.kiln_ok(["pull", "-q", &busybox_ref()]);
+    let base = snapshot_dirs(&sb);
+    assert_eq!(base.len(), 1, "{base:?}");
+    sb.kiln_ok(["pull", "-q", &index_ref()]);
+    assert_eq!(
+        snapshot_dirs(&sb),
+        base,
+        "the shared layer is unpacked once"
+    );
+
+    // rmi of one keeps the snapshot the other uses; rmi of both frees it.
+    sb.kiln_ok(["rmi", &busybox_ref()]);
+    assert_eq!(snapshot_dirs(&sb), base, "still used by {}", index_ref());
+    sb.kiln_ok(["rmi", &index_ref()]);
+    assert_eq!(snapshot_dirs(&sb), Vec::<std::path::PathBuf>::new());
+
+    // Two imports of one tarball share their layer; image prune of the
+    // dangling one keeps it, prune -a frees it.
+    let tar = busybox_rootfs_tarball(&sb.work());
+    let import = |changes: &str, name: &str| {
+        sb.kiln_ok([
+            "import".as_ref(),
+            "-c".as_ref(),
+            changes.as_ref(),
+            tar.as_os_str(),
+            name.as_ref(),
+        ])
+        .trim()
+        .to_owned()
+    };
+    import("ENV A=1", "local/snap:1");
+    import("ENV A=2", "local/snap:2");
+    let shared = snapshot_dirs(&sb);
+    assert_eq!(shared.len(), 1, "{shared:?}");
+    // Moving the tag leaves A=1 dangling.
+    import("ENV A=3", "local/snap:1");
+    sb.kiln_ok(["image", "prune", "-f"]);
+    assert_eq!(image_ids(&sb).len(), 2);
+    assert_eq!(snapshot_dirs(&sb), shared);
+    sb.kiln_ok(["image", "prune", "-a", "-f"]);
+    assert!(image_ids(&sb).is_empty());
+    assert_eq!(snapshot_dirs(&sb), Vec::<std::path::PathBuf>::new());
+
+    // system prune -a frees an image's snapshots too.
+    import("ENV A=4", "local/snap:4");
+    assert_eq!(snapshot_dirs(&sb).len(), 1);
+    sb.kiln_ok(["system", "prune", "-a", "-f"]);
+    assert!(image_ids(&sb).is_empty());
+    assert_eq!(snapshot_dirs(&sb), Vec::<std::path::PathBuf>::new());
+}
