@@ -20,6 +20,9 @@ use tempfile::TempDir;
 
 struct Sandbox {
     tmp: TempDir,
+    /// The secret's (ctime, ctime_nsec): any chmod, chown, utimes or xattr
+    /// reaching it through a link would move it.
+    secret_ctime: (i64, i64),
 }
 
 impl Sandbox {
@@ -28,8 +31,13 @@ impl Sandbox {
         let tmp = tempfile::tempdir().unwrap();
         fs::create_dir(tmp.path().join("root")).unwrap();
         fs::create_dir(tmp.path().join("outside")).unwrap();
-        fs::write(tmp.path().join("outside/secret"), b"secret").unwrap();
-        Self { tmp }
+        let secret = tmp.path().join("outside/secret");
+        fs::write(&secret, b"secret").unwrap();
+        let m = fs::symlink_metadata(&secret).unwrap();
+        Self {
+            tmp,
+            secret_ctime: (m.ctime(), m.ctime_nsec()),
+        }
     }
     fn root(&self) -> PathBuf {
         self.tmp.path().join("root")
@@ -46,7 +54,9 @@ impl Sandbox {
         assert_eq!(names(&self.outside()), ["secret"]);
         let secret = self.outside().join("secret");
         assert_eq!(fs::read(&secret).unwrap(), b"secret");
-        assert_eq!(fs::metadata(&secret).unwrap().nlink(), 1);
+        let m = fs::symlink_metadata(&secret).unwrap();
+        assert_eq!(m.nlink(), 1);
+        assert_eq!((m.ctime(), m.ctime_nsec()), self.secret_ctime);
     }
 }
 
@@ -450,6 +460,52 @@ fn user_xattrs_on_symlinks_are_skipped_and_never_reach_the_target() {
     assert_eq!(
         xattr::get(sb.outside().join("secret"), "user.on-link").unwrap(),
         None
+    );
+    sb.assert_contained();
+}
+
+#[test]
+fn symlink_times_are_set_on_the_link_not_its_target() {
+    let sb = Sandbox::new();
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(EntryType::Regular);
+    h.set_mode(0o644);
+    h.set_size(1);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(1_000_000_000);
+    b.append_data(&mut h, "target", &b"t"[..]).unwrap();
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(EntryType::Symlink);
+    h.set_mode(0o777);
+    h.set_size(0);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(1_700_000_000);
+    b.append_link(&mut h, "link", "target").unwrap();
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(EntryType::Symlink);
+    h.set_mode(0o777);
+    h.set_size(0);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(1_700_000_000);
+    b.append_link(&mut h, "out", "../outside/secret").unwrap();
+    let tar = b.into_inner().unwrap();
+    sb.apply(&tar, &opts(WhiteoutMode::Delete)).unwrap();
+    let link = fs::symlink_metadata(sb.root().join("link")).unwrap();
+    assert!(link.file_type().is_symlink());
+    assert_eq!(link.mtime(), 1_700_000_000);
+    assert_eq!(
+        fs::symlink_metadata(sb.root().join("target"))
+            .unwrap()
+            .mtime(),
+        1_000_000_000
+    );
+    assert_eq!(
+        fs::symlink_metadata(sb.root().join("out")).unwrap().mtime(),
+        1_700_000_000
     );
     sb.assert_contained();
 }
