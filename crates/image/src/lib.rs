@@ -95,4 +95,5 @@ pub use size::{LAYER_SIZES, LayerSize, content_size, image_size, layer_sizes};
 pub use time::Timestamp;
 pub use unpack::{
     LayerRef, UnpackOptions, ensure_unpacked, unpack_image, unpack_layer, unpack_layer_into,
+    unpack_layer_verified,
 };

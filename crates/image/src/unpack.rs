@@ -145,9 +145,30 @@ pub fn unpack_layer_into<R: Read>(
     snapshotter: &dyn Snapshotter,
     parent: Option<&str>,
     layer: &LayerRef,
-    reader: R,
+    mut reader: R,
     opts: &UnpackOptions,
     sizes: Option<&Store>,
+) -> Result<String> {
+    unpack_layer_verified(snapshotter, parent, layer, &mut reader, opts, sizes, |_| {
+        Ok(())
+    })
+}
+
+/// [`unpack_layer_into`] for a stream that is verified only at its end
+/// (a layer unpacked while it downloads): after the layer is applied and its
+/// diff ID checked, `verify` gets the reader back (to drain it and learn
+/// whether the download's digest check passed) and the snapshot is
+/// committed only if it returns `Ok`; otherwise the partial snapshot is
+/// removed and its error returned. `verify` is not called when the snapshot
+/// exists already.
+pub fn unpack_layer_verified<R: Read>(
+    snapshotter: &dyn Snapshotter,
+    parent: Option<&str>,
+    layer: &LayerRef,
+    reader: &mut R,
+    opts: &UnpackOptions,
+    sizes: Option<&Store>,
+    verify: impl FnOnce(&mut R) -> Result<()>,
 ) -> Result<String> {
     let name = layer.chain_id.to_string();
     if snapshotter.exists(&name).map_err(snap_err(&name))? {
@@ -160,8 +181,9 @@ pub fn unpack_layer_into<R: Read>(
         UNPACK_COUNTER.fetch_add(1, Ordering::Relaxed)
     );
     snapshotter.prepare(&key, parent).map_err(snap_err(&key))?;
-    let applied = apply_into(snapshotter, &key, layer, reader, opts);
+    let applied = apply_into(snapshotter, &key, layer, &mut *reader, opts);
     let committed = applied.and_then(|stats| {
+        verify(reader)?;
         if let Some(store) = sizes {
             crate::size::remember(store, snapshotter, &key, &layer.chain_id, stats.tar_size);
         }

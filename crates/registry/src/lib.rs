@@ -48,6 +48,8 @@ mod manifest;
 use kiln_content::Digest;
 
 pub use auth::{config_key, credentials, remove_login, save_login};
+/// bytes, whose `Bytes` a [`Tee`] receives.
+pub use bytes;
 pub use client::{Registry, RegistryConfig, Resolved, ResolvedIndex};
 pub use errors::Error;
 pub use manifest::{
@@ -76,6 +78,29 @@ pub trait Progress: Send + Sync {
     fn blob_done(&self, _digest: &Digest, _size: u64) {}
     /// The transfer failed and is retried once.
     fn blob_retry(&self, _digest: &Digest, _error: &Error) {}
+}
+
+/// What a [`Tee`] receives for one blob download attempt.
+#[derive(Debug)]
+pub enum TeeEvent {
+    /// The next piece of the blob, in order.
+    Data(bytes::Bytes),
+    /// Every piece was sent and the blob is verified (digest and size) and
+    /// committed to the store. A channel that closes without this event
+    /// means the attempt failed.
+    Verified,
+}
+
+/// Receives a copy of chosen blobs' bytes while they download, e.g. to
+/// unpack a layer as it arrives instead of after the download. The copy is
+/// unverified until [`TeeEvent::Verified`] arrives: a consumer must not make
+/// anything it built from it visible before then.
+pub trait Tee: Send + Sync {
+    /// Called at each download attempt of `digest` (a retried blob is
+    /// opened again); the sender to copy the pieces into, or `None` to not
+    /// copy this blob. The download waits while the channel is full; a
+    /// closed channel only stops the copy.
+    fn open(&self, digest: &Digest) -> Option<tokio::sync::mpsc::Sender<TeeEvent>>;
 }
 
 /// A [`Progress`] that ignores everything.

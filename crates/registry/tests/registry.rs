@@ -884,3 +884,82 @@ async fn push_to_a_dead_registry_is_one_clear_line() {
         format!("cannot reach registry {addr}: connection refused")
     );
 }
+
+/// A tee collecting one blob's pieces and whether it was verified.
+struct Collect {
+    digest: Digest,
+    tx: Mutex<Option<tokio::sync::mpsc::Sender<kiln_registry::TeeEvent>>>,
+}
+
+impl kiln_registry::Tee for Collect {
+    fn open(&self, digest: &Digest) -> Option<tokio::sync::mpsc::Sender<kiln_registry::TeeEvent>> {
+        (*digest == self.digest)
+            .then(|| self.tx.lock().unwrap().take())
+            .flatten()
+    }
+}
+
+/// Pulls `reference` with a tee on `layer`; returns the fetch result, the
+/// bytes the tee saw and whether `Verified` arrived.
+async fn teed_pull(
+    reference: &Reference,
+    layer: &str,
+    s: &Store,
+) -> (Result<(), Error>, Vec<u8>, bool) {
+    let registry = reg();
+    let resolved = registry.resolve(reference, &amd64()).await.unwrap();
+    // A small channel: the download must wait for the reader.
+    let (tx, mut rx) = tokio::sync::mpsc::channel(2);
+    let tee = Collect {
+        digest: d(layer),
+        tx: Mutex::new(Some(tx)),
+    };
+    let reader = tokio::spawn(async move {
+        let (mut data, mut verified) = (Vec::new(), false);
+        while let Some(ev) = rx.recv().await {
+            match ev {
+                kiln_registry::TeeEvent::Data(b) => data.extend_from_slice(&b),
+                kiln_registry::TeeEvent::Verified => verified = true,
+            }
+        }
+        (data, verified)
+    });
+    let res = registry
+        .fetch_blobs_teed(&resolved, s, &NoProgress, Some(&tee))
+        .await;
+    drop(tee);
+    let (data, verified) = reader.await.unwrap();
+    (res, data, verified)
+}
+
+#[tokio::test]
+async fn a_tee_sees_the_blob_and_verified_only_when_it_checks_out() {
+    let fake = Fake::start().await;
+    let layer: Vec<u8> = (0..700_000u32).map(|i| (i % 251) as u8).collect();
+    let img = publish(&fake, "tee", "ok", OCI_MANIFEST, "amd64", &[layer.clone()]);
+    let (_t, s) = store();
+    let (res, data, verified) =
+        teed_pull(&r(&format!("{}/tee:ok", fake.host())), &img.layers[0], &s).await;
+    res.unwrap();
+    assert_eq!(data, layer);
+    assert!(verified);
+    assert!(s.has_blob(&d(&img.layers[0])));
+
+    // A corrupted blob: the tee gets bytes but never `Verified`.
+    let bad = publish(
+        &fake,
+        "tee",
+        "bad",
+        OCI_MANIFEST,
+        "amd64",
+        &[vec![9u8; 200_000]],
+    );
+    fake.state().corrupt.insert(bad.layers[0].clone());
+    let (_t2, s2) = store();
+    let (res, data, verified) =
+        teed_pull(&r(&format!("{}/tee:bad", fake.host())), &bad.layers[0], &s2).await;
+    assert!(matches!(res, Err(Error::DigestMismatch { .. })), "{res:?}");
+    assert!(!data.is_empty());
+    assert!(!verified);
+    assert!(!s2.has_blob(&d(&bad.layers[0])));
+}

@@ -318,6 +318,75 @@ fn unpack_layer_streams_from_any_reader() {
 }
 
 #[test]
+fn unpack_layer_verified_commits_only_when_the_stream_checks_out() {
+    let e = env();
+    let (base, _top) = two_layer_image(&e);
+    let img = read_image(&e.store, &base).unwrap();
+    let chain = img.chain_ids().unwrap();
+    let layer = kiln_image::LayerRef {
+        chain_id: chain[0],
+        diff_id: img.diff_ids().unwrap()[0],
+        compression: Compression::Gzip,
+        label: "download".into(),
+    };
+    let bytes = e.store.read_blob(&img.manifest.layers[0].digest).unwrap();
+
+    // The layer applies and its diff ID matches, but the download's own
+    // check fails: nothing is committed and the partial snapshot is gone.
+    let sn = CopySnapshotter::new(e.dir.join("verified")).unwrap();
+    let mut reader = bytes.as_slice();
+    let err = kiln_image::unpack_layer_verified(
+        &sn,
+        None,
+        &layer,
+        &mut reader,
+        &rootless(),
+        Some(&e.store),
+        |_| {
+            Err(kiln_image::Error::ReadBlob {
+                digest: "download".into(),
+                source: std::io::Error::other("digest mismatch"),
+            })
+        },
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("download"), "{err}");
+    assert!(sn.list().unwrap().is_empty());
+
+    // When it checks out, the snapshot is committed, the reader is handed
+    // back to be drained, and the layer's size is remembered.
+    let mut reader = bytes.as_slice();
+    let mut left = None;
+    let name = kiln_image::unpack_layer_verified(
+        &sn,
+        None,
+        &layer,
+        &mut reader,
+        &rootless(),
+        Some(&e.store),
+        |r| {
+            let mut rest = Vec::new();
+            std::io::Read::read_to_end(r, &mut rest).unwrap();
+            left = Some(rest.len());
+            Ok(())
+        },
+    )
+    .unwrap();
+    assert_eq!(name, chain[0].to_string());
+    assert!(left.is_some());
+    assert!(sn.exists(&name).unwrap());
+    let one = kiln_image::Image {
+        manifest: {
+            let mut m = img.manifest.clone();
+            m.layers.truncate(1);
+            m
+        },
+        ..img.clone()
+    };
+    assert!(kiln_image::layer_sizes(&e.store, &one).unwrap()[0].is_some());
+}
+
+#[test]
 fn prune_frees_only_unused_layer_snapshots() {
     let e = env();
     let (base, top) = two_layer_image(&e);

@@ -14,7 +14,7 @@ use tracing::{Instrument, debug, info_span};
 
 use super::{Registry, Resolved, blocking, by_digest, oci_descriptor};
 use crate::manifest::Descriptor;
-use crate::{Error, Progress, Result};
+use crate::{Error, Progress, Result, Tee, TeeEvent};
 
 /// Outcome of one download attempt.
 enum Attempt {
@@ -63,6 +63,18 @@ impl Registry {
         store: &Store,
         progress: &dyn Progress,
     ) -> Result<()> {
+        self.fetch_blobs_teed(resolved, store, progress, None).await
+    }
+
+    /// [`Registry::fetch_blobs`], copying the pieces of the blobs `tee`
+    /// asks for to it while they download (see [`Tee`]).
+    pub async fn fetch_blobs_teed(
+        &self,
+        resolved: &Resolved,
+        store: &Store,
+        progress: &dyn Progress,
+        tee: Option<&dyn Tee>,
+    ) -> Result<()> {
         let (client, auth) = self.session(&resolved.reference).await?;
         let mut wanted: Vec<&Descriptor> = Vec::new();
         for d in std::iter::once(&resolved.config).chain(&resolved.layers) {
@@ -89,7 +101,16 @@ impl Registry {
                         return;
                     }
                     let res = self
-                        .fetch_blob(client, auth, &resolved.reference, d, store, progress, abort)
+                        .fetch_blob(
+                            client,
+                            auth,
+                            &resolved.reference,
+                            d,
+                            store,
+                            progress,
+                            abort,
+                            tee,
+                        )
                         .await;
                     if let Err(e) = res {
                         abort.store(true, Ordering::Relaxed);
@@ -117,10 +138,11 @@ impl Registry {
         store: &Store,
         progress: &dyn Progress,
         abort: &AtomicBool,
+        tee: Option<&dyn Tee>,
     ) -> Result<()> {
         progress.blob_started(&d.digest, d.size);
         match self
-            .fetch_once(client, auth, r, d, store, progress, abort)
+            .fetch_once(client, auth, r, d, store, progress, abort, tee)
             .await
         {
             Attempt::Done => {}
@@ -130,7 +152,7 @@ impl Registry {
                 debug!(digest = %d.digest, error = %e, "retrying blob");
                 progress.blob_retry(&d.digest, &e);
                 match self
-                    .fetch_once(client, auth, r, d, store, progress, abort)
+                    .fetch_once(client, auth, r, d, store, progress, abort, tee)
                     .await
                 {
                     Attempt::Done => {}
@@ -152,6 +174,7 @@ impl Registry {
         store: &Store,
         progress: &dyn Progress,
         abort: &AtomicBool,
+        tee: Option<&dyn Tee>,
     ) -> Attempt {
         let ctx = Self::ctx(r, auth);
         let mut body = match client
@@ -171,6 +194,8 @@ impl Registry {
             Ok(w) => w,
             Err(e) => return Attempt::Fail(e.into()),
         };
+        // Dropped without `Verified` on every failure path below.
+        let mut tee_tx = tee.and_then(|t| t.open(&d.digest));
         let mut got: u64 = 0;
         let mut stream_failed = false;
         while let Some(item) = body.stream.next().await {
@@ -203,6 +228,11 @@ impl Registry {
                 });
             }
             progress.blob_progress(&d.digest, got, d.size);
+            if let Some(tx) = &tee_tx
+                && tx.send(TeeEvent::Data(chunk)).await.is_err()
+            {
+                tee_tx = None;
+            }
         }
         if got < d.size {
             // Dropping the writer deletes the partial temporary file.
@@ -215,6 +245,9 @@ impl Registry {
         let (want, size) = (d.digest, d.size);
         match blocking(move || writer.commit(Some((&want, size)))).await {
             Ok(_) => {
+                if let Some(tx) = tee_tx {
+                    let _ = tx.send(TeeEvent::Verified).await;
+                }
                 if stream_failed {
                     debug!(digest = %d.digest, "stream error after a complete, verified blob");
                 }
