@@ -1370,3 +1370,84 @@ fn rmi_and_prunes_free_snapshots_but_keep_shared_ones() {
     assert!(image_ids(&sb).is_empty());
     assert_eq!(snapshot_dirs(&sb), Vec::<std::path::PathBuf>::new());
 }
+
+// ---------------------------------------------------------------- insecure registries
+
+/// `kiln ARGS` in `sb`, in a private mount namespace whose `/etc/hosts`
+/// maps `kiln-insecure.test` to 127.0.0.1: a registry name that is not a
+/// loopback literal, so kiln's rule "127.0.0.0/8 and localhost speak plain
+/// HTTP" does not apply and only `--insecure-registry` or the config file
+/// make kiln use HTTP for it.
+fn kiln_with_named_registry(sb: &Sandbox, args: &[&str], config: Option<&Path>) -> Output {
+    let hosts = sb.work().join("hosts");
+    std::fs::write(
+        &hosts,
+        "127.0.0.1 localhost kiln-insecure.test\n::1 localhost\n",
+    )
+    .expect("write hosts");
+    let mut cmd = Command::new("unshare");
+    cmd.args(["-m", "--propagation", "private", "sh", "-c"])
+        .arg(r#"mount --bind "$0" /etc/hosts && exec "$@""#)
+        .arg(&hosts)
+        .arg(kiln_e2e::kiln_bin())
+        .args(args)
+        .env("KILN_ROOT", sb.root())
+        .env("HOME", sb.home())
+        .env_remove("DOCKER_CONFIG");
+    match config {
+        Some(c) => cmd.env("KILN_CONFIG", c),
+        None => cmd.env("KILN_CONFIG", sb.work().join("no-config.json")),
+    };
+    cmd.output().expect("cannot run unshare")
+}
+
+#[test]
+fn insecure_registry_flag_and_config_file_allow_plain_http_to_a_named_host() {
+    let port = registry().rsplit(':').next().expect("a port").to_owned();
+    let host = format!("kiln-insecure.test:{port}");
+    let image = format!("{host}/busybox:latest");
+    let reference_id = {
+        let sb = Sandbox::new();
+        sb.kiln_ok(["pull", "-q", &busybox_ref()]);
+        image_id(&sb, &busybox_ref())
+    };
+
+    // By default a named registry is spoken to over HTTPS, which this
+    // plain-HTTP registry does not answer.
+    let sb = Sandbox::new();
+    let out = kiln_with_named_registry(&sb, &["pull", "-q", &image], None);
+    assert_eq!(out.status.code(), Some(KILN_ERROR), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("kiln-insecure.test"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(image_ids(&sb).is_empty());
+
+    // --insecure-registry HOST:PORT: plain HTTP, the pull works.
+    let out = kiln_with_named_registry(
+        &sb,
+        &["--insecure-registry", &host, "pull", "-q", &image],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(image_id(&sb, &image), reference_id);
+
+    // The config file's insecure-registries list works the same, for a
+    // push too (checked at the loopback address with skopeo).
+    let cfg = sb.work().join("config.json");
+    std::fs::write(&cfg, format!(r#"{{"insecure-registries": ["{host}"]}}"#))
+        .expect("write config");
+    let fresh = Sandbox::new();
+    let out = kiln_with_named_registry(&fresh, &["pull", "-q", &image], Some(&cfg));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(image_id(&fresh, &image), reference_id);
+    let repo = format!("e2e-insecure-{}", free_port());
+    let target = format!("{host}/{repo}:1");
+    let out = kiln_with_named_registry(&fresh, &["tag", &image, &target], Some(&cfg));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = kiln_with_named_registry(&fresh, &["push", "-q", &target], Some(&cfg));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let seen = skopeo_inspect(&format!("{}/{repo}:1", registry()), &["--no-creds"]);
+    assert!(seen.status.success(), "{}", text(&seen.stderr));
+}
