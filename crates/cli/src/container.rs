@@ -7,6 +7,9 @@ use std::path::PathBuf;
 use anyhow::{Context as _, Result, bail};
 use kiln_content::{Digest, Record};
 use kiln_runtime::oci_spec::runtime::{Mount, MountBuilder};
+use kiln_runtime::userns::{
+    DEFAULT_REMAP_SIZE, DEFAULT_REMAP_START, IdMappings, subordinate_range,
+};
 use kiln_runtime::{ContainerConfig, DockerSpecOptions, NetworkMode, Resources, RootfsMount};
 use serde::{Deserialize, Serialize};
 
@@ -99,6 +102,9 @@ pub(crate) struct ContainerRecord {
     /// RFC 3339 time of the last start.
     #[serde(default)]
     pub(crate) started_at: Option<String>,
+    /// The user namespace's maps (`--userns`, rootless); `None`: the host's ids.
+    #[serde(default)]
+    pub(crate) userns: Option<IdMappings>,
 }
 
 impl Record for ContainerRecord {
@@ -173,6 +179,7 @@ impl ContainerRecord {
             },
             etc_files: Some(etc),
             mounts: extra,
+            userns: self.userns.clone(),
         })?;
         Ok(ContainerConfig {
             id: self.id.parse()?,
@@ -194,6 +201,66 @@ impl ContainerRecord {
         let _ = std::fs::remove_dir_all(self.etc_dir(app));
         let _ = std::fs::remove_file(self.log_path(app));
     }
+}
+
+/// The user namespace a new container gets, from `--userns` and who runs
+/// kiln. Root: none unless asked; `remap` maps container ids `0..65536` to
+/// the `kiln` range of /etc/subuid and /etc/subgid, else to
+/// `1000000000..+65536` (above what `useradd` hands out). Not root
+/// (rootless): always one; container root is the caller, and with
+/// `newuidmap`/`newgidmap` on PATH and a range for the caller in
+/// /etc/subuid and /etc/subgid, container ids `1..` are that range.
+pub(crate) fn user_namespace(mode: Option<&str>) -> Result<Option<IdMappings>> {
+    let (uid, gid) = (kiln_sys::process::geteuid(), kiln_sys::process::getegid());
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    match (mode, uid) {
+        (None | Some("host"), 0) => Ok(None),
+        (Some("host"), _) => bail!(
+            "--userns=host needs root: rootless kiln always runs containers in a user namespace"
+        ),
+        (Some("remap" | ""), 0) => {
+            let (su, sg) = (read("/etc/subuid"), read("/etc/subgid"));
+            Ok(Some(
+                match (
+                    subordinate_range(&su, "kiln", u32::MAX),
+                    subordinate_range(&sg, "kiln", u32::MAX),
+                ) {
+                    (Some((u, nu)), Some((g, ng))) => IdMappings::remap(u, g, nu.min(ng)),
+                    _ => IdMappings::remap(
+                        DEFAULT_REMAP_START,
+                        DEFAULT_REMAP_START,
+                        DEFAULT_REMAP_SIZE,
+                    ),
+                },
+            ))
+        }
+        (Some("remap" | "") | None, _) => {
+            let name = user_name(uid, &read("/etc/passwd"));
+            let path = std::env::var("PATH").unwrap_or_default();
+            let (su, sg) = if kiln_runtime::userns::helpers_available(&path) {
+                (
+                    subordinate_range(&read("/etc/subuid"), &name, uid),
+                    subordinate_range(&read("/etc/subgid"), &name, gid),
+                )
+            } else {
+                (None, None)
+            };
+            Ok(Some(IdMappings::rootless(uid, gid, su, sg)))
+        }
+        (Some(other), _) => bail!("invalid --userns {other:?}: use remap or host"),
+    }
+}
+
+/// The login name of `uid` in passwd text (its number when absent).
+fn user_name(uid: u32, passwd: &str) -> String {
+    passwd
+        .lines()
+        .find_map(|l| {
+            let mut f = l.split(':');
+            let name = f.next()?;
+            (f.nth(1)?.parse::<u32>().ok()? == uid).then(|| name.to_owned())
+        })
+        .unwrap_or_else(|| uid.to_string())
 }
 
 /// A snapshot mount description as the runtime takes it.

@@ -1,11 +1,12 @@
 //! Container commands: `run`, `create`, `start`, `ps`, `logs`, `stop`,
 //! `kill`, `wait`, `rm`, `exec`, `container inspect`.
 
-use std::io::{Read as _, Seek as _, Write as _};
+use std::io::{Read as _, Write as _};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context as _, Result, bail};
 use kiln_content::{Records, Reference};
+use kiln_runtime::logfile::{LineSplitter, LogEntry, LogStream};
 use kiln_runtime::{Runtime, Status, StdioConfig};
 
 use crate::app::App;
@@ -84,6 +85,12 @@ pub(crate) struct CreateArgs {
     /// Remove the container when it exits.
     #[arg(long)]
     rm: bool,
+    /// User namespace: `--userns` (or `remap`) maps the container's root to
+    /// an unprivileged host range (`kiln` in /etc/subuid, else
+    /// 1000000000:65536); `host` keeps the host's ids. Rootless kiln
+    /// always uses one.
+    #[arg(long, num_args = 0..=1, default_missing_value = "remap", value_name = "MODE")]
+    userns: Option<String>,
     /// The image.
     image: String,
     /// The command and its arguments (default: the image's).
@@ -269,6 +276,18 @@ fn create_record(app: &mut App, a: &CreateArgs) -> Result<ContainerRecord> {
         volumes.push(container::parse_tmpfs(t)?);
     }
     container::network_mode(&a.network)?;
+    let userns = container::user_namespace(a.userns.as_deref())?;
+    if userns.is_some()
+        && kiln_sys::process::geteuid() != 0
+        && (a.memory.is_some()
+            || a.pids_limit.is_some()
+            || a.cpus.is_some()
+            || a.cpu_shares.is_some())
+    {
+        eprintln!(
+            "kiln: rootless: no cgroup is delegated to this user, so the container runs without --memory, --pids-limit, --cpus or --cpu-shares limits"
+        );
+    }
     let mut no_new_privileges = false;
     let mut seccomp_unconfined = false;
     for o in &a.security_opt {
@@ -354,6 +373,7 @@ fn create_record(app: &mut App, a: &CreateArgs) -> Result<ContainerRecord> {
         started: false,
         started_at: None,
         entrypoint_cmd: Some((entrypoint, cmd)),
+        userns,
     };
     if let Err(e) = records.put(&rec) {
         let _ = snapshotter.remove(&rec.snapshot);
@@ -461,6 +481,22 @@ fn copy_stream(
     to_stderr: bool,
     log: &std::sync::Mutex<std::fs::File>,
 ) {
+    let stream = if to_stderr {
+        LogStream::Stderr
+    } else {
+        LogStream::Stdout
+    };
+    let mut lines = LineSplitter::default();
+    let write_log = |line: &[u8]| {
+        let entry = LogEntry {
+            log: String::from_utf8_lossy(line).into_owned(),
+            stream,
+            time: kiln_image::Timestamp::from_system_time(SystemTime::now()).to_string(),
+        };
+        if let Ok(mut f) = log.lock() {
+            let _ = f.write_all(&entry.to_line());
+        }
+    };
     let mut buf = vec![0u8; 32 * 1024];
     loop {
         let n = match from.read(&mut buf) {
@@ -477,9 +513,12 @@ fn copy_stream(
             let mut out = std::io::stdout().lock();
             let _ = out.write_all(chunk).and_then(|()| out.flush());
         }
-        if let Ok(mut f) = log.lock() {
-            let _ = f.write_all(chunk);
+        for line in lines.push(chunk) {
+            write_log(&line);
         }
+    }
+    if let Some(rest) = lines.finish() {
+        write_log(&rest);
     }
 }
 
@@ -567,18 +606,27 @@ fn is_running(app: &App, rec: &ContainerRecord) -> bool {
 
 /// Status text and exit code of a container, as `docker ps` shows them.
 fn status_of(app: &App, rec: &ContainerRecord) -> (bool, String, Option<i32>) {
-    let (running, mut status, code) = state_of(app, rec);
-    if code.is_some() {
-        // The state directory last changed when the exit was recorded:
-        // `Exited (0) 5 seconds ago`.
-        if let Ok(when) = std::fs::metadata(rec.state_dir(app)).and_then(|m| m.modified()) {
-            status = format!("{status} {}", format::ago(when, SystemTime::now()));
-        }
-    }
+    let (running, status, code, _) = state_of(app, rec);
     (running, status, code)
 }
 
-fn state_of(app: &App, rec: &ContainerRecord) -> (bool, String, Option<i32>) {
+fn parse_time(t: Option<&str>) -> Option<SystemTime> {
+    t?.parse::<kiln_image::Timestamp>()
+        .ok()
+        .map(|t| t.to_system_time())
+}
+
+/// Running or not, Docker's STATUS text (`Up 5 seconds`, `Exited (0) 3
+/// seconds ago`), the exit code, and the runtime's state when it has one.
+fn state_of(
+    app: &App,
+    rec: &ContainerRecord,
+) -> (
+    bool,
+    String,
+    Option<i32>,
+    Option<kiln_runtime::ContainerState>,
+) {
     let dir = rec.state_dir(app);
     let state = match runtime().state(&dir) {
         // The init is gone but its supervisor may still be recording how it
@@ -590,36 +638,51 @@ fn state_of(app: &App, rec: &ContainerRecord) -> (bool, String, Option<i32>) {
             .map_or(Ok(s), Ok),
         other => other,
     };
+    let now = SystemTime::now();
+    // When the supervisor did not record the end (older state, or it
+    // died), the state directory's last change stands in for it.
+    let ended = |s: Option<&kiln_runtime::ContainerState>| {
+        parse_time(s.and_then(|s| s.finished_at.as_deref()))
+            .or_else(|| std::fs::metadata(&dir).and_then(|m| m.modified()).ok())
+            .map_or(String::new(), |t| format!(" {}", format::ago(t, now)))
+    };
     match state {
-        Ok(s) if s.status == Status::Running => (true, up_since(rec), None),
+        Ok(s) if s.status == Status::Running => {
+            let since = parse_time(s.started_at.as_deref())
+                .or_else(|| parse_time(rec.started_at.as_deref()));
+            let up = match since {
+                Some(t) => {
+                    let ago = format::ago(t, now);
+                    format!("Up {}", ago.strip_suffix(" ago").unwrap_or(&ago))
+                }
+                None => "Up".to_owned(),
+            };
+            (true, up, None, Some(s))
+        }
         Ok(s) if s.status == Status::Exited => {
             let code = s
                 .exit
                 .map(|e| e.code())
                 .or_else(|| read_exit_file(app, rec))
                 .unwrap_or(255);
-            (false, format!("Exited ({code})"), Some(code))
+            let text = format!("Exited ({code}){}", ended(Some(&s)));
+            (false, text, Some(code), Some(s))
         }
         _ => match read_exit_file(app, rec) {
-            Some(code) => (false, format!("Exited ({code})"), Some(code)),
-            None if rec.started => (false, "Exited (255)".to_owned(), Some(255)),
-            None => (false, "Created".to_owned(), None),
+            Some(code) => (
+                false,
+                format!("Exited ({code}){}", ended(None)),
+                Some(code),
+                None,
+            ),
+            None if rec.started => (
+                false,
+                format!("Exited (255){}", ended(None)),
+                Some(255),
+                None,
+            ),
+            None => (false, "Created".to_owned(), None, None),
         },
-    }
-}
-
-/// `Up 5 seconds`, as Docker's STATUS column says it.
-fn up_since(rec: &ContainerRecord) -> String {
-    let since = rec
-        .started_at
-        .as_deref()
-        .and_then(|t| t.parse::<kiln_image::Timestamp>().ok());
-    match since {
-        Some(t) => {
-            let ago = format::ago(t.to_system_time(), SystemTime::now());
-            format!("Up {}", ago.strip_suffix(" ago").unwrap_or(&ago))
-        }
-        None => "Up".to_owned(),
     }
 }
 
@@ -706,28 +769,59 @@ pub(crate) fn logs(app: &mut App, a: &LogsArgs) -> Result<u8> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     };
-    let mut out = std::io::stdout().lock();
+    // JSON lines tagged with their stream (as Docker's json-file driver):
+    // stdout entries go to kiln's stdout, stderr entries to its stderr.
+    let mut pending = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = file.read(&mut buf)?;
         if n > 0 {
-            out.write_all(&buf[..n])?;
+            pending.extend_from_slice(&buf[..n]);
+            write_log_lines(&mut pending, false)?;
             continue;
         }
         if !a.follow || !is_running(app, &rec) {
             // One more read: output written just before the exit.
-            let pos = file.stream_position()?;
             let mut rest = Vec::new();
             file.read_to_end(&mut rest)?;
-            out.write_all(&rest)?;
-            let _ = pos;
+            pending.extend_from_slice(&rest);
+            write_log_lines(&mut pending, true)?;
             break;
         }
-        out.flush()?;
+        std::io::stdout().flush()?;
         std::thread::sleep(Duration::from_millis(100));
     }
-    out.flush()?;
+    std::io::stdout().flush()?;
     Ok(0)
+}
+
+/// Writes the complete lines of `pending` (all of it at the end) to
+/// stdout or stderr as their entries say; a line that is no entry (a log
+/// from before kiln tagged streams) goes to stdout as it is.
+fn write_log_lines(pending: &mut Vec<u8>, all: bool) -> Result<()> {
+    let end = if all {
+        pending.len()
+    } else {
+        match pending.iter().rposition(|&b| b == b'\n') {
+            Some(i) => i + 1,
+            None => return Ok(()),
+        }
+    };
+    let rest = pending.split_off(end);
+    let mut out = std::io::stdout().lock();
+    let mut err = std::io::stderr().lock();
+    for line in pending.split_inclusive(|&b| b == b'\n') {
+        match LogEntry::parse(line.trim_ascii_end()) {
+            Some(e) if e.stream == LogStream::Stderr => {
+                out.flush()?;
+                err.write_all(e.log.as_bytes())?;
+            }
+            Some(e) => out.write_all(e.log.as_bytes())?,
+            None => out.write_all(line)?,
+        }
+    }
+    *pending = rest;
+    Ok(())
 }
 
 /// Parses a signal given as `TERM`, `SIGTERM` or `15`.
@@ -948,16 +1042,22 @@ pub(crate) fn exec(app: &mut App, a: &ExecArgs) -> Result<u8> {
 /// `docker container inspect`-shaped JSON.
 pub(crate) fn inspect_container(app: &mut App, name: &str) -> Result<serde_json::Value> {
     let rec = find(app, name)?;
-    let (running, status, code) = status_of(app, &rec);
-    let finished = code
-        .and_then(|_| std::fs::metadata(rec.state_dir(app)).ok())
-        .and_then(|m| m.modified().ok())
-        .map(|t| kiln_image::Timestamp::from_system_time(t).to_string());
-    let pid = runtime()
-        .state(&rec.state_dir(app))
-        .ok()
-        .and_then(|s| s.pid)
-        .filter(|_| running);
+    let (running, status, code, state) = state_of(app, &rec);
+    let zero = "0001-01-01T00:00:00Z";
+    let started = state
+        .as_ref()
+        .and_then(|s| s.started_at.clone())
+        .or_else(|| rec.started_at.clone());
+    let finished = state
+        .as_ref()
+        .and_then(|s| s.finished_at.clone())
+        .or_else(|| {
+            code.and_then(|_| std::fs::metadata(rec.state_dir(app)).ok())
+                .and_then(|m| m.modified().ok())
+                .map(|t| kiln_image::Timestamp::from_system_time(t).to_string())
+        })
+        .filter(|_| !running);
+    let pid = state.as_ref().and_then(|s| s.pid).filter(|_| running);
     Ok(serde_json::json!({
         "Id": rec.id,
         "Created": rec.created,
@@ -968,8 +1068,8 @@ pub(crate) fn inspect_container(app: &mut App, name: &str) -> Result<serde_json:
             "Running": running,
             "Pid": pid.unwrap_or(0),
             "ExitCode": code.unwrap_or(0),
-            "StartedAt": rec.started_at.as_deref().unwrap_or("0001-01-01T00:00:00Z"),
-            "FinishedAt": finished.unwrap_or_else(|| "0001-01-01T00:00:00Z".to_owned()),
+            "StartedAt": started.as_deref().unwrap_or(zero),
+            "FinishedAt": finished.as_deref().unwrap_or(zero),
         },
         "Image": rec.image_id.to_string(),
         "Name": format!("/{}", rec.name),
@@ -985,6 +1085,7 @@ pub(crate) fn inspect_container(app: &mut App, name: &str) -> Result<serde_json:
             "CapAdd": rec.cap_add,
             "CapDrop": rec.cap_drop,
             "Init": rec.init,
+            "UsernsMode": if rec.userns.is_some() { "private" } else { "host" },
         },
         "Config": {
             "Hostname": rec.hostname,

@@ -23,6 +23,7 @@ use serde::de::DeserializeOwned;
 
 use crate::cgroups::{Cgroup, Layout};
 use crate::config::{ExitStatus, RootfsMount};
+use crate::logfile::{LineSplitter, LogEntry, LogStream};
 use crate::rootfs::{RootfsPlan, StepError, finish_rootfs, setup_rootfs};
 use crate::spec::DEFAULT_PATH;
 use crate::state::{self, ExitFile, StateFile};
@@ -161,6 +162,7 @@ fn namespaces(spec: &Spec) -> Namespaces {
                 "ipc" => Namespaces::IPC,
                 "uts" => Namespaces::UTS,
                 "cgroup" => Namespaces::CGROUP,
+                "user" => Namespaces::USER,
                 _ => Namespaces::NONE,
             };
     }
@@ -176,6 +178,149 @@ fn forwarded_and_chld() -> SigSet {
 /// Waits for `child`, passing on every forwarded signal.
 fn supervise(sys: &LinuxSys, child: i32, sfd: &OwnedFd) -> WaitStatus {
     loop {
+        let sig = match sysproc::read_signalfd(sfd.as_fd()) {
+            Ok(s) => s,
+            Err(_) => libc::SIGCHLD,
+        };
+        if sig == libc::SIGCHLD {
+            while let Ok(Some((pid, st))) = sys.waitpid(-1, true) {
+                if pid == child {
+                    return st;
+                }
+            }
+        } else {
+            let _ = sys.kill(child, sig);
+        }
+    }
+}
+
+/// The detached supervisor's side of the container log: two pipes (the
+/// container's stdout and stderr) copied into a JSON-lines file.
+struct Logger {
+    file: fs::File,
+    pipes: Vec<(LogStream, OwnedFd, Option<OwnedFd>, LineSplitter)>,
+}
+
+impl Logger {
+    fn open(path: &Path) -> Result<Logger, Failure> {
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .or_fail(&format!("open log {}", path.display()))?;
+        let mut pipes = Vec::new();
+        for stream in [LogStream::Stdout, LogStream::Stderr] {
+            let (r, w) = sysproc::pipe().or_fail("log pipe")?;
+            pipes.push((stream, r, Some(w), LineSplitter::default()));
+        }
+        Ok(Logger { file, pipes })
+    }
+
+    /// In the container's init: the pipes become stdout and stderr.
+    fn attach(self) -> Result<(), Failure> {
+        for (i, (_, _, w, _)) in self.pipes.iter().enumerate() {
+            if let Some(w) = w {
+                sysproc::dup_onto(w.as_fd(), 1 + i as i32).or_fail("log pipe as stdout")?;
+            }
+        }
+        Ok(())
+    }
+
+    /// In the supervisor: only the read ends stay open.
+    fn parent_side(&mut self) {
+        for p in &mut self.pipes {
+            p.2 = None;
+        }
+    }
+
+    fn write(&mut self, stream: LogStream, line: &[u8]) {
+        let entry = LogEntry {
+            log: String::from_utf8_lossy(line).into_owned(),
+            stream,
+            time: state::rfc3339(std::time::SystemTime::now()),
+        };
+        let _ = self.file.write_all(&entry.to_line());
+    }
+
+    /// Copies what pipe `i` holds; false at its end.
+    fn pump(&mut self, i: usize) -> bool {
+        let mut buf = [0u8; 16 * 1024];
+        let n = {
+            let fd = &self.pipes[i].1;
+            loop {
+                match rustix_read(fd, &mut buf) {
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(_) => break 0,
+                    Ok(n) => break n,
+                }
+            }
+        };
+        let stream = self.pipes[i].0;
+        if n == 0 {
+            if let Some(rest) = self.pipes[i].3.finish() {
+                self.write(stream, &rest);
+            }
+            return false;
+        }
+        for line in self.pipes[i].3.push(&buf[..n]) {
+            self.write(stream, &line);
+        }
+        true
+    }
+
+    /// After the container's processes were killed: copy until every
+    /// writer closed its end (bounded, should one have escaped).
+    fn drain(&mut self) {
+        let mut open: Vec<usize> = (0..self.pipes.len()).collect();
+        while !open.is_empty() {
+            let fds: Vec<_> = open.iter().map(|&i| self.pipes[i].1.as_fd()).collect();
+            let Ok(ready) = sysproc::poll_readable(&fds, 2000) else {
+                return;
+            };
+            if !ready.iter().any(|r| *r) {
+                return;
+            }
+            let mut still = Vec::new();
+            for (k, &i) in open.iter().enumerate() {
+                if !ready[k] || self.pump(i) {
+                    still.push(i);
+                }
+            }
+            open = still;
+        }
+    }
+}
+
+fn rustix_read(fd: &OwnedFd, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut f = fs::File::from(fd.try_clone()?);
+    f.read(buf)
+}
+
+/// [`supervise`], copying the container's output into the log meanwhile.
+fn supervise_logging(sys: &LinuxSys, child: i32, sfd: &OwnedFd, log: &mut Logger) -> WaitStatus {
+    let mut open = [true, true];
+    loop {
+        let mut fds = vec![sfd.as_fd()];
+        let mut which = Vec::new();
+        for (i, o) in open.iter().enumerate() {
+            if *o {
+                fds.push(log.pipes[i].1.as_fd());
+                which.push(i);
+            }
+        }
+        let ready = match sysproc::poll_readable(&fds, -1) {
+            Ok(r) => r,
+            Err(_) => vec![true; fds.len()],
+        };
+        drop(fds);
+        for (k, &i) in which.iter().enumerate() {
+            if ready[k + 1] && !log.pump(i) {
+                open[i] = false;
+            }
+        }
+        if !ready[0] {
+            continue;
+        }
         let sig = match sysproc::read_signalfd(sfd.as_fd()) {
             Ok(s) => s,
             Err(_) => libc::SIGCHLD,
@@ -225,18 +370,59 @@ fn shim(
             .or_fail("parent death signal")?;
     }
     let ns = namespaces(&req.spec);
+    let userns = ns.contains(Namespaces::USER);
+    let rootless = sysproc::geteuid() != 0;
     let layout = Layout::detect(&req.cgroup_root);
     let resources = req
         .spec
         .linux()
         .as_ref()
         .and_then(|l| l.resources().as_ref());
-    let cgroup =
-        Cgroup::create(&layout, &req.cgroup_parent, &req.id, resources).or_fail("cgroup")?;
+    let cgroup = match Cgroup::create(&layout, &req.cgroup_parent, &req.id, resources) {
+        Ok(c) => Some(c),
+        // Rootless: no cgroup to write to unless one was delegated to the
+        // user; the container then runs without limits (as rootless podman
+        // does on cgroup v1). The caller warns about requested limits.
+        Err(_) if rootless => None,
+        Err(e) => return Err(Failure::setup(format!("cgroup: {e}"))),
+    };
+    let remove_cgroup = |cg: &Option<Cgroup>| {
+        if let Some(c) = cg {
+            let _ = c.remove();
+        }
+    };
     let signals = forwarded_and_chld();
     let old_mask = sysproc::block_signals(&signals).or_fail("block signals")?;
     let sfd = sysproc::signalfd(&signals).or_fail("signalfd")?;
-    if ns.contains(Namespaces::PID) {
+    // Root with a user namespace mounts the rootfs here, in the host's
+    // mount namespace and with the host's credentials (its files stay the
+    // host's; overlay copy-up runs as the mounter); the init binds it.
+    let rootfs_target = req.state_dir.join("rootfs");
+    let premounted = userns && !rootless;
+    if premounted {
+        let rootfs = rootfs_of(&req);
+        let plan = plan_for(&req, &rootfs, &[], &[], &[], &[], false);
+        if let Err(e) = crate::rootfs::mount_rootfs(sys, &plan) {
+            remove_cgroup(&cgroup);
+            return Err(e.into());
+        }
+        let _ = sys.mount(
+            None,
+            &rootfs_target,
+            None,
+            kiln_sys::MountFlags::REC | kiln_sys::MountFlags::PRIVATE,
+            None,
+        );
+        // The container's root cannot create files in the image's host-owned
+        // directories: make the mount points and working directory now.
+        make_mount_points(sys, &rootfs_target, &req.spec);
+    }
+    let unmount_premount = || {
+        if premounted {
+            let _ = sys.umount(&rootfs_target, true);
+        }
+    };
+    if ns.contains(Namespaces::PID) && !userns {
         sys.unshare(Namespaces::PID)
             .or_fail("unshare pid namespace")?;
     }
@@ -244,35 +430,76 @@ fn shim(
     // root filesystem: a cgroup v1 migration waits for an RCU grace period
     // (milliseconds), so it is kept off the init's path.
     let (joined_r, joined_w) = sysproc::pipe().or_fail("pipe")?;
-    let fork = sys.fork();
+    // With a user namespace the init waits for its uid/gid maps first.
+    let (mapped_r, mapped_w) = sysproc::pipe().or_fail("pipe")?;
+    let mut logger = match &req.log {
+        Some(path) => Some(Logger::open(path)?),
+        None => None,
+    };
+    let fork = if userns {
+        // One clone: the user namespace first, and the PID namespace owned
+        // by it (so that the container's root may mount its /proc).
+        sysproc::fork_into(Namespaces(ns.0 & (Namespaces::USER.0 | Namespaces::PID.0)))
+    } else {
+        sys.fork()
+    };
     let pid = match fork {
         Err(e) => {
-            let _ = cgroup.remove();
+            remove_cgroup(&cgroup);
+            unmount_premount();
             return Err(Failure::setup(format!("fork container init: {e}")));
         }
         Ok(Fork::Child) => {
             drop(sfd);
             drop(joined_w);
+            drop(mapped_w);
+            if let Some(l) = logger.take() {
+                l.attach()?;
+            }
             let _ = sysproc::set_signal_mask(&old_mask);
-            return container_init(sys, status, &req, &layout, joined_r);
+            let mapped = userns.then_some(mapped_r);
+            return container_init(sys, status, &req, &layout, joined_r, mapped, premounted);
         }
         Ok(Fork::Parent(pid)) => pid,
     };
     drop(joined_r);
+    drop(mapped_r);
+    if let Some(l) = &mut logger {
+        l.parent_side();
+    }
     // The init may already have failed and gone: a write to its pipes must
     // not kill the shim (only the shim ignores SIGPIPE; the init has reset it).
     let _ = sysproc::ignore_signals(&[libc::SIGPIPE]);
-    match cgroup.join(pid) {
+    let fail = |msg: String| {
+        let _ = sys.kill(pid, libc::SIGKILL);
+        let _ = sys.waitpid(pid, false);
+        remove_cgroup(&cgroup);
+        unmount_premount();
+        Failure::setup(msg)
+    };
+    if userns {
+        let maps = id_mappings(&req.spec);
+        if let Err(e) =
+            crate::userns::write_maps(pid, &maps, sysproc::geteuid(), sysproc::getegid())
+        {
+            return Err(fail(format!("user namespace maps: {e}")));
+        }
+        let _ = fs::File::from(mapped_w).write_all(b"m");
+    } else {
+        drop(mapped_w);
+    }
+    let joined = match &cgroup {
+        Some(c) => c.join(pid),
+        None => Ok(()),
+    };
+    match joined {
         Ok(()) => {
             let _ = fs::File::from(joined_w).write_all(b"j");
         }
         Err(e) => {
             // The init reads end-of-file and gives up; say why.
             drop(joined_w);
-            let _ = sys.kill(pid, libc::SIGKILL);
-            let _ = sys.waitpid(pid, false);
-            let _ = cgroup.remove();
-            return Err(Failure::setup(format!("join cgroup: {e}")));
+            return Err(fail(format!("join cgroup: {e}")));
         }
     }
     let (state_path, exit_path) = state::paths(&req.state_dir);
@@ -281,7 +508,9 @@ fn shim(
         pid,
         pid_start: state::start_time(pid).unwrap_or_default(),
         shim_pid: sysproc::getpid(),
-        cgroup: Some(cgroup.clone()),
+        shim_start: state::start_time(sysproc::getpid()).unwrap_or_default(),
+        cgroup: cgroup.clone(),
+        started_at: Some(state::rfc3339(std::time::SystemTime::now())),
     };
     if let Err(e) = state::write_json(&state_path, &record) {
         let _ = sys.kill(pid, libc::SIGKILL);
@@ -290,18 +519,138 @@ fn shim(
     if let Some(fd) = status.take() {
         send(&fd, &Report::Started { pid });
     }
-    let st = supervise(sys, pid, &sfd);
-    cgroup.kill_all(|p| {
-        let _ = sys.kill(p, libc::SIGKILL);
-    });
-    let _ = cgroup.remove();
+    let st = match &mut logger {
+        Some(l) => supervise_logging(sys, pid, &sfd, l),
+        None => supervise(sys, pid, &sfd),
+    };
+    if let Some(c) = &cgroup {
+        c.kill_all(|p| {
+            let _ = sys.kill(p, libc::SIGKILL);
+        });
+    }
+    if let Some(l) = &mut logger {
+        // Whatever the container's processes wrote before they died.
+        l.drain();
+    }
+    remove_cgroup(&cgroup);
+    unmount_premount();
     let _ = state::write_json(
         &exit_path,
         &ExitFile {
             status: to_exit(st),
+            finished_at: Some(state::rfc3339(std::time::SystemTime::now())),
         },
     );
     exit_like(sys, st)
+}
+
+/// The mounts making up `/`: the request's, else a bind of `spec.root.path`.
+fn rootfs_of(req: &RunRequest) -> Vec<RootfsMount> {
+    if req.rootfs.is_empty() {
+        let root = req
+            .spec
+            .root()
+            .as_ref()
+            .map(|r| r.path().clone())
+            .unwrap_or_default();
+        vec![RootfsMount::bind(root)]
+    } else {
+        req.rootfs.clone()
+    }
+}
+
+fn plan_for<'a>(
+    req: &RunRequest,
+    rootfs: &'a [RootfsMount],
+    mounts: &'a [oci_spec::runtime::Mount],
+    masked: &'a [String],
+    readonly: &'a [String],
+    controllers: &'a [String],
+    userns: bool,
+) -> RootfsPlan<'a> {
+    RootfsPlan {
+        rootfs,
+        target: req.state_dir.join("rootfs"),
+        mounts,
+        masked,
+        readonly,
+        readonly_root: req
+            .spec
+            .root()
+            .as_ref()
+            .and_then(|r| r.readonly())
+            .unwrap_or(false),
+        cgroup_v1_controllers: controllers,
+        userns,
+        premounted: false,
+    }
+}
+
+/// Creates what the spec mounts on and the working directory inside the
+/// premounted rootfs at `root`, as the host's root, from a child confined
+/// to it with `chroot` (so a symlink planted in the image resolves inside
+/// the image, never to a host path). Failures are left for the mount
+/// itself to report.
+fn make_mount_points(sys: &LinuxSys, root: &Path, spec: &Spec) {
+    // What each mount point must be, decided on the host side first: a
+    // file for a bind of a file, else a directory.
+    let mut points: Vec<(PathBuf, bool)> = Vec::new();
+    for m in spec.mounts().iter().flatten() {
+        let dest =
+            Path::new("/").join(m.destination().strip_prefix("/").unwrap_or(m.destination()));
+        let is_bind = m.typ().as_deref() == Some("bind")
+            || m.options()
+                .iter()
+                .flatten()
+                .any(|o| o == "bind" || o == "rbind");
+        let file_like = is_bind
+            && m.source()
+                .as_ref()
+                .and_then(|s| fs::metadata(s).ok())
+                .is_some_and(|md| !md.is_dir());
+        points.push((dest, file_like));
+    }
+    if let Some(p) = spec.process() {
+        points.push((p.cwd().clone(), false));
+    }
+    let Ok(fork) = sys.fork() else { return };
+    if let Fork::Parent(pid) = fork {
+        let _ = sys.waitpid(pid, false);
+        return;
+    }
+    if std::os::unix::fs::chroot(root).is_err() || sys.chdir(Path::new("/")).is_err() {
+        sys.exit(1);
+    }
+    for (dest, file_like) in points {
+        if sys.probe_dir(&dest).ok().flatten().is_some() {
+            continue;
+        }
+        let _ = if file_like {
+            sys.create_file(&dest)
+        } else {
+            sys.mkdir_all(&dest, 0o755)
+        };
+    }
+    sys.exit(0)
+}
+
+/// The spec's uid and gid maps.
+fn id_mappings(spec: &Spec) -> crate::userns::IdMappings {
+    let conv = |m: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| {
+        m.iter()
+            .flatten()
+            .map(|r| crate::userns::IdRange {
+                container_id: r.container_id(),
+                host_id: r.host_id(),
+                size: r.size(),
+            })
+            .collect()
+    };
+    let linux = spec.linux().as_ref();
+    crate::userns::IdMappings {
+        uids: linux.map(|l| conv(l.uid_mappings())).unwrap_or_default(),
+        gids: linux.map(|l| conv(l.gid_mappings())).unwrap_or_default(),
+    }
 }
 
 fn container_init(
@@ -310,6 +659,8 @@ fn container_init(
     req: &RunRequest,
     layout: &Layout,
     joined: OwnedFd,
+    mapped: Option<OwnedFd>,
+    premounted: bool,
 ) -> Result<Infallible, Failure> {
     if !req.detached {
         sys.set_parent_death_signal(libc::SIGKILL)
@@ -318,22 +669,25 @@ fn container_init(
     // Keep /proc/1/exe (the host's binary) out of reach (CVE-2019-5736).
     sys.set_dumpable(false).or_fail("set non-dumpable")?;
     let ns = namespaces(&req.spec);
+    if let Some(mapped) = mapped {
+        // In the new user namespace: wait for the supervisor to write the
+        // maps, then become its root (every capability in it, none outside).
+        let mut byte = [0u8; 1];
+        if !matches!(fs::File::from(mapped).read(&mut byte), Ok(1)) {
+            return Err(Failure::setup("the user namespace maps were not written"));
+        }
+        sys.setgid(0).or_fail("setgid 0 in the user namespace")?;
+        sys.setuid(0).or_fail("setuid 0 in the user namespace")?;
+        // set_dumpable is reset by the credential change.
+        sys.set_dumpable(false).or_fail("set non-dumpable")?;
+    }
     let rest = Namespaces(ns.0 & !Namespaces::PID.0 & !Namespaces::USER.0 & !Namespaces::CGROUP.0);
     sys.unshare(rest).or_fail("unshare namespaces")?;
     if ns.contains(Namespaces::NET) {
         sys.loopback_up().or_fail("bring lo up")?;
     }
     let spec = &req.spec;
-    let rootfs = if req.rootfs.is_empty() {
-        let root = spec
-            .root()
-            .as_ref()
-            .map(|r| r.path().clone())
-            .unwrap_or_default();
-        vec![RootfsMount::bind(root)]
-    } else {
-        req.rootfs.clone()
-    };
+    let rootfs = rootfs_of(req);
     let linux = spec.linux().as_ref();
     let masked = linux
         .and_then(|l| l.masked_paths().clone())
@@ -343,19 +697,16 @@ fn container_init(
         .unwrap_or_default();
     let mounts = spec.mounts().clone().unwrap_or_default();
     let controllers = layout.mountable();
-    let plan = RootfsPlan {
-        rootfs: &rootfs,
-        target: req.state_dir.join("rootfs"),
-        mounts: &mounts,
-        masked: &masked,
-        readonly: &readonly,
-        readonly_root: spec
-            .root()
-            .as_ref()
-            .and_then(|r| r.readonly())
-            .unwrap_or(false),
-        cgroup_v1_controllers: &controllers,
-    };
+    let mut plan = plan_for(
+        req,
+        &rootfs,
+        &mounts,
+        &masked,
+        &readonly,
+        &controllers,
+        ns.contains(Namespaces::USER),
+    );
+    plan.premounted = premounted;
     setup_rootfs(sys, &plan)?;
     // The cgroup namespace is rooted where the init is when it unshares:
     // wait until the shim moved it into the container's cgroup.
@@ -543,7 +894,13 @@ fn finish(
     sys.drop_bounding(&bounding)
         .or_fail("drop bounding capabilities")?;
     sys.set_keepcaps(true).or_fail("keep capabilities")?;
-    sys.setgroups(&groups).or_fail("setgroups")?;
+    // A rootless user namespace with a single-id map denies setgroups:
+    // the process then keeps no supplementary groups (it has none there).
+    let setgroups_denied =
+        fs::read_to_string("/proc/self/setgroups").is_ok_and(|s| s.trim() == "deny");
+    if !setgroups_denied {
+        sys.setgroups(&groups).or_fail("setgroups")?;
+    }
     sys.setgid(gid).or_fail("setgid")?;
     sys.setuid(uid).or_fail("setuid")?;
     sys.set_capabilities(&sets).or_fail("set capabilities")?;
@@ -656,6 +1013,8 @@ fn exec_join(
         ("pid", Namespaces::PID),
         ("mnt", Namespaces::MOUNT),
     ];
+    // A user namespace is joined first: it owns the others.
+    let kinds = std::iter::once(("user", Namespaces::USER)).chain(kinds);
     let mut handles = Vec::new();
     for (name, ns) in kinds {
         let theirs = format!("/proc/{}/ns/{name}", req.pid);

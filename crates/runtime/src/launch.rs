@@ -146,6 +146,15 @@ impl Runtime {
     }
 
     fn prepare(&self, c: &ContainerConfig, detached: bool) -> Result<Vec<u8>> {
+        self.prepare_with_log(c, detached, None)
+    }
+
+    fn prepare_with_log(
+        &self,
+        c: &ContainerConfig,
+        detached: bool,
+        log: Option<&Path>,
+    ) -> Result<Vec<u8>> {
         let dir = &c.state_dir;
         fs::create_dir_all(dir.join("rootfs"))
             .map_err(|e| Error::io("create", dir.join("rootfs"), e))?;
@@ -170,6 +179,7 @@ impl Runtime {
             detached,
             cgroup_parent: self.config.cgroup_parent.clone(),
             cgroup_root: self.config.cgroup_root.clone(),
+            log: log.map(Path::to_path_buf),
         };
         let data = serde_json::to_vec(&req).map_err(|e| Error::State {
             path: dir.join(REQUEST_FILE),
@@ -251,28 +261,36 @@ impl Runtime {
 
     /// Creates and starts a detached container: a supervisor process that
     /// outlives the caller waits for it, records its exit status in the
-    /// state directory and removes its cgroup. Its stdout and stderr go to
-    /// `log` (appended), stdin is `/dev/null`; `process.terminal` is ignored
-    /// (no terminal: nobody would read its master side).
+    /// state directory and removes its cgroup. The supervisor reads the
+    /// container's stdout and stderr from two pipes and appends them to
+    /// `log` as JSON lines tagged with their stream ([`crate::logfile`],
+    /// Docker's `json-file` shape); stdin is `/dev/null`;
+    /// `process.terminal` is ignored (no terminal: nobody would read its
+    /// master side).
     pub fn start_detached(&self, c: &ContainerConfig, log: &Path) -> Result<ContainerState> {
-        let data = self.prepare(c, true)?;
-        let out = fs::OpenOptions::new()
+        // Opened here so that an unwritable log is the caller's error.
+        fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(log)
             .map_err(|e| Error::io("open log", log, e))?;
-        let err = out.try_clone().map_err(|e| Error::io("dup log", log, e))?;
-        let streams = [std::process::Stdio::null(), out.into(), err.into()];
+        let log = std::path::absolute(log).map_err(|e| Error::io("resolve", log, e))?;
+        let data = self.prepare_with_log(c, true, Some(&log))?;
+        let null = std::process::Stdio::null;
+        let streams = [null(), null(), null()];
         let (mut first, reports, _) = self.spawn(SHIM_ARG, &data, streams)?;
         let id = c.id.to_string();
         // `first` forks the supervisor and exits at once.
         let _ = first.wait();
         let pid = started_pid(&id, reports)?;
+        let started_at = state::query(&c.state_dir).ok().and_then(|s| s.started_at);
         Ok(ContainerState {
             id,
             status: Status::Running,
             pid: Some(pid),
             exit: None,
+            started_at,
+            finished_at: None,
         })
     }
 
@@ -437,17 +455,24 @@ impl Runtime {
     /// Removes a container: with `force`, kills it first (else a running
     /// container is an error); kills leftovers in its cgroup, removes the
     /// cgroup and the state directory.
+    ///
+    /// Safe to call at any moment of the container's life without waiting
+    /// first: it waits (up to 10 seconds) on the supervisor's pidfd until
+    /// the supervisor recorded the exit and left, so nothing writes into
+    /// the state directory or the cgroup while they are removed.
     pub fn delete(&self, state_dir: &Path, force: bool) -> Result<()> {
         if let Ok(r) = self.running(state_dir) {
             if !force {
                 return Err(Error::Running(r.id));
             }
             let _ = self.kill(state_dir, libc::SIGKILL);
-            let _ = self.wait(state_dir, Some(Duration::from_secs(10)))?;
         }
         let rec: Option<StateFile> = state::read_json(&state_dir.join(state::STATE_FILE))
             .ok()
             .flatten();
+        if let Some(r) = &rec {
+            wait_supervisor(r, Duration::from_secs(10));
+        }
         if let Some(cg) = rec.and_then(|r| r.cgroup) {
             remove_cgroup(&cg)?;
         }
@@ -457,6 +482,24 @@ impl Runtime {
             Err(e) => Err(Error::io("remove", state_dir, e)),
         }
     }
+}
+
+/// Waits until the supervisor recorded in `r` has exited (its pidfd
+/// becomes readable), at most `timeout`. A supervisor whose pid now belongs
+/// to another process (start time differs) is already gone.
+fn wait_supervisor(r: &StateFile, timeout: Duration) {
+    if r.shim_pid <= 0 || r.shim_pid == sysproc::getpid() {
+        return;
+    }
+    let Ok(pidfd) = sysproc::pidfd_open(r.shim_pid) else {
+        return;
+    };
+    // Records written before the start time was kept (0) trust the pid.
+    if r.shim_start != 0 && state::start_time(r.shim_pid) != Some(r.shim_start) {
+        return;
+    }
+    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+    let _ = sysproc::poll_readable(&[pidfd.as_fd()], ms);
 }
 
 fn remove_cgroup(cg: &Cgroup) -> Result<()> {

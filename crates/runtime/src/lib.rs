@@ -42,6 +42,7 @@ mod config;
 mod error;
 mod init;
 mod launch;
+pub mod logfile;
 mod rootfs;
 pub mod seccomp;
 mod spec;
@@ -49,6 +50,7 @@ mod state;
 #[cfg(target_arch = "x86_64")]
 mod syscalls_x86_64;
 mod user;
+pub mod userns;
 mod wire;
 
 pub use config::{

@@ -122,6 +122,14 @@ pub(crate) struct RootfsPlan<'a> {
     pub(crate) readonly_root: bool,
     /// Controllers to mount under a `cgroup` mount (v1 and hybrid hosts); empty means cgroup2.
     pub(crate) cgroup_v1_controllers: &'a [String],
+    /// Building inside a new user namespace: no `mknod` (devices are bind
+    /// mounts of the host's), and `/proc` and `/sys` are mounted before the
+    /// old root goes (the kernel allows a new procfs or sysfs in a user
+    /// namespace only while a full one is visible in the mount namespace).
+    pub(crate) userns: bool,
+    /// The rootfs is already mounted on `target` (by the supervisor, as
+    /// root, outside the user namespace): bind it instead of mounting it.
+    pub(crate) premounted: bool,
 }
 
 const DEVICES: [(&str, u32, u32); 6] = [
@@ -188,6 +196,53 @@ pub(crate) fn setup_rootfs<S: MountOps + FsOps>(
         trees.push(Some((tree, is_dir)));
     }
 
+    // In a user namespace: procfs and sysfs now, below the rootfs, while the
+    // host's are still visible; only on a real top-level directory (lstat:
+    // a symlink planted in the image is refused).
+    let mut early = vec![false; plan.mounts.len()];
+    let mut devices = Vec::new();
+    if plan.userns {
+        for (i, m) in plan.mounts.iter().enumerate() {
+            let typ = m.typ().clone().unwrap_or_default();
+            if typ != "proc" && typ != "sysfs" {
+                continue;
+            }
+            let rel = dest(m);
+            let rel = rel.strip_prefix("/").unwrap_or(&rel);
+            if rel.components().count() != 1 {
+                continue;
+            }
+            let at = plan.target.join(rel);
+            match sys
+                .probe_dir(&at)
+                .step(|| format!("stat {}", at.display()))?
+            {
+                Some(true) => {}
+                None => sys
+                    .mkdir_all(&at, 0o755)
+                    .step(|| format!("mkdir {}", at.display()))?,
+                Some(false) => {
+                    return Err(StepError {
+                        step: format!("mount {typ} on {}", dest(m).display()),
+                        source: io::Error::other("not a directory in the image"),
+                    });
+                }
+            }
+            let o = parse_options(m.options().as_deref().unwrap_or_default());
+            let source = m.source().clone().unwrap_or_else(|| PathBuf::from(&typ));
+            sys.mount(Some(&source), &at, Some(&typ), o.flags, data(&o).as_deref())
+                .step(|| format!("mount {typ} on {}", dest(m).display()))?;
+            early[i] = true;
+        }
+        for (name, _, _) in DEVICES {
+            let host = Path::new("/dev").join(name);
+            let tree = sys
+                .open_tree(&host, false)
+                .step(|| format!("open {}", host.display()))?;
+            devices.push((name, tree));
+        }
+    }
+
     sys.chdir(&plan.target)
         .step(|| format!("chdir {}", plan.target.display()))?;
     sys.pivot_root(Path::new("."), Path::new("."))
@@ -197,7 +252,10 @@ pub(crate) fn setup_rootfs<S: MountOps + FsOps>(
     sys.chdir(Path::new("/")).step(|| "chdir /".into())?;
 
     let mut dev_tmpfs = false;
-    for (m, tree) in plan.mounts.iter().zip(trees) {
+    for ((m, tree), done) in plan.mounts.iter().zip(trees).zip(early) {
+        if done {
+            continue;
+        }
         let target = dest(m);
         let o = parse_options(m.options().as_deref().unwrap_or_default());
         if let Some((tree, is_dir)) = tree {
@@ -249,7 +307,7 @@ pub(crate) fn setup_rootfs<S: MountOps + FsOps>(
         }
     }
     if dev_tmpfs {
-        populate_dev(sys)?;
+        populate_dev(sys, devices)?;
     }
     for p in plan.masked {
         let path = Path::new(p);
@@ -326,7 +384,10 @@ pub(crate) fn finish_rootfs<S: MountOps + FsOps>(
     Ok(())
 }
 
-fn mount_rootfs<S: MountOps + FsOps>(sys: &S, plan: &RootfsPlan<'_>) -> Result<(), StepError> {
+pub(crate) fn mount_rootfs<S: MountOps + FsOps>(
+    sys: &S,
+    plan: &RootfsPlan<'_>,
+) -> Result<(), StepError> {
     let target = &plan.target;
     let Some(first) = plan.rootfs.first() else {
         return Err(StepError {
@@ -335,6 +396,18 @@ fn mount_rootfs<S: MountOps + FsOps>(sys: &S, plan: &RootfsPlan<'_>) -> Result<(
         });
     };
     let o = parse_options(&first.options);
+    if plan.premounted {
+        // A mount point of its own, so that pivot_root takes it.
+        return sys
+            .mount(
+                Some(target),
+                target,
+                None,
+                MountFlags::BIND | MountFlags::REC,
+                None,
+            )
+            .step(|| format!("bind premounted rootfs {}", target.display()));
+    }
     if o.bind || first.fstype == "bind" {
         let flags = MountFlags::BIND | MountFlags::REC;
         sys.mount(Some(&first.source), target, None, flags, None)
@@ -446,11 +519,25 @@ fn mount_cgroup<S: MountOps + FsOps>(
     Ok(())
 }
 
-fn populate_dev<S: MountOps + FsOps>(sys: &S) -> Result<(), StepError> {
-    for (name, major, minor) in DEVICES {
+/// The device nodes (`mknod`, or the host's nodes bind-mounted when
+/// `binds` holds them: no `mknod` in a user namespace) and the links.
+fn populate_dev<S: MountOps + FsOps>(
+    sys: &S,
+    binds: Vec<(&str, OwnedFd)>,
+) -> Result<(), StepError> {
+    if binds.is_empty() {
+        for (name, major, minor) in DEVICES {
+            let path = Path::new("/dev").join(name);
+            sys.mknod(&path, DeviceKind::Char, 0o666, major, minor)
+                .step(|| format!("mknod {}", path.display()))?;
+        }
+    }
+    for (name, tree) in binds {
         let path = Path::new("/dev").join(name);
-        sys.mknod(&path, DeviceKind::Char, 0o666, major, minor)
-            .step(|| format!("mknod {}", path.display()))?;
+        sys.create_file(&path)
+            .step(|| format!("create {}", path.display()))?;
+        sys.move_mount(tree.as_fd(), &path)
+            .step(|| format!("bind {}", path.display()))?;
     }
     for (target, name) in DEV_LINKS {
         let link = Path::new("/dev").join(name);
@@ -515,6 +602,8 @@ mod tests {
             readonly: &readonly,
             readonly_root: true,
             cgroup_v1_controllers: &[],
+            userns: false,
+            premounted: false,
         };
         setup_rootfs(&sys, &plan).expect("setup succeeds with the fake");
         finish_rootfs(&sys, &plan).expect("finish succeeds with the fake");
@@ -559,6 +648,8 @@ mod tests {
             readonly: &[],
             readonly_root: false,
             cgroup_v1_controllers: &[],
+            userns: false,
+            premounted: false,
         };
         let err = setup_rootfs(&sys, &plan).expect_err("pivot fails");
         assert_eq!(err.step, "pivot_root");

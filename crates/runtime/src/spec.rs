@@ -123,6 +123,9 @@ pub struct DockerSpecOptions {
     pub etc_files: Option<EtcFiles>,
     /// Extra mounts (volumes, `--tmpfs`), after the defaults.
     pub mounts: Vec<Mount>,
+    /// A new user namespace with these maps (`--userns`, rootless):
+    /// adds the `user` namespace and `uidMappings`/`gidMappings`.
+    pub userns: Option<crate::userns::IdMappings>,
 }
 
 fn parse_cap(name: &str) -> Result<Capability> {
@@ -262,6 +265,9 @@ pub fn docker_spec(o: &DockerSpecOptions) -> Result<Spec> {
     if o.network == NetworkMode::None {
         namespaces.push(json!({"type": "network"}));
     }
+    if o.userns.is_some() {
+        namespaces.insert(0, json!({"type": "user"}));
+    }
     let mut resources = json!({"devices": [{"allow": false, "access": "rwm"}]});
     let r = &o.resources;
     if let Some(m) = r.memory {
@@ -293,6 +299,17 @@ pub fn docker_spec(o: &DockerSpecOptions) -> Result<Spec> {
         "maskedPaths": MASKED_PATHS,
         "readonlyPaths": READONLY_PATHS,
     });
+    if let Some(m) = &o.userns {
+        let ranges = |r: &[crate::userns::IdRange]| {
+            r.iter()
+                .map(
+                    |r| json!({"containerID": r.container_id, "hostID": r.host_id, "size": r.size}),
+                )
+                .collect::<Vec<_>>()
+        };
+        linux["uidMappings"] = json!(ranges(&m.uids));
+        linux["gidMappings"] = json!(ranges(&m.gids));
+    }
     if !o.seccomp_unconfined {
         let profile: LinuxSeccomp = seccomp::docker_default(&caps);
         linux["seccomp"] = serde_json::to_value(profile).map_err(|e| spec_err(e.to_string()))?;

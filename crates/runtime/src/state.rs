@@ -21,13 +21,23 @@ pub(crate) struct StateFile {
     pub(crate) pid: i32,
     pub(crate) pid_start: u64,
     pub(crate) shim_pid: i32,
+    /// The supervisor's start time (`/proc/PID/stat` field 22), so that
+    /// `delete` waits for that process and not a later one with its pid.
+    #[serde(default)]
+    pub(crate) shim_start: u64,
     pub(crate) cgroup: Option<Cgroup>,
+    /// RFC 3339 time the container's process was started.
+    #[serde(default)]
+    pub(crate) started_at: Option<String>,
 }
 
 /// Written by the shim when the container's init ended.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct ExitFile {
     pub(crate) status: ExitStatus,
+    /// RFC 3339 time the container's process ended.
+    #[serde(default)]
+    pub(crate) finished_at: Option<String>,
 }
 
 /// Whether a container runs.
@@ -54,6 +64,37 @@ pub struct ContainerState {
     /// supervisor died before recording it (Docker then reports 255... kiln
     /// leaves the choice to the caller).
     pub exit: Option<ExitStatus>,
+    /// When its process started (RFC 3339, UTC, nanoseconds), as Docker's
+    /// `State.StartedAt`; `None` before the supervisor recorded it.
+    pub started_at: Option<String>,
+    /// When its process ended (RFC 3339), as Docker's `State.FinishedAt`;
+    /// `None` while running or when the supervisor died first.
+    pub finished_at: Option<String>,
+}
+
+/// `t` as RFC 3339 in UTC with nanoseconds (`2026-11-29T03:04:05.123456789Z`),
+/// the form Docker uses for `StartedAt` and `FinishedAt`.
+pub(crate) fn rfc3339(t: std::time::SystemTime) -> String {
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_nanos()
+    )
 }
 
 pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
@@ -109,30 +150,39 @@ pub(crate) fn query(dir: &Path) -> Result<ContainerState> {
     let state: Option<StateFile> = read_json(&state_path)?;
     let exit: Option<ExitFile> = read_json(&exit_path)?;
     let id = state.as_ref().map(|s| s.id.clone()).unwrap_or_default();
+    let started_at = state.as_ref().and_then(|s| s.started_at.clone());
     Ok(match (state, exit) {
         (_, Some(e)) => ContainerState {
             id,
             status: Status::Exited,
             pid: None,
             exit: Some(e.status),
+            started_at,
+            finished_at: e.finished_at,
         },
         (None, None) => ContainerState {
             id,
             status: Status::Created,
             pid: None,
             exit: None,
+            started_at,
+            finished_at: None,
         },
         (Some(s), None) if alive(&s) => ContainerState {
             id,
             status: Status::Running,
             pid: Some(s.pid),
             exit: None,
+            started_at,
+            finished_at: None,
         },
         (Some(_), None) => ContainerState {
             id,
             status: Status::Exited,
             pid: None,
             exit: None,
+            started_at,
+            finished_at: None,
         },
     })
 }
@@ -151,7 +201,9 @@ mod tests {
             pid: me,
             pid_start: start_time(me).expect("own stat"),
             shim_pid: me,
+            shim_start: 0,
             cgroup: None,
+            started_at: Some("2026-01-02T03:04:05.000000006Z".into()),
         };
         write_json(&d.path().join(STATE_FILE), &s).expect("write");
         let st = query(d.path()).expect("query");
@@ -168,19 +220,35 @@ mod tests {
                 id: "c".into(),
                 status: Status::Exited,
                 pid: None,
-                exit: None
+                exit: None,
+                started_at: Some("2026-01-02T03:04:05.000000006Z".into()),
+                finished_at: None,
             }
         );
         write_json(
             &d.path().join(EXIT_FILE),
             &ExitFile {
                 status: ExitStatus::Signal(9),
+                finished_at: Some("2026-01-02T03:04:06.000000000Z".into()),
             },
         )
         .expect("write");
+        let st = query(d.path()).expect("query");
+        assert_eq!(st.exit.map(ExitStatus::code), Some(137));
         assert_eq!(
-            query(d.path()).expect("query").exit.map(ExitStatus::code),
-            Some(137)
+            st.finished_at.as_deref(),
+            Some("2026-01-02T03:04:06.000000000Z")
         );
+    }
+
+    #[test]
+    fn rfc3339_formats_utc_dates() {
+        use std::time::{Duration, UNIX_EPOCH};
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000000000Z");
+        // 2000-02-29 (a leap day) 12:34:56.5
+        let t = UNIX_EPOCH + Duration::new(951_827_696, 500_000_000);
+        assert_eq!(rfc3339(t), "2000-02-29T12:34:56.500000000Z");
+        let t = UNIX_EPOCH + Duration::from_secs(1_798_761_599);
+        assert_eq!(rfc3339(t), "2026-12-31T23:59:59.000000000Z");
     }
 }

@@ -30,6 +30,10 @@ pub(crate) struct RunRequest {
     pub(crate) detached: bool,
     pub(crate) cgroup_parent: String,
     pub(crate) cgroup_root: PathBuf,
+    /// Detached containers: the JSON-lines log the supervisor writes the
+    /// container's stdout and stderr to, each entry tagged with its stream.
+    #[serde(default)]
+    pub(crate) log: Option<PathBuf>,
 }
 
 /// Run a process inside a running container.

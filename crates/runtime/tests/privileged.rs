@@ -10,6 +10,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use kiln_runtime::logfile::{LogEntry, LogStream};
 use kiln_runtime::{
     ContainerConfig, DockerSpecOptions, ExitStatus, NetworkMode, Resources, RootfsMount, Runtime,
     RuntimeConfig, Status, Stdio, StdioConfig, docker_spec,
@@ -576,7 +577,7 @@ fn detached_container_survives_its_caller_logs_stops_and_is_deleted() {
         &[
             "sh",
             "-c",
-            "echo started; while true; do echo tick; sleep 0.1; done",
+            "echo started; echo oops >&2; while true; do echo tick; sleep 0.1; done",
         ],
         |_| {},
     );
@@ -594,13 +595,11 @@ fn detached_container_survives_its_caller_logs_stops_and_is_deleted() {
     assert_eq!(state.status, Status::Running);
     let pid = state.pid.expect("pid");
     wait_for("log lines", || {
-        fs::read_to_string(&log).is_ok_and(|l| l.matches("tick").count() >= 2)
+        log_text(&log, LogStream::Stdout).matches("tick").count() >= 2
     });
-    assert!(
-        fs::read_to_string(&log)
-            .expect("log")
-            .starts_with("started\n")
-    );
+    assert!(log_text(&log, LogStream::Stdout).starts_with("started\ntick\n"));
+    assert_eq!(log_text(&log, LogStream::Stderr), "oops\n");
+    assert!(state.started_at.is_some(), "start time recorded");
     // exec joins its namespaces and cgroup.
     let process: kiln_runtime::oci_spec::runtime::Process = serde_json::from_value(serde_json::json!({
         "args": ["/bin/kiln-probe"], "cwd": "/", "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0}
@@ -680,9 +679,49 @@ fn detached_container_survives_its_caller_logs_stops_and_is_deleted() {
     assert!(started.elapsed() >= Duration::from_millis(300));
     assert_eq!(end.status, Status::Exited);
     assert_eq!(end.exit.map(ExitStatus::code), Some(137));
+    let (started_at, finished_at) = (
+        end.started_at.clone().expect("started_at"),
+        end.finished_at.clone().expect("finished_at"),
+    );
+    assert!(
+        started_at.ends_with('Z') && started_at < finished_at,
+        "{started_at} then {finished_at}"
+    );
     assert!(!cgroup_dir(&c, "memory").exists(), "cgroup removed");
     rt.delete(&c.config.state_dir, false).expect("delete");
     assert!(!c.config.state_dir.exists());
+}
+
+/// The text of one stream in a detached container's JSON-lines log.
+fn log_text(path: &Path, stream: LogStream) -> String {
+    let data = fs::read(path).unwrap_or_default();
+    data.split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| LogEntry::parse(l).expect("every log line is a JSON entry"))
+        .filter(|e| e.stream == stream)
+        .map(|e| e.log)
+        .collect()
+}
+
+#[test]
+fn delete_right_after_a_detached_start_leaves_nothing_behind() {
+    // No wait between start and delete: delete must itself wait for the
+    // supervisor, which otherwise writes exit.json into (or removes the
+    // cgroup under) a directory being deleted.
+    for (i, cmd) in ["true", "sleep 10", "echo bye; exit 3"].iter().enumerate() {
+        for round in 0..3 {
+            let c = container(&format!("race{i}{round}"), &["sh", "-c", cmd], |_| {});
+            let log = c._dir.path().join("ctr.log");
+            let rt = runtime();
+            rt.start_detached(&c.config, &log).expect("start");
+            let memcg = cgroup_dir(&c, "memory");
+            rt.delete(&c.config.state_dir, true).expect("delete");
+            assert!(!c.config.state_dir.exists(), "{cmd}: state dir removed");
+            std::thread::sleep(Duration::from_millis(50));
+            assert!(!c.config.state_dir.exists(), "{cmd}: nothing recreated it");
+            assert!(!memcg.exists(), "{cmd}: cgroup removed");
+        }
+    }
 }
 
 #[test]
@@ -854,4 +893,52 @@ fn setup_failure_is_reported_and_cleaned_up() {
     assert_eq!(err.exit_code(), 125);
     assert!(err.to_string().contains("rootfs"), "{err}");
     assert!(!cgroup_dir(&c, "memory").exists() && !cgroup_dir(&c, "devices").exists());
+}
+
+#[test]
+fn userns_remaps_container_root_to_an_unprivileged_range() {
+    use kiln_runtime::userns::{DEFAULT_REMAP_START, IdMappings};
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let vol = tempfile::tempdir().expect("tempdir");
+    fs::set_permissions(vol.path(), fs::Permissions::from_mode(0o777)).expect("chmod");
+    let mount: kiln_runtime::oci_spec::runtime::Mount = serde_json::from_value(serde_json::json!({
+        "destination": "/vol", "type": "bind", "source": vol.path(), "options": ["rbind"]
+    }))
+    .expect("mount");
+    let maps = IdMappings::remap(DEFAULT_REMAP_START, DEFAULT_REMAP_START, 65_536);
+    let c = container(
+        "userns",
+        &["sh", "-c", "touch /vol/made-inside && /bin/kiln-probe"],
+        |o| {
+            o.userns = Some(maps.clone());
+            o.mounts.push(mount);
+        },
+    );
+    // The container's root may traverse only what others may.
+    fs::set_permissions(c._dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    let p = probe(&c);
+    assert_eq!(p["uid"][0], 0, "root inside: {p}");
+    assert_eq!(p["gid"][0], 0, "{p}");
+    let uid_map: Vec<String> = p["uid_map"]
+        .as_str()
+        .expect("uid_map")
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(uid_map, ["0", "1000000000", "65536"], "{p}");
+    assert_ne!(
+        p["namespaces"]["user"],
+        serde_json::json!(host_ns("user")),
+        "a user namespace of its own: {p}"
+    );
+    let made = fs::metadata(vol.path().join("made-inside")).expect("file made inside");
+    assert_eq!(
+        (made.uid(), made.gid()),
+        (DEFAULT_REMAP_START, DEFAULT_REMAP_START)
+    );
+    // Docker's isolation still holds in the user namespace.
+    assert_eq!(p["pid"], 1, "{p}");
+    assert_eq!(p["kcore_masked"], true, "{p}");
+    assert_eq!(p["seccomp"], 2, "{p}");
+    assert!(strings(&p["interfaces"]) == vec!["lo".to_string()], "{p}");
 }

@@ -507,3 +507,44 @@ pub fn open_pty_at(ptmx: &std::path::Path) -> io::Result<(OwnedFd, OwnedFd, std:
     )?;
     Ok((master, slave, path))
 }
+
+/// fork(2) into new namespaces: clone(2) with `ns` (e.g. `USER | PID`) and
+/// no new stack, so the child continues like after `fork`. With
+/// `CLONE_NEWUSER` the other namespaces are created owned by the new user
+/// namespace, and the child has every capability in it (but no uid/gid
+/// mapping until the parent writes one). Only call it from a
+/// single-threaded process.
+pub fn fork_into(ns: crate::Namespaces) -> io::Result<crate::Fork> {
+    let flags = (ns.0 as libc::c_ulong) | (libc::SIGCHLD as libc::c_ulong);
+    // SAFETY: clone without CLONE_VM and with a null stack duplicates the
+    // calling (single, per the contract) thread like fork; the null
+    // pointers are the unused parent/child tid and tls arguments.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            flags,
+            std::ptr::null_mut::<libc::c_void>(),
+            std::ptr::null_mut::<libc::c_int>(),
+            std::ptr::null_mut::<libc::c_int>(),
+            0 as libc::c_ulong,
+        )
+    };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(if pid == 0 {
+        crate::Fork::Child
+    } else {
+        crate::Fork::Parent(pid as i32)
+    })
+}
+
+/// geteuid(2).
+pub fn geteuid() -> u32 {
+    rustix::process::geteuid().as_raw()
+}
+
+/// getegid(2).
+pub fn getegid() -> u32 {
+    rustix::process::getegid().as_raw()
+}

@@ -876,9 +876,10 @@ fn inspect_reports_the_container() {
     assert!(
         v["State"]["StartedAt"]
             .as_str()
-            .is_some_and(|t| t.starts_with("20")),
+            .is_some_and(|t| t.starts_with("20") && t.ends_with('Z')),
         "{v}"
     );
+    assert_eq!(v["State"]["FinishedAt"], "0001-01-01T00:00:00Z", "{v}");
     assert!(
         v["Image"].as_str().unwrap_or("").starts_with("sha256:"),
         "{v}"
@@ -906,7 +907,18 @@ fn inspect_reports_the_container() {
         v["State"]["StartedAt"].as_str().expect("StartedAt"),
         v["State"]["FinishedAt"].as_str().expect("FinishedAt"),
     );
-    assert!(finished.starts_with("20") && finished >= started, "{v}");
+    assert!(finished.starts_with("20") && finished > started, "{v}");
+    // The supervisor's record, to the nanosecond (Docker's form).
+    assert_eq!(
+        finished.len(),
+        "2026-01-01T00:00:00.000000000Z".len(),
+        "{v}"
+    );
+    let row = c.ps_row("insp").expect("ps -a lists insp");
+    assert!(
+        row.contains("Exited (137) ") && row.contains(" ago"),
+        "{row}"
+    );
     let out = c.kiln(&["inspect", "nosuch-container"]);
     assert_ne!(code(&out), 0);
 }
@@ -1227,6 +1239,46 @@ fn detached_container_survives_its_callers_process_group() {
 }
 
 #[test]
+fn detached_logs_keep_stdout_and_stderr_apart() {
+    let c = Ctx::new();
+    c.detach(
+        &["--name", "split"],
+        &[
+            "sh",
+            "-c",
+            "echo o1; echo e1 >&2; echo o2; printf 'e2-no-newline' >&2; sleep 0.3; echo o3",
+        ],
+    );
+    // -f follows the running container to its end, streams kept apart.
+    let followed = c.kiln(&["logs", "-f", "split"]);
+    assert_eq!(code(&followed), 0, "{}", show(&followed));
+    assert_eq!(stdout(&followed), "o1\no2\no3\n", "{}", show(&followed));
+    assert_eq!(
+        stderr(&followed),
+        "e1\ne2-no-newline",
+        "{}",
+        show(&followed)
+    );
+    assert_eq!(c.ok(&["wait", "split"]).trim(), "0");
+    let logs = c.kiln(&["logs", "split"]);
+    assert_eq!(stdout(&logs), "o1\no2\no3\n", "{}", show(&logs));
+    assert_eq!(stderr(&logs), "e1\ne2-no-newline", "{}", show(&logs));
+    // The file is JSON lines as Docker's json-file driver writes them.
+    let path = c.inspect("split")["LogPath"]
+        .as_str()
+        .expect("LogPath")
+        .to_owned();
+    let text = std::fs::read_to_string(&path).expect("read the log file");
+    let first: Value = serde_json::from_str(text.lines().next().expect("a line")).expect("json");
+    assert_eq!(first["log"], "o1\n", "{text}");
+    assert_eq!(first["stream"], "stdout", "{text}");
+    assert!(
+        first["time"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "{text}"
+    );
+}
+
+#[test]
 fn foreground_output_is_kept_for_logs() {
     let c = Ctx::new();
     let out = c.kiln(&[
@@ -1246,10 +1298,10 @@ fn foreground_output_is_kept_for_logs() {
         "{}",
         show(&out)
     );
-    let logs = c.ok(&["logs", "fg"]);
-    let mut lines: Vec<&str> = logs.lines().collect();
-    lines.sort_unstable();
-    assert_eq!(lines, ["err1", "out1", "out2"], "{logs}");
+    // Each stream back to where it came from, as `docker logs`.
+    let logs = c.kiln(&["logs", "fg"]);
+    assert_eq!(stdout(&logs), "out1\nout2\n", "{}", show(&logs));
+    assert_eq!(stderr(&logs), "err1\n", "{}", show(&logs));
     // Large output goes through whole, to the caller and to the log.
     let out = c.kiln(&[
         "run",

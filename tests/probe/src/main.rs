@@ -220,6 +220,9 @@ fn probe() -> Value {
         "cgroup_limits": cgroup_limits(),
         "uid": ids("Uid"),
         "gid": ids("Gid"),
+        "uid_map": read("/proc/self/uid_map").unwrap_or_default(),
+        "gid_map": read("/proc/self/gid_map").unwrap_or_default(),
+        "init_exe_writable": init_exe_writable(),
         "groups": ids("Groups"),
         "env": env,
         "cwd": std::env::current_dir().map(|p| p.display().to_string()).unwrap_or_default(),
@@ -229,6 +232,16 @@ fn probe() -> Value {
         "proc_sys_writable": proc_sys_writable,
         "syscalls": syscall_checks(),
     })
+}
+
+/// CVE-2019-5736: whether the binary behind PID 1's `/proc/1/exe` can be
+/// opened for writing from here (`null` when it cannot even be opened,
+/// with the reason).
+fn init_exe_writable() -> Value {
+    match std::fs::OpenOptions::new().write(true).open("/proc/1/exe") {
+        Ok(_) => json!(true),
+        Err(e) => json!({"writable": false, "error": e.to_string()}),
+    }
 }
 
 fn alloc(mib: usize) -> Value {
