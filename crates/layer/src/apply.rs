@@ -230,12 +230,21 @@ struct Meta {
 
 impl Unpacker<'_> {
     fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<()> {
-        let raw = entry.path_bytes().into_owned();
-        let shown = || String::from_utf8_lossy(&raw).into_owned();
         let kind = entry.header().entry_type();
         if matches!(kind, EntryType::XGlobalHeader) {
             return Ok(());
         }
+        // A PAX sparse file (GNU tar --format=pax --sparse) is a regular
+        // entry whose real name and layout are in GNU.sparse.* records.
+        let sparse = match kind {
+            EntryType::Regular | EntryType::Continuous => pax_sparse(entry).map_err(read_err)?,
+            _ => None,
+        };
+        let raw = match sparse.as_ref().and_then(|s| s.name.clone()) {
+            Some(name) => name,
+            None => entry.path_bytes().into_owned(),
+        };
+        let shown = || String::from_utf8_lossy(&raw).into_owned();
         let Some(rel) = normalize(&raw)? else {
             // The root itself ("./"): its metadata belongs to the snapshot.
             return Ok(());
@@ -296,7 +305,11 @@ impl Unpacker<'_> {
                 )
                 .map_err(|e| io_err("creating file")(e.into()))?;
                 let mut file = File::from(fd);
-                self.write_data(entry, &mut file, kind.is_gnu_sparse())?;
+                match &sparse {
+                    Some(sp) => crate::sparse::write(sp, entry, &mut file, &mut self.buf)
+                        .map_err(io_err("writing sparse file"))?,
+                    None => self.write_data(entry, &mut file, kind.is_gnu_sparse())?,
+                }
                 self.set_meta_fd(&file, &meta, true)
                     .map_err(io_err("setting metadata"))?;
             }
@@ -609,6 +622,15 @@ fn timestamps(mtime: i64) -> Timestamps {
         last_access: t,
         last_modification: t,
     }
+}
+
+fn pax_sparse<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+) -> io::Result<Option<crate::sparse::PaxSparse>> {
+    let Some(exts) = entry.pax_extensions()? else {
+        return Ok(None);
+    };
+    crate::sparse::from_pax(exts.map(|e| e.map(|e| (e.key_bytes(), e.value_bytes()))))
 }
 
 fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>) -> io::Result<Meta> {

@@ -53,6 +53,7 @@ mod fsops;
 mod hash;
 mod pargz;
 mod pax;
+mod sparse;
 mod writer;
 
 use std::io;

@@ -554,6 +554,95 @@ fn gnu_sparse_files_unpack_with_holes() {
 // ---- hostile archives ----
 
 #[test]
+fn pax_sparse_files_of_every_gnu_format_unpack_with_holes() {
+    use std::os::unix::fs::FileExt;
+    const LEN: u64 = 8 << 20;
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir(&src).unwrap();
+    {
+        let f = fs::File::create(src.join("s")).unwrap();
+        f.set_len(LEN).unwrap();
+        f.write_all_at(b"start", 0).unwrap();
+        f.write_all_at(b"middle", 4 << 20).unwrap();
+    }
+    let want = fs::read(src.join("s")).unwrap();
+    // What GNU tar writes with --format=pax --sparse (the archives Docker
+    // and Go never make, but a hand-made layer may hold).
+    for version in ["0.0", "0.1", "1.0"] {
+        let out = std::process::Command::new("tar")
+            .args(["--format=pax", "--sparse"])
+            .arg(format!("--sparse-version={version}"))
+            .arg("-C")
+            .arg(&src)
+            .args(["-cf", "-", "s"])
+            .output()
+            .expect("running GNU tar");
+        assert!(out.status.success(), "tar {version}: {out:?}");
+        let tar = out.stdout;
+        assert!(tar.len() < 1 << 20, "{version}: tar stored the holes");
+        let root = tmp.path().join(format!("root-{version}"));
+        fs::create_dir(&root).unwrap();
+        apply_layer(
+            tar.as_slice(),
+            Compression::None,
+            &root,
+            &opts(WhiteoutMode::Delete),
+        )
+        .unwrap();
+        assert_eq!(names(&root), ["s"], "{version}: the real name is used");
+        let m = fs::metadata(root.join("s")).unwrap();
+        assert_eq!(m.len(), LEN, "{version}");
+        assert!(m.blocks() * 512 < 1 << 20, "{version}: holes kept");
+        assert!(fs::read(root.join("s")).unwrap() == want, "{version}");
+    }
+
+    // A hand-made format 1.0 entry: the map starts the data.
+    let mut data = b"2\n0\n5\n9999995\n5\n".to_vec();
+    data.resize(512, 0);
+    data.extend_from_slice(b"helloworld");
+    let tar = RawTar::default()
+        .pax(&[
+            ("GNU.sparse.major", b"1"),
+            ("GNU.sparse.minor", b"0"),
+            ("GNU.sparse.name", b"dir/real"),
+            ("GNU.sparse.realsize", b"10000000"),
+        ])
+        .file("GNUSparseFile.0/real", &data)
+        .finish();
+    let sb = Sandbox::new();
+    sb.apply(&tar, &opts(WhiteoutMode::Delete)).unwrap();
+    let got = fs::read(sb.root().join("dir/real")).unwrap();
+    assert_eq!(got.len(), 10_000_000);
+    assert_eq!(
+        (&got[..5], &got[9_999_995..]),
+        (&b"hello"[..], &b"world"[..])
+    );
+    assert!(got[5..9_999_995].iter().all(|&b| b == 0));
+    assert_eq!(names(&sb.root()), ["dir"]);
+    sb.assert_contained();
+
+    // Its real name is as confined as any other.
+    let mut empty_map = b"0\n".to_vec();
+    empty_map.resize(512, 0);
+    let tar = RawTar::default()
+        .pax(&[
+            ("GNU.sparse.major", b"1"),
+            ("GNU.sparse.minor", b"0"),
+            ("GNU.sparse.name", b"../outside/pwned"),
+            ("GNU.sparse.realsize", b"10"),
+        ])
+        .file("GNUSparseFile.0/x", &empty_map)
+        .finish();
+    let sb = Sandbox::new();
+    assert!(matches!(
+        sb.apply(&tar, &opts(WhiteoutMode::Delete)),
+        Err(Error::UnsafePath { .. })
+    ));
+    sb.assert_contained();
+}
+
+#[test]
 fn hostile_dotdot_is_refused() {
     for name in ["../outside/pwned", "a/../../outside/pwned", "./../x"] {
         let sb = Sandbox::new();
