@@ -34,16 +34,22 @@ impl ChunkHasher {
         }
         let (chunks, rx) = mpsc::sync_channel::<Vec<u8>>(HASH_QUEUE);
         let (spare_tx, spare) = mpsc::sync_channel::<Vec<u8>>(HASH_QUEUE + 2);
-        let thread = std::thread::spawn(move || {
-            let mut h = Sha256::new();
-            for mut chunk in rx {
-                h.update(&chunk);
-                chunk.clear();
-                // The writer may be gone or have enough spares: either is fine.
-                let _ = spare_tx.try_send(chunk);
-            }
-            h
-        });
+        let spawned = std::thread::Builder::new()
+            .name("kiln-diffid".to_owned())
+            .spawn(move || {
+                let mut h = Sha256::new();
+                for mut chunk in rx {
+                    h.update(&chunk);
+                    chunk.clear();
+                    // The writer may be gone or have enough spares: either is fine.
+                    let _ = spare_tx.try_send(chunk);
+                }
+                h
+            });
+        let Ok(thread) = spawned else {
+            // No thread to be had (a pids limit, say): hash inline.
+            return Self::Inline(Sha256::new());
+        };
         Self::Thread {
             chunks: Some(chunks),
             spare,
