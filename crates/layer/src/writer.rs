@@ -254,6 +254,42 @@ mod tests {
     }
 
     #[test]
+    fn flushes_and_write_sizes_do_not_change_the_layer() {
+        // The writer gathers 1 MiB chunks; flushing mid-chunk and writes
+        // straddling chunk boundaries must give the same bytes and digests.
+        let data: Vec<u8> = (0..2_500_000u32).map(|i| (i % 199) as u8).collect();
+        for c in [Compression::None, Compression::Gzip, Compression::Zstd] {
+            let whole = {
+                let mut w = LayerWriter::with_threads(Vec::new(), c, 3, 2).unwrap();
+                w.write_all(&data).unwrap();
+                w.finish().unwrap()
+            };
+            let pieces = {
+                let mut w = LayerWriter::with_threads(Vec::new(), c, 3, 2).unwrap();
+                for (i, chunk) in data.chunks(700_001).enumerate() {
+                    w.write_all(chunk).unwrap();
+                    if i % 2 == 0 {
+                        w.flush().unwrap();
+                    }
+                }
+                assert_eq!(w.uncompressed_len(), data.len() as u64);
+                w.finish().unwrap()
+            };
+            assert_eq!(whole.0.diff_id, sha(&data), "{c}");
+            assert_eq!(pieces.0.diff_id, whole.0.diff_id, "{c}");
+            let mut back = Vec::new();
+            crate::compression::decoder(&pieces.1[..], c)
+                .unwrap()
+                .read_to_end(&mut back)
+                .unwrap();
+            assert_eq!(back, data, "{c}");
+            if c == Compression::None {
+                assert_eq!(pieces.1, whole.1);
+            }
+        }
+    }
+
+    #[test]
     fn zstd_output_does_not_depend_on_the_number_of_workers() {
         // Several zstd jobs (the level-3 job size is a few MiB), a poorly
         // compressible part, and the empty and tiny edge cases (zstd takes
