@@ -840,8 +840,13 @@ mod tests {
     use super::*;
 
     fn progress_with_hidden_bars() -> LineProgress {
+        hidden(&PULL_VERBS)
+    }
+
+    fn hidden(verbs: &'static Verbs) -> LineProgress {
         LineProgress {
             enabled: true,
+            verbs,
             out: Mutex::new(Box::new(std::io::sink())),
             config: std::sync::OnceLock::new(),
             bars: Some(Bars::new(indicatif::ProgressDrawTarget::hidden())),
@@ -880,5 +885,46 @@ mod tests {
             Some("Already exists".to_owned())
         );
         assert!(!map.contains_key(&config), "the config blob gets no bar");
+    }
+
+    #[test]
+    fn push_bars_say_pushing_then_pushed() {
+        let p = hidden(&PUSH_VERBS);
+        let (config, layer, there) = (
+            Digest::of(b"config"),
+            Digest::of(b"layer"),
+            Digest::of(b"there"),
+        );
+        p.resolved(&Digest::of(b"manifest"), &config, 2);
+        p.blob_started(&layer, 100);
+        p.blob_progress(&layer, 60, 100);
+        let bars = p.bars.as_ref().expect("bars");
+        let bar = bars
+            .by_digest
+            .lock()
+            .expect("lock")
+            .get(&layer)
+            .cloned()
+            .expect("a bar for the layer");
+        assert_eq!((bar.position(), bar.message()), (60, "Pushing".to_owned()));
+        p.blob_done(&layer, 100);
+        assert!(bar.is_finished());
+        assert_eq!(bar.message(), "Pushed");
+        p.blob_exists(&there, 5);
+        p.blob_done(&config, 10);
+        let map = bars.by_digest.lock().expect("lock");
+        assert_eq!(
+            map.get(&there).map(|b| b.message()),
+            Some("Layer already exists".to_owned())
+        );
+        assert!(!map.contains_key(&config), "the config blob gets no bar");
+    }
+
+    #[test]
+    fn compression_names() {
+        assert_eq!(compression("gzip").unwrap(), kiln_layer::Compression::Gzip);
+        assert_eq!(compression("zstd").unwrap(), kiln_layer::Compression::Zstd);
+        assert_eq!(compression("none").unwrap(), kiln_layer::Compression::None);
+        assert!(compression("lz4").is_err());
     }
 }

@@ -184,7 +184,6 @@ pub(crate) fn import(app: &mut App, a: &ImportArgs) -> Result<u8> {
             .unwrap_or_else(|| format!("Imported from {}", a.file)),
         // Kept uncompressed locally, as Docker does; push compresses.
         compression: kiln_layer::Compression::None,
-        ..ImportOptions::default()
     };
     let record = if a.file == "-" {
         kiln_image::import(

@@ -936,7 +936,14 @@ async fn teed_pull(
 async fn a_tee_sees_the_blob_and_verified_only_when_it_checks_out() {
     let fake = Fake::start().await;
     let layer: Vec<u8> = (0..700_000u32).map(|i| (i % 251) as u8).collect();
-    let img = publish(&fake, "tee", "ok", OCI_MANIFEST, "amd64", &[layer.clone()]);
+    let img = publish(
+        &fake,
+        "tee",
+        "ok",
+        OCI_MANIFEST,
+        "amd64",
+        std::slice::from_ref(&layer),
+    );
     let (_t, s) = store();
     let (res, data, verified) =
         teed_pull(&r(&format!("{}/tee:ok", fake.host())), &img.layers[0], &s).await;
