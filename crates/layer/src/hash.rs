@@ -80,20 +80,29 @@ impl ChunkHasher {
         }
     }
 
-    pub(crate) fn finish(self) -> io::Result<Sha256> {
-        match self {
-            Self::Inline(h) => Ok(h),
-            Self::Thread {
-                mut chunks,
-                mut thread,
-                ..
-            } => {
+    pub(crate) fn finish(mut self) -> io::Result<Sha256> {
+        match &mut self {
+            Self::Inline(h) => Ok(std::mem::take(h)),
+            Self::Thread { chunks, thread, .. } => {
                 drop(chunks.take());
                 thread
                     .take()
                     .expect("joined once")
                     .join()
                     .map_err(|_| io::Error::other("the diffID hashing thread panicked"))
+            }
+        }
+    }
+}
+
+/// A hasher dropped unfinished (the apply or the layer failed) still ends
+/// and joins its thread, so no thread outlives the call that started it.
+impl Drop for ChunkHasher {
+    fn drop(&mut self) {
+        if let Self::Thread { chunks, thread, .. } = self {
+            drop(chunks.take());
+            if let Some(t) = thread.take() {
+                let _ = t.join();
             }
         }
     }

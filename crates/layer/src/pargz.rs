@@ -49,6 +49,18 @@ struct Pool {
     workers: Vec<JoinHandle<()>>,
 }
 
+/// Closing the job channel ends the workers; they are joined so that none
+/// outlives the writer, also when it is dropped unfinished (a failed diff).
+impl Drop for Pool {
+    fn drop(&mut self) {
+        let (closed, _) = mpsc::channel();
+        drop(std::mem::replace(&mut self.jobs, closed));
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}
+
 impl<W: Write> ParGzip<W> {
     /// A compressor using `threads` worker threads (1: compress inline).
     pub(crate) fn new(mut inner: W, level: u32, threads: usize) -> io::Result<Self> {
@@ -152,12 +164,8 @@ impl<W: Write> ParGzip<W> {
         trailer[..4].copy_from_slice(&self.crc.sum().to_le_bytes());
         trailer[4..].copy_from_slice(&self.crc.amount().to_le_bytes());
         self.inner.write_all(&trailer)?;
-        if let Some(pool) = self.pool.take() {
-            drop(pool.jobs);
-            for w in pool.workers {
-                let _ = w.join();
-            }
-        }
+        // Dropping the pool ends and joins its workers.
+        drop(self.pool.take());
         Ok(self.inner)
     }
 }

@@ -290,6 +290,18 @@ mod tests {
     }
 
     #[test]
+    fn an_unfinished_writer_ends_its_threads_when_dropped() {
+        let data = vec![7u8; 3 << 20];
+        for c in [Compression::None, Compression::Gzip, Compression::Zstd] {
+            let mut w = LayerWriter::with_threads(Vec::new(), c, 1, 4).unwrap();
+            w.write_all(&data).unwrap();
+            let start = std::time::Instant::now();
+            drop(w); // joins the hashing thread and the gzip workers
+            assert!(start.elapsed() < std::time::Duration::from_secs(30), "{c}");
+        }
+    }
+
+    #[test]
     fn zstd_output_does_not_depend_on_the_number_of_workers() {
         // Several zstd jobs (the level-3 job size is a few MiB), a poorly
         // compressible part, and the empty and tiny edge cases (zstd takes
