@@ -82,6 +82,25 @@ fn layer_benches(c: &mut Criterion) {
     let mut g = c.benchmark_group("layer");
     g.sample_size(10);
     g.throughput(Throughput::Bytes(tar_bytes));
+    // Compression alone, of the tar already in memory: 1 thread against
+    // all of them (the bytes are the same either way).
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    for (name, compression, level, n) in [
+        ("compress/sha256-only", Compression::None, 0, 1),
+        ("compress/gzip-1/1-thread", Compression::Gzip, 1, 1),
+        ("compress/gzip-1/all-threads", Compression::Gzip, 1, threads),
+        ("compress/zstd-3/1-worker", Compression::Zstd, 3, 1),
+        ("compress/zstd-3/all-workers", Compression::Zstd, 3, threads),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let mut w = LayerWriter::with_threads(io::sink(), compression, level, n)
+                    .expect("layer writer");
+                io::Write::write_all(&mut w, &plain).expect("compressing");
+                w.finish().expect("finish").0
+            })
+        });
+    }
     // `kiln build`'s path with the overlay snapshotter: the upper dir (here
     // the whole tree) walked into a LayerWriter.
     for (name, compression) in [
