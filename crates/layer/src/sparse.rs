@@ -76,14 +76,15 @@ pub(crate) fn from_pax<'a>(
     let real_size = real_size.ok_or_else(|| invalid("no real size"))?;
     let map = match (major, minor) {
         (Some(1), Some(0)) => None,
-        (Some(_), _) | (_, Some(_)) => return Err(invalid("unknown format version")),
-        (None, None) => match map {
+        // 0.0 and 0.1 carry no version records; accept them spelled out too.
+        (None | Some(0), None | Some(0) | Some(1)) => match map {
             Some(m) => Some(m),
             None if offsets.len() == lengths.len() => {
                 Some(offsets.into_iter().zip(lengths).collect())
             }
             None => return Err(invalid("offsets and lengths do not pair up")),
         },
+        _ => return Err(invalid("unknown format version")),
     };
     Ok(Some(PaxSparse {
         name,
