@@ -145,6 +145,15 @@ impl ContainerRecord {
                 &self.id[..12]
             )
         })?;
+        if self.userns.is_some() && kiln_sys::process::geteuid() == 0 {
+            // As Docker's userns-remap (/var/lib/docker is 0711): the
+            // container's root, an unprivileged host id, must be able to
+            // pass through kiln's directories to its own state and files.
+            for dir in [app.root().to_path_buf(), app.root().join("containers")] {
+                let _ = std::fs::create_dir_all(&dir);
+                allow_traversal(&dir);
+            }
+        }
         let etc_dir = self.etc_dir(app);
         std::fs::create_dir_all(&etc_dir)
             .with_context(|| format!("cannot create {}", etc_dir.display()))?;
@@ -248,6 +257,17 @@ pub(crate) fn user_namespace(mode: Option<&str>) -> Result<Option<IdMappings>> {
             Ok(Some(IdMappings::rootless(uid, gid, su, sg)))
         }
         (Some(other), _) => bail!("invalid --userns {other:?}: use remap or host"),
+    }
+}
+
+/// Adds the execute (search) bit for others to a directory, without read.
+fn allow_traversal(dir: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(m) = std::fs::metadata(dir) {
+        let mode = m.permissions().mode();
+        if mode & 0o001 == 0 {
+            let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode | 0o011));
+        }
     }
 }
 

@@ -85,11 +85,17 @@ pub(crate) struct CreateArgs {
     /// Remove the container when it exits.
     #[arg(long)]
     rm: bool,
-    /// User namespace: `--userns` (or `remap`) maps the container's root to
+    /// User namespace: `--userns` (or `--userns=remap`) maps the container's root to
     /// an unprivileged host range (`kiln` in /etc/subuid, else
-    /// 1000000000:65536); `host` keeps the host's ids. Rootless kiln
+    /// 1000000000:65536); `--userns=host` keeps the host's ids. Rootless kiln
     /// always uses one.
-    #[arg(long, num_args = 0..=1, default_missing_value = "remap", value_name = "MODE")]
+    #[arg(
+        long,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "remap",
+        value_name = "MODE"
+    )]
     userns: Option<String>,
     /// The image.
     image: String,

@@ -20,6 +20,14 @@ pub struct RuntimeConfig {
     pub cgroup_parent: String,
     /// Where the cgroup filesystems are mounted (`/sys/fs/cgroup`).
     pub cgroup_root: PathBuf,
+    /// Execute the shim, init and exec joiner from a sealed in-memory copy
+    /// of `init_binary` instead of the file itself (runc's CVE-2019-5736
+    /// mitigation): then even a container process allowed to open their
+    /// `/proc/PID/exe` (e.g. with `CAP_SYS_PTRACE` added) reaches only the
+    /// sealed copy. Off by default: it copies the whole binary on every
+    /// start (see the README for the measured cost); the processes are
+    /// non-dumpable either way.
+    pub sealed_binary: bool,
 }
 
 impl Default for RuntimeConfig {
@@ -28,6 +36,7 @@ impl Default for RuntimeConfig {
             init_binary: PathBuf::from("/proc/self/exe"),
             cgroup_parent: "kiln".into(),
             cgroup_root: PathBuf::from("/sys/fs/cgroup"),
+            sealed_binary: false,
         }
     }
 }

@@ -634,6 +634,41 @@ fn make_mount_points(sys: &LinuxSys, root: &Path, spec: &Spec) {
     sys.exit(0)
 }
 
+/// In a user namespace a mount option naming an id that has no mapping
+/// (`devpts`'s `gid=5` with a rootless single-id map) makes the mount
+/// fail: such options are dropped, as the kernel's default (the caller's
+/// id) then applies.
+fn drop_unmapped_ids(mounts: &mut [oci_spec::runtime::Mount]) {
+    let mapped = |file: &str, id: u32| {
+        fs::read_to_string(file).is_ok_and(|t| {
+            t.lines().any(|l| {
+                let f: Vec<u64> = l
+                    .split_whitespace()
+                    .filter_map(|x| x.parse().ok())
+                    .collect();
+                f.len() == 3 && u64::from(id) >= f[0] && u64::from(id) - f[0] < f[2]
+            })
+        })
+    };
+    for m in mounts.iter_mut() {
+        let Some(opts) = m.options().clone() else {
+            continue;
+        };
+        let kept: Vec<String> = opts
+            .into_iter()
+            .filter(|o| {
+                let check = |prefix: &str, file: &str| {
+                    o.strip_prefix(prefix)
+                        .and_then(|v| v.parse::<u32>().ok())
+                        .is_none_or(|id| mapped(file, id))
+                };
+                check("uid=", "/proc/self/uid_map") && check("gid=", "/proc/self/gid_map")
+            })
+            .collect();
+        m.set_options(Some(kept));
+    }
+}
+
 /// The spec's uid and gid maps.
 fn id_mappings(spec: &Spec) -> crate::userns::IdMappings {
     let conv = |m: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| {
@@ -695,7 +730,10 @@ fn container_init(
     let readonly = linux
         .and_then(|l| l.readonly_paths().clone())
         .unwrap_or_default();
-    let mounts = spec.mounts().clone().unwrap_or_default();
+    let mut mounts = spec.mounts().clone().unwrap_or_default();
+    if ns.contains(Namespaces::USER) {
+        drop_unmapped_ids(&mut mounts);
+    }
     let controllers = layout.mountable();
     let mut plan = plan_for(
         req,

@@ -125,7 +125,17 @@ impl Runtime {
         let (status_r, status_w) =
             sysproc::socketpair().map_err(|e| Error::io("socketpair", bin, e))?;
         let (req_r, req_w) = sysproc::pipe().map_err(|e| Error::io("pipe", bin, e))?;
-        let mut cmd = Command::new(bin);
+        // The sealed copy is close-on-exec: execve opens it by its
+        // /proc/self/fd path before closing descriptors.
+        let sealed = if self.config.sealed_binary {
+            Some(sysproc::sealed_copy(bin).map_err(|e| Error::io("seal a copy of", bin, e))?)
+        } else {
+            None
+        };
+        let mut cmd = match &sealed {
+            Some(fd) => Command::new(format!("/proc/self/fd/{}", fd.as_raw_fd())),
+            None => Command::new(bin),
+        };
         let [i, o, e] = stdio;
         cmd.arg(role).env_clear().stdin(i).stdout(o).stderr(e);
         sysproc::keep_fd(&mut cmd, status_w.as_raw_fd(), STATUS_FD);

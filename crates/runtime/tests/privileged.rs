@@ -942,3 +942,205 @@ fn userns_remaps_container_root_to_an_unprivileged_range() {
     assert_eq!(p["seccomp"], 2, "{p}");
     assert!(strings(&p["interfaces"]) == vec!["lo".to_string()], "{p}");
 }
+
+/// The uid and gid of `name`, created (without a home) when missing.
+fn unprivileged_user(name: &str) -> (u32, u32) {
+    let id = |flag: &str| {
+        let out = Command::new("id").args([flag, name]).output().expect("id");
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse::<u32>()
+            .ok()
+    };
+    if id("-u").is_none() {
+        let st = Command::new("useradd")
+            .args(["-M", "-s", "/usr/sbin/nologin", name])
+            .status()
+            .expect("useradd");
+        assert!(st.success(), "useradd {name}");
+    }
+    (id("-u").expect("uid"), id("-g").expect("gid"))
+}
+
+#[test]
+fn rootless_runs_as_the_calling_user_mapped_to_root() {
+    use kiln_runtime::userns::IdMappings;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let (uid, gid) = unprivileged_user("kiln-rootless");
+    // Everything the user's kiln would own: a rootfs copy, state, a volume.
+    let maps = IdMappings::rootless(uid, gid, None, None);
+    let mut c = container(
+        "rootless",
+        &["sh", "-c", "touch /vol/by-root && exec /bin/kiln-probe"],
+        |o| {
+            o.userns = Some(maps.clone());
+        },
+    );
+    let base = c._dir.path().to_path_buf();
+    fs::set_permissions(&base, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let root = base.join("rootfs");
+    let cp = Command::new("cp")
+        .arg("-a")
+        .arg(rootfs())
+        .arg(&root)
+        .status()
+        .expect("cp");
+    assert!(cp.success());
+    let vol = base.join("vol");
+    fs::create_dir_all(&vol).expect("mkdir vol");
+    let mount: kiln_runtime::oci_spec::runtime::Mount = serde_json::from_value(serde_json::json!({
+        "destination": "/vol", "type": "bind", "source": vol, "options": ["rbind"]
+    }))
+    .expect("mount");
+    let mut mounts = c.config.spec.mounts().clone().unwrap_or_default();
+    mounts.push(mount);
+    c.config.spec.set_mounts(Some(mounts));
+    fs::create_dir_all(root.join("vol")).expect("mount point");
+    let chown = Command::new("chown")
+        .arg("-R")
+        .arg(format!("{uid}:{gid}"))
+        .arg(&base)
+        .status()
+        .expect("chown");
+    assert!(chown.success());
+    let req = base.join("request.json");
+    let mut body = serde_json::json!({
+        "id": c.config.id.to_string(),
+        "spec": c.config.spec,
+        "rootfs": root,
+        "state_dir": c.config.state_dir,
+        "init": false,
+        "cgroup_parent": "kiln-test",
+    });
+    // First a single-id map (written by the supervisor itself), then, when
+    // /etc/subuid gives the user a range, the full map through newuidmap.
+    let subuid = fs::read_to_string("/etc/subuid").unwrap_or_default();
+    let subgid = fs::read_to_string("/etc/subgid").unwrap_or_default();
+    let sub = (
+        kiln_runtime::userns::subordinate_range(&subuid, "kiln-rootless", uid),
+        kiln_runtime::userns::subordinate_range(&subgid, "kiln-rootless", gid),
+    );
+    let mut variants = vec![maps];
+    if let (Some(su), Some(sg)) = sub {
+        variants.push(IdMappings::rootless(uid, gid, Some(su), Some(sg)));
+    }
+    for (round, m) in variants.iter().enumerate() {
+        let ranges = |r: &[kiln_runtime::userns::IdRange]| {
+            r.iter()
+                .map(|r| serde_json::json!({"containerID": r.container_id, "hostID": r.host_id, "size": r.size}))
+                .collect::<Vec<_>>()
+        };
+        body["spec"]["linux"]["uidMappings"] = serde_json::json!(ranges(&m.uids));
+        body["spec"]["linux"]["gidMappings"] = serde_json::json!(ranges(&m.gids));
+        fs::write(&req, body.to_string()).expect("write request");
+        let _ = fs::remove_file(vol.join("by-root"));
+        let out = Command::new("setpriv")
+            .args([
+                &format!("--reuid={uid}"),
+                &format!("--regid={gid}"),
+                "--clear-groups",
+                "--",
+            ])
+            .arg(HARNESS)
+            .arg("run")
+            .arg(&req)
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .output()
+            .expect("run the harness as the user");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "round {round}: {:?}: {stderr}",
+            out.status
+        );
+        let p: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "probe output {:?}: {e}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        });
+        assert_eq!(p["uid"][0], 0, "root inside: {p}");
+        let map: Vec<String> = p["uid_map"]
+            .as_str()
+            .expect("uid_map")
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        let mut want = vec!["0".to_string(), uid.to_string(), "1".to_string()];
+        if round == 1 {
+            let r = m.uids[1];
+            want.extend(["1".to_string(), r.host_id.to_string(), r.size.to_string()]);
+        }
+        assert_eq!(map, want, "{p}");
+        assert_eq!(p["pid"], 1, "{p}");
+        assert_eq!(p["kcore_masked"], true, "{p}");
+        let made = fs::metadata(vol.join("by-root")).expect("the file made inside");
+        assert_eq!(
+            (made.uid(), made.gid()),
+            (uid, gid),
+            "the host sees the user's ids"
+        );
+    }
+}
+
+#[test]
+fn init_exe_does_not_lead_to_the_host_binary() {
+    let probe_with = |sealed: bool, ptrace: bool| {
+        let c = container("exe", &["/bin/kiln-probe"], |o| {
+            if ptrace {
+                o.cap_add = vec!["SYS_PTRACE".into()];
+            }
+        });
+        let mut c = c;
+        c.config.init = true;
+        let rt = Runtime::new(RuntimeConfig {
+            init_binary: HARNESS.into(),
+            cgroup_parent: "kiln-test".into(),
+            sealed_binary: sealed,
+            ..Default::default()
+        });
+        let (out_r, out_w) = pipe();
+        let stdio = StdioConfig {
+            stdin: Stdio::Null,
+            stdout: Stdio::Fd(out_w),
+            stderr: Stdio::Inherit,
+            tty: false,
+        };
+        let st = rt.run(&c.config, stdio).expect("run");
+        assert_eq!(st, ExitStatus::Code(0));
+        let mut out = String::new();
+        fs::File::from(out_r)
+            .read_to_string(&mut out)
+            .expect("read");
+        let p: Value = serde_json::from_str(out.trim()).expect("probe json");
+        p["init_exe_writable"].clone()
+    };
+    // PID 1 is the tiny init, the runtime's own binary: non-dumpable, so
+    // with Docker's capabilities its exe link cannot even be read.
+    let plain = probe_with(false, false);
+    assert!(
+        plain["target"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("ermission denied")),
+        "{plain}"
+    );
+    assert_eq!(plain["open_for_write"]["writable"], false, "{plain}");
+    // With CAP_SYS_PTRACE added the link is readable: unsealed, it names
+    // the host's binary; sealed, only an in-memory copy that refuses writes.
+    let open = probe_with(false, true);
+    assert!(
+        open["target"]
+            .as_str()
+            .is_some_and(|t| t.contains("kiln-runtime-harness")),
+        "{open}"
+    );
+    let sealed = probe_with(true, true);
+    assert!(
+        sealed["target"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("/memfd:kiln-runtime")),
+        "{sealed}"
+    );
+    assert_eq!(sealed["open_for_write"]["writable"], false, "{sealed}");
+}

@@ -548,3 +548,26 @@ pub fn geteuid() -> u32 {
 pub fn getegid() -> u32 {
     rustix::process::getegid().as_raw()
 }
+
+/// A sealed in-memory copy of the file at `path` (memfd, close-on-exec,
+/// sealed against writes, growing, shrinking and further seals): a process
+/// executed from it (`/proc/self/fd/N`) has no host file behind its
+/// `/proc/PID/exe`, so nothing reached through that link can overwrite
+/// the host's binary (runc's CVE-2019-5736 mitigation). Costs a copy of
+/// the whole file.
+pub fn sealed_copy(path: &std::path::Path) -> io::Result<OwnedFd> {
+    use rustix::fs::{MemfdFlags, SealFlags};
+    let fd = rustix::fs::memfd_create(
+        "kiln-runtime",
+        MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
+    )?;
+    let mut src = std::fs::File::open(path)?;
+    let mut dst = std::fs::File::from(fd);
+    io::copy(&mut src, &mut dst)?;
+    let fd = OwnedFd::from(dst);
+    rustix::fs::fcntl_add_seals(
+        &fd,
+        SealFlags::SEAL | SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE,
+    )?;
+    Ok(fd)
+}

@@ -670,13 +670,14 @@ fn logs_follow_streams_until_exit() {
         ],
     );
     let t = Instant::now();
-    let out = c.ok(&["logs", "-f", "talker"]);
+    let followed = c.kiln(&["logs", "-f", "talker"]);
     assert!(t.elapsed() < Duration::from_secs(10));
-    // -f waited for the container to end: every line is there, in order.
-    // (kiln keeps one log per container: stderr lines are in it too.)
-    let lines: Vec<&str> = out.lines().filter(|l| l.starts_with("line")).collect();
-    assert_eq!(lines, ["line1", "line2", "line3", "line4"], "{out}");
-    assert!(out.contains("err"), "{out}");
+    // -f waited for the container to end: every line is there, in order,
+    // and stderr's line on kiln's stderr (as `docker logs`).
+    assert_eq!(code(&followed), 0, "{}", show(&followed));
+    let out = stdout(&followed);
+    assert_eq!(out, "line1\nline2\nline3\nline4\n", "{}", show(&followed));
+    assert_eq!(stderr(&followed), "err\n", "{}", show(&followed));
     assert_eq!(c.ok(&["wait", "talker"]).trim(), "0");
     let row = c.ps_row("talker").expect("listed");
     assert!(row.contains("Exited (0)"), "{row}");
@@ -1338,4 +1339,67 @@ fn foreground_output_is_kept_for_logs() {
     assert_eq!(rest, ["got-term"]);
     assert_eq!(child.wait().expect("wait").code(), Some(42));
     assert_eq!(c.ok(&["logs", "fgsig"]), "ready\ngot-term\n");
+}
+
+/// Lets unprivileged ids pass through (not list) the sandbox directory, as
+/// a user-namespaced container's root must reach its state under it.
+fn open_sandbox(c: &Ctx) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(c.sb.path(), std::fs::Permissions::from_mode(0o711))
+        .expect("chmod the sandbox");
+}
+
+#[test]
+fn userns_remaps_root_and_volume_files_belong_to_the_mapped_uid() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let c = Ctx::new();
+    open_sandbox(&c);
+    let vol = c.sb.work().join("vol");
+    std::fs::create_dir_all(&vol).expect("mkdir");
+    std::fs::set_permissions(c.sb.work(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::set_permissions(&vol, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let vol_spec = format!("{}:/vol", vol.display());
+    let out = c.run(
+        &["--userns", "-v", &vol_spec],
+        &["sh", "-c", "touch /vol/made-inside && exec /probe"],
+    );
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    let p = probe_json(&out.stdout);
+    assert_eq!(p["uid"][0], 0, "root inside: {p}");
+    let map: Vec<&str> = p["uid_map"]
+        .as_str()
+        .expect("uid_map")
+        .split_whitespace()
+        .collect();
+    assert_eq!(map, ["0", "1000000000", "65536"], "{p}");
+    assert_ne!(
+        p["namespaces"]["user"],
+        ns_inode("/proc/self/ns/user"),
+        "{p}"
+    );
+    let made = std::fs::metadata(vol.join("made-inside")).expect("the file made inside");
+    assert_eq!((made.uid(), made.gid()), (1_000_000_000, 1_000_000_000));
+    // Still Docker's isolation.
+    assert_eq!(p["pid"], 1, "{p}");
+    assert_eq!(p["kcore_masked"], true, "{p}");
+    assert_eq!(
+        strings(&p["capabilities"]["effective"]),
+        DOCKER_CAPS.iter().map(|s| s.to_string()).collect(),
+        "{p}"
+    );
+    // The record says so.
+    let id = c
+        .ok(&["create", "--userns", IMAGE, "true"])
+        .trim()
+        .to_owned();
+    assert_eq!(c.inspect(&id)["HostConfig"]["UsernsMode"], "private");
+    // Detached, with exec joining its user namespace.
+    c.detach(&["--userns", "--name", "uns"], &["sleep", "100"]);
+    let out = c.kiln(&["exec", "uns", "cat", "/proc/self/uid_map"]);
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    assert_eq!(
+        stdout(&out).split_whitespace().collect::<Vec<_>>(),
+        ["0", "1000000000", "65536"]
+    );
+    c.ok(&["rm", "-f", "uns"]);
 }

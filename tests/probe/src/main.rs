@@ -234,14 +234,19 @@ fn probe() -> Value {
     })
 }
 
-/// CVE-2019-5736: whether the binary behind PID 1's `/proc/1/exe` can be
-/// opened for writing from here (`null` when it cannot even be opened,
-/// with the reason).
+/// CVE-2019-5736: what PID 1's `/proc/1/exe` leads to from here: the
+/// link's target (or why it cannot be read) and whether the binary behind
+/// it opens for writing.
 fn init_exe_writable() -> Value {
-    match std::fs::OpenOptions::new().write(true).open("/proc/1/exe") {
+    let target = match fs::read_link("/proc/1/exe") {
+        Ok(t) => json!(t.display().to_string()),
+        Err(e) => json!({"error": e.to_string()}),
+    };
+    let write = match std::fs::OpenOptions::new().write(true).open("/proc/1/exe") {
         Ok(_) => json!(true),
         Err(e) => json!({"writable": false, "error": e.to_string()}),
-    }
+    };
+    json!({"target": target, "open_for_write": write})
 }
 
 fn alloc(mib: usize) -> Value {

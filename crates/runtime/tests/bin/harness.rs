@@ -4,8 +4,9 @@
 //! would, exiting with the container's status (used to test that signals
 //! sent to the caller reach the container); with `detach REQUEST.json LOG`
 //! it starts it detached and exits (the container must outlive it); with
-//! `bench ROOTFS STATE_DIR N` it runs `true` N times (network none, Docker's
-//! defaults) and prints the wall time of each run and the median.
+//! `bench ROOTFS STATE_DIR N [sealed]` it runs `true` N times (network none,
+//! Docker's defaults; `sealed`: from a sealed copy of the binary) and prints
+//! the wall time of each run and the median.
 
 use std::process::ExitCode;
 
@@ -18,11 +19,12 @@ fn main() -> ExitCode {
     if args.len() == 4 && args[1] == "detach" {
         return run(&args[2], Some(&args[3]));
     }
-    if args.len() == 5 && args[1] == "bench" {
-        return bench(&args[2], &args[3], args[4].parse().unwrap_or(20));
+    if (args.len() == 5 || args.len() == 6) && args[1] == "bench" {
+        let sealed = args.get(5).is_some_and(|a| a == "sealed");
+        return bench(&args[2], &args[3], args[4].parse().unwrap_or(20), sealed);
     }
     eprintln!(
-        "usage: kiln-runtime-harness run CONFIG.json | detach CONFIG.json LOG | bench ROOTFS STATE_DIR N"
+        "usage: kiln-runtime-harness run CONFIG.json | detach CONFIG.json LOG | bench ROOTFS STATE_DIR N [sealed]"
     );
     ExitCode::from(2)
 }
@@ -85,8 +87,11 @@ fn run(path: &str, detach_log: Option<&str>) -> ExitCode {
     }
 }
 
-fn bench(rootfs: &str, state_dir: &str, n: usize) -> ExitCode {
-    let runtime = kiln_runtime::Runtime::default();
+fn bench(rootfs: &str, state_dir: &str, n: usize, sealed: bool) -> ExitCode {
+    let runtime = kiln_runtime::Runtime::new(kiln_runtime::RuntimeConfig {
+        sealed_binary: sealed,
+        ..Default::default()
+    });
     let mut times = Vec::new();
     for i in 0..n {
         let t = std::time::Instant::now();
