@@ -486,12 +486,63 @@ impl Runtime {
         if let Some(cg) = rec.and_then(|r| r.cgroup) {
             remove_cgroup(&cg)?;
         }
+        // A user-namespaced container's rootfs is mounted on the host at
+        // STATE_DIR/rootfs while it runs; its supervisor unmounts it, but
+        // one that was killed did not. Never recurse into a mounted rootfs.
+        let rootfs = state_dir.join("rootfs");
+        for _ in 0..8 {
+            use kiln_sys::MountOps;
+            if kiln_sys::LinuxSys.umount(&rootfs, true).is_err() {
+                break;
+            }
+        }
+        if is_mount_point(&rootfs) {
+            return Err(Error::io(
+                "remove",
+                &rootfs,
+                std::io::Error::other("still a mount point"),
+            ));
+        }
         match fs::remove_dir_all(state_dir) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(Error::io("remove", state_dir, e)),
         }
     }
+}
+
+/// Whether something is mounted on `dir` in the caller's mount namespace
+/// (per `/proc/self/mountinfo`, which also shows binds of one filesystem).
+fn is_mount_point(dir: &Path) -> bool {
+    let Ok(dir) = fs::canonicalize(dir) else {
+        return false;
+    };
+    let info = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    info.lines().any(|l| {
+        l.split(' ')
+            .nth(4)
+            .is_some_and(|m| Path::new(&unescape_mountinfo(m)) == dir)
+    })
+}
+
+/// Undoes mountinfo's octal escapes (`\040` for a space).
+fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Waits until the supervisor recorded in `r` has exited (its pidfd
@@ -683,4 +734,18 @@ fn forward_until_exit(
         .wait()
         .map_err(|e| Error::io("wait", format!("container {id}"), e))?;
     Ok(exit_of(st))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_paths_unescape_and_root_is_a_mount_point() {
+        assert_eq!(unescape_mountinfo("/a\\040b\\011c"), "/a b\tc");
+        assert_eq!(unescape_mountinfo("/plain\\"), "/plain\\");
+        assert!(is_mount_point(Path::new("/")));
+        let d = tempfile::tempdir().expect("tempdir");
+        assert!(!is_mount_point(d.path()));
+    }
 }

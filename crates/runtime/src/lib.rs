@@ -8,7 +8,10 @@
 //! fresh `/proc`, a tmpfs `/dev` with the standard devices, Docker's masked
 //! and read-only paths, Docker's capabilities and seccomp profile, rlimits,
 //! a cgroup with the spec's limits, and the user resolved against the
-//! container's own `/etc/passwd`. It knows nothing of images.
+//! container's own `/etc/passwd`. It knows nothing of images. With
+//! [`DockerSpecOptions::userns`] the container gets a user namespace
+//! ([`userns`]: `--userns` remapping for root, rootless maps otherwise);
+//! detached containers log JSON lines tagged by stream ([`logfile`]).
 //!
 //! The container's processes are re-executions of the calling program
 //! ([`RuntimeConfig::init_binary`]): its `main` must call [`init_entry`]

@@ -1144,3 +1144,41 @@ fn init_exe_does_not_lead_to_the_host_binary() {
     );
     assert_eq!(sealed["open_for_write"]["writable"], false, "{sealed}");
 }
+
+#[test]
+fn delete_after_a_lost_userns_supervisor_unmounts_and_keeps_the_rootfs() {
+    use kiln_runtime::userns::{DEFAULT_REMAP_START, IdMappings};
+    use std::os::unix::fs::PermissionsExt;
+    let maps = IdMappings::remap(DEFAULT_REMAP_START, DEFAULT_REMAP_START, 65_536);
+    let c = container("lostns", &["sleep", "100"], |o| o.userns = Some(maps));
+    fs::set_permissions(c._dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    let rt = runtime();
+    let log = c._dir.path().join("ctr.log");
+    rt.start_detached(&c.config, &log).expect("start");
+    let state: Value = serde_json::from_str(
+        &fs::read_to_string(c.config.state_dir.join("state.json")).expect("state.json"),
+    )
+    .expect("json");
+    let shim = state["shim_pid"].as_i64().expect("shim_pid") as i32;
+    // The supervisor dies first: the rootfs it mounted on the host stays.
+    assert_eq!(unsafe_free_kill(shim, libc::SIGKILL), 0);
+    wait_for("the supervisor to go", || {
+        !Path::new(&format!("/proc/{shim}")).exists()
+    });
+    rt.delete(&c.config.state_dir, true).expect("delete");
+    assert!(!c.config.state_dir.exists());
+    assert!(
+        rootfs().join("bin/busybox").exists(),
+        "delete must not recurse into the mounted rootfs"
+    );
+}
+
+/// kill(2) through the `kill` command (the tests have no unsafe code).
+fn unsafe_free_kill(pid: i32, sig: i32) -> i32 {
+    let st = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("kill");
+    st.code().unwrap_or(-1)
+}
