@@ -1,4 +1,4 @@
-//! `cargo xtask bench <pull|snapshot|build|run|all> [--runs N]`: runs the
+//! `cargo xtask bench <pull|snapshot|build|run|all> [--runs N] [--kiln-only]`: runs the
 //! cases of `../shared/bench` with kiln and, side by side, with Docker
 //! (legacy builder), Buildah and Podman when they are installed, and prints
 //! one table with medians and ratios.
@@ -283,6 +283,7 @@ fn ratio(k: Option<f64>, o: Option<f64>) -> String {
 pub(crate) fn main(args: &[String]) -> Result<()> {
     let mut what = None;
     let mut runs = 3usize;
+    let mut kiln_only = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -290,15 +291,18 @@ pub(crate) fn main(args: &[String]) -> Result<()> {
                 let v = it.next().context("--runs needs a value")?;
                 runs = v.parse().with_context(|| format!("bad --runs {v:?}"))?;
             }
+            "--kiln-only" => kiln_only = true,
             s if what.is_none() && ["pull", "snapshot", "build", "run", "all"].contains(&s) => {
                 what = Some(s.to_owned())
             }
             other => bail!(
-                "unexpected argument {other:?}; usage: cargo xtask bench <pull|snapshot|build|run|all> [--runs N]"
+                "unexpected argument {other:?}; usage: cargo xtask bench <pull|snapshot|build|run|all> [--runs N] [--kiln-only]"
             ),
         }
     }
-    let what = what.context("usage: cargo xtask bench <pull|snapshot|build|run|all> [--runs N]")?;
+    let what = what.context(
+        "usage: cargo xtask bench <pull|snapshot|build|run|all> [--runs N] [--kiln-only]",
+    )?;
     util::require_root("bench")?;
     let mut pkgs = util::FIXTURE_PACKAGES.to_vec();
     pkgs.extend(util::BUILD_PACKAGES);
@@ -308,9 +312,9 @@ pub(crate) fn main(args: &[String]) -> Result<()> {
     let tools = Tools {
         kiln_cmds: demo::kiln_commands(&kiln)?,
         kiln,
-        docker: docker_works(),
-        buildah: have("buildah"),
-        podman: have("podman"),
+        docker: !kiln_only && docker_works(),
+        buildah: !kiln_only && have("buildah"),
+        podman: !kiln_only && have("podman"),
     };
     let hyperfine = have("hyperfine");
     eprintln!(

@@ -2,6 +2,7 @@
 //! (symlinks followed as if it were `/`, never leaving it) and creating the
 //! entries of a [`CopyPlan`] with their modes, owners and times.
 
+use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -90,6 +91,46 @@ fn chown(path: &Path, owner: Owner, ignore_errors: bool) -> Result<()> {
     }
 }
 
+/// Creates the new regular file `path` (it does not exist) with `mode`.
+fn create_file(path: &Path, mode: u32) -> Result<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode & 0o777)
+        .open(path)
+        .map_err(|e| Error::io("create", path, e))
+}
+
+/// Owner, mode and times of a file just written, through its descriptor (no
+/// path walks): owner first, since a chown clears set-user-ID bits.
+fn finish_file(
+    f: &fs::File,
+    path: &Path,
+    mode: u32,
+    owner: Owner,
+    ignore_chown_errors: bool,
+    mtime: Option<(i64, u32)>,
+) -> Result<()> {
+    let meta = f.metadata().map_err(|e| Error::io("stat", path, e))?;
+    if (meta.uid() != owner.uid || meta.gid() != owner.gid)
+        && let Err(e) = std::os::unix::fs::fchown(f, Some(owner.uid), Some(owner.gid))
+        && !ignore_chown_errors
+    {
+        return Err(Error::io("chown", path, e));
+    }
+    if meta.mode() & 0o7777 != mode {
+        f.set_permissions(fs::Permissions::from_mode(mode))
+            .map_err(|e| Error::io("chmod", path, e))?;
+    }
+    if let Some((s, ns)) = mtime {
+        let t = filetime::FileTime::from_unix_time(s, ns);
+        filetime::set_file_handle_times(f, Some(t), Some(t))
+            .map_err(|e| Error::io("set times", path, e))?;
+    }
+    Ok(())
+}
+
 /// How to apply a plan.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ApplyOptions {
@@ -125,6 +166,9 @@ pub(crate) fn apply_copy(plan: &CopyPlan, root: &Path, opts: &ApplyOptions) -> R
             chown(&host, owner, ig)?;
         }
     }
+    // Directories this copy resolved or made, so that each file costs no
+    // path walk (entries come sorted, directories before what they hold).
+    let mut dirs: HashMap<String, PathBuf> = HashMap::new();
     for e in &plan.entries {
         if let Kind::Archive {
             src, compression, ..
@@ -143,7 +187,14 @@ pub(crate) fn apply_copy(plan: &CopyPlan, root: &Path, opts: &ApplyOptions) -> R
             Some((p, n)) => (p, n),
             None => ("", target_rel.as_str()),
         };
-        let parent_host = resolve_in_root(root, parent, create, true)?;
+        let parent_host = match dirs.get(parent) {
+            Some(p) => p.clone(),
+            None => {
+                let p = resolve_in_root(root, parent, create, true)?;
+                dirs.insert(parent.to_string(), p.clone());
+                p
+            }
+        };
         let target = parent_host.join(name);
         let existing = fs::symlink_metadata(&target).ok();
         let mode = match &opts.chmod {
@@ -161,6 +212,8 @@ pub(crate) fn apply_copy(plan: &CopyPlan, root: &Path, opts: &ApplyOptions) -> R
                 }
                 fs::set_permissions(&target, fs::Permissions::from_mode(mode))
                     .map_err(|err| Error::io("chmod", &target, err))?;
+                // A real directory now (never a symlink): children go here.
+                dirs.insert(target_rel.clone(), target.clone());
             }
             Kind::Archive { .. } => {}
             Kind::File { .. } | Kind::Inline(_) | Kind::Symlink(_) => {
@@ -176,10 +229,20 @@ pub(crate) fn apply_copy(plan: &CopyPlan, root: &Path, opts: &ApplyOptions) -> R
                 }
                 match &e.kind {
                     Kind::File { src, .. } => {
-                        fs::copy(src, &target).map_err(|err| Error::io("copy to", &target, err))?;
+                        let mut from =
+                            fs::File::open(src).map_err(|err| Error::io("open", src, err))?;
+                        let mut to = create_file(&target, mode)?;
+                        std::io::copy(&mut from, &mut to)
+                            .map_err(|err| Error::io("copy to", &target, err))?;
+                        finish_file(&to, &target, mode, owner, ig, e.mtime)?;
+                        continue;
                     }
                     Kind::Inline(data) => {
-                        fs::write(&target, data).map_err(|err| Error::io("write", &target, err))?;
+                        let mut to = create_file(&target, mode)?;
+                        std::io::Write::write_all(&mut to, data)
+                            .map_err(|err| Error::io("write", &target, err))?;
+                        finish_file(&to, &target, mode, owner, ig, e.mtime)?;
+                        continue;
                     }
                     Kind::Symlink(link) => {
                         std::os::unix::fs::symlink(link, &target)

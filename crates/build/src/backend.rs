@@ -94,6 +94,10 @@ pub struct CommitRequest<'a> {
     pub created: &'a str,
     /// The image's `author` (from `MAINTAINER`), if any.
     pub author: Option<&'a str>,
+    /// `COPY --link`: with `rootfs` `None`, the new layer is the last layer
+    /// of this image (made on scratch), appended to the parent's layers as
+    /// they are, without diffing anything.
+    pub stack: Option<&'a ImageId>,
 }
 
 /// The store/snapshotter/image side of a build.
@@ -184,6 +188,18 @@ pub trait BuildCache: Send + Sync {
 
     /// Stores a record, replacing one with the same parent and key.
     fn record(&self, record: &CacheRecord) -> Result<(), BackendError>;
+
+    /// The record on `parent` with exactly this `key`, if its image still
+    /// exists. This is the lookup of every step, so an implementation should
+    /// make it one file open (index records by parent and key); the default
+    /// searches [`children`](BuildCache::children).
+    fn lookup(
+        &self,
+        parent: Option<&ImageId>,
+        key: &str,
+    ) -> Result<Option<CacheRecord>, BackendError> {
+        Ok(self.children(parent)?.into_iter().find(|r| r.key == key))
+    }
 }
 
 /// Network of a RUN step.

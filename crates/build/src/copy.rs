@@ -5,8 +5,9 @@
 use kiln_dockerfile::instructions::{CopyInstruction, CopySource};
 
 use crate::apply::{ApplyOptions, apply_copy, resolve_in_root};
-use crate::backend::Rootfs;
-use crate::context::{PlanOptions, Tree, absolute_dest, plan_copy, plan_inline};
+use crate::backend::{CacheRecord, CommitRequest, ImageId, Rootfs};
+use crate::config::{History, ImageConfig};
+use crate::context::{CopyPlan, PlanOptions, Tree, absolute_dest, plan_copy, plan_inline};
 use crate::engine::{Builder, Shared, StageState};
 use crate::error::{Error, Result};
 use crate::history::nop_copy;
@@ -126,6 +127,9 @@ impl Builder<'_> {
                 shape: format!("{name} in {}{flags}", plan.dest),
                 files: plan.files.clone(),
             };
+            if c.link {
+                return self.link_copy(sh, st, &plan, &chown, &chmod, &cid, created_by, key);
+            }
             if let Some(hit) = self.probe(sh, st, &key)? {
                 self.progress.event(Event::UsingCache);
                 st.image = Some(hit);
@@ -134,7 +138,8 @@ impl Builder<'_> {
             }
             // Docker's legacy builder copies into a fresh layer without a
             // container: no "Running in" / "Removing intermediate container".
-            let rootfs = self.write_into(sh, st, &cid, |root| {
+            let parent = st.image.clone();
+            let rootfs = self.write_into(sh, parent.as_ref(), &cid, |root| {
                 let owner = match &chown {
                     Some(spec) => resolve_owner(spec, Some(root))?,
                     None => Owner::default(),
@@ -161,6 +166,115 @@ impl Builder<'_> {
             let _ = std::fs::remove_file(d);
         }
         result
+    }
+
+    /// `COPY --link`: the files go into an empty rootfs whose diff becomes an
+    /// image of one layer on scratch, cached by the instruction and content
+    /// alone (so a new base image does not redo it); that layer is then
+    /// stacked on the current image without diffing anything.
+    #[allow(clippy::too_many_arguments)]
+    fn link_copy(
+        &self,
+        sh: &Shared<'_>,
+        st: &mut StageState,
+        plan: &CopyPlan,
+        chown: &Option<String>,
+        chmod: &Option<Chmod>,
+        cid: &str,
+        created_by: String,
+        key: StepKey,
+    ) -> Result<()> {
+        let link_key = format!("#(link) {}", key.key);
+        let cached = if sh.opts.no_cache {
+            None
+        } else {
+            self.cache
+                .lookup(None, &link_key)
+                .map_err(|e| Error::backend("look up cache", "scratch", e))?
+                .map(|r| r.image)
+        };
+        let layer = match cached {
+            Some(image) => {
+                self.progress.event(Event::UsingCache);
+                image
+            }
+            None => {
+                // Owner names are looked up in the image the layer lands on.
+                let owner = match chown {
+                    Some(spec) if spec.split(':').all(|p| p.parse::<u32>().is_ok()) => {
+                        resolve_owner(spec, None)?
+                    }
+                    Some(spec) => {
+                        let mut sources = Vec::new();
+                        let r = self
+                            .mount_image(st.image.as_ref(), &format!("{cid}-owner"), &mut sources)
+                            .and_then(|root| resolve_owner(spec, Some(&root)));
+                        for s in &sources {
+                            let _ = self.backend.unmount(s);
+                            let _ = self.backend.discard(s);
+                        }
+                        r?
+                    }
+                    None => Owner::default(),
+                };
+                let opts = ApplyOptions {
+                    owner,
+                    chown_given: chown.is_some(),
+                    chmod: chmod.clone(),
+                    ignore_chown_errors: sh.opts.ignore_chown_errors,
+                };
+                let rootfs = self.write_into(sh, None, cid, |root| {
+                    apply_copy(plan, root, &opts)?;
+                    Ok(true)
+                })?;
+                let history = History {
+                    created: Some(sh.created.clone()),
+                    created_by: Some(created_by.clone()),
+                    author: None,
+                    comment: None,
+                    empty_layer: false,
+                };
+                let req = CommitRequest {
+                    parent: None,
+                    rootfs: rootfs.as_ref(),
+                    config: &ImageConfig::default(),
+                    history: &history,
+                    platform: &st.platform,
+                    created: &sh.created,
+                    author: None,
+                    stack: None,
+                };
+                let image = self
+                    .backend
+                    .commit(&req)
+                    .map_err(|e| Error::backend("commit", cid.to_string(), e))?;
+                let record = CacheRecord {
+                    parent: None,
+                    key: link_key.clone(),
+                    shape: link_key,
+                    files: Vec::new(),
+                    image: image.clone(),
+                };
+                self.cache
+                    .record(&record)
+                    .map_err(|e| Error::backend("record cache", image.to_string(), e))?;
+                image
+            }
+        };
+        // Stacking is its own cached step on the current image.
+        let stack_key = StepKey {
+            key: format!("{}\n--link={}", key.key, layer.0),
+            shape: key.shape,
+            files: key.files,
+        };
+        if let Some(hit) = self.probe(sh, st, &stack_key)? {
+            st.image = Some(hit);
+        } else {
+            let cfg = st.config.clone();
+            self.commit_layer_step(sh, st, None, Some(&layer), cfg, created_by, stack_key)?;
+        }
+        self.step_image(st);
+        Ok(())
     }
 
     /// Downloads ADD's URLs, verifying `--checksum`; returns (name, file, mtime).
@@ -239,13 +353,13 @@ impl Builder<'_> {
     pub(crate) fn write_into(
         &self,
         _sh: &Shared<'_>,
-        st: &StageState,
+        parent: Option<&ImageId>,
         cid: &str,
         f: impl FnOnce(&std::path::Path) -> Result<bool>,
     ) -> Result<Option<Rootfs>> {
         let rootfs = self
             .backend
-            .prepare(cid, st.image.as_ref())
+            .prepare(cid, parent)
             .map_err(|e| Error::backend("prepare rootfs", cid.to_string(), e))?;
         let root = match self.backend.mount(&rootfs) {
             Ok(p) => p,
@@ -309,7 +423,8 @@ impl Builder<'_> {
         self.progress.event(Event::RunningIn {
             container: short.clone(),
         });
-        let rootfs = self.write_into(sh, st, &cid, |root| {
+        let parent = st.image.clone();
+        let rootfs = self.write_into(sh, parent.as_ref(), &cid, |root| {
             let host = resolve_in_root(root, &dir, None, true)?;
             if host.is_dir() {
                 return Ok(false);

@@ -63,6 +63,7 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
         let dst = to.join(ent.file_name());
         let ft = fs::symlink_metadata(&src)?.file_type();
         if ft.is_symlink() {
+            let _ = fs::remove_file(&dst);
             std::os::unix::fs::symlink(fs::read_link(&src)?, &dst)?;
         } else if ft.is_dir() {
             copy_tree(&src, &dst)?;
@@ -247,8 +248,27 @@ impl ImageBackend for FakeBackend {
             .map(|p| p.history.clone())
             .unwrap_or_default();
         history.push(req.history.clone());
-        let layers = parent.as_ref().map_or(0, |p| p.layers) + usize::from(req.rootfs.is_some());
+        let layers = parent.as_ref().map_or(0, |p| p.layers)
+            + usize::from(req.rootfs.is_some() || req.stack.is_some());
         let tree_src = match req.rootfs {
+            None if req.stack.is_some() => {
+                // COPY --link: the parent's tree with the linked layer's on top.
+                let stack = req.stack.expect("checked");
+                let linked = self.image(stack).tree;
+                let d = self.dir.join(format!(
+                    "stacking-{}-{}",
+                    req.parent.map_or("scratch", |p| p.short()),
+                    stack.short()
+                ));
+                if d.exists() {
+                    fs::remove_dir_all(&d)?;
+                }
+                if let Some(p) = &parent {
+                    copy_tree(&p.tree, &d)?;
+                }
+                copy_tree(&linked, &d)?;
+                d
+            }
             Some(r) => {
                 let mut live = self.live.lock().expect("lock");
                 let pos = live
@@ -276,12 +296,12 @@ impl ImageBackend for FakeBackend {
         let id = ImageId(format!("sha256:{}", hex::encode(h.finalize())));
         let tree = self.dir.join("images").join(id.short());
         if !tree.exists() {
-            if req.rootfs.is_some() {
+            if req.rootfs.is_some() || req.stack.is_some() {
                 fs::rename(&tree_src, &tree)?;
             } else {
                 copy_tree(&tree_src, &tree)?;
             }
-        } else if req.rootfs.is_some() {
+        } else if req.rootfs.is_some() || req.stack.is_some() {
             fs::remove_dir_all(&tree_src)?;
         }
         self.note(format!(

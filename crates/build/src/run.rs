@@ -118,10 +118,11 @@ impl Builder<'_> {
         if let Some(n) = r.network {
             flags.push_str(&format!("\n--network={n:?}"));
         }
+        let (content, files) = self.bind_inputs(sh, st, r, line)?;
         let key = StepKey {
-            key: format!("{created_by}{flags}"),
+            key: format!("{created_by}{flags}{content}"),
             shape: format!("{}{flags}", argv.join(" ")),
-            files: Vec::new(),
+            files,
         };
         if let Some(hit) = self.probe(sh, st, &key)? {
             self.progress.event(Event::UsingCache);
@@ -207,6 +208,60 @@ impl Builder<'_> {
             .map_err(|e| Error::backend("run step in", cid.to_string(), e));
         self.release(&prepared.sources);
         result
+    }
+
+    /// What the bind mounts of a RUN read, for its cache key: the content
+    /// checksum of each context source (through the context's file index, so
+    /// an unchanged directory costs stats only) and the image of each stage
+    /// source. Returns the key suffix and, for explaining misses, every
+    /// context file read (prefixed with the mount's target).
+    fn bind_inputs(
+        &self,
+        sh: &Shared<'_>,
+        st: &StageState,
+        r: &RunInstruction,
+        line: usize,
+    ) -> Result<(String, Vec<(String, String)>)> {
+        let mut key = String::new();
+        let mut files = Vec::new();
+        for m in r.mounts.iter().filter(|m| m.kind == MountType::Bind) {
+            let expand = |w: &Option<String>| -> Result<Option<String>> {
+                w.as_deref()
+                    .map(|w| self.expand(sh, st, w, line))
+                    .transpose()
+            };
+            let target = expand(&m.target)?.unwrap_or_default();
+            match expand(&m.from)? {
+                None => {
+                    let source = expand(&m.source)?.unwrap_or_else(|| ".".to_string());
+                    let plan = crate::context::plan_copy(
+                        &sh.ctx.tree(),
+                        &[source],
+                        "/",
+                        "/",
+                        &crate::context::PlanOptions::default(),
+                        line,
+                    )?;
+                    key.push_str(&format!("\n--mount-content={target}:{}", plan.checksum));
+                    let prefix = target.trim_end_matches('/');
+                    files.extend(
+                        plan.files
+                            .into_iter()
+                            .map(|(p, d)| (format!("{prefix}/{p}"), d)),
+                    );
+                }
+                Some(from) => {
+                    if let FromRef::Stage(j) = resolve_from(sh.df, &from, st.index) {
+                        let image = sh.stage_result(j, line)?.image;
+                        key.push_str(&format!(
+                            "\n--mount-image={target}:{}",
+                            image.map_or("scratch".to_string(), |i| i.0)
+                        ));
+                    }
+                }
+            }
+        }
+        Ok((key, files))
     }
 
     fn release(&self, sources: &[Rootfs]) {
@@ -377,9 +432,20 @@ impl Builder<'_> {
                     .id,
             ),
         };
+        self.mount_image(image.as_ref(), key, sources)
+    }
+
+    /// Prepares and mounts a rootfs of `image` under `key`, adding it to
+    /// `sources` for release; returns its host path.
+    pub(crate) fn mount_image(
+        &self,
+        image: Option<&crate::backend::ImageId>,
+        key: &str,
+        sources: &mut Vec<Rootfs>,
+    ) -> Result<std::path::PathBuf> {
         let rootfs = self
             .backend
-            .prepare(key, image.as_ref())
+            .prepare(key, image)
             .map_err(|e| Error::backend("prepare rootfs", key.to_string(), e))?;
         match self.backend.mount(&rootfs) {
             Ok(p) => {

@@ -86,18 +86,20 @@ impl Builder<'_> {
             return Ok(None);
         }
         let parent = st.image.as_ref();
-        let children = self.cache.children(parent).map_err(|e| {
-            Error::backend(
-                "look up cache",
-                parent.map_or("scratch".into(), |p| p.to_string()),
-                e,
-            )
-        })?;
-        if let Some(hit) = children.iter().find(|r| r.key == key.key) {
-            return Ok(Some(hit.image.clone()));
+        let what = || parent.map_or("scratch".into(), |p| p.to_string());
+        let hit = self
+            .cache
+            .lookup(parent, &key.key)
+            .map_err(|e| Error::backend("look up cache", what(), e))?;
+        if let Some(hit) = hit {
+            return Ok(Some(hit.image));
         }
         st.cache_on = false;
         if sh.opts.explain_cache {
+            let children = self
+                .cache
+                .children(parent)
+                .map_err(|e| Error::backend("look up cache", what(), e))?;
             let reason = match (&st.prev_base, parent) {
                 (Some((reference, old)), Some(now)) if children.is_empty() && old != now => {
                     format!(
@@ -124,13 +126,10 @@ impl Builder<'_> {
     /// explain misses.
     fn note_base(&self, st: &mut StageState, reference: &str, id: &ImageId) -> Result<()> {
         let key = format!("#(from) {reference}");
-        let children = self
+        st.prev_base = self
             .cache
-            .children(None)
-            .map_err(|e| Error::backend("look up cache", "scratch", e))?;
-        st.prev_base = children
-            .into_iter()
-            .find(|r| r.key == key)
+            .lookup(None, &key)
+            .map_err(|e| Error::backend("look up cache", "scratch", e))?
             .map(|r| (reference.to_string(), r.image));
         if st.prev_base.as_ref().is_some_and(|(_, old)| old == id) {
             return Ok(());
@@ -157,12 +156,28 @@ impl Builder<'_> {
         created_by: String,
         key: StepKey,
     ) -> Result<()> {
+        self.commit_layer_step(sh, st, rootfs, None, config, created_by, key)
+    }
+
+    /// [`commit_step`](Self::commit_step), optionally stacking the layer of
+    /// a `COPY --link` image instead of diffing a rootfs.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn commit_layer_step(
+        &self,
+        sh: &Shared<'_>,
+        st: &mut StageState,
+        rootfs: Option<&Rootfs>,
+        stack: Option<&ImageId>,
+        config: ImageConfig,
+        created_by: String,
+        key: StepKey,
+    ) -> Result<()> {
         let history = History {
             created: Some(sh.created.clone()),
             created_by: Some(created_by),
             author: st.author.clone(),
             comment: None,
-            empty_layer: rootfs.is_none(),
+            empty_layer: rootfs.is_none() && stack.is_none(),
         };
         let req = CommitRequest {
             parent: st.image.as_ref(),
@@ -172,6 +187,7 @@ impl Builder<'_> {
             platform: &st.platform,
             created: &sh.created,
             author: st.author.as_deref(),
+            stack,
         };
         let id = self.backend.commit(&req).map_err(|e| {
             Error::backend(

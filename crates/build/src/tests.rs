@@ -843,6 +843,149 @@ fn run_mounts_and_network() {
     assert!(matches!(r, Err(Error::MissingSecret(id)) if id == "missing"));
 }
 
+/// A RUN with a bind mount of the context reruns when a file under the
+/// mounted directory changes (content, not mtime), and says which file;
+/// files outside it do not matter. A stage source keys on the stage's image.
+#[test]
+fn bind_mounted_context_content_is_in_the_run_key() {
+    let e = env();
+    e.write("dir/a.txt", "A");
+    e.write("dir/sub/b.txt", "B");
+    e.write("other.txt", "O");
+    let df = "FROM busybox\nRUN --mount=type=bind,source=dir,target=/x cat /x/a.txt\n";
+    let mut o = opts();
+    o.explain_cache = true;
+    let (first, _) = e.ok(df, &o);
+    assert_eq!(e.runner.count(), 1);
+    // Unrelated file and mtime-only change: still cached.
+    e.write("other.txt", "changed");
+    filetime::set_file_mtime(
+        e.ctx.join("dir/a.txt"),
+        filetime::FileTime::from_unix_time(2_000_000, 0),
+    )
+    .expect("mtime");
+    let (same, text) = e.ok(df, &o);
+    assert_eq!(same.image, first.image, "{text}");
+    assert_eq!(e.runner.count(), 1, "{text}");
+    // A changed file under the mounted directory: a miss, explained.
+    e.write("dir/sub/b.txt", "B2");
+    let (r, text, events) = e.build(df, &o);
+    r.expect("build");
+    assert!(text.contains("Running in"), "{text}");
+    assert_eq!(e.runner.count(), 2, "{text}");
+    let reason = events.iter().find_map(|e| match e {
+        Event::CacheMiss { reason } => Some(reason.clone()),
+        _ => None,
+    });
+    assert_eq!(
+        reason.as_deref(),
+        Some("source files changed: /x/sub/b.txt (changed)")
+    );
+    // A new file too.
+    e.write("dir/c.txt", "C");
+    e.ok(df, &o);
+    assert_eq!(e.runner.count(), 3);
+    e.ok(df, &o);
+    assert_eq!(e.runner.count(), 3, "unchanged again: cached");
+
+    // from=<stage>: the key follows the stage's result.
+    let staged = |v: &str| {
+        format!(
+            "FROM busybox AS s\nRUN echo {v} > /v\nFROM busybox\nRUN --mount=type=bind,from=s,target=/s cat /s/v\n"
+        )
+    };
+    e.ok(&staged("1"), &o);
+    let n = e.runner.count();
+    e.ok(&staged("1"), &o);
+    assert_eq!(e.runner.count(), n, "same stage: cached");
+    e.ok(&staged("2"), &o);
+    assert_eq!(
+        e.runner.count(),
+        n + 2,
+        "the stage changed, so did the RUN mounting it"
+    );
+}
+
+/// `COPY --link`: the layer is made on an empty rootfs and cached without
+/// the parent, so a new base image reuses it (no copy), and it is stacked
+/// as its own layer; its content shows through on top of the base.
+#[test]
+fn copy_link_layer_does_not_depend_on_the_base() {
+    let e = env();
+    e.write("app/main.txt", "main");
+    let df = |base: &str| {
+        format!("FROM {base}\nCOPY --link --chown=app:app app /srv/\nRUN echo after\n")
+    };
+    let (first, text) = e.ok(&df("busybox"), &opts());
+    assert_eq!(
+        e.file(&first.image, "srv/main.txt").as_deref(),
+        Some("main")
+    );
+    assert_eq!(
+        e.file(&first.image, "bin/sh").as_deref(),
+        Some("#!"),
+        "base kept"
+    );
+    let img = e.backend.image(&first.image);
+    assert_eq!(img.layers, 3, "base + linked COPY + RUN");
+    let h = e.history(&first.image);
+    assert!(
+        h[0].0.starts_with("/bin/sh -c #(nop) COPY dir:") && !h[0].1,
+        "{h:?}"
+    );
+    assert!(!text.contains("Using cache"), "{text}");
+    let prepares = |e: &Env| {
+        e.backend
+            .log
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|l| l.starts_with("prepare"))
+            .count()
+    };
+
+    // Another base: the linked COPY is not redone (only the RUN is).
+    e.backend.add_base(
+        "alpine",
+        ImageConfig::default(),
+        &[
+            ("bin/sh", "#!alpine"),
+            (
+                "etc/passwd",
+                "root:x:0:0::/root:/bin/sh\napp:x:1000:1000::/:/bin/sh\n",
+            ),
+            ("etc/group", "root:x:0:\napp:x:1000:\n"),
+        ],
+    );
+    let before = prepares(&e);
+    let runs = e.runner.count();
+    let (second, text) = e.ok(&df("alpine"), &opts());
+    assert!(
+        text.contains("COPY --link --chown=app:app app /srv/\n ---> Using cache"),
+        "{text}"
+    );
+    assert_eq!(
+        prepares(&e) - before,
+        1,
+        "only the RUN got a rootfs: {text}"
+    );
+    assert_eq!(e.runner.count(), runs + 1);
+    assert_eq!(
+        e.file(&second.image, "srv/main.txt").as_deref(),
+        Some("main")
+    );
+    assert_eq!(e.file(&second.image, "bin/sh").as_deref(), Some("#!alpine"));
+
+    // Same base again: everything cached; changed content: copied again.
+    let (again, text) = e.ok(&df("alpine"), &opts());
+    assert_eq!(again.image, second.image, "{text}");
+    e.write("app/main.txt", "v2");
+    let before = prepares(&e);
+    let (third, _) = e.ok(&df("alpine"), &opts());
+    assert_eq!(e.file(&third.image, "srv/main.txt").as_deref(), Some("v2"));
+    assert!(prepares(&e) - before >= 2, "copied and ran again");
+}
+
 #[test]
 fn build_labels_scratch_and_empty_dockerfiles() {
     let e = env();

@@ -53,8 +53,10 @@ pub(crate) struct BuildArgs {
     /// Output: `auto`, `plain`, `tty` or `quiet`.
     #[arg(long, default_value = "auto")]
     progress: String,
-    /// Layer compression: `gzip`, `zstd` or `none`.
-    #[arg(long, default_value = "gzip")]
+    /// Compression of the layers stored: `none` (default: local layers are
+    /// kept uncompressed, as Docker does; push and save compress them),
+    /// `gzip` or `zstd`.
+    #[arg(long, default_value = "none")]
     compression: String,
     /// Stages built at once (default: the number of cores).
     #[arg(long)]
@@ -73,10 +75,19 @@ pub(crate) struct BuildArgs {
 struct Printer {
     inner: LegacyWriter<std::io::Stdout>,
     quiet: bool,
+    start: std::time::Instant,
 }
 
 impl Progress for Printer {
     fn event(&self, event: Event) {
+        if crate::build_backend::trace_timing()
+            && let Event::Step { number, text, .. } = &event
+        {
+            eprintln!(
+                "[timing] step {number} at {:.2} ms: {text}",
+                self.start.elapsed().as_secs_f64() * 1000.0
+            );
+        }
         if self.quiet {
             return;
         }
@@ -209,6 +220,7 @@ fn unix_now() -> i64 {
 }
 
 pub(crate) fn build(app: &mut App, args: &BuildArgs) -> Result<u8> {
+    let started = std::time::Instant::now();
     let quiet = args.quiet || args.progress == "quiet";
     if !matches!(args.progress.as_str(), "auto" | "plain" | "tty" | "quiet") {
         bail!(
@@ -326,6 +338,7 @@ pub(crate) fn build(app: &mut App, args: &BuildArgs) -> Result<u8> {
     let printer = Printer {
         inner: LegacyWriter::new(std::io::stdout()),
         quiet,
+        start: started,
     };
     let _ = std::io::stdout().is_terminal();
     let outcome = Builder::new(&backend, &runner, &cache, &printer)
@@ -342,6 +355,12 @@ pub(crate) fn build(app: &mut App, args: &BuildArgs) -> Result<u8> {
     };
     if quiet {
         println!("{}", outcome.image);
+    }
+    if crate::build_backend::trace_timing() {
+        eprintln!(
+            "[timing] build done at {:.2} ms",
+            started.elapsed().as_secs_f64() * 1000.0
+        );
     }
     if let Some(path) = &args.iidfile {
         std::fs::write(path, outcome.image.to_string())

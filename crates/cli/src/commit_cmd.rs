@@ -79,7 +79,9 @@ pub(crate) fn commit(app: &mut App, a: &CommitArgs) -> Result<u8> {
         },
         tags,
         diff: DiffOptions::default(),
-        compression: kiln_layer::Compression::Gzip,
+        // Local layers are stored uncompressed (as Docker does); push and
+        // save compress them on the way out.
+        compression: kiln_layer::Compression::None,
         skip_empty_layer: false,
         // The container keeps its writable layer: it may go on running.
         commit_snapshot: false,
