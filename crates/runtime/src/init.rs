@@ -18,7 +18,7 @@ use kiln_sys::{
     CapabilitySets, CredOps, Fork, FsOps, LimitOps, LinuxSys, MountOps, Namespaces, NsOps, ProcOps,
     Rlimit, WaitStatus,
 };
-use oci_spec::runtime::{LinuxSeccomp, Process, Spec};
+use oci_spec::runtime::{Process, Spec};
 use serde::de::DeserializeOwned;
 
 use crate::cgroups::{Cgroup, Layout};
@@ -746,6 +746,13 @@ fn container_init(
     );
     plan.premounted = premounted;
     setup_rootfs(sys, &plan)?;
+    // Compiled now, while the shim's cgroup migration (an RCU grace period
+    // on cgroup v1) is still under way, rather than after waiting for it.
+    let seccomp = linux
+        .and_then(|l| l.seccomp().as_ref())
+        .map(crate::seccomp::compile)
+        .transpose()
+        .map_err(Failure::setup)?;
     // The cgroup namespace is rooted where the init is when it unshares:
     // wait until the shim moved it into the container's cgroup.
     let mut byte = [0u8; 1];
@@ -774,7 +781,6 @@ fn container_init(
         .process()
         .as_ref()
         .ok_or_else(|| Failure::setup("spec has no process"))?;
-    let seccomp = linux.and_then(|l| l.seccomp().as_ref());
     finish(sys, status, process, req.user.as_deref(), seccomp, req.init)
 }
 
@@ -845,7 +851,7 @@ fn finish(
     status: &mut Option<OwnedFd>,
     process: &Process,
     user: Option<&str>,
-    seccomp: Option<&LinuxSeccomp>,
+    seccomp: Option<Vec<Vec<kiln_sys::SockFilter>>>,
     tiny_init: bool,
 ) -> Result<Infallible, Failure> {
     let u = process.user();
@@ -915,8 +921,7 @@ fn finish(
     if process.no_new_privileges() == Some(true) {
         sys.set_no_new_privs().or_fail("no_new_privs")?;
     }
-    if let Some(profile) = seccomp {
-        let programs = crate::seccomp::compile(profile).map_err(Failure::setup)?;
+    if let Some(programs) = seccomp {
         for p in &programs {
             sys.install_seccomp(p).or_fail("install seccomp filter")?;
         }
@@ -1082,12 +1087,18 @@ fn exec_join(
             if req.process.terminal() == Some(true) {
                 attach_terminal(sys, status, false)?;
             }
+            let seccomp = req
+                .seccomp
+                .as_ref()
+                .map(crate::seccomp::compile)
+                .transpose()
+                .map_err(Failure::setup)?;
             finish(
                 sys,
                 status,
                 &req.process,
                 req.user.as_deref(),
-                req.seccomp.as_ref(),
+                seccomp,
                 false,
             )
         }
