@@ -95,6 +95,8 @@ fn base_tree(d: &Path) {
     chown(&d.join("var/lib/app/data"), 1000, 1001);
     symlink("../etc/hosts", d.join("usr/hosts-link")).unwrap();
     chown(&d.join("usr/hosts-link"), 7, 7);
+    // An xattr on the symlink itself (the xattr crate's `set` does not follow).
+    xattr::set(d.join("usr/hosts-link"), "trusted.kiln.link", b"on-link").unwrap();
     rustix::fs::mknodat(
         CWD,
         d.join("dev/null"),
@@ -218,6 +220,7 @@ fn copy_and_overlay_snapshotters_give_identical_trees() {
     assert_eq!(a, want);
     assert!(a.contains_key("reborn/new") && !a.contains_key("reborn/old"));
     assert!(a["usr/bin/ping"].contains("security.capability"));
+    assert!(a["usr/hosts-link"].contains("trusted.kiln.link"));
 }
 
 /// Mounts a container snapshot on the overlay chain, changes it through the
