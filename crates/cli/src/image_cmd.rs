@@ -408,7 +408,7 @@ fn pull_pipelined(
         let mut tee = None;
         let mut unpacker = None;
         if let Some(job) = pipeline_job(&store, &*snapshotter, &resolved) {
-            let (tx, rx) = tokio::sync::mpsc::channel(64);
+            let (tx, rx) = tokio::sync::mpsc::channel(16);
             tee = Some(OneTee {
                 digest: job.blob,
                 tx: Mutex::new(Some(tx)),
