@@ -33,9 +33,24 @@ fn run_one(target: &str, seconds: u64) -> Result<Outcome> {
         return Ok(Outcome::Missing);
     }
     eprintln!("fuzzing `{target}` for {seconds} s");
-    run(util::cargo()
-        .args(["fuzz", "run", target, "--"])
+    // The working corpus comes first (libFuzzer writes new inputs there);
+    // the committed regressions seed the run so it starts from the shapes
+    // that once broke something instead of from nothing.
+    let corpus = root.join("fuzz/corpus").join(target);
+    std::fs::create_dir_all(&corpus)
+        .with_context(|| format!("cannot create {}", corpus.display()))?;
+    let mut cmd = util::cargo();
+    cmd.args(["fuzz", "run", target]).arg(&corpus);
+    let regressions = root.join("fuzz/regressions").join(target);
+    if regressions.is_dir() {
+        cmd.arg(&regressions);
+    }
+    run(cmd
+        .arg("--")
         .arg(format!("-max_total_time={seconds}"))
+        // Layers and Dockerfiles worth fuzzing are bigger than libFuzzer's
+        // 4 KiB default.
+        .arg("-max_len=16384")
         .env("RUSTC_BOOTSTRAP", "1")
         // The fuzz workspace builds into its own fuzz/target, with sanitizer
         // flags no other build shares.
