@@ -702,7 +702,13 @@ fn container_init(
             .or_fail("parent death signal")?;
     }
     // Keep /proc/1/exe (the host's binary) out of reach (CVE-2019-5736).
-    sys.set_dumpable(false).or_fail("set non-dumpable")?;
+    // In a new user namespace only once the maps are written: a
+    // non-dumpable process's /proc/PID files belong to root, and a rootless
+    // supervisor could no longer write its uid_map (nothing of the
+    // container exists yet meanwhile: this is the namespace's only process).
+    if mapped.is_none() {
+        sys.set_dumpable(false).or_fail("set non-dumpable")?;
+    }
     let ns = namespaces(&req.spec);
     if let Some(mapped) = mapped {
         // In the new user namespace: wait for the supervisor to write the
@@ -713,7 +719,6 @@ fn container_init(
         }
         sys.setgid(0).or_fail("setgid 0 in the user namespace")?;
         sys.setuid(0).or_fail("setuid 0 in the user namespace")?;
-        // set_dumpable is reset by the credential change.
         sys.set_dumpable(false).or_fail("set non-dumpable")?;
     }
     let rest = Namespaces(ns.0 & !Namespaces::PID.0 & !Namespaces::USER.0 & !Namespaces::CGROUP.0);
