@@ -156,6 +156,72 @@ pub trait Fetcher: Send + Sync {
     /// one. The builder verifies `--checksum` and computes the cache key from
     /// the content, as Docker does (so every build downloads again).
     fn fetch(&self, url: &str, dest: &std::path::Path) -> Result<Option<i64>, BackendError>;
+
+    /// `ADD <git url>`: clones `repo` (the URL without its `#fragment`) at
+    /// `reference` (a branch, tag or commit; the default branch when `None`)
+    /// into the new directory `dest`, keeping `.git` only when
+    /// `keep_git_dir`. The default refuses.
+    fn fetch_git(
+        &self,
+        repo: &str,
+        reference: Option<&str>,
+        dest: &std::path::Path,
+        keep_git_dir: bool,
+    ) -> Result<(), BackendError> {
+        let _ = (reference, dest, keep_git_dir);
+        Err(format!("cannot clone {repo}: this fetcher does not support git").into())
+    }
+}
+
+/// A git source of `ADD`: the repository URL, the ref and the subdirectory
+/// of its `#ref:subdir` fragment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GitSource {
+    /// The URL to clone (without the fragment).
+    pub repo: String,
+    /// Branch, tag or commit (`None`: the default branch).
+    pub reference: Option<String>,
+    /// Subdirectory of the repository to copy (`None`: all of it).
+    pub subdir: Option<String>,
+}
+
+impl GitSource {
+    /// Recognises a git URL as BuildKit does: `git://`, `git@host:path`,
+    /// `ssh://`, `github.com/...`, or an `http(s)://` URL whose path ends
+    /// in `.git`; with an optional `#ref[:subdir]`.
+    pub fn parse(source: &str) -> Option<GitSource> {
+        let (url, fragment) = match source.split_once('#') {
+            Some((u, f)) => (u, Some(f)),
+            None => (source, None),
+        };
+        let is_git = url.starts_with("git://")
+            || url.starts_with("git@")
+            || url.starts_with("ssh://")
+            || url.starts_with("github.com/")
+            || ((url.starts_with("http://") || url.starts_with("https://"))
+                && url.trim_end_matches('/').ends_with(".git"));
+        if !is_git {
+            return None;
+        }
+        let repo = if url.starts_with("github.com/") {
+            format!("https://{url}")
+        } else {
+            url.to_string()
+        };
+        let (reference, subdir) = match fragment {
+            None => (None, None),
+            Some(f) => match f.split_once(':') {
+                Some((r, d)) => (Some(r.to_string()), Some(d.to_string())),
+                None => (Some(f.to_string()), None),
+            },
+        };
+        let nonempty = |v: Option<String>| v.filter(|s| !s.is_empty());
+        Some(GitSource {
+            repo,
+            reference: nonempty(reference),
+            subdir: nonempty(subdir),
+        })
+    }
 }
 
 /// A record of one cached step: "running `step` on `parent` gave `image`".
@@ -333,6 +399,23 @@ impl<W: io::Write> OutputSink for WriteSink<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn git_urls_and_fragments() {
+        let g = GitSource::parse("git://127.0.0.1:9418/repo.git#v1:sub/dir").expect("git");
+        assert_eq!(g.repo, "git://127.0.0.1:9418/repo.git");
+        assert_eq!(g.reference.as_deref(), Some("v1"));
+        assert_eq!(g.subdir.as_deref(), Some("sub/dir"));
+        let g = GitSource::parse("https://example.com/x/y.git").expect("git");
+        assert_eq!((g.reference, g.subdir), (None, None));
+        assert_eq!(
+            GitSource::parse("github.com/o/r#main").map(|g| g.repo),
+            Some("https://github.com/o/r".to_string())
+        );
+        assert!(GitSource::parse("git@github.com:o/r.git").is_some());
+        assert_eq!(GitSource::parse("https://example.com/file.tar.gz"), None);
+        assert_eq!(GitSource::parse("src/dir"), None);
+    }
 
     #[test]
     fn short_id_is_twelve_hex() {

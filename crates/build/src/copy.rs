@@ -28,19 +28,20 @@ impl Builder<'_> {
         let mut paths = Vec::new();
         let mut inline = Vec::new();
         let mut remote = Vec::new();
+        let mut git = Vec::new();
         for s in &c.sources {
             match s {
                 CopySource::Path(p) => {
                     let v = self.expand(sh, st, p, line)?;
+                    if name == "ADD"
+                        && let Some(g) = crate::backend::GitSource::parse(&v)
+                    {
+                        git.push(g);
+                        continue;
+                    }
                     if name == "ADD" && (v.starts_with("http://") || v.starts_with("https://")) {
                         remote.push(v);
                         continue;
-                    }
-                    if name == "ADD" && (v.starts_with("git@") || v.ends_with(".git")) {
-                        return Err(Error::instr(
-                            line,
-                            format!("ADD of a git repository ({v}) is not supported yet"),
-                        ));
                     }
                     paths.push(v);
                 }
@@ -88,7 +89,34 @@ impl Builder<'_> {
         let mut sources: Vec<Rootfs> = Vec::new();
         let mut downloads: Vec<std::path::PathBuf> = Vec::new();
         let result = (|| -> Result<()> {
-            let plan = if !remote.is_empty() {
+            let plan = if !git.is_empty() {
+                if git.len() > 1 || !paths.is_empty() || !inline.is_empty() || !remote.is_empty() {
+                    return Err(Error::instr(
+                        line,
+                        "ADD of a git repository takes no other source",
+                    ));
+                }
+                let dir = self.clone_git(sh, c, &git[0], &cid, line, &mut downloads)?;
+                let source = git[0].subdir.clone().unwrap_or_else(|| ".".to_string());
+                let opts = PlanOptions {
+                    excludes: popts.excludes.clone(),
+                    ..PlanOptions::default()
+                };
+                // The repository's content goes into the destination directory.
+                let dest_dir = if dest.ends_with('/') {
+                    dest.clone()
+                } else {
+                    format!("{dest}/")
+                };
+                plan_copy(
+                    &Tree::plain(&dir),
+                    &[source],
+                    &dest_dir,
+                    &workdir,
+                    &opts,
+                    line,
+                )?
+            } else if !remote.is_empty() {
                 if !paths.is_empty() || !inline.is_empty() {
                     return Err(Error::instr(line, "ADD cannot mix URLs with other sources"));
                 }
@@ -163,9 +191,47 @@ impl Builder<'_> {
             let _ = self.backend.discard(s);
         }
         for d in &downloads {
-            let _ = std::fs::remove_file(d);
+            if d.is_dir() {
+                let _ = std::fs::remove_dir_all(d);
+            } else {
+                let _ = std::fs::remove_file(d);
+            }
         }
         result
+    }
+
+    /// Clones an `ADD` git source into the download directory; returns the
+    /// checkout.
+    fn clone_git(
+        &self,
+        sh: &Shared<'_>,
+        c: &CopyInstruction,
+        source: &crate::backend::GitSource,
+        cid: &str,
+        line: usize,
+        downloads: &mut Vec<std::path::PathBuf>,
+    ) -> Result<std::path::PathBuf> {
+        let fetcher = self.fetcher.ok_or_else(|| {
+            Error::instr(
+                line,
+                "ADD of a git repository needs a fetcher, and none was configured",
+            )
+        })?;
+        let dir = sh.opts.download_dir.as_ref().ok_or_else(|| {
+            Error::instr(line, "ADD of a git repository needs a download directory")
+        })?;
+        std::fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
+        let dest = dir.join(format!("{cid}-git"));
+        downloads.push(dest.clone());
+        fetcher
+            .fetch_git(
+                &source.repo,
+                source.reference.as_deref(),
+                &dest,
+                c.keep_git_dir,
+            )
+            .map_err(|e| Error::backend("clone", source.repo.clone(), e))?;
+        Ok(dest)
     }
 
     /// `COPY --link`: the files go into an empty rootfs whose diff becomes an

@@ -537,6 +537,74 @@ impl Fetcher for FakeFetcher {
     }
 }
 
+/// Clones by writing a small tree (with a `.git` only when kept).
+struct FakeGit;
+
+impl Fetcher for FakeGit {
+    fn fetch(&self, _url: &str, _dest: &Path) -> Result<Option<i64>, BackendError> {
+        Err("no http here".into())
+    }
+
+    fn fetch_git(
+        &self,
+        repo: &str,
+        reference: Option<&str>,
+        dest: &Path,
+        keep_git_dir: bool,
+    ) -> Result<(), BackendError> {
+        fs::create_dir_all(dest.join("sub"))?;
+        fs::write(dest.join("README"), format!("{repo} at {reference:?}"))?;
+        fs::write(dest.join("sub/inner.txt"), "inner")?;
+        if keep_git_dir {
+            fs::create_dir_all(dest.join(".git"))?;
+            fs::write(dest.join(".git/HEAD"), "ref: refs/heads/main")?;
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn add_git_repositories() {
+    let e = env();
+    let ctx = ContextDir::open(&e.ctx, None, None).expect("ctx");
+    let log = EventLog::default();
+    let dl = e.ctx.join("../dl");
+    let mut o = opts();
+    o.download_dir = Some(dl.clone());
+    let fetcher = FakeGit;
+    let b = Builder::new(&e.backend, &e.runner, &e.cache, &log).with_fetcher(&fetcher);
+    let build = |df: &str| {
+        let df = crate::plan::parse(df.as_bytes()).expect("valid");
+        b.build(&df, &ctx, &o).expect("build")
+    };
+    let out = build("FROM busybox\nADD git://127.0.0.1:9/repo.git#v1 /src\n");
+    assert_eq!(
+        e.file(&out.image, "src/README").as_deref(),
+        Some("git://127.0.0.1:9/repo.git at Some(\"v1\")")
+    );
+    assert_eq!(
+        e.file(&out.image, "src/sub/inner.txt").as_deref(),
+        Some("inner")
+    );
+    assert!(!e.backend.image(&out.image).tree.join("src/.git").exists());
+    let out = build("FROM busybox\nADD --keep-git-dir=true https://h.invalid/r.git /k/\n");
+    assert!(
+        e.backend
+            .image(&out.image)
+            .tree
+            .join("k/.git/HEAD")
+            .exists()
+    );
+    // `#ref:subdir`: only that directory's content.
+    let out = build("FROM busybox\nADD git@h.invalid:r.git#main:sub /only\n");
+    assert_eq!(
+        e.file(&out.image, "only/inner.txt").as_deref(),
+        Some("inner")
+    );
+    assert_eq!(e.file(&out.image, "only/README"), None);
+    assert_eq!(fs::read_dir(&dl).expect("dir").count(), 0, "clones removed");
+}
+
 #[test]
 fn add_downloads_urls_and_verifies_checksums() {
     let e = env();

@@ -71,10 +71,10 @@ pub(crate) struct BuildArgs {
     context: String,
 }
 
-/// Prints events as Docker's legacy builder does, to stdout, plus timing per step with `tty`.
+/// Prints events as Docker's legacy builder does (`plain`), as a live view
+/// (`tty`), or not at all.
 struct Printer {
-    inner: LegacyWriter<std::io::Stdout>,
-    quiet: bool,
+    out: Output,
     start: std::time::Instant,
 }
 
@@ -88,11 +88,126 @@ impl Progress for Printer {
                 self.start.elapsed().as_secs_f64() * 1000.0
             );
         }
-        if self.quiet {
-            return;
+        match &self.out {
+            Output::Plain(w) => w.event(event),
+            Output::Live(v) => v.event(event),
+            Output::Quiet => {}
         }
-        self.inner.event(event);
     }
+}
+
+/// Lines of the running step's output the live view shows.
+const TAIL_LINES: usize = 5;
+
+/// `--progress tty` (and `auto` on a terminal): a live view with a line per
+/// step and its time (`CACHED` when it came from the cache), the running
+/// step's last lines of output under it, and the legacy closing lines
+/// (`Successfully built`, tags, warnings, cache-miss reasons) printed above.
+/// A failing step's whole output is printed by [`LiveView::failed`].
+struct LiveView {
+    multi: indicatif::MultiProgress,
+    state: std::sync::Mutex<LiveState>,
+    start: std::time::Instant,
+}
+
+struct LiveState {
+    timeline: kiln_build::Timeline,
+    bars: Vec<indicatif::ProgressBar>,
+}
+
+impl LiveView {
+    fn new(target: indicatif::ProgressDrawTarget) -> LiveView {
+        LiveView {
+            multi: indicatif::MultiProgress::with_draw_target(target),
+            state: std::sync::Mutex::new(LiveState {
+                timeline: kiln_build::Timeline::new(TAIL_LINES),
+                bars: Vec::new(),
+            }),
+            start: std::time::Instant::now(),
+        }
+    }
+
+    fn running_style() -> indicatif::ProgressStyle {
+        indicatif::ProgressStyle::with_template("{spinner} {msg}")
+            .expect("a valid template")
+            .tick_chars("⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏ ")
+    }
+
+    fn done_style() -> indicatif::ProgressStyle {
+        indicatif::ProgressStyle::with_template("{msg}").expect("a valid template")
+    }
+
+    /// Brings the bars in line with the timeline as of `now`.
+    fn sync(&self, s: &mut LiveState, now: std::time::Duration) {
+        let lines = s.timeline.lines(now);
+        for (i, line) in lines.iter().enumerate() {
+            if s.bars.len() <= i {
+                let bar = self
+                    .multi
+                    .add(indicatif::ProgressBar::new_spinner().with_style(Self::running_style()));
+                bar.enable_steady_tick(std::time::Duration::from_millis(100));
+                s.bars.push(bar);
+            }
+            let bar = &s.bars[i];
+            if bar.is_finished() {
+                continue;
+            }
+            let mut msg = line.summary();
+            if line.done {
+                bar.set_style(Self::done_style());
+                bar.finish_with_message(format!("✔ {msg}"));
+            } else {
+                for t in &line.tail {
+                    msg.push_str("\n    ");
+                    msg.push_str(t);
+                }
+                bar.set_message(msg);
+            }
+        }
+    }
+
+    fn event(&self, event: Event) {
+        let now = self.start.elapsed();
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let above = matches!(
+            event,
+            Event::Warning { .. }
+                | Event::CacheMiss { .. }
+                | Event::Built { .. }
+                | Event::Tagged { .. }
+        );
+        s.timeline.event(&event, now);
+        self.sync(&mut s, now);
+        if above && let Some(text) = kiln_build::legacy_text(&event) {
+            let text = String::from_utf8_lossy(&text);
+            let _ = self.multi.println(text.trim_end());
+        }
+    }
+
+    /// The build failed: stop the clock and return the whole output of the
+    /// step that was running (to print before the error).
+    fn failed(&self) -> Vec<u8> {
+        let now = self.start.elapsed();
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        s.timeline.end_current(now);
+        self.sync(&mut s, now);
+        s.timeline.last_output().to_vec()
+    }
+
+    /// The summary lines so far (for tests).
+    #[cfg(test)]
+    fn messages(&self) -> Vec<String> {
+        let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        s.bars.iter().map(|b| b.message()).collect()
+    }
+}
+
+/// The build's output sink: the legacy text (`plain`), the live view
+/// (`tty`), or nothing (`quiet`).
+enum Output {
+    Plain(LegacyWriter<std::io::Stdout>),
+    Live(LiveView),
+    Quiet,
 }
 
 fn parse_kv(items: &[String], what: &str, from_env: bool) -> Result<BTreeMap<String, String>> {
@@ -335,16 +450,31 @@ pub(crate) fn build(app: &mut App, args: &BuildArgs) -> Result<u8> {
     )?;
     let runner = Runner::new(app);
     let cache = Cache::new(app)?;
+    let live = !quiet
+        && (args.progress == "tty" || args.progress == "auto" && std::io::stdout().is_terminal());
     let printer = Printer {
-        inner: LegacyWriter::new(std::io::stdout()),
-        quiet,
+        out: if quiet {
+            Output::Quiet
+        } else if live {
+            Output::Live(LiveView::new(indicatif::ProgressDrawTarget::stdout()))
+        } else {
+            Output::Plain(LegacyWriter::new(std::io::stdout()))
+        },
         start: started,
     };
-    let _ = std::io::stdout().is_terminal();
     let outcome = Builder::new(&backend, &runner, &cache, &printer)
         .with_fetcher(&crate::fetch::HttpFetcher)
         .build(&dockerfile, &context, &options);
     backend.cleanup();
+    if outcome.is_err()
+        && let Output::Live(v) = &printer.out
+    {
+        // The failing step's whole output, as plain shows it.
+        let out = v.failed();
+        let _ = v.multi.clear();
+        let _ = std::io::stdout().write_all(&out);
+        let _ = std::io::stdout().flush();
+    }
     let outcome = match outcome {
         Ok(o) => o,
         Err(kiln_build::Error::StepFailed { command, code }) => {
@@ -368,4 +498,119 @@ pub(crate) fn build(app: &mut App, args: &BuildArgs) -> Result<u8> {
     }
     std::io::stdout().flush()?;
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// A terminal in memory: what indicatif writes to it, as lines.
+    #[derive(Debug, Clone, Default)]
+    struct Screen(Arc<Mutex<Vec<String>>>);
+
+    impl indicatif::TermLike for Screen {
+        fn width(&self) -> u16 {
+            120
+        }
+        fn move_cursor_up(&self, _n: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_down(&self, _n: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_right(&self, _n: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_left(&self, _n: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn write_line(&self, s: &str) -> std::io::Result<()> {
+            self.0.lock().expect("lock").push(s.to_owned());
+            Ok(())
+        }
+        fn write_str(&self, s: &str) -> std::io::Result<()> {
+            self.0.lock().expect("lock").push(s.to_owned());
+            Ok(())
+        }
+        fn clear_line(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn flush(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn step(n: usize, text: &str) -> Event {
+        Event::Step {
+            number: n,
+            total: 3,
+            stage: 0,
+            text: text.into(),
+        }
+    }
+
+    fn output(s: &str) -> Event {
+        Event::Output {
+            stream: kiln_build::Stream::Stdout,
+            data: s.as_bytes().to_vec(),
+        }
+    }
+
+    /// A forced terminal: steps appear with their times, the running one
+    /// with the last lines of its output, finished ones ticked; the closing
+    /// lines are printed above; a failure hands back the step's full output.
+    #[test]
+    fn live_view_shows_steps_times_and_output_tail() {
+        let screen = Screen::default();
+        let view = LiveView::new(indicatif::ProgressDrawTarget::term_like(Box::new(
+            screen.clone(),
+        )));
+        view.event(step(1, "FROM busybox"));
+        view.event(step(2, "RUN echo hi"));
+        view.event(Event::UsingCache);
+        view.event(step(3, "RUN make"));
+        for i in 0..8 {
+            view.event(output(&format!("line {i}\n")));
+        }
+        let m = view.messages();
+        assert_eq!(m.len(), 3);
+        assert!(m[0].starts_with("✔ Step 1/3 : FROM busybox "), "{m:?}");
+        assert!(
+            m[1].starts_with("✔ Step 2/3 : RUN echo hi ") && m[1].ends_with("s CACHED"),
+            "{m:?}"
+        );
+        let running: Vec<&str> = m[2].lines().collect();
+        assert!(running[0].starts_with("Step 3/3 : RUN make "), "{m:?}");
+        assert_eq!(
+            running[1..],
+            [
+                "    line 3",
+                "    line 4",
+                "    line 5",
+                "    line 6",
+                "    line 7"
+            ]
+        );
+        // The time is seconds with two decimals.
+        let secs = running[0].rsplit(' ').next().expect("time");
+        assert!(
+            secs.ends_with('s') && secs.trim_end_matches('s').parse::<f64>().is_ok(),
+            "{secs}"
+        );
+
+        let full = view.failed();
+        assert_eq!(
+            String::from_utf8(full).expect("utf8").lines().count(),
+            8,
+            "the whole output of the failing step"
+        );
+        assert!(view.messages()[2].starts_with("✔ Step 3/3 : RUN make "));
+        view.event(Event::Built {
+            image: "0123456789ab".into(),
+        });
+        let drawn = screen.0.lock().expect("lock").join("\n");
+        assert!(drawn.contains("Successfully built 0123456789ab"), "{drawn}");
+        assert!(drawn.contains("Step 1/3 : FROM busybox"), "{drawn}");
+    }
 }

@@ -1,5 +1,6 @@
 //! Downloads for `ADD <url>`: kiln-build's [`Fetcher`] over an HTTP client,
-//! streaming to the destination file (the builder verifies `--checksum`).
+//! streaming to the destination file (the builder verifies `--checksum`),
+//! and clones for `ADD <git url>` with the system's `git`.
 
 use std::path::Path;
 
@@ -16,6 +17,76 @@ impl Fetcher for HttpFetcher {
         let out = crate::image_cmd::block_on(download(url, dest)).map_err(|e| format!("{e:#}"))?;
         out.map_err(|e| format!("{e:#}").into())
     }
+
+    fn fetch_git(
+        &self,
+        repo: &str,
+        reference: Option<&str>,
+        dest: &Path,
+        keep_git_dir: bool,
+    ) -> Result<(), BackendError> {
+        clone_git(repo, reference, dest, keep_git_dir).map_err(|e| format!("{e:#}").into())
+    }
+}
+
+/// Runs `git ARGS` (in `dir` when given), failing with its stderr.
+fn git(dir: Option<&Path>, args: &[&str]) -> Result<()> {
+    let mut cmd = std::process::Command::new("git");
+    if let Some(d) = dir {
+        cmd.arg("-C").arg(d);
+    }
+    let out = cmd
+        .args(args)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .context("cannot run git (is the git package installed?)")?;
+    if !out.status.success() {
+        bail!(
+            "git {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// Clones `repo` at `reference` into `dest` with the system's git: a
+/// shallow fetch of the ref (a full one when the server will not serve a
+/// commit by its ID), checked out detached; `.git` removed unless kept.
+pub(crate) fn clone_git(
+    repo: &str,
+    reference: Option<&str>,
+    dest: &Path,
+    keep_git_dir: bool,
+) -> Result<()> {
+    std::fs::create_dir_all(dest).with_context(|| format!("cannot create {}", dest.display()))?;
+    git(Some(dest), &["init", "-q"])?;
+    let want = reference.unwrap_or("HEAD");
+    if git(Some(dest), &["fetch", "-q", "--depth", "1", repo, want]).is_err() {
+        // A commit ID the server does not serve by itself: fetch everything.
+        git(
+            Some(dest),
+            &[
+                "fetch",
+                "-q",
+                "--tags",
+                repo,
+                "+refs/heads/*:refs/remotes/origin/*",
+            ],
+        )
+        .with_context(|| format!("cannot fetch {repo}"))?;
+        git(Some(dest), &["checkout", "-q", "--detach", want])
+            .with_context(|| format!("{repo} has no ref {want}"))?;
+    } else {
+        git(Some(dest), &["checkout", "-q", "--detach", "FETCH_HEAD"])?;
+    }
+    if !keep_git_dir {
+        let dot_git = dest.join(".git");
+        std::fs::remove_dir_all(&dot_git)
+            .with_context(|| format!("cannot remove {}", dot_git.display()))?;
+    }
+    Ok(())
 }
 
 async fn download(url: &str, dest: &Path) -> Result<Option<i64>> {
@@ -85,6 +156,40 @@ pub(crate) fn parse_http_date(s: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A local repository with a tag and a later commit: the tag's tree is
+    /// checked out, without `.git` unless kept.
+    #[test]
+    fn clones_a_ref_with_and_without_the_git_dir() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let repo = dir.path().join("repo");
+        std::fs::create_dir(&repo).expect("mkdir");
+        let g = |args: &[&str]| {
+            git(
+                Some(&repo),
+                &[&["-c", "user.name=t", "-c", "user.email=t@t"][..], args].concat(),
+            )
+            .expect("git")
+        };
+        g(&["init", "-q", "-b", "main"]);
+        std::fs::write(repo.join("f.txt"), "v1\n").expect("write");
+        g(&["add", "f.txt"]);
+        g(&["commit", "-q", "-m", "one"]);
+        g(&["tag", "v1"]);
+        std::fs::write(repo.join("f.txt"), "v2\n").expect("write");
+        g(&["commit", "-q", "-am", "two"]);
+        let url = format!("file://{}", repo.display());
+        let a = dir.path().join("a");
+        clone_git(&url, Some("v1"), &a, false).expect("clone v1");
+        assert_eq!(std::fs::read_to_string(a.join("f.txt")).expect("f"), "v1\n");
+        assert!(!a.join(".git").exists());
+        let b = dir.path().join("b");
+        clone_git(&url, None, &b, true).expect("clone HEAD");
+        assert_eq!(std::fs::read_to_string(b.join("f.txt")).expect("f"), "v2\n");
+        assert!(b.join(".git").is_dir());
+        let c = dir.path().join("c");
+        assert!(clone_git(&url, Some("nope"), &c, false).is_err());
+    }
 
     #[test]
     fn http_dates_parse() {

@@ -1262,3 +1262,204 @@ fn add_downloads_urls_and_verifies_checksums() {
         "only the good build is tagged: {images}"
     );
 }
+
+/// `RUN --mount=type=bind` of a context directory: the step reruns when a
+/// file under the mounted directory changes, not when another file does.
+#[test]
+fn bind_mount_content_is_in_the_run_cache_key() {
+    let sandbox = Sandbox::new();
+    let dockerfile = format!(
+        "FROM {}\nRUN --mount=type=bind,source=dir,target=/x cat /x/a.txt /x/sub/b.txt > /out\nCMD [\"cat\",\"/out\"]\n",
+        busybox_ref()
+    );
+    let ctx = context(
+        &sandbox,
+        "bindkey",
+        &[
+            ("Dockerfile", &dockerfile),
+            ("dir/a.txt", "alpha\n"),
+            ("dir/sub/b.txt", "bravo\n"),
+            ("other.txt", "other\n"),
+        ],
+    );
+    let args = ["-t", "test/bindkey:1", path_str(&ctx)];
+    let first = build_ok(&sandbox, &args);
+    assert_eq!(cached_and_run_steps(&first).1, [2, 3], "{first}");
+    assert_eq!(
+        sandbox.kiln_ok(["run", "--rm", "test/bindkey:1"]),
+        "alpha\nbravo\n"
+    );
+    std::fs::write(ctx.join("other.txt"), "changed\n").expect("write other.txt");
+    let again = build_ok(&sandbox, &args);
+    assert_eq!(cached_and_run_steps(&again).0, [2, 3], "{again}");
+    std::fs::write(ctx.join("dir/sub/b.txt"), "bravo, changed\n").expect("write b.txt");
+    let changed = build_ok(
+        &sandbox,
+        &["--explain-cache", "-t", "test/bindkey:1", path_str(&ctx)],
+    );
+    assert_eq!(cached_and_run_steps(&changed).1, [2, 3], "{changed}");
+    assert!(
+        changed.contains("Cache miss: source files changed: /x/sub/b.txt (changed)"),
+        "{changed}"
+    );
+    assert_eq!(
+        sandbox.kiln_ok(["run", "--rm", "test/bindkey:1"]),
+        "alpha\nbravo, changed\n"
+    );
+}
+
+/// `COPY --link`: a new base image does not redo the linked COPY (its layer
+/// is cached without the parent and stacked as it is), the files show on
+/// top of either base, and the layer is its own.
+#[test]
+fn copy_link_survives_a_base_change() {
+    let sandbox = Sandbox::new();
+    for v in ["1", "2"] {
+        let df = format!("FROM {}\nRUN echo base{v} > /v\n", busybox_ref());
+        let ctx = context(&sandbox, &format!("linkbase{v}"), &[("Dockerfile", &df)]);
+        build_ok(
+            &sandbox,
+            &["-q", "-t", &format!("test/linkbase:{v}"), path_str(&ctx)],
+        );
+    }
+    let dockerfile = "ARG BASE\nFROM $BASE\nCOPY --link app /srv/\nRUN cat /v /srv/main.txt > /out\nCMD [\"cat\",\"/out\"]\n";
+    let ctx = context(
+        &sandbox,
+        "link",
+        &[("Dockerfile", dockerfile), ("app/main.txt", "main\n")],
+    );
+    let build_on = |v: &str| {
+        build_ok(
+            &sandbox,
+            &[
+                "--build-arg",
+                &format!("BASE=test/linkbase:{v}"),
+                "-t",
+                &format!("test/link:{v}"),
+                path_str(&ctx),
+            ],
+        )
+    };
+    let first = build_on("1");
+    assert_eq!(cached_and_run_steps(&first).1, [2, 3, 4], "{first}");
+    let second = build_on("2");
+    let (cached, ran) = cached_and_run_steps(&second);
+    assert_eq!(cached, [2], "the linked COPY is reused: {second}");
+    assert_eq!(ran, [3, 4], "{second}");
+    assert_eq!(
+        sandbox.kiln_ok(["run", "--rm", "test/link:2"]),
+        "base2\nmain\n"
+    );
+    assert_eq!(
+        sandbox.kiln_ok(["run", "--rm", "test/link:1"]),
+        "base1\nmain\n"
+    );
+    let layers = |name: &str| {
+        inspect(&sandbox, name)["RootFS"]["Layers"]
+            .as_array()
+            .expect("layers")
+            .iter()
+            .map(|l| l.as_str().expect("diff id").to_owned())
+            .collect::<Vec<_>>()
+    };
+    let (l1, l2, base2) = (
+        layers("test/link:1"),
+        layers("test/link:2"),
+        layers("test/linkbase:2"),
+    );
+    assert_eq!(l2.len(), base2.len() + 2, "{l2:?}");
+    assert_eq!(
+        l1[l1.len() - 2],
+        l2[l2.len() - 2],
+        "the same linked layer on both bases"
+    );
+}
+
+/// A `git daemon` on 127.0.0.1 serving the repositories under `base`,
+/// killed on drop.
+struct GitDaemon(std::process::Child);
+
+impl Drop for GitDaemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn git_in(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.name=kiln", "-c", "user.email=kiln@test"])
+        .args(args)
+        .output()
+        .expect("cannot run git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `ADD git://...#ref dir`: the repository at that ref lands in the layer
+/// without `.git`, or with it under `--keep-git-dir`.
+#[test]
+fn add_git_repository_at_a_ref() {
+    let sandbox = Sandbox::new();
+    let base = sandbox.work().join("git");
+    let repo = base.join("repo.git");
+    std::fs::create_dir_all(&repo).expect("mkdir repo");
+    git_in(&repo, &["init", "-q", "-b", "main"]);
+    std::fs::write(repo.join("hello.txt"), "v1\n").expect("write");
+    git_in(&repo, &["add", "hello.txt"]);
+    git_in(&repo, &["commit", "-q", "-m", "one"]);
+    git_in(&repo, &["tag", "v1"]);
+    std::fs::write(repo.join("hello.txt"), "v2\n").expect("write");
+    git_in(&repo, &["commit", "-q", "-am", "two"]);
+    let port = free_port();
+    let daemon = GitDaemon(
+        Command::new("git")
+            .args([
+                "daemon",
+                "--export-all",
+                "--reuseaddr",
+                "--listen=127.0.0.1",
+            ])
+            .arg(format!("--port={port}"))
+            .arg(format!("--base-path={}", base.display()))
+            .arg(&base)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cannot start git daemon"),
+    );
+    // Wait for the daemon to listen.
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let url = format!("git://127.0.0.1:{port}/repo.git");
+    let dockerfile = format!(
+        "FROM {}\nADD {url}#v1 /src\nADD --keep-git-dir=true {url} /head\nCMD [\"cat\",\"/src/hello.txt\",\"/head/hello.txt\"]\n",
+        busybox_ref()
+    );
+    let ctx = context(&sandbox, "addgit", &[("Dockerfile", &dockerfile)]);
+    build_ok(&sandbox, &["-t", "test/addgit:1", path_str(&ctx)]);
+    drop(daemon);
+    assert_eq!(
+        sandbox.kiln_ok(["run", "--rm", "test/addgit:1"]),
+        "v1\nv2\n"
+    );
+    let ls = sandbox.kiln_ok([
+        "run",
+        "--rm",
+        "test/addgit:1",
+        "sh",
+        "-c",
+        "ls -a /src; test -d /head/.git && echo kept",
+    ]);
+    assert!(!ls.contains(".git"), "{ls}");
+    assert!(ls.ends_with("kept\n"), "{ls}");
+}
