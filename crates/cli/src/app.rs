@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, bail};
 use kiln_content::Store;
 use kiln_snapshot::{CopySnapshotter, OverlaySnapshotter, Snapshotter};
 
@@ -24,12 +24,15 @@ pub(crate) enum SnapshotterChoice {
 /// Global options shared by every command.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct GlobalOpts {
-    /// Where kiln keeps images, layers and containers.
+    /// Where kiln keeps images, layers and containers (root: /var/lib/kiln;
+    /// other users, as rootless podman: $XDG_DATA_HOME/kiln, else
+    /// ~/.local/share/kiln).
     #[arg(
         long,
         global = true,
         env = "KILN_ROOT",
-        default_value = "/var/lib/kiln"
+        default_value_os_t = default_root(),
+        hide_default_value = true
     )]
     pub(crate) root: PathBuf,
 
@@ -58,6 +61,36 @@ pub(crate) struct GlobalOpts {
     pub(crate) config: PathBuf,
 }
 
+/// Whether kiln runs without root (rootless): layers are then unpacked
+/// without owners or devices, into copy snapshots, and containers always get
+/// a user namespace in which the caller is root.
+pub(crate) fn rootless() -> bool {
+    kiln_sys::process::geteuid() != 0
+}
+
+/// The default store root: `/var/lib/kiln` for root; for anyone else
+/// `$XDG_DATA_HOME/kiln` (when absolute), else `$HOME/.local/share/kiln`.
+fn default_root() -> PathBuf {
+    let var = |name: &str| std::env::var_os(name).map(PathBuf::from);
+    rootless_root(
+        rootless(),
+        var("XDG_DATA_HOME").as_deref(),
+        var("HOME").as_deref(),
+    )
+}
+
+fn rootless_root(rootless: bool, xdg_data_home: Option<&Path>, home: Option<&Path>) -> PathBuf {
+    if !rootless {
+        return PathBuf::from("/var/lib/kiln");
+    }
+    match (xdg_data_home, home) {
+        (Some(x), _) if x.is_absolute() => x.join("kiln"),
+        (_, Some(h)) if h.is_absolute() => h.join(".local/share/kiln"),
+        // Nowhere of the user's own: App::open says to pass --root.
+        _ => PathBuf::from("/var/lib/kiln"),
+    }
+}
+
 /// What every command works with.
 pub(crate) struct App {
     /// The global options as given.
@@ -70,8 +103,17 @@ pub(crate) struct App {
 impl App {
     /// Opens the store under `opts.root`.
     pub(crate) fn open(opts: GlobalOpts) -> Result<App> {
-        let store = Store::open(&opts.root)
-            .with_context(|| format!("cannot open the store at {}", opts.root.display()))?;
+        let store = Store::open(&opts.root).with_context(|| {
+            if rootless() {
+                format!(
+                    "cannot open the store at {} (kiln runs rootless as uid {}: pass --root or set KILN_ROOT to a directory this user may write)",
+                    opts.root.display(),
+                    kiln_sys::process::geteuid()
+                )
+            } else {
+                format!("cannot open the store at {}", opts.root.display())
+            }
+        })?;
         Ok(App {
             opts,
             store,
@@ -91,6 +133,9 @@ impl App {
             return Ok(s.clone());
         }
         let name = match self.opts.snapshotter {
+            SnapshotterChoice::Overlay if rootless() => bail!(
+                "the overlay snapshotter needs root (its layers hold whiteouts as 0/0 devices and trusted.overlay xattrs): rootless kiln uses --snapshotter copy"
+            ),
             SnapshotterChoice::Overlay => "overlay".to_owned(),
             SnapshotterChoice::Copy => "copy".to_owned(),
             SnapshotterChoice::Auto => self.auto_snapshotter()?,
@@ -109,9 +154,24 @@ impl App {
         let marker = self.root().join("snapshotter");
         if let Ok(saved) = std::fs::read_to_string(&marker) {
             let saved = saved.trim();
+            if saved == "overlay" && rootless() {
+                bail!(
+                    "the store at {} uses the overlay snapshotter, which needs root: rootless kiln needs a store of its own (--root or KILN_ROOT)",
+                    self.root().display()
+                );
+            }
             if saved == "overlay" || saved == "copy" {
                 return Ok(saved.to_owned());
             }
+        }
+        if rootless() {
+            eprintln!(
+                "kiln: using the copy snapshotter: kiln runs rootless (uid {}), and overlay layers need root for their whiteouts (0/0 devices, trusted.overlay xattrs)",
+                kiln_sys::process::geteuid()
+            );
+            std::fs::write(&marker, "copy")
+                .with_context(|| format!("cannot write {}", marker.display()))?;
+            return Ok("copy".to_owned());
         }
         let probe_dir = self.root().join("snapshots").join("probe");
         let name = match kiln_snapshot::overlay_supported(&probe_dir) {
@@ -133,6 +193,17 @@ impl App {
         Ok(name.to_owned())
     }
 
+    /// How to unpack layers: owners and devices kept for root; rootless,
+    /// files belong to the caller (root in the container) and device nodes
+    /// are skipped.
+    pub(crate) fn unpack_options(&self) -> kiln_image::UnpackOptions {
+        let root = !rootless();
+        kiln_image::UnpackOptions {
+            preserve_owners: root,
+            allow_devices: root,
+        }
+    }
+
     /// Registries reached over plain HTTP: the flags plus the config file's list.
     pub(crate) fn insecure_registries(&self) -> Result<Vec<String>> {
         let mut list = self.opts.insecure_registries.clone();
@@ -152,5 +223,35 @@ impl App {
             }
         }
         Ok(list)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_keeps_var_lib_kiln() {
+        assert_eq!(
+            rootless_root(false, Some(Path::new("/x")), Some(Path::new("/home/u"))),
+            PathBuf::from("/var/lib/kiln")
+        );
+    }
+
+    #[test]
+    fn rootless_prefers_xdg_data_home_then_home() {
+        assert_eq!(
+            rootless_root(true, Some(Path::new("/data")), Some(Path::new("/home/u"))),
+            PathBuf::from("/data/kiln")
+        );
+        // A relative XDG_DATA_HOME is ignored, as the XDG spec says.
+        assert_eq!(
+            rootless_root(true, Some(Path::new("rel")), Some(Path::new("/home/u"))),
+            PathBuf::from("/home/u/.local/share/kiln")
+        );
+        assert_eq!(
+            rootless_root(true, None, Some(Path::new("/home/u"))),
+            PathBuf::from("/home/u/.local/share/kiln")
+        );
     }
 }

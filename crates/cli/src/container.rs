@@ -260,6 +260,89 @@ pub(crate) fn user_namespace(mode: Option<&str>) -> Result<Option<IdMappings>> {
     }
 }
 
+/// Rootless: gives the caller back every file of a container's tree that
+/// a subordinate id (container user 1 and up) created, so the snapshot can be
+/// removed. Inside a user namespace with the container's maps (util-linux
+/// `unshare`, through `newuidmap`/`newgidmap`), container root owns the tree
+/// and may `chown -R 0:0` it, which is the caller on the host. Does nothing
+/// when the maps name only the caller or the tree holds only its files.
+pub(crate) fn reclaim_rootless_tree(maps: &IdMappings, dir: &std::path::Path) -> Result<()> {
+    let (uid, gid) = (kiln_sys::process::geteuid(), kiln_sys::process::getegid());
+    if maps.uids.len() < 2 && maps.gids.len() < 2 || !foreign_owned(dir, uid, gid) {
+        return Ok(());
+    }
+    let out = std::process::Command::new("unshare")
+        .args(unshare_map_args(maps, uid, gid))
+        .args([
+            "--",
+            "sh",
+            "-c",
+            "chown -R 0:0 -- \"$1\" && chmod -R u+rwX -- \"$1\"",
+            "sh",
+        ])
+        .arg(dir)
+        .output()
+        .context("cannot run unshare (util-linux) to reclaim files of subordinate ids")?;
+    if !out.status.success() {
+        bail!(
+            "cannot reclaim the files of subordinate ids under {}: unshare: {}",
+            dir.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// `unshare` options that recreate `maps` (the caller as container root
+/// through `--map-root-user`, other ranges with `--map-users`/`--map-groups`,
+/// which take `outer,inner,count`).
+fn unshare_map_args(maps: &IdMappings, uid: u32, gid: u32) -> Vec<String> {
+    let mut args = vec!["--map-root-user".to_owned()];
+    let own = |r: &kiln_runtime::userns::IdRange, id: u32| {
+        r.container_id == 0 && r.host_id == id && r.size == 1
+    };
+    for r in maps.uids.iter().filter(|r| !own(r, uid)) {
+        args.push(format!(
+            "--map-users={},{},{}",
+            r.host_id, r.container_id, r.size
+        ));
+    }
+    for r in maps.gids.iter().filter(|r| !own(r, gid)) {
+        args.push(format!(
+            "--map-groups={},{},{}",
+            r.host_id, r.container_id, r.size
+        ));
+    }
+    args
+}
+
+/// Whether anything under `dir` (not following symlinks) belongs to another
+/// uid or gid than `uid`:`gid`, or cannot be read.
+fn foreign_owned(dir: &std::path::Path, uid: u32, gid: u32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            return true;
+        };
+        for e in entries {
+            let Ok(m) = e.and_then(|e| {
+                let m = e.metadata()?;
+                if m.is_dir() {
+                    stack.push(e.path());
+                }
+                Ok(m)
+            }) else {
+                return true;
+            };
+            if m.uid() != uid || m.gid() != gid {
+                return true;
+            }
+        }
+    }
+    false
+}
+
 /// Adds the execute (search) bit for others to a directory, without read.
 fn allow_traversal(dir: &std::path::Path) {
     use std::os::unix::fs::PermissionsExt;
@@ -595,5 +678,30 @@ mod tests {
         assert_eq!(parse_bytes("1g").expect("size"), 1 << 30);
         assert_eq!(parse_bytes("1024").expect("size"), 1024);
         assert!(parse_bytes("lots").is_err());
+    }
+
+    #[test]
+    fn unshare_args_recreate_the_rootless_maps() {
+        let maps = IdMappings::rootless(1001, 1002, Some((100000, 65536)), Some((200000, 500)));
+        assert_eq!(
+            unshare_map_args(&maps, 1001, 1002),
+            v(&[
+                "--map-root-user",
+                "--map-users=100000,1,65536",
+                "--map-groups=200000,1,500",
+            ])
+        );
+    }
+
+    #[test]
+    fn a_tree_of_ones_own_files_needs_no_reclaiming() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("a/b")).expect("mkdir");
+        std::fs::write(dir.path().join("a/b/f"), b"x").expect("write");
+        let m = std::fs::metadata(dir.path()).expect("stat");
+        assert!(!foreign_owned(dir.path(), m.uid(), m.gid()));
+        assert!(foreign_owned(dir.path(), m.uid() + 1, m.gid()));
+        assert!(foreign_owned(dir.path(), m.uid(), m.gid() + 1));
     }
 }

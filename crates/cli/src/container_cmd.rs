@@ -985,6 +985,15 @@ pub(crate) fn remove(app: &mut App, rec: &ContainerRecord, force: bool) -> Resul
     }
     let snapshotter = app.snapshotter()?;
     if snapshotter.exists(&rec.snapshot)? {
+        if let Some(maps) = rec.userns.as_ref().filter(|_| crate::app::rootless()) {
+            // Files made by container users 1.. belong to subordinate ids
+            // the caller may not delete.
+            for m in snapshotter.mounts(&rec.snapshot)? {
+                if m.fstype == "bind" {
+                    container::reclaim_rootless_tree(maps, std::path::Path::new(&m.source))?;
+                }
+            }
+        }
         snapshotter.remove(&rec.snapshot)?;
     }
     rec.remove_files(app);

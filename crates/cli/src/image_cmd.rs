@@ -392,6 +392,7 @@ fn pull_pipelined(
     progress: &LineProgress,
 ) -> Result<ImageRecord> {
     let snapshotter = app.snapshotter()?;
+    let unpack_opts = app.unpack_options();
     let store = app.store.clone();
     block_on(async {
         let resolved = registry.resolve(reference, platform).await?;
@@ -422,7 +423,7 @@ fn pull_pipelined(
                     job.parent.as_deref(),
                     &job.layer,
                     &mut reader,
-                    &kiln_image::UnpackOptions::default(),
+                    &unpack_opts,
                     Some(&st),
                     |r| r.finish(&label),
                 )

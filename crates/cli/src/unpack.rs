@@ -9,11 +9,6 @@ use crate::app::App;
 /// Unpacks image `id` and returns its top snapshot (`None` for an image without layers).
 pub(crate) fn ensure_unpacked(app: &mut App, id: &Digest) -> Result<Option<String>> {
     let snapshotter = app.snapshotter()?;
-    kiln_image::ensure_unpacked(
-        &app.store,
-        &*snapshotter,
-        id,
-        &kiln_image::UnpackOptions::default(),
-    )
-    .with_context(|| format!("cannot unpack image {}", &id.hex()[..12]))
+    kiln_image::ensure_unpacked(&app.store, &*snapshotter, id, &app.unpack_options())
+        .with_context(|| format!("cannot unpack image {}", &id.hex()[..12]))
 }

@@ -1403,3 +1403,149 @@ fn userns_remaps_root_and_volume_files_belong_to_the_mapped_uid() {
     );
     c.ok(&["rm", "-f", "uns"]);
 }
+
+/// The uid and gid of `name`, created (without a home) when missing.
+fn unprivileged_user(name: &str) -> (u32, u32) {
+    let id = |flag: &str| {
+        let out = sh(Command::new("id").args([flag, name]));
+        stdout(&out).trim().parse::<u32>().ok()
+    };
+    if id("-u").is_none() {
+        let out = sh(Command::new("useradd").args(["-M", "-s", "/usr/sbin/nologin", name]));
+        assert!(out.status.success(), "useradd {name}: {}", show(&out));
+    }
+    (id("-u").expect("uid"), id("-g").expect("gid"))
+}
+
+/// Rootless kiln: a non-root user pulls busybox into its default store
+/// (`~/.local/share/kiln`, copy snapshotter, files its own), is root in the
+/// container, writes volume files as itself, and lists and removes its
+/// containers, including one whose files belong to a subordinate id.
+#[test]
+fn rootless_kiln_pulls_runs_and_removes_as_the_calling_user() {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    let user = "kiln-rootless";
+    let (uid, gid) = unprivileged_user(user);
+    // The e2e scratch dir is root's (0700): the user gets a dir in /tmp.
+    let dir = tempfile::Builder::new()
+        .prefix("kiln-rootless-")
+        .tempdir_in(std::env::temp_dir())
+        .expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let (home, vol) = (dir.path().join("home"), dir.path().join("vol"));
+    for d in [&home, &vol] {
+        std::fs::create_dir(d).expect("mkdir");
+        std::os::unix::fs::chown(d, Some(uid), Some(gid)).expect("chown");
+    }
+    let kiln = |args: &[&str]| {
+        sh(Command::new("setpriv")
+            .args([
+                &format!("--reuid={uid}"),
+                &format!("--regid={gid}"),
+                "--init-groups",
+                "--",
+            ])
+            .arg(kiln_e2e::kiln_bin())
+            .args(args)
+            .env_clear()
+            .env("PATH", PATH)
+            .env("HOME", &home))
+    };
+    let ok = |args: &[&str]| {
+        let out = kiln(args);
+        assert_eq!(code(&out), 0, "kiln {args:?} as {user}: {}", show(&out));
+        out
+    };
+
+    let image = busybox_ref();
+    let out = ok(&["pull", &image]);
+    assert!(
+        stderr(&out).contains("using the copy snapshotter: kiln runs rootless"),
+        "{}",
+        show(&out)
+    );
+    let store = home.join(".local/share/kiln");
+    assert_eq!(
+        std::fs::read_to_string(store.join("snapshotter")).expect("the store's snapshotter"),
+        "copy"
+    );
+    // The unpacked layer belongs to the user, not to the image's root.
+    let snaps = store.join("snapshots/copy/snapshots");
+    let layer = std::fs::read_dir(&snaps)
+        .expect("snapshots")
+        .next()
+        .expect("one layer snapshot")
+        .expect("entry")
+        .path();
+    let busybox = std::fs::metadata(layer.join("fs/bin/busybox")).expect("unpacked busybox");
+    assert_eq!((busybox.uid(), busybox.gid()), (uid, gid));
+
+    let out = ok(&["run", "--rm", &image, "id", "-u"]);
+    assert_eq!(stdout(&out), "0\n", "{}", show(&out));
+    // Asking for the overlay snapshotter says why it cannot be.
+    let out = kiln(&["--snapshotter", "overlay", "run", "--rm", &image, "true"]);
+    assert_ne!(code(&out), 0, "{}", show(&out));
+    assert!(
+        stderr(&out).contains("overlay snapshotter needs root"),
+        "{}",
+        show(&out)
+    );
+
+    let volume = format!("{}:/vol", vol.display());
+    ok(&[
+        "run",
+        "--name",
+        "rl-vol",
+        "-v",
+        &volume,
+        &image,
+        "sh",
+        "-c",
+        "echo hi > /vol/by-root",
+    ]);
+    let f = std::fs::metadata(vol.join("by-root")).expect("file written in the volume");
+    assert_eq!((f.uid(), f.gid()), (uid, gid), "container root is the user");
+    let ps = stdout(&ok(&["ps", "-a"]));
+    assert!(
+        ps.lines()
+            .any(|l| l.ends_with("rl-vol") && l.contains("Exited (0)")),
+        "{ps}"
+    );
+    let out = ok(&["rm", "rl-vol"]);
+    assert_eq!(stdout(&out), "rl-vol\n");
+    assert!(!stdout(&ok(&["ps", "-a"])).contains("rl-vol"));
+
+    // With a subordinate range (newuidmap and /etc/subuid), container user
+    // 1 is a host id the user cannot delete files of: rm reclaims them.
+    let maps = stdout(&ok(&["run", "--rm", &image, "cat", "/proc/self/uid_map"]));
+    let ranges: Vec<Vec<u64>> = maps
+        .lines()
+        .map(|l| {
+            l.split_whitespace()
+                .map(|n| n.parse().expect("number"))
+                .collect()
+        })
+        .collect();
+    assert_eq!(ranges[0], vec![0, u64::from(uid), 1], "{maps}");
+    if let Some(sub) = ranges.get(1) {
+        assert_eq!(sub[0], 1, "{maps}");
+        ok(&[
+            "run",
+            "--name",
+            "rl-sub",
+            "--user",
+            "1:1",
+            &image,
+            "sh",
+            "-c",
+            "mkdir /tmp/d && echo x > /tmp/d/f && chmod 500 /tmp/d",
+        ]);
+        let before: Vec<_> = std::fs::read_dir(&snaps).expect("snapshots").collect();
+        assert_eq!(before.len(), 2, "the layer and the container's tree");
+        let out = ok(&["rm", "rl-sub"]);
+        assert_eq!(stdout(&out), "rl-sub\n");
+        let after: Vec<_> = std::fs::read_dir(&snaps).expect("snapshots").collect();
+        assert_eq!(after.len(), 1, "the container's tree is gone");
+    }
+    assert_eq!(stdout(&ok(&["ps", "-a", "-q"])), "");
+}
