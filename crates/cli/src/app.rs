@@ -13,9 +13,10 @@ use kiln_snapshot::{CopySnapshotter, OverlaySnapshotter, Snapshotter};
 /// Which snapshotter the user asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum SnapshotterChoice {
-    /// overlay when it works here, copy otherwise (the choice is remembered per store).
+    /// overlay when it works here and kiln runs as root, copy otherwise (the
+    /// choice is remembered per store).
     Auto,
-    /// overlayfs: layers shared between images and containers.
+    /// overlayfs: layers shared between images and containers (root only).
     Overlay,
     /// plain directories copied from their parents (no overlayfs needed).
     Copy,
