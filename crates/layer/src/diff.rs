@@ -23,6 +23,55 @@ pub struct DiffOptions {
     pub source_date_epoch: Option<i64>,
 }
 
+/// One range of a user-namespace id map: `size` ids from `container_id`
+/// inside the namespace are `host_id..` on the host (the fields of a
+/// `/proc/PID/uid_map` line).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IdRange {
+    /// First id inside the container.
+    pub container_id: u32,
+    /// First id on the host.
+    pub host_id: u32,
+    /// Number of ids.
+    pub size: u32,
+}
+
+/// The uid and gid maps of the user namespace a tree was written from, for
+/// [`diff_overlay_upper_mapped`] and [`diff_dirs_mapped`]: the layer records
+/// the ids as the container saw them, not the host's.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IdMap {
+    /// uid map.
+    pub uids: Vec<IdRange>,
+    /// gid map.
+    pub gids: Vec<IdRange>,
+}
+
+/// The id a host id outside every range of an [`IdMap`] is written as:
+/// 65534, `nobody`/`nogroup`, the kernel's overflow id, which is also what
+/// the container itself saw for such a file (`ls -ln` inside shows 65534).
+pub const OVERFLOW_ID: u32 = 65_534;
+
+impl IdMap {
+    /// The container uid of host uid `host`: `host - host_id + container_id`
+    /// of the first range holding it, else [`OVERFLOW_ID`].
+    pub fn container_uid(&self, host: u32) -> u32 {
+        to_container(&self.uids, host)
+    }
+
+    /// The container gid of host gid `host` (as [`IdMap::container_uid`]).
+    pub fn container_gid(&self, host: u32) -> u32 {
+        to_container(&self.gids, host)
+    }
+}
+
+fn to_container(ranges: &[IdRange], host: u32) -> u32 {
+    ranges
+        .iter()
+        .find(|r| host >= r.host_id && u64::from(host) < u64::from(r.host_id) + u64::from(r.size))
+        .map_or(OVERFLOW_ID, |r| host - r.host_id + r.container_id)
+}
+
 /// Writes, as a layer tar into `out`, the change an overlay upper directory
 /// records: its files, directories, links and devices; overlay whiteouts
 /// (0/0 character devices) as `.wh.NAME`; opaque directories
@@ -30,7 +79,28 @@ pub struct DiffOptions {
 /// by path, hardlinks are written once and then as link entries, xattrs are
 /// kept except overlayfs's own. Returns `out` after the end-of-archive blocks.
 pub fn diff_overlay_upper<W: Write>(upper: &Path, opts: &DiffOptions, out: W) -> Result<W> {
-    let mut em = Emitter::new(out, opts);
+    upper_with(upper, opts, None, out)
+}
+
+/// [`diff_overlay_upper`] of an upper directory written from inside a user
+/// namespace: every owner is written as the container id `ids` maps the
+/// host id to ([`IdMap::container_uid`]; [`OVERFLOW_ID`] when unmapped).
+pub fn diff_overlay_upper_mapped<W: Write>(
+    upper: &Path,
+    opts: &DiffOptions,
+    ids: &IdMap,
+    out: W,
+) -> Result<W> {
+    upper_with(upper, opts, Some(ids), out)
+}
+
+fn upper_with<W: Write>(
+    upper: &Path,
+    opts: &DiffOptions,
+    ids: Option<&IdMap>,
+    out: W,
+) -> Result<W> {
+    let mut em = Emitter::new(out, opts, ids);
     let dir = open_dir(upper)?;
     em.walk_upper(Path::new(""), &dir, upper)?;
     em.finish()
@@ -42,7 +112,30 @@ pub fn diff_overlay_upper<W: Write>(upper: &Path, opts: &DiffOptions, out: W) ->
 /// and mtime agree but the inode or ctime differ. Removed names become
 /// `.wh.NAME`; unchanged parents of changed entries are written too.
 pub fn diff_dirs<W: Write>(lower: &Path, upper: &Path, opts: &DiffOptions, out: W) -> Result<W> {
-    let mut em = Emitter::new(out, opts);
+    dirs_with(lower, upper, opts, None, out)
+}
+
+/// [`diff_dirs`] of a tree written from inside a user namespace: owners are
+/// mapped as [`diff_overlay_upper_mapped`] maps them. Which entries differ is
+/// still decided on the host ids.
+pub fn diff_dirs_mapped<W: Write>(
+    lower: &Path,
+    upper: &Path,
+    opts: &DiffOptions,
+    ids: &IdMap,
+    out: W,
+) -> Result<W> {
+    dirs_with(lower, upper, opts, Some(ids), out)
+}
+
+fn dirs_with<W: Write>(
+    lower: &Path,
+    upper: &Path,
+    opts: &DiffOptions,
+    ids: Option<&IdMap>,
+    out: W,
+) -> Result<W> {
+    let mut em = Emitter::new(out, opts, ids);
     let (ldir, udir) = (open_dir(lower)?, open_dir(upper)?);
     em.walk_pair(Path::new(""), (&ldir, lower), (&udir, upper))?;
     em.finish()
@@ -211,6 +304,8 @@ fn is_opaque(dir: &OwnedFd, path: &Path) -> Result<bool> {
 struct Emitter<'o, W: Write> {
     tar: tar::Builder<W>,
     opts: &'o DiffOptions,
+    /// Host ids → container ids, for trees written in a user namespace.
+    ids: Option<&'o IdMap>,
     /// (dev, ino) of multiply-linked files already written → their tar path.
     links: HashMap<(u64, u64), PathBuf>,
     /// Unchanged ancestor directories not yet written (diff_dirs).
@@ -220,10 +315,11 @@ struct Emitter<'o, W: Write> {
 }
 
 impl<'o, W: Write> Emitter<'o, W> {
-    fn new(out: W, opts: &'o DiffOptions) -> Self {
+    fn new(out: W, opts: &'o DiffOptions, ids: Option<&'o IdMap>) -> Self {
         Self {
             tar: tar::Builder::new(out),
             opts,
+            ids,
             links: HashMap::new(),
             pending: Vec::new(),
             buf: Vec::new(),
@@ -377,8 +473,12 @@ impl<'o, W: Write> Emitter<'o, W> {
         }
         let st = &node.st;
         let mut h = Header::new_gnu();
-        h.set_uid(u64::from(st.st_uid));
-        h.set_gid(u64::from(st.st_gid));
+        let (uid, gid) = match self.ids {
+            Some(ids) => (ids.container_uid(st.st_uid), ids.container_gid(st.st_gid)),
+            None => (st.st_uid, st.st_gid),
+        };
+        h.set_uid(u64::from(uid));
+        h.set_gid(u64::from(gid));
         h.set_mode(st.st_mode & 0o7777);
         h.set_mtime(self.clamp(node.mtime().0));
         h.set_size(0);

@@ -936,3 +936,28 @@ fn dir_diff_reads_contents_only_when_size_and_mtime_agree_but_the_inode_differs(
     assert!(read >= 16 * MIB as u64, "read {read} bytes");
     assert!(read < 24 * MIB as u64, "read {read} bytes");
 }
+
+#[test]
+fn id_maps_translate_host_ids_inside_ranges_and_overflow_outside() {
+    let map = kiln_layer::IdMap {
+        uids: vec![
+            kiln_layer::IdRange {
+                container_id: 0,
+                host_id: 1000,
+                size: 1,
+            },
+            kiln_layer::IdRange {
+                container_id: 1,
+                host_id: u32::MAX - 9,
+                size: 10,
+            },
+        ],
+        gids: Vec::new(),
+    };
+    assert_eq!(map.container_uid(1000), 0);
+    assert_eq!(map.container_uid(999), kiln_layer::OVERFLOW_ID);
+    assert_eq!(map.container_uid(1001), kiln_layer::OVERFLOW_ID);
+    assert_eq!(map.container_uid(u32::MAX - 9), 1);
+    assert_eq!(map.container_uid(u32::MAX), 10);
+    assert_eq!(map.container_gid(1000), 65_534);
+}

@@ -12,7 +12,8 @@ use std::path::Path;
 
 use common::{RawTar, fingerprint, tar_entries};
 use kiln_layer::{
-    ApplyOptions, Compression, DiffOptions, WhiteoutMode, apply_layer, diff_overlay_upper,
+    ApplyOptions, Compression, DiffOptions, IdMap, IdRange, WhiteoutMode, apply_layer,
+    diff_dirs_mapped, diff_overlay_upper, diff_overlay_upper_mapped,
 };
 use rustix::fs::{AtFlags, CWD, FileType, Gid, Mode, Uid};
 use tar::EntryType;
@@ -376,4 +377,109 @@ fn dir_diff_sees_an_xattr_added_to_an_unchanged_symlink() {
         kiln_layer::diff_dirs(&lower, &upper, &DiffOptions::default(), Vec::new()).unwrap();
     let names: Vec<String> = tar_entries(&changed).into_iter().map(|e| e.0).collect();
     assert_eq!(names, ["link"]);
+}
+
+/// (path, uid, gid) of every entry of a layer tar.
+fn tar_owners(bytes: &[u8]) -> Vec<(String, u64, u64)> {
+    let mut ar = tar::Archive::new(bytes);
+    ar.entries()
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let h = e.header();
+            (
+                e.path().unwrap().display().to_string(),
+                h.uid().unwrap(),
+                h.gid().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn lchown(p: &Path, uid: u32, gid: u32) {
+    rustix::fs::chownat(
+        CWD,
+        p,
+        Some(Uid::from_raw(uid)),
+        Some(Gid::from_raw(gid)),
+        AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .unwrap();
+}
+
+#[test]
+fn id_mapped_diffs_record_container_ids_and_nobody_for_unmapped_ids() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (lower, upper) = (tmp.path().join("lower"), tmp.path().join("upper"));
+    fs::create_dir(&lower).unwrap();
+    fs::create_dir_all(upper.join("home")).unwrap();
+    fs::write(upper.join("home/new"), b"n").unwrap();
+    fs::write(upper.join("host-root"), b"h").unwrap();
+    fs::write(upper.join("past-the-range"), b"p").unwrap();
+    symlink("new", upper.join("home/link")).unwrap();
+    // As `--userns` leaves them: container root is host 1000000000.
+    lchown(&upper.join("home"), 1_000_000_000, 1_000_000_000);
+    lchown(&upper.join("home/new"), 1_000_001_000, 1_000_000_050);
+    lchown(&upper.join("home/link"), 1_000_000_007, 1_000_000_008);
+    lchown(&upper.join("host-root"), 0, 0);
+    lchown(&upper.join("past-the-range"), 1_000_065_536, 999_999_999);
+    let remap = IdMap {
+        uids: vec![IdRange {
+            container_id: 0,
+            host_id: 1_000_000_000,
+            size: 65_536,
+        }],
+        gids: vec![IdRange {
+            container_id: 0,
+            host_id: 1_000_000_000,
+            size: 65_536,
+        }],
+    };
+    let want: Vec<(String, u64, u64)> = [
+        ("home", 0, 0),
+        ("home/link", 7, 8),
+        ("home/new", 1000, 50),
+        ("host-root", 65_534, 65_534),
+        ("past-the-range", 65_534, 65_534),
+    ]
+    .iter()
+    .map(|(p, u, g)| (p.to_string(), *u, *g))
+    .collect();
+    let opts = DiffOptions::default();
+    let tar = diff_overlay_upper_mapped(&upper, &opts, &remap, Vec::new()).unwrap();
+    assert_eq!(tar_owners(&tar), want);
+    let tar = diff_dirs_mapped(&lower, &upper, &opts, &remap, Vec::new()).unwrap();
+    assert_eq!(tar_owners(&tar), want);
+    // Without a map the host ids are recorded, as before.
+    let tar = diff_overlay_upper(&upper, &opts, Vec::new()).unwrap();
+    assert!(tar_owners(&tar).contains(&("home/new".to_owned(), 1_000_001_000, 1_000_000_050)));
+
+    // Rootless: container root is the caller (1000), ids 1.. its subuid range.
+    let rootless = IdMap {
+        uids: vec![
+            IdRange {
+                container_id: 0,
+                host_id: 1000,
+                size: 1,
+            },
+            IdRange {
+                container_id: 1,
+                host_id: 100_000,
+                size: 65_536,
+            },
+        ],
+        gids: vec![IdRange {
+            container_id: 0,
+            host_id: 1000,
+            size: 1,
+        }],
+    };
+    lchown(&upper.join("home"), 1000, 1000);
+    lchown(&upper.join("home/new"), 100_000, 1000);
+    lchown(&upper.join("home/link"), 165_535, 1001);
+    let tar = diff_overlay_upper_mapped(&upper, &opts, &rootless, Vec::new()).unwrap();
+    let got = tar_owners(&tar);
+    assert_eq!(got[0], ("home".to_owned(), 0, 0));
+    assert_eq!(got[1], ("home/link".to_owned(), 65_536, 65_534));
+    assert_eq!(got[2], ("home/new".to_owned(), 1, 0));
 }

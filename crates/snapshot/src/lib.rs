@@ -45,7 +45,7 @@ mod probe;
 use std::io;
 use std::path::PathBuf;
 
-use kiln_layer::{DiffOptions, WhiteoutMode};
+use kiln_layer::{DiffOptions, IdMap, WhiteoutMode};
 use serde::{Deserialize, Serialize};
 
 pub use copy::{CopySnapshotter, copy_tree};
@@ -119,15 +119,53 @@ pub enum DiffSource {
         /// The snapshot's tree.
         upper: PathBuf,
     },
+    /// Another source whose files were written from inside a user namespace:
+    /// its owners are written as the container ids `ids` maps them to
+    /// ([`kiln_layer::diff_overlay_upper_mapped`], [`kiln_layer::diff_dirs_mapped`]).
+    /// Made by [`DiffSource::with_id_map`]; snapshotters never return it.
+    IdMapped {
+        /// The `OverlayUpper` or `Dirs` source.
+        source: Box<DiffSource>,
+        /// Host ids → container ids.
+        ids: IdMap,
+    },
 }
 
 impl DiffSource {
+    /// This source with its owners mapped through `ids` (replacing any map
+    /// it had).
+    pub fn with_id_map(self, ids: IdMap) -> DiffSource {
+        let source = match self {
+            Self::IdMapped { source, .. } => source,
+            other => Box::new(other),
+        };
+        Self::IdMapped { source, ids }
+    }
+
     /// Writes the layer tar of this change into `out` (for instance a
     /// `kiln_layer::LayerWriter`) and returns `out`.
     pub fn write_layer<W: io::Write>(&self, opts: &DiffOptions, out: W) -> kiln_layer::Result<W> {
-        match self {
-            Self::OverlayUpper { upper } => kiln_layer::diff_overlay_upper(upper, opts, out),
-            Self::Dirs { lower, upper } => kiln_layer::diff_dirs(lower, upper, opts, out),
+        self.write(opts, None, out)
+    }
+
+    fn write<W: io::Write>(
+        &self,
+        opts: &DiffOptions,
+        ids: Option<&IdMap>,
+        out: W,
+    ) -> kiln_layer::Result<W> {
+        match (self, ids) {
+            (Self::OverlayUpper { upper }, None) => {
+                kiln_layer::diff_overlay_upper(upper, opts, out)
+            }
+            (Self::OverlayUpper { upper }, Some(ids)) => {
+                kiln_layer::diff_overlay_upper_mapped(upper, opts, ids, out)
+            }
+            (Self::Dirs { lower, upper }, None) => kiln_layer::diff_dirs(lower, upper, opts, out),
+            (Self::Dirs { lower, upper }, Some(ids)) => {
+                kiln_layer::diff_dirs_mapped(lower, upper, opts, ids, out)
+            }
+            (Self::IdMapped { source, ids }, _) => source.write(opts, Some(ids), out),
         }
     }
 }

@@ -412,3 +412,66 @@ fn a_128_layer_chain_mounts_through_short_links() {
         assert_eq!(write.is_ok(), writable, "{key}: {write:?}");
     }
 }
+
+/// (path, uid, gid) of every entry of an uncompressed layer tar.
+fn tar_owners(bytes: &[u8]) -> Vec<(String, u64, u64)> {
+    tar::Archive::new(bytes)
+        .entries()
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let h = e.header();
+            let p = e.path().unwrap().display().to_string();
+            (p, h.uid().unwrap(), h.gid().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn id_mapped_diff_sources_write_container_ids_for_both_snapshotters() {
+    let tmp = tempfile::tempdir().unwrap();
+    let range = |host_id| kiln_layer::IdRange {
+        container_id: 0,
+        host_id,
+        size: 65_536,
+    };
+    let ids = kiln_layer::IdMap {
+        uids: vec![range(1_000_000_000)],
+        gids: vec![range(1_000_000_000)],
+    };
+    let copy = CopySnapshotter::new(tmp.path().join("copy")).unwrap();
+    let overlay = OverlaySnapshotter::new(tmp.path().join("overlay")).unwrap();
+    for sn in [&copy as &dyn Snapshotter, &overlay] {
+        sn.prepare("ctr", None).unwrap();
+        let dir = sn.apply_target("ctr").unwrap().dir;
+        fs::write(dir.join("new"), b"n").unwrap();
+        fs::write(dir.join("hosts"), b"h").unwrap();
+        chown(&dir.join("new"), 1_000_000_000, 1_000_000_012);
+        chown(&dir.join("hosts"), 0, 0);
+        let src = sn.diff_source("ctr").unwrap();
+        let plain = tar_owners(
+            &src.write_layer(&DiffOptions::default(), Vec::new())
+                .unwrap(),
+        );
+        assert!(plain.contains(&("new".to_owned(), 1_000_000_000, 1_000_000_012)));
+        // A second map replaces the first.
+        let wrong = kiln_layer::IdMap::default();
+        let mapped = src.with_id_map(wrong).with_id_map(ids.clone());
+        assert!(matches!(&mapped, DiffSource::IdMapped { source, .. }
+            if !matches!(**source, DiffSource::IdMapped { .. })));
+        let got = tar_owners(
+            &mapped
+                .write_layer(&DiffOptions::default(), Vec::new())
+                .unwrap(),
+        );
+        assert_eq!(
+            got,
+            [
+                ("hosts".to_owned(), 65_534, 65_534),
+                ("new".to_owned(), 0, 12)
+            ],
+            "{}",
+            sn.name()
+        );
+    }
+}
