@@ -330,6 +330,15 @@ pub enum StepMount {
         /// File group.
         gid: u32,
     },
+    /// `type=ssh`: a host SSH agent socket bound (as it is, never copied)
+    /// at `target`; the builder sets `SSH_AUTH_SOCK` to it. Like secrets, it
+    /// must leave no trace in the layer.
+    Ssh {
+        /// The agent's socket on the host.
+        source: PathBuf,
+        /// Absolute path in the container (`/run/buildkit/ssh_agent.<n>`).
+        target: String,
+    },
 }
 
 /// Everything needed to run one RUN step.

@@ -57,6 +57,8 @@ pub struct BuildOptions {
     pub id_seed: String,
     /// `--secret id=x,src=file`: secret ID → host file.
     pub secrets: BTreeMap<String, PathBuf>,
+    /// `--ssh id=socket`: SSH agent ID (`default`) → the agent's socket.
+    pub ssh: BTreeMap<String, PathBuf>,
     /// Do not fail when files cannot be chowned (rootless unit tests).
     pub ignore_chown_errors: bool,
     /// Where `ADD <url>` downloads go before they are copied (the CLI uses a
@@ -82,6 +84,7 @@ impl Default for BuildOptions {
             source_date_epoch: None,
             id_seed: String::new(),
             secrets: BTreeMap::new(),
+            ssh: BTreeMap::new(),
             ignore_chown_errors: false,
             download_dir: None,
         }

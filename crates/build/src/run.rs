@@ -398,7 +398,35 @@ impl Builder<'_> {
                         }
                     }
                     MountType::Ssh => {
-                        return Err(Error::instr(line, "RUN --mount=type=ssh is not supported"));
+                        let id = exp(self, st, &m.id)?.unwrap_or_else(|| "default".to_string());
+                        match sh.opts.ssh.get(&id) {
+                            Some(socket) => {
+                                let n = out
+                                    .mounts
+                                    .iter()
+                                    .filter(|m| matches!(m, StepMount::Ssh { .. }))
+                                    .count();
+                                let target = abs(&target
+                                    .unwrap_or_else(|| format!("/run/buildkit/ssh_agent.{n}")));
+                                // The first ssh mount is the agent the step talks to.
+                                if n == 0 {
+                                    out.env.push(format!("SSH_AUTH_SOCK={target}"));
+                                }
+                                out.mounts.push(StepMount::Ssh {
+                                    source: socket.clone(),
+                                    target,
+                                });
+                            }
+                            None if m.required => {
+                                return Err(Error::instr(
+                                    line,
+                                    format!(
+                                        "no SSH agent {id:?}: pass kiln build --ssh {id}[=SOCKET]"
+                                    ),
+                                ));
+                            }
+                            None => {}
+                        }
                     }
                 }
                 Ok(())

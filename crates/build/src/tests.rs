@@ -1054,6 +1054,55 @@ fn copy_link_layer_does_not_depend_on_the_base() {
     assert!(prepares(&e) - before >= 2, "copied and ran again");
 }
 
+/// `RUN --mount=type=ssh`: the agent socket bound at the default or given
+/// target, `SSH_AUTH_SOCK` pointing at the first; a missing agent is an
+/// error only when `required`; nothing of it in history.
+#[test]
+fn ssh_mounts_forward_the_agent() {
+    let e = env();
+    let mut o = opts();
+    o.ssh.insert("default".into(), "/tmp/agent.sock".into());
+    o.ssh.insert("work".into(), "/tmp/work.sock".into());
+    let (out, _) = e.ok(
+        "FROM busybox\nRUN --mount=type=ssh --mount=type=ssh,id=work,target=/w.sock echo ssh\n",
+        &o,
+    );
+    let step = e.runner.last();
+    assert_eq!(
+        step.mounts,
+        vec![
+            StepMount::Ssh {
+                source: "/tmp/agent.sock".into(),
+                target: "/run/buildkit/ssh_agent.0".into()
+            },
+            StepMount::Ssh {
+                source: "/tmp/work.sock".into(),
+                target: "/w.sock".into()
+            },
+        ]
+    );
+    assert!(
+        step.env
+            .contains(&"SSH_AUTH_SOCK=/run/buildkit/ssh_agent.0".to_string())
+    );
+    assert!(
+        !e.history(&out.image)
+            .iter()
+            .any(|(h, _)| h.contains("agent.sock"))
+    );
+    // Without an agent: skipped, unless required.
+    e.ok(
+        "FROM busybox\nRUN --mount=type=ssh,id=none echo optional\n",
+        &o,
+    );
+    assert!(e.runner.last().mounts.is_empty());
+    let (r, _, _) = e.build(
+        "FROM busybox\nRUN --mount=type=ssh,id=none,required echo\n",
+        &o,
+    );
+    assert!(r.expect_err("required").to_string().contains("--ssh none"));
+}
+
 #[test]
 fn build_labels_scratch_and_empty_dockerfiles() {
     let e = env();

@@ -698,6 +698,8 @@ impl Runner {
                         .context("cannot chmod a secret")?;
                     bind(&copy, target, true)?
                 }
+                // The agent's socket as it is (a copy of a socket is no socket).
+                StepMount::Ssh { source, target } => bind(source, target, false)?,
             };
             out.push(built);
         }
@@ -886,7 +888,8 @@ impl MountStubs {
             StepMount::Bind { target, .. }
             | StepMount::Cache { target, .. }
             | StepMount::Tmpfs { target, .. }
-            | StepMount::Secret { target, .. } => target.as_str(),
+            | StepMount::Secret { target, .. }
+            | StepMount::Ssh { target, .. } => target.as_str(),
         });
         for target in RUNTIME_MOUNT_POINTS.iter().copied().chain(step_targets) {
             // The target and each of its parents that no layer has yet.

@@ -67,6 +67,10 @@ pub(crate) struct BuildArgs {
     /// A secret for `RUN --mount=type=secret` (`id=NAME,src=FILE`).
     #[arg(long)]
     secret: Vec<String>,
+    /// An SSH agent for `RUN --mount=type=ssh`: `default` (the agent of
+    /// `$SSH_AUTH_SOCK`) or `ID=SOCKET`.
+    #[arg(long)]
+    ssh: Vec<String>,
     /// The build context: a directory, or `-` for a tar archive or a Dockerfile on stdin.
     context: String,
 }
@@ -224,6 +228,37 @@ fn parse_kv(items: &[String], what: &str, from_env: bool) -> Result<BTreeMap<Str
             }
             _ => bail!("invalid {what} {item:?}: expected KEY=VALUE"),
         }
+    }
+    Ok(out)
+}
+
+/// `--ssh ID[=SOCKET]`: the agent socket of each ID (`$SSH_AUTH_SOCK`
+/// when none is given). Key files are refused: kiln forwards agents only.
+fn parse_ssh(items: &[String], auth_sock: Option<PathBuf>) -> Result<BTreeMap<String, PathBuf>> {
+    use std::os::unix::fs::FileTypeExt as _;
+    let mut out = BTreeMap::new();
+    for item in items {
+        let (id, value) = match item.split_once('=') {
+            Some((id, v)) => (id, Some(v)),
+            None => (item.as_str(), None),
+        };
+        if id.is_empty() || value.is_some_and(|v| v.contains(',')) {
+            bail!("invalid --ssh {item:?}: expected ID or ID=SOCKET");
+        }
+        let socket = match value {
+            Some(v) => PathBuf::from(v),
+            None => auth_sock
+                .clone()
+                .with_context(|| format!("--ssh {id}: SSH_AUTH_SOCK is not set"))?,
+        };
+        let is_socket = std::fs::metadata(&socket).is_ok_and(|m| m.file_type().is_socket());
+        if !is_socket {
+            bail!(
+                "--ssh {id}: {} is not an agent socket (key files are not supported; load them into ssh-agent)",
+                socket.display()
+            );
+        }
+        out.insert(id.to_owned(), socket);
     }
     Ok(out)
 }
@@ -433,6 +468,10 @@ pub(crate) fn build(app: &mut App, args: &BuildArgs) -> Result<u8> {
         source_date_epoch,
         id_seed: seed,
         secrets: parse_secrets(&args.secret)?,
+        ssh: parse_ssh(
+            &args.ssh,
+            std::env::var_os("SSH_AUTH_SOCK").map(PathBuf::from),
+        )?,
         download_dir: Some(downloads.path().to_path_buf()),
         ..BuildOptions::default()
     };
@@ -539,6 +578,26 @@ mod tests {
         fn flush(&self) -> std::io::Result<()> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn ssh_flags_name_agent_sockets() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sock = dir.path().join("agent.sock");
+        let _listener = std::os::unix::net::UnixListener::bind(&sock).expect("bind");
+        let file = dir.path().join("id_ed25519");
+        std::fs::write(&file, "key").expect("write");
+        let m = parse_ssh(&["default".into()], Some(sock.clone())).expect("default");
+        assert_eq!(m.get("default"), Some(&sock));
+        let m = parse_ssh(&[format!("work={}", sock.display())], None).expect("id=socket");
+        assert_eq!(m.get("work"), Some(&sock));
+        assert!(
+            parse_ssh(&["default".into()], None).is_err(),
+            "no SSH_AUTH_SOCK"
+        );
+        let err =
+            parse_ssh(&[format!("default={}", file.display())], None).expect_err("a key file");
+        assert!(err.to_string().contains("not an agent socket"), "{err}");
     }
 
     fn step(n: usize, text: &str) -> Event {

@@ -4,7 +4,9 @@
 
 use anyhow::{Context as _, Result};
 use kiln_image::{CommitOptions, HistoryEntry};
-use kiln_layer::DiffOptions;
+use kiln_layer::{DiffOptions, IdMap};
+use kiln_runtime::userns::IdMappings;
+use kiln_snapshot::{ApplyTarget, DiffSource, Info, Mount, Snapshotter, Usage};
 
 use crate::app::App;
 
@@ -69,6 +71,12 @@ pub(crate) fn commit(app: &mut App, a: &CommitArgs) -> Result<u8> {
         None => Vec::new(),
     };
     let snapshotter = app.snapshotter()?;
+    // A container in a user namespace wrote its files as host ids: the
+    // layer records them as the ids the container saw.
+    let snapshotter: &dyn Snapshotter = &IdMapped {
+        inner: &*snapshotter,
+        ids: rec.userns.as_ref().map(id_map),
+    };
     let opts = CommitOptions {
         history: HistoryEntry {
             created: Some(now),
@@ -88,7 +96,7 @@ pub(crate) fn commit(app: &mut App, a: &CommitArgs) -> Result<u8> {
     };
     let committed = kiln_image::commit_layer(
         &app.store,
-        &*snapshotter,
+        snapshotter,
         &rec.snapshot,
         config,
         img.manifest.layers.clone(),
@@ -103,4 +111,90 @@ pub(crate) fn commit(app: &mut App, a: &CommitArgs) -> Result<u8> {
     app.store.put_image(&record)?;
     println!("{}", record.id);
     Ok(0)
+}
+
+/// kiln-layer's form of a container's user-namespace maps.
+fn id_map(m: &IdMappings) -> IdMap {
+    let ranges = |rs: &[kiln_runtime::userns::IdRange]| {
+        rs.iter()
+            .map(|r| kiln_layer::IdRange {
+                container_id: r.container_id,
+                host_id: r.host_id,
+                size: r.size,
+            })
+            .collect()
+    };
+    IdMap {
+        uids: ranges(&m.uids),
+        gids: ranges(&m.gids),
+    }
+}
+
+/// A snapshotter whose diff sources map owners through `ids` (when set);
+/// everything else is `inner`'s.
+struct IdMapped<'a> {
+    inner: &'a dyn Snapshotter,
+    ids: Option<IdMap>,
+}
+
+impl Snapshotter for IdMapped<'_> {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    fn prepare(&self, key: &str, parent: Option<&str>) -> kiln_snapshot::Result<Vec<Mount>> {
+        self.inner.prepare(key, parent)
+    }
+    fn view(&self, key: &str, parent: Option<&str>) -> kiln_snapshot::Result<Vec<Mount>> {
+        self.inner.view(key, parent)
+    }
+    fn commit(&self, name: &str, key: &str) -> kiln_snapshot::Result<()> {
+        self.inner.commit(name, key)
+    }
+    fn remove(&self, key: &str) -> kiln_snapshot::Result<()> {
+        self.inner.remove(key)
+    }
+    fn mounts(&self, key: &str) -> kiln_snapshot::Result<Vec<Mount>> {
+        self.inner.mounts(key)
+    }
+    fn usage(&self, key: &str) -> kiln_snapshot::Result<Usage> {
+        self.inner.usage(key)
+    }
+    fn stat(&self, key: &str) -> kiln_snapshot::Result<Info> {
+        self.inner.stat(key)
+    }
+    fn exists(&self, key: &str) -> kiln_snapshot::Result<bool> {
+        self.inner.exists(key)
+    }
+    fn list(&self) -> kiln_snapshot::Result<Vec<Info>> {
+        self.inner.list()
+    }
+    fn apply_target(&self, key: &str) -> kiln_snapshot::Result<ApplyTarget> {
+        self.inner.apply_target(key)
+    }
+    fn diff_source(&self, key: &str) -> kiln_snapshot::Result<DiffSource> {
+        let source = self.inner.diff_source(key)?;
+        Ok(match &self.ids {
+            Some(ids) => source.with_id_map(ids.clone()),
+            None => source,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn userns_maps_convert_range_for_range() {
+        let m = IdMappings::rootless(1000, 100, Some((100_000, 65_536)), Some((200_000, 10)));
+        let ids = id_map(&m);
+        assert_eq!(ids.container_uid(1000), 0);
+        assert_eq!(ids.container_uid(100_001), 2);
+        assert_eq!(ids.container_gid(100), 0);
+        assert_eq!(ids.container_gid(200_009), 10);
+        assert_eq!(ids.container_gid(200_010), kiln_layer::OVERFLOW_ID);
+        let r = id_map(&IdMappings::remap(1_000_000_000, 1_000_000_000, 65_536));
+        assert_eq!(r.container_uid(1_000_000_000), 0);
+        assert_eq!(r.container_uid(0), kiln_layer::OVERFLOW_ID);
+    }
 }

@@ -1463,3 +1463,81 @@ fn add_git_repository_at_a_ref() {
     assert!(!ls.contains(".git"), "{ls}");
     assert!(ls.ends_with("kept\n"), "{ls}");
 }
+
+/// An `ssh-agent -D` on a socket of the sandbox, killed on drop.
+struct Agent(std::process::Child);
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `RUN --mount=type=ssh` with `--ssh default=SOCKET`: the agent's socket
+/// is a socket inside the step at the default path, `SSH_AUTH_SOCK` names
+/// it, and neither it nor its mount point is left in the image. (busybox
+/// has no unix-socket client, so the step checks the socket's type.)
+#[test]
+fn ssh_mount_forwards_the_agent_socket() {
+    let sandbox = Sandbox::new();
+    let sock = sandbox.work().join("agent.sock");
+    let agent = Agent(
+        Command::new("ssh-agent")
+            .arg("-D")
+            .arg("-a")
+            .arg(&sock)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cannot start ssh-agent (package openssh-client)"),
+    );
+    for _ in 0..100 {
+        if sock.exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let dockerfile = format!(
+        "FROM {}\nRUN --mount=type=ssh test -S \"$SSH_AUTH_SOCK\" && echo \"agent at $SSH_AUTH_SOCK\"\n",
+        busybox_ref()
+    );
+    let ctx = context(&sandbox, "ssh", &[("Dockerfile", &dockerfile)]);
+    let out = build_ok(
+        &sandbox,
+        &[
+            "--ssh",
+            &format!("default={}", sock.display()),
+            "-t",
+            "test/ssh:1",
+            path_str(&ctx),
+        ],
+    );
+    drop(agent);
+    assert!(
+        out.contains("agent at /run/buildkit/ssh_agent.0\n"),
+        "{out}"
+    );
+    let left = sandbox.kiln_ok([
+        "run",
+        "--rm",
+        "test/ssh:1",
+        "sh",
+        "-c",
+        "test -e /run/buildkit || echo clean",
+    ]);
+    assert_eq!(left, "clean\n");
+    // Without --ssh, an optional ssh mount is skipped and a required one fails.
+    let required = format!(
+        "FROM {}\nRUN --mount=type=ssh,required echo never\n",
+        busybox_ref()
+    );
+    let ctx = context(&sandbox, "ssh-required", &[("Dockerfile", &required)]);
+    let failed = build(&sandbox, &[path_str(&ctx)]);
+    assert!(!failed.status.success());
+    assert!(
+        String::from_utf8_lossy(&failed.stderr).contains("--ssh default"),
+        "{}",
+        String::from_utf8_lossy(&failed.stderr)
+    );
+}
