@@ -91,6 +91,80 @@ fn chown(path: &Path, owner: Owner, ignore_errors: bool) -> Result<()> {
     }
 }
 
+/// A regular file of a plan, to copy once its directory exists.
+struct FileJob<'p> {
+    src: &'p Path,
+    target: PathBuf,
+    mode: u32,
+    mtime: Option<(i64, u32)>,
+}
+
+impl FileJob<'_> {
+    fn run(&self, owner: Owner, ignore_chown_errors: bool) -> Result<()> {
+        let target = &self.target;
+        if let Ok(m) = fs::symlink_metadata(target) {
+            if m.is_dir() {
+                return Err(Error::io(
+                    "copy to",
+                    target,
+                    std::io::Error::other("cannot overwrite a directory with a file"),
+                ));
+            }
+            fs::remove_file(target).map_err(|err| Error::io("remove", target, err))?;
+        }
+        let mut from = fs::File::open(self.src).map_err(|err| Error::io("open", self.src, err))?;
+        let mut to = create_file(target, self.mode)?;
+        std::io::copy(&mut from, &mut to).map_err(|err| Error::io("copy to", target, err))?;
+        finish_file(
+            &to,
+            target,
+            self.mode,
+            owner,
+            ignore_chown_errors,
+            self.mtime,
+        )
+    }
+}
+
+/// Copies the files of a plan, on up to four threads when there are many
+/// (creating files on overlayfs is CPU-bound kernel work).
+fn copy_files(jobs: &[FileJob<'_>], owner: Owner, ignore_chown_errors: bool) -> Result<()> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(4);
+    if workers < 2 || jobs.len() < 256 {
+        return jobs
+            .iter()
+            .try_for_each(|j| j.run(owner, ignore_chown_errors));
+    }
+    let chunk = jobs.len().div_ceil(workers);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = jobs
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .try_for_each(|j| j.run(owner, ignore_chown_errors))
+                })
+            })
+            .collect();
+        let mut result = Ok(());
+        for h in handles {
+            let r = h.join().unwrap_or_else(|_| {
+                Err(Error::io(
+                    "copy",
+                    Path::new("."),
+                    std::io::Error::other("a copy thread panicked"),
+                ))
+            });
+            if result.is_ok() {
+                result = r;
+            }
+        }
+        result
+    })
+}
+
 /// Creates the new regular file `path` (it does not exist) with `mode`.
 fn create_file(path: &Path, mode: u32) -> Result<fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
@@ -169,6 +243,7 @@ pub(crate) fn apply_copy(plan: &CopyPlan, root: &Path, opts: &ApplyOptions) -> R
     // Directories this copy resolved or made, so that each file costs no
     // path walk (entries come sorted, directories before what they hold).
     let mut dirs: HashMap<String, PathBuf> = HashMap::new();
+    let mut jobs: Vec<FileJob<'_>> = Vec::new();
     for e in &plan.entries {
         if let Kind::Archive {
             src, compression, ..
@@ -196,6 +271,20 @@ pub(crate) fn apply_copy(plan: &CopyPlan, root: &Path, opts: &ApplyOptions) -> R
             }
         };
         let target = parent_host.join(name);
+        if let Kind::File { src, .. } = &e.kind {
+            // The existing entry is checked by the job itself.
+            let mode = match &opts.chmod {
+                Some(c) => c.apply(e.mode, false),
+                None => e.mode,
+            };
+            jobs.push(FileJob {
+                src,
+                target,
+                mode,
+                mtime: e.mtime,
+            });
+            continue;
+        }
         let existing = fs::symlink_metadata(&target).ok();
         let mode = match &opts.chmod {
             Some(c) => c.apply(e.mode, e.kind == Kind::Dir),
@@ -228,15 +317,6 @@ pub(crate) fn apply_copy(plan: &CopyPlan, root: &Path, opts: &ApplyOptions) -> R
                     fs::remove_file(&target).map_err(|err| Error::io("remove", &target, err))?;
                 }
                 match &e.kind {
-                    Kind::File { src, .. } => {
-                        let mut from =
-                            fs::File::open(src).map_err(|err| Error::io("open", src, err))?;
-                        let mut to = create_file(&target, mode)?;
-                        std::io::copy(&mut from, &mut to)
-                            .map_err(|err| Error::io("copy to", &target, err))?;
-                        finish_file(&to, &target, mode, owner, ig, e.mtime)?;
-                        continue;
-                    }
                     Kind::Inline(data) => {
                         let mut to = create_file(&target, mode)?;
                         std::io::Write::write_all(&mut to, data)
@@ -248,7 +328,8 @@ pub(crate) fn apply_copy(plan: &CopyPlan, root: &Path, opts: &ApplyOptions) -> R
                         std::os::unix::fs::symlink(link, &target)
                             .map_err(|err| Error::io("symlink", &target, err))?;
                     }
-                    Kind::Dir | Kind::Archive { .. } => {}
+                    // Files are jobs (above); directories and archives are done.
+                    Kind::File { .. } | Kind::Dir | Kind::Archive { .. } => {}
                 }
                 if !matches!(e.kind, Kind::Symlink(_)) {
                     fs::set_permissions(&target, fs::Permissions::from_mode(mode))
@@ -263,5 +344,5 @@ pub(crate) fn apply_copy(plan: &CopyPlan, root: &Path, opts: &ApplyOptions) -> R
                 .map_err(|err| Error::io("set times", &target, err))?;
         }
     }
-    Ok(())
+    copy_files(&jobs, owner, ig)
 }

@@ -1147,6 +1147,34 @@ fn file_index_avoids_rehashing() {
     assert_eq!(count(), 1);
 }
 
+/// Many files are copied on several threads: every one arrives with its
+/// content, mode and mtime, in its directory.
+#[test]
+fn large_copies_arrive_whole() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let e = env();
+    for i in 0..600 {
+        e.write(
+            &format!("d{}/s{}/f{i}.txt", i % 7, i % 3),
+            &format!("file {i}"),
+        );
+    }
+    fs::set_permissions(
+        e.ctx.join("d0/s0/f0.txt"),
+        fs::Permissions::from_mode(0o751),
+    )
+    .expect("chmod");
+    let (out, _) = e.ok("FROM busybox\nCOPY . /c/\n", &opts());
+    let tree = e.backend.image(&out.image).tree;
+    for i in 0..600 {
+        let rel = format!("c/d{}/s{}/f{i}.txt", i % 7, i % 3);
+        assert_eq!(e.file(&out.image, &rel), Some(format!("file {i}")), "{rel}");
+    }
+    let m = fs::metadata(tree.join("c/d0/s0/f0.txt")).expect("stat");
+    assert_eq!(m.permissions().mode() & 0o7777, 0o751);
+    assert_eq!(m.mtime(), 1_000_000);
+}
+
 #[allow(dead_code)]
 fn _assert_send_sync() {
     fn is<T: Send + Sync>() {}
