@@ -192,9 +192,9 @@ mod tests {
         assert_eq!(ids.container_uid(100_001), 2);
         assert_eq!(ids.container_gid(100), 0);
         assert_eq!(ids.container_gid(200_009), 10);
-        assert_eq!(ids.container_gid(200_010), kiln_layer::OVERFLOW_ID);
+        assert_eq!(ids.container_gid(200_010), 200_010);
         let r = id_map(&IdMappings::remap(1_000_000_000, 1_000_000_000, 65_536));
         assert_eq!(r.container_uid(1_000_000_000), 0);
-        assert_eq!(r.container_uid(0), kiln_layer::OVERFLOW_ID);
+        assert_eq!(r.container_uid(0), 0);
     }
 }

@@ -47,14 +47,18 @@ pub struct IdMap {
     pub gids: Vec<IdRange>,
 }
 
-/// The id a host id outside every range of an [`IdMap`] is written as:
-/// 65534, `nobody`/`nogroup`, the kernel's overflow id, which is also what
-/// the container itself saw for such a file (`ls -ln` inside shows 65534).
-pub const OVERFLOW_ID: u32 = 65_534;
-
 impl IdMap {
     /// The container uid of host uid `host`: `host - host_id + container_id`
-    /// of the first range holding it, else [`OVERFLOW_ID`].
+    /// of the first range holding it; a host id outside every range is
+    /// returned unchanged.
+    ///
+    /// Unchanged rather than 65534 (`nobody`, what the container saw):
+    /// kiln does not chown image files for `--userns`, so an unmapped id in
+    /// a container's tree is the image's own id, and overlayfs copies such
+    /// files and directories up whenever the container touches something
+    /// below them (creating `/tmp/x` copies up `/tmp`, owned by host 0).
+    /// Writing them as 65534 would make the committed image's `/tmp` belong
+    /// to `nobody`; passing them through keeps the image's owners.
     pub fn container_uid(&self, host: u32) -> u32 {
         to_container(&self.uids, host)
     }
@@ -69,7 +73,7 @@ fn to_container(ranges: &[IdRange], host: u32) -> u32 {
     ranges
         .iter()
         .find(|r| host >= r.host_id && u64::from(host) < u64::from(r.host_id) + u64::from(r.size))
-        .map_or(OVERFLOW_ID, |r| host - r.host_id + r.container_id)
+        .map_or(host, |r| host - r.host_id + r.container_id)
 }
 
 /// Writes, as a layer tar into `out`, the change an overlay upper directory
@@ -84,7 +88,7 @@ pub fn diff_overlay_upper<W: Write>(upper: &Path, opts: &DiffOptions, out: W) ->
 
 /// [`diff_overlay_upper`] of an upper directory written from inside a user
 /// namespace: every owner is written as the container id `ids` maps the
-/// host id to ([`IdMap::container_uid`]; [`OVERFLOW_ID`] when unmapped).
+/// host id to ([`IdMap::container_uid`]; unmapped host ids unchanged).
 pub fn diff_overlay_upper_mapped<W: Write>(
     upper: &Path,
     opts: &DiffOptions,

@@ -62,7 +62,7 @@ use std::path::PathBuf;
 pub use apply::{ApplyOptions, ApplyStats, WhiteoutMode, apply_layer};
 pub use compression::{Compression, detect_compression};
 pub use diff::{
-    DiffOptions, IdMap, IdRange, OVERFLOW_ID, diff_dirs, diff_dirs_mapped, diff_overlay_upper,
+    DiffOptions, IdMap, IdRange, diff_dirs, diff_dirs_mapped, diff_overlay_upper,
     diff_overlay_upper_mapped,
 };
 pub use writer::{LayerDigests, LayerWriter};

@@ -938,7 +938,7 @@ fn dir_diff_reads_contents_only_when_size_and_mtime_agree_but_the_inode_differs(
 }
 
 #[test]
-fn id_maps_translate_host_ids_inside_ranges_and_overflow_outside() {
+fn id_maps_translate_host_ids_inside_ranges_and_pass_others_through() {
     let map = kiln_layer::IdMap {
         uids: vec![
             kiln_layer::IdRange {
@@ -955,9 +955,9 @@ fn id_maps_translate_host_ids_inside_ranges_and_overflow_outside() {
         gids: Vec::new(),
     };
     assert_eq!(map.container_uid(1000), 0);
-    assert_eq!(map.container_uid(999), kiln_layer::OVERFLOW_ID);
-    assert_eq!(map.container_uid(1001), kiln_layer::OVERFLOW_ID);
+    assert_eq!(map.container_uid(999), 999);
+    assert_eq!(map.container_uid(1001), 1001);
     assert_eq!(map.container_uid(u32::MAX - 9), 1);
     assert_eq!(map.container_uid(u32::MAX), 10);
-    assert_eq!(map.container_gid(1000), 65_534);
+    assert_eq!(map.container_gid(1000), 1000);
 }

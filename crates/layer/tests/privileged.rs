@@ -408,7 +408,7 @@ fn lchown(p: &Path, uid: u32, gid: u32) {
 }
 
 #[test]
-fn id_mapped_diffs_record_container_ids_and_nobody_for_unmapped_ids() {
+fn id_mapped_diffs_record_container_ids_and_keep_unmapped_ids() {
     let tmp = tempfile::tempdir().unwrap();
     let (lower, upper) = (tmp.path().join("lower"), tmp.path().join("upper"));
     fs::create_dir(&lower).unwrap();
@@ -439,8 +439,8 @@ fn id_mapped_diffs_record_container_ids_and_nobody_for_unmapped_ids() {
         ("home", 0, 0),
         ("home/link", 7, 8),
         ("home/new", 1000, 50),
-        ("host-root", 65_534, 65_534),
-        ("past-the-range", 65_534, 65_534),
+        ("host-root", 0, 0),
+        ("past-the-range", 1_000_065_536, 999_999_999),
     ]
     .iter()
     .map(|(p, u, g)| (p.to_string(), *u, *g))
@@ -480,6 +480,6 @@ fn id_mapped_diffs_record_container_ids_and_nobody_for_unmapped_ids() {
     let tar = diff_overlay_upper_mapped(&upper, &opts, &rootless, Vec::new()).unwrap();
     let got = tar_owners(&tar);
     assert_eq!(got[0], ("home".to_owned(), 0, 0));
-    assert_eq!(got[1], ("home/link".to_owned(), 65_536, 65_534));
+    assert_eq!(got[1], ("home/link".to_owned(), 65_536, 1001));
     assert_eq!(got[2], ("home/new".to_owned(), 1, 0));
 }
