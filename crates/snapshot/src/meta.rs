@@ -245,9 +245,12 @@ impl Meta {
         })
     }
 
-    /// Removes the record (refusing if it has children), then its directory.
+    /// Removes the directory, then the record (refusing if it has
+    /// children), both under the lock. When the directory cannot be removed
+    /// the record stays, so the snapshot can still be found and removed
+    /// again instead of leaking its tree.
     pub(crate) fn remove(&self, key: &str) -> Result<Record> {
-        let rec = self.update(|db| {
+        self.update(|db| {
             let rec = db.get(key)?.clone();
             let children: Vec<String> = db
                 .snapshots
@@ -261,15 +264,15 @@ impl Meta {
                     children,
                 });
             }
+            let dir = self.dir(rec.id);
+            match fs::remove_dir_all(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err("removing", &dir)(e)),
+            }
             db.snapshots.remove(key);
             Ok(rec)
-        })?;
-        let dir = self.dir(rec.id);
-        match fs::remove_dir_all(&dir) {
-            Ok(()) => Ok(rec),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(rec),
-            Err(e) => Err(io_err("removing", &dir)(e)),
-        }
+        })
     }
 
     pub(crate) fn list(&self) -> Result<Vec<Info>> {

@@ -472,3 +472,32 @@ fn id_mapped_diff_sources_write_container_ids_for_both_snapshotters() {
         );
     }
 }
+
+#[test]
+fn a_failed_directory_removal_keeps_the_record_so_remove_can_be_retried() {
+    let tmp = tempfile::tempdir().unwrap();
+    let copy = CopySnapshotter::new(tmp.path().join("copy")).unwrap();
+    let overlay = OverlaySnapshotter::new(tmp.path().join("overlay")).unwrap();
+    for sn in [&copy as &dyn Snapshotter, &overlay] {
+        sn.prepare("busy", None).unwrap();
+        let dir = sn.apply_target("busy").unwrap().dir;
+        fs::write(dir.join("file"), b"f").unwrap();
+        // A mount point inside the tree: rmdir fails with EBUSY.
+        let mnt = dir.join("mnt");
+        fs::create_dir(&mnt).unwrap();
+        rustix::mount::mount("tmpfs", &mnt, "tmpfs", MountFlags::empty(), None).unwrap();
+        let err = sn.remove("busy").unwrap_err();
+        assert!(
+            matches!(err, kiln_snapshot::Error::Io { op: "removing", .. }),
+            "{}: {err:?}",
+            sn.name()
+        );
+        assert!(sn.exists("busy").unwrap(), "{}", sn.name());
+        assert!(mnt.is_dir());
+        umount(&mnt);
+        sn.remove("busy").unwrap();
+        assert!(!sn.exists("busy").unwrap());
+        assert!(!dir.exists(), "{}", sn.name());
+        assert!(sn.list().unwrap().is_empty());
+    }
+}
