@@ -91,6 +91,33 @@ pub fn apply_layer<R: Read>(
     root: &Path,
     opts: &ApplyOptions,
 ) -> Result<ApplyStats> {
+    apply(reader, compression, root, opts, false)
+}
+
+/// [`apply_layer`] for an unpacker that may not create device nodes
+/// (rootless, as rootless podman does): character and block device entries
+/// are skipped instead of refused, whatever `opts.allow_devices` says, and
+/// not counted in [`ApplyStats::entries`]; they are still part of the
+/// diffID. FIFOs and everything else are unpacked as usual.
+///
+/// A separate function rather than an [`ApplyOptions`] field, so that
+/// existing `ApplyOptions { .. }` literals keep compiling.
+pub fn apply_layer_skipping_devices<R: Read>(
+    reader: R,
+    compression: Compression,
+    root: &Path,
+    opts: &ApplyOptions,
+) -> Result<ApplyStats> {
+    apply(reader, compression, root, opts, true)
+}
+
+fn apply<R: Read>(
+    reader: R,
+    compression: Compression,
+    root: &Path,
+    opts: &ApplyOptions,
+    skip_devices: bool,
+) -> Result<ApplyStats> {
     let mut buffered = BufReader::with_capacity(BUF_SIZE, reader);
     let detected = detect_compression(&mut buffered).map_err(read_err)?;
     if detected != compression {
@@ -114,6 +141,7 @@ pub fn apply_layer<R: Read>(
     let mut unpacker = Unpacker {
         root: root_fd,
         opts,
+        skip_devices,
         buf: vec![0; BUF_SIZE],
         created: HashSet::new(),
         dir_times: Vec::new(),
@@ -210,6 +238,8 @@ pub(crate) fn normalize(raw: &[u8]) -> Result<Option<PathBuf>> {
 struct Unpacker<'o> {
     root: OwnedFd,
     opts: &'o ApplyOptions,
+    /// Skip character and block devices instead of refusing them.
+    skip_devices: bool,
     buf: Vec<u8>,
     /// Paths this layer created (delete mode: spared by an opaque marker).
     created: HashSet<PathBuf>,
@@ -272,6 +302,9 @@ impl Unpacker<'_> {
             return self.whiteout(&parent_rel, OsStr::from_bytes(target));
         }
 
+        if self.skip_devices && matches!(kind, EntryType::Char | EntryType::Block) {
+            return Ok(());
+        }
         let meta = read_meta(entry).map_err(read_err)?;
         let io_err = |op: &'static str| {
             let rel = rel.clone();

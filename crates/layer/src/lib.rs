@@ -59,7 +59,9 @@ mod writer;
 use std::io;
 use std::path::PathBuf;
 
-pub use apply::{ApplyOptions, ApplyStats, WhiteoutMode, apply_layer};
+pub use apply::{
+    ApplyOptions, ApplyStats, WhiteoutMode, apply_layer, apply_layer_skipping_devices,
+};
 pub use compression::{Compression, detect_compression};
 pub use diff::{
     DiffOptions, IdMap, IdRange, diff_dirs, diff_dirs_mapped, diff_overlay_upper,

@@ -961,3 +961,41 @@ fn id_maps_translate_host_ids_inside_ranges_and_pass_others_through() {
     assert_eq!(map.container_uid(u32::MAX), 10);
     assert_eq!(map.container_gid(1000), 1000);
 }
+
+#[test]
+fn skipping_devices_leaves_them_out_and_unpacks_the_rest() {
+    use std::os::unix::fs::FileTypeExt;
+    let sb = Sandbox::new();
+    let mut raw = RawTar::default();
+    raw.dir("dev/");
+    raw.entry(b"dev/sda", EntryType::Block, b"", b"", 0o660);
+    raw.entry(b"dev/mem", EntryType::Char, b"", b"", 0o660);
+    raw.entry(b"dev/fifo", EntryType::Fifo, b"", b"", 0o600);
+    raw.file("dev/after", b"a");
+    let tar = raw.finish();
+    let want = format!("sha256:{}", hex::encode(Sha256::digest(&tar)));
+    for allow_devices in [false, true] {
+        let root = sb.root();
+        let o = ApplyOptions {
+            allow_devices,
+            expected_diff_id: Some(want.clone()),
+            ..opts(WhiteoutMode::Delete)
+        };
+        let stats =
+            kiln_layer::apply_layer_skipping_devices(tar.as_slice(), Compression::None, &root, &o)
+                .unwrap();
+        assert_eq!(stats.diff_id, want);
+        assert_eq!(stats.entries, 3, "dev/, dev/fifo, dev/after");
+        assert!(!root.join("dev/sda").exists());
+        assert!(!root.join("dev/mem").exists());
+        assert!(
+            fs::symlink_metadata(root.join("dev/fifo"))
+                .unwrap()
+                .file_type()
+                .is_fifo()
+        );
+        assert_eq!(fs::read(root.join("dev/after")).unwrap(), b"a");
+        fs::remove_dir_all(root.join("dev")).unwrap();
+    }
+    sb.assert_contained();
+}
