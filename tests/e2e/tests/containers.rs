@@ -1404,6 +1404,46 @@ fn userns_remaps_root_and_volume_files_belong_to_the_mapped_uid() {
     c.ok(&["rm", "-f", "uns"]);
 }
 
+/// `kiln commit` of a `--userns` container: the container's files were
+/// written as host ids 1000000000.., the layer records the ids the container
+/// saw, and the image's own owners (copied-up `/tmp`, owned by 0) stay.
+#[test]
+fn commit_of_a_userns_container_records_container_ids() {
+    let c = Ctx::new();
+    open_sandbox(&c);
+    let out = c.kiln(&[
+        "run",
+        "--userns",
+        "--name",
+        "unsc",
+        IMAGE,
+        "sh",
+        "-c",
+        "touch /tmp/new && mkdir /tmp/d && chown 1000:2000 /tmp/d",
+    ]);
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    c.ok(&["commit", "unsc", "unsc:v1"]);
+    let out = c.kiln(&[
+        "run", "--rm", "unsc:v1", "ls", "-lnd", "/tmp", "/tmp/d", "/tmp/new",
+    ]);
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    let owners: Vec<(String, String, String)> = stdout(&out)
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f[f.len() - 1].to_owned(), f[2].to_owned(), f[3].to_owned())
+        })
+        .collect();
+    let want = [
+        ("/tmp", "0", "0"),
+        ("/tmp/d", "1000", "2000"),
+        ("/tmp/new", "0", "0"),
+    ]
+    .map(|(p, u, g)| (p.to_owned(), u.to_owned(), g.to_owned()));
+    assert_eq!(owners, want, "{}", show(&out));
+    c.ok(&["rm", "-f", "unsc"]);
+}
+
 /// The uid and gid of `name`, created (without a home) when missing.
 fn unprivileged_user(name: &str) -> (u32, u32) {
     let id = |flag: &str| {
