@@ -258,6 +258,7 @@ impl Backend {
                     compression: self.compression,
                     diff: DiffOptions {
                         source_date_epoch: self.source_date_epoch,
+                        ..DiffOptions::default()
                     },
                     history: entry,
                     tags: Vec::new(),
@@ -830,7 +831,7 @@ fn bind(source: &Path, target: &str, readonly: bool) -> Result<Mount> {
 /// per-container `/etc` files. Docker keeps these in an "init" layer that is
 /// never committed; here the stubs the runtime creates for them are removed
 /// after the step, so a RUN layer does not carry them.
-const RUNTIME_MOUNT_POINTS: &[&str] = &[
+pub(crate) const RUNTIME_MOUNT_POINTS: &[&str] = &[
     "/proc",
     "/dev",
     "/sys",

@@ -371,6 +371,14 @@ fn unix_now() -> i64 {
 
 pub(crate) fn build(app: &mut App, args: &BuildArgs) -> Result<u8> {
     let started = std::time::Instant::now();
+    if crate::app::rootless() {
+        // Build steps mount their root filesystems on the host for COPY and
+        // run RUN containers without a user namespace: both need root today.
+        bail!(
+            "kiln build needs root (uid {} here): rootless builds are not supported yet; rootless `kiln run`, `pull` and `commit` are",
+            kiln_sys::process::geteuid()
+        );
+    }
     let quiet = args.quiet || args.progress == "quiet";
     if !matches!(args.progress.as_str(), "auto" | "plain" | "tty" | "quiet") {
         bail!(

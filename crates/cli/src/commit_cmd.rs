@@ -2,6 +2,8 @@
 //! image, with a history entry, and `-c` applies Dockerfile instructions to
 //! the config, as `docker commit` does.
 
+use std::path::{Path, PathBuf};
+
 use anyhow::{Context as _, Result};
 use kiln_image::{CommitOptions, HistoryEntry};
 use kiln_layer::{DiffOptions, IdMap};
@@ -71,6 +73,7 @@ pub(crate) fn commit(app: &mut App, a: &CommitArgs) -> Result<u8> {
         None => Vec::new(),
     };
     let snapshotter = app.snapshotter()?;
+    let exclude = runtime_stubs(&*snapshotter, &rec.snapshot)?;
     // A container in a user namespace wrote its files as host ids: the
     // layer records them as the ids the container saw.
     let snapshotter: &dyn Snapshotter = &IdMapped {
@@ -86,7 +89,13 @@ pub(crate) fn commit(app: &mut App, a: &CommitArgs) -> Result<u8> {
             ..HistoryEntry::default()
         },
         tags,
-        diff: DiffOptions::default(),
+        // The mount points kiln-runtime made for /proc, /dev, /sys and the
+        // /etc files stay out of the layer, as Docker's init layer keeps
+        // them out of `docker commit`.
+        diff: DiffOptions {
+            exclude,
+            ..DiffOptions::default()
+        },
         // Local layers are stored uncompressed (as Docker does); push and
         // save compress them on the way out.
         compression: kiln_layer::Compression::None,
@@ -111,6 +120,75 @@ pub(crate) fn commit(app: &mut App, a: &CommitArgs) -> Result<u8> {
     app.store.put_image(&record)?;
     println!("{}", record.id);
     Ok(0)
+}
+
+/// The runtime's mount points (relative paths) that the container's layer
+/// holds only as the stubs the runtime created: absent from every lower layer
+/// and still an empty directory or an empty file. A parent directory that the
+/// runtime created for them alone (an image without `/etc`) goes too.
+fn runtime_stubs(snapshotter: &dyn Snapshotter, key: &str) -> Result<Vec<PathBuf>> {
+    let (upper, lowers) = match snapshotter.diff_source(key)? {
+        DiffSource::Dirs { lower, upper } => (upper, vec![lower]),
+        DiffSource::OverlayUpper { upper } => {
+            let lowers = snapshotter
+                .mounts(key)?
+                .iter()
+                .flat_map(|m| m.options.iter())
+                .filter_map(|o| o.strip_prefix("lowerdir="))
+                .flat_map(|l| l.split(':').map(PathBuf::from).collect::<Vec<_>>())
+                .collect();
+            (upper, lowers)
+        }
+        // Snapshotters never return a mapped source themselves.
+        _ => return Ok(Vec::new()),
+    };
+    Ok(stubs_in(&upper, &lowers))
+}
+
+fn stubs_in(upper: &Path, lowers: &[PathBuf]) -> Vec<PathBuf> {
+    let in_lowers = |rel: &Path| {
+        lowers
+            .iter()
+            .any(|l| l.join(rel).symlink_metadata().is_ok())
+    };
+    let mut stubs: Vec<PathBuf> = Vec::new();
+    for p in crate::build_backend::RUNTIME_MOUNT_POINTS {
+        let rel = PathBuf::from(p.trim_start_matches('/'));
+        if in_lowers(&rel) {
+            continue;
+        }
+        let Ok(meta) = upper.join(&rel).symlink_metadata() else {
+            continue;
+        };
+        let empty = if meta.is_dir() {
+            std::fs::read_dir(upper.join(&rel)).is_ok_and(|mut d| d.next().is_none())
+        } else {
+            meta.is_file() && meta.len() == 0
+        };
+        if empty {
+            stubs.push(rel);
+        }
+    }
+    // Parents made only to hold stubs (e.g. /etc in an image without one).
+    let parents: Vec<PathBuf> = stubs
+        .iter()
+        .filter_map(|s| s.parent())
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(Path::to_path_buf)
+        .collect();
+    for parent in parents {
+        if stubs.contains(&parent) || in_lowers(&parent) {
+            continue;
+        }
+        let only_stubs = std::fs::read_dir(upper.join(&parent)).is_ok_and(|d| {
+            d.flatten()
+                .all(|e| stubs.contains(&parent.join(e.file_name())))
+        });
+        if only_stubs {
+            stubs.push(parent);
+        }
+    }
+    stubs
 }
 
 /// kiln-layer's form of a container's user-namespace maps.
@@ -183,6 +261,31 @@ impl Snapshotter for IdMapped<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn runtime_stubs_are_left_out_but_real_content_stays() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let (upper, lower) = (t.path().join("upper"), t.path().join("lower"));
+        for d in ["proc", "dev", "sys/x", "etc"] {
+            std::fs::create_dir_all(upper.join(d)).expect("mkdir");
+        }
+        std::fs::create_dir_all(lower.join("dev")).expect("mkdir");
+        std::fs::write(upper.join("etc/hostname"), "").expect("write");
+        std::fs::write(upper.join("etc/hosts"), "").expect("write");
+        std::fs::write(upper.join("etc/resolv.conf"), "nameserver 127.0.0.1\n").expect("write");
+        let stubs = stubs_in(&upper, std::slice::from_ref(&lower));
+        // /proc: an empty stub absent below. /dev: the image has it (the
+        // copy-up is the container's business). /sys: not empty. /etc: holds
+        // a file with content, so it and that file stay.
+        let want: Vec<PathBuf> = ["proc", "etc/hostname", "etc/hosts"]
+            .iter()
+            .map(PathBuf::from)
+            .collect();
+        assert_eq!(stubs, want);
+        std::fs::write(upper.join("etc/resolv.conf"), "").expect("write");
+        let stubs = stubs_in(&upper, &[lower]);
+        assert!(stubs.contains(&PathBuf::from("etc")), "{stubs:?}");
+    }
 
     #[test]
     fn userns_maps_convert_range_for_range() {

@@ -71,6 +71,7 @@ fn opts_for(created_by: &str, tag: &str) -> CommitOptions {
         compression: Compression::Gzip,
         diff: DiffOptions {
             source_date_epoch: Some(1_700_000_000),
+            ..Default::default()
         },
         history: HistoryEntry {
             created: Some(Timestamp::from_unix(1_700_000_000).to_string()),

@@ -21,6 +21,10 @@ pub struct DiffOptions {
     /// `SOURCE_DATE_EPOCH`: every mtime newer than this is written as this.
     /// The caller reads the environment; the library does not.
     pub source_date_epoch: Option<i64>,
+    /// Paths (relative to the tree's root, e.g. `proc` or `etc/hostname`)
+    /// left out of the layer with everything below them: the mount points a
+    /// runtime created, which Docker keeps in a never-committed init layer.
+    pub exclude: Vec<PathBuf>,
 }
 
 /// One range of a user-namespace id map: `size` ids from `container_id`
@@ -334,6 +338,10 @@ impl<'o, W: Write> Emitter<'o, W> {
         self.tar.into_inner().map_err(write_err)
     }
 
+    fn excluded(&self, rel: &Path) -> bool {
+        self.opts.exclude.iter().any(|e| e.as_path() == rel)
+    }
+
     fn clamp(&self, mtime: i64) -> u64 {
         let t = match self.opts.source_date_epoch {
             Some(sde) if mtime > sde => sde,
@@ -350,6 +358,9 @@ impl<'o, W: Write> Emitter<'o, W> {
                 continue;
             }
             let crel = rel.join(&name);
+            if self.excluded(&crel) {
+                continue;
+            }
             self.entry(&crel, &node)?;
             if node.kind() == FileType::Directory {
                 let sub = node.open_subdir()?;
@@ -382,6 +393,9 @@ impl<'o, W: Write> Emitter<'o, W> {
                     self.flush_pending()?;
                     self.whiteout(rel, &lnames[li])?;
                     li += 1;
+                }
+                std::cmp::Ordering::Greater if self.excluded(&rel.join(&unames[ui])) => {
+                    ui += 1;
                 }
                 std::cmp::Ordering::Greater => {
                     self.flush_pending()?;
@@ -438,6 +452,9 @@ impl<'o, W: Write> Emitter<'o, W> {
 
     /// Writes `node` and, if it is a directory, everything below it.
     fn tree(&mut self, rel: &Path, node: &Node<'_>) -> Result<()> {
+        if self.excluded(rel) {
+            return Ok(());
+        }
         self.entry(rel, node)?;
         if node.kind() == FileType::Directory {
             let sub = node.open_subdir()?;

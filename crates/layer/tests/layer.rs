@@ -183,6 +183,7 @@ fn diff_output_is_deterministic_sorted_and_clamped() {
     make_tree(&a);
     let sde = DiffOptions {
         source_date_epoch: Some(1_500_000_001),
+        ..Default::default()
     };
     let one = diff_dirs(&empty, &a, &sde, Vec::new()).unwrap();
     let two = diff_dirs(&empty, &a, &sde, Vec::new()).unwrap();
@@ -207,6 +208,37 @@ fn diff_output_is_deterministic_sorted_and_clamped() {
     let mut sorted = paths.clone();
     sorted.sort();
     assert_eq!(paths, sorted, "entries sorted component-wise by path");
+}
+
+#[test]
+fn excluded_paths_are_left_out_with_their_subtrees_in_both_diffs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (upper, empty) = (tmp.path().join("u"), tmp.path().join("empty"));
+    fs::create_dir_all(upper.join("proc/sub")).unwrap();
+    fs::create_dir_all(upper.join("etc")).unwrap();
+    fs::create_dir(&empty).unwrap();
+    fs::write(upper.join("proc/sub/f"), "x").unwrap();
+    fs::write(upper.join("etc/hostname"), "").unwrap();
+    fs::write(upper.join("etc/passwd"), "root:x:0:0::/:/bin/sh\n").unwrap();
+    fs::write(upper.join("procfile"), "kept").unwrap();
+    let opts = DiffOptions {
+        exclude: vec![PathBuf::from("proc"), PathBuf::from("etc/hostname")],
+        ..Default::default()
+    };
+    let paths = |tar: &[u8]| -> Vec<String> {
+        tar_entries(tar)
+            .into_iter()
+            .map(|(p, _, _)| p.trim_end_matches('/').to_owned())
+            .collect()
+    };
+    let want = ["etc", "etc/passwd", "procfile"];
+    let over = diff_overlay_upper(&upper, &opts, Vec::new()).unwrap();
+    assert_eq!(paths(&over), want);
+    let dirs = diff_dirs(&empty, &upper, &opts, Vec::new()).unwrap();
+    assert_eq!(paths(&dirs), want);
+    // Without the exclusions every entry is there.
+    let all = diff_overlay_upper(&upper, &DiffOptions::default(), Vec::new()).unwrap();
+    assert_eq!(paths(&all).len(), 7);
 }
 
 #[test]

@@ -174,6 +174,7 @@ fn overlay_upper_diff_converts_whiteouts_and_reapplies_byte_identically() {
     upper_tree(&upper);
     let opts = DiffOptions {
         source_date_epoch: Some(2_000_000_000),
+        ..Default::default()
     };
     let tar = diff_overlay_upper(&upper, &opts, Vec::new()).unwrap();
     let entries = tar_entries(&tar);

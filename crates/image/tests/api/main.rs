@@ -48,6 +48,7 @@ pub(crate) fn opts(created_by: &str, tags: &[&str]) -> CommitOptions {
         compression: Compression::Gzip,
         diff: DiffOptions {
             source_date_epoch: Some(1_700_000_000),
+            ..Default::default()
         },
         history: HistoryEntry {
             created: Some(Timestamp::from_unix(1_700_000_000).to_string()),
