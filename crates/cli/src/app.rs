@@ -202,6 +202,7 @@ impl App {
         kiln_image::UnpackOptions {
             preserve_owners: root,
             allow_devices: root,
+            skip_devices: !root,
         }
     }
 

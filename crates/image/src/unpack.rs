@@ -5,7 +5,7 @@ use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use kiln_content::{Digest, Store};
-use kiln_layer::{ApplyOptions, Compression, apply_layer};
+use kiln_layer::{ApplyOptions, Compression, apply_layer, apply_layer_skipping_devices};
 use kiln_snapshot::Snapshotter;
 use tracing::{debug, info_span};
 
@@ -21,8 +21,13 @@ pub struct UnpackOptions {
     /// Set file owners from the layer (needs root; rootless callers pass
     /// false and get files owned by themselves).
     pub preserve_owners: bool,
-    /// Create device nodes found in layers (needs root).
+    /// Create device nodes found in layers (needs root). When false, a
+    /// device entry is an error unless `skip_devices` is set.
     pub allow_devices: bool,
+    /// Leave character and block devices out instead (rootless unpack, as
+    /// rootless podman does); FIFOs and everything else are unpacked and the
+    /// diffID is still checked over the whole tar.
+    pub skip_devices: bool,
 }
 
 impl Default for UnpackOptions {
@@ -31,6 +36,7 @@ impl Default for UnpackOptions {
         UnpackOptions {
             preserve_owners: true,
             allow_devices: true,
+            skip_devices: false,
         }
     }
 }
@@ -219,6 +225,10 @@ fn apply_into<R: Read>(
         preserve_owners: opts.preserve_owners,
         expected_diff_id: Some(layer.diff_id.to_string()),
     };
-    apply_layer(reader, layer.compression, &target.dir, &apply_opts)
-        .map_err(layer_err(&layer.label))
+    if opts.skip_devices {
+        apply_layer_skipping_devices(reader, layer.compression, &target.dir, &apply_opts)
+    } else {
+        apply_layer(reader, layer.compression, &target.dir, &apply_opts)
+    }
+    .map_err(layer_err(&layer.label))
 }

@@ -175,21 +175,31 @@ fn forwarded_and_chld() -> SigSet {
     SigSet::of(&v)
 }
 
+/// Handles one signal from `sfd`: SIGCHLD reaps every exited process and
+/// returns `child`'s status once it is among them; any other signal is
+/// passed on to `child`.
+fn on_signal(sys: &LinuxSys, child: i32, sfd: &OwnedFd) -> Option<WaitStatus> {
+    let sig = match sysproc::read_signalfd(sfd.as_fd()) {
+        Ok(s) => s,
+        Err(_) => libc::SIGCHLD,
+    };
+    if sig == libc::SIGCHLD {
+        while let Ok(Some((pid, st))) = sys.waitpid(-1, true) {
+            if pid == child {
+                return Some(st);
+            }
+        }
+    } else {
+        let _ = sys.kill(child, sig);
+    }
+    None
+}
+
 /// Waits for `child`, passing on every forwarded signal.
 fn supervise(sys: &LinuxSys, child: i32, sfd: &OwnedFd) -> WaitStatus {
     loop {
-        let sig = match sysproc::read_signalfd(sfd.as_fd()) {
-            Ok(s) => s,
-            Err(_) => libc::SIGCHLD,
-        };
-        if sig == libc::SIGCHLD {
-            while let Ok(Some((pid, st))) = sys.waitpid(-1, true) {
-                if pid == child {
-                    return st;
-                }
-            }
-        } else {
-            let _ = sys.kill(child, sig);
+        if let Some(st) = on_signal(sys, child, sfd) {
+            return st;
         }
     }
 }
@@ -321,18 +331,8 @@ fn supervise_logging(sys: &LinuxSys, child: i32, sfd: &OwnedFd, log: &mut Logger
         if !ready[0] {
             continue;
         }
-        let sig = match sysproc::read_signalfd(sfd.as_fd()) {
-            Ok(s) => s,
-            Err(_) => libc::SIGCHLD,
-        };
-        if sig == libc::SIGCHLD {
-            while let Ok(Some((pid, st))) = sys.waitpid(-1, true) {
-                if pid == child {
-                    return st;
-                }
-            }
-        } else {
-            let _ = sys.kill(child, sig);
+        if let Some(st) = on_signal(sys, child, sfd) {
+            return st;
         }
     }
 }

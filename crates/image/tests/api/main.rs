@@ -40,6 +40,7 @@ pub(crate) fn rootless() -> UnpackOptions {
     UnpackOptions {
         preserve_owners: false,
         allow_devices: false,
+        skip_devices: false,
     }
 }
 
@@ -288,6 +289,55 @@ fn unknown_layer_media_type_is_refused() {
     let fresh = CopySnapshotter::new(e.dir.join("snap4")).unwrap();
     let err = ensure_unpacked(&e.store, &fresh, &rec.id, &rootless()).unwrap_err();
     assert!(err.to_string().contains("application/x-unknown"), "{err}");
+}
+
+#[test]
+fn rootless_unpack_can_skip_device_nodes() {
+    let e = env();
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Char);
+    h.set_device_major(1).unwrap();
+    h.set_device_minor(3).unwrap();
+    h.set_mode(0o666);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(1_700_000_000);
+    h.set_size(0);
+    b.append_data(&mut h, "dev-null", &b""[..]).unwrap();
+    let mut h = tar::Header::new_gnu();
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(1_700_000_000);
+    h.set_size(2);
+    b.append_data(&mut h, "file", &b"hi"[..]).unwrap();
+    let bytes = b.into_inner().unwrap();
+    // Stored as a blob only to get its sha256: the diffID of a plain layer.
+    let diff_id = e.store.write_blob(&bytes).unwrap();
+    let layer = kiln_image::LayerRef {
+        chain_id: diff_id,
+        diff_id,
+        compression: Compression::None,
+        label: "layer-x".into(),
+    };
+    let refuse = CopySnapshotter::new(e.dir.join("devices-refused")).unwrap();
+    let err =
+        kiln_image::unpack_layer(&refuse, None, &layer, bytes.as_slice(), &rootless()).unwrap_err();
+    let chain = format!("{err:?}");
+    assert!(err.to_string().contains("layer-x"), "{err}");
+    assert!(chain.contains("Device"), "refused for its device: {chain}");
+    assert!(refuse.list().unwrap().is_empty());
+    let skip = CopySnapshotter::new(e.dir.join("devices-skipped")).unwrap();
+    let opts = UnpackOptions {
+        skip_devices: true,
+        ..rootless()
+    };
+    let name = kiln_image::unpack_layer(&skip, None, &layer, bytes.as_slice(), &opts).unwrap();
+    let mounts = skip.view("look", Some(&name)).unwrap();
+    let dir = PathBuf::from(&mounts[0].source);
+    assert_eq!(fs::read(dir.join("file")).unwrap(), b"hi");
+    assert!(dir.join("dev-null").symlink_metadata().is_err());
 }
 
 #[test]
