@@ -266,3 +266,41 @@ pub fn skopeo_inspect(reference: &str, extra: &[&str]) -> Output {
         .output()
         .expect("cannot run skopeo (package skopeo)")
 }
+
+/// Whether a Docker daemon answers; prints why a Docker test is skipped
+/// when none does (CI machines have none; kiln never needs one, and the
+/// Docker interop tests only run where `shared/reference/setup.sh` started
+/// one).
+pub fn docker_available(test: &str) -> bool {
+    match Command::new("docker")
+        .args(["info", "--format", "{{.ServerVersion}}"])
+        .output()
+    {
+        Ok(out) if out.status.success() => true,
+        Ok(out) => {
+            eprintln!(
+                "skipping {test}: `docker info` failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+            false
+        }
+        Err(e) => {
+            eprintln!("skipping {test}: cannot run docker: {e}");
+            false
+        }
+    }
+}
+
+/// `docker ARGS`; panics unless it exits 0; returns stdout.
+pub fn docker_ok(args: &[&str]) -> String {
+    String::from_utf8_lossy(&run_ok(Command::new("docker").args(args)).stdout).into_owned()
+}
+
+/// Removes a Docker image when dropped (also when the test fails).
+pub struct DockerImage(pub String);
+
+impl Drop for DockerImage {
+    fn drop(&mut self) {
+        let _ = Command::new("docker").args(["rmi", "-f", &self.0]).output();
+    }
+}

@@ -9,7 +9,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use kiln_e2e::{
-    Sandbox, busybox_ref, debian_ref, free_port, host_arch, index_ref, run_ok, tcp_exchange,
+    DockerImage, Sandbox, busybox_ref, debian_ref, docker_available, docker_ok, free_port,
+    host_arch, index_ref, registry, run_ok, tcp_exchange,
 };
 
 /// Writes `files` (path, content) under `sandbox.work()/name` and returns
@@ -1540,4 +1541,91 @@ fn ssh_mount_forwards_the_agent_socket() {
         "{}",
         String::from_utf8_lossy(&failed.stderr)
     );
+}
+
+/// A built image (RUN layer, ENV, WORKDIR, LABEL, EXPOSE, USER-free CMD)
+/// goes to Docker both ways — `kiln save` then `docker load`, and `kiln
+/// push` then `docker pull` — and Docker sees the same image ID, config and
+/// history, and runs it to the same output. skopeo reads the pushed image.
+/// Skipped (with the reason) where no Docker daemon runs, as on CI.
+#[test]
+fn docker_loads_and_pulls_what_kiln_builds() {
+    if !docker_available("docker_loads_and_pulls_what_kiln_builds") {
+        return;
+    }
+    let sandbox = Sandbox::new();
+    let marker = free_port();
+    let dockerfile = format!(
+        "FROM {}\nENV MARKER={marker}\nWORKDIR /app\nRUN echo built > out.txt\n\
+         LABEL org.kiln.test=yes\nEXPOSE 8080/tcp\n\
+         CMD [\"sh\",\"-c\",\"cat out.txt; echo $MARKER; pwd\"]\n",
+        busybox_ref()
+    );
+    let ctx = context(&sandbox, "to-docker", &[("Dockerfile", &dockerfile)]);
+    let name = format!("kiln-e2e/built:{marker}");
+    build_ok(&sandbox, &["-q", "-t", &name, path_str(&ctx)]);
+    let kiln_out = sandbox.kiln_ok(["run", "--rm", &name]);
+    assert_eq!(kiln_out, format!("built\n{marker}\n/app\n"));
+    let id = inspect(&sandbox, &name)["Id"]
+        .as_str()
+        .expect("Id")
+        .to_owned();
+
+    // kiln save -> docker load.
+    let file = sandbox.work().join("built.tar");
+    sandbox.kiln_ok(["save", "-o", path_str(&file), &name]);
+    let _loaded = DockerImage(name.clone());
+    let out = docker_ok(&["load", "-i", path_str(&file)]);
+    assert!(out.contains(&format!("Loaded image: {name}")), "{out}");
+    assert_eq!(
+        docker_ok(&["image", "inspect", "-f", "{{.Id}}", &name]).trim(),
+        id
+    );
+    let docker_out = docker_ok(&["run", "--rm", "--network", "none", &name]);
+    assert_eq!(
+        docker_out, kiln_out,
+        "docker run prints what kiln run prints"
+    );
+    let config = docker_ok(&["image", "inspect", "-f", "{{json .Config}}", &name]);
+    let config: serde_json::Value = serde_json::from_str(&config).expect("JSON");
+    assert_eq!(config["WorkingDir"], "/app", "{config}");
+    assert_eq!(config["Labels"]["org.kiln.test"], "yes", "{config}");
+    assert!(config["ExposedPorts"].get("8080/tcp").is_some(), "{config}");
+    assert_eq!(
+        config["Cmd"],
+        serde_json::json!(["sh", "-c", "cat out.txt; echo $MARKER; pwd"])
+    );
+    let history = docker_ok(&["history", "--no-trunc", "--format", "{{.CreatedBy}}", &name]);
+    assert!(
+        history
+            .lines()
+            .any(|l| l.contains("#(nop)") && l.contains("CMD [\"sh\" \"-c\"")),
+        "{history}"
+    );
+    assert!(
+        history.lines().any(|l| l.contains("echo built > out.txt")),
+        "{history}"
+    );
+
+    // kiln push -> docker pull, skopeo inspect.
+    let target = format!("{}/kiln-e2e/built{marker}:1", registry());
+    sandbox.kiln_ok(["tag", &name, &target]);
+    sandbox.kiln_ok(["push", "-q", &target]);
+    let _pulled = DockerImage(target.clone());
+    docker_ok(&["pull", "-q", &target]);
+    assert_eq!(
+        docker_ok(&["image", "inspect", "-f", "{{.Id}}", &target]).trim(),
+        id
+    );
+    assert_eq!(
+        docker_ok(&["run", "--rm", "--network", "none", &target]),
+        kiln_out
+    );
+    let out = run_ok(
+        Command::new("skopeo")
+            .args(["inspect", "--tls-verify=false", "--config"])
+            .arg(format!("docker://{target}")),
+    );
+    let config: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(config["config"]["WorkingDir"], "/app", "{config}");
 }

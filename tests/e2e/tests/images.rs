@@ -9,8 +9,8 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use kiln_e2e::{
-    Sandbox, auth_busybox_ref, auth_credentials, auth_registry, busybox_ref, free_port, host_arch,
-    index_ref, registry, run_ok, skopeo_inspect,
+    DockerImage, Sandbox, auth_busybox_ref, auth_credentials, auth_registry, busybox_ref,
+    docker_available, docker_ok, free_port, host_arch, index_ref, registry, run_ok, skopeo_inspect,
 };
 use serde_json::Value;
 
@@ -945,41 +945,6 @@ fn image_prune_removes_dangling_images_and_df_reports_usage() {
 }
 
 // ---------------------------------------------------------------- compression and Docker interop
-
-/// Whether a Docker daemon answers; prints why a Docker test is skipped
-/// when none does (CI machines have none; kiln never needs one).
-fn docker_available(test: &str) -> bool {
-    match Command::new("docker")
-        .args(["info", "--format", "{{.ServerVersion}}"])
-        .output()
-    {
-        Ok(out) if out.status.success() => true,
-        Ok(out) => {
-            eprintln!(
-                "skipping {test}: `docker info` failed: {}",
-                text(&out.stderr).trim()
-            );
-            false
-        }
-        Err(e) => {
-            eprintln!("skipping {test}: cannot run docker: {e}");
-            false
-        }
-    }
-}
-
-fn docker_ok(args: &[&str]) -> String {
-    text(&run_ok(Command::new("docker").args(args)).stdout)
-}
-
-/// Removes a Docker image when dropped (also when the test fails).
-struct DockerImage(String);
-
-impl Drop for DockerImage {
-    fn drop(&mut self) {
-        let _ = Command::new("docker").args(["rmi", "-f", &self.0]).output();
-    }
-}
 
 /// A one-layer busybox image made with `kiln import` (kept uncompressed,
 /// as kiln keeps local layers), with an environment value no other test
