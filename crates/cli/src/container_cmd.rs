@@ -877,27 +877,17 @@ pub(crate) fn parse_signal(s: &str) -> Result<i32> {
     Ok(n)
 }
 
-pub(crate) fn stop(app: &mut App, a: &StopArgs) -> Result<u8> {
+/// Runs `each` for every named container as Docker's multi-container
+/// commands do: the name on success, `Error response from kiln: ...` on
+/// failure, and exit status 1 when any failed.
+fn for_each_container(
+    app: &mut App,
+    names: &[String],
+    mut each: impl FnMut(&mut App, &str) -> Result<()>,
+) -> u8 {
     let mut failed = false;
-    for name in &a.containers {
-        let result = (|| -> Result<()> {
-            let rec = find(app, name)?;
-            if !is_running(app, &rec) {
-                return Ok(());
-            }
-            let sig = parse_signal(
-                a.signal
-                    .as_deref()
-                    .or(rec.stop_signal.as_deref())
-                    .unwrap_or("SIGTERM"),
-            )?;
-            runtime().stop(&rec.state_dir(app), sig, Duration::from_secs(a.time))?;
-            if rec.auto_remove {
-                remove(app, &rec, true)?;
-            }
-            Ok(())
-        })();
-        match result {
+    for name in names {
+        match each(app, name) {
             Ok(()) => println!("{name}"),
             Err(e) => {
                 eprintln!("Error response from kiln: {e:#}");
@@ -905,28 +895,38 @@ pub(crate) fn stop(app: &mut App, a: &StopArgs) -> Result<u8> {
             }
         }
     }
-    Ok(u8::from(failed))
+    u8::from(failed)
+}
+
+pub(crate) fn stop(app: &mut App, a: &StopArgs) -> Result<u8> {
+    Ok(for_each_container(app, &a.containers, |app, name| {
+        let rec = find(app, name)?;
+        if !is_running(app, &rec) {
+            return Ok(());
+        }
+        let sig = parse_signal(
+            a.signal
+                .as_deref()
+                .or(rec.stop_signal.as_deref())
+                .unwrap_or("SIGTERM"),
+        )?;
+        runtime().stop(&rec.state_dir(app), sig, Duration::from_secs(a.time))?;
+        if rec.auto_remove {
+            remove(app, &rec, true)?;
+        }
+        Ok(())
+    }))
 }
 
 pub(crate) fn kill(app: &mut App, a: &KillArgs) -> Result<u8> {
     let sig = parse_signal(&a.signal)?;
-    let mut failed = false;
-    for name in &a.containers {
-        let result = find(app, name).and_then(|rec| {
-            if !is_running(app, &rec) {
-                bail!("container {} is not running", &rec.id[..12]);
-            }
-            Ok(runtime().kill(&rec.state_dir(app), sig)?)
-        });
-        match result {
-            Ok(()) => println!("{name}"),
-            Err(e) => {
-                eprintln!("Error response from kiln: {e:#}");
-                failed = true;
-            }
+    Ok(for_each_container(app, &a.containers, |app, name| {
+        let rec = find(app, name)?;
+        if !is_running(app, &rec) {
+            bail!("container {} is not running", &rec.id[..12]);
         }
-    }
-    Ok(u8::from(failed))
+        Ok(runtime().kill(&rec.state_dir(app), sig)?)
+    }))
 }
 
 pub(crate) fn wait(app: &mut App, a: &WaitArgs) -> Result<u8> {
@@ -1002,17 +1002,10 @@ pub(crate) fn remove(app: &mut App, rec: &ContainerRecord, force: bool) -> Resul
 }
 
 pub(crate) fn rm(app: &mut App, a: &RmArgs) -> Result<u8> {
-    let mut failed = false;
-    for name in &a.containers {
-        match find(app, name).and_then(|rec| remove(app, &rec, a.force)) {
-            Ok(()) => println!("{name}"),
-            Err(e) => {
-                eprintln!("Error response from kiln: {e:#}");
-                failed = true;
-            }
-        }
-    }
-    Ok(u8::from(failed))
+    Ok(for_each_container(app, &a.containers, |app, name| {
+        let rec = find(app, name)?;
+        remove(app, &rec, a.force)
+    }))
 }
 
 pub(crate) fn exec(app: &mut App, a: &ExecArgs) -> Result<u8> {
