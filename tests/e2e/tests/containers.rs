@@ -924,54 +924,39 @@ fn inspect_reports_the_container() {
     assert_ne!(code(&out), 0);
 }
 
+/// Starts `kiln run FLAGS IMAGE` with a shell that traps `sig` (printing
+/// `said` and exiting with `code`), waits for it to be ready, sends `sig` to
+/// the kiln process, and checks that the container got it: the output after
+/// `ready` is `said` and kiln exits with `code`.
+fn signal_foreground_run(c: &Ctx, flags: &[&str], sig: &str, said: &str, code: i32) {
+    let script =
+        format!("trap 'echo {said}; exit {code}' {sig}; echo ready; while :; do sleep 0.1; done");
+    let mut args = vec!["run"];
+    args.extend_from_slice(flags);
+    args.extend([IMAGE, "sh", "-c", &script]);
+    let mut child =
+        c.sb.kiln(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn kiln run");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    assert_eq!(lines.next().expect("a line").expect("read"), "ready");
+    let kill = sh(Command::new("kill").args([format!("-{sig}"), child.id().to_string()]));
+    assert!(kill.status.success());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert_eq!(rest, [said]);
+    assert_eq!(child.wait().expect("wait").code(), Some(code));
+}
+
 #[test]
 fn sigterm_to_a_foreground_run_reaches_the_container() {
     let c = Ctx::new();
-    let mut child =
-        c.sb.kiln([
-            "run",
-            "--rm",
-            IMAGE,
-            "sh",
-            "-c",
-            "trap 'echo got-term; exit 42' TERM; echo ready; while :; do sleep 0.1; done",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn kiln run");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let first = lines.next().expect("a line").expect("read");
-    assert_eq!(first, "ready");
-    let kill = sh(Command::new("kill").args(["-TERM", &child.id().to_string()]));
-    assert!(kill.status.success());
-    let rest: Vec<String> = lines.map_while(Result::ok).collect();
-    let status = child.wait().expect("wait");
-    assert_eq!(rest, ["got-term"]);
-    assert_eq!(status.code(), Some(42));
+    signal_foreground_run(&c, &["--rm"], "TERM", "got-term", 42);
     assert_eq!(c.ok(&["ps", "-a", "-q"]), "", "--rm removed it");
 
     // SIGINT too (Ctrl-C without -t).
-    let mut child =
-        c.sb.kiln([
-            "run",
-            "--rm",
-            IMAGE,
-            "sh",
-            "-c",
-            "trap 'echo got-int; exit 43' INT; echo ready; while :; do sleep 0.1; done",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn kiln run");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    assert_eq!(lines.next().expect("a line").expect("read"), "ready");
-    let kill = sh(Command::new("kill").args(["-INT", &child.id().to_string()]));
-    assert!(kill.status.success());
-    let rest: Vec<String> = lines.map_while(Result::ok).collect();
-    assert_eq!(rest, ["got-int"]);
-    assert_eq!(child.wait().expect("wait").code(), Some(43));
+    signal_foreground_run(&c, &["--rm"], "INT", "got-int", 43);
 }
 
 #[test]
@@ -1317,27 +1302,7 @@ fn foreground_output_is_kept_for_logs() {
     assert_eq!(sh(&mut c.sb.kiln(["logs", "big"])).stdout.len(), 3_000_000);
 
     // Signals still reach the container while its output is copied.
-    let mut child =
-        c.sb.kiln([
-            "run",
-            "--name",
-            "fgsig",
-            IMAGE,
-            "sh",
-            "-c",
-            "trap 'echo got-term; exit 42' TERM; echo ready; while :; do sleep 0.1; done",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn kiln run");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    assert_eq!(lines.next().expect("a line").expect("read"), "ready");
-    let kill = sh(Command::new("kill").args(["-TERM", &child.id().to_string()]));
-    assert!(kill.status.success());
-    let rest: Vec<String> = lines.map_while(Result::ok).collect();
-    assert_eq!(rest, ["got-term"]);
-    assert_eq!(child.wait().expect("wait").code(), Some(42));
+    signal_foreground_run(&c, &["--name", "fgsig"], "TERM", "got-term", 42);
     assert_eq!(c.ok(&["logs", "fgsig"]), "ready\ngot-term\n");
 }
 

@@ -412,20 +412,25 @@ fn rmi_refuses_an_image_a_container_uses_unless_forced() {
 
 // ---------------------------------------------------------------- ID prefixes
 
+/// `tar -C tree -cf tar .` with the system tar (independent of kiln's code).
+fn tar_dir(tree: &Path, tar: &Path) {
+    run_ok(
+        Command::new("tar")
+            .arg("-C")
+            .arg(tree)
+            .arg("-cf")
+            .arg(tar)
+            .arg("."),
+    );
+}
+
 /// A one-file rootfs tarball whose file content is `tag`.
 fn tiny_tarball(dir: &Path, tag: &str) -> std::path::PathBuf {
     let tree = dir.join(format!("tree-{tag}"));
     std::fs::create_dir_all(&tree).expect("mkdir");
     std::fs::write(tree.join("marker"), tag).expect("write marker");
     let tar = dir.join(format!("{tag}.tar"));
-    run_ok(
-        Command::new("tar")
-            .arg("-C")
-            .arg(&tree)
-            .arg("-cf")
-            .arg(&tar)
-            .arg("."),
-    );
+    tar_dir(&tree, &tar);
     tar
 }
 
@@ -686,14 +691,7 @@ fn busybox_rootfs_tarball(dir: &Path) -> std::path::PathBuf {
     }
     std::fs::write(tree.join("etc/imported"), "from a tarball\n").expect("write");
     let tar = dir.join("rootfs.tar");
-    run_ok(
-        Command::new("tar")
-            .arg("-C")
-            .arg(&tree)
-            .arg("-cf")
-            .arg(&tar)
-            .arg("."),
-    );
+    tar_dir(&tree, &tar);
     tar
 }
 
