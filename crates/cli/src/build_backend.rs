@@ -392,14 +392,13 @@ impl ImageBackend for Backend {
         let target = self.root.join("build").join("mnt").join(&rootfs.key);
         std::fs::create_dir_all(&target)
             .map_err(|e| boxed(anyhow::anyhow!("cannot create {}: {e}", target.display())))?;
-        let data = first.options.join(",");
         LinuxSys
-            .mount(
+            .mount_with_options(
                 Some(Path::new(&first.source)),
                 &target,
-                Some(&first.fstype),
+                &first.fstype,
                 MountFlags::NONE,
-                Some(&data),
+                &first.options,
             )
             .map_err(|e| {
                 boxed(anyhow::anyhow!(

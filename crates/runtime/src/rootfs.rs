@@ -429,14 +429,10 @@ pub(crate) fn mount_rootfs<S: MountOps + FsOps>(
             .step(|| format!("remount rootfs {}", target.display()))?;
         }
     } else {
-        sys.mount(
-            Some(&first.source),
-            target,
-            Some(&first.fstype),
-            o.flags,
-            data(&o).as_deref(),
-        )
-        .step(|| format!("mount {} rootfs on {}", first.fstype, target.display()))?;
+        // A long overlay chain does not fit mount(2)'s one page of options:
+        // it goes through fsconfig, one lower dir at a time.
+        sys.mount_with_options(Some(&first.source), target, &first.fstype, o.flags, &o.data)
+            .step(|| format!("mount {} rootfs on {}", first.fstype, target.display()))?;
     }
     for extra in &plan.rootfs[1..] {
         // Further mounts are relative to the rootfs (e.g. a volume inside it).
@@ -653,5 +649,45 @@ mod tests {
         };
         let err = setup_rootfs(&sys, &plan).expect_err("pivot fails");
         assert_eq!(err.step, "pivot_root");
+    }
+
+    #[test]
+    fn an_overlay_chain_over_a_page_mounts_through_fsconfig() {
+        let overlay = |layers: usize| RootfsMount {
+            fstype: "overlay".into(),
+            source: "overlay".into(),
+            options: vec![
+                "upperdir=/s/9/fs".into(),
+                "workdir=/s/9/work".into(),
+                format!(
+                    "lowerdir={}",
+                    (0..layers)
+                        .map(|i| format!("/var/lib/kiln/snapshots/overlay/l/{i}"))
+                        .collect::<Vec<_>>()
+                        .join(":")
+                ),
+            ],
+        };
+        for (layers, call) in [
+            (10, "mount overlay /t overlay 0x0 upperdir="),
+            (200, "mount_fs overlay /t overlay 0x0 3 options"),
+        ] {
+            let sys = RecordingSys::new();
+            let rootfs = [overlay(layers)];
+            let plan = RootfsPlan {
+                rootfs: &rootfs,
+                target: "/t".into(),
+                mounts: &[],
+                masked: &[],
+                readonly: &[],
+                readonly_root: false,
+                cgroup_v1_controllers: &[],
+                userns: false,
+                premounted: false,
+            };
+            mount_rootfs(&sys, &plan).expect("mount succeeds with the fake");
+            let calls = sys.calls();
+            assert!(calls[0].starts_with(call), "{layers} layers: {calls:?}");
+        }
     }
 }

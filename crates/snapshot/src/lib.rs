@@ -49,7 +49,7 @@ use kiln_layer::{DiffOptions, IdMap, WhiteoutMode};
 use serde::{Deserialize, Serialize};
 
 pub use copy::{CopySnapshotter, copy_tree};
-pub use overlay::OverlaySnapshotter;
+pub use overlay::{MAX_LOWER_LAYERS, OverlaySnapshotter};
 pub use probe::overlay_supported;
 
 /// How to mount a snapshot. A description only: nothing here mounts.
@@ -274,13 +274,13 @@ pub enum Error {
         /// The children's keys.
         children: Vec<String>,
     },
-    /// The overlay mount options would not fit in one page.
-    #[error("overlay mount options for {key} are {len} bytes, over the {max}-byte limit")]
-    MountOptionsTooLong {
+    /// The chain under a snapshot has more layers than overlayfs stacks.
+    #[error("snapshot {key} would stack {depth} lower layers; overlayfs takes at most {max}")]
+    ChainTooDeep {
         /// The key.
         key: String,
-        /// Their length.
-        len: usize,
+        /// The number of layers below it.
+        depth: usize,
         /// The limit.
         max: usize,
     },

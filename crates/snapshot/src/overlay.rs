@@ -1,8 +1,10 @@
 //! [`OverlaySnapshotter`]: every snapshot is a directory `snapshots/<id>/fs`
 //! (plus `work` for active ones); layers are shared by every snapshot built
 //! on them, and an active snapshot mounts as overlayfs with the chain as
-//! lower dirs, named through short links `l/<id>` to keep the option string
-//! under a page.
+//! lower dirs, named through short links `l/<id>` (so that the option
+//! string of about 100 layers fits the page mount(2) takes; longer chains,
+//! up to overlay's depth limit, mount through fsconfig's `lowerdir+`, see
+//! `kiln_sys::MountOps::mount_with_options`).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -14,8 +16,8 @@ use crate::{
     ApplyTarget, DiffSource, Error, Info, Kind, Mount, Result, Snapshotter, Usage, io_err,
 };
 
-/// The kernel's limit on the mount data of one `mount(2)` call.
-const MAX_OPTIONS: usize = 4096 - 1;
+/// Overlayfs's limit on the number of lower layers (`OVL_MAX_STACK`).
+pub const MAX_LOWER_LAYERS: usize = 500;
 
 /// Overlayfs snapshotter rooted at a directory (for instance
 /// `/var/lib/kiln/snapshots/overlay`). Needs root and a filesystem that
@@ -73,6 +75,13 @@ impl OverlaySnapshotter {
                 _ => {}
             }
         }
+        if chain.len() > MAX_LOWER_LAYERS {
+            return Err(Error::ChainTooDeep {
+                key: key.to_owned(),
+                depth: chain.len(),
+                max: MAX_LOWER_LAYERS,
+            });
+        }
         let lower: Vec<String> = chain
             .iter()
             .map(|id| self.link(*id).display().to_string())
@@ -89,14 +98,6 @@ impl OverlaySnapshotter {
             options.push(format!("workdir={}", own.join("work").display()));
         }
         options.push(format!("lowerdir={}", lower.join(":")));
-        let len = options.iter().map(|o| o.len() + 1).sum::<usize>();
-        if len > MAX_OPTIONS {
-            return Err(Error::MountOptionsTooLong {
-                key: key.to_owned(),
-                len,
-                max: MAX_OPTIONS,
-            });
-        }
         Ok(vec![Mount {
             fstype: "overlay".to_owned(),
             source: "overlay".to_owned(),

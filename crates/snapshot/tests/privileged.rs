@@ -8,7 +8,6 @@
 
 mod common;
 
-use std::ffi::CString;
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
@@ -20,6 +19,7 @@ use kiln_snapshot::{
     CopySnapshotter, DiffSource, Mount, OverlaySnapshotter, Snapshotter, copy_tree,
     overlay_supported,
 };
+use kiln_sys::MountOps as _;
 use rustix::fs::{AtFlags, CWD, FileType, Gid, Mode, Uid};
 use rustix::mount::{MountFlags, UnmountFlags};
 
@@ -31,15 +31,17 @@ fn mount_all(mounts: &[Mount], target: &Path) {
     for m in mounts {
         match m.fstype.as_str() {
             "overlay" => {
-                let data = CString::new(m.options.join(",")).unwrap();
-                rustix::mount::mount(
-                    m.source.as_str(),
-                    target,
-                    "overlay",
-                    MountFlags::empty(),
-                    data.as_c_str(),
-                )
-                .unwrap();
+                // As the runtime mounts: mount(2) when the options fit a
+                // page, fsconfig with one `lowerdir+` per layer when not.
+                kiln_sys::LinuxSys
+                    .mount_with_options(
+                        Some(Path::new(&m.source)),
+                        target,
+                        "overlay",
+                        kiln_sys::MountFlags::NONE,
+                        &m.options,
+                    )
+                    .unwrap();
             }
             "bind" => {
                 rustix::mount::mount_bind_recursive(m.source.as_str(), target).unwrap();
@@ -367,17 +369,12 @@ fn umoci_unpacks_kiln_layers_to_the_same_tree() {
     assert_eq!(fingerprint(&rootfs), want);
 }
 
-#[test]
-fn a_128_layer_chain_mounts_through_short_links() {
-    let tmp = tempfile::tempdir().unwrap();
-    // A short root (~20 bytes): through the `l/` links 128 lowers fit the
-    // one-page limit on mount options, their real paths would not. (Under
-    // kiln's default root, /var/lib/kiln/snapshots/overlay, about 100 fit:
-    // see the README.)
-    let root = tmp.path().join("ov");
-    let sn = OverlaySnapshotter::new(&root).unwrap();
+/// Commits a chain of `depth` one-file layers (`f000`, `f001`, ...) and
+/// mounts it read-write and as a view, checking that every layer shows.
+fn mount_deep_chain(root: &Path, mnt: &Path, depth: usize) -> usize {
+    let sn = OverlaySnapshotter::new(root).unwrap();
     let mut parent: Option<String> = None;
-    for i in 0..128 {
+    for i in 0..depth {
         sn.prepare("tmp", parent.as_deref()).unwrap();
         let dir = sn.apply_target("tmp").unwrap().dir;
         fs::write(dir.join(format!("f{i:03}")), format!("{i}")).unwrap();
@@ -385,32 +382,66 @@ fn a_128_layer_chain_mounts_through_short_links() {
         parent = Some(format!("sha256:{i:064}"));
     }
     let top = parent.unwrap();
-    let mnt = tmp.path().join("mnt");
-    fs::create_dir(&mnt).unwrap();
+    fs::create_dir(mnt).unwrap();
+    let mut option_bytes = 0;
     for (key, writable) in [("ctr", true), ("view", false)] {
         let mounts = if writable {
             sn.prepare(key, Some(&top)).unwrap()
         } else {
             sn.view(key, Some(&top)).unwrap()
         };
-        let lowers = mounts[0]
-            .options
-            .iter()
-            .find_map(|o| o.strip_prefix("lowerdir="))
-            .unwrap();
-        let real: usize = lowers
-            .split(':')
-            .map(|l| fs::canonicalize(l).unwrap().as_os_str().len() + 1)
-            .sum();
-        assert!(real > 4096, "real lower paths take {real} bytes");
-        mount_all(&mounts, &mnt);
-        let seen = common::names(&mnt);
-        let want: Vec<String> = (0..128).map(|i| format!("f{i:03}")).collect();
+        option_bytes = mounts[0].options.iter().map(|o| o.len() + 1).sum();
+        mount_all(&mounts, mnt);
+        let seen = common::names(mnt);
+        let want: Vec<String> = (0..depth).map(|i| format!("f{i:03}")).collect();
         let write = fs::write(mnt.join("new"), b"n");
-        umount(&mnt);
+        let first = fs::read_to_string(mnt.join("f000"));
+        umount(mnt);
         assert_eq!(seen, want, "{key}");
+        assert_eq!(first.unwrap(), "0", "{key}");
         assert_eq!(write.is_ok(), writable, "{key}: {write:?}");
     }
+    option_bytes
+}
+
+#[test]
+fn a_128_layer_chain_mounts_through_short_links() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A short root (~20 bytes): through the `l/` links 128 lowers fit the
+    // one-page limit of mount(2), their real paths would not.
+    let root = tmp.path().join("ov");
+    let bytes = mount_deep_chain(&root, &tmp.path().join("mnt"), 128);
+    assert!(
+        bytes <= kiln_sys::MOUNT_DATA_MAX,
+        "{bytes} bytes of options"
+    );
+    let real: usize = fs::read_dir(root.join("l"))
+        .unwrap()
+        .map(|l| {
+            fs::canonicalize(l.unwrap().path())
+                .unwrap()
+                .as_os_str()
+                .len()
+                + 1
+        })
+        .sum();
+    assert!(real > 4096, "real lower paths take {real} bytes");
+}
+
+#[test]
+fn overlays_deepest_chain_mounts_under_a_long_root_through_fsconfig() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A root longer than kiln's default, and overlay's full 500 layers:
+    // ~35 KB of options, far over mount(2)'s page.
+    let root = tmp
+        .path()
+        .join("var-lib-kiln-snapshots-overlay-of-a-longer-root");
+    let depth = kiln_snapshot::MAX_LOWER_LAYERS;
+    let bytes = mount_deep_chain(&root, &tmp.path().join("mnt"), depth);
+    assert!(
+        bytes > 8 * kiln_sys::MOUNT_DATA_MAX,
+        "{bytes} bytes of options"
+    );
 }
 
 /// (path, uid, gid) of every entry of an uncompressed layer tar.

@@ -309,7 +309,7 @@ fn copy_snapshotter_unpacks_a_chain_and_diffs_a_container() {
 }
 
 #[test]
-fn overlay_chain_too_long_to_mount_is_refused_without_leftovers() {
+fn overlay_chain_deeper_than_overlay_stacks_is_refused_without_leftovers() {
     let tmp = tempfile::tempdir().unwrap();
     let sn = OverlaySnapshotter::new(tmp.path()).unwrap();
     let mut parent: Option<String> = None;
@@ -324,13 +324,36 @@ fn overlay_chain_too_long_to_mount_is_refused_without_leftovers() {
         depth += 1;
         assert!(depth < 1000, "no limit reached");
     };
-    assert!(matches!(err, Error::MountOptionsTooLong { .. }), "{err}");
-    assert!(depth > 128, "only {depth} layers fit");
+    assert!(
+        matches!(
+            err,
+            Error::ChainTooDeep {
+                depth: 501,
+                max: 500,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // 501 committed layers: a snapshot on the 500th still stacked 500
+    // lowers below its own upper dir; one on the 501st would stack 501.
+    assert_eq!(depth, kiln_snapshot::MAX_LOWER_LAYERS + 1);
     assert!(
         !sn.exists("tmp").unwrap(),
         "failed prepare left its snapshot"
     );
     assert_eq!(sn.list().unwrap().len(), depth);
+    // A view stacks its parent's chain only: 500 layers fit, 501 do not.
+    let v = sn.view("v", Some("l499")).unwrap();
+    let lowers = v[0]
+        .options
+        .iter()
+        .find_map(|o| o.strip_prefix("lowerdir="))
+        .unwrap();
+    assert_eq!(lowers.split(':').count(), kiln_snapshot::MAX_LOWER_LAYERS);
+    let err = sn.view("v2", parent.as_deref()).unwrap_err();
+    assert!(matches!(err, Error::ChainTooDeep { .. }), "{err}");
+    assert!(!sn.exists("v2").unwrap());
 }
 
 fn usage_of_own_data(sn: &dyn Snapshotter) {

@@ -96,6 +96,22 @@ impl MountOps for RecordingSys {
     fn move_mount(&self, _tree: BorrowedFd<'_>, target: &Path) -> io::Result<()> {
         self.record(format!("move_mount {}", target.display()))
     }
+    fn mount_fs(
+        &self,
+        source: Option<&Path>,
+        target: &Path,
+        fstype: &str,
+        flags: MountFlags,
+        options: &[String],
+    ) -> io::Result<()> {
+        self.record(format!(
+            "mount_fs {} {} {fstype} {:#x} {} options",
+            source.map_or("-".into(), |s| s.display().to_string()),
+            target.display(),
+            flags.0,
+            options.len()
+        ))
+    }
 }
 
 impl NsOps for RecordingSys {

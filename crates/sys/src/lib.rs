@@ -61,7 +61,48 @@ pub trait MountOps {
     fn open_tree(&self, path: &Path, recursive: bool) -> io::Result<OwnedFd>;
     /// move_mount(2) of a detached tree onto `target`.
     fn move_mount(&self, tree: BorrowedFd<'_>, target: &Path) -> io::Result<()>;
+    /// Mounts a new `fstype` filesystem on `target` through the
+    /// fsopen/fsconfig/fsmount API (Linux 5.2), which takes the options one
+    /// at a time: no limit on their total length. `options` are mount(8)
+    /// `-o` data, one per element (`key=value` or `flag`). For overlay, a
+    /// `lowerdir=a:b:c` list goes in as one `lowerdir+` per layer (Linux
+    /// 6.8), so a chain is limited by overlay's own depth (500), not by the
+    /// page mount(2) copies. `flags` may hold `RDONLY`, `NOSUID`, `NODEV`,
+    /// `NOEXEC` and the atime flags; an error carries the filesystem's
+    /// own message (what `dmesg` would have shown for mount(2)).
+    fn mount_fs(
+        &self,
+        source: Option<&Path>,
+        target: &Path,
+        fstype: &str,
+        flags: MountFlags,
+        options: &[String],
+    ) -> io::Result<()>;
+    /// Mounts a new `fstype` filesystem with `options` (as for
+    /// [`MountOps::mount_fs`]): by mount(2) when their comma-joined data
+    /// fits the page it copies ([`MOUNT_DATA_MAX`] bytes), else by
+    /// [`MountOps::mount_fs`].
+    fn mount_with_options(
+        &self,
+        source: Option<&Path>,
+        target: &Path,
+        fstype: &str,
+        flags: MountFlags,
+        options: &[String],
+    ) -> io::Result<()> {
+        let data = options.join(",");
+        if data.len() <= MOUNT_DATA_MAX {
+            let data = (!data.is_empty()).then_some(data.as_str());
+            self.mount(source, target, Some(fstype), flags, data)
+        } else {
+            self.mount_fs(source, target, fstype, flags, options)
+        }
+    }
 }
+
+/// The longest mount data mount(2) takes: it copies one page (4 KiB on
+/// x86-64), terminating nul included.
+pub const MOUNT_DATA_MAX: usize = 4096 - 1;
 
 /// Namespaces and what lives in them.
 pub trait NsOps {

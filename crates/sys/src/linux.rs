@@ -118,6 +118,141 @@ impl MountOps for LinuxSys {
         };
         check_long(ret).map(drop)
     }
+
+    fn mount_fs(
+        &self,
+        source: Option<&Path>,
+        target: &Path,
+        fstype: &str,
+        flags: MountFlags,
+        options: &[String],
+    ) -> io::Result<()> {
+        use rustix::mount as m;
+        let mut attrs = m::MountAttrFlags::empty();
+        let mut rest = flags.0;
+        for (flag, attr) in [
+            (MountFlags::RDONLY, m::MountAttrFlags::MOUNT_ATTR_RDONLY),
+            (MountFlags::NOSUID, m::MountAttrFlags::MOUNT_ATTR_NOSUID),
+            (MountFlags::NODEV, m::MountAttrFlags::MOUNT_ATTR_NODEV),
+            (MountFlags::NOEXEC, m::MountAttrFlags::MOUNT_ATTR_NOEXEC),
+            (MountFlags::NOATIME, m::MountAttrFlags::MOUNT_ATTR_NOATIME),
+            (MountFlags::RELATIME, m::MountAttrFlags::MOUNT_ATTR_RELATIME),
+            (
+                MountFlags::STRICTATIME,
+                m::MountAttrFlags::MOUNT_ATTR_STRICTATIME,
+            ),
+            (
+                MountFlags::NODIRATIME,
+                m::MountAttrFlags::MOUNT_ATTR_NODIRATIME,
+            ),
+        ] {
+            if flags.contains(flag) {
+                attrs |= attr;
+                rest &= !flag.0;
+            }
+        }
+        if rest != 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("mount flags {rest:#x} have no fsmount(2) equivalent"),
+            ));
+        }
+        let fs = m::fsopen(fstype, m::FsOpenFlags::FSOPEN_CLOEXEC)
+            .map_err(|e| io::Error::other(format!("fsopen({fstype}): {e}")))?;
+        let config = |key: &str, value: Option<&str>| {
+            match value {
+                Some(v) => m::fsconfig_set_string(&fs, key, v),
+                None => m::fsconfig_set_flag(&fs, key),
+            }
+            .map_err(|e| {
+                let shown = value.map_or(String::new(), |v| format!("={v}"));
+                fs_error(&fs, &format!("{fstype} option {key}{shown}"), e)
+            })
+        };
+        if let Some(source) = source {
+            config("source", Some(&source.to_string_lossy()))?;
+        }
+        for option in options {
+            match option.split_once('=') {
+                Some(("lowerdir", list)) if fstype == "overlay" => {
+                    // One call per layer; after an empty element (`::`)
+                    // come data-only layers.
+                    let mut key = "lowerdir+";
+                    for dir in split_lowerdirs(list) {
+                        if dir.is_empty() {
+                            key = "datadir+";
+                        } else {
+                            config(key, Some(&dir))?;
+                        }
+                    }
+                }
+                Some((key, value)) => config(key, Some(value))?,
+                None => config(option, None)?,
+            }
+        }
+        if flags.contains(MountFlags::RDONLY) {
+            // mount(2)'s MS_RDONLY makes the superblock read-only too.
+            config("ro", None)?;
+        }
+        m::fsconfig_create(&fs).map_err(|e| fs_error(&fs, &format!("creating {fstype}"), e))?;
+        let mnt = m::fsmount(&fs, m::FsMountFlags::FSMOUNT_CLOEXEC, attrs)
+            .map_err(|e| fs_error(&fs, &format!("fsmount({fstype})"), e))?;
+        m::move_mount(
+            &mnt,
+            c"",
+            rustix::fs::CWD,
+            target,
+            m::MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+        )
+        .map_err(|e| io::Error::other(format!("move_mount to {}: {e}", target.display())))
+    }
+}
+
+/// Splits overlay's `lowerdir=` list at the colons that no backslash
+/// escapes, dropping the escapes (an empty element marks `::`).
+fn split_lowerdirs(list: &str) -> Vec<String> {
+    let mut dirs = vec![String::new()];
+    let mut chars = list.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                if let (Some(next), Some(last)) = (chars.next(), dirs.last_mut()) {
+                    last.push(next);
+                }
+            }
+            ':' => dirs.push(String::new()),
+            c => {
+                if let Some(last) = dirs.last_mut() {
+                    last.push(c);
+                }
+            }
+        }
+    }
+    dirs
+}
+
+/// An error of a filesystem context, with the messages the filesystem
+/// logged on it (`e overlay: ...`).
+fn fs_error(fs: &OwnedFd, what: &str, err: rustix::io::Errno) -> io::Error {
+    let mut messages = Vec::new();
+    let mut buf = [0u8; 512];
+    // Each read returns one message; ENODATA once the log is empty.
+    while messages.len() < 8 {
+        match rustix::io::read(fs, &mut buf) {
+            Ok(n) if n > 0 => {
+                let msg = String::from_utf8_lossy(&buf[..n]);
+                let msg = msg.trim_end();
+                messages.push(msg.split_once(' ').map_or(msg, |(_, m)| m).to_owned());
+            }
+            _ => break,
+        }
+    }
+    let kind = io::Error::from(err).kind();
+    if messages.is_empty() {
+        io::Error::new(kind, format!("{what}: {err}"))
+    } else {
+        io::Error::new(kind, format!("{what}: {err} ({})", messages.join("; ")))
+    }
 }
 
 impl NsOps for LinuxSys {
@@ -445,5 +580,19 @@ impl LimitOps for LinuxSys {
             )
         };
         check_long(ret).map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_lowerdirs;
+
+    #[test]
+    fn lowerdir_lists_split_at_unescaped_colons() {
+        assert_eq!(split_lowerdirs("/a:/b/c"), ["/a", "/b/c"]);
+        assert_eq!(split_lowerdirs(r"/a\:b:/c\\d"), ["/a:b", r"/c\d"]);
+        // `::` starts the data-only layers.
+        assert_eq!(split_lowerdirs("/a::/d"), ["/a", "", "/d"]);
+        assert_eq!(split_lowerdirs("/only"), ["/only"]);
     }
 }

@@ -1629,3 +1629,61 @@ fn docker_loads_and_pulls_what_kiln_builds() {
     let config: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(config["config"]["WorkingDir"], "/app", "{config}");
 }
+
+/// An image deeper than the lower-dir list one mount(2) page holds (about
+/// 100 layers under a store root like kiln's default): a RUN step on top
+/// of it, `kiln run` of it and `kiln commit` of a container on it all
+/// mount the whole chain (through fsconfig's `lowerdir+`), and every
+/// layer's file shows.
+#[test]
+fn images_deeper_than_a_mount_page_build_run_and_commit() {
+    let sandbox = Sandbox::new();
+    const COPIES: usize = 150;
+    let mut dockerfile = format!("FROM {}\n", busybox_ref());
+    let mut files = Vec::new();
+    for i in 0..COPIES {
+        dockerfile.push_str(&format!("COPY f{i:03} /d/\n"));
+        files.push((format!("f{i:03}"), format!("{i}\n")));
+    }
+    dockerfile.push_str("RUN ls /d | wc -l > /count && cat /d/f000 /d/f149 >> /count\n");
+    dockerfile.push_str("CMD [\"cat\",\"/count\"]\n");
+    let mut ctx_files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(n, c)| (n.as_str(), c.as_str()))
+        .collect();
+    ctx_files.push(("Dockerfile", &dockerfile));
+    let ctx = context(&sandbox, "deep", &ctx_files);
+    // Each lower dir is named by its link, `<root>/snapshots/overlay/l/<n>`:
+    // this chain's list cannot fit mount(2)'s page.
+    let link = sandbox.root().join("snapshots/overlay/l/100");
+    assert!((link.as_os_str().len() + 1) * COPIES > 4096);
+    build_ok(&sandbox, &["-q", "-t", "test/deep:1", path_str(&ctx)]);
+    let base_layers = inspect(&sandbox, &busybox_ref())["RootFS"]["Layers"]
+        .as_array()
+        .expect("layers")
+        .len();
+    let layers = inspect(&sandbox, "test/deep:1")["RootFS"]["Layers"]
+        .as_array()
+        .expect("layers")
+        .len();
+    assert_eq!(layers, base_layers + COPIES + 1);
+    assert_eq!(
+        sandbox.kiln_ok(["run", "--rm", "test/deep:1"]),
+        "150\n0\n149\n",
+        "the RUN step saw every layer"
+    );
+    sandbox.kiln_ok([
+        "run",
+        "--name",
+        "deep",
+        "test/deep:1",
+        "sh",
+        "-c",
+        "cat /d/f075 > /top",
+    ]);
+    sandbox.kiln_ok(["commit", "deep", "test/deep:2"]);
+    assert_eq!(
+        sandbox.kiln_ok(["run", "--rm", "test/deep:2", "cat", "/top", "/d/f149"]),
+        "75\n149\n"
+    );
+}

@@ -1,0 +1,141 @@
+//! Root-only tests of the new mount API wrapper: real mounts through
+//! fsopen/fsconfig/fsmount, flags carried over, and the filesystem's own
+//! message in errors.
+
+#![cfg(feature = "privileged-tests")]
+
+use std::fs;
+use std::path::Path;
+
+use kiln_sys::{LinuxSys, MountFlags, MountOps};
+
+fn umount(target: &Path) {
+    LinuxSys.umount(target, false).expect("umount");
+}
+
+#[test]
+fn mount_fs_mounts_with_each_option_and_flag() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mnt = tmp.path().join("mnt");
+    fs::create_dir(&mnt).expect("mkdir");
+    LinuxSys
+        .mount_fs(
+            Some(Path::new("kiln-test")),
+            &mnt,
+            "tmpfs",
+            MountFlags::NOSUID | MountFlags::NODEV,
+            &["size=1m".to_owned(), "mode=0710".to_owned()],
+        )
+        .expect("tmpfs through fsconfig");
+    let info = fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let line = info
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some(mnt.to_str().expect("utf-8")))
+        .map(str::to_owned);
+    let mode =
+        fs::metadata(&mnt).map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()));
+    let big = fs::write(mnt.join("big"), vec![0u8; 2 << 20]);
+    umount(&mnt);
+    let line = line.expect("the mount shows in mountinfo");
+    assert!(line.contains("nosuid,nodev"), "{line}");
+    assert!(line.contains(" - tmpfs kiln-test "), "{line}");
+    assert!(line.contains("size=1024k"), "{line}");
+    assert_eq!(mode.expect("stat") & 0o7777, 0o710);
+    assert!(big.is_err(), "size=1m was applied");
+
+    // Read-only: both the mount and the superblock.
+    LinuxSys
+        .mount_fs(None, &mnt, "tmpfs", MountFlags::RDONLY, &[])
+        .expect("read-only tmpfs");
+    let write = fs::write(mnt.join("f"), b"x");
+    umount(&mnt);
+    assert_eq!(
+        write.expect_err("read-only").raw_os_error(),
+        Some(libc::EROFS)
+    );
+}
+
+#[test]
+fn mount_fs_errors_carry_the_filesystems_message() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mnt = tmp.path().join("mnt");
+    let lower = tmp.path().join("lower");
+    fs::create_dir(&mnt).expect("mkdir");
+    fs::create_dir(&lower).expect("mkdir");
+    let missing = tmp.path().join("no-such-layer");
+    let err = LinuxSys
+        .mount_fs(
+            Some(Path::new("overlay")),
+            &mnt,
+            "overlay",
+            MountFlags::NONE,
+            &[format!(
+                "lowerdir={}:{}",
+                lower.display(),
+                missing.display()
+            )],
+        )
+        .expect_err("a missing lower dir");
+    let msg = err.to_string();
+    assert!(msg.contains("lowerdir+"), "{msg}");
+    assert!(msg.contains("no-such-layer"), "{msg}");
+    let err = LinuxSys
+        .mount_fs(None, &mnt, "tmpfs", MountFlags::REMOUNT, &[])
+        .expect_err("remount is not a new mount");
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");
+    let err = LinuxSys
+        .mount_fs(
+            None,
+            &mnt,
+            "tmpfs",
+            MountFlags::NONE,
+            &["nonsense=1".to_owned()],
+        )
+        .expect_err("an unknown option");
+    assert!(err.to_string().contains("nonsense"), "{err}");
+}
+
+#[test]
+fn mount_with_options_takes_mount_2_for_short_data_and_fsconfig_for_long() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mnt = tmp.path().join("mnt");
+    fs::create_dir(&mnt).expect("mkdir");
+    // 300 lowers of ~60 bytes each: ~18 KB of options.
+    let mut lowers = Vec::new();
+    for i in 0..300 {
+        let d = tmp
+            .path()
+            .join(format!("a-rather-long-layer-directory-name-{i:04}"));
+        fs::create_dir(&d).expect("mkdir");
+        fs::write(d.join(format!("f{i}")), b"").expect("write");
+        lowers.push(d.display().to_string());
+    }
+    let options = vec![format!("lowerdir={}", lowers.join(":"))];
+    assert!(options[0].len() > 4 * kiln_sys::MOUNT_DATA_MAX);
+    LinuxSys
+        .mount_with_options(
+            Some(Path::new("overlay")),
+            &mnt,
+            "overlay",
+            MountFlags::NONE,
+            &options,
+        )
+        .expect("300 lowers");
+    let seen = fs::read_dir(&mnt).expect("readdir").count();
+    umount(&mnt);
+    assert_eq!(seen, 300);
+    // Two layers fit a page and go through mount(2).
+    let options = vec![format!("lowerdir={}:{}", lowers[0], lowers[1])];
+    LinuxSys
+        .mount_with_options(
+            Some(Path::new("overlay")),
+            &mnt,
+            "overlay",
+            MountFlags::NONE,
+            &options,
+        )
+        .expect("two lowers");
+    let seen = fs::read_dir(&mnt).expect("readdir").count();
+    umount(&mnt);
+    assert_eq!(seen, 2);
+}
