@@ -58,7 +58,7 @@ pub use images::ImageRecord;
 pub use platform::Platform;
 pub use records::{Record, Records};
 pub use reference::{DEFAULT_REGISTRY, DEFAULT_TAG, Reference};
-pub use store::{BlobWriter, Lease, Store, StoreLock};
+pub use store::{BlobWriter, Lease, PrehashedBlobWriter, Store, StoreLock};
 
 /// Errors of the content store.
 #[non_exhaustive]

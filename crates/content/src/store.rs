@@ -235,9 +235,22 @@ impl Store {
             store: self.clone(),
             file: Some(BufWriter::with_capacity(256 * 1024, file)),
             path,
-            hasher: Hasher::new(),
+            hasher: Some(Hasher::new()),
+            len: 0,
             _active: active,
         })
+    }
+
+    /// Starts writing a blob whose writer hashes the exact bytes it writes
+    /// itself, in the same pass (kiln-layer's `LayerWriter` does): the
+    /// store counts the bytes but does not hash them again (for a 390 MB
+    /// layer, 0.2 s of CPU), and files the blob under the digest given to
+    /// [`PrehashedBlobWriter::commit`]. Everything else is as for
+    /// [`Store::blob_writer`].
+    pub fn blob_writer_prehashed(&self) -> Result<PrehashedBlobWriter> {
+        let mut w = self.blob_writer()?;
+        w.hasher = None;
+        Ok(PrehashedBlobWriter(w))
     }
 
     /// Creates a new, uniquely named file under `tmp/`.
@@ -441,19 +454,21 @@ pub struct BlobWriter {
     store: Store,
     file: Option<BufWriter<File>>,
     path: PathBuf,
-    hasher: Hasher,
+    /// `None` for a [`PrehashedBlobWriter`].
+    hasher: Option<Hasher>,
+    len: u64,
     _active: File,
 }
 
 impl BlobWriter {
     /// Bytes written so far.
     pub fn len(&self) -> u64 {
-        self.hasher.len()
+        self.len
     }
 
     /// Whether nothing was written yet.
     pub fn is_empty(&self) -> bool {
-        self.hasher.is_empty()
+        self.len == 0
     }
 
     /// Fsyncs, checks the digest and size against `expected` (when given),
@@ -478,8 +493,12 @@ impl BlobWriter {
             .map_err(|e| io_err("write", &self.path)(e.into_error()))?;
         file.sync_all().map_err(io_err("sync", &self.path))?;
         drop(file);
-        let size = self.hasher.len();
-        let digest = std::mem::take(&mut self.hasher).finish();
+        let size = self.len;
+        let digest = match (self.hasher.take(), expected) {
+            (Some(hasher), _) => hasher.finish(),
+            (None, Some((want, _))) => *want,
+            (None, None) => unreachable!("a prehashed writer always commits with its digest"),
+        };
         if let Some((want, want_size)) = expected {
             if size != want_size {
                 return Err(Error::SizeMismatch {
@@ -514,7 +533,10 @@ impl Write for BlobWriter {
             .as_mut()
             .ok_or_else(|| io::Error::other("blob writer already finished"))?;
         let n = f.write(buf)?;
-        self.hasher.update(&buf[..n]);
+        if let Some(h) = self.hasher.as_mut() {
+            h.update(&buf[..n]);
+        }
+        self.len += n as u64;
         Ok(n)
     }
 
@@ -523,6 +545,40 @@ impl Write for BlobWriter {
             Some(f) => f.flush(),
             None => Ok(()),
         }
+    }
+}
+
+/// A blob being written by a caller that hashes it itself; see
+/// [`Store::blob_writer_prehashed`]. Dropping it without
+/// [`commit`](PrehashedBlobWriter::commit) deletes the temporary file.
+#[derive(Debug)]
+pub struct PrehashedBlobWriter(BlobWriter);
+
+impl PrehashedBlobWriter {
+    /// Bytes written so far.
+    pub fn len(&self) -> u64 {
+        self.0.len()
+    }
+
+    /// Whether nothing was written yet.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Fsyncs, checks that `size` bytes were written, and moves the blob
+    /// into place as `digest` (the writer's own hash of those bytes).
+    pub fn commit(self, digest: &Digest, size: u64) -> Result<(Digest, u64)> {
+        self.0.commit(Some((digest, size)))
+    }
+}
+
+impl Write for PrehashedBlobWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
     }
 }
 

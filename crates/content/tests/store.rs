@@ -76,6 +76,35 @@ fn blob_round_trip() {
 }
 
 #[test]
+fn prehashed_blobs_are_filed_under_the_writers_digest_with_their_size_checked() {
+    let (_d, s) = store();
+    let data = b"layer bytes".repeat(50_000);
+    let want = Digest::of(&data);
+    let mut w = s.blob_writer_prehashed().unwrap();
+    for chunk in data.chunks(4093) {
+        w.write_all(chunk).unwrap();
+    }
+    assert_eq!(w.len(), data.len() as u64);
+    let (d, size) = w.commit(&want, data.len() as u64).unwrap();
+    assert_eq!((d, size), (want, data.len() as u64));
+    assert_eq!(s.read_blob(&d).unwrap(), data);
+    assert!(tmp_entries(&s).is_empty());
+    // A short write is caught by its size, and nothing is kept.
+    let other = Digest::of(b"other");
+    let mut w = s.blob_writer_prehashed().unwrap();
+    w.write_all(b"othe").unwrap();
+    let e = w.commit(&other, 5).unwrap_err();
+    assert!(matches!(e, Error::SizeMismatch { actual: 4, .. }), "{e}");
+    assert!(!s.has_blob(&other));
+    assert!(tmp_entries(&s).is_empty());
+    // Dropped unfinished: the temporary file goes.
+    let mut w = s.blob_writer_prehashed().unwrap();
+    w.write_all(b"abandoned").unwrap();
+    drop(w);
+    assert!(tmp_entries(&s).is_empty());
+}
+
+#[test]
 fn missing_blob_is_named() {
     let (_d, s) = store();
     let d = Digest::of(b"nope");

@@ -90,7 +90,8 @@ pub fn commit_layer(
         });
     }
     let source = snapshotter.diff_source(key).map_err(snap_err(key))?;
-    let blob = store.blob_writer()?;
+    // LayerWriter hashes what it writes: the store need not hash it again.
+    let blob = store.blob_writer_prehashed()?;
     let writer = LayerWriter::new(blob, opts.compression).map_err(layer_err("new layer"))?;
     let writer = source
         .write_layer(&opts.diff, writer)
@@ -107,7 +108,7 @@ pub fn commit_layer(
         None
     } else {
         let want = parse_digest(&digests.digest)?;
-        let (digest, size) = blob.commit(Some((&want, digests.size)))?;
+        let (digest, size) = blob.commit(&want, digests.size)?;
         let diff_id = parse_digest(&digests.diff_id)?;
         let desc = Descriptor::new(opts.compression.oci_media_type(), digest, size);
         config.push_layer(&digests.diff_id, opts.history.clone());

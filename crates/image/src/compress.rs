@@ -162,7 +162,7 @@ fn compress_blob(
 ) -> Result<CompressedLayer> {
     let _span = info_span!("compress_layer", layer = %digest).entered();
     let mut src = store.open_blob(digest)?;
-    let mut w = LayerWriter::new(store.blob_writer()?, compression)
+    let mut w = LayerWriter::new(store.blob_writer_prehashed()?, compression)
         .map_err(layer_err(&digest.to_string()))?;
     io::copy(&mut src, &mut w).map_err(|source| Error::Compress {
         digest: digest.to_string(),
@@ -180,7 +180,7 @@ fn compress_blob(
         .digest
         .parse()
         .map_err(|_| bad(format!("invalid digest {:?}", d.digest)))?;
-    let (got, size) = blob.commit(Some((&want, d.size)))?;
+    let (got, size) = blob.commit(&want, d.size)?;
     debug!(layer = %digest, blob = %got, size, "layer compressed");
     Ok(CompressedLayer {
         id: key,
