@@ -105,6 +105,28 @@ fn prehashed_blobs_are_filed_under_the_writers_digest_with_their_size_checked() 
 }
 
 #[test]
+fn big_blobs_written_back_while_written_commit_and_abandon_cleanly() {
+    // Over the 32 MiB mark the blob's pages are synced in the background
+    // while writing goes on; the result is the same blob.
+    let (_d, s) = store();
+    let data: Vec<u8> = (0..(70u32 << 20)).map(|i| (i / 4093) as u8).collect();
+    let want = Digest::of(&data);
+    let mut w = s.blob_writer().unwrap();
+    for chunk in data.chunks(1 << 20) {
+        w.write_all(chunk).unwrap();
+    }
+    let (d, size) = w.commit(Some((&want, data.len() as u64))).unwrap();
+    assert_eq!((d, size), (want, data.len() as u64));
+    assert_eq!(s.read_blob(&d).unwrap(), data);
+    // Abandoned past the mark: nothing stays behind.
+    let mut w = s.blob_writer_prehashed().unwrap();
+    w.write_all(&data[..40 << 20]).unwrap();
+    drop(w);
+    assert!(tmp_entries(&s).is_empty());
+    assert_eq!(s.list_blobs().unwrap(), vec![(d, data.len() as u64)]);
+}
+
+#[test]
 fn missing_blob_is_named() {
     let (_d, s) = store();
     let d = Digest::of(b"nope");
