@@ -133,13 +133,17 @@ impl Backend {
         if !self.quiet {
             println!("Pulling {}", r.familiar());
         }
-        let record = crate::image_cmd::block_on(self.registry.pull(
+        // As `kiln pull`: the lowest missing layer unpacks while it
+        // downloads (the rest is unpacked by `top_snapshot`).
+        crate::image_cmd::pull_pipelined(
+            &self.store,
+            self.snapshotter.clone(),
+            kiln_image::UnpackOptions::default(),
+            &self.registry,
             &r,
             platform,
-            &self.store,
             &kiln_registry::NoProgress,
-        ))??;
-        Ok(record)
+        )
     }
 
     fn top_snapshot(&self, image: &Digest) -> Result<Option<String>> {

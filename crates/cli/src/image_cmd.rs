@@ -353,7 +353,16 @@ pub(crate) fn pull_image_to(
         .resolve_image(&reference.to_string())
         .ok()
         .map(|r| r.id);
-    let record = pull_pipelined(app, &registry, reference, platform, &progress)?;
+    let snapshotter = app.snapshotter()?;
+    let record = pull_pipelined(
+        &app.store,
+        snapshotter,
+        app.unpack_options(),
+        &registry,
+        reference,
+        platform,
+        &progress,
+    )?;
     crate::unpack::ensure_unpacked(app, &record.id)?;
     if !quiet {
         if let Some(d) = record
@@ -384,16 +393,17 @@ pub(crate) fn pull_image_to(
 /// threads, with a bounded channel between them. The snapshot is committed
 /// only once both checks passed (else it is removed). Other missing layers
 /// are left to `ensure_unpacked`, which unpacks them from the store.
-fn pull_pipelined(
-    app: &mut App,
+/// `kiln pull`, `run` and `build` (a missing FROM image) pull through it.
+pub(crate) fn pull_pipelined(
+    store: &kiln_content::Store,
+    snapshotter: std::sync::Arc<dyn kiln_snapshot::Snapshotter>,
+    unpack_opts: kiln_image::UnpackOptions,
     registry: &Registry,
     reference: &Reference,
     platform: &Platform,
-    progress: &LineProgress,
+    progress: &dyn kiln_registry::Progress,
 ) -> Result<ImageRecord> {
-    let snapshotter = app.snapshotter()?;
-    let unpack_opts = app.unpack_options();
-    let store = app.store.clone();
+    let store = store.clone();
     block_on(async {
         let resolved = registry.resolve(reference, platform).await?;
         progress.resolved(
