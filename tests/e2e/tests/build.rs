@@ -1499,11 +1499,25 @@ fn ssh_mount_forwards_the_agent_socket() {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    // One key in the agent: the step must see exactly that agent.
+    let key = sandbox.work().join("id_ed25519");
+    run_ok(
+        Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&key),
+    );
+    run_ok(
+        Command::new("ssh-add")
+            .arg(&key)
+            .env("SSH_AUTH_SOCK", &sock)
+            .stderr(Stdio::null()),
+    );
     let dockerfile = format!(
-        "FROM {}\nRUN --mount=type=ssh test -S \"$SSH_AUTH_SOCK\" && echo \"agent at $SSH_AUTH_SOCK\"\n",
+        "FROM {}\nCOPY probe /probe\nRUN --mount=type=ssh test -S \"$SSH_AUTH_SOCK\" && echo \"agent at $SSH_AUTH_SOCK\" && /probe agent \"$SSH_AUTH_SOCK\"\n",
         busybox_ref()
     );
     let ctx = context(&sandbox, "ssh", &[("Dockerfile", &dockerfile)]);
+    std::fs::copy(kiln_e2e::probe_bin(), ctx.join("probe")).expect("copy the probe");
     let out = build_ok(
         &sandbox,
         &[
@@ -1519,6 +1533,8 @@ fn ssh_mount_forwards_the_agent_socket() {
         out.contains("agent at /run/buildkit/ssh_agent.0\n"),
         "{out}"
     );
+    // The step talked to the agent through the socket and saw its one key.
+    assert!(out.contains(r#"{"identities":1}"#), "{out}");
     let left = sandbox.kiln_ok([
         "run",
         "--rm",

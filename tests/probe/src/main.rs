@@ -7,7 +7,8 @@
 //! written, what `keyctl` and `clone3` return). With arguments it does one
 //! action for tests: `alloc MIB` touches that much memory, `spawn N` starts
 //! N sleeping children and reports how many started, `sleep SECS`,
-//! `exit CODE`.
+//! `exit CODE`, `agent SOCK` asks the ssh-agent at SOCK how many keys it
+//! holds.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -277,6 +278,27 @@ fn spawn(n: usize) -> Value {
     json!({"started": started, "failed": failed})
 }
 
+/// Asks the ssh-agent at `sock` for its identities (the agent protocol's
+/// `SSH2_AGENTC_REQUEST_IDENTITIES`) and reports how many it holds.
+fn agent(sock: &str) -> Value {
+    use std::io::Read;
+    let ask = || -> std::io::Result<Value> {
+        let mut s = std::os::unix::net::UnixStream::connect(sock)?;
+        // length 1, type 11
+        s.write_all(&[0, 0, 0, 1, 11])?;
+        let mut len = [0u8; 4];
+        s.read_exact(&mut len)?;
+        let mut body = vec![0u8; u32::from_be_bytes(len).min(1 << 20) as usize];
+        s.read_exact(&mut body)?;
+        // type 12 (IDENTITIES_ANSWER), then a u32 count
+        match body.as_slice() {
+            [12, a, b, c, d, ..] => Ok(json!({"identities": u32::from_be_bytes([*a, *b, *c, *d])})),
+            other => Ok(json!({"error": format!("unexpected answer {:?}", other.first())})),
+        }
+    };
+    ask().unwrap_or_else(|e| json!({"error": e.to_string()}))
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let arg = |i: usize| args.get(i).and_then(|a| a.parse::<u64>().ok()).unwrap_or(0);
@@ -289,6 +311,7 @@ fn main() {
             json!({"slept": arg(1)})
         }
         Some("exit") => std::process::exit(arg(1) as i32),
+        Some("agent") => agent(args.get(1).map_or("", String::as_str)),
         Some(other) => {
             eprintln!("kiln-probe: unknown action {other}");
             std::process::exit(2);
