@@ -631,13 +631,10 @@ mod tests {
         );
     }
 
-    #[test]
-    fn failure_names_the_step() {
-        let sys = RecordingSys::new();
-        sys.fail_on("pivot_root");
-        let rootfs = [RootfsMount::bind("/srv/root")];
-        let plan = RootfsPlan {
-            rootfs: &rootfs,
+    /// A plan that mounts `rootfs` on `/t` and nothing else.
+    fn bare_plan(rootfs: &[RootfsMount]) -> RootfsPlan<'_> {
+        RootfsPlan {
+            rootfs,
             target: "/t".into(),
             mounts: &[],
             masked: &[],
@@ -646,7 +643,15 @@ mod tests {
             cgroup_v1_controllers: &[],
             userns: false,
             premounted: false,
-        };
+        }
+    }
+
+    #[test]
+    fn failure_names_the_step() {
+        let sys = RecordingSys::new();
+        sys.fail_on("pivot_root");
+        let rootfs = [RootfsMount::bind("/srv/root")];
+        let plan = bare_plan(&rootfs);
         let err = setup_rootfs(&sys, &plan).expect_err("pivot fails");
         assert_eq!(err.step, "pivot_root");
     }
@@ -674,17 +679,7 @@ mod tests {
         ] {
             let sys = RecordingSys::new();
             let rootfs = [overlay(layers)];
-            let plan = RootfsPlan {
-                rootfs: &rootfs,
-                target: "/t".into(),
-                mounts: &[],
-                masked: &[],
-                readonly: &[],
-                readonly_root: false,
-                cgroup_v1_controllers: &[],
-                userns: false,
-                premounted: false,
-            };
+            let plan = bare_plan(&rootfs);
             mount_rootfs(&sys, &plan).expect("mount succeeds with the fake");
             let calls = sys.calls();
             assert!(calls[0].starts_with(call), "{layers} layers: {calls:?}");
