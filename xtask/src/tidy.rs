@@ -2,7 +2,8 @@
 //! that a machine can check.
 //!
 //! - Every kiln-internal dependency edge (normal, build and dev) is allowed
-//!   by the codemap table of `ARCHITECTURE.md`, parsed from the file itself
+//!   by the codemap table of `ARCHITECTURE.md` (an entry `x (tests)` allows
+//!   a dev-dependency only), parsed from the file itself
 //!   so the check and the document cannot drift; nothing depends on the
 //!   tooling packages; every workspace package is in the table.
 //! - Every `.rs` file starts with a `//!` line.
@@ -75,11 +76,15 @@ pub(crate) fn parse_codemap(text: &str) -> Result<Codemap> {
         } else if deps == "none" {
             Allowed::Only(BTreeSet::new())
         } else {
+            // `sys (tests)`: a dev-dependency only, kept as `kiln-sys#dev`.
             Allowed::Only(
                 deps.split(',')
                     .map(str::trim)
                     .filter(|d| !d.is_empty())
-                    .map(|d| format!("kiln-{d}"))
+                    .map(|d| match d.strip_suffix("(tests)") {
+                        Some(dev) => format!("kiln-{}#dev", dev.trim()),
+                        None => format!("kiln-{d}"),
+                    })
                     .collect(),
             )
         };
@@ -127,7 +132,10 @@ pub(crate) fn check_edges(map: &Codemap, meta: &serde_json::Value) -> Vec<String
             let ok = tooling
                 || match allowed {
                     Some(Allowed::Anything) => true,
-                    Some(Allowed::Only(set)) => set.contains(dep_name),
+                    Some(Allowed::Only(set)) => {
+                        set.contains(dep_name)
+                            || (kind == "dev" && set.contains(&format!("{dep_name}#dev")))
+                    }
                     None => false,
                 };
             if !ok {
@@ -361,12 +369,16 @@ mod tests {
         );
     }
 
-    const TABLE: &str = "# x\n\n## Codemap\n\n| layer | crate (dir) | one job | may depend on (kiln crates) |\n|---|---|---|---|\n| 0 | `kiln-sys` (`crates/sys`) | s | none |\n| 1 | `kiln-layer` (`crates/layer`) | l | sys |\n| 2 | `kiln-image` (`crates/image`) | i | sys, layer |\n| 4 | `kiln` (`crates/cli`) | c | anything |\n| tooling | `xtask`, `fuzz/` (own), `tests/e2e` (`kiln-e2e`) | | anything; nothing depends on them |\n\n## Other\n| 9 | `kiln-nope` | x | none |\n";
+    const TABLE: &str = "# x\n\n## Codemap\n\n| layer | crate (dir) | one job | may depend on (kiln crates) |\n|---|---|---|---|\n| 0 | `kiln-sys` (`crates/sys`) | s | none |\n| 1 | `kiln-layer` (`crates/layer`) | l | sys |\n| 2 | `kiln-image` (`crates/image`) | i | sys, layer |\n| 2 | `kiln-snap` (`crates/snap`) | n | layer, sys (tests) |\n| 4 | `kiln` (`crates/cli`) | c | anything |\n| tooling | `xtask`, `fuzz/` (own), `tests/e2e` (`kiln-e2e`) | | anything; nothing depends on them |\n\n## Other\n| 9 | `kiln-nope` | x | none |\n";
 
     #[test]
     fn parses_the_codemap_table() {
         let map = parse_codemap(TABLE).unwrap();
-        assert_eq!(map.crates.len(), 4);
+        assert_eq!(map.crates.len(), 5);
+        assert_eq!(
+            map.crates["kiln-snap"],
+            Allowed::Only(["kiln-layer", "kiln-sys#dev"].map(String::from).into())
+        );
         assert_eq!(map.crates["kiln-sys"], Allowed::Only(BTreeSet::new()));
         assert_eq!(
             map.crates["kiln-image"],
@@ -378,9 +390,13 @@ mod tests {
     }
 
     fn pkg(name: &str, deps: &[&str]) -> serde_json::Value {
+        pkg_kind(name, deps, None)
+    }
+
+    fn pkg_kind(name: &str, deps: &[&str], kind: Option<&str>) -> serde_json::Value {
         serde_json::json!({
             "name": name,
-            "dependencies": deps.iter().map(|d| serde_json::json!({"name": d, "path": "/x", "kind": null})).collect::<Vec<_>>(),
+            "dependencies": deps.iter().map(|d| serde_json::json!({"name": d, "path": "/x", "kind": kind})).collect::<Vec<_>>(),
         })
     }
 
@@ -396,6 +412,7 @@ mod tests {
             pkg("xtask", &[]),
             pkg("kiln-extra", &[]),
             pkg("kiln-image2", &["kiln-e2e"]),
+            pkg_kind("kiln-snap", &["kiln-sys"], Some("dev")),
         ]});
         let problems = check_edges(&map, &meta);
         assert!(
@@ -417,6 +434,19 @@ mod tests {
             "{problems:?}"
         );
         assert_eq!(problems.len(), 3, "{problems:?}");
+    }
+
+    #[test]
+    fn a_tests_only_entry_allows_a_dev_edge_and_nothing_else() {
+        let map = parse_codemap(TABLE).unwrap();
+        for (kind, allowed) in [(Some("dev"), true), (None, false), (Some("build"), false)] {
+            let meta = serde_json::json!({ "packages": [
+                pkg("kiln-sys", &[]),
+                pkg_kind("kiln-snap", &["kiln-sys"], kind),
+            ]});
+            let problems = check_edges(&map, &meta);
+            assert_eq!(problems.is_empty(), allowed, "{kind:?}: {problems:?}");
+        }
     }
 
     #[test]
