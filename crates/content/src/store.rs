@@ -590,7 +590,8 @@ impl Write for BlobWriter {
         self.len += n as u64;
         if before / EARLY_SYNC_EVERY != self.len / EARLY_SYNC_EVERY {
             if self.early_sync.is_none() {
-                self.early_sync = Some(EarlySync::start(f.get_ref())?);
+                // Best effort: without it, the fsync at commit does it all.
+                self.early_sync = EarlySync::start(f.get_ref()).ok();
             }
             if let Some(early) = &self.early_sync {
                 early.request();

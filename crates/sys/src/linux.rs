@@ -158,7 +158,7 @@ impl MountOps for LinuxSys {
             ));
         }
         let fs = m::fsopen(fstype, m::FsOpenFlags::FSOPEN_CLOEXEC)
-            .map_err(|e| io::Error::other(format!("fsopen({fstype}): {e}")))?;
+            .map_err(|e| errno_error(&format!("fsopen({fstype})"), e))?;
         let config = |key: &str, value: Option<&str>| {
             match value {
                 Some(v) => m::fsconfig_set_string(&fs, key, v),
@@ -170,7 +170,8 @@ impl MountOps for LinuxSys {
             })
         };
         if let Some(source) = source {
-            config("source", Some(&source.to_string_lossy()))?;
+            m::fsconfig_set_string(&fs, "source", source)
+                .map_err(|e| fs_error(&fs, &format!("{fstype} source {}", source.display()), e))?;
         }
         for option in options {
             match option.split_once('=') {
@@ -204,8 +205,13 @@ impl MountOps for LinuxSys {
             target,
             m::MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
         )
-        .map_err(|e| io::Error::other(format!("move_mount to {}: {e}", target.display())))
+        .map_err(|e| errno_error(&format!("move_mount to {}", target.display()), e))
     }
+}
+
+/// An errno with what was being done, keeping its kind.
+fn errno_error(what: &str, err: rustix::io::Errno) -> io::Error {
+    io::Error::new(io::Error::from(err).kind(), format!("{what}: {err}"))
 }
 
 /// Splits overlay's `lowerdir=` list at the colons that no backslash
@@ -247,11 +253,10 @@ fn fs_error(fs: &OwnedFd, what: &str, err: rustix::io::Errno) -> io::Error {
             _ => break,
         }
     }
-    let kind = io::Error::from(err).kind();
     if messages.is_empty() {
-        io::Error::new(kind, format!("{what}: {err}"))
+        errno_error(what, err)
     } else {
-        io::Error::new(kind, format!("{what}: {err} ({})", messages.join("; ")))
+        errno_error(&format!("{what} ({})", messages.join("; ")), err)
     }
 }
 
