@@ -573,9 +573,14 @@ fn start_detached(app: &mut App, rec: &ContainerRecord) -> Result<()> {
     let cfg = rec.runtime_config(app)?;
     let log = rec.log_path(app);
     mark_started(app, rec)?;
-    runtime()
-        .start_detached(&cfg, &log)
-        .with_context(|| format!("cannot start container {}", &rec.id[..12]))?;
+    let started = runtime().start_detached(&cfg, &log);
+    if started.is_err() {
+        // The init failed (its command missing, say) and its supervisor is
+        // recording that: let it finish, so that the caller's next `ps`
+        // already shows the container exited, not up.
+        let _ = runtime().wait(&rec.state_dir(app), Some(Duration::from_secs(5)));
+    }
+    started.with_context(|| format!("cannot start container {}", &rec.id[..12]))?;
     Ok(())
 }
 
