@@ -10,11 +10,12 @@ use crate::{CredOps, FsOps, MountOps, NsOps};
 
 /// Records each call of [`MountOps`], [`NsOps`], [`CredOps`] and [`FsOps`]
 /// as one line of text, and succeeds; a call whose line starts with a
-/// prefix given to [`RecordingSys::fail_on`] fails with `EPERM` instead.
+/// prefix given to [`RecordingSys::fail_on`] fails with `EPERM` instead
+/// (or the errno given to [`RecordingSys::fail_on_with`]).
 #[derive(Debug, Default)]
 pub struct RecordingSys {
     calls: RefCell<Vec<String>>,
-    fail: RefCell<Vec<String>>,
+    fail: RefCell<Vec<(String, i32)>>,
     files: RefCell<Vec<std::path::PathBuf>>,
     missing: RefCell<Vec<std::path::PathBuf>>,
 }
@@ -27,7 +28,12 @@ impl RecordingSys {
 
     /// Makes calls whose record starts with `prefix` fail.
     pub fn fail_on(&self, prefix: &str) {
-        self.fail.borrow_mut().push(prefix.to_owned());
+        self.fail_on_with(prefix, libc::EPERM);
+    }
+
+    /// Makes calls whose record starts with `prefix` fail with `errno`.
+    pub fn fail_on_with(&self, prefix: &str, errno: i32) {
+        self.fail.borrow_mut().push((prefix.to_owned(), errno));
     }
 
     /// Makes [`FsOps::probe_dir`] report `path` as a file (everything
@@ -51,12 +57,12 @@ impl RecordingSys {
             .fail
             .borrow()
             .iter()
-            .any(|p| line.starts_with(p.as_str()));
+            .find(|(p, _)| line.starts_with(p.as_str()))
+            .map(|(_, errno)| *errno);
         self.calls.borrow_mut().push(line);
-        if failing {
-            Err(io::Error::from_raw_os_error(libc::EPERM))
-        } else {
-            Ok(())
+        match failing {
+            Some(errno) => Err(io::Error::from_raw_os_error(errno)),
+            None => Ok(()),
         }
     }
 }
@@ -110,6 +116,24 @@ impl MountOps for RecordingSys {
             target.display(),
             flags.0,
             options.len()
+        ))
+    }
+    fn mount_from(
+        &self,
+        dir: &Path,
+        source: Option<&Path>,
+        target: &Path,
+        fstype: &str,
+        flags: MountFlags,
+        options: &[String],
+    ) -> io::Result<()> {
+        self.record(format!(
+            "mount_from {} {} {} {fstype} {:#x} {}",
+            dir.display(),
+            source.map_or("-".into(), |s| s.display().to_string()),
+            target.display(),
+            flags.0,
+            options.join(",")
         ))
     }
 }
@@ -210,6 +234,68 @@ impl FsOps for RecordingSys {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An overlay over `n` layers under kiln's default root.
+    fn deep_overlay(n: usize) -> Vec<String> {
+        let root = "/var/lib/kiln/snapshots/overlay";
+        let lowers: Vec<String> = (0..n).map(|i| format!("{root}/l/{i}")).collect();
+        vec![
+            format!("upperdir={root}/snapshots/{n}/fs"),
+            format!("workdir={root}/snapshots/{n}/work"),
+            format!("lowerdir={}", lowers.join(":")),
+        ]
+    }
+
+    #[test]
+    fn mount_with_options_picks_mount_2_fsconfig_or_a_relative_mount() {
+        let mount = |sys: &RecordingSys, layers: usize| {
+            sys.mount_with_options(
+                Some(Path::new("overlay")),
+                Path::new("/t"),
+                "overlay",
+                MountFlags::NONE,
+                &deep_overlay(layers),
+            )
+        };
+        let sys = RecordingSys::new();
+        mount(&sys, 10).expect("fits a page");
+        mount(&sys, 200).expect("fsconfig");
+        let calls = sys.calls();
+        assert!(calls[0].starts_with("mount overlay /t overlay 0x0 upperdir="));
+        assert_eq!(calls[1], "mount_fs overlay /t overlay 0x0 3 options");
+        assert_eq!(calls.len(), 2);
+
+        // A kernel without `lowerdir+`: relative paths from the root.
+        let sys = RecordingSys::new();
+        sys.fail_on_with("mount_fs", libc::EOPNOTSUPP);
+        mount(&sys, 200).expect("relative mount");
+        let calls = sys.calls();
+        assert_eq!(calls.len(), 2, "{calls:?}");
+        let relative = calls[1]
+            .strip_prefix("mount_from /var/lib/kiln/snapshots/overlay overlay /t overlay 0x0 ")
+            .unwrap_or_else(|| panic!("{}", calls[1]));
+        assert!(
+            relative.starts_with(
+                "upperdir=snapshots/200/fs,workdir=snapshots/200/work,lowerdir=l/0:l/1:"
+            )
+        );
+        assert!(relative.len() <= crate::MOUNT_DATA_MAX);
+
+        // Too deep even relative: the error says why, no mount is tried.
+        let sys = RecordingSys::new();
+        sys.fail_on_with("mount_fs", libc::EOPNOTSUPP);
+        let err = mount(&sys, 900).expect_err("too long");
+        assert!(
+            err.to_string().contains("even with relative paths"),
+            "{err}"
+        );
+        assert_eq!(sys.calls().len(), 1);
+        // Other errors of fsconfig are not retried.
+        let sys = RecordingSys::new();
+        sys.fail_on("mount_fs");
+        assert!(mount(&sys, 200).is_err());
+        assert_eq!(sys.calls().len(), 1);
+    }
 
     #[test]
     fn records_and_fails_on_prefix() {

@@ -22,6 +22,7 @@
 #![deny(missing_docs)]
 
 mod linux;
+mod mountopts;
 pub mod process;
 mod types;
 
@@ -32,6 +33,7 @@ pub use caps::Capability;
 #[cfg(feature = "fake")]
 pub use fake::RecordingSys;
 pub use linux::LinuxSys;
+pub use mountopts::overlay_options_relative;
 pub use types::{
     CapabilitySets, DeviceKind, Fork, MountFlags, Namespaces, Rlimit, SockFilter, WaitStatus,
 };
@@ -78,10 +80,27 @@ pub trait MountOps {
         flags: MountFlags,
         options: &[String],
     ) -> io::Result<()>;
+    /// mount(2) of a new `fstype` filesystem from inside `dir`: a helper
+    /// thread with a working directory of its own changes into `dir` and
+    /// mounts there (the caller's stays as it was), so that relative paths
+    /// in `options` resolve against it (how Docker's overlay2 fits long
+    /// lower-dir lists into one page). `target` must be absolute.
+    fn mount_from(
+        &self,
+        dir: &Path,
+        source: Option<&Path>,
+        target: &Path,
+        fstype: &str,
+        flags: MountFlags,
+        options: &[String],
+    ) -> io::Result<()>;
     /// Mounts a new `fstype` filesystem with `options` (as for
     /// [`MountOps::mount_fs`]): by mount(2) when their comma-joined data
     /// fits the page it copies ([`MOUNT_DATA_MAX`] bytes), else by
-    /// [`MountOps::mount_fs`].
+    /// [`MountOps::mount_fs`]. On a kernel whose overlay lacks
+    /// `lowerdir+` (before 6.8), an overlay's paths are made relative to
+    /// their common directory ([`overlay_options_relative`]) and mounted
+    /// from there by [`MountOps::mount_from`], if that fits the page.
     fn mount_with_options(
         &self,
         source: Option<&Path>,
@@ -93,9 +112,24 @@ pub trait MountOps {
         let data = options.join(",");
         if data.len() <= MOUNT_DATA_MAX {
             let data = (!data.is_empty()).then_some(data.as_str());
-            self.mount(source, target, Some(fstype), flags, data)
-        } else {
-            self.mount_fs(source, target, fstype, flags, options)
+            return self.mount(source, target, Some(fstype), flags, data);
+        }
+        match self.mount_fs(source, target, fstype, flags, options) {
+            Err(e) if e.kind() == io::ErrorKind::Unsupported && fstype == "overlay" => {
+                let relative = overlay_options_relative(options)
+                    .filter(|(_, o)| o.join(",").len() <= MOUNT_DATA_MAX);
+                match relative {
+                    Some((dir, o)) => self.mount_from(&dir, source, target, fstype, flags, &o),
+                    None => Err(io::Error::new(
+                        io::ErrorKind::Unsupported,
+                        format!(
+                            "{e}; the {} bytes of overlay options do not fit mount(2)'s page even with relative paths",
+                            data.len()
+                        ),
+                    )),
+                }
+            }
+            other => other,
         }
     }
 }

@@ -9,6 +9,7 @@ use std::path::Path;
 
 use caps::{CapSet, Capability};
 
+use crate::mountopts::split_lowerdirs;
 use crate::types::{
     CapabilitySets, DeviceKind, Fork, MountFlags, Namespaces, Rlimit, SockFilter, WaitStatus,
 };
@@ -179,11 +180,18 @@ impl MountOps for LinuxSys {
                     // One call per layer; after an empty element (`::`)
                     // come data-only layers.
                     let mut key = "lowerdir+";
-                    for dir in split_lowerdirs(list) {
+                    for (i, dir) in split_lowerdirs(list).iter().enumerate() {
                         if dir.is_empty() {
                             key = "datadir+";
-                        } else {
-                            config(key, Some(&dir))?;
+                            continue;
+                        }
+                        match config(key, Some(dir)) {
+                            // The first layer refused as invalid: this
+                            // overlay does not know `lowerdir+` (Linux < 6.8).
+                            Err(e) if i == 0 && e.kind() == io::ErrorKind::InvalidInput => {
+                                return Err(io::Error::new(io::ErrorKind::Unsupported, e));
+                            }
+                            other => other?,
                         }
                     }
                 }
@@ -207,34 +215,61 @@ impl MountOps for LinuxSys {
         )
         .map_err(|e| errno_error(&format!("move_mount to {}", target.display()), e))
     }
+
+    fn mount_from(
+        &self,
+        dir: &Path,
+        source: Option<&Path>,
+        target: &Path,
+        fstype: &str,
+        flags: MountFlags,
+        options: &[String],
+    ) -> io::Result<()> {
+        mount_in_thread(dir, source, target, fstype, flags, &options.join(",")).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("mounting {fstype} from {}: {e}", dir.display()),
+            )
+        })
+    }
+}
+
+/// The mount(2) of [`MountOps::mount_from`], on a short-lived thread that
+/// first gives itself a working directory of its own (`unshare(CLONE_FS)`)
+/// and changes into `dir`: the rest of the process keeps its directory,
+/// and no process is forked (a fork would briefly hold every open file of
+/// a multi-threaded caller, and make a concurrent unmount fail busy).
+fn mount_in_thread(
+    dir: &Path,
+    source: Option<&Path>,
+    target: &Path,
+    fstype: &str,
+    flags: MountFlags,
+    data: &str,
+) -> io::Result<()> {
+    if !target.is_absolute() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("mount target {} is not absolute", target.display()),
+        ));
+    }
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                // SAFETY: unshare(CLONE_FS) only detaches this thread's root,
+                // working directory and umask from the other threads'.
+                check(unsafe { libc::unshare(libc::CLONE_FS) })?;
+                std::env::set_current_dir(dir)?;
+                LinuxSys.mount(source, target, Some(fstype), flags, Some(data))
+            })
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the mounting thread panicked")))
+    })
 }
 
 /// An errno with what was being done, keeping its kind.
 fn errno_error(what: &str, err: rustix::io::Errno) -> io::Error {
     io::Error::new(io::Error::from(err).kind(), format!("{what}: {err}"))
-}
-
-/// Splits overlay's `lowerdir=` list at the colons that no backslash
-/// escapes, dropping the escapes (an empty element marks `::`).
-fn split_lowerdirs(list: &str) -> Vec<String> {
-    let mut dirs = vec![String::new()];
-    let mut chars = list.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => {
-                if let (Some(next), Some(last)) = (chars.next(), dirs.last_mut()) {
-                    last.push(next);
-                }
-            }
-            ':' => dirs.push(String::new()),
-            c => {
-                if let Some(last) = dirs.last_mut() {
-                    last.push(c);
-                }
-            }
-        }
-    }
-    dirs
 }
 
 /// An error of a filesystem context, with the messages the filesystem
@@ -585,19 +620,5 @@ impl LimitOps for LinuxSys {
             )
         };
         check_long(ret).map(drop)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::split_lowerdirs;
-
-    #[test]
-    fn lowerdir_lists_split_at_unescaped_colons() {
-        assert_eq!(split_lowerdirs("/a:/b/c"), ["/a", "/b/c"]);
-        assert_eq!(split_lowerdirs(r"/a\:b:/c\\d"), ["/a:b", r"/c\d"]);
-        // `::` starts the data-only layers.
-        assert_eq!(split_lowerdirs("/a::/d"), ["/a", "", "/d"]);
-        assert_eq!(split_lowerdirs("/only"), ["/only"]);
     }
 }

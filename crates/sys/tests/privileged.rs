@@ -134,3 +134,63 @@ fn mount_with_options_takes_mount_2_for_short_data_and_fsconfig_for_long() {
     assert!(len <= kiln_sys::MOUNT_DATA_MAX, "{len}");
     assert_eq!(seen, 2);
 }
+
+#[test]
+fn mount_from_mounts_relative_paths_from_inside_a_directory() {
+    // What kernels without `lowerdir+` get: 400 lowers whose absolute
+    // paths take ~20 KB, relative to their common directory ~2.5 KB.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let base = tmp.path().join("a-root-as-long-as-a-real-store-would-have");
+    let mnt = tmp.path().join("mnt");
+    fs::create_dir_all(base.join("l")).expect("mkdir");
+    fs::create_dir(&mnt).expect("mkdir");
+    let mut lowers = Vec::new();
+    for i in 0..400 {
+        let d = base.join("l").join(i.to_string());
+        fs::create_dir(&d).expect("mkdir");
+        fs::write(d.join(format!("f{i}")), b"").expect("write");
+        lowers.push(d.display().to_string());
+    }
+    let options = vec![
+        "index=off".to_owned(),
+        format!("lowerdir={}", lowers.join(":")),
+    ];
+    let (dir, relative) = kiln_sys::overlay_options_relative(&options).expect("absolute paths");
+    assert_eq!(dir, base.join("l"));
+    assert!(relative.join(",").len() <= kiln_sys::MOUNT_DATA_MAX);
+    let cwd = std::env::current_dir().expect("cwd");
+    LinuxSys
+        .mount_from(
+            &dir,
+            Some(Path::new("overlay")),
+            &mnt,
+            "overlay",
+            MountFlags::NONE,
+            &relative,
+        )
+        .expect("relative mount");
+    let seen = fs::read_dir(&mnt).expect("readdir").count();
+    umount(&mnt);
+    assert_eq!(seen, 400);
+    assert_eq!(
+        std::env::current_dir().expect("cwd"),
+        cwd,
+        "the caller stayed put"
+    );
+    // The child's errors come back as errnos.
+    let err = LinuxSys
+        .mount_from(
+            &dir,
+            Some(Path::new("overlay")),
+            &mnt,
+            "overlay",
+            MountFlags::NONE,
+            &["lowerdir=no-such-layer".to_owned()],
+        )
+        .expect_err("a missing lower dir");
+    assert_eq!(err.kind(), std::io::ErrorKind::NotFound, "{err}");
+    let err = LinuxSys
+        .mount_from(&dir, None, Path::new("mnt"), "tmpfs", MountFlags::NONE, &[])
+        .expect_err("a relative target");
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");
+}
