@@ -69,6 +69,30 @@ pub(crate) fn rootless() -> bool {
     kiln_sys::process::geteuid() != 0
 }
 
+/// Marks the overlay mounts of a snapshot whose upper dir is thrown away
+/// or turned into a layer right after use (a build step's, an `--rm`
+/// container's) `volatile` (Linux 5.10+): its unmount then skips the sync
+/// of the whole upper filesystem (0.18 s for 400 MB written, here). Such a
+/// snapshot's files are no more durable than an unpacked layer's, which
+/// are never synced either (ARCHITECTURE.md, "Durability"); the layer blob
+/// made from it is.
+pub(crate) fn make_volatile(mounts: &mut [kiln_snapshot::Mount]) {
+    static SUPPORTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let supported = *SUPPORTED.get_or_init(|| {
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        let mut parts = release
+            .trim()
+            .split(|c: char| !c.is_ascii_digit())
+            .map(|p| p.parse::<u32>().unwrap_or(0));
+        (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= (5, 10)
+    });
+    for m in mounts.iter_mut().filter(|m| m.fstype == "overlay") {
+        if supported && !m.options.iter().any(|o| o == "volatile") {
+            m.options.push("volatile".to_owned());
+        }
+    }
+}
+
 /// The default store root: `/var/lib/kiln` for root; for anyone else
 /// `$XDG_DATA_HOME/kiln` (when absolute), else `$HOME/.local/share/kiln`.
 fn default_root() -> PathBuf {

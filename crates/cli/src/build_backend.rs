@@ -367,10 +367,12 @@ impl ImageBackend for Backend {
             Some(p) => self.top_snapshot(&digest_of(p)?).map_err(boxed)?,
             None => None,
         };
-        let mounts = self
+        let mut mounts = self
             .snapshotter
             .prepare(key, top.as_deref())
             .map_err(boxed)?;
+        // The step's upper dir becomes a layer (its blob fsynced) or goes.
+        crate::app::make_volatile(&mut mounts);
         Ok(kiln_build::Rootfs {
             key: key.to_owned(),
             mounts: mounts

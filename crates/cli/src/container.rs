@@ -139,12 +139,16 @@ impl ContainerRecord {
     /// The runtime config for this container, its rootfs taken from the snapshotter.
     pub(crate) fn runtime_config(&self, app: &mut App) -> Result<ContainerConfig> {
         let snapshotter = app.snapshotter()?;
-        let mounts = snapshotter.mounts(&self.snapshot).with_context(|| {
+        let mut mounts = snapshotter.mounts(&self.snapshot).with_context(|| {
             format!(
                 "cannot find the root filesystem of container {}",
                 &self.id[..12]
             )
         })?;
+        if self.auto_remove {
+            // Its writable layer is deleted when it exits.
+            crate::app::make_volatile(&mut mounts);
+        }
         if self.userns.is_some() && kiln_sys::process::geteuid() == 0 {
             // As Docker's userns-remap (/var/lib/docker is 0711): the
             // container's root, an unprivileged host id, must be able to

@@ -1860,3 +1860,42 @@ fn shebang_attacks_on_the_runtime_binary_never_reach_the_host_file() {
         "the binary changed; thief log: {log}"
     );
 }
+
+/// A build step's overlay and an `--rm` container's are mounted `volatile`
+/// (their upper dirs become a layer blob, fsynced, or are deleted, so the
+/// unmount's sync of the whole upper filesystem is skipped); a container
+/// that stays keeps the default, synced on unmount.
+#[test]
+fn build_steps_and_rm_containers_mount_volatile_overlays_others_do_not() {
+    let sandbox = Sandbox::new();
+    let dockerfile = format!(
+        "FROM {}\nRUN awk '$5 == \"/\"' /proc/self/mountinfo > /step-root\n",
+        busybox_ref()
+    );
+    let ctx = context(&sandbox, "volatile", &[("Dockerfile", &dockerfile)]);
+    build_ok(&sandbox, &["-q", "-t", "test/volatile:1", path_str(&ctx)]);
+    let root_line = |extra: &[&str]| {
+        let mut args = vec!["run"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&[
+            "test/volatile:1",
+            "awk",
+            "$5 == \"/\"",
+            "/proc/self/mountinfo",
+        ]);
+        sandbox.kiln_ok(args)
+    };
+    let step = sandbox.kiln_ok(["run", "--rm", "test/volatile:1", "cat", "/step-root"]);
+    let rm = root_line(&["--rm"]);
+    let kept = root_line(&["--name", "kept"]);
+    for line in [&step, &rm, &kept] {
+        assert!(line.contains(" - overlay "), "{line}");
+    }
+    // `volatile`, shown as `fsync=volatile` by Linux 6.12 and later.
+    assert!(step.contains("volatile"), "{step}");
+    assert!(rm.contains("volatile"), "{rm}");
+    assert!(!kept.contains("volatile"), "{kept}");
+    // The kept container starts again: its overlay mounts as before.
+    sandbox.kiln_ok(["start", "kept"]);
+    sandbox.kiln_ok(["rm", "-f", "kept"]);
+}
