@@ -1418,14 +1418,13 @@ fn add_git_repository_at_a_ref() {
     std::fs::write(repo.join("hello.txt"), "v2\n").expect("write");
     git_in(&repo, &["commit", "-q", "-am", "two"]);
     let port = free_port();
+    // The daemon's own binary: `git daemon` would run it as a child that
+    // outlives the `git` process killed on drop.
+    let exec_path = run_ok(Command::new("git").arg("--exec-path"));
+    let exec_path = PathBuf::from(String::from_utf8_lossy(&exec_path.stdout).trim());
     let daemon = GitDaemon(
-        Command::new("git")
-            .args([
-                "daemon",
-                "--export-all",
-                "--reuseaddr",
-                "--listen=127.0.0.1",
-            ])
+        Command::new(exec_path.join("git-daemon"))
+            .args(["--export-all", "--reuseaddr", "--listen=127.0.0.1"])
             .arg(format!("--port={port}"))
             .arg(format!("--base-path={}", base.display()))
             .arg(&base)
