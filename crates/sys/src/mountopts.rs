@@ -44,11 +44,13 @@ fn escape(path: &str) -> String {
 /// and that directory: mounted from inside it, they mean the same. `None`
 /// when a path is relative already or there is no such path.
 pub fn overlay_options_relative(options: &[String]) -> Option<(PathBuf, Vec<String>)> {
-    let keyed = |o: &String| -> Option<(String, Vec<String>)> {
+    // The path options, each as its list of paths (one for upper and work).
+    let keyed = |o: &String| -> Option<(&str, Vec<String>)> {
         let (key, value) = o.split_once('=')?;
         match key {
-            "lowerdir" => Some((key.to_owned(), split_lowerdirs(value))),
-            "upperdir" | "workdir" => Some((key.to_owned(), vec![value.to_owned()])),
+            "lowerdir" => Some(("lowerdir", split_lowerdirs(value))),
+            "upperdir" => Some(("upperdir", vec![value.to_owned()])),
+            "workdir" => Some(("workdir", vec![value.to_owned()])),
             _ => None,
         }
     };
@@ -73,26 +75,20 @@ pub fn overlay_options_relative(options: &[String]) -> Option<(PathBuf, Vec<Stri
         common.truncate(shared);
     }
     let dir: PathBuf = common.iter().collect();
-    let relative = |p: &str| -> Option<String> {
+    // An empty lower (the `::` before data-only layers) stays empty.
+    let relative = |p: &String| -> Option<String> {
+        if p.is_empty() {
+            return Some(String::new());
+        }
         Some(escape(Path::new(p).strip_prefix(&dir).ok()?.to_str()?))
     };
     let mut out = Vec::with_capacity(options.len());
     for o in options {
         match keyed(o) {
-            Some((key, list)) if key == "lowerdir" => {
-                let rel: Option<Vec<String>> = list
-                    .iter()
-                    .map(|p| {
-                        if p.is_empty() {
-                            Some(String::new())
-                        } else {
-                            relative(p)
-                        }
-                    })
-                    .collect();
-                out.push(format!("lowerdir={}", rel?.join(":")));
+            Some((key, list)) => {
+                let rel: Option<Vec<String>> = list.iter().map(relative).collect();
+                out.push(format!("{key}={}", rel?.join(":")));
             }
-            Some((key, list)) => out.push(format!("{key}={}", relative(&list[0])?)),
             None => out.push(o.clone()),
         }
     }
