@@ -159,16 +159,23 @@ fn privileged_packages() -> Result<Vec<String>> {
     Ok(names)
 }
 
-/// `cargo xtask e2e [-- ARGS]`: ARGS go to `cargo test -p kiln-e2e`.
+/// `cargo xtask e2e [-- ARGS]`: ARGS go to `cargo test -p kiln-e2e`. With
+/// `KILN_E2E_ONLY=1` in the environment, the crates' privileged suites are
+/// skipped (for iterating on one e2e test).
 pub(crate) fn main(args: &[String]) -> Result<()> {
     util::require_root("e2e")?;
+    let e2e_only = std::env::var_os("KILN_E2E_ONLY").is_some_and(|v| v == "1");
     let mut pkgs = util::FIXTURE_PACKAGES.to_vec();
     pkgs.extend(util::BUILD_PACKAGES);
     util::ensure_packages(&pkgs)?;
     let target = util::target_dir()?;
     let kiln_bin = build_kiln(&target)?;
     let probe = build_probe(&target)?;
-    let privileged = privileged_packages()?;
+    let privileged = if e2e_only {
+        Vec::new()
+    } else {
+        privileged_packages()?
+    };
     // Compile every test binary before any registry starts.
     let mut build = util::cargo();
     build.args(["test", "--no-run", "-p", "kiln-e2e"]);
