@@ -3,13 +3,18 @@
 //! Without `--json`, prints BuildKit's s-expression dump (one line per
 //! instruction). With `--json`, prints the parse (`ast` and `diagnostics`)
 //! as JSON, in the form documented in `crates/dockerfile/README.md`.
-//! Diagnostics go to stderr as `file:line:col: message`; any error (syntax
-//! or instruction level) makes the exit status 1.
+//! Diagnostics go to stderr as `file:line:col: message`. Only a broken
+//! syntax (what BuildKit's parser itself rejects) makes the exit status 1 and
+//! prints no tree; instruction-level problems (unknown instructions or flags,
+//! argument counts, an instruction before FROM) belong to building and are
+//! printed as warnings, after which the tree is printed as BuildKit's parser
+//! prints it.
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
 
 use anyhow::Context;
+use kiln_dockerfile::Severity;
 use kiln_dockerfile::instructions::parse_dockerfile;
 
 /// Arguments of `kiln parse`.
@@ -37,14 +42,23 @@ pub(crate) fn run(args: &ParseArgs) -> anyhow::Result<u8> {
     };
 
     let parsed = kiln_dockerfile::parse(&bytes);
-    // The typed layer adds instruction-level errors (unknown instructions,
-    // argument counts, flags) to the syntax diagnostics.
+    let syntax_broken = parsed.has_errors();
+    // The typed layer adds instruction-level problems (unknown instructions,
+    // argument counts, flags) to the syntax diagnostics. They do not stop the
+    // tree from being printed: they are reported as warnings.
     let (_, diagnostics) = parse_dockerfile(&bytes);
     let mut stderr = std::io::stderr().lock();
     for d in &diagnostics {
-        writeln!(stderr, "{name}:{d}")?;
+        let syntax = parsed.diagnostics.contains(d);
+        if d.is_error() && !syntax {
+            let mut warning = d.clone();
+            warning.severity = Severity::Warning;
+            writeln!(stderr, "{name}:{warning}")?;
+        } else {
+            writeln!(stderr, "{name}:{d}")?;
+        }
     }
-    if diagnostics.iter().any(|d| d.is_error()) {
+    if syntax_broken {
         return Ok(1);
     }
 
