@@ -102,6 +102,18 @@ impl MountOps for RecordingSys {
     fn move_mount(&self, _tree: BorrowedFd<'_>, target: &Path) -> io::Result<()> {
         self.record(format!("move_mount {}", target.display()))
     }
+    fn open_tree_fd(&self, _fd: BorrowedFd<'_>, recursive: bool) -> io::Result<OwnedFd> {
+        self.record(format!("open_tree_fd {recursive}"))?;
+        std::fs::File::open("/dev/null").map(OwnedFd::from)
+    }
+    fn mount_setattr(
+        &self,
+        _tree: BorrowedFd<'_>,
+        recursive: bool,
+        set: MountFlags,
+    ) -> io::Result<()> {
+        self.record(format!("mount_setattr {recursive} {:#x}", set.0))
+    }
     fn mount_fs(
         &self,
         source: Option<&Path>,

@@ -63,6 +63,25 @@ pub trait MountOps {
     fn open_tree(&self, path: &Path, recursive: bool) -> io::Result<OwnedFd>;
     /// move_mount(2) of a detached tree onto `target`.
     fn move_mount(&self, tree: BorrowedFd<'_>, target: &Path) -> io::Result<()>;
+    /// open_tree(2) with `OPEN_TREE_CLONE` of the object `fd` refers to
+    /// (`AT_EMPTY_PATH`; an `O_PATH` descriptor will do): a detached copy
+    /// of the mount holding it, rooted at that file or directory, with
+    /// the mounts below it when `recursive`. The object is the one opened,
+    /// never a path looked up again, so a caller that resolved `fd` safely
+    /// (e.g. `openat2` with `RESOLVE_IN_ROOT`) mounts exactly that.
+    fn open_tree_fd(&self, fd: BorrowedFd<'_>, recursive: bool) -> io::Result<OwnedFd>;
+    /// mount_setattr(2) on the mount `tree` refers to (a detached tree from
+    /// [`MountOps::open_tree_fd`] or any fd on a mount): sets the
+    /// `RDONLY`, `NOSUID`, `NODEV` and `NOEXEC` attributes of `set`, on
+    /// every mount below it too when `recursive` (`AT_RECURSIVE`: a
+    /// read-only bind is then read-only all the way down). Other flags are
+    /// refused (Linux 5.12).
+    fn mount_setattr(
+        &self,
+        tree: BorrowedFd<'_>,
+        recursive: bool,
+        set: MountFlags,
+    ) -> io::Result<()>;
     /// Mounts a new `fstype` filesystem on `target` through the
     /// fsopen/fsconfig/fsmount API (Linux 5.2), which takes the options one
     /// at a time: no limit on their total length. `options` are mount(8)

@@ -15,6 +15,21 @@ use crate::types::{
 };
 use crate::{CredOps, FsOps, LimitOps, MountOps, NsOps, ProcOps};
 
+/// `struct mount_attr` of mount_setattr(2), its first version
+/// (`MOUNT_ATTR_SIZE_VER0`, 32 bytes).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const MOUNT_ATTR_NOSUID: u64 = 0x2;
+const MOUNT_ATTR_NODEV: u64 = 0x4;
+const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+
 /// The real Linux implementation of every syscall trait.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct LinuxSys;
@@ -115,6 +130,67 @@ impl MountOps for LinuxSys {
                 libc::AT_FDCWD,
                 target.as_ptr(),
                 libc::MOVE_MOUNT_F_EMPTY_PATH,
+            )
+        };
+        check_long(ret).map(drop)
+    }
+
+    fn open_tree_fd(&self, fd: BorrowedFd<'_>, recursive: bool) -> io::Result<OwnedFd> {
+        use rustix::mount::OpenTreeFlags as F;
+        let mut flags = F::OPEN_TREE_CLONE | F::OPEN_TREE_CLOEXEC | F::AT_EMPTY_PATH;
+        if recursive {
+            flags |= F::AT_RECURSIVE;
+        }
+        rustix::mount::open_tree(fd, c"", flags).map_err(|e| errno_error("open_tree", e))
+    }
+
+    fn mount_setattr(
+        &self,
+        tree: BorrowedFd<'_>,
+        recursive: bool,
+        set: MountFlags,
+    ) -> io::Result<()> {
+        let mut attr_set = 0u64;
+        let mut rest = set.0;
+        for (flag, attr) in [
+            (MountFlags::RDONLY, MOUNT_ATTR_RDONLY),
+            (MountFlags::NOSUID, MOUNT_ATTR_NOSUID),
+            (MountFlags::NODEV, MOUNT_ATTR_NODEV),
+            (MountFlags::NOEXEC, MOUNT_ATTR_NOEXEC),
+        ] {
+            if set.contains(flag) {
+                attr_set |= attr;
+                rest &= !flag.0;
+            }
+        }
+        if rest != 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("mount flags {rest:#x} have no mount_setattr(2) attribute"),
+            ));
+        }
+        let attr = MountAttr {
+            attr_set,
+            attr_clr: 0,
+            propagation: 0,
+            userns_fd: 0,
+        };
+        let mut flags = libc::AT_EMPTY_PATH as libc::c_uint;
+        if recursive {
+            flags |= libc::AT_RECURSIVE as libc::c_uint;
+        }
+        let empty = c"";
+        // SAFETY: the fd is valid for the call, the path is a nul-terminated
+        // string, and `attr` is a `struct mount_attr` (its first version, whose
+        // size is passed) that outlives the call; the kernel only reads it.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_mount_setattr,
+                tree.as_raw_fd(),
+                empty.as_ptr(),
+                flags,
+                &attr as *const MountAttr,
+                std::mem::size_of::<MountAttr>(),
             )
         };
         check_long(ret).map(drop)

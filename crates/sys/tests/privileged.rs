@@ -194,3 +194,120 @@ fn mount_from_mounts_relative_paths_from_inside_a_directory() {
         .expect_err("a relative target");
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");
 }
+
+/// An `O_PATH` descriptor of `path`.
+fn open_path(path: &Path) -> std::os::fd::OwnedFd {
+    rustix::fs::open(
+        path,
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .expect("open O_PATH")
+}
+
+#[test]
+fn open_tree_fd_mounts_the_opened_object_not_its_path() {
+    use std::os::fd::AsFd as _;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let src = tmp.path().join("src");
+    let elsewhere = tmp.path().join("elsewhere");
+    let mnt = tmp.path().join("mnt");
+    for d in [&src, &elsewhere, &mnt] {
+        fs::create_dir(d).expect("mkdir");
+    }
+    fs::write(src.join("mine"), b"opened").expect("write");
+    fs::write(elsewhere.join("theirs"), b"swapped in").expect("write");
+    let fd = open_path(&src);
+    // After the open, the path is made to lead somewhere else.
+    fs::rename(&src, tmp.path().join("moved")).expect("rename");
+    std::os::unix::fs::symlink(&elsewhere, &src).expect("symlink");
+    let tree = LinuxSys.open_tree_fd(fd.as_fd(), false).expect("open_tree");
+    LinuxSys.move_mount(tree.as_fd(), &mnt).expect("move_mount");
+    // An open descriptor on the mount would keep it busy.
+    drop(tree);
+    let names: Vec<String> = fs::read_dir(&mnt)
+        .expect("readdir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    umount(&mnt);
+    assert_eq!(names, ["mine"]);
+
+    // A regular file is a tree too (a file bind mount).
+    let file = tmp.path().join("moved").join("mine");
+    let at = tmp.path().join("file-target");
+    fs::write(&at, b"").expect("write");
+    let tree = LinuxSys
+        .open_tree_fd(open_path(&file).as_fd(), false)
+        .expect("open_tree of a file");
+    LinuxSys.move_mount(tree.as_fd(), &at).expect("move_mount");
+    drop(tree);
+    let seen = fs::read(&at);
+    umount(&at);
+    assert_eq!(seen.expect("read").as_slice(), b"opened");
+}
+
+#[test]
+fn mount_setattr_makes_a_tree_read_only_all_the_way_down() {
+    use std::os::fd::AsFd as _;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let src = tmp.path().join("src");
+    let sub = src.join("sub");
+    let mnt = tmp.path().join("mnt");
+    fs::create_dir_all(&sub).expect("mkdir");
+    fs::create_dir(&mnt).expect("mkdir");
+    // A submount under the source, as a host's /dev/shm under / would be.
+    LinuxSys
+        .mount(
+            Some(Path::new("tmpfs")),
+            &sub,
+            Some("tmpfs"),
+            MountFlags::NONE,
+            Some("size=1m"),
+        )
+        .expect("tmpfs submount");
+    let tree = LinuxSys
+        .open_tree_fd(open_path(&src).as_fd(), true)
+        .expect("open_tree recursive");
+    let set = LinuxSys.mount_setattr(tree.as_fd(), true, MountFlags::RDONLY | MountFlags::NOSUID);
+    let moved = set
+        .as_ref()
+        .ok()
+        .map(|()| LinuxSys.move_mount(tree.as_fd(), &mnt));
+    let top = fs::write(mnt.join("top"), b"x");
+    let below = fs::write(mnt.join("sub").join("below"), b"x");
+    let info = fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    if matches!(moved, Some(Ok(()))) {
+        LinuxSys.umount(&mnt, true).expect("umount");
+    }
+    // The source itself stays writable: only the copy is read-only.
+    let host = fs::write(sub.join("host"), b"x");
+    umount(&sub);
+    set.expect("mount_setattr");
+    moved.expect("attempted").expect("move_mount");
+    assert_eq!(top.expect_err("top").raw_os_error(), Some(libc::EROFS));
+    assert_eq!(
+        below.expect_err("submount").raw_os_error(),
+        Some(libc::EROFS)
+    );
+    host.expect("the source's submount is untouched");
+    let sub_line = info
+        .lines()
+        .find(|l| l.split(' ').nth(4) == mnt.join("sub").to_str())
+        .expect("the submount came along");
+    assert!(
+        sub_line
+            .split(' ')
+            .nth(5)
+            .is_some_and(|o| o.starts_with("ro,nosuid")),
+        "{sub_line}"
+    );
+
+    // Flags mount_setattr has no attribute for are refused.
+    let tree = LinuxSys
+        .open_tree_fd(open_path(&src).as_fd(), false)
+        .expect("open_tree");
+    let err = LinuxSys
+        .mount_setattr(tree.as_fd(), false, MountFlags::REMOUNT)
+        .expect_err("no such attribute");
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+}
