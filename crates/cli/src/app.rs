@@ -52,6 +52,19 @@ pub(crate) struct GlobalOpts {
     #[arg(long = "insecure-registry", global = true, value_name = "HOST")]
     pub(crate) insecure_registries: Vec<String>,
 
+    /// Seconds a registry may keep kiln waiting: a request fails when
+    /// nothing (or under 16 KiB) arrives for this long, or the registry
+    /// stops reading an upload for this long.
+    #[arg(
+        long,
+        global = true,
+        env = "KILN_REGISTRY_TIMEOUT",
+        value_name = "SECONDS",
+        default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(1..=86_400)
+    )]
+    pub(crate) registry_timeout: u64,
+
     /// kiln's config file (JSON: `{"insecure-registries": ["host:port"]}`).
     #[arg(
         long,
@@ -128,6 +141,8 @@ pub(crate) struct App {
 impl App {
     /// Opens the store under `opts.root`.
     pub(crate) fn open(opts: GlobalOpts) -> Result<App> {
+        // TLS (rustls) for every HTTPS client kiln makes, ADD <url> included.
+        kiln_registry::init_tls();
         let store = Store::open(&opts.root).with_context(|| {
             if rootless() {
                 format!(

@@ -129,6 +129,7 @@ pub(crate) fn registry(app: &App) -> Result<Registry> {
     Ok(Registry::new(RegistryConfig {
         insecure: app.insecure_registries()?,
         docker_config: Some(docker_config_path()),
+        timeout: std::time::Duration::from_secs(app.opts.registry_timeout),
         ..RegistryConfig::default()
     }))
 }
@@ -316,6 +317,15 @@ impl Progress for LineProgress {
     }
     fn blob_exists(&self, digest: &Digest, size: u64) {
         self.layer(digest, self.verbs.exists, Some((size, size)), true);
+    }
+    fn blob_mounted(&self, digest: &Digest, size: u64, repository: &str) {
+        // Docker's push line for a cross-repository mount.
+        self.layer(
+            digest,
+            &format!("Mounted from {repository}"),
+            Some((size, size)),
+            true,
+        );
     }
     fn blob_done(&self, digest: &Digest, size: u64) {
         self.layer(digest, self.verbs.done, Some((size, size)), true);

@@ -7,9 +7,8 @@ use std::io;
 use std::path::Path;
 
 use base64::Engine as _;
-use oci_client::secrets::RegistryAuth;
 
-use crate::{Error, Result};
+use crate::{Credentials, Error, Result};
 
 /// The key Docker uses in `auths` for a registry host.
 pub fn config_key(registry: &str) -> String {
@@ -23,13 +22,13 @@ pub fn config_key(registry: &str) -> String {
 
 /// Credentials for `registry` from the Docker config at `path`; anonymous
 /// when the file or an entry for the registry is missing.
-pub fn credentials(path: Option<&Path>, registry: &str) -> Result<RegistryAuth> {
+pub fn credentials(path: Option<&Path>, registry: &str) -> Result<Credentials> {
     let Some(path) = path else {
-        return Ok(RegistryAuth::Anonymous);
+        return Ok(Credentials::Anonymous);
     };
     let file = match fs::File::open(path) {
         Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(RegistryAuth::Anonymous),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Credentials::Anonymous),
         Err(source) => {
             return Err(Error::DockerConfig {
                 path: path.to_path_buf(),
@@ -42,9 +41,9 @@ pub fn credentials(path: Option<&Path>, registry: &str) -> Result<RegistryAuth> 
         io::BufReader::new(file),
         &config_key(registry),
     ) {
-        Ok(C::UsernamePassword(u, p)) => Ok(RegistryAuth::Basic(u, p)),
-        Ok(C::IdentityToken(t)) => Ok(RegistryAuth::Bearer(t)),
-        Err(E::NoCredentialConfigured) => Ok(RegistryAuth::Anonymous),
+        Ok(C::UsernamePassword(u, p)) => Ok(Credentials::Basic(u, p)),
+        Ok(C::IdentityToken(t)) => Ok(Credentials::IdentityToken(t)),
+        Err(E::NoCredentialConfigured) => Ok(Credentials::Anonymous),
         Err(e) => Err(Error::DockerConfig {
             path: path.to_path_buf(),
             reason: e.to_string(),
@@ -137,7 +136,7 @@ mod tests {
         let path = dir.path().join("docker/config.json");
         assert!(matches!(
             credentials(Some(&path), "127.0.0.1:5000").unwrap(),
-            RegistryAuth::Anonymous
+            Credentials::Anonymous
         ));
         fs::create_dir_all(path.parent().unwrap()).unwrap();
         fs::write(
@@ -151,12 +150,12 @@ mod tests {
         assert_eq!(doc["auths"]["other:1"]["auth"], "eDp5");
         assert_eq!(doc["auths"]["127.0.0.1:5000"]["auth"], "dXNlcjpwOnNz");
         match credentials(Some(&path), "127.0.0.1:5000").unwrap() {
-            RegistryAuth::Basic(u, p) => assert_eq!((u.as_str(), p.as_str()), ("user", "p:ss")),
+            Credentials::Basic(u, p) => assert_eq!((u.as_str(), p.as_str()), ("user", "p:ss")),
             other => panic!("{other:?}"),
         }
         assert!(matches!(
             credentials(Some(&path), "elsewhere:1").unwrap(),
-            RegistryAuth::Anonymous
+            Credentials::Anonymous
         ));
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(
@@ -168,7 +167,7 @@ mod tests {
         assert!(!remove_login(&path, "127.0.0.1:5000").unwrap());
         assert!(matches!(
             credentials(Some(&path), "127.0.0.1:5000").unwrap(),
-            RegistryAuth::Anonymous
+            Credentials::Anonymous
         ));
     }
 
@@ -181,7 +180,7 @@ mod tests {
         save_login(&path, "docker.io", "a", "b").unwrap();
         assert!(matches!(
             credentials(Some(&path), "docker.io").unwrap(),
-            RegistryAuth::Basic(..)
+            Credentials::Basic(..)
         ));
         fs::write(&path, "{not json").unwrap();
         let e = credentials(Some(&path), "docker.io")

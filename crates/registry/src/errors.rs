@@ -1,10 +1,9 @@
-//! The registry client's error type, and the translation of oci-client's
-//! errors into messages that name what was acted on.
+//! The registry client's error type, and the context that words errors
+//! with what was acted on.
 
 use std::path::PathBuf;
 
 use kiln_content::{Digest, Platform};
-use oci_client::errors::{OciDistributionError, OciErrorCode};
 
 /// Errors of registry operations.
 #[non_exhaustive]
@@ -60,13 +59,36 @@ pub enum Error {
         /// Bytes the descriptor announced.
         expected: u64,
     },
-    /// A manifest over the size limit.
-    #[error("manifest for {reference} is too large: {size} bytes (limit 4 MiB)")]
+    /// A manifest over the size limit (not read further than the limit).
+    #[error("manifest for {reference} is too large: {} (limit 4 MiB)", size.map_or_else(|| "more than that".to_string(), |s| format!("{s} bytes")))]
     ManifestTooLarge {
         /// The reference.
         reference: String,
-        /// Its size.
-        size: usize,
+        /// Its size, when the registry announced it.
+        size: Option<u64>,
+    },
+    /// Another small document (a token, an error body) over its limit.
+    #[error("registry {registry} sent too large a response for {what}: {} (limit {limit} bytes)", size.map_or_else(|| "more than the limit".to_string(), |s| format!("{s} bytes")))]
+    TooLarge {
+        /// The registry host.
+        registry: String,
+        /// What was asked for.
+        what: String,
+        /// The announced size, if any.
+        size: Option<u64>,
+        /// The limit.
+        limit: u64,
+    },
+    /// The registry stopped sending (or reading) for too long, or sent too
+    /// slowly.
+    #[error("registry {registry} timed out on {what}: {reason}")]
+    Timeout {
+        /// The registry host.
+        registry: String,
+        /// The manifest or blob (with its reference or digest).
+        what: String,
+        /// What happened, e.g. `nothing received for 30 s`.
+        reason: String,
     },
     /// A manifest of a media type kiln does not handle.
     #[error("unsupported manifest media type {media_type:?} for {reference}")]
@@ -104,11 +126,9 @@ pub enum Error {
         registry: String,
         /// The reference acted on.
         reference: String,
-        /// oci-client's description.
+        /// What went wrong (the registry's error codes and messages, or the
+        /// connection's failure).
         message: String,
-        /// The underlying error.
-        #[source]
-        source: Box<OciDistributionError>,
     },
     /// The Docker config file could not be read or written.
     #[error("docker config {}: {reason}", path.display())]
@@ -141,7 +161,7 @@ pub(crate) struct Ctx<'a> {
     pub(crate) has_credentials: bool,
 }
 
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     let mut cur = e;
     let mut io_kind = None;
     while let Some(next) = cur.source() {
@@ -159,7 +179,7 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 impl Ctx<'_> {
-    fn unauthorized(&self) -> Error {
+    pub(crate) fn unauthorized(&self) -> Error {
         if self.has_credentials {
             Error::AccessDenied {
                 registry: self.registry.to_string(),
@@ -173,71 +193,9 @@ impl Ctx<'_> {
         }
     }
 
-    fn not_found(&self) -> Error {
+    pub(crate) fn not_found(&self) -> Error {
         Error::NotFound {
             reference: self.reference.clone(),
-        }
-    }
-
-    /// Translates an oci-client error.
-    pub(crate) fn map(&self, e: OciDistributionError) -> Error {
-        match &e {
-            OciDistributionError::RequestError(re) if re.is_connect() || re.is_timeout() => {
-                return Error::Unreachable {
-                    registry: self.registry.to_string(),
-                    reason: root_cause(re),
-                };
-            }
-            OciDistributionError::RequestError(re)
-                if matches!(re.status().map(|s| s.as_u16()), Some(401 | 403)) =>
-            {
-                return self.unauthorized();
-            }
-            OciDistributionError::RequestError(re)
-                if re.status().map(|s| s.as_u16()) == Some(404) =>
-            {
-                return self.not_found();
-            }
-            OciDistributionError::UnauthorizedError { .. }
-            | OciDistributionError::AuthenticationFailure(_) => return self.unauthorized(),
-            OciDistributionError::ServerError {
-                code: 401 | 403, ..
-            } => {
-                return self.unauthorized();
-            }
-            OciDistributionError::ServerError { code: 404, .. }
-            | OciDistributionError::ImageManifestNotFoundError(_) => return self.not_found(),
-            OciDistributionError::RegistryError { envelope, .. } => {
-                let codes: Vec<&OciErrorCode> = envelope.errors.iter().map(|e| &e.code).collect();
-                if codes
-                    .iter()
-                    .any(|c| matches!(c, OciErrorCode::Unauthorized | OciErrorCode::Denied))
-                {
-                    return self.unauthorized();
-                }
-                if codes.iter().any(|c| {
-                    matches!(
-                        c,
-                        OciErrorCode::ManifestUnknown
-                            | OciErrorCode::NameUnknown
-                            | OciErrorCode::BlobUnknown
-                            | OciErrorCode::NotFound
-                    )
-                }) {
-                    return self.not_found();
-                }
-            }
-            _ => {}
-        }
-        let message = match &e {
-            OciDistributionError::RequestError(re) => root_cause(re),
-            other => other.to_string(),
-        };
-        Error::Registry {
-            registry: self.registry.to_string(),
-            reference: self.reference.clone(),
-            message,
-            source: Box::new(e),
         }
     }
 }

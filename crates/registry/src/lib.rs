@@ -2,11 +2,13 @@
 //! platform selection from indexes), pull images streaming into a
 //! [`kiln_content::Store`], push images, and log in.
 //!
-//! Built on oci-client's blob-level API only (`pull_manifest_raw`,
-//! `pull_blob_stream`, `blob_exists`, `push_blob_stream`,
-//! `push_manifest_raw`): layers stream to disk while they are hashed, so
-//! memory stays bounded whatever the layer size, and every blob is checked
-//! against its digest and size before it becomes visible in the store.
+//! Speaks the distribution API itself over reqwest (with rustls: no system
+//! TLS library): layers stream to disk while they are hashed, so memory
+//! stays bounded whatever the layer size, and every blob is checked against
+//! its digest and size before it becomes visible in the store. Manifests,
+//! indexes, tokens and error bodies are read up to their size limit and no
+//! further, and a registry that stops sending (or trickles) is given up on
+//! after [`RegistryConfig::timeout`].
 //! Registries on 127.0.0.0/8 and `localhost` are spoken to in plain HTTP, as
 //! Docker does; others over HTTPS unless listed in
 //! [`RegistryConfig::insecure`]. Credentials come from a Docker
@@ -44,19 +46,35 @@ mod auth;
 mod client;
 mod errors;
 mod manifest;
+mod sources;
 
 use kiln_content::Digest;
 
 pub use auth::{config_key, credentials, remove_login, save_login};
 /// bytes, whose `Bytes` a [`Tee`] receives.
 pub use bytes;
-pub use client::{Registry, RegistryConfig, Resolved, ResolvedIndex};
+pub use client::{Credentials, Registry, RegistryConfig, Resolved, ResolvedIndex};
 pub use errors::Error;
 pub use manifest::{
     DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, Descriptor, MAX_MANIFEST_SIZE, OCI_INDEX, OCI_MANIFEST,
 };
-/// oci-client, whose `RegistryAuth` appears in [`credentials`].
-pub use oci_client;
+pub use sources::blob_sources;
+
+/// Makes rustls use the ring crypto provider for the whole process (once;
+/// later calls do nothing). [`Registry::new`] calls it; a program that
+/// makes other reqwest clients calls it before building them.
+pub fn init_tls() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // ring rather than aws-lc-rs: it builds in a fraction of the time
+        // and size. rustls deprecates it for lacking post-quantum key
+        // exchange (X25519MLKEM768); TLS 1.3 with X25519 stays in use.
+        #[allow(deprecated)]
+        let provider = rustls::crypto::ring::default_provider();
+        // Fails only when a provider is installed already, which is fine.
+        let _ = provider.install_default();
+    });
+}
 
 /// Result with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -74,6 +92,9 @@ pub trait Progress: Send + Sync {
     /// The blob was already there (in the store on pull, in the registry on
     /// push) and is skipped.
     fn blob_exists(&self, _digest: &Digest, _size: u64) {}
+    /// On push, the registry mounted the blob from `repository` (another
+    /// repository of the same registry) instead of an upload.
+    fn blob_mounted(&self, _digest: &Digest, _size: u64, _repository: &str) {}
     /// The blob is transferred and verified.
     fn blob_done(&self, _digest: &Digest, _size: u64) {}
     /// The transfer failed and is retried once.

@@ -813,7 +813,7 @@ async fn login_to_a_token_registry_checks_the_credentials() {
     assert!(!cfg.exists());
     reg().login(&fake.host(), "u", "p", &cfg).await.unwrap();
     match kiln_registry::credentials(Some(&cfg), &fake.host()).unwrap() {
-        kiln_registry::oci_client::secrets::RegistryAuth::Basic(u, p) => {
+        kiln_registry::Credentials::Basic(u, p) => {
             assert_eq!((u, p), ("u".into(), "p".into()))
         }
         other => panic!("{other:?}"),

@@ -1,22 +1,23 @@
-//! The `Registry` client: configuration, sessions (one oci-client per
-//! registry, with credentials), resolving references, and login. Pulling
+//! The `Registry` client: configuration, sessions (one HTTP session per
+//! registry, with credentials and tokens, in `http`), resolving references, and login. Pulling
 //! and pushing live in the `pull` and `push` submodules.
 
+mod http;
 mod pull;
 mod push;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kiln_content::{Digest, Platform, Reference};
-use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::errors::OciDistributionError;
-use oci_client::manifest::OciDescriptor;
-use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, RegistryOperation};
+use reqwest::header::{self, HeaderMap, HeaderValue};
+use reqwest::{Method, StatusCode};
+
+pub use http::Credentials;
+pub(crate) use http::{Session, scope};
 
 use crate::errors::Ctx;
 use crate::manifest::{self, ACCEPTED, Descriptor, ParseError, Parsed};
@@ -45,8 +46,12 @@ pub struct RegistryConfig {
     pub monolithic_push: bool,
     /// TCP connect timeout.
     pub connect_timeout: Option<Duration>,
-    /// Timeout between two reads of a response.
-    pub read_timeout: Option<Duration>,
+    /// How long the registry may keep kiln waiting: a request fails when
+    /// nothing arrives for this long, or less than 16 KiB over this much
+    /// waiting (a trickle); a manifest, index or token must arrive whole
+    /// within 4 times this; an upload fails when the registry stops
+    /// reading it for this long. Docker's default: 30 s.
+    pub timeout: Duration,
 }
 
 impl Default for RegistryConfig {
@@ -59,7 +64,7 @@ impl Default for RegistryConfig {
             upload_chunk_size: 8 * 1024 * 1024,
             monolithic_push: false,
             connect_timeout: Some(Duration::from_secs(30)),
-            read_timeout: Some(Duration::from_secs(120)),
+            timeout: Duration::from_secs(30),
         }
     }
 }
@@ -107,7 +112,7 @@ impl Resolved {
 /// An OCI distribution client. Cheap to share (`&Registry` across tasks).
 pub struct Registry {
     config: RegistryConfig,
-    clients: Mutex<HashMap<String, Client>>,
+    sessions: Mutex<HashMap<String, Arc<Session>>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -135,31 +140,6 @@ pub(crate) fn is_local(registry: &str) -> bool {
     }
 }
 
-fn to_oci(r: &Reference) -> oci_client::Reference {
-    let (reg, repo) = (r.registry().to_string(), r.repository().to_string());
-    match (r.tag(), r.digest()) {
-        (Some(t), Some(d)) => {
-            oci_client::Reference::with_tag_and_digest(reg, repo, t.into(), d.to_string())
-        }
-        (None, Some(d)) => oci_client::Reference::with_digest(reg, repo, d.to_string()),
-        (Some(t), None) => oci_client::Reference::with_tag(reg, repo, t.into()),
-        (None, None) => oci_client::Reference::with_tag(reg, repo, "latest".into()),
-    }
-}
-
-fn by_digest(r: &Reference, d: &Digest) -> oci_client::Reference {
-    oci_client::Reference::with_digest(r.registry().into(), r.repository().into(), d.to_string())
-}
-
-fn oci_descriptor(d: &Descriptor) -> OciDescriptor {
-    OciDescriptor {
-        media_type: d.media_type.clone(),
-        digest: d.digest.to_string(),
-        size: i64::try_from(d.size).unwrap_or(i64::MAX),
-        ..Default::default()
-    }
-}
-
 /// Runs a blocking store operation off the async threads.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     match tokio::task::spawn_blocking(f).await {
@@ -171,9 +151,10 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 impl Registry {
     /// A client with `config`.
     pub fn new(config: RegistryConfig) -> Registry {
+        crate::init_tls();
         Registry {
             config,
-            clients: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(HashMap::new()),
         }
     }
 
@@ -192,70 +173,93 @@ impl Registry {
                 .any(|i| i == registry || i == host)
     }
 
-    fn new_client(&self, registry: &str) -> Client {
-        let protocol = if self.uses_http(registry) {
-            ClientProtocol::Http
-        } else {
-            ClientProtocol::Https
-        };
-        Client::new(ClientConfig {
-            protocol,
-            connect_timeout: self.config.connect_timeout,
-            read_timeout: self.config.read_timeout,
-            user_agent: concat!("kiln/", env!("CARGO_PKG_VERSION")),
-            use_monolithic_push: self.config.monolithic_push,
-            ..ClientConfig::default()
-        })
-    }
-
-    /// The client for `r`'s registry with its credentials stored in it, and
-    /// whether credentials were found.
-    async fn session(&self, r: &Reference) -> Result<(Client, RegistryAuth)> {
-        let registry = r.registry().to_string();
-        let client = {
-            let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
-            clients
-                .entry(registry.clone())
-                .or_insert_with(|| self.new_client(&registry))
-                .clone()
-        };
+    /// The session for `registry`, with the credentials the Docker config
+    /// has for it now (a new session when they changed).
+    async fn session_for(&self, registry: &str) -> Result<Arc<Session>> {
         let cfg = self.config.docker_config.clone();
-        let reg = registry.clone();
-        let auth = blocking(move || auth::credentials(cfg.as_deref(), &reg)).await?;
-        let oref = to_oci(r);
-        client
-            .store_auth_if_needed(oref.resolve_registry(), &auth)
-            .await;
-        Ok((client, auth))
+        let reg = registry.to_string();
+        let credentials = blocking(move || auth::credentials(cfg.as_deref(), &reg)).await?;
+        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = sessions.get(registry)
+            && s.credentials == credentials
+        {
+            return Ok(s.clone());
+        }
+        let s = Arc::new(Session::new(
+            registry,
+            self.uses_http(registry),
+            credentials,
+            self.config.connect_timeout,
+            self.config.timeout,
+        )?);
+        sessions.insert(registry.to_string(), s.clone());
+        Ok(s)
     }
 
-    fn ctx<'a>(r: &'a Reference, auth: &RegistryAuth) -> Ctx<'a> {
+    async fn session(&self, r: &Reference) -> Result<Arc<Session>> {
+        self.session_for(r.registry()).await
+    }
+
+    fn ctx<'a>(r: &'a Reference, session: &Session) -> Ctx<'a> {
         Ctx {
             registry: r.registry(),
             reference: r.familiar(),
-            has_credentials: !matches!(auth, RegistryAuth::Anonymous),
+            has_credentials: !matches!(session.credentials, Credentials::Anonymous),
         }
     }
 
+    /// Fetches the manifest `reference_part` (a tag or digest) of `r`'s
+    /// repository, reading at most [`crate::MAX_MANIFEST_SIZE`] bytes;
+    /// checks it against `want` and the registry's digest header.
     async fn fetch_manifest(
         &self,
-        client: &Client,
-        auth: &RegistryAuth,
+        session: &Session,
         r: &Reference,
-        oref: &oci_client::Reference,
+        reference_part: &str,
         want: Option<&Digest>,
     ) -> Result<(Vec<u8>, Digest, Parsed)> {
-        let ctx = Self::ctx(r, auth);
-        let (body, _) = client
-            .pull_manifest_raw(oref, auth, ACCEPTED)
+        let ctx = Self::ctx(r, session);
+        let what = format!("manifest {}", r.familiar());
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::ACCEPT,
+            HeaderValue::from_str(&ACCEPTED.join(", "))
+                .unwrap_or_else(|_| HeaderValue::from_static("*/*")),
+        );
+        let url = session.url(&format!(
+            "/v2/{}/manifests/{reference_part}",
+            r.repository()
+        ));
+        let scopes = [scope(r.repository(), "pull")];
+        let mut resp = session
+            .send(Method::GET, &url, &scopes, headers, None, &what, &ctx)
+            .await?;
+        if !resp.status().is_success() {
+            return Err(session.status_error(resp, &ctx).await);
+        }
+        let header_digest = resp
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<Digest>().ok());
+        let content_type = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap_or(v).trim().to_string());
+        let body = match session
+            .document(&mut resp, manifest::MAX_MANIFEST_SIZE, &what, &ctx)
             .await
-            .map_err(|e| match e {
-                OciDistributionError::DigestError(_) => Error::InvalidManifest {
+        {
+            Ok(b) => b,
+            Err(Error::TooLarge { size, .. }) => {
+                return Err(Error::ManifestTooLarge {
                     reference: r.familiar(),
-                    reason: "manifest does not match its digest".into(),
-                },
-                e => ctx.map(e),
-            })?;
+                    size,
+                });
+            }
+            Err(e) => return Err(e),
+        };
         let digest = Digest::of(&body);
         if let Some(w) = want
             && *w != digest
@@ -265,10 +269,19 @@ impl Registry {
                 reason: format!("manifest has digest {digest}, expected {w}"),
             });
         }
-        let parsed = manifest::parse(&body, None).map_err(|e| match e {
+        if let Some(h) = header_digest
+            && h != digest
+        {
+            return Err(Error::InvalidManifest {
+                reference: r.familiar(),
+                reason: "manifest does not match its digest".into(),
+            });
+        }
+        let header_type = content_type.filter(|t| ACCEPTED.contains(&t.as_str()));
+        let parsed = manifest::parse(&body, header_type.as_deref()).map_err(|e| match e {
             ParseError::TooLarge(size) => Error::ManifestTooLarge {
                 reference: r.familiar(),
-                size,
+                size: Some(size as u64),
             },
             ParseError::UnsupportedMediaType(media_type) => Error::UnsupportedMediaType {
                 reference: r.familiar(),
@@ -279,16 +292,20 @@ impl Registry {
                 reason,
             },
         })?;
-        Ok((body.to_vec(), digest, parsed))
+        Ok((body, digest, parsed))
     }
 
     /// Resolves `reference` to one image manifest, choosing the entry for
     /// `platform` when it names an index or manifest list.
     pub async fn resolve(&self, reference: &Reference, platform: &Platform) -> Result<Resolved> {
-        let (client, auth) = self.session(reference).await?;
-        let oref = to_oci(reference);
+        let session = self.session(reference).await?;
+        let part = match (reference.digest(), reference.tag()) {
+            (Some(d), _) => d.to_string(),
+            (None, Some(t)) => t.to_string(),
+            (None, None) => "latest".to_string(),
+        };
         let (bytes, digest, parsed) = self
-            .fetch_manifest(&client, &auth, reference, &oref, reference.digest())
+            .fetch_manifest(&session, reference, &part, reference.digest())
             .await?;
         match parsed {
             Parsed::Image {
@@ -318,13 +335,7 @@ impl Registry {
                 })?;
                 let child = entry.descriptor.digest;
                 let (mbytes, mdigest, mparsed) = self
-                    .fetch_manifest(
-                        &client,
-                        &auth,
-                        reference,
-                        &by_digest(reference, &child),
-                        Some(&child),
-                    )
+                    .fetch_manifest(&session, reference, &child.to_string(), Some(&child))
                     .await?;
                 let Parsed::Image {
                     media_type,
@@ -367,37 +378,40 @@ impl Registry {
         let probe: Reference = format!("{registry}/kiln-login-probe")
             .parse()
             .map_err(Error::Store)?;
-        let client = self.new_client(registry);
-        let auth = RegistryAuth::Basic(username.into(), password.into());
-        let ctx = Self::ctx(&probe, &auth);
+        let session = Session::new(
+            registry,
+            self.uses_http(registry),
+            Credentials::Basic(username.into(), password.into()),
+            self.config.connect_timeout,
+            self.config.timeout,
+        )?;
         let ctx = Ctx {
+            registry,
             reference: registry.to_string(),
-            ..ctx
+            has_credentials: true,
         };
-        let oref = to_oci(&probe);
         // Token registries check the credentials when handing out a token;
-        // basic-auth registries only on a request, so probe the catalog.
-        let token = client
-            .auth(&oref, &auth, RegistryOperation::Pull)
-            .await
-            .map_err(|e| ctx.map(e))?;
-        if token.is_none()
-            && let Err(e) = client.catalog(&oref, &auth, Some(1), None).await
-        {
-            let e = ctx.map(e);
-            // A registry without a catalog endpoint still accepted us; only
-            // refusals and unreachable registries fail the login.
-            if matches!(
-                e,
-                Error::Unreachable { .. }
-                    | Error::AccessDenied { .. }
-                    | Error::LoginRequired { .. }
-            ) {
-                return Err(e);
-            }
+        // basic-auth registries on `/v2/` itself, as `docker login` probes.
+        let scopes = [scope(probe.repository(), "pull")];
+        let resp = session
+            .send(
+                Method::GET,
+                &session.url("/v2/"),
+                &scopes,
+                HeaderMap::new(),
+                None,
+                "the login check (/v2/)",
+                &ctx,
+            )
+            .await?;
+        if matches!(
+            resp.status(),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+        ) {
+            return Err(ctx.unauthorized());
         }
-        // Forget cached clients so the new credentials are used.
-        self.clients
+        // Forget cached sessions so the new credentials are used.
+        self.sessions
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(registry);
@@ -442,17 +456,5 @@ mod tests {
         assert!(reg.uses_http("other:443"));
         assert!(!reg.uses_http("myreg:5001"));
         assert!(!reg.uses_http("quay.io"));
-    }
-
-    #[test]
-    fn oci_reference_conversion() {
-        let r: Reference = "busybox".parse().unwrap();
-        let o = to_oci(&r);
-        assert_eq!(o.registry(), "docker.io");
-        assert_eq!(o.repository(), "library/busybox");
-        assert_eq!(o.tag(), Some("latest"));
-        let d = Digest::of(b"x");
-        let o = by_digest(&r, &d);
-        assert_eq!(o.digest(), Some(d.to_string().as_str()));
     }
 }

@@ -8,13 +8,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use bytes::Bytes;
 use futures_util::{StreamExt, stream};
 use kiln_content::{BlobWriter, ImageRecord, Platform, Reference, Store};
-use oci_client::Client;
-use oci_client::secrets::RegistryAuth;
+use reqwest::Method;
+use reqwest::header::HeaderMap;
 use tracing::{Instrument, debug, info_span};
 
-use super::{Registry, Resolved, blocking, by_digest, oci_descriptor};
+use super::http::{Pace, Stall};
+use super::{Registry, Resolved, Session, blocking, scope};
 use crate::manifest::Descriptor;
-use crate::{Error, Progress, Result, Tee, TeeEvent};
+use crate::{Error, Progress, Result, Tee, TeeEvent, sources};
 
 /// Outcome of one download attempt.
 enum Attempt {
@@ -75,7 +76,7 @@ impl Registry {
         progress: &dyn Progress,
         tee: Option<&dyn Tee>,
     ) -> Result<()> {
-        let (client, auth) = self.session(&resolved.reference).await?;
+        let session = self.session(&resolved.reference).await?;
         let mut wanted: Vec<&Descriptor> = Vec::new();
         for d in std::iter::once(&resolved.config).chain(&resolved.layers) {
             if wanted.iter().any(|w| w.digest == d.digest) {
@@ -95,22 +96,13 @@ impl Registry {
         let first_error: Mutex<Option<Error>> = Mutex::new(None);
         stream::iter(wanted)
             .for_each_concurrent(n, |d| {
-                let (client, auth, abort, first_error) = (&client, &auth, &abort, &first_error);
+                let (session, abort, first_error) = (&*session, &abort, &first_error);
                 async move {
                     if abort.load(Ordering::Relaxed) {
                         return;
                     }
                     let res = self
-                        .fetch_blob(
-                            client,
-                            auth,
-                            &resolved.reference,
-                            d,
-                            store,
-                            progress,
-                            abort,
-                            tee,
-                        )
+                        .fetch_blob(session, &resolved.reference, d, store, progress, abort, tee)
                         .await;
                     if let Err(e) = res {
                         abort.store(true, Ordering::Relaxed);
@@ -122,17 +114,28 @@ impl Registry {
                 }
             })
             .await;
-        match first_error.into_inner().unwrap_or_else(|e| e.into_inner()) {
-            Some(e) => Err(e),
-            None => Ok(()),
+        if let Some(e) = first_error.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            return Err(e);
         }
+        // Where these blobs are, so a push to another repository of this
+        // registry can mount them; losing this only costs an upload.
+        let (s, r) = (store.clone(), resolved.reference.clone());
+        let digests: Vec<_> = std::iter::once(&resolved.config)
+            .chain(&resolved.layers)
+            .map(|d| d.digest)
+            .collect();
+        if let Err(e) =
+            blocking(move || sources::add(&s, r.registry(), r.repository(), &digests)).await
+        {
+            debug!(error = %e, "cannot record the pulled blobs' repository");
+        }
+        Ok(())
     }
 
     #[allow(clippy::too_many_arguments)]
     async fn fetch_blob(
         &self,
-        client: &Client,
-        auth: &RegistryAuth,
+        session: &Session,
         r: &Reference,
         d: &Descriptor,
         store: &Store,
@@ -142,7 +145,7 @@ impl Registry {
     ) -> Result<()> {
         progress.blob_started(&d.digest, d.size);
         match self
-            .fetch_once(client, auth, r, d, store, progress, abort, tee)
+            .fetch_once(session, r, d, store, progress, abort, tee)
             .await
         {
             Attempt::Done => {}
@@ -152,7 +155,7 @@ impl Registry {
                 debug!(digest = %d.digest, error = %e, "retrying blob");
                 progress.blob_retry(&d.digest, &e);
                 match self
-                    .fetch_once(client, auth, r, d, store, progress, abort, tee)
+                    .fetch_once(session, r, d, store, progress, abort, tee)
                     .await
                 {
                     Attempt::Done => {}
@@ -167,8 +170,7 @@ impl Registry {
     #[allow(clippy::too_many_arguments)]
     async fn fetch_once(
         &self,
-        client: &Client,
-        auth: &RegistryAuth,
+        session: &Session,
         r: &Reference,
         d: &Descriptor,
         store: &Store,
@@ -176,18 +178,33 @@ impl Registry {
         abort: &AtomicBool,
         tee: Option<&dyn Tee>,
     ) -> Attempt {
-        let ctx = Self::ctx(r, auth);
-        let mut body = match client
-            .pull_blob_stream(&by_digest(r, &d.digest), &oci_descriptor(d))
-            .await
-        {
-            Ok(s) => s,
-            Err(e) => {
-                return match ctx.map(e) {
+        let ctx = Self::ctx(r, session);
+        let what = format!("blob {} of {}", d.digest, r.familiar());
+        let url = session.url(&format!("/v2/{}/blobs/{}", r.repository(), d.digest));
+        let scopes = [scope(r.repository(), "pull")];
+        let sent = session
+            .send(
+                Method::GET,
+                &url,
+                &scopes,
+                HeaderMap::new(),
+                None,
+                &what,
+                &ctx,
+            )
+            .await;
+        let mut resp = match sent {
+            Ok(resp) if resp.status().is_success() => resp,
+            Ok(resp) => {
+                return match session.status_error(resp, &ctx).await {
                     e @ Error::Registry { .. } => Attempt::Retry(e),
                     e => Attempt::Fail(e),
                 };
             }
+            Err(e @ (Error::Registry { .. } | Error::Timeout { .. })) => {
+                return Attempt::Retry(e);
+            }
+            Err(e) => return Attempt::Fail(e),
         };
         let s = store.clone();
         let mut writer: BlobWriter = match blocking(move || s.blob_writer()).await {
@@ -198,7 +215,9 @@ impl Registry {
         let mut tee_tx = tee.and_then(|t| t.open(&d.digest));
         let mut got: u64 = 0;
         let mut stream_failed = false;
-        while let Some(item) = body.stream.next().await {
+        let mut pace = Pace::new(session.timeout);
+        loop {
+            let item = pace.chunk(&mut resp).await;
             if abort.load(Ordering::Relaxed) {
                 // Another blob failed; the writer's drop removes our file.
                 return Attempt::Fail(Error::Truncated {
@@ -208,12 +227,15 @@ impl Registry {
                 });
             }
             let chunk: Bytes = match item {
-                Ok(c) => c,
-                Err(e) => {
+                Ok(Some(c)) => c,
+                Ok(None) => break,
+                Err(Stall::Transport(e)) => {
                     debug!(digest = %d.digest, error = %e, "blob stream ended with an error");
                     stream_failed = true;
                     break;
                 }
+                // The writer's drop removes the partial file.
+                Err(stall) => return Attempt::Retry(session.stall_error(&stall, &what, &ctx)),
             };
             got += chunk.len() as u64;
             if got > d.size {

@@ -7,19 +7,24 @@ use std::path::PathBuf;
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt, stream};
 use kiln_content::{Digest, Reference, Store};
-use oci_client::errors::OciDistributionError;
-use oci_client::{Client, RegistryOperation};
+use reqwest::header::{self, HeaderMap, HeaderValue};
+use reqwest::{Method, Response, StatusCode};
 use tracing::{Instrument, debug, info_span};
 
-use super::{Registry, blocking, to_oci};
+use super::{Registry, Session, blocking, scope};
 use crate::errors::Ctx;
 use crate::manifest::{self, Descriptor, Parsed};
-use crate::{Error, Progress, Result};
+use crate::{Error, Progress, Result, sources};
+
+/// Repositories tried as mount sources for one blob, at most.
+const MAX_MOUNT_CANDIDATES: usize = 3;
 
 impl Registry {
     /// Pushes image `id` from `store` as `reference`: each layer and the
-    /// config are uploaded unless the registry has them (HEAD first), in
-    /// pieces of [`RegistryConfig::upload_chunk_size`](super::RegistryConfig::upload_chunk_size), then the manifest.
+    /// config are uploaded unless the registry has them in that repository
+    /// (HEAD first) or can mount them from another repository where kiln
+    /// pulled or pushed them (see [`crate::blob_sources`]), in pieces of
+    /// [`RegistryConfig::upload_chunk_size`](super::RegistryConfig::upload_chunk_size), then the manifest.
     /// Records the repository digest in the store and returns the manifest
     /// digest.
     pub async fn push(
@@ -90,61 +95,204 @@ impl Registry {
                 });
             }
             progress.resolved(manifest_digest, id, layers.len());
-            let (client, auth) = self.session(reference).await?;
-            let oref = to_oci(reference);
-            let ctx = Self::ctx(reference, &auth);
-            // Authenticate for push once before running uploads concurrently.
-            client
-                .auth(&oref, &auth, RegistryOperation::Push)
-                .await
-                .map_err(|e| ctx.map(e))?;
+            let session = self.session(reference).await?;
+            let ctx = Self::ctx(reference, &session);
+            let repo = reference.repository();
+            let push_scopes = [scope(repo, "pull,push")];
+            // Get push access once (a token, or the refusal) before the
+            // uploads run concurrently.
+            session.authorization(&push_scopes, &ctx).await?;
             let mut blobs: Vec<Descriptor> = Vec::new();
             for d in layers.iter().chain(std::iter::once(&config)) {
                 if !blobs.iter().any(|b| b.digest == d.digest) {
                     blobs.push(d.clone());
                 }
             }
+            let (s, digests) = (store.clone(), blobs.iter().map(|b| b.digest).collect());
+            let candidates = blocking(move || sources::lookup_all(&s, &digests)).await?;
             let n = self.config.max_concurrent_uploads.max(1);
             stream::iter(blobs.iter().map(Ok::<_, Error>))
                 .try_for_each_concurrent(n, |d| {
-                    self.push_blob(&client, &ctx, &oref, d, store, progress)
+                    let from: Vec<String> = candidates
+                        .get(&d.digest)
+                        .into_iter()
+                        .flatten()
+                        .filter(|(reg, r)| reg == reference.registry() && r != repo)
+                        .map(|(_, r)| r.clone())
+                        .take(MAX_MOUNT_CANDIDATES)
+                        .collect();
+                    let (session, ctx) = (&*session, &ctx);
+                    async move {
+                        self.push_blob(session, ctx, reference, d, &from, store, progress)
+                            .await
+                    }
                 })
                 .await?;
-            let content_type = media_type.parse().map_err(|_| Error::InvalidManifest {
-                reference: reference.familiar(),
-                reason: format!("media type {media_type:?} is not a valid header"),
-            })?;
-            client
-                .push_manifest_raw(&oref, manifest.clone(), content_type)
-                .await
-                .map_err(|e| ctx.map(e))?;
+            let what = format!("manifest {}", reference.familiar());
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_str(&media_type).map_err(|_| Error::InvalidManifest {
+                    reference: reference.familiar(),
+                    reason: format!("media type {media_type:?} is not a valid header"),
+                })?,
+            );
+            let part = match (reference.tag(), reference.digest()) {
+                (Some(t), _) => t.to_string(),
+                (None, Some(d)) => d.to_string(),
+                (None, None) => "latest".to_string(),
+            };
+            let url = session.url(&format!("/v2/{repo}/manifests/{part}"));
+            let resp = session
+                .send(
+                    Method::PUT,
+                    &url,
+                    &push_scopes,
+                    headers,
+                    Some(Bytes::from(manifest.clone())),
+                    &what,
+                    &ctx,
+                )
+                .await?;
+            if !resp.status().is_success() {
+                return Err(session.status_error(resp, &ctx).await);
+            }
             let digest = Digest::of(&manifest);
             let (s, r, idc) = (store.clone(), reference.clone(), *id);
-            blocking(move || s.add_repo_digest(&r, &digest, &idc)).await?;
+            let pushed: Vec<Digest> = blobs.iter().map(|b| b.digest).collect();
+            blocking(move || -> Result<()> {
+                s.add_repo_digest(&r, &digest, &idc)?;
+                // Where these blobs now are, for later mounts; losing
+                // this record only costs an upload, so it does not fail
+                // the push.
+                if let Err(e) = sources::add(&s, r.registry(), r.repository(), &pushed) {
+                    debug!(error = %e, "cannot record the pushed blobs' repository");
+                }
+                Ok(())
+            })
+            .await?;
             Ok(digest)
         }
         .instrument(span)
         .await
     }
 
+    /// Pushes one blob: nothing when the repository has it, a mount from
+    /// one of `from` (repositories of the same registry) when the registry
+    /// allows, else an upload.
+    #[allow(clippy::too_many_arguments)]
     async fn push_blob(
         &self,
-        client: &Client,
+        session: &Session,
         ctx: &Ctx<'_>,
-        oref: &oci_client::Reference,
+        reference: &Reference,
         d: &Descriptor,
+        from: &[String],
         store: &Store,
         progress: &dyn Progress,
     ) -> Result<()> {
-        let digest = d.digest.to_string();
-        if client
-            .blob_exists(oref, &digest)
-            .await
-            .map_err(|e| ctx.map(e))?
-        {
-            progress.blob_exists(&d.digest, d.size);
-            return Ok(());
+        let repo = reference.repository();
+        let push_scopes = [scope(repo, "pull,push")];
+        let what = format!("blob {} to {}", d.digest, reference.familiar_name());
+        let head = session
+            .send(
+                Method::HEAD,
+                &session.url(&format!("/v2/{repo}/blobs/{}", d.digest)),
+                &push_scopes,
+                HeaderMap::new(),
+                None,
+                &what,
+                ctx,
+            )
+            .await?;
+        match head.status() {
+            s if s.is_success() => {
+                progress.blob_exists(&d.digest, d.size);
+                return Ok(());
+            }
+            StatusCode::NOT_FOUND => {}
+            _ => return Err(session.status_error(head, ctx).await),
         }
+        let start_url = session.url(&format!("/v2/{repo}/blobs/uploads/"));
+        let mut location = None;
+        for (i, source) in from.iter().enumerate() {
+            let mut url = reqwest::Url::parse(&start_url).map_err(|_| Error::Registry {
+                registry: session.registry.clone(),
+                reference: ctx.reference.clone(),
+                message: format!("invalid upload address {start_url:?}"),
+            })?;
+            url.query_pairs_mut()
+                .append_pair("mount", &d.digest.to_string())
+                .append_pair("from", source);
+            // The token must allow pulling from the source too; a registry
+            // that does not grant it just starts a plain upload.
+            let scopes = [push_scopes[0].clone(), scope(source, "pull")];
+            let resp = match session
+                .send(
+                    Method::POST,
+                    url.as_str(),
+                    &scopes,
+                    HeaderMap::new(),
+                    None,
+                    &what,
+                    ctx,
+                )
+                .await
+            {
+                Ok(r) => r,
+                Err(e @ (Error::AccessDenied { .. } | Error::LoginRequired { .. })) => {
+                    debug!(error = %e, source, "no access for a mount");
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            match resp.status() {
+                StatusCode::CREATED => {
+                    progress.blob_mounted(&d.digest, d.size, source);
+                    return Ok(());
+                }
+                StatusCode::ACCEPTED => {
+                    let loc = upload_location(&resp, session, ctx)?;
+                    if i + 1 == from.len() {
+                        location = Some(loc);
+                    } else {
+                        // Try the next source; drop this upload session.
+                        let _ = session
+                            .send(
+                                Method::DELETE,
+                                &loc,
+                                &push_scopes,
+                                HeaderMap::new(),
+                                None,
+                                &what,
+                                ctx,
+                            )
+                            .await;
+                    }
+                }
+                _ => return Err(session.status_error(resp, ctx).await),
+            }
+        }
+        let mut location = match location {
+            Some(l) => l,
+            None => {
+                let resp = session
+                    .send(
+                        Method::POST,
+                        &start_url,
+                        &push_scopes,
+                        HeaderMap::new(),
+                        None,
+                        &what,
+                        ctx,
+                    )
+                    .await?;
+                if resp.status() != StatusCode::ACCEPTED && !resp.status().is_success() {
+                    return Err(session.status_error(resp, ctx).await);
+                }
+                upload_location(&resp, session, ctx)?
+            }
+        };
         progress.blob_started(&d.digest, d.size);
         let path = store.blob_path(&d.digest);
         let file = std::fs::File::open(&path).map_err(|e| {
@@ -159,35 +307,112 @@ impl Registry {
             }
         })?;
         let chunk = self.config.upload_chunk_size.max(64 * 1024);
-        let body = chunks(file, chunk, path.clone());
-        // Progress is reported per piece as it is read for sending: the
-        // stream must be 'static, so counts travel through a channel.
-        let total = d.size;
-        let dg = d.digest;
-        let mut sent = 0u64;
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
-        let progress_stream = body.inspect(move |item| {
-            if let Ok(b) = item {
-                sent += b.len() as u64;
-                debug!(digest = %dg, sent, total, "upload piece");
-                let _ = tx.send(sent);
-            }
-        });
-        let upload = client.push_blob_stream(oref, progress_stream, &digest, Some(d.size));
-        tokio::pin!(upload);
-        // Ends with the upload, not with the channel (the HTTP client may
-        // keep the body stream alive a little longer).
-        let res = loop {
-            tokio::select! {
-                r = &mut upload => break r,
-                Some(n) = rx.recv() => progress.blob_progress(&dg, n.min(total), total),
-            }
+        let (dg, total) = (d.digest, d.size);
+        let octets = || {
+            let mut h = HeaderMap::new();
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
+            h
         };
-        res.map_err(|e| ctx.map(e))?;
+        let finish_url = |loc: &str| -> Result<String> {
+            let mut url = reqwest::Url::parse(loc).map_err(|_| Error::Registry {
+                registry: session.registry.clone(),
+                reference: ctx.reference.clone(),
+                message: format!("invalid upload address {loc:?}"),
+            })?;
+            url.query_pairs_mut()
+                .append_pair("digest", &d.digest.to_string());
+            Ok(url.into())
+        };
+        let done = if self.config.monolithic_push {
+            let body = chunks(file, chunk, path.clone());
+            let report = move |n: u64| progress.blob_progress(&dg, n.min(total), total);
+            session
+                .send_upload(
+                    Method::PUT,
+                    &finish_url(&location)?,
+                    &push_scopes,
+                    octets(),
+                    body,
+                    total,
+                    &what,
+                    ctx,
+                    &report,
+                )
+                .await?
+        } else {
+            let mut pieces = Box::pin(chunks(file, chunk, path.clone()));
+            let mut offset = 0u64;
+            while let Some(piece) = pieces.next().await {
+                let piece = piece.map_err(|e| Error::Io {
+                    op: "read",
+                    path: path.clone(),
+                    source: e,
+                })?;
+                let len = piece.len() as u64;
+                let mut headers = octets();
+                headers.insert(
+                    header::CONTENT_RANGE,
+                    HeaderValue::from_str(&format!("{offset}-{}", offset + len - 1))
+                        .unwrap_or_else(|_| HeaderValue::from_static("0-0")),
+                );
+                let base = offset;
+                let report =
+                    move |n: u64| progress.blob_progress(&dg, (base + n).min(total), total);
+                let resp = session
+                    .send_upload(
+                        Method::PATCH,
+                        &location,
+                        &push_scopes,
+                        headers,
+                        stream::once(async move { Ok(piece) }),
+                        len,
+                        &what,
+                        ctx,
+                        &report,
+                    )
+                    .await?;
+                if !resp.status().is_success() {
+                    return Err(session.status_error(resp, ctx).await);
+                }
+                location = upload_location(&resp, session, ctx)?;
+                offset += len;
+                debug!(digest = %dg, sent = offset, total, "upload piece");
+            }
+            session
+                .send(
+                    Method::PUT,
+                    &finish_url(&location)?,
+                    &push_scopes,
+                    HeaderMap::new(),
+                    Some(Bytes::new()),
+                    &what,
+                    ctx,
+                )
+                .await?
+        };
+        if !done.status().is_success() {
+            return Err(session.status_error(done, ctx).await);
+        }
         progress.blob_progress(&d.digest, d.size, d.size);
         progress.blob_done(&d.digest, d.size);
         Ok(())
     }
+}
+
+/// The absolute URL of the upload session `resp` names in `Location`.
+fn upload_location(resp: &Response, session: &Session, ctx: &Ctx<'_>) -> Result<String> {
+    resp.headers()
+        .get(header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map(|l| session.url(l))
+        .ok_or_else(|| Error::Registry {
+            registry: session.registry.clone(),
+            reference: ctx.reference.clone(),
+            message: format!("it answered {} without an upload location", resp.status()),
+        })
 }
 
 /// A stream of `chunk`-byte pieces of `file` (the last may be shorter),
@@ -196,8 +421,7 @@ fn chunks(
     file: std::fs::File,
     chunk: usize,
     path: PathBuf,
-) -> impl futures_util::Stream<Item = std::result::Result<Bytes, OciDistributionError>> + Send + 'static
-{
+) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static {
     stream::try_unfold(Some(file), move |state| {
         let path = path.clone();
         async move {
@@ -219,12 +443,7 @@ fn chunks(
                 Ok((file, buf))
             })
             .await
-            .map_err(|e| {
-                OciDistributionError::IoError(std::io::Error::new(
-                    e.kind(),
-                    format!("{}: {e}", path.display()),
-                ))
-            })?;
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
             if buf.is_empty() {
                 Ok(None)
             } else {
