@@ -148,7 +148,8 @@ pub(crate) fn block_on<F: std::future::Future>(fut: F) -> Result<F::Output> {
 }
 
 /// Parses an image reference; the error names the input and what is wrong
-/// with it (`invalid reference "Busybox": repository name must be lowercase`).
+/// with it (`invalid reference "Busybox": invalid reference format:
+/// repository name (library/Busybox) must be lowercase`).
 pub(crate) fn parse_reference(input: &str) -> Result<Reference> {
     Ok(input.parse::<Reference>()?)
 }
@@ -635,16 +636,38 @@ pub(crate) fn push(app: &mut App, args: &PushArgs) -> Result<u8> {
 }
 
 pub(crate) fn tag(app: &mut App, args: &TagArgs) -> Result<u8> {
-    let record = app.store.resolve_image(&args.source)?;
-    let target = parse_reference(&args.target)?;
+    // The target is checked first, as Docker's client does before it asks
+    // the daemon about the source.
+    let target = args.target.parse::<Reference>().map_err(|e| match e {
+        kiln_content::Error::InvalidReference { reason, .. } => anyhow::anyhow!(
+            "Error parsing reference: {:?} is not a valid repository/tag: {}",
+            args.target,
+            docker_reference_reason(&reason)
+        ),
+        other => other.into(),
+    })?;
     if target.digest().is_some() {
-        bail!(
-            "refusing to create a tag with a digest reference: {}",
-            args.target
-        );
+        bail!("refusing to create a tag with a digest reference");
     }
+    if target.is_digest_algorithm_name() {
+        bail!("refusing to create an ambiguous tag using digest algorithm as name");
+    }
+    let record = app.store.resolve_image(&args.source)?;
     app.store.tag_image(&target, &record.id)?;
     Ok(0)
+}
+
+/// kiln-content's reason for refusing a reference, as Docker's reference
+/// parser words it: its own messages where kiln has them (lowercase names,
+/// 64-hex names), else `invalid reference format: <what kiln found>`.
+fn docker_reference_reason(reason: &str) -> String {
+    if reason.starts_with("invalid reference format")
+        || reason.starts_with("invalid repository name")
+    {
+        reason.to_owned()
+    } else {
+        format!("invalid reference format: {reason}")
+    }
 }
 
 fn created_time(record: &ImageRecord) -> Option<SystemTime> {

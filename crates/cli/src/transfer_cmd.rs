@@ -2,7 +2,7 @@
 //! and `import` (a root filesystem tarball as a one-layer image).
 
 use std::io::{BufWriter, IsTerminal as _, Write as _};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, bail};
 use kiln_content::Reference;
@@ -13,7 +13,7 @@ use crate::app::App;
 /// `kiln save`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct SaveArgs {
-    /// Write to this file instead of stdout.
+    /// Write to this file instead of stdout (`-`: stdout).
     #[arg(short, long)]
     output: Option<PathBuf>,
     /// Archive format: `docker` (docker load) or `oci` (an OCI image layout).
@@ -92,38 +92,26 @@ pub(crate) fn save(app: &mut App, a: &SaveArgs) -> Result<u8> {
             }),
         }
     }
-    match &a.output {
+    match a.output.as_deref().filter(|p| p.as_os_str() != "-") {
         Some(path) => {
-            let tmp = path.with_extension("kiln-partial");
-            let file = std::fs::File::create(&tmp)
-                .with_context(|| format!("cannot create {}", tmp.display()))?;
-            let result = kiln_image::save_compressed(
+            let out = SaveTarget::create(path)
+                .map_err(|e| anyhow::anyhow!("failed to save image: {e}"))?;
+            let mut w = kiln_image::save_compressed(
                 &app.store,
                 &images,
                 format,
                 compression,
-                BufWriter::new(file),
-            )
-            .map_err(anyhow::Error::from)
-            .and_then(|w| {
-                w.into_inner()
-                    .map_err(|e| anyhow::anyhow!("cannot write {}: {}", tmp.display(), e.error()))
-            })
-            .and_then(|f| {
-                f.sync_all()
-                    .with_context(|| format!("cannot write {}", tmp.display()))
-            });
-            if let Err(e) = result {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(e);
-            }
-            std::fs::rename(&tmp, path)
-                .with_context(|| format!("cannot write {}", path.display()))?;
+                BufWriter::with_capacity(1 << 20, out.file()),
+            )?;
+            w.flush()
+                .with_context(|| format!("cannot write {}", out.tmp_path().display()))?;
+            drop(w);
+            out.finish()?;
         }
         None => {
             let stdout = std::io::stdout();
             if stdout.is_terminal() {
-                bail!("cowardly refusing to save to a terminal: use the -o flag or redirect");
+                bail!("cowardly refusing to save to a terminal. Use the -o flag or redirect");
             }
             let mut w = kiln_image::save_compressed(
                 &app.store,
@@ -138,7 +126,113 @@ pub(crate) fn save(app: &mut App, a: &SaveArgs) -> Result<u8> {
     Ok(0)
 }
 
+/// The file `kiln save -o PATH` writes: a new file with a random name,
+/// created exclusively (`O_EXCL`) next to PATH and renamed over it only once
+/// the whole archive is written and synced. PATH itself must be absent or a
+/// regular file: as Docker's CLI, kiln refuses to write to a directory, a
+/// symbolic link (its target is never touched), a FIFO, a socket or a
+/// device node. The temporary file is removed when the save fails, and
+/// never clobbers anything: its name is new.
+struct SaveTarget {
+    path: PathBuf,
+    tmp: tempfile::NamedTempFile,
+}
+
+impl SaveTarget {
+    fn create(path: &Path) -> Result<SaveTarget> {
+        check_save_path(path)?;
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let base = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .ok_or_else(|| {
+                anyhow::anyhow!("invalid output path: {} names no file", path.display())
+            })?;
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!(".{base}."))
+            .suffix(".kiln-partial")
+            .tempfile_in(&dir)
+            .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
+        Ok(SaveTarget {
+            path: path.to_path_buf(),
+            tmp,
+        })
+    }
+
+    fn file(&self) -> &std::fs::File {
+        self.tmp.as_file()
+    }
+
+    fn tmp_path(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    /// Syncs the file and renames it over PATH (checked again first, so a
+    /// device or link put there meanwhile is refused, not replaced).
+    fn finish(self) -> Result<()> {
+        self.tmp
+            .as_file()
+            .sync_all()
+            .with_context(|| format!("cannot write {}", self.tmp.path().display()))?;
+        check_save_path(&self.path).map_err(|e| anyhow::anyhow!("failed to save image: {e}"))?;
+        let path = self.path;
+        self.tmp
+            .persist(&path)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {}", path.display(), e.error))?;
+        Ok(())
+    }
+}
+
+/// Whether `kiln save` may (re)place `path`: its directory must exist and
+/// the path must be absent or a plain regular file (Docker's CLI wording).
+fn check_save_path(path: &Path) -> Result<()> {
+    use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        match std::fs::metadata(dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => bail!("invalid output path: {}: not a directory", dir.display()),
+            Err(e) => bail!("invalid output path: {}: {e}", dir.display()),
+        }
+    }
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => bail!("failed to stat output path {}: {e}", path.display()),
+    };
+    let t = meta.file_type();
+    let mode = meta.permissions().mode();
+    let what = if t.is_dir() {
+        "a directory"
+    } else if t.is_symlink() {
+        "a symbolic link directly"
+    } else if t.is_fifo() {
+        "a named pipe (FIFO)"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() {
+        "a character device file"
+    } else if t.is_block_device() {
+        "a block device file"
+    } else if mode & 0o4000 != 0 {
+        "a setuid file"
+    } else if mode & 0o2000 != 0 {
+        "a setgid file"
+    } else if mode & 0o1000 != 0 {
+        "a sticky bit file"
+    } else {
+        return Ok(());
+    };
+    bail!("cannot write to {what}: {}", path.display())
+}
+
 pub(crate) fn load(app: &mut App, a: &LoadArgs) -> Result<u8> {
+    if a.input.is_none() && std::io::stdin().is_terminal() {
+        // As Docker: never sit waiting for an archive typed on a terminal.
+        bail!("requested load from stdin, but stdin is empty");
+    }
     let records = match &a.input {
         Some(path) => {
             let f = std::fs::File::open(path)

@@ -172,6 +172,9 @@ impl Store {
     /// Points tag `reference` (its tag, `latest` if none) at image `id`,
     /// moving it off any other image.
     pub fn tag_image(&self, reference: &Reference, id: &Digest) -> Result<ImageRecord> {
+        if reference.is_digest_algorithm_name() {
+            return Err(Error::AmbiguousTag(reference.familiar()));
+        }
         let _lock = self.lock()?;
         let mut rec = self
             .get_image(id)?

@@ -80,6 +80,10 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A tag whose repository is a digest algorithm (`sha256:<hex>`), which
+    /// Docker refuses as ambiguous with an image ID.
+    #[error("refusing to create an ambiguous tag using digest algorithm as name: {0}")]
+    AmbiguousTag(String),
     /// A platform string did not parse.
     #[error("invalid platform {input:?}: {reason}")]
     InvalidPlatform {

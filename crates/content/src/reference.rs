@@ -124,6 +124,14 @@ impl Reference {
         }
     }
 
+    /// Whether the repository's familiar name is a digest algorithm
+    /// (`sha256:<hex>` reads as the repository `sha256` tagged `<hex>`).
+    /// Docker refuses to create such a tag, as it would be ambiguous with
+    /// an image ID; [`Store::tag_image`](crate::Store::tag_image) does too.
+    pub fn is_digest_algorithm_name(&self) -> bool {
+        self.familiar_name() == "sha256"
+    }
+
     /// Whether both references name the same registry and repository.
     pub fn same_repository(&self, other: &Reference) -> bool {
         self.registry == other.registry && self.repository == other.repository
@@ -263,9 +271,10 @@ impl FromStr for Reference {
             return Err(err("empty reference".into()));
         }
         if input.len() == 64 && input.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(err(
-                "cannot use a 64-character hex string as a repository name".into(),
-            ));
+            // Docker's wording (distribution/reference).
+            return Err(err(format!(
+                "invalid repository name ({input}), cannot specify 64-byte hexadecimal strings"
+            )));
         }
         let (rest, digest) = match input.split_once('@') {
             Some((r, d)) => (
@@ -315,6 +324,12 @@ impl FromStr for Reference {
         } else {
             path
         };
+        if path.bytes().any(|b| b.is_ascii_uppercase()) {
+            // Docker's wording: the whole repository path is named.
+            return Err(err(format!(
+                "invalid reference format: repository name ({path}) must be lowercase"
+            )));
+        }
         for comp in path.split('/') {
             check_path_component(comp).map_err(err)?;
         }
@@ -489,7 +504,20 @@ mod tests {
         assert!(e("busybox@sha256:abc").contains("invalid digest"));
         assert!(e("bad_-x").contains("invalid"));
         assert!(e("host:port/app").contains("invalid port"));
-        assert!(e(&"a".repeat(64)).contains("64-character"));
+        assert!(e(&"a".repeat(64)).contains("cannot specify 64-byte hexadecimal strings"));
+        // Docker's wording, naming the whole repository path.
+        assert!(
+            e("Upper:tag").contains(
+                "invalid reference format: repository name (library/Upper) must be lowercase"
+            ),
+            "{}",
+            e("Upper:tag")
+        );
+        assert!(e("user/Upper").contains("repository name (user/Upper) must be lowercase"));
+        // An upper-case first component is a registry host, as in Docker.
+        assert_eq!(r("Upper/case:tag").registry(), "Upper");
+        assert!(r(&format!("sha256:{}", "0".repeat(64))).is_digest_algorithm_name());
+        assert!(!r("busybox").is_digest_algorithm_name());
         assert!(e("-a").contains("must start"));
         // every message names the input
         assert!(e("Busybox").contains("\"Busybox\""));

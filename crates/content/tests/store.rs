@@ -310,6 +310,23 @@ fn image_records_and_tags() {
         s.tag_image(&busybox, &Digest::of(b"x")),
         Err(Error::NoSuchImage(_))
     ));
+    // `sha256:<hex>` as a name is refused (ambiguous with an image ID), as
+    // Docker's reference store refuses it, and nothing is recorded.
+    let ambiguous: Reference = format!("sha256:{}", "0".repeat(64)).parse().unwrap();
+    let e = s.tag_image(&ambiguous, &c2).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("refusing to create an ambiguous tag using digest algorithm as name"),
+        "{e}"
+    );
+    assert!(
+        !s.get_image(&c2)
+            .unwrap()
+            .unwrap()
+            .repo_tags
+            .iter()
+            .any(|t| t.starts_with("sha256"))
+    );
 
     assert!(s.remove_image(&c1).unwrap());
     assert!(!s.remove_image(&c1).unwrap());

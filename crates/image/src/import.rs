@@ -87,6 +87,7 @@ pub fn import<R: Read>(
         let mut entries = 0u64;
         for entry in archive.entries().map_err(read_err)? {
             let mut entry = entry.map_err(read_err)?;
+            check_member(&entry)?;
             io::copy(&mut entry, &mut io::sink()).map_err(read_err)?;
             entries += 1;
         }
@@ -116,6 +117,37 @@ pub fn import<R: Read>(
     let record = write_image(store, &config, vec![layer], &tags)?;
     debug!(image = %record.id, "imported");
     Ok(record)
+}
+
+/// Refuses a member that no unpacker may apply: kiln-layer refuses every
+/// `..` component in a member's name or a hard link's target (Docker
+/// refuses those that climb out of the root), so an image holding one could
+/// be recorded but never unpacked. Checked while the tar is read, before
+/// anything is recorded.
+fn check_member<R: Read>(entry: &tar::Entry<'_, R>) -> Result<()> {
+    let has_dotdot = |raw: &[u8]| raw.split(|&b| b == b'/').any(|c| c == b"..");
+    let name = entry.path_bytes();
+    if has_dotdot(&name) {
+        return Err(Error::InvalidArchive {
+            reason: format!(
+                "member {:?} has a \"..\" component: it would land outside the image's root",
+                String::from_utf8_lossy(&name)
+            ),
+        });
+    }
+    if entry.header().entry_type().is_hard_link()
+        && let Some(target) = entry.link_name_bytes()
+        && has_dotdot(&target)
+    {
+        return Err(Error::InvalidArchive {
+            reason: format!(
+                "hard link {:?} points at {:?}, outside the image's root",
+                String::from_utf8_lossy(&name),
+                String::from_utf8_lossy(&target)
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Copies what is read from `inner` into `out`.

@@ -255,8 +255,14 @@ fn load_docker(
     members: &BTreeMap<String, Member>,
     entries: Vec<DockerManifestEntry>,
 ) -> Result<Vec<ImageRecord>> {
+    // Every name is checked before anything is recorded: a bad one refuses
+    // the whole archive, where Docker would have loaded the images untagged.
+    let mut all_tags = Vec::with_capacity(entries.len());
+    for entry in &entries {
+        all_tags.push(repo_tags(entry.repo_tags.as_deref().unwrap_or_default())?);
+    }
     let mut loaded: Vec<ImageRecord> = Vec::new();
-    for entry in entries {
+    for (entry, tags) in entries.into_iter().zip(all_tags) {
         let config_path = normalize(&entry.config);
         let (config_id, config_size) = member_blob(store, members, &config_path, None)?;
         let config = ImageConfig::from_json(&store.read_blob(&config_id)?)?;
@@ -293,12 +299,6 @@ fn load_docker(
             };
             layers.push(Descriptor::new(mt, digest, size));
         }
-        let tags: Vec<Reference> = entry
-            .repo_tags
-            .unwrap_or_default()
-            .iter()
-            .map(|t| Reference::parse(t))
-            .collect::<Result<_, _>>()?;
         let manifest = Manifest::new_oci(
             Descriptor::new(media_type::OCI_CONFIG, config_id, config_size),
             layers,
@@ -308,6 +308,34 @@ fn load_docker(
         merge(&mut loaded, record);
     }
     Ok(loaded)
+}
+
+/// The names of a docker-archive `RepoTags` list. Each must be a tag: a
+/// `name@sha256:...` reference names no tag and is refused, as `docker
+/// load` refuses it (`invalid tag`), instead of being recorded as
+/// `name:latest`; so is a name Docker would find ambiguous (`sha256:<hex>`).
+fn repo_tags(names: &[String]) -> Result<Vec<Reference>> {
+    names
+        .iter()
+        .map(|t| {
+            let r = Reference::parse(t)?;
+            if r.tag().is_none() {
+                return Err(Error::InvalidArchive {
+                    reason: format!(
+                        "invalid tag {t:?} in manifest.json RepoTags: a digest reference names no tag"
+                    ),
+                });
+            }
+            if r.is_digest_algorithm_name() {
+                return Err(Error::InvalidArchive {
+                    reason: format!(
+                        "invalid tag {t:?} in manifest.json RepoTags: refusing to create an ambiguous tag using digest algorithm as name"
+                    ),
+                });
+            }
+            Ok(r)
+        })
+        .collect()
 }
 
 /// Keeps one entry per image (several index entries may name one image).

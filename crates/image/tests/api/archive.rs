@@ -572,3 +572,107 @@ fn members_of(tar_bytes: &[u8], suffix: &str) -> Vec<Vec<u8>> {
         .map(|(_, v)| v)
         .collect()
 }
+
+/// A tar whose one member is named `name` (raw bytes, as a hostile tool
+/// writes it: the tar crate's own path checks are bypassed).
+fn tar_with_raw_member(name: &[u8], kind: tar::EntryType, link: Option<&[u8]>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (n, k, l) in [
+        (&b"ok.txt"[..], tar::EntryType::Regular, None),
+        (name, kind, link),
+    ] {
+        let mut h = tar::Header::new_gnu();
+        h.as_old_mut().name[..n.len()].copy_from_slice(n);
+        if let Some(l) = l {
+            h.as_old_mut().linkname[..l.len()].copy_from_slice(l);
+        }
+        h.set_entry_type(k);
+        h.set_mode(0o644);
+        h.set_size(if k == tar::EntryType::Regular { 3 } else { 0 });
+        h.set_cksum();
+        out.extend_from_slice(h.as_bytes());
+        if k == tar::EntryType::Regular {
+            let mut block = [0u8; 512];
+            block[..3].copy_from_slice(b"hi\n");
+            out.extend_from_slice(&block);
+        }
+    }
+    out.extend_from_slice(&[0u8; 1024]);
+    out
+}
+
+/// `kiln import` of a tar that climbs out with `..` (as a member name or
+/// as a hard link's target) is refused while reading it: no image and no
+/// layer blob is recorded (before, the image was recorded and could never
+/// be unpacked).
+#[test]
+fn import_refuses_dotdot_members_and_records_nothing() {
+    let e = env();
+    type Case<'a> = (&'a [u8], tar::EntryType, Option<&'a [u8]>);
+    let cases: [Case<'_>; 3] = [
+        (b"../escape.txt", tar::EntryType::Regular, None),
+        (b"a/../../escape.txt", tar::EntryType::Regular, None),
+        (b"link", tar::EntryType::Link, Some(b"../../etc/shadow")),
+    ];
+    for (name, kind, link) in cases {
+        let tar = tar_with_raw_member(name, kind, link);
+        let r = Reference::parse("evil/import:1").unwrap();
+        let err = import(&e.store, tar.as_slice(), Some(&r), &[], &import_opts()).unwrap_err();
+        assert!(
+            err.to_string().contains("outside the image's root"),
+            "{}: {err}",
+            String::from_utf8_lossy(name)
+        );
+        assert!(e.store.list_images().unwrap().is_empty());
+        assert!(
+            e.store.list_blobs().unwrap().is_empty(),
+            "no layer blob is kept"
+        );
+    }
+    // A `..` that stays inside (a/../b) is refused too: kiln's unpacker
+    // refuses every `..` component, so the image could not be unpacked.
+    let tar = tar_with_raw_member(b"a/../b.txt", tar::EntryType::Regular, None);
+    assert!(import(&e.store, tar.as_slice(), None, &[], &import_opts()).is_err());
+    // A symlink's target is resolved inside the root later: fine.
+    let tar = tar_with_raw_member(b"up", tar::EntryType::Symlink, Some(b"../../.."));
+    import(&e.store, tar.as_slice(), None, &[], &import_opts()).unwrap();
+}
+
+/// A docker-archive whose RepoTags holds `name@sha256:...` (no tag) is
+/// refused, as `docker load` refuses it (`invalid tag`), instead of
+/// tagging `name:latest`; nothing is recorded. So is `sha256:<hex>` as a
+/// name.
+#[test]
+fn load_refuses_digest_references_in_repo_tags() {
+    let layer_tar = rootfs_tar();
+    let mut cfg = ImageConfig::new("linux", "amd64");
+    cfg.push_layer(&Digest::of(&layer_tar).to_string(), Default::default());
+    let config = cfg.to_json();
+    let config_name = format!("{}.json", Digest::of(&config).hex());
+    let zeros = "0".repeat(64);
+    for bad in [
+        format!("evil/app@sha256:{zeros}"),
+        format!("sha256:{zeros}"),
+    ] {
+        let e = env();
+        let manifest = format!(
+            r#"[{{"Config":"{config_name}","RepoTags":["ok/app:1","{bad}"],"Layers":["l/layer.tar"]}}]"#
+        );
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, data) in [
+            ("l/layer.tar".to_owned(), layer_tar.clone()),
+            (config_name.clone(), config.clone()),
+            ("manifest.json".to_owned(), manifest.into_bytes()),
+        ] {
+            let mut h = tar::Header::new_ustar();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            b.append_data(&mut h, name, data.as_slice()).unwrap();
+        }
+        let archive = b.into_inner().unwrap();
+        let err = load(&e.store, archive.as_slice()).unwrap_err();
+        assert!(err.to_string().contains("invalid tag"), "{bad}: {err}");
+        assert!(err.to_string().contains(&bad), "{err}");
+        assert!(e.store.list_images().unwrap().is_empty(), "{bad}");
+    }
+}
