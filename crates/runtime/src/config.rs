@@ -113,6 +113,16 @@ impl RootfsMount {
     }
 }
 
+/// How [`crate::Runtime::start_detached_with`] starts a detached container.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DetachOptions {
+    /// Keep the container's stdin open (`docker run -d -i`): a pipe whose
+    /// write end the supervisor holds for the container's life, so that a
+    /// command reading stdin (`cat`) waits instead of reading end-of-file
+    /// from `/dev/null` and exiting.
+    pub open_stdin: bool,
+}
+
 /// Everything the runtime needs to run one container.
 #[derive(Clone, Debug)]
 pub struct ContainerConfig {

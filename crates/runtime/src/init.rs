@@ -177,8 +177,14 @@ fn forwarded_and_chld() -> SigSet {
 
 /// Handles one signal from `sfd`: SIGCHLD reaps every exited process and
 /// returns `child`'s status once it is among them; any other signal is
-/// passed on to `child`.
-fn on_signal(sys: &LinuxSys, child: i32, sfd: &OwnedFd) -> Option<WaitStatus> {
+/// passed on to `child`. With `init_of` (the container's supervisor and
+/// its state directory), a stopped init is resumed: see [`resume_stopped_init`].
+fn on_signal(
+    sys: &LinuxSys,
+    child: i32,
+    sfd: &OwnedFd,
+    init_of: Option<&Path>,
+) -> Option<WaitStatus> {
     let sig = match sysproc::read_signalfd(sfd.as_fd()) {
         Ok(s) => s,
         Err(_) => libc::SIGCHLD,
@@ -189,16 +195,35 @@ fn on_signal(sys: &LinuxSys, child: i32, sfd: &OwnedFd) -> Option<WaitStatus> {
                 return Some(st);
             }
         }
+        if let Some(state_dir) = init_of {
+            resume_stopped_init(sys, child, state_dir);
+        }
     } else {
         let _ = sys.kill(child, sig);
     }
     None
 }
 
-/// Waits for `child`, passing on every forwarded signal.
-fn supervise(sys: &LinuxSys, child: i32, sfd: &OwnedFd) -> WaitStatus {
+/// The container's own processes cannot stop its init with a signal (the
+/// kernel ignores SIGSTOP and the terminal stops sent to a PID 1 from
+/// inside its namespace), but ptrace can: `PTRACE_ATTACH` stops it, and
+/// once the tracer is gone the init stays in a group stop that nothing in
+/// the container will ever end, so the container (a build's RUN step)
+/// hangs for good. The supervisor hears of that stop (SIGCHLD) and resumes
+/// the init with SIGCONT, unless the stop was asked for from the host
+/// through the runtime (`kiln kill -s STOP`), which leaves
+/// [`state::STOP_REQUESTED`] in the state directory.
+fn resume_stopped_init(sys: &LinuxSys, init: i32, state_dir: &Path) {
+    if state::group_stopped(init) && !state_dir.join(state::STOP_REQUESTED).exists() {
+        let _ = sys.kill(init, libc::SIGCONT);
+    }
+}
+
+/// Waits for `child`, passing on every forwarded signal (and resuming a
+/// stopped container init when `init_of` names its state directory).
+fn supervise(sys: &LinuxSys, child: i32, sfd: &OwnedFd, init_of: Option<&Path>) -> WaitStatus {
     loop {
-        if let Some(st) = on_signal(sys, child, sfd) {
+        if let Some(st) = on_signal(sys, child, sfd, init_of) {
             return st;
         }
     }
@@ -307,7 +332,13 @@ fn rustix_read(fd: &OwnedFd, buf: &mut [u8]) -> std::io::Result<usize> {
 }
 
 /// [`supervise`], copying the container's output into the log meanwhile.
-fn supervise_logging(sys: &LinuxSys, child: i32, sfd: &OwnedFd, log: &mut Logger) -> WaitStatus {
+fn supervise_logging(
+    sys: &LinuxSys,
+    child: i32,
+    sfd: &OwnedFd,
+    log: &mut Logger,
+    init_of: Option<&Path>,
+) -> WaitStatus {
     let mut open = [true, true];
     loop {
         let mut fds = vec![sfd.as_fd()];
@@ -331,7 +362,7 @@ fn supervise_logging(sys: &LinuxSys, child: i32, sfd: &OwnedFd, log: &mut Logger
         if !ready[0] {
             continue;
         }
-        if let Some(st) = on_signal(sys, child, sfd) {
+        if let Some(st) = on_signal(sys, child, sfd, init_of) {
             return st;
         }
     }
@@ -436,6 +467,13 @@ fn shim(
         Some(path) => Some(Logger::open(path)?),
         None => None,
     };
+    // Detached `-i`: stdin is a pipe nobody writes to but that stays open
+    // (the supervisor holds the write end until the container ends).
+    let stdin_pipe = if req.open_stdin {
+        Some(sysproc::pipe().or_fail("stdin pipe")?)
+    } else {
+        None
+    };
     let fork = if userns {
         // One clone: the user namespace first, and the PID namespace owned
         // by it (so that the container's root may mount its /proc).
@@ -456,6 +494,10 @@ fn shim(
             if let Some(l) = logger.take() {
                 l.attach()?;
             }
+            if let Some((r, w)) = stdin_pipe {
+                drop(w);
+                sysproc::dup_onto(r.as_fd(), 0).or_fail("stdin pipe as stdin")?;
+            }
             let _ = sysproc::set_signal_mask(&old_mask);
             let mapped = userns.then_some(mapped_r);
             return container_init(sys, status, &req, &layout, joined_r, mapped, premounted);
@@ -467,6 +509,11 @@ fn shim(
     if let Some(l) = &mut logger {
         l.parent_side();
     }
+    // Held until the supervisor exits.
+    let _stdin_writer = stdin_pipe.map(|(r, w)| {
+        drop(r);
+        w
+    });
     // The init may already have failed and gone: a write to its pipes must
     // not kill the shim (only the shim ignores SIGPIPE; the init has reset it).
     let _ = sysproc::ignore_signals(&[libc::SIGPIPE]);
@@ -520,8 +567,8 @@ fn shim(
         send(&fd, &Report::Started { pid });
     }
     let st = match &mut logger {
-        Some(l) => supervise_logging(sys, pid, &sfd, l),
-        None => supervise(sys, pid, &sfd),
+        Some(l) => supervise_logging(sys, pid, &sfd, l, Some(&req.state_dir)),
+        None => supervise(sys, pid, &sfd, Some(&req.state_dir)),
     };
     if let Some(c) = &cgroup {
         c.kill_all(|p| {
@@ -1027,7 +1074,7 @@ fn run_tiny_init(
         }
         Fork::Parent(child) => {
             status.take();
-            let st = supervise(sys, child, &sfd);
+            let st = supervise(sys, child, &sfd, None);
             // Reap what is left so nothing lingers as a zombie, then leave.
             while let Ok(Some(_)) = sys.waitpid(-1, true) {}
             match st {
@@ -1112,7 +1159,7 @@ fn exec_join(
             if let Some(fd) = status.take() {
                 send(&fd, &Report::Started { pid: child });
             }
-            let st = supervise(sys, child, &sfd);
+            let st = supervise(sys, child, &sfd, None);
             exit_like(sys, st)
         }
     }

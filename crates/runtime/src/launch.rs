@@ -12,7 +12,9 @@ use kiln_sys::process as sysproc;
 use oci_spec::runtime::Process;
 
 use crate::cgroups::Cgroup;
-use crate::config::{ContainerConfig, ExitStatus, RuntimeConfig, Stdio, StdioConfig};
+use crate::config::{
+    ContainerConfig, DetachOptions, ExitStatus, RuntimeConfig, Stdio, StdioConfig,
+};
 use crate::error::{Error, Result};
 use crate::init::{EXEC_ARG, FORWARDED, SHIM_ARG};
 use crate::state::{self, ContainerState, REQUEST_FILE, StateFile, Status};
@@ -32,6 +34,7 @@ pub struct Foreground {
     shim: Child,
     pid: i32,
     pty_master: Option<OwnedFd>,
+    state_dir: std::path::PathBuf,
 }
 
 impl Foreground {
@@ -50,6 +53,7 @@ impl Foreground {
     /// which passes it on, or directly for SIGKILL and SIGSTOP (which the
     /// shim cannot catch; killing the shim would leave the cgroup behind).
     pub fn signal(&self, signal: i32) -> Result<()> {
+        state::note_stop_request(&self.state_dir, signal);
         let target = if signal == libc::SIGKILL || signal == libc::SIGSTOP {
             self.pid
         } else {
@@ -156,7 +160,7 @@ impl Runtime {
     }
 
     fn prepare(&self, c: &ContainerConfig, detached: bool) -> Result<Vec<u8>> {
-        self.prepare_with_log(c, detached, None)
+        self.prepare_with_log(c, detached, None, DetachOptions::default())
     }
 
     fn prepare_with_log(
@@ -164,6 +168,7 @@ impl Runtime {
         c: &ContainerConfig,
         detached: bool,
         log: Option<&Path>,
+        options: DetachOptions,
     ) -> Result<Vec<u8>> {
         let dir = &c.state_dir;
         fs::create_dir_all(dir.join("rootfs"))
@@ -190,6 +195,7 @@ impl Runtime {
             cgroup_parent: self.config.cgroup_parent.clone(),
             cgroup_root: self.config.cgroup_root.clone(),
             log: log.map(Path::to_path_buf),
+            open_stdin: detached && options.open_stdin,
         };
         let data = serde_json::to_vec(&req).map_err(|e| Error::State {
             path: dir.join(REQUEST_FILE),
@@ -215,6 +221,7 @@ impl Runtime {
             shim,
             pid,
             pty_master: pty.map(|(m, _)| m),
+            state_dir: c.state_dir.clone(),
         })
     }
 
@@ -278,6 +285,17 @@ impl Runtime {
     /// `process.terminal` is ignored (no terminal: nobody would read its
     /// master side).
     pub fn start_detached(&self, c: &ContainerConfig, log: &Path) -> Result<ContainerState> {
+        self.start_detached_with(c, log, DetachOptions::default())
+    }
+
+    /// [`Runtime::start_detached`] with options (`open_stdin`: the
+    /// container's stdin stays open, as `docker run -d -i` keeps it).
+    pub fn start_detached_with(
+        &self,
+        c: &ContainerConfig,
+        log: &Path,
+        options: DetachOptions,
+    ) -> Result<ContainerState> {
         // Opened here so that an unwritable log is the caller's error.
         fs::OpenOptions::new()
             .create(true)
@@ -285,7 +303,7 @@ impl Runtime {
             .open(log)
             .map_err(|e| Error::io("open log", log, e))?;
         let log = std::path::absolute(log).map_err(|e| Error::io("resolve", log, e))?;
-        let data = self.prepare_with_log(c, true, Some(&log))?;
+        let data = self.prepare_with_log(c, true, Some(&log), options)?;
         let null = std::process::Stdio::null;
         let streams = [null(), null(), null()];
         let (mut first, reports, _) = self.spawn(SHIM_ARG, &data, streams)?;
@@ -329,6 +347,9 @@ impl Runtime {
         if state::start_time(r.pid) != Some(r.pid_start) {
             return Err(Error::NotRunning(r.id));
         }
+        // A stop asked for here holds: the supervisor resumes only the
+        // stops it was not told of (a ptrace-stopped init).
+        state::note_stop_request(state_dir, signal);
         sysproc::pidfd_send_signal(pidfd.as_fd(), signal)
             .map_err(|e| Error::io("signal", format!("container {}", r.id), e))
     }
@@ -400,9 +421,12 @@ impl Runtime {
     }
 
     /// Runs `process` inside the running container: joins its namespaces
-    /// and cgroup, takes its capabilities and seccomp profile from the
-    /// container's spec unless `process` says otherwise. `user` is resolved
-    /// like [`ContainerConfig::user`]. Waits for it and returns its status.
+    /// and cgroup, and runs with the container's security settings, as
+    /// Docker's exec does: its capabilities, `no_new_privileges`, rlimits
+    /// and seccomp profile come from the container's spec (those in
+    /// `process` are ignored); its args, env, cwd and terminal are
+    /// `process`'s. `user` is resolved like [`ContainerConfig::user`]
+    /// (the container's when `None`). Waits for it and returns its status.
     pub fn exec(
         &self,
         state_dir: &Path,
@@ -415,19 +439,15 @@ impl Runtime {
         let spec = run.as_ref().map(|r| &r.spec);
         let container_process = spec.and_then(|s| s.process().clone());
         let mut process = process.clone();
-        if process.capabilities().is_none() {
-            process.set_capabilities(
-                container_process
-                    .as_ref()
-                    .and_then(|p| p.capabilities().clone()),
-            );
-        }
-        if process.no_new_privileges().is_none() {
-            process.set_no_new_privileges(
-                container_process
-                    .as_ref()
-                    .and_then(|p| p.no_new_privileges()),
-            );
+        // As Docker's exec: the container's security settings, whatever
+        // `process` carries (oci-spec's `Process::default()` brings its own
+        // capabilities, no_new_privileges and rlimits, which replaced the
+        // container's: exec ran with 3 capabilities instead of Docker's 14).
+        if let Some(cp) = &container_process {
+            process.set_capabilities(cp.capabilities().clone());
+            process.set_no_new_privileges(cp.no_new_privileges());
+            process.set_rlimits(cp.rlimits().clone());
+            process.set_oom_score_adj(cp.oom_score_adj());
         }
         let seccomp = spec
             .and_then(|s| s.linux().as_ref())

@@ -57,7 +57,8 @@ pub mod userns;
 mod wire;
 
 pub use config::{
-    ContainerConfig, ContainerId, ExitStatus, RootfsMount, RuntimeConfig, Stdio, StdioConfig,
+    ContainerConfig, ContainerId, DetachOptions, ExitStatus, RootfsMount, RuntimeConfig, Stdio,
+    StdioConfig,
 };
 pub use error::{Error, Result};
 pub use init::init_entry;

@@ -522,11 +522,16 @@ fn populate_dev<S: MountOps + FsOps>(
     binds: Vec<(&str, OwnedFd)>,
 ) -> Result<(), StepError> {
     if binds.is_empty() {
-        for (name, major, minor) in DEVICES {
+        // 0666 whatever the caller's umask (runc clears it around mknod
+        // too): under umask 022 a non-root user could not write /dev/null.
+        let umask = kiln_sys::process::set_umask(0);
+        let made = DEVICES.iter().try_for_each(|&(name, major, minor)| {
             let path = Path::new("/dev").join(name);
             sys.mknod(&path, DeviceKind::Char, 0o666, major, minor)
-                .step(|| format!("mknod {}", path.display()))?;
-        }
+                .step(|| format!("mknod {}", path.display()))
+        });
+        kiln_sys::process::set_umask(umask);
+        made?;
     }
     for (name, tree) in binds {
         let path = Path::new("/dev").join(name);

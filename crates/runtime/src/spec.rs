@@ -247,12 +247,19 @@ pub fn docker_spec(o: &DockerSpecOptions) -> Result<Spec> {
         ),
     ];
     if let Some(etc) = &o.etc_files {
+        // As Docker: with `--read-only` these are read-only too.
+        let mut options = vec!["rbind", "rprivate"];
+        if o.read_only {
+            options.push("ro");
+        }
         for (dest, src) in [
             ("/etc/resolv.conf", &etc.resolv_conf),
             ("/etc/hostname", &etc.hostname),
             ("/etc/hosts", &etc.hosts),
         ] {
-            mounts.push(json!({"destination": dest, "type": "bind", "source": src, "options": ["rbind", "rprivate"]}));
+            mounts.push(
+                json!({"destination": dest, "type": "bind", "source": src, "options": options}),
+            );
         }
     }
     let mut namespaces = vec![
@@ -462,10 +469,26 @@ mod tests {
         };
         let spec = docker_spec(&o).expect("spec");
         let mounts = spec.mounts().as_ref().expect("mounts");
+        let hosts = |spec: &Spec| {
+            spec.mounts()
+                .iter()
+                .flatten()
+                .find(|m| m.destination() == Path::new("/etc/hosts"))
+                .and_then(|m| m.options().clone())
+                .expect("an /etc/hosts mount with options")
+        };
         assert!(
             mounts
                 .iter()
                 .any(|m| m.destination() == Path::new("/etc/hosts"))
         );
+        assert!(!hosts(&spec).contains(&"ro".to_string()));
+        // --read-only: the /etc files are read-only too, as in Docker.
+        let ro = docker_spec(&DockerSpecOptions {
+            read_only: true,
+            ..o
+        })
+        .expect("spec");
+        assert!(hosts(&ro).contains(&"ro".to_string()));
     }
 }

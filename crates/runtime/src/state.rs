@@ -13,6 +13,28 @@ use crate::error::{Error, Result};
 pub(crate) const STATE_FILE: &str = "state.json";
 pub(crate) const EXIT_FILE: &str = "exit.json";
 pub(crate) const REQUEST_FILE: &str = "request.json";
+/// Present while a stop signal sent through the runtime (`kill -s STOP`)
+/// holds the container's init: its supervisor then leaves it stopped.
+pub(crate) const STOP_REQUESTED: &str = "stop-requested";
+
+/// Whether `sig` stops a process whose disposition is the default.
+pub(crate) fn is_stop_signal(sig: i32) -> bool {
+    matches!(
+        sig,
+        libc::SIGSTOP | libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU
+    )
+}
+
+/// Records a stop (or the continue) that the caller sends the init of the
+/// container in `dir`, for its supervisor (see `STOP_REQUESTED`).
+pub(crate) fn note_stop_request(dir: &Path, sig: i32) {
+    let mark = dir.join(STOP_REQUESTED);
+    if is_stop_signal(sig) {
+        let _ = fs::write(&mark, sig.to_string());
+    } else if sig == libc::SIGCONT {
+        let _ = fs::remove_file(&mark);
+    }
+}
 
 /// Written by the shim once the container's init exists.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -138,6 +160,27 @@ pub(crate) fn alive(state: &StateFile) -> bool {
         .rfind(')')
         .and_then(|i| stat[i + 1..].split_whitespace().next().map(str::to_owned));
     run_state.as_deref() != Some("Z") && run_state.as_deref() != Some("X")
+}
+
+/// The run state letter of `/proc/PID/stat` (`R`, `S`, `T`, `t`, `Z`, ...).
+fn run_state(pid: i32) -> Option<char> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..]
+        .split_whitespace()
+        .next()?
+        .chars()
+        .next()
+}
+
+/// Whether `pid` is in a group stop with no tracer (`T`, not ptrace's
+/// `t`): stopped until someone sends it SIGCONT.
+pub(crate) fn group_stopped(pid: i32) -> bool {
+    run_state(pid) == Some('T')
+        && fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("TracerPid:"))
+                .is_some_and(|t| t.trim() == "0")
+        })
 }
 
 pub(crate) fn paths(dir: &Path) -> (PathBuf, PathBuf) {

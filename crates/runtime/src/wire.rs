@@ -34,6 +34,10 @@ pub(crate) struct RunRequest {
     /// container's stdout and stderr to, each entry tagged with its stream.
     #[serde(default)]
     pub(crate) log: Option<PathBuf>,
+    /// Detached `-i`: the container's stdin is a pipe that the supervisor
+    /// holds open (else `/dev/null`).
+    #[serde(default)]
+    pub(crate) open_stdin: bool,
 }
 
 /// Run a process inside a running container.

@@ -1182,3 +1182,154 @@ fn unsafe_free_kill(pid: i32, sig: i32) -> i32 {
         .expect("kill");
     st.code().unwrap_or(-1)
 }
+
+/// The run state letter of `/proc/PID/stat` (`S`, `T`, ...).
+fn proc_state(pid: i32) -> Option<char> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..]
+        .split_whitespace()
+        .next()?
+        .chars()
+        .next()
+}
+
+/// Waits for a foreground container at most `limit`; SIGKILLs it (and
+/// fails) when it is still running then.
+fn wait_bounded(fg: kiln_runtime::Foreground, limit: Duration) -> ExitStatus {
+    let pid = fg.pid();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(fg.wait());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(st) => st.expect("wait"),
+        Err(_) => {
+            unsafe_free_kill(pid, libc::SIGKILL);
+            let _ = rx.recv_timeout(Duration::from_secs(10));
+            panic!("the container was still running after {limit:?}: its init hung");
+        }
+    }
+}
+
+#[test]
+fn a_ptrace_stopped_init_is_resumed_but_a_requested_stop_holds() {
+    // A child PTRACE_ATTACHes PID 1 (stopping it) and exits without
+    // detaching: the init is left in a group stop that nothing inside ends.
+    // Before the supervisor resumed it, this container (a build's RUN step
+    // in the issue) hung forever; Docker's shim does not look either.
+    let c = container(
+        "ptr",
+        &["sh", "-c", "/bin/kiln-probe ptrace-attach 1; echo resumed"],
+        |_| {},
+    );
+    let (out_r, out_w) = pipe();
+    let fg = runtime()
+        .start(
+            &c.config,
+            StdioConfig {
+                stdin: Stdio::Null,
+                stdout: Stdio::Fd(out_w),
+                stderr: Stdio::Inherit,
+                tty: false,
+            },
+        )
+        .expect("start");
+    let st = wait_bounded(fg, Duration::from_secs(20));
+    let mut out = String::new();
+    fs::File::from(out_r)
+        .read_to_string(&mut out)
+        .expect("read");
+    assert!(
+        out.contains("\"errno\":0"),
+        "the attach itself worked: {out}"
+    );
+    assert!(out.ends_with("resumed\n"), "{out}");
+    assert_eq!(st, ExitStatus::Code(0));
+
+    // A stop asked for through the runtime (`kill -s STOP`) is not undone.
+    let c = container("stp", &["sleep", "100"], |_| {});
+    let rt = runtime();
+    let fg = rt
+        .start(
+            &c.config,
+            StdioConfig {
+                stdin: Stdio::Null,
+                ..Default::default()
+            },
+        )
+        .expect("start");
+    let pid = fg.pid();
+    wait_for("state recorded", || {
+        rt.state(&c.config.state_dir)
+            .is_ok_and(|s| s.status == Status::Running)
+    });
+    rt.kill(&c.config.state_dir, libc::SIGSTOP).expect("stop");
+    wait_for("stopped", || proc_state(pid) == Some('T'));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(proc_state(pid), Some('T'), "the requested stop holds");
+    rt.kill(&c.config.state_dir, libc::SIGCONT).expect("cont");
+    wait_for("continued", || proc_state(pid) == Some('S'));
+    rt.kill(&c.config.state_dir, libc::SIGKILL).expect("kill");
+    assert_eq!(
+        wait_bounded(fg, Duration::from_secs(10)),
+        ExitStatus::Signal(libc::SIGKILL)
+    );
+}
+
+#[test]
+fn exec_gets_the_containers_capabilities_whatever_the_process_says() {
+    // oci-spec's Process::default() (what a ProcessBuilder starts from)
+    // carries 3 capabilities and no_new_privileges: exec must ignore them
+    // and take the container's, as Docker's exec does.
+    let c = container("excap", &["sleep", "100"], |o| {
+        o.cap_add = vec!["NET_ADMIN".into()];
+    });
+    let rt = runtime();
+    let fg = rt
+        .start(
+            &c.config,
+            StdioConfig {
+                stdin: Stdio::Null,
+                ..Default::default()
+            },
+        )
+        .expect("start");
+    wait_for("state recorded", || {
+        rt.state(&c.config.state_dir)
+            .is_ok_and(|s| s.status == Status::Running)
+    });
+    let process = kiln_runtime::oci_spec::runtime::ProcessBuilder::default()
+        .args(vec!["/bin/kiln-probe".to_string()])
+        .env(vec!["PATH=/bin".to_string()])
+        .cwd("/")
+        .build()
+        .expect("process");
+    let (out_r, out_w) = pipe();
+    let stdio = StdioConfig {
+        stdin: Stdio::Null,
+        stdout: Stdio::Fd(out_w),
+        stderr: Stdio::Inherit,
+        tty: false,
+    };
+    let code = rt
+        .exec(&c.config.state_dir, &process, None, stdio)
+        .expect("exec");
+    assert_eq!(code, ExitStatus::Code(0));
+    let mut out = String::new();
+    fs::File::from(out_r)
+        .read_to_string(&mut out)
+        .expect("read");
+    let p: Value = serde_json::from_str(out.trim()).expect("json");
+    let mut want: Vec<String> = kiln_runtime::DEFAULT_CAPABILITIES
+        .iter()
+        .map(|s| s.to_string())
+        .chain(["CAP_NET_ADMIN".to_string()])
+        .collect();
+    want.sort();
+    for set in ["bounding", "effective", "permitted"] {
+        assert_eq!(strings(&p["capabilities"][set]), want, "{set} set of exec");
+    }
+    assert_eq!(p["no_new_privs"], false, "the container's no_new_privs");
+    rt.kill(&c.config.state_dir, libc::SIGKILL).expect("kill");
+    let _ = wait_bounded(fg, Duration::from_secs(10));
+}

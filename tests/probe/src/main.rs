@@ -299,6 +299,14 @@ fn agent(sock: &str) -> Value {
     ask().unwrap_or_else(|e| json!({"error": e.to_string()}))
 }
 
+/// `PTRACE_ATTACH` to `pid` (which stops it), then exits without
+/// detaching: the tracee is left in a group stop with no tracer.
+fn ptrace_attach(pid: i32) -> Value {
+    // SAFETY: PTRACE_ATTACH takes no pointers (addr and data unused).
+    let ret = unsafe { libc::ptrace(libc::PTRACE_ATTACH, pid, 0usize, 0usize) };
+    json!({"ptrace_attach": pid, "errno": errno_of(ret)})
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let arg = |i: usize| args.get(i).and_then(|a| a.parse::<u64>().ok()).unwrap_or(0);
@@ -312,6 +320,7 @@ fn main() {
         }
         Some("exit") => std::process::exit(arg(1) as i32),
         Some("agent") => agent(args.get(1).map_or("", String::as_str)),
+        Some("ptrace-attach") => ptrace_attach(arg(1) as i32),
         Some(other) => {
             eprintln!("kiln-probe: unknown action {other}");
             std::process::exit(2);
