@@ -1,0 +1,94 @@
+//! `--format` (Docker's Go-template subset) on the kiln binary: what
+//! Docker's `docker inspect -f` prints for the same templates
+//! (moby's integration-cli `docker_cli_inspect_test.go` uses `{{.Id}}`,
+//! `{{json .Config}}`, `{{range}}` and `{{index}}` the same way).
+
+use kiln_e2e::{Sandbox, busybox_ref};
+use serde_json::Value;
+
+#[test]
+fn inspect_format_renders_go_templates_over_the_inspect_object() {
+    let sb = Sandbox::new();
+    sb.kiln_ok(["pull", "-q", &busybox_ref()]);
+    let full: Value = serde_json::from_str(&sb.kiln_ok(["image", "inspect", &busybox_ref()]))
+        .expect("inspect prints JSON");
+    let id = full[0]["Id"]
+        .as_str()
+        .expect("inspect has an Id")
+        .to_owned();
+
+    // One rendered line per object, as Docker prints.
+    assert_eq!(
+        sb.kiln_ok(["inspect", "-f", "{{.Id}}", &busybox_ref()]),
+        format!("{id}\n")
+    );
+    assert_eq!(
+        sb.kiln_ok([
+            "image",
+            "inspect",
+            "--format",
+            "{{.Id}} {{.Id}}",
+            &busybox_ref(),
+            &id
+        ]),
+        format!("{id} {id}\n{id} {id}\n")
+    );
+    // `json` prints the sub-object as compact JSON, equal to the full inspect's.
+    let cmd = sb.kiln_ok(["inspect", "-f", "{{json .Config.Cmd}}", &busybox_ref()]);
+    let cmd: Value = serde_json::from_str(cmd.trim()).expect("json renders JSON");
+    assert_eq!(cmd, full[0]["Config"]["Cmd"]);
+    // range over a list, index into a list, len, and Go's printing of lists.
+    let layers = full[0]["RootFS"]["Layers"]
+        .as_array()
+        .expect("RootFS.Layers")
+        .clone();
+    let want: String = layers
+        .iter()
+        .map(|l| format!("{};", l.as_str().unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        sb.kiln_ok([
+            "inspect",
+            "-f",
+            "{{range .RootFS.Layers}}{{.}};{{end}}",
+            &busybox_ref()
+        ]),
+        format!("{want}\n")
+    );
+    assert_eq!(
+        sb.kiln_ok([
+            "inspect",
+            "-f",
+            "{{len .RootFS.Layers}} {{index .RootFS.Layers 0}}",
+            &busybox_ref()
+        ]),
+        format!(
+            "{} {}\n",
+            layers.len(),
+            layers[0].as_str().unwrap_or_default()
+        )
+    );
+    // A missing key prints Go's `<no value>`; an unknown function is an error.
+    assert_eq!(
+        sb.kiln_ok(["inspect", "-f", "{{.NoSuchKey}}", &busybox_ref()]),
+        "<no value>\n"
+    );
+    let out = sb
+        .kiln(["inspect", "-f", "{{nosuch .Id}}", &busybox_ref()])
+        .output()
+        .expect("kiln runs");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("function \"nosuch\" not defined"),
+        "{stderr}"
+    );
+    // A broken template is refused before anything is printed.
+    let out = sb
+        .kiln(["inspect", "-f", "{{.Id", &busybox_ref()])
+        .output()
+        .expect("kiln runs");
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("template parsing error"));
+}
