@@ -1,14 +1,17 @@
 //! Registry client tests against an in-process fake registry on 127.0.0.1:
 //! the normal pull and push paths, platform selection, auth, and every
 //! fault the issue lists (refused, 404, 401, bad digest, truncation,
-//! oversized or unknown manifests).
+//! oversized or unknown manifests), a hostile registry (huge or trickled
+//! bodies, silence, uploads it stops reading), and cross-repository mounts.
 
 mod fake;
 
+use std::collections::HashSet;
 use std::io::Write;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
-use fake::{Auth, Fake, sha};
+use fake::{Auth, Fake, Fault, sha};
 use kiln_content::{Digest, ImageRecord, Platform, Reference, Store};
 use kiln_registry::{
     DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, Error, NoProgress, OCI_INDEX, OCI_MANIFEST, Progress,
@@ -106,6 +109,12 @@ impl Progress for Events {
     }
     fn blob_done(&self, d: &Digest, _: u64) {
         self.0.lock().unwrap().push(format!("done {d}"));
+    }
+    fn blob_mounted(&self, d: &Digest, _: u64, repository: &str) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("mounted {d} from {repository}"));
     }
     fn blob_retry(&self, d: &Digest, _: &Error) {
         self.0.lock().unwrap().push(format!("retry {d}"));
@@ -969,4 +978,433 @@ async fn a_tee_sees_the_blob_and_verified_only_when_it_checks_out() {
     assert!(!data.is_empty());
     assert!(!verified);
     assert!(!s2.has_blob(&d(&bad.layers[0])));
+}
+
+fn reg_timeout(timeout: Duration) -> Registry {
+    Registry::new(RegistryConfig {
+        timeout,
+        ..RegistryConfig::default()
+    })
+}
+
+/// What a client may have made the fake write after refusing a body: the
+/// socket buffers' worth at most, nowhere near the bodies offered (GBs).
+const BOUNDED: u64 = 48 * 1024 * 1024;
+
+#[tokio::test]
+async fn a_huge_manifest_is_refused_without_reading_it() {
+    let fake = Fake::start().await;
+    for announce in [true, false] {
+        {
+            let mut st = fake.state();
+            st.faults = vec![(
+                "GET /v2/huge/manifests/".into(),
+                Fault::Huge {
+                    status: 200,
+                    len: 3_000_000_000,
+                    announce,
+                },
+            )];
+            st.served = 0;
+        }
+        let (_t, s) = store();
+        let started = Instant::now();
+        let e = reg()
+            .pull(
+                &r(&format!("{}/huge:1", fake.host())),
+                &amd64(),
+                &s,
+                &NoProgress,
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::ManifestTooLarge { .. }), "{e:?}");
+        let msg = e.to_string();
+        assert!(msg.contains("huge:1") && msg.contains("too large"), "{msg}");
+        if announce {
+            assert!(msg.contains("3000000000 bytes"), "{msg}");
+        }
+        assert!(started.elapsed() < Duration::from_secs(20));
+        // Let the fake notice the closed connection.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let served = fake.state().served;
+        assert!(served < BOUNDED, "the fake served {served} bytes");
+        assert!(s.list_images().unwrap().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn huge_token_and_error_bodies_are_not_read_whole() {
+    let fake = Fake::start().await;
+    fake.state().auth = Auth::Bearer {
+        user: "u".into(),
+        pass: "p".into(),
+    };
+    fake.state().faults = vec![(
+        "GET /token".into(),
+        Fault::Huge {
+            status: 200,
+            len: 2_000_000_000,
+            announce: false,
+        },
+    )];
+    let (_t, s) = store();
+    let e = reg()
+        .pull(
+            &r(&format!("{}/tok/app:1", fake.host())),
+            &amd64(),
+            &s,
+            &NoProgress,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::TooLarge { .. }), "{e:?}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains(&fake.host()) && msg.contains("a token from 127.0.0.1"),
+        "{msg}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(fake.state().served < BOUNDED, "{}", fake.state().served);
+
+    // A 404 with an endless error body is still just "not found".
+    let fake = Fake::start().await;
+    fake.state().faults = vec![(
+        "GET /v2/gone/manifests/".into(),
+        Fault::Huge {
+            status: 404,
+            len: 2_000_000_000,
+            announce: false,
+        },
+    )];
+    let e = reg()
+        .pull(
+            &r(&format!("{}/gone:1", fake.host())),
+            &amd64(),
+            &s,
+            &NoProgress,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::NotFound { .. }), "{e:?}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(fake.state().served < BOUNDED, "{}", fake.state().served);
+}
+
+#[tokio::test]
+async fn a_trickling_or_silent_registry_times_out_naming_what() {
+    let fake = Fake::start().await;
+    let layer: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
+    let img = publish(&fake, "slow", "1", OCI_MANIFEST, "amd64", &[layer]);
+    let reference = r(&format!("{}/slow:1", fake.host()));
+    let registry = reg_timeout(Duration::from_secs(1));
+
+    // A manifest sent one byte every 2 s: nothing for the 1 s timeout.
+    fake.state().faults = vec![(
+        "GET /v2/slow/manifests/".into(),
+        Fault::Trickle(Duration::from_secs(2)),
+    )];
+    let (_t, s) = store();
+    let started = Instant::now();
+    let e = registry
+        .pull(&reference, &amd64(), &s, &NoProgress)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Timeout { .. }), "{e:?}");
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "registry {} timed out on manifest {}/slow:1: nothing received for 1 s",
+            fake.host(),
+            fake.host()
+        )
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    // A blob sent one byte every 50 ms: never idle for 1 s, but far under
+    // 16 KiB a second. Retried once, then the pull fails; nothing is kept.
+    fake.state().faults = vec![(
+        format!("GET /v2/slow/blobs/{}", img.layers[0]),
+        Fault::Trickle(Duration::from_millis(50)),
+    )];
+    let started = Instant::now();
+    let e = registry
+        .pull(&reference, &amd64(), &s, &NoProgress)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Timeout { .. }), "{e:?}");
+    let msg = e.to_string();
+    assert!(
+        msg.starts_with(&format!(
+            "registry {} timed out on blob {} of {}/slow:1: only ",
+            fake.host(),
+            img.layers[0],
+            fake.host()
+        )) && msg.contains("too slow"),
+        "{msg}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(!s.has_blob(&d(&img.layers[0])));
+    assert!(s.list_images().unwrap().is_empty());
+    assert!(tmp_is_empty(&s));
+
+    // A registry that never answers.
+    fake.state().faults = vec![("GET /v2/slow/manifests/".into(), Fault::Silent)];
+    let started = Instant::now();
+    let e = registry
+        .pull(&reference, &amd64(), &s, &NoProgress)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "registry {} timed out on manifest {}/slow:1: no answer for 1 s",
+            fake.host(),
+            fake.host()
+        )
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    // The default timeout is Docker's 30 s.
+    assert_eq!(RegistryConfig::default().timeout, Duration::from_secs(30));
+}
+
+#[tokio::test]
+async fn an_upload_the_registry_stops_reading_times_out() {
+    let fake = Fake::start().await;
+    fake.state().faults = vec![("PATCH /v2/stuck/blobs/uploads/".into(), Fault::StallUpload)];
+    let (_t, s) = store();
+    let big: Vec<u8> = (0..24 * 1024 * 1024u32).map(|i| (i % 253) as u8).collect();
+    let rec = local_image(&s, std::slice::from_ref(&big));
+    let registry = Registry::new(RegistryConfig {
+        timeout: Duration::from_secs(1),
+        upload_chunk_size: big.len(),
+        ..RegistryConfig::default()
+    });
+    let started = Instant::now();
+    let e = registry
+        .push(
+            &r(&format!("{}/stuck:1", fake.host())),
+            &s,
+            &rec.id,
+            &NoProgress,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Timeout { .. }), "{e:?}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains(&format!("blob {} to {}/stuck", sha(&big), fake.host())),
+        "{msg}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(20), "{msg}");
+    assert!(fake.state().manifests.is_empty());
+}
+
+fn upload_lines(fake: &Fake, repo: &str) -> Vec<String> {
+    fake.state()
+        .log
+        .iter()
+        .filter(|l| {
+            (l.starts_with("PATCH ") || l.starts_with("PUT "))
+                && l.contains(&format!("/v2/{repo}/blobs/uploads/"))
+        })
+        .cloned()
+        .collect()
+}
+
+#[tokio::test]
+async fn push_mounts_blobs_from_another_repository_and_skips_existing_ones() {
+    let fake = Fake::start().await;
+    fake.state().repo_blobs = Some(HashSet::new());
+    let (_t, s) = store();
+    let rec = local_image(&s, &[vec![7u8; 200_000], b"second".to_vec()]);
+    let blobs: Vec<Digest> = {
+        let m: serde_json::Value =
+            serde_json::from_slice(&s.read_blob(&rec.manifest_digest).unwrap()).unwrap();
+        m["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| d(l["digest"].as_str().unwrap()))
+            .chain([rec.id])
+            .collect()
+    };
+    let registry = reg();
+
+    let ev = Events::default();
+    let a = r(&format!("{}/team/a:1", fake.host()));
+    registry.push(&a, &s, &rec.id, &ev).await.unwrap();
+    assert_eq!(ev.count("done"), 3);
+    assert_eq!(ev.count("mounted"), 0);
+    assert!(!upload_lines(&fake, "team/a").is_empty());
+
+    // Another repository of the same registry: every blob is mounted from
+    // the first, nothing is uploaded.
+    let ev = Events::default();
+    let b = r(&format!("{}/b:1", fake.host()));
+    registry.push(&b, &s, &rec.id, &ev).await.unwrap();
+    assert_eq!(ev.count("mounted"), 3, "{:?}", ev.0.lock().unwrap());
+    assert_eq!(ev.count("mounted sha256:"), 3);
+    assert!(
+        ev.0.lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e.starts_with("mounted"))
+            .all(|e| e.ends_with(" from team/a"))
+    );
+    assert_eq!(ev.count("done"), 0);
+    assert!(
+        upload_lines(&fake, "b").is_empty(),
+        "{:?}",
+        fake.state().log
+    );
+    for blob in &blobs {
+        let line = format!(
+            "POST /v2/b/blobs/uploads/?mount={}&from=team%2Fa",
+            blob.to_string().replace(':', "%3A")
+        );
+        assert_eq!(fake.count(&line), 1, "{line} in {:?}", fake.state().log);
+        assert!(
+            fake.state()
+                .repo_blobs
+                .as_ref()
+                .unwrap()
+                .contains(&("b".into(), blob.to_string()))
+        );
+    }
+    let pair = |repo: &str| (fake.host(), repo.to_string());
+    assert_eq!(
+        kiln_registry::blob_sources(&s, &blobs[0]).unwrap(),
+        vec![pair("b"), pair("team/a")]
+    );
+
+    // Pushing to b again: every blob is already there.
+    let posts = fake.count("POST");
+    let ev = Events::default();
+    registry.push(&b, &s, &rec.id, &ev).await.unwrap();
+    assert_eq!(ev.count("exists"), 3);
+    assert_eq!(fake.count("POST"), posts);
+
+    // A registry elsewhere is never asked to mount from this one's repos.
+    let other = Fake::start().await;
+    let ev = Events::default();
+    registry
+        .push(&r(&format!("{}/c:1", other.host())), &s, &rec.id, &ev)
+        .await
+        .unwrap();
+    assert_eq!(ev.count("done"), 3);
+    assert_eq!(other.count("mount="), 0);
+}
+
+#[tokio::test]
+async fn pulled_blobs_mount_from_their_repository_and_a_refused_mount_uploads() {
+    let fake = Fake::start().await;
+    let img = publish(
+        &fake,
+        "src/app",
+        "1",
+        OCI_MANIFEST,
+        "amd64",
+        &[vec![1u8; 50_000], vec![2u8; 60_000]],
+    );
+    let all: Vec<String> = img
+        .layers
+        .iter()
+        .cloned()
+        .chain([img.config.clone()])
+        .collect();
+    fake.state().repo_blobs = Some(
+        all.iter()
+            .map(|b| ("src/app".to_string(), b.clone()))
+            .collect(),
+    );
+    let (_t, s) = store();
+    let registry = reg();
+    let rec = registry
+        .pull(
+            &r(&format!("{}/src/app:1", fake.host())),
+            &amd64(),
+            &s,
+            &NoProgress,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        kiln_registry::blob_sources(&s, &d(&img.layers[0])).unwrap(),
+        vec![(fake.host(), "src/app".to_string())]
+    );
+    let ev = Events::default();
+    registry
+        .push(&r(&format!("{}/dst:1", fake.host())), &s, &rec.id, &ev)
+        .await
+        .unwrap();
+    assert_eq!(ev.count("mounted"), 3);
+
+    // Neither dst nor src/app has the first layer any more: both mounts
+    // are refused (202, an upload session); the first session is
+    // cancelled, the blob goes up through the last one.
+    {
+        let mut st = fake.state();
+        let rb = st.repo_blobs.as_mut().unwrap();
+        rb.remove(&("dst".to_string(), img.layers[0].clone()));
+        rb.remove(&("src/app".to_string(), img.layers[0].clone()));
+    }
+    let ev = Events::default();
+    registry
+        .push(&r(&format!("{}/third:1", fake.host())), &s, &rec.id, &ev)
+        .await
+        .unwrap();
+    assert_eq!(ev.count("mounted"), 2, "{:?}", ev.0.lock().unwrap());
+    assert_eq!(ev.count(&format!("done {}", img.layers[0])), 1);
+    assert_eq!(fake.count("DELETE /v2/third/blobs/uploads/"), 1);
+    assert_eq!(fake.count("POST /v2/third/blobs/uploads/?mount="), 4);
+    assert!(
+        fake.state()
+            .repo_blobs
+            .as_ref()
+            .unwrap()
+            .contains(&("third".to_string(), img.layers[0].clone()))
+    );
+    assert!(fake.state().uploads.is_empty(), "no upload session left");
+}
+
+#[tokio::test]
+async fn mount_tokens_cover_pull_on_the_source_repository() {
+    let fake = Fake::start().await;
+    fake.state().repo_blobs = Some(HashSet::new());
+    fake.state().auth = Auth::Bearer {
+        user: "u".into(),
+        pass: "p".into(),
+    };
+    let (_t, s) = store();
+    let rec = local_image(&s, &[b"tok layer".to_vec()]);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = docker_config(dir.path(), &fake.host(), "u", "p");
+    let registry = Registry::new(RegistryConfig {
+        docker_config: Some(cfg),
+        ..RegistryConfig::default()
+    });
+    registry
+        .push(
+            &r(&format!("{}/one:1", fake.host())),
+            &s,
+            &rec.id,
+            &NoProgress,
+        )
+        .await
+        .unwrap();
+    let ev = Events::default();
+    registry
+        .push(&r(&format!("{}/two:1", fake.host())), &s, &rec.id, &ev)
+        .await
+        .unwrap();
+    assert_eq!(ev.count("mounted"), 2);
+    assert!(
+        fake.state().log.iter().any(|l| l.starts_with("GET /token?")
+            && l.contains("scope=repository%3Atwo%3Apull%2Cpush")
+            && l.contains("scope=repository%3Aone%3Apull")),
+        "{:?}",
+        fake.state().log
+    );
 }
