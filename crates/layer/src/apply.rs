@@ -6,18 +6,15 @@ use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, Timestamps, Uid, XattrFlags};
+use kiln_fs::{FileType, Root, at};
+use rustix::fs::{AtFlags, Gid, Mode, OFlags, Timestamps, Uid, XattrFlags};
 use tar::EntryType;
 
 use crate::compression::{decoder, detect_compression};
-use crate::fsops::{
-    ensure_dir, list_dir, lsetxattr_at, lstat_type, open_root, open_subdir, remove_all_at,
-    resolve_dir,
-};
 use crate::hash::{CHUNK, ChunkHasher};
 use crate::pax::{XATTR_PREFIX, is_overlay_private};
 use crate::{Compression, Error, OPAQUE_WHITEOUT, Result, WHITEOUT_PREFIX, sha256_digest};
@@ -91,7 +88,8 @@ pub fn apply_layer<R: Read>(
     root: &Path,
     opts: &ApplyOptions,
 ) -> Result<ApplyStats> {
-    apply(reader, compression, root, opts, false)
+    let root = open_root(root)?;
+    apply(reader, compression, &root, opts, &Extra::default())
 }
 
 /// [`apply_layer`] for an unpacker that may not create device nodes
@@ -108,15 +106,92 @@ pub fn apply_layer_skipping_devices<R: Read>(
     root: &Path,
     opts: &ApplyOptions,
 ) -> Result<ApplyStats> {
-    apply(reader, compression, root, opts, true)
+    let root = open_root(root)?;
+    let extra = Extra {
+        skip_devices: true,
+        ..Extra::default()
+    };
+    apply(reader, compression, &root, opts, &extra)
+}
+
+fn open_root(root: &Path) -> Result<Root> {
+    Root::open(root).map_err(|source| Error::Io {
+        op: "opening layer root",
+        path: root.to_owned(),
+        source,
+    })
+}
+
+/// How [`extract_archive`] unpacks: `docker build`'s ADD of a local tar.
+#[derive(Clone, Debug, Default)]
+pub struct ExtractOptions {
+    /// The owner of every entry (`ADD --chown`); `None` keeps the archive's
+    /// uid and gid.
+    pub owner: Option<(u32, u32)>,
+    /// Failing to set an owner is not an error (a build that may not chown,
+    /// as `--ignore-chown-errors`).
+    pub ignore_owner_errors: bool,
+    /// Leave character and block devices out instead of creating them (an
+    /// unpacker that may not `mknod`); FIFOs are still made.
+    pub skip_devices: bool,
+}
+
+/// Extracts a tar archive (compressed as `compression`) into the directory
+/// `dest`, an existing tree, as `docker build`'s ADD of a local archive does:
+///
+/// - `dest` is the root of the extraction: every path and every symlink in
+///   the archive resolves inside it (an archive's `lnk -> /elsewhere` means
+///   `<dest>/elsewhere`, and `lnk/x` after it fails when that directory does
+///   not exist, as Docker's chrooted extraction does), `..` components are
+///   refused;
+/// - `.wh.` names are ordinary files (no whiteout processing: that is for
+///   image layers);
+/// - modes with setuid, setgid and sticky bits, device nodes, FIFOs, hard
+///   links (inside `dest`), xattrs and mtimes are kept; owners are the
+///   archive's unless [`ExtractOptions::owner`] is set;
+/// - an archive that ends inside an entry's data is an error.
+pub fn extract_archive<R: Read>(
+    reader: R,
+    compression: Compression,
+    dest: &Root,
+    opts: &ExtractOptions,
+) -> Result<ApplyStats> {
+    let apply_opts = ApplyOptions {
+        // No whiteouts are applied (`literal_whiteouts`); Overlay keeps the
+        // unpacker from remembering every path for opaque markers.
+        whiteouts: WhiteoutMode::Overlay,
+        allow_devices: true,
+        preserve_owners: true,
+        expected_diff_id: None,
+    };
+    let extra = Extra {
+        skip_devices: opts.skip_devices,
+        literal_whiteouts: true,
+        owner: opts.owner,
+        ignore_owner_errors: opts.ignore_owner_errors,
+    };
+    apply(reader, compression, dest, &apply_opts, &extra)
+}
+
+/// What [`extract_archive`] does differently from a layer apply.
+#[derive(Clone, Debug, Default)]
+struct Extra {
+    /// Skip character and block devices instead of refusing them.
+    skip_devices: bool,
+    /// `.wh.` names are ordinary entries.
+    literal_whiteouts: bool,
+    /// Every entry's owner.
+    owner: Option<(u32, u32)>,
+    /// Owner changes may fail.
+    ignore_owner_errors: bool,
 }
 
 fn apply<R: Read>(
     reader: R,
     compression: Compression,
-    root: &Path,
+    root: &Root,
     opts: &ApplyOptions,
-    skip_devices: bool,
+    extra: &Extra,
 ) -> Result<ApplyStats> {
     let mut buffered = BufReader::with_capacity(BUF_SIZE, reader);
     let detected = detect_compression(&mut buffered).map_err(read_err)?;
@@ -133,15 +208,10 @@ fn apply<R: Read>(
         hasher: ChunkHasher::new(threads),
         count: 0,
     };
-    let root_fd = open_root(root).map_err(|source| Error::Io {
-        op: "opening layer root",
-        path: root.to_owned(),
-        source,
-    })?;
     let mut unpacker = Unpacker {
-        root: root_fd,
+        root: root.clone(),
         opts,
-        skip_devices,
+        extra,
         buf: vec![0; BUF_SIZE],
         created: HashSet::new(),
         dir_times: Vec::new(),
@@ -236,10 +306,9 @@ pub(crate) fn normalize(raw: &[u8]) -> Result<Option<PathBuf>> {
 }
 
 struct Unpacker<'o> {
-    root: OwnedFd,
+    root: Root,
     opts: &'o ApplyOptions,
-    /// Skip character and block devices instead of refusing them.
-    skip_devices: bool,
+    extra: &'o Extra,
     buf: Vec<u8>,
     /// Paths this layer created (delete mode: spared by an opaque marker).
     created: HashSet<PathBuf>,
@@ -284,7 +353,9 @@ impl Unpacker<'_> {
             .expect("normalized path has a last component");
         let parent_rel = rel.parent().unwrap_or(Path::new("")).to_owned();
         let name_bytes = name.as_bytes();
-        if let Some(target) = name_bytes.strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
+        if let Some(target) = name_bytes.strip_prefix(WHITEOUT_PREFIX.as_bytes())
+            && !self.extra.literal_whiteouts
+        {
             self.whiteouts += 1;
             if name_bytes == OPAQUE_WHITEOUT.as_bytes() {
                 return self.opaque(&parent_rel);
@@ -302,7 +373,7 @@ impl Unpacker<'_> {
             return self.whiteout(&parent_rel, OsStr::from_bytes(target));
         }
 
-        if self.skip_devices && matches!(kind, EntryType::Char | EntryType::Block) {
+        if self.extra.skip_devices && matches!(kind, EntryType::Char | EntryType::Block) {
             return Ok(());
         }
         let meta = read_meta(entry).map_err(read_err)?;
@@ -314,13 +385,15 @@ impl Unpacker<'_> {
                 source,
             }
         };
-        let parent =
-            ensure_dir(&self.root, &parent_rel).map_err(io_err("creating parent directory"))?;
-        let existing = lstat_type(&parent, name).map_err(io_err("inspecting"))?;
+        let parent = self
+            .root
+            .ensure_dir(&parent_rel, 0o755)
+            .map_err(io_err("creating parent directory"))?;
+        let existing = at::file_type(&parent, name).map_err(io_err("inspecting"))?;
         let is_dir = kind.is_dir();
         match existing {
-            Some(FileType::Directory) if is_dir => {}
-            Some(_) => remove_all_at(&parent, name).map_err(io_err("replacing"))?,
+            Some(FileType::Dir) if is_dir => {}
+            Some(_) => at::remove_all(&parent, name).map_err(io_err("replacing"))?,
             None => {}
         }
 
@@ -347,11 +420,11 @@ impl Unpacker<'_> {
                     .map_err(io_err("setting metadata"))?;
             }
             EntryType::Directory => {
-                if existing != Some(FileType::Directory) {
+                if existing != Some(FileType::Dir) {
                     rustix::fs::mkdirat(&parent, name, Mode::from_raw_mode(0o700))
                         .map_err(|e| io_err("creating directory")(e.into()))?;
                 }
-                let dir = open_subdir(&parent, name).map_err(io_err("opening directory"))?;
+                let dir = at::open_subdir(&parent, name).map_err(io_err("opening directory"))?;
                 self.set_meta_fd(&dir, &meta, false)
                     .map_err(io_err("setting metadata"))?;
                 self.dir_times.push((rel.clone(), meta.mtime));
@@ -373,13 +446,15 @@ impl Unpacker<'_> {
                     reason: "hardlink to the root",
                 })?;
                 let target_name = target_rel.file_name().expect("normalized");
-                let target_parent =
-                    resolve_dir(&self.root, target_rel.parent().unwrap_or(Path::new("")))
-                        .map_err(io_err("resolving hardlink target"))?;
+                let target_parent = self
+                    .root
+                    .resolve_dir(target_rel.parent().unwrap_or(Path::new("")))
+                    .map_err(io_err("resolving hardlink target"))?;
                 rustix::fs::linkat(&target_parent, target_name, &parent, name, AtFlags::empty())
                     .map_err(|e| io_err("creating hardlink")(e.into()))?;
             }
             EntryType::Char | EntryType::Block | EntryType::Fifo => {
+                use rustix::fs::FileType;
                 let file_type = match kind {
                     EntryType::Char => FileType::CharacterDevice,
                     EntryType::Block => FileType::BlockDevice,
@@ -458,6 +533,18 @@ impl Unpacker<'_> {
             })?;
             total += n as u64;
         }
+        if total < entry.size() {
+            // tar-rs stops reading an entry at the end of the stream; a
+            // short entry is a truncated archive, not a short file.
+            return Err(read_err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "the archive ends inside {} ({total} of {} bytes)",
+                    String::from_utf8_lossy(&entry.path_bytes()),
+                    entry.size()
+                ),
+            )));
+        }
         if hole {
             file.set_len(total).map_err(|source| Error::Io {
                 op: "writing file",
@@ -471,11 +558,11 @@ impl Unpacker<'_> {
     fn set_meta_fd(&self, fd: impl AsFd, meta: &Meta, times: bool) -> io::Result<()> {
         let fd = fd.as_fd();
         if self.opts.preserve_owners {
-            rustix::fs::fchown(
-                fd,
-                Some(Uid::from_raw(meta.uid)),
-                Some(Gid::from_raw(meta.gid)),
-            )?;
+            let (uid, gid) = self.extra.owner.unwrap_or((meta.uid, meta.gid));
+            let r = rustix::fs::fchown(fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)));
+            if r.is_err() && !self.extra.ignore_owner_errors {
+                r?;
+            }
         }
         rustix::fs::fchmod(fd, Mode::from_raw_mode(meta.mode))?;
         for (name, value) in &meta.xattrs {
@@ -500,19 +587,23 @@ impl Unpacker<'_> {
     fn set_meta_at(&self, dir: impl AsFd, name: &OsStr, meta: &Meta) -> io::Result<()> {
         let dir = dir.as_fd();
         if self.opts.preserve_owners {
-            rustix::fs::chownat(
+            let (uid, gid) = self.extra.owner.unwrap_or((meta.uid, meta.gid));
+            let r = rustix::fs::chownat(
                 dir,
                 name,
-                Some(Uid::from_raw(meta.uid)),
-                Some(Gid::from_raw(meta.gid)),
+                Some(Uid::from_raw(uid)),
+                Some(Gid::from_raw(gid)),
                 AtFlags::SYMLINK_NOFOLLOW,
-            )?;
+            );
+            if r.is_err() && !self.extra.ignore_owner_errors {
+                r?;
+            }
         }
         for (key, value) in &meta.xattrs {
             if key.starts_with(b"user.") {
                 continue;
             }
-            match lsetxattr_at(dir, name, OsStr::from_bytes(key), value) {
+            match at::lsetxattr(dir, name, OsStr::from_bytes(key), value) {
                 Ok(()) => {}
                 Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOTSUP.raw_os_error()) => {}
                 Err(e) => return Err(e),
@@ -535,22 +626,24 @@ impl Unpacker<'_> {
         };
         match self.opts.whiteouts {
             WhiteoutMode::Delete => {
-                let parent = match resolve_dir(&self.root, parent_rel) {
+                let parent = match self.root.resolve_dir(parent_rel) {
                     Ok(fd) => fd,
                     // Nothing below to hide.
                     Err(e) if is_absent(&e) => return Ok(()),
                     Err(e) => return Err(io_err("resolving whiteout")(e)),
                 };
-                remove_all_at(&parent, name).map_err(io_err("applying whiteout"))
+                at::remove_all(&parent, name).map_err(io_err("applying whiteout"))
             }
             WhiteoutMode::Overlay => {
-                let parent = ensure_dir(&self.root, parent_rel)
+                let parent = self
+                    .root
+                    .ensure_dir(parent_rel, 0o755)
                     .map_err(io_err("creating parent directory"))?;
-                remove_all_at(&parent, name).map_err(io_err("replacing"))?;
+                at::remove_all(&parent, name).map_err(io_err("replacing"))?;
                 rustix::fs::mknodat(
                     &parent,
                     name,
-                    FileType::CharacterDevice,
+                    rustix::fs::FileType::CharacterDevice,
                     Mode::empty(),
                     rustix::fs::makedev(0, 0),
                 )
@@ -566,21 +659,25 @@ impl Unpacker<'_> {
         };
         match self.opts.whiteouts {
             WhiteoutMode::Delete => {
-                let dir = match open_dir_readable(&self.root, dir_rel) {
+                let dir = match self.root.open_dir(dir_rel) {
                     Ok(fd) => fd,
                     Err(e) if is_absent(&e) => return Ok(()),
                     Err(e) => return Err(io_err("resolving opaque directory")(e)),
                 };
-                for child in list_dir(&dir).map_err(io_err("listing opaque directory"))? {
+                for child in at::list(&dir).map_err(io_err("listing opaque directory"))? {
                     if !self.created.contains(&dir_rel.join(&child)) {
-                        remove_all_at(&dir, &child).map_err(io_err("applying opaque marker"))?;
+                        at::remove_all(&dir, &child).map_err(io_err("applying opaque marker"))?;
                     }
                 }
                 Ok(())
             }
             WhiteoutMode::Overlay => {
-                ensure_dir(&self.root, dir_rel).map_err(io_err("creating opaque directory"))?;
-                let dir = open_dir_readable(&self.root, dir_rel)
+                self.root
+                    .ensure_dir(dir_rel, 0o755)
+                    .map_err(io_err("creating opaque directory"))?;
+                let dir = self
+                    .root
+                    .open_dir(dir_rel)
                     .map_err(io_err("opening opaque directory"))?;
                 rustix::fs::fsetxattr(&dir, "trusted.overlay.opaque", b"y", XattrFlags::empty())
                     .map_err(|e| io_err("marking directory opaque")(e.into()))
@@ -591,7 +688,7 @@ impl Unpacker<'_> {
     fn set_dir_times(&self) -> Result<()> {
         for (rel, mtime) in self.dir_times.iter().rev() {
             let name = rel.file_name().expect("normalized");
-            let parent = match resolve_dir(&self.root, rel.parent().unwrap_or(Path::new(""))) {
+            let parent = match self.root.resolve_dir(rel.parent().unwrap_or(Path::new(""))) {
                 Ok(fd) => fd,
                 Err(e) if is_absent(&e) => continue,
                 Err(source) => {
@@ -623,27 +720,7 @@ impl Unpacker<'_> {
 }
 
 fn is_absent(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(code) if code == rustix::io::Errno::NOENT.raw_os_error()
-            || code == rustix::io::Errno::NOTDIR.raw_os_error()
-    )
-}
-
-/// Opens a directory inside the root for reading (listing, xattrs).
-fn open_dir_readable(root: impl AsFd, rel: &Path) -> io::Result<OwnedFd> {
-    let rel: &Path = if rel.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        rel
-    };
-    Ok(rustix::fs::openat2(
-        root,
-        rel,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-        rustix::fs::ResolveFlags::IN_ROOT | rustix::fs::ResolveFlags::NO_MAGICLINKS,
-    )?)
+    at::is_absent(e)
 }
 
 fn timestamps(mtime: i64) -> Timestamps {

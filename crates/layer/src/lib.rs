@@ -49,7 +49,6 @@
 mod apply;
 mod compression;
 mod diff;
-mod fsops;
 mod hash;
 mod pargz;
 mod pax;
@@ -60,13 +59,16 @@ use std::io;
 use std::path::PathBuf;
 
 pub use apply::{
-    ApplyOptions, ApplyStats, WhiteoutMode, apply_layer, apply_layer_skipping_devices,
+    ApplyOptions, ApplyStats, ExtractOptions, WhiteoutMode, apply_layer,
+    apply_layer_skipping_devices, extract_archive,
 };
 pub use compression::{Compression, detect_compression};
 pub use diff::{
     DiffOptions, IdMap, IdRange, diff_dirs, diff_dirs_mapped, diff_overlay_upper,
     diff_overlay_upper_mapped,
 };
+/// The tree type [`extract_archive`] writes into (re-exported from kiln-fs).
+pub use kiln_fs::Root;
 pub use writer::{LayerDigests, LayerWriter};
 
 /// The prefix of a whiteout file name in a layer tar.
