@@ -5,6 +5,18 @@
 
 use crate::pattern::{Pattern, PatternError};
 
+/// A `.dockerignore` that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DockerIgnoreError {
+    /// A line that is only `!` (Docker refuses it).
+    #[error("illegal exclusion pattern: \"!\"")]
+    BareExclusion,
+    /// A malformed pattern.
+    #[error(transparent)]
+    Pattern(#[from] PatternError),
+}
+
 /// One `.dockerignore` rule.
 #[derive(Debug, Clone)]
 struct Rule {
@@ -39,8 +51,10 @@ pub(crate) fn clean_rel(path: &str) -> String {
 }
 
 impl DockerIgnore {
-    /// Parses the contents of a `.dockerignore` file.
-    pub fn parse(text: &str) -> Result<DockerIgnore, PatternError> {
+    /// Parses the contents of a `.dockerignore` file (a leading UTF-8
+    /// byte-order mark is skipped, as Docker does; a bare `!` is an error).
+    pub fn parse(text: &str) -> Result<DockerIgnore, DockerIgnoreError> {
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let mut rules = Vec::new();
         for line in text.lines() {
             if line.starts_with('#') {
@@ -54,7 +68,7 @@ impl DockerIgnore {
             if exception {
                 pat = pat[1..].trim();
                 if pat.is_empty() {
-                    continue;
+                    return Err(DockerIgnoreError::BareExclusion);
                 }
             }
             let cleaned = clean_rel(pat);
@@ -130,6 +144,22 @@ mod tests {
         let d = ig("dir\n!dir/keep.txt\n");
         assert!(d.is_excluded("dir/a"));
         assert!(!d.is_excluded("dir/keep.txt"));
+    }
+
+    /// Docker skips a UTF-8 byte-order mark before the first pattern
+    /// (TestBuildDockerignoringBOM) and refuses a line that is only `!`
+    /// (TestBuildDockerignoringBadExclusion).
+    #[test]
+    fn bom_and_bare_exclusion() {
+        let d = ig("\u{feff}Dockerfile\n.dockerignore\n");
+        assert!(d.is_excluded("Dockerfile"));
+        assert!(d.is_excluded(".dockerignore"));
+        let err = DockerIgnore::parse("a\n!\n").expect_err("bare !");
+        assert_eq!(err.to_string(), "illegal exclusion pattern: \"!\"");
+        assert_eq!(
+            DockerIgnore::parse("! \n").expect_err("bare ! with a space"),
+            DockerIgnoreError::BareExclusion
+        );
     }
 
     #[test]

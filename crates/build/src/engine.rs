@@ -18,7 +18,7 @@ use crate::config::{ImageConfig, Platform};
 use crate::context::ContextDir;
 use crate::error::{Error, Result};
 use crate::graph::{Ordered, StageSink, plan_graph};
-use crate::history::rfc3339;
+use crate::history::{rfc3339, rfc3339_nano};
 use crate::progress::{Event, Progress};
 
 /// Everything about a build that is not the Dockerfile or the context.
@@ -51,6 +51,12 @@ pub struct BuildOptions {
     pub explain_cache: bool,
     /// Current time, Unix seconds (used when `source_date_epoch` is unset).
     pub now: i64,
+    /// Nanoseconds within `now`'s second: `created` carries them, as
+    /// Docker's does, so that two uncached builds never share an image ID.
+    pub now_nanos: u32,
+    /// `--build-arg NAME` given without a value and not set in the
+    /// environment: not passed to the build, but warned about when unused.
+    pub unset_build_args: BTreeSet<String>,
     /// `SOURCE_DATE_EPOCH`: when set, every `created` time is this one.
     pub source_date_epoch: Option<i64>,
     /// Seed for intermediate container IDs (random per build in the CLI).
@@ -81,6 +87,8 @@ impl Default for BuildOptions {
             jobs: 1,
             explain_cache: false,
             now: 0,
+            now_nanos: 0,
+            unset_build_args: BTreeSet::new(),
             source_date_epoch: None,
             id_seed: String::new(),
             secrets: BTreeMap::new(),
@@ -350,7 +358,10 @@ impl<'a> Builder<'a> {
             platform_args(&target_platform, &opts.build_platform),
         );
         let graph = plan_graph(dockerfile, &global, opts)?;
-        let created = rfc3339(opts.source_date_epoch.unwrap_or(opts.now));
+        let created = match opts.source_date_epoch {
+            Some(epoch) => rfc3339(epoch),
+            None => rfc3339_nano(opts.now, opts.now_nanos),
+        };
         let shared = Shared {
             df: dockerfile,
             ctx,
@@ -409,6 +420,9 @@ impl<'a> Builder<'a> {
         let unused: Vec<&str> = opts
             .build_args
             .keys()
+            .chain(&opts.unset_build_args)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
             .map(String::as_str)
             .filter(|k| !declared.contains(k) && !PROXY_ARGS.contains(k))
             .collect();

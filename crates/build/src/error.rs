@@ -12,10 +12,16 @@ pub type BackendError = Box<dyn std::error::Error + Send + Sync + 'static>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The Dockerfile did not parse.
-    #[error("dockerfile parse error: {message}")]
+    /// The Dockerfile did not parse. Displayed as Docker's
+    /// `dockerfile parse error line N: message` for the first error, then
+    /// every error as `line:col: message`, one per line.
+    #[error("dockerfile parse error line {line}: {first}\n{message}")]
     Parse {
-        /// The parser's diagnostics, one per line (`line:col: message`).
+        /// 1-based line of the first error.
+        line: usize,
+        /// The first error's message (without its location).
+        first: String,
+        /// Every error diagnostic, one per line (`line:col: message`).
         message: String,
     },
     /// An instruction is well-formed for the parser but not usable by the builder.
@@ -40,7 +46,7 @@ pub enum Error {
     #[error("target stage {0:?} could not be found")]
     UnknownTarget(String),
     /// The Dockerfile has no FROM, or no image was produced.
-    #[error("no image was generated: is your dockerfile empty")]
+    #[error("No image was generated. Is your Dockerfile empty?")]
     NoImage,
     /// A stage depends on itself through `FROM`, `COPY --from` or `--mount from=`.
     #[error("circular dependency between stages involving {0:?}")]
@@ -53,8 +59,11 @@ pub enum Error {
         /// Its exit status.
         code: i32,
     },
-    /// A COPY/ADD source matched nothing in the context or stage.
-    #[error("line {line}: copy source {source_path:?} not found")]
+    /// A COPY/ADD source matched nothing in the context or stage (Docker's
+    /// text; the step wraps it as `COPY failed: ...`, see [`Error::CopyFailed`]).
+    #[error(
+        "file not found in build context or excluded by .dockerignore: stat {source_path}: file does not exist"
+    )]
     SourceNotFound {
         /// 1-based line of the instruction.
         line: usize,
@@ -68,6 +77,27 @@ pub enum Error {
         line: usize,
         /// The offending source.
         source_path: String,
+    },
+    /// A COPY or ADD step could not resolve its sources (Docker's
+    /// `COPY failed: <why>`).
+    #[error("{instruction} failed")]
+    CopyFailed {
+        /// `COPY` or `ADD`.
+        instruction: &'static str,
+        /// 1-based line of the instruction.
+        line: usize,
+        /// Why.
+        #[source]
+        error: Box<Error>,
+    },
+    /// `COPY --from` names neither an earlier stage nor an image that could be
+    /// resolved (Docker's `invalid from flag value <value>: <why>`).
+    #[error("invalid from flag value {value}: {reason}")]
+    InvalidFrom {
+        /// The `--from` value (expanded).
+        value: String,
+        /// Why it could not be used (the whole chain of causes).
+        reason: String,
     },
     /// A RUN --mount=type=secret names a secret that was not provided.
     #[error("secret {0:?} not provided")]
@@ -126,6 +156,18 @@ impl Error {
             subject: subject.into(),
             source,
         }
+    }
+
+    /// This error and its causes, `: `-separated (as anyhow's `{:#}`).
+    pub(crate) fn chain(&self) -> String {
+        let mut out = self.to_string();
+        let mut cause = std::error::Error::source(self);
+        while let Some(c) = cause {
+            out.push_str(": ");
+            out.push_str(&c.to_string());
+            cause = c.source();
+        }
+        out
     }
 
     pub(crate) fn instr(line: usize, message: impl Into<String>) -> Self {

@@ -138,9 +138,29 @@ pub fn rfc3339(secs: i64) -> String {
     )
 }
 
+/// RFC 3339 with nanoseconds as Go's `RFC3339Nano` prints them (trailing
+/// zeros dropped, no fraction when zero): `2026-12-06T10:00:00.1234Z`.
+pub(crate) fn rfc3339_nano(secs: i64, nanos: u32) -> String {
+    let base = rfc3339(secs);
+    let nanos = nanos % 1_000_000_000;
+    if nanos == 0 {
+        return base;
+    }
+    let frac = format!("{nanos:09}");
+    let frac = frac.trim_end_matches('0');
+    format!("{}.{frac}Z", base.trim_end_matches('Z'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nanoseconds_as_go_prints_them() {
+        assert_eq!(rfc3339_nano(0, 0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339_nano(0, 120_000_000), "1970-01-01T00:00:00.12Z");
+        assert_eq!(rfc3339_nano(86_400, 1), "1970-01-02T00:00:00.000000001Z");
+    }
 
     #[test]
     fn docker_strings() {

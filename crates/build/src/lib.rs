@@ -75,7 +75,7 @@ pub use backend::*;
 pub use cache::JsonCache;
 pub use config::*;
 pub use context::ContextDir;
-pub use dockerignore::DockerIgnore;
+pub use dockerignore::{DockerIgnore, DockerIgnoreError};
 pub use engine::{BuildOptions, BuildOutcome, Builder, normalize_tag};
 pub use error::{BackendError, Error, Result};
 pub use history::rfc3339;

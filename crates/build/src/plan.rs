@@ -8,17 +8,18 @@ use crate::error::{Error, Result};
 /// Parses and types a Dockerfile; every error diagnostic is reported.
 pub fn parse(bytes: &[u8]) -> Result<Dockerfile> {
     let (df, diagnostics) = parse_dockerfile(bytes);
-    let errors: Vec<String> = diagnostics
-        .iter()
-        .filter(|d| d.is_error())
-        .map(|d| d.to_string())
-        .collect();
-    if errors.is_empty() {
-        Ok(df)
-    } else {
-        Err(Error::Parse {
-            message: errors.join("\n"),
-        })
+    let errors: Vec<_> = diagnostics.iter().filter(|d| d.is_error()).collect();
+    match errors.first() {
+        None => Ok(df),
+        Some(first) => Err(Error::Parse {
+            line: first.line,
+            first: first.message.clone(),
+            message: errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n"),
+        }),
     }
 }
 

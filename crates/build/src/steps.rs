@@ -319,8 +319,8 @@ impl Builder<'_> {
         match inst {
             Instruction::From(_) => Err(Error::instr(line, "FROM inside a stage")),
             Instruction::Run(r) => self.step_run(sh, st, r),
-            Instruction::Copy(c) => self.step_copy(sh, st, c, "COPY"),
-            Instruction::Add(c) => self.step_copy(sh, st, c, "ADD"),
+            Instruction::Copy(c) => self.copy_step_checked(sh, st, c, "COPY"),
+            Instruction::Add(c) => self.copy_step_checked(sh, st, c, "ADD"),
             Instruction::Workdir(w) => self.step_workdir(sh, st, &w.value, line),
             Instruction::Cmd(c) => self.step_cmd(sh, st, c, false),
             Instruction::Entrypoint(c) => self.step_cmd(sh, st, c, true),
@@ -353,7 +353,9 @@ impl Builder<'_> {
                 self.meta_step(sh, st, c, &format!("STOPSIGNAL {sig}"))
             }
             Instruction::Maintainer(v) => {
-                let who = self.expand(sh, st, &v.value, line)?;
+                // Docker neither expands nor unquotes MAINTAINER's value
+                // (TestBuildEscapeWhitespace keeps the quotes in Author).
+                let who = v.value.clone();
                 st.author = Some(who.clone());
                 let c = st.config.clone();
                 self.meta_step(sh, st, c, &format!("MAINTAINER {who}"))
@@ -367,6 +369,52 @@ impl Builder<'_> {
             }
             Instruction::Healthcheck(h) => self.step_healthcheck(sh, st, h),
         }
+    }
+
+    /// Runs a COPY or ADD step with Docker's error texts around it: a source
+    /// that is not there is `COPY failed: file not found ...`, a `--from`
+    /// that is neither an earlier stage nor an image that resolves is
+    /// `invalid from flag value X: ...` (also when it names the current stage).
+    fn copy_step_checked(
+        &self,
+        sh: &Shared<'_>,
+        st: &mut StageState,
+        c: &kiln_dockerfile::instructions::CopyInstruction,
+        name: &'static str,
+    ) -> Result<()> {
+        let line = c.source.start_line;
+        let from = match &c.from {
+            Some(f) => Some(self.expand(sh, st, f, line)?),
+            None => None,
+        };
+        if let Some(from) = &from {
+            let stage = &sh.df.stages[st.index];
+            let own_name = stage
+                .name
+                .as_deref()
+                .is_some_and(|n| n.eq_ignore_ascii_case(from));
+            if own_name || from.parse::<usize>() == Ok(st.index) {
+                return Err(Error::InvalidFrom {
+                    value: from.clone(),
+                    reason: "refers to current build stage".into(),
+                });
+            }
+        }
+        self.step_copy(sh, st, c, name).map_err(|e| match e {
+            Error::SourceNotFound { .. } => Error::CopyFailed {
+                instruction: name,
+                line,
+                error: Box::new(e),
+            },
+            Error::Backend {
+                op: "resolve image",
+                ..
+            } if from.is_some() => Error::InvalidFrom {
+                value: from.unwrap_or_default(),
+                reason: e.chain(),
+            },
+            e => e,
+        })
     }
 
     fn step_cmd(
@@ -477,11 +525,16 @@ impl Builder<'_> {
         let line = l.source.start_line;
         let mut vols = Vec::new();
         for v in &l.values {
-            let expanded = if l.json {
+            let mut expanded = if l.json {
                 vec![self.expand(sh, st, v, line)?]
             } else {
                 self.expand_words(sh, st, v, line)?
             };
+            // Docker expands each word as one word: `VOLUME $empty` is an
+            // empty volume, an error, not no volume at all.
+            if expanded.is_empty() {
+                expanded.push(String::new());
+            }
             for e in expanded {
                 let e = e.trim().to_string();
                 if e.is_empty() {

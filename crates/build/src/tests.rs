@@ -482,7 +482,15 @@ fn copy_rules_chown_chmod_and_heredoc() {
             .contains("must be a directory")
     );
     let (r, _, _) = e.build("FROM busybox\nCOPY missing /x\n", &opts());
-    assert!(matches!(r, Err(Error::SourceNotFound { .. })));
+    let err = r.expect_err("a missing source");
+    assert_eq!(
+        err.chain(),
+        "COPY failed: file not found in build context or excluded by .dockerignore: stat missing: file does not exist"
+    );
+    assert!(
+        matches!(&err, Error::CopyFailed { instruction: "COPY", error, .. }
+            if matches!(**error, Error::SourceNotFound { .. }))
+    );
 }
 
 #[test]

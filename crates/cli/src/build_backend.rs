@@ -613,12 +613,40 @@ pub(crate) fn cache_record_count(app: &App) -> Result<usize> {
 /// Runs RUN steps in real containers.
 pub(crate) struct Runner {
     root: PathBuf,
+    /// `kiln build --add-host`: (host, ip) lines added to each step's `/etc/hosts`.
+    extra_hosts: Vec<(String, String)>,
+    /// `kiln build --cgroup-parent`.
+    cgroup_parent: Option<String>,
 }
 
 impl Runner {
     pub(crate) fn new(app: &App) -> Runner {
         Runner {
             root: app.root().to_path_buf(),
+            extra_hosts: Vec::new(),
+            cgroup_parent: None,
+        }
+    }
+
+    /// Adds `ip\thost` lines to every step's `/etc/hosts`, as Docker does.
+    pub(crate) fn with_extra_hosts(mut self, hosts: Vec<(String, String)>) -> Runner {
+        self.extra_hosts = hosts;
+        self
+    }
+
+    /// Creates the steps' cgroups under `parent` instead of `kiln`.
+    pub(crate) fn with_cgroup_parent(mut self, parent: Option<String>) -> Runner {
+        self.cgroup_parent = parent;
+        self
+    }
+
+    fn runtime(&self) -> Runtime {
+        match &self.cgroup_parent {
+            Some(parent) => Runtime::new(kiln_runtime::RuntimeConfig {
+                cgroup_parent: parent.clone(),
+                ..kiln_runtime::RuntimeConfig::default()
+            }),
+            None => Runtime::default(),
         }
     }
 
@@ -722,7 +750,7 @@ impl Runner {
             .with_context(|| format!("cannot create {}", scratch.display()))?;
         let result = self.run_in(step, output, &state_dir, &scratch);
         let t_del = span("run-delete", step.container_id);
-        let _ = Runtime::default().delete(&state_dir, true);
+        let _ = self.runtime().delete(&state_dir, true);
         drop(t_del);
         let _ = std::fs::remove_dir_all(&scratch);
         result
@@ -750,6 +778,17 @@ impl Runner {
             None
         };
         let etc = kiln_runtime::write_etc_files(&etc_dir, &hostname, resolv.as_deref())?;
+        if !self.extra_hosts.is_empty() {
+            use std::io::Write as _;
+            let mut hosts = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&etc.hosts)
+                .with_context(|| format!("cannot open {}", etc.hosts.display()))?;
+            for (host, ip) in &self.extra_hosts {
+                writeln!(hosts, "{ip}\t{host}")
+                    .with_context(|| format!("cannot write {}", etc.hosts.display()))?;
+            }
+        }
         let rootfs_mounts: Vec<kiln_snapshot::Mount> = step
             .rootfs
             .mounts
@@ -788,7 +827,7 @@ impl Runner {
             tty: false,
         };
         let t_start = span("run-start", id);
-        let started = Runtime::default().start(&cfg, stdio);
+        let started = self.runtime().start(&cfg, stdio);
         drop(t_start);
         let fg = match started {
             Ok(fg) => fg,

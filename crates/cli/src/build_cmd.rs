@@ -18,7 +18,7 @@ use crate::build_backend::{Backend, Cache, Runner};
 #[derive(Debug, clap::Args)]
 pub(crate) struct BuildArgs {
     /// Name and optionally a tag (`user/project:version`); repeatable.
-    #[arg(short, long = "tag")]
+    #[arg(short, long = "tag", value_parser = parse_tag)]
     tag: Vec<String>,
     /// The Dockerfile (default: `CONTEXT/Dockerfile`), or `-` for stdin.
     #[arg(short, long)]
@@ -71,8 +71,61 @@ pub(crate) struct BuildArgs {
     /// `$SSH_AUTH_SOCK`) or `ID=SOCKET`.
     #[arg(long)]
     ssh: Vec<String>,
-    /// The build context: a directory, or `-` for a tar archive or a Dockerfile on stdin.
+    /// Remove intermediate containers after a successful build (default
+    /// true, as Docker's legacy builder). kiln's RUN containers are removed
+    /// as soon as their layer is committed; `--rm=false` is refused.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    rm: bool,
+    /// Always remove intermediate containers, even after a failed step
+    /// (kiln always does).
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    force_rm: bool,
+    /// The cgroup the RUN steps' containers are created under (default
+    /// `kiln`), from the root of the cgroup hierarchy.
+    #[arg(long, value_parser = parse_cgroup_parent)]
+    cgroup_parent: Option<String>,
+    /// An extra `/etc/hosts` line for RUN steps (`host:ip`); repeatable.
+    #[arg(long = "add-host", value_parser = parse_add_host)]
+    add_host: Vec<(String, String)>,
+    /// The build context: a directory, `-` for a tar archive or a Dockerfile
+    /// on stdin, a git repository (`git://host/repo.git#ref:subdir`,
+    /// `https://host/repo.git`) or an `http(s)://` URL of a tarball (or of a
+    /// Dockerfile).
     context: String,
+}
+
+/// `--cgroup-parent`: a path below the cgroup root (a leading `/` is
+/// allowed, as Docker allows it); `..` is refused.
+fn parse_cgroup_parent(value: &str) -> Result<String, String> {
+    let rel = value.trim_start_matches('/');
+    if rel.is_empty()
+        || rel
+            .split('/')
+            .any(|c| c.is_empty() || c == "." || c == "..")
+    {
+        return Err(format!(
+            "invalid cgroup parent {value:?}: expected a path like /kiln-builds or kiln/ci"
+        ));
+    }
+    Ok(rel.to_owned())
+}
+
+/// `--add-host host:ip`, checked as Docker's CLI checks it (a usage error,
+/// exit 125): split at the first `:` (IPv6 addresses keep theirs).
+fn parse_add_host(value: &str) -> Result<(String, String), String> {
+    match value.split_once(':') {
+        Some((host, ip)) if !host.is_empty() => {
+            if ip == "host-gateway" {
+                return Err(
+                    "host-gateway is not supported: kiln creates no bridge network".to_owned(),
+                );
+            }
+            ip.parse::<std::net::IpAddr>()
+                .map_err(|_| format!("invalid IP address in add-host: {ip:?}"))?;
+            Ok((host.to_owned(), ip.to_owned()))
+        }
+        _ => Err(format!("bad format for add-host: {value:?}")),
+    }
 }
 
 /// Prints events as Docker's legacy builder does (`plain`), as a live view
@@ -214,18 +267,49 @@ enum Output {
     Quiet,
 }
 
-fn parse_kv(items: &[String], what: &str, from_env: bool) -> Result<BTreeMap<String, String>> {
+/// `-t` values are checked as Docker's CLI checks them, before anything is
+/// read: a bad one is a usage error (exit 125, `invalid reference format`).
+fn parse_tag(value: &str) -> Result<String, String> {
+    match value.parse::<kiln_content::Reference>() {
+        Ok(_) => Ok(value.to_owned()),
+        Err(kiln_content::Error::InvalidReference { reason, .. })
+            if reason.starts_with("invalid reference format") =>
+        {
+            Err(reason)
+        }
+        Err(kiln_content::Error::InvalidReference { reason, .. }) => {
+            Err(format!("invalid reference format: {reason}"))
+        }
+        Err(e) => Err(format!("invalid reference format: {e}")),
+    }
+}
+
+/// What a `KEY` without `=` means for [`parse_kv`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum BareKey {
+    /// `--build-arg KEY`: the host's value, if it has one.
+    FromEnv,
+    /// `--label KEY`: an empty value, as Docker gives.
+    Empty,
+}
+
+fn parse_kv(items: &[String], what: &str, bare: BareKey) -> Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     for item in items {
         match item.split_once('=') {
             Some((k, v)) if !k.is_empty() => {
                 out.insert(k.to_owned(), v.to_owned());
             }
-            None if from_env && !item.is_empty() => {
-                if let Ok(v) = std::env::var(item) {
-                    out.insert(item.clone(), v);
+            None if !item.is_empty() => match bare {
+                BareKey::FromEnv => {
+                    if let Ok(v) = std::env::var(item) {
+                        out.insert(item.clone(), v);
+                    }
                 }
-            }
+                BareKey::Empty => {
+                    out.insert(item.clone(), String::new());
+                }
+            },
             _ => bail!("invalid {what} {item:?}: expected KEY=VALUE"),
         }
     }
@@ -293,37 +377,144 @@ struct Prepared {
     dir: PathBuf,
     dockerfile_path: Option<PathBuf>,
     dockerfile: Vec<u8>,
+    /// Bytes read from stdin or downloaded for the context (the size Docker
+    /// reports).
+    stdin_size: Option<u64>,
+    /// A directory of the host (not stdin, git or a URL): its file index is
+    /// kept between builds.
+    local: bool,
     _temp: Option<tempfile::TempDir>,
 }
 
+/// A context archive's bytes (gzip or plain tar) unpacked into `dir`, or
+/// the bytes themselves when they are not an archive (then they are the
+/// Dockerfile, as Docker takes them). Returns the decompressed bytes' length
+/// too (the size Docker reports).
+fn unpack_or_dockerfile(data: Vec<u8>, dir: &Path, what: &str) -> Result<(Option<Vec<u8>>, u64)> {
+    let data = if data.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&data[..])
+            .read_to_end(&mut out)
+            .with_context(|| format!("invalid gzip context {what}"))?;
+        out
+    } else {
+        data
+    };
+    if data.len() > 262 && &data[257..262] == b"ustar" {
+        tar::Archive::new(&data[..])
+            .unpack(dir)
+            .with_context(|| format!("cannot unpack the tar context {what}"))?;
+        Ok((None, data.len() as u64))
+    } else {
+        // A Dockerfile alone: Docker sends it as a one-file tar.
+        let size = 512 + (data.len() as u64).div_ceil(512) * 512 + 1024;
+        Ok((Some(data), size))
+    }
+}
+
+/// The `git` on `$PATH`, as Go's `exec.LookPath` finds it.
+fn find_git() -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .filter(|d| !d.as_os_str().is_empty())
+        .map(|d| d.join("git"))
+        .find(|p| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
+/// A git context (`git://host/repo.git#ref:subdir`, `https://host/repo.git`,
+/// `github.com/owner/repo`): cloned with the system's git into `temp`;
+/// returns the context directory (the subdirectory when one is named).
+fn git_context(source: &kiln_build::GitSource, temp: &Path) -> Result<PathBuf> {
+    if find_git().is_none() {
+        bail!(
+            "unable to prepare context: unable to find 'git': exec: \"git\": executable file not found in $PATH"
+        );
+    }
+    let repo = temp.join("repo");
+    crate::fetch::clone_git(&source.repo, source.reference.as_deref(), &repo, false)
+        .context("unable to prepare context")?;
+    let Some(sub) = &source.subdir else {
+        return Ok(repo);
+    };
+    let rel = Path::new(sub);
+    if rel.is_absolute()
+        || rel.components().any(|c| {
+            !matches!(
+                c,
+                std::path::Component::Normal(_) | std::path::Component::CurDir
+            )
+        })
+    {
+        bail!("unable to prepare context: invalid subdirectory {sub:?} in the git context");
+    }
+    let dir = repo.join(rel);
+    // A symlink in the repository must not lead the context out of it.
+    let real = std::fs::canonicalize(&dir).with_context(|| {
+        format!(
+            "unable to prepare context: subdirectory {sub:?} not found in {}",
+            source.repo
+        )
+    })?;
+    let repo_real = std::fs::canonicalize(&repo).context("unable to prepare context")?;
+    if !real.starts_with(&repo_real) || !real.is_dir() {
+        bail!(
+            "unable to prepare context: subdirectory {sub:?} of {} is not a directory inside the repository",
+            source.repo
+        );
+    }
+    Ok(real)
+}
+
 fn prepare_context(args: &BuildArgs) -> Result<Prepared> {
+    if args.context == "-" && args.file.as_deref() == Some("-") {
+        // Docker's CLI refuses it too: stdin can be read only once.
+        bail!("invalid argument: can't use stdin for both build context and dockerfile");
+    }
     let mut temp = None;
     let mut stdin_dockerfile = None;
+    let mut stdin_size = None;
+    let git = kiln_build::GitSource::parse(&args.context);
+    let url = args.context.starts_with("http://") || args.context.starts_with("https://");
+    let local = args.context != "-" && git.is_none() && !url;
     let dir = if args.context == "-" {
         let mut data = Vec::new();
         std::io::stdin()
             .read_to_end(&mut data)
             .context("cannot read the build context from stdin")?;
         let t = tempfile::tempdir().context("cannot create a temporary context directory")?;
-        let data = if data.starts_with(&[0x1f, 0x8b]) {
-            let mut out = Vec::new();
-            flate2::read::GzDecoder::new(&data[..])
-                .read_to_end(&mut out)
-                .context("invalid gzip context on stdin")?;
-            out
-        } else {
-            data
-        };
-        if data.len() > 262 && &data[257..262] == b"ustar" {
-            tar::Archive::new(&data[..])
-                .unpack(t.path())
-                .context("cannot unpack the tar context from stdin")?;
-        } else {
-            stdin_dockerfile = Some(data);
-        }
+        let (dockerfile, size) = unpack_or_dockerfile(data, t.path(), "on stdin")?;
+        stdin_dockerfile = dockerfile;
+        stdin_size = Some(size);
         let p = t.path().to_path_buf();
         temp = Some(t);
         p
+    } else if let Some(git) = &git {
+        let t = tempfile::tempdir().context("cannot create a temporary context directory")?;
+        let p = git_context(git, t.path())?;
+        temp = Some(t);
+        p
+    } else if url {
+        // A tarball (plain or gzip) is the context; anything else is the
+        // Dockerfile, as Docker's remote contexts go.
+        let t = tempfile::tempdir().context("cannot create a temporary context directory")?;
+        let download = t.path().join("download");
+        kiln_build::Fetcher::fetch(&crate::fetch::HttpFetcher, &args.context, &download)
+            .map_err(|e| anyhow::anyhow!("unable to prepare context: {e}"))?;
+        let data = std::fs::read(&download)
+            .with_context(|| format!("cannot read {}", download.display()))?;
+        std::fs::remove_file(&download)
+            .with_context(|| format!("cannot remove {}", download.display()))?;
+        let ctx = t.path().join("context");
+        std::fs::create_dir(&ctx).with_context(|| format!("cannot create {}", ctx.display()))?;
+        let (dockerfile, size) =
+            unpack_or_dockerfile(data, &ctx, &format!("from {}", args.context))?;
+        stdin_dockerfile = dockerfile;
+        stdin_size = Some(size);
+        temp = Some(t);
+        ctx
     } else {
         let p = PathBuf::from(&args.context);
         if !p.is_dir() {
@@ -345,9 +536,26 @@ fn prepare_context(args: &BuildArgs) -> Result<Prepared> {
         }
         (None, f) => {
             let path = match f {
-                Some(f) if Path::new(f).is_absolute() => PathBuf::from(f),
-                Some(f) if args.context != "-" && Path::new(f).exists() => PathBuf::from(f),
+                Some(f) if local && Path::new(f).is_absolute() => PathBuf::from(f),
+                Some(f) if local && Path::new(f).exists() => PathBuf::from(f),
+                // In a remote or stdin context, `-f` names a file inside it.
+                Some(f) if !local => {
+                    let rel = Path::new(f);
+                    if rel.components().any(|c| {
+                        !matches!(
+                            c,
+                            std::path::Component::Normal(_) | std::path::Component::CurDir
+                        )
+                    }) {
+                        bail!("the Dockerfile {f:?} must be inside the build context");
+                    }
+                    dir.join(rel)
+                }
                 Some(f) => dir.join(f),
+                // Docker's CLI falls back to a lower-case `dockerfile`.
+                None if !dir.join("Dockerfile").exists() && dir.join("dockerfile").exists() => {
+                    dir.join("dockerfile")
+                }
                 None => dir.join("Dockerfile"),
             };
             let d = std::fs::read(&path)
@@ -359,17 +567,122 @@ fn prepare_context(args: &BuildArgs) -> Result<Prepared> {
         dir,
         dockerfile_path,
         dockerfile,
+        stdin_size,
+        local,
         _temp: temp,
     })
 }
 
-fn unix_now() -> i64 {
+/// The current time: Unix seconds and the nanoseconds within the second.
+fn unix_now() -> (i64, u32) {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .map_or((0, 0), |d| {
+            (
+                i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+                d.subsec_nanos(),
+            )
+        })
 }
 
+/// Runs `kiln build`; returns the exit status. As Docker's CLI does, a
+/// failed build exits 1 (after printing why), a failed RUN exits with the
+/// command's own status, and `--iidfile` is removed before building so that
+/// a failed build leaves none behind. Usage errors (bad `-t`, unknown flags)
+/// are clap's and exit 125 in `main`.
 pub(crate) fn build(app: &mut App, args: &BuildArgs) -> Result<u8> {
+    if let Some(path) = &args.iidfile {
+        match std::fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                eprintln!("kiln: removing the image ID file {}: {e}", path.display());
+                return Ok(1);
+            }
+        }
+    }
+    match build_inner(app, args) {
+        Ok(code) => Ok(code),
+        Err(e) => {
+            let _ = std::io::stdout().flush();
+            match e.downcast_ref::<kiln_build::Error>() {
+                Some(kiln_build::Error::StepFailed { command, code }) => {
+                    eprintln!("The command '{command}' returned a non-zero code: {code}");
+                    Ok(u8::try_from(*code).ok().filter(|c| *c != 0).unwrap_or(1))
+                }
+                _ => {
+                    eprintln!("kiln: {e:#}");
+                    Ok(1)
+                }
+            }
+        }
+    }
+}
+
+/// Docker's size format for the build context line (`units.HumanSize`:
+/// decimal units, 4 significant digits, trailing zeros dropped).
+fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 9] = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"];
+    #[allow(clippy::cast_precision_loss)]
+    let mut size = bytes as f64;
+    let mut unit = 0;
+    while size >= 1000.0 && unit < UNITS.len() - 1 {
+        size /= 1000.0;
+        unit += 1;
+    }
+    // `%.4g`: four significant digits, no trailing zeros.
+    let int_digits = if size < 1.0 {
+        1
+    } else {
+        // 1..=3 digits before the point (size < 1000 here, or the last unit).
+        format!("{}", size.trunc()).len()
+    };
+    let decimals = 4usize.saturating_sub(int_digits);
+    let mut text = format!("{size:.decimals$}");
+    if text.contains('.') {
+        text = text.trim_end_matches('0').trim_end_matches('.').to_owned();
+    }
+    format!("{text}{}", UNITS[unit])
+}
+
+/// About the size of the tar Docker's CLI would send for this context:
+/// a 512-byte header per entry not excluded by `.dockerignore`, file data
+/// padded to 512 bytes, and the two closing blocks.
+fn context_size(root: &Path, ignore: &kiln_build::DockerIgnore) -> u64 {
+    fn walk(dir: &Path, rel: &str, ignore: &kiln_build::DockerIgnore, total: &mut u64) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let path = if rel.is_empty() {
+                name
+            } else {
+                format!("{rel}/{name}")
+            };
+            let Ok(meta) = entry.metadata() else { continue };
+            let excluded = ignore.is_excluded(&path);
+            if !excluded {
+                *total += 512;
+                if path.len() > 100 {
+                    // A long name takes an extension header and its data.
+                    *total += 512 + (path.len() as u64).div_ceil(512) * 512;
+                }
+                if meta.is_file() {
+                    *total += meta.len().div_ceil(512) * 512;
+                }
+            }
+            if meta.is_dir() && (!excluded || ignore.has_exceptions()) {
+                walk(&entry.path(), &path, ignore, total);
+            }
+        }
+    }
+    let mut total = 1024;
+    walk(root, "", ignore, &mut total);
+    total
+}
+
+fn build_inner(app: &mut App, args: &BuildArgs) -> Result<u8> {
     let started = std::time::Instant::now();
     if crate::app::rootless() {
         // Build steps mount their root filesystems on the host for COPY and
@@ -377,6 +690,11 @@ pub(crate) fn build(app: &mut App, args: &BuildArgs) -> Result<u8> {
         bail!(
             "kiln build needs root (uid {} here): rootless builds are not supported yet; rootless `kiln run`, `pull` and `commit` are",
             kiln_sys::process::geteuid()
+        );
+    }
+    if !args.rm {
+        bail!(
+            "--rm=false is not supported: kiln removes each RUN step's container as soon as its layer is committed"
         );
     }
     let quiet = args.quiet || args.progress == "quiet";
@@ -405,8 +723,14 @@ pub(crate) fn build(app: &mut App, args: &BuildArgs) -> Result<u8> {
         },
     );
     let dockerfile = kiln_build::parse(&prepared.dockerfile).map_err(|e| match e {
-        kiln_build::Error::Parse { message } => anyhow::anyhow!(
-            "{}",
+        // Docker's first line (`dockerfile parse error line N: ...`), then
+        // every error with its file:line:col.
+        kiln_build::Error::Parse {
+            line,
+            first,
+            message,
+        } => anyhow::anyhow!(
+            "dockerfile parse error line {line}: {first}\n{}",
             message
                 .lines()
                 .map(|l| format!("{name}:{l}"))
@@ -424,7 +748,7 @@ pub(crate) fn build(app: &mut App, args: &BuildArgs) -> Result<u8> {
             .to_string_lossy()
             .as_bytes(),
     );
-    let index_path = (args.context != "-").then(|| index_dir.join(context_key.hex()));
+    let index_path = prepared.local.then(|| index_dir.join(context_key.hex()));
     let context = ContextDir::open(
         &prepared.dir,
         prepared.dockerfile_path.as_deref(),
@@ -450,13 +774,14 @@ pub(crate) fn build(app: &mut App, args: &BuildArgs) -> Result<u8> {
         .with_context(|| format!("cannot create {}", downloads_root.display()))?;
     let downloads =
         tempfile::tempdir_in(&downloads_root).context("cannot create a download directory")?;
+    let now = unix_now();
     let options = BuildOptions {
         tags: args
             .tag
             .iter()
             .map(|t| kiln_build::normalize_tag(t))
             .collect(),
-        build_args: parse_kv(&args.build_arg, "--build-arg", true)?,
+        build_args: parse_kv(&args.build_arg, "--build-arg", BareKey::FromEnv)?,
         target: args.target.clone(),
         no_cache: args.no_cache,
         pull: if args.pull {
@@ -466,13 +791,20 @@ pub(crate) fn build(app: &mut App, args: &BuildArgs) -> Result<u8> {
         },
         network,
         platform,
-        labels: parse_kv(&args.label, "--label", false)?,
+        labels: parse_kv(&args.label, "--label", BareKey::Empty)?,
         jobs: args
             .jobs
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
             .max(1),
         explain_cache: args.explain_cache || std::env::var_os("KILN_EXPLAIN_CACHE").is_some(),
-        now: unix_now(),
+        now: now.0,
+        now_nanos: now.1,
+        unset_build_args: args
+            .build_arg
+            .iter()
+            .filter(|a| !a.is_empty() && !a.contains('=') && std::env::var_os(a).is_none())
+            .cloned()
+            .collect(),
         source_date_epoch,
         id_seed: seed,
         secrets: parse_secrets(&args.secret)?,
@@ -483,10 +815,6 @@ pub(crate) fn build(app: &mut App, args: &BuildArgs) -> Result<u8> {
         download_dir: Some(downloads.path().to_path_buf()),
         ..BuildOptions::default()
     };
-    for t in &args.tag {
-        t.parse::<kiln_content::Reference>()
-            .with_context(|| format!("invalid tag {t:?}"))?;
-    }
     let snapshotter = app.snapshotter()?;
     let backend = Backend::new(
         app,
@@ -495,7 +823,9 @@ pub(crate) fn build(app: &mut App, args: &BuildArgs) -> Result<u8> {
         source_date_epoch,
         quiet,
     )?;
-    let runner = Runner::new(app);
+    let runner = Runner::new(app)
+        .with_extra_hosts(args.add_host.clone())
+        .with_cgroup_parent(args.cgroup_parent.clone());
     let cache = Cache::new(app)?;
     let live = !quiet
         && (args.progress == "tty" || args.progress == "auto" && std::io::stdout().is_terminal());
@@ -509,6 +839,19 @@ pub(crate) fn build(app: &mut App, args: &BuildArgs) -> Result<u8> {
         },
         start: started,
     };
+    if !quiet {
+        // Docker's first line of a build (its CLI sends the context as a tar).
+        let size = prepared
+            .stdin_size
+            .unwrap_or_else(|| context_size(&prepared.dir, context.ignore()));
+        let mut out = std::io::stdout().lock();
+        writeln!(
+            out,
+            "Sending build context to Docker daemon {:>8}",
+            human_size(size)
+        )?;
+        out.flush()?;
+    }
     let outcome = Builder::new(&backend, &runner, &cache, &printer)
         .with_fetcher(&crate::fetch::HttpFetcher)
         .build(&dockerfile, &context, &options);
@@ -522,14 +865,7 @@ pub(crate) fn build(app: &mut App, args: &BuildArgs) -> Result<u8> {
         let _ = std::io::stdout().write_all(&out);
         let _ = std::io::stdout().flush();
     }
-    let outcome = match outcome {
-        Ok(o) => o,
-        Err(kiln_build::Error::StepFailed { command, code }) => {
-            eprintln!("The command '{command}' returned a non-zero code: {code}");
-            return Ok(1);
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let outcome = outcome?;
     if quiet {
         println!("{}", outcome.image);
     }
@@ -586,6 +922,61 @@ mod tests {
         fn flush(&self) -> std::io::Result<()> {
             Ok(())
         }
+    }
+
+    /// Docker's `units.HumanSize` (go-units): `%.4g` of the size in
+    /// decimal units, as `Sending build context to Docker daemon  2.048kB`.
+    #[test]
+    fn context_size_is_printed_as_docker_prints_it() {
+        assert_eq!(human_size(0), "0B");
+        assert_eq!(human_size(512), "512B");
+        assert_eq!(human_size(999), "999B");
+        assert_eq!(human_size(1000), "1kB");
+        assert_eq!(human_size(2048), "2.048kB");
+        assert_eq!(human_size(3584), "3.584kB");
+        assert_eq!(human_size(12_800), "12.8kB");
+        assert_eq!(human_size(104_857_600), "104.9MB");
+        assert_eq!(human_size(1_500_000_000), "1.5GB");
+        assert_eq!(format!("{:>8}", human_size(2048)), " 2.048kB");
+    }
+
+    /// Docker's ValidateExtraHost (TestBuildAddHostInvalid's cases).
+    #[test]
+    fn add_host_values() {
+        assert_eq!(
+            parse_add_host("foo:127.0.0.1"),
+            Ok(("foo".into(), "127.0.0.1".into()))
+        );
+        assert_eq!(
+            parse_add_host("v6:2001:db8::1"),
+            Ok(("v6".into(), "2001:db8::1".into()))
+        );
+        for bad in ["foo", ":127.0.0.1"] {
+            assert_eq!(
+                parse_add_host(bad),
+                Err(format!("bad format for add-host: {bad:?}"))
+            );
+        }
+        assert_eq!(
+            parse_add_host("foo:"),
+            Err("invalid IP address in add-host: \"\"".into())
+        );
+        for bad in ["foo:101.10.2", "foo:2001::1::3F"] {
+            let err = parse_add_host(bad).expect_err(bad);
+            assert!(err.starts_with("invalid IP address in add-host"), "{err}");
+        }
+    }
+
+    #[test]
+    fn labels_without_value_are_empty_and_tags_are_checked() {
+        let m = parse_kv(&["a=1".into(), "b".into()], "--label", BareKey::Empty).expect("labels");
+        assert_eq!(m.get("b").map(String::as_str), Some(""));
+        assert_eq!(m.get("a").map(String::as_str), Some("1"));
+        assert!(parse_kv(&["=x".into()], "--label", BareKey::Empty).is_err());
+        assert!(parse_tag("alice/web:1.0").is_ok());
+        let long = format!("abcd:{}", "a".repeat(200));
+        let err = parse_tag(&long).expect_err("a 200-character tag");
+        assert!(err.starts_with("invalid reference format"), "{err}");
     }
 
     #[test]

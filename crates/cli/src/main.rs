@@ -227,7 +227,15 @@ fn main() -> ExitCode {
     // away (`kiln images | head`) instead of panicking on EPIPE. Sockets are
     // unaffected: Rust writes to them with MSG_NOSIGNAL.
     let _ = kiln_sys::process::reset_signal_handlers(&[libc::SIGPIPE]);
-    let cli = Cli::parse();
+    // Usage errors (unknown flags or commands, bad flag values) exit 125,
+    // as Docker's CLI does; help and version are not errors.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 125 } else { 0 });
+        }
+    };
     match dispatch(cli) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {

@@ -154,6 +154,7 @@ fn seed_busybox_builds_caches_and_runs() {
     let ids = match_lines(
         &first,
         &[
+            "Sending build context to Docker daemon <any>",
             &format!("Step 1/3 : FROM {base}"),
             "<any>",
             " ---> <id>",
@@ -184,6 +185,7 @@ fn seed_busybox_builds_caches_and_runs() {
     let ids2 = match_lines(
         &second,
         &[
+            "Sending build context to Docker daemon <any>",
             &format!("Step 1/3 : FROM {base}"),
             " ---> <id>",
             "Step 2/3 : RUN echo hello > /hello.txt",
@@ -994,7 +996,11 @@ RUN true
             .arg("sub"),
     );
     let first = build_ok(&sandbox, &["-t", "test/more:1", path_str(&ctx)]);
-    assert!(first.starts_with("Step 1/11 : FROM $BASE\n"), "{first}");
+    assert!(
+        first.starts_with("Sending build context to Docker daemon ")
+            && first.lines().nth(1) == Some("Step 1/11 : FROM $BASE"),
+        "{first}"
+    );
     let cat = |path: &str| sandbox.kiln_ok(["run", "--rm", "test/more:1", "cat", path]);
     assert_eq!(
         cat("/arch.txt"),
