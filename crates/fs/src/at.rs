@@ -145,3 +145,60 @@ pub fn lsetxattr(dir: impl AsFd, name: &OsStr, key: &OsStr, value: &[u8]) -> io:
         XattrFlags::empty(),
     )?)
 }
+
+/// Creates the directory `name` in `dir` (the umask applies to `mode`).
+pub fn mkdir(dir: impl AsFd, name: &OsStr, mode: u32) -> io::Result<()> {
+    check(name)?;
+    Ok(rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(mode))?)
+}
+
+/// Creates the symlink `name` in `dir` pointing to `target` (stored as
+/// given).
+pub fn symlink(target: &std::path::Path, dir: impl AsFd, name: &OsStr) -> io::Result<()> {
+    check(name)?;
+    Ok(rustix::fs::symlinkat(target, dir, name)?)
+}
+
+/// Sets the owner of `name` in `dir` itself (`lchown`: a symlink's own
+/// owner).
+pub fn chown(dir: impl AsFd, name: &OsStr, uid: u32, gid: u32) -> io::Result<()> {
+    check(name)?;
+    Ok(rustix::fs::chownat(
+        dir,
+        name,
+        Some(rustix::fs::Uid::from_raw(uid)),
+        Some(rustix::fs::Gid::from_raw(gid)),
+        AtFlags::SYMLINK_NOFOLLOW,
+    )?)
+}
+
+/// Sets the permission bits of `name` in `dir`, never through a symlink (a
+/// symlink, which has no mode of its own, is left as it is).
+pub fn chmod(dir: impl AsFd, name: &OsStr, mode: u32) -> io::Result<()> {
+    check(name)?;
+    let fd = rustix::fs::openat(
+        dir,
+        name,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    if FileType::from_mode(rustix::fs::fstat(&fd)?.st_mode as u32) == FileType::Symlink {
+        return Ok(());
+    }
+    Ok(rustix::fs::chmod(
+        proc_fd_path(fd.as_fd())?,
+        Mode::from_raw_mode(mode & 0o7777),
+    )?)
+}
+
+/// Sets the access and modification times of `name` in `dir` itself (a
+/// symlink's own times).
+pub fn set_times(dir: impl AsFd, name: &OsStr, secs: i64, nsecs: u32) -> io::Result<()> {
+    check(name)?;
+    Ok(rustix::fs::utimensat(
+        dir,
+        name,
+        &crate::timestamps(secs, nsecs),
+        AtFlags::SYMLINK_NOFOLLOW,
+    )?)
+}

@@ -578,6 +578,15 @@ impl Root {
         self.mkdir_all_with(rel.as_ref(), mode, Some((uid, gid)))
     }
 
+    /// `mkdir -p` as `tar -x` does it: missing directories of `rel` are
+    /// created with exactly `mode`, existing symlinks on the way are
+    /// followed inside the root, but a dangling symlink on the way is a
+    /// `NotFound` error (its target is not created). Returns an `O_PATH`
+    /// descriptor of the last directory.
+    pub fn ensure_dir(&self, rel: impl AsRef<Path>, mode: u32) -> io::Result<OwnedFd> {
+        self.mkdir_all_hops(rel.as_ref(), mode, None, None)
+    }
+
     fn mkdir_all_with(
         &self,
         rel: &Path,
@@ -585,18 +594,19 @@ impl Root {
         owner: Option<(u32, u32)>,
     ) -> io::Result<OwnedFd> {
         let mut hops = 0;
-        self.mkdir_all_hops(rel, mode, owner, &mut hops)
+        self.mkdir_all_hops(rel, mode, owner, Some(&mut hops))
     }
 
     /// `mkdir -p`, where a dangling symlink on the way has its target
     /// created (inside the root) as `docker build` does for a COPY
-    /// destination; `hops` bounds the links followed that way.
+    /// destination; `hops` bounds the links followed that way (`None`: a
+    /// dangling link is an error).
     fn mkdir_all_hops(
         &self,
         rel: &Path,
         mode: u32,
         owner: Option<(u32, u32)>,
-        hops: &mut u32,
+        mut hops: Option<&mut u32>,
     ) -> io::Result<OwnedFd> {
         match self.resolve_dir(rel) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -636,6 +646,10 @@ impl Root {
                         // make its target, inside the root.
                         Err(rustix::io::Errno::EXIST) => {
                             if at::file_type(&current, name)? == Some(FileType::Symlink) {
+                                // `ensure_dir`: a dangling link is not followed.
+                                let Some(hops) = hops.as_deref_mut() else {
+                                    return Err(io::ErrorKind::NotFound.into());
+                                };
                                 *hops += 1;
                                 if *hops > 40 {
                                     return Err(loop_error());
@@ -644,7 +658,7 @@ impl Root {
                                 let mut via = prefix.clone();
                                 via.pop();
                                 via.push(target);
-                                self.mkdir_all_hops(&via, mode, owner, hops)?;
+                                self.mkdir_all_hops(&via, mode, owner, Some(hops))?;
                             }
                         }
                         Err(e) => return Err(e.into()),
@@ -800,6 +814,25 @@ impl Root {
             Mode::from_raw_mode(mode),
             rustix::fs::makedev(major, minor),
         )?)
+    }
+
+    /// Where `rel` leads inside the root: its path relative to the root
+    /// with every symlink resolved (inside the root) and no `.` or `..`
+    /// (empty for the root itself). For matching rules such as
+    /// `.dockerignore` against what a link points to; act on the object
+    /// through [`Root::open_path`], not through this path.
+    pub fn canonical(&self, rel: impl AsRef<Path>, last: FinalLink) -> io::Result<PathBuf> {
+        let fd = self.open_path(rel, last)?;
+        let top = rustix::fs::readlink(proc_fd_path(self.as_fd())?, Vec::new())?;
+        let here = rustix::fs::readlink(proc_fd_path(fd.as_fd())?, Vec::new())?;
+        let top = Path::new(OsStr::from_bytes(top.as_bytes()));
+        let here = Path::new(OsStr::from_bytes(here.as_bytes()));
+        here.strip_prefix(top).map(Path::to_path_buf).map_err(|_| {
+            io::Error::other(format!(
+                "{} resolved outside the root as seen from /proc",
+                here.display()
+            ))
+        })
     }
 
     /// The metadata of `rel` (of what a final symlink points to with

@@ -293,3 +293,70 @@ fn read_limited_and_subdir() {
     sub.symlink("../../..", "climb").expect("symlink");
     assert_eq!(sub.read("climb/passwd").expect("read").len(), 100);
 }
+
+#[test]
+fn ensure_dir_does_not_create_through_a_dangling_link() {
+    let s = scene();
+    let e = s.root.ensure_dir("abs/x", 0o755).expect_err("dangling");
+    assert_eq!(e.kind(), io::ErrorKind::NotFound, "{e}");
+    s.root
+        .ensure_dir("slash/new/dir", 0o700)
+        .expect("through / is fine");
+    let m = std::fs::metadata(s.root_path.join("new/dir")).expect("made");
+    assert_eq!(m.permissions().mode() & 0o777, 0o700);
+    // mkdir_all does create the link's target, inside the root.
+    s.root.mkdir_all("abs/x", 0o755).expect("mkdir_all");
+    s.outside_untouched();
+}
+
+#[test]
+fn canonical_names_where_links_lead_inside_the_root() {
+    let s = scene();
+    s.root.mkdir_all("usr/lib", 0o755).expect("mkdir");
+    s.root.write("usr/lib/real.so", b"x", 0o644).expect("write");
+    s.root
+        .symlink("/usr/lib/real.so", "link.so")
+        .expect("symlink");
+    s.root.symlink("../../usr", "u").expect("symlink");
+    assert_eq!(
+        s.root
+            .canonical("link.so", FinalLink::Follow)
+            .expect("canonical"),
+        Path::new("usr/lib/real.so")
+    );
+    assert_eq!(
+        s.root
+            .canonical("/u/lib/../lib", FinalLink::Follow)
+            .expect("canonical"),
+        Path::new("usr/lib")
+    );
+    assert_eq!(
+        s.root
+            .canonical("link.so", FinalLink::NoFollow)
+            .expect("canonical"),
+        Path::new("link.so")
+    );
+    assert_eq!(
+        s.root.canonical("", FinalLink::Follow).expect("root"),
+        Path::new("")
+    );
+    assert!(s.root.canonical("abs", FinalLink::Follow).is_err());
+}
+
+#[test]
+fn at_operations_act_on_the_name_itself() {
+    let s = scene();
+    let dir = s.root.resolve_dir("").expect("root dir");
+    at::mkdir(&dir, OsStr::new("d"), 0o755).expect("mkdir");
+    at::chmod(&dir, OsStr::new("abs"), 0o600).expect("no-op on a link");
+    at::set_times(&dir, OsStr::new("abs"), 7, 0).expect("times of the link");
+    at::symlink(Path::new("/x"), &dir, OsStr::new("l")).expect("symlink");
+    assert!(
+        at::mkdir(&dir, OsStr::new("a/b"), 0o755).is_err(),
+        "one name only"
+    );
+    assert!(at::chmod(&dir, OsStr::new(".."), 0o700).is_err());
+    at::chmod(&dir, OsStr::new("d"), 0o700).expect("chmod dir");
+    assert_eq!(s.root.lstat("d").expect("stat").permissions(), 0o700);
+    s.outside_untouched();
+}
