@@ -168,7 +168,7 @@ impl ContainerRecord {
         };
         let etc = kiln_runtime::write_etc_files(&etc_dir, &self.hostname, resolv.as_deref())?;
         let mut extra = Vec::new();
-        for v in &self.volumes {
+        for v in in_mount_order(&self.volumes) {
             extra.push(volume_mount(v)?);
         }
         let spec = kiln_runtime::docker_spec(&DockerSpecOptions {
@@ -384,11 +384,65 @@ pub(crate) fn network_mode(name: &str) -> Result<NetworkMode> {
     match name {
         "host" => Ok(NetworkMode::Host),
         "none" => Ok(NetworkMode::None),
+        other if other.starts_with("container:") => bail!(
+            "network mode {other:?} is not supported: kiln does not join one container's network namespace from another; use --network host or --network none"
+        ),
         other => bail!(
             "network mode {other:?} is not supported: kiln supports `host` and `none` (no bridge networks)"
         ),
     }
 }
+
+/// The mounts in the order they are made: by the depth of their target
+/// (as Docker sorts them), so that `--tmpfs /run` never hides a later
+/// `-v FILE:/run/x`; the given order among targets of one depth.
+pub(crate) fn in_mount_order(volumes: &[VolumeSpec]) -> Vec<&VolumeSpec> {
+    let mut sorted: Vec<&VolumeSpec> = volumes.iter().collect();
+    sorted.sort_by_key(|v| clean_target(&v.target).matches('/').count());
+    sorted
+}
+
+/// A container path without `.`, empty components or a trailing `/`.
+fn clean_target(target: &str) -> String {
+    let parts: Vec<&str> = target
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
+    format!("/{}", parts.join("/"))
+}
+
+/// Refuses two mounts on one container path, as Docker does.
+pub(crate) fn check_mount_points(volumes: &[VolumeSpec]) -> Result<()> {
+    let mut seen = std::collections::BTreeSet::new();
+    for v in volumes {
+        let target = clean_target(&v.target);
+        if !seen.insert(target.clone()) {
+            bail!("Duplicate mount point: {target}");
+        }
+    }
+    Ok(())
+}
+
+/// Refuses numeric uids and gids outside 0..=2^31-1 in `-u USER[:GROUP]`,
+/// with Docker's message (a name is looked up in the container later).
+pub(crate) fn check_user_ids(user: &str) -> Result<()> {
+    for part in user.split(':') {
+        let digits = part.strip_prefix('-').unwrap_or(part);
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let in_range = part
+            .parse::<i64>()
+            .is_ok_and(|n| (0..=i64::from(i32::MAX)).contains(&n));
+        if !in_range {
+            bail!("uids and gids must be in range 0-{}", i32::MAX);
+        }
+    }
+    Ok(())
+}
+
+/// Docker's smallest `--memory`.
+pub(crate) const MIN_MEMORY: i64 = 6 * 1024 * 1024;
 
 fn volume_mount(v: &VolumeSpec) -> Result<Mount> {
     let mut b = MountBuilder::default().destination(&v.target);
@@ -402,7 +456,11 @@ fn volume_mount(v: &VolumeSpec) -> Result<Mount> {
         if v.readonly {
             opts.push("ro".into());
         }
-        b = b.typ("bind").source(&v.source).options(opts);
+        // The host path the user chose is resolved on the host, as the
+        // kernel follows a symlinked source of Docker's bind mounts; the
+        // runtime opens sources without following a final symlink.
+        let source = std::fs::canonicalize(&v.source).unwrap_or_else(|_| PathBuf::from(&v.source));
+        b = b.typ("bind").source(source).options(opts);
     }
     b.build()
         .with_context(|| format!("invalid mount {}", v.target))
@@ -613,6 +671,48 @@ mod tests {
 
     fn v(items: &[&str]) -> Vec<String> {
         items.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    fn vol(target: &str) -> VolumeSpec {
+        VolumeSpec {
+            source: "/srv".into(),
+            target: target.into(),
+            readonly: false,
+            tmpfs: false,
+            options: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn mounts_go_by_depth_and_duplicates_are_refused() {
+        let vols = [vol("/run/test"), vol("/run"), vol("/a/b/c"), vol("/x")];
+        let order: Vec<&str> = in_mount_order(&vols)
+            .iter()
+            .map(|v| v.target.as_str())
+            .collect();
+        assert_eq!(order, ["/run", "/x", "/run/test", "/a/b/c"]);
+        assert!(check_mount_points(&vols).is_ok());
+        let dup = [vol("/x"), vol("/y"), vol("/x/")];
+        let err = check_mount_points(&dup).expect_err("duplicate");
+        assert_eq!(err.to_string(), "Duplicate mount point: /x");
+    }
+
+    #[test]
+    fn numeric_ids_must_be_in_docker_range() {
+        for ok in ["0", "1000:1000", "2147483647", "app", "app:staff", "-x"] {
+            assert!(check_user_ids(ok).is_ok(), "{ok}");
+        }
+        for bad in ["2147483648", "-1", "0:-1", "1:99999999999999999999999"] {
+            let e = check_user_ids(bad).expect_err(bad);
+            assert_eq!(e.to_string(), "uids and gids must be in range 0-2147483647");
+        }
+    }
+
+    #[test]
+    fn container_network_mode_is_refused_clearly() {
+        let e = network_mode("container:web").expect_err("container mode");
+        assert!(e.to_string().contains("does not join"), "{e}");
+        assert!(network_mode("host").is_ok() && network_mode("none").is_ok());
     }
 
     #[test]

@@ -13,53 +13,88 @@ use crate::app::App;
 use crate::container::{self, ContainerRecord, KIND, VolumeSpec};
 use crate::format;
 
-/// Options shared by `kiln run` and `kiln create`.
+/// Options shared by `kiln run` and `kiln create`. As Docker's: `-h` is
+/// `--hostname` (help is `--help` only), a flag given twice is taken once
+/// (the last value wins), and an option's value may start with `-`
+/// (`-u -1` is a user, refused later as Docker refuses it).
 #[derive(Debug, Clone, clap::Args)]
+#[command(disable_help_flag = true, args_override_self = true)]
 pub(crate) struct CreateArgs {
+    /// Print help.
+    #[arg(long, action = clap::ArgAction::Help)]
+    help: Option<bool>,
     /// Assign a name to the container.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     name: Option<String>,
     /// Set environment variables (`KEY=VALUE`, or `KEY` to copy the host's).
-    #[arg(short, long = "env", value_name = "KEY=VALUE")]
+    #[arg(
+        short,
+        long = "env",
+        value_name = "KEY=VALUE",
+        allow_hyphen_values = true,
+        value_parser = env_var
+    )]
     env: Vec<String>,
     /// Read environment variables from a file.
-    #[arg(long = "env-file", value_name = "FILE")]
+    #[arg(long = "env-file", value_name = "FILE", allow_hyphen_values = true)]
     env_file: Vec<String>,
     /// Working directory inside the container.
-    #[arg(short, long)]
+    #[arg(short, long, allow_hyphen_values = true)]
     workdir: Option<String>,
     /// User (`name`, `uid`, `uid:gid`, `name:group`).
-    #[arg(short, long)]
+    #[arg(short, long, allow_hyphen_values = true)]
     user: Option<String>,
     /// Overwrite the image's entrypoint.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     entrypoint: Option<String>,
     /// Network: `none` (default: a namespace with only `lo`) or `host`.
-    #[arg(long, default_value = "none")]
+    #[arg(
+        long,
+        alias = "net",
+        default_value = "none",
+        allow_hyphen_values = true
+    )]
     network: String,
+    /// Publish a port: refused, kiln creates no bridge network to publish
+    /// from (use `--network host`).
+    #[arg(
+        short = 'p',
+        long = "publish",
+        value_name = "PORTS",
+        allow_hyphen_values = true
+    )]
+    publish: Vec<String>,
+    /// Publish all exposed ports: refused, as `--publish`.
+    #[arg(short = 'P', long = "publish-all")]
+    publish_all: bool,
     /// Bind mount a host directory (`HOST:CONTAINER[:ro]`).
-    #[arg(short, long = "volume", value_name = "HOST:CONTAINER[:ro]")]
+    #[arg(
+        short,
+        long = "volume",
+        value_name = "HOST:CONTAINER[:ro]",
+        allow_hyphen_values = true
+    )]
     volume: Vec<String>,
     /// Mount a tmpfs at this path.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     tmpfs: Vec<String>,
     /// Mount the root filesystem read-only.
     #[arg(long)]
     read_only: bool,
-    /// Memory limit (`512m`, `1g`).
-    #[arg(short, long)]
+    /// Memory limit (`512m`, `1g`; at least 6 MB).
+    #[arg(short, long, allow_hyphen_values = true)]
     memory: Option<String>,
     /// Maximum number of processes.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pids_limit: Option<i64>,
     /// Number of CPUs (`1.5`).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     cpus: Option<f64>,
     /// Relative CPU weight.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     cpu_shares: Option<u64>,
     /// Container hostname (default: the short container ID).
-    #[arg(long)]
+    #[arg(short = 'h', long, allow_hyphen_values = true)]
     hostname: Option<String>,
     /// Keep standard input open.
     #[arg(short, long)]
@@ -71,16 +106,16 @@ pub(crate) struct CreateArgs {
     #[arg(long)]
     init: bool,
     /// Add Linux capabilities.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     cap_add: Vec<String>,
     /// Drop Linux capabilities.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     cap_drop: Vec<String>,
     /// Security options: `no-new-privileges`, `seccomp=unconfined`.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     security_opt: Vec<String>,
     /// Platform of the image to pull when missing.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     platform: Option<String>,
     /// Remove the container when it exits.
     #[arg(long)]
@@ -104,8 +139,18 @@ pub(crate) struct CreateArgs {
     command: Vec<String>,
 }
 
+/// `-e`: Docker refuses an empty name (`-e ""`, `-e =x`).
+fn env_var(s: &str) -> std::result::Result<String, String> {
+    let name = s.split('=').next().unwrap_or_default();
+    if name.trim().is_empty() {
+        return Err(format!("invalid environment variable: {s}"));
+    }
+    Ok(s.to_owned())
+}
+
 /// `kiln run`.
 #[derive(Debug, clap::Args)]
+#[command(disable_help_flag = true, args_override_self = true)]
 pub(crate) struct RunArgs {
     /// Run in the background and print the container ID.
     #[arg(short, long)]
@@ -252,7 +297,46 @@ pub(crate) fn image_or_pull(
     }
 }
 
+/// What Docker refuses before creating anything: bad ids, too little
+/// memory, duplicate mount points, unsupported networks, published ports.
+/// Returns the memory limit (Docker's 0 is no limit).
+fn check_create_args(a: &CreateArgs, volumes: &[VolumeSpec]) -> Result<Option<i64>> {
+    if let Some(u) = &a.user {
+        container::check_user_ids(u)?;
+    }
+    let memory = a
+        .memory
+        .as_deref()
+        .map(container::parse_bytes)
+        .transpose()?
+        .filter(|m| *m > 0);
+    if memory.is_some_and(|m| m < container::MIN_MEMORY) {
+        bail!("Minimum memory limit allowed is 6MB");
+    }
+    container::check_mount_points(volumes)?;
+    container::network_mode(&a.network)?;
+    if !a.publish.is_empty() || a.publish_all {
+        if a.network == "host" {
+            eprintln!("WARNING: Published ports are discarded when using host network mode");
+        } else {
+            bail!(
+                "port publishing (-p/--publish, -P/--publish-all) is not supported: it needs a bridge network with port forwarding, which kiln does not create; use --network host and the container listens on the host's ports directly"
+            );
+        }
+    }
+    Ok(memory)
+}
+
 fn create_record(app: &mut App, a: &CreateArgs) -> Result<ContainerRecord> {
+    let mut volumes: Vec<VolumeSpec> = a
+        .volume
+        .iter()
+        .map(|v| container::parse_volume(v))
+        .collect::<Result<_>>()?;
+    for t in &a.tmpfs {
+        volumes.push(container::parse_tmpfs(t)?);
+    }
+    let memory = check_create_args(a, &volumes)?;
     let image = image_or_pull(app, &a.image, a.platform.as_deref())?;
     let top = crate::unpack::ensure_unpacked(app, &image.id)?;
     let config = kiln_image::image_config(&app.store, &image.id)?;
@@ -273,15 +357,6 @@ fn create_record(app: &mut App, a: &CreateArgs) -> Result<ContainerRecord> {
     }
     overrides.extend(a.env.iter().cloned());
     let env = container::merge_env(cc.env.as_deref().unwrap_or_default(), &overrides);
-    let mut volumes: Vec<VolumeSpec> = a
-        .volume
-        .iter()
-        .map(|v| container::parse_volume(v))
-        .collect::<Result<_>>()?;
-    for t in &a.tmpfs {
-        volumes.push(container::parse_tmpfs(t)?);
-    }
-    container::network_mode(&a.network)?;
     let userns = container::user_namespace(a.userns.as_deref())?;
     if userns.is_some()
         && kiln_sys::process::geteuid() != 0
@@ -366,11 +441,7 @@ fn create_record(app: &mut App, a: &CreateArgs) -> Result<ContainerRecord> {
         cap_drop: a.cap_drop.clone(),
         no_new_privileges,
         seccomp_unconfined,
-        memory: a
-            .memory
-            .as_deref()
-            .map(container::parse_bytes)
-            .transpose()?,
+        memory,
         pids_limit: a.pids_limit,
         cpus: a.cpus,
         cpu_shares: a.cpu_shares,
@@ -407,10 +478,11 @@ fn run_attached(app: &mut App, rec: &ContainerRecord) -> Result<i32> {
         tty: rec.tty,
         ..StdioConfig::default()
     };
-    // As Docker, keep the output for `kiln logs`, unless the container goes
-    // at exit (--rm: no copy on the fast path) or has a terminal.
+    // As Docker, keep the output for `kiln logs` (a terminal's too: the
+    // runtime copies the terminal into the tee's pipe), unless the
+    // container goes at exit (--rm: no copy on the fast path).
     let mut tee = None;
-    if !rec.auto_remove && !rec.tty {
+    if !rec.auto_remove {
         match Tee::start(&rec.log_path(app)) {
             Ok((t, out, err)) => {
                 stdio.stdout = kiln_runtime::Stdio::Fd(out);
@@ -573,7 +645,11 @@ fn start_detached(app: &mut App, rec: &ContainerRecord) -> Result<()> {
     let cfg = rec.runtime_config(app)?;
     let log = rec.log_path(app);
     mark_started(app, rec)?;
-    let started = runtime().start_detached(&cfg, &log);
+    // `-i`: stdin stays open (nobody writes to it), as Docker keeps it.
+    let options = kiln_runtime::DetachOptions {
+        open_stdin: rec.interactive,
+    };
+    let started = runtime().start_detached_with(&cfg, &log, options);
     if started.is_err() {
         // The init failed (its command missing, say) and its supervisor is
         // recording that: let it finish, so that the caller's next `ps`
@@ -585,13 +661,18 @@ fn start_detached(app: &mut App, rec: &ContainerRecord) -> Result<()> {
 }
 
 pub(crate) fn start(app: &mut App, a: &StartArgs) -> Result<u8> {
+    if a.attach && a.containers.len() > 1 {
+        bail!("you cannot start and attach multiple containers at once");
+    }
     let mut last = 0;
     for name in &a.containers {
         let rec = find(app, name)?;
         if is_running(app, &rec) {
-            if !a.attach {
-                println!("{name}");
+            if a.attach {
+                // As Docker: attach to the running container's output.
+                return Ok(exit_u8(attach_running(app, &rec)?));
             }
+            println!("{name}");
             continue;
         }
         // A restart begins from a clean runtime state; the writable layer stays.
@@ -607,6 +688,65 @@ pub(crate) fn start(app: &mut App, a: &StartArgs) -> Result<u8> {
         }
     }
     Ok(exit_u8(last))
+}
+
+/// `start -a` of a running container: prints what it writes from now on
+/// (from its log, which its supervisor or foreground `kiln run` keeps)
+/// until it exits, then returns its exit code.
+fn attach_running(app: &App, rec: &ContainerRecord) -> Result<i32> {
+    use std::io::Seek as _;
+    let path = rec.log_path(app);
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .read(true)
+        .open(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    file.seek(std::io::SeekFrom::End(0))?;
+    let mut pending = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n > 0 {
+            pending.extend_from_slice(&buf[..n]);
+            write_log_lines(&mut pending, false)?;
+            continue;
+        }
+        if !is_running(app, rec) {
+            let mut rest = Vec::new();
+            file.read_to_end(&mut rest)?;
+            pending.extend_from_slice(&rest);
+            write_log_lines(&mut pending, true)?;
+            break;
+        }
+        std::io::stdout().flush()?;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::io::stdout().flush()?;
+    Ok(exit_code_after_end(app, rec))
+}
+
+/// The exit code of a container that has just ended (its supervisor's
+/// record, else the one a foreground `kiln run` wrote, which may take a
+/// moment after the container's end).
+fn exit_code_after_end(app: &App, rec: &ContainerRecord) -> i32 {
+    let dir = rec.state_dir(app);
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        let recorded = runtime()
+            .wait(&dir, Some(Duration::ZERO))
+            .ok()
+            .flatten()
+            .and_then(|s| s.exit.map(|e| e.code()))
+            .or_else(|| read_exit_file(app, rec));
+        if let Some(code) = recorded {
+            return code;
+        }
+        if std::time::Instant::now() > deadline {
+            return status_of(app, rec).2.unwrap_or(255);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 fn is_running(app: &App, rec: &ContainerRecord) -> bool {
@@ -1018,7 +1158,11 @@ pub(crate) fn exec(app: &mut App, a: &ExecArgs) -> Result<u8> {
     if !is_running(app, &rec) {
         bail!("container {} is not running", &rec.id[..12]);
     }
-    let env = container::merge_env(&rec.env, &a.env);
+    let mut env = container::merge_env(&rec.env, &a.env);
+    // As Docker's exec -t (and run -t): TERM=xterm unless the env sets it.
+    if a.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
+        env.push("TERM=xterm".into());
+    }
     let mut process = kiln_runtime::oci_spec::runtime::ProcessBuilder::default()
         .args(a.command.clone())
         .env(env)

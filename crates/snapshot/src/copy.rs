@@ -48,6 +48,10 @@ impl Snapshotter for CopySnapshotter {
         self.meta.create(key, parent, Kind::Active, |tmp, chain| {
             let fs_dir = tmp.join("fs");
             fs::create_dir(&fs_dir).map_err(io_err("creating", &fs_dir))?;
+            // 0755 whatever the caller's umask, as the overlay's upper dir.
+            use std::os::unix::fs::PermissionsExt as _;
+            fs::set_permissions(&fs_dir, fs::Permissions::from_mode(0o755))
+                .map_err(io_err("chmod", &fs_dir))?;
             if let Some(parent_id) = chain.first() {
                 let src = self.fs_dir(*parent_id);
                 copy_tree(&src, &fs_dir).map_err(io_err("copying parent snapshot", &src))?;

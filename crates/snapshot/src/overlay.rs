@@ -111,7 +111,13 @@ impl OverlaySnapshotter {
                 let d = tmp.join(sub);
                 fs::create_dir(&d).map_err(io_err("creating", &d))?;
             }
-            Ok(())
+            // The upper dir's mode is the container's `/`: 0755 whatever
+            // the caller's umask (Docker's daemon always works under 022;
+            // under umask 077 a non-root user could not reach /dev/null).
+            let upper = tmp.join("fs");
+            use std::os::unix::fs::PermissionsExt as _;
+            fs::set_permissions(&upper, fs::Permissions::from_mode(0o755))
+                .map_err(io_err("chmod", &upper))
         })?;
         let mounts = self.make_link(rec.id).and_then(|()| self.mounts(key));
         if mounts.is_err() {
