@@ -3,8 +3,8 @@
 //! mounts for it.
 
 use kiln_dockerfile::instructions::{CopyInstruction, CopySource};
+use kiln_fs::{FinalLink, Root};
 
-use crate::apply::{ApplyOptions, apply_copy, resolve_in_root};
 use crate::backend::{CacheRecord, CommitRequest, ImageId, Rootfs};
 use crate::config::{History, ImageConfig};
 use crate::context::{CopyPlan, PlanOptions, Tree, absolute_dest, plan_copy, plan_inline};
@@ -15,6 +15,16 @@ use crate::pattern::Pattern;
 use crate::perms::{Chmod, Owner, resolve_owner};
 use crate::progress::Event;
 use crate::steps::StepKey;
+use crate::write::{ApplyOptions, apply_copy, make_dirs};
+
+/// A downloaded URL: (name, file in the download directory, mtime).
+type Download = (String, String, Option<i64>);
+
+/// Opens a tree kiln mounted or made (a stage or image rootfs, a git
+/// checkout) as an untrusted root.
+fn open_tree(path: &std::path::Path) -> Result<Root> {
+    Root::open(path).map_err(|e| Error::io("open", path, e))
+}
 
 impl Builder<'_> {
     pub(crate) fn step_copy(
@@ -108,8 +118,9 @@ impl Builder<'_> {
                 } else {
                     format!("{dest}/")
                 };
+                let checkout = open_tree(&dir)?;
                 plan_copy(
-                    &Tree::plain(&dir),
+                    &Tree::plain(&checkout),
                     &[source],
                     &dest_dir,
                     &workdir,
@@ -120,8 +131,8 @@ impl Builder<'_> {
                 if !paths.is_empty() || !inline.is_empty() {
                     return Err(Error::instr(line, "ADD cannot mix URLs with other sources"));
                 }
-                let files = self.download(sh, c, &remote, &cid, line, &mut downloads)?;
-                crate::context::plan_downloads(&files, &dest, &workdir)?
+                let (dir, files) = self.download(sh, c, &remote, &cid, line, &mut downloads)?;
+                crate::context::plan_downloads(&dir, &files, &dest, &workdir)?
             } else if !inline.is_empty() {
                 plan_inline(&inline, &dest, &workdir)
             } else {
@@ -129,8 +140,13 @@ impl Builder<'_> {
                     None => plan_copy(&sh.ctx.tree(), &paths, &dest, &workdir, &popts, line)?,
                     Some(f) => {
                         let from = self.expand(sh, st, f, line)?;
-                        let root =
-                            self.mount_from(sh, st, &from, &format!("{cid}-src"), &mut sources)?;
+                        let root = open_tree(&self.mount_from(
+                            sh,
+                            st,
+                            &from,
+                            &format!("{cid}-src"),
+                            &mut sources,
+                        )?)?;
                         plan_copy(&Tree::plain(&root), &paths, &dest, &workdir, &popts, line)?
                     }
                 }
@@ -274,6 +290,7 @@ impl Builder<'_> {
                         let mut sources = Vec::new();
                         let r = self
                             .mount_image(st.image.as_ref(), &format!("{cid}-owner"), &mut sources)
+                            .and_then(|root| open_tree(&root))
                             .and_then(|root| resolve_owner(spec, Some(&root)));
                         for s in &sources {
                             let _ = self.backend.unmount(s);
@@ -343,7 +360,8 @@ impl Builder<'_> {
         Ok(())
     }
 
-    /// Downloads ADD's URLs, verifying `--checksum`; returns (name, file, mtime).
+    /// Downloads ADD's URLs, verifying `--checksum`; returns the download
+    /// directory and (name, file in it, mtime) per URL.
     fn download(
         &self,
         sh: &Shared<'_>,
@@ -352,7 +370,7 @@ impl Builder<'_> {
         cid: &str,
         line: usize,
         downloads: &mut Vec<std::path::PathBuf>,
-    ) -> Result<Vec<(String, std::path::PathBuf, Option<i64>)>> {
+    ) -> Result<(std::path::PathBuf, Vec<Download>)> {
         let fetcher = self.fetcher.ok_or_else(|| {
             Error::instr(
                 line,
@@ -367,17 +385,18 @@ impl Builder<'_> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
         let mut out = Vec::new();
         for (i, url) in urls.iter().enumerate() {
-            let file = dir.join(format!("{cid}-{i}"));
+            let file_name = format!("{cid}-{i}");
+            let file = dir.join(&file_name);
             downloads.push(file.clone());
             let mtime = fetcher
                 .fetch(url, &file)
                 .map_err(|e| Error::backend("download", url.clone(), e))?;
             if let Some(want) = &c.checksum {
-                let got = crate::index::hash_file(&file)?;
+                let got = crate::index::hash_own_file(&file)?;
                 if &got != want {
                     return Err(Error::instr(
                         line,
-                        format!("digest mismatch for {url}: expected {want}, got {got}"),
+                        format!("checksum mismatch for {url}: expected {want}, got {got}"),
                     ));
                 }
             }
@@ -389,9 +408,9 @@ impl Builder<'_> {
                 .filter(|n| !n.is_empty())
                 .unwrap_or("__unnamed__")
                 .to_string();
-            out.push((name, file, mtime));
+            out.push((name, file_name, mtime));
         }
-        Ok(out)
+        Ok((dir.clone(), out))
     }
 
     /// Expands `$VAR` in a heredoc body (quotes are not special there).
@@ -421,7 +440,7 @@ impl Builder<'_> {
         _sh: &Shared<'_>,
         parent: Option<&ImageId>,
         cid: &str,
-        f: impl FnOnce(&std::path::Path) -> Result<bool>,
+        f: impl FnOnce(&Root) -> Result<bool>,
     ) -> Result<Option<Rootfs>> {
         let rootfs = self
             .backend
@@ -434,7 +453,7 @@ impl Builder<'_> {
                 return Err(Error::backend("mount rootfs", cid.to_string(), e));
             }
         };
-        let changed = f(&root);
+        let changed = open_tree(&root).and_then(|root| f(&root));
         let unmounted = self.backend.unmount(&rootfs);
         let changed = match (changed, unmounted) {
             (Ok(c), Ok(())) => c,
@@ -491,11 +510,10 @@ impl Builder<'_> {
         });
         let parent = st.image.clone();
         let rootfs = self.write_into(sh, parent.as_ref(), &cid, |root| {
-            let host = resolve_in_root(root, &dir, None, true)?;
-            if host.is_dir() {
+            if root.stat(&dir, FinalLink::Follow).is_ok_and(|m| m.is_dir()) {
                 return Ok(false);
             }
-            resolve_in_root(root, &dir, Some(Owner::default()), true).map(|_| true)
+            make_dirs(root, &dir, Owner::default(), true).map(|_| true)
         })?;
         self.commit_step(sh, st, rootfs.as_ref(), cfg, created_by, key)?;
         self.progress.event(Event::Removing { container: short });

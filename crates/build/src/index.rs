@@ -12,6 +12,7 @@ use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use kiln_fs::{FinalLink, Metadata, Root};
 use sha2::{Digest as _, Sha256};
 
 use crate::error::{Error, Result};
@@ -37,15 +38,19 @@ pub struct FileIndex {
     hashed: usize,
 }
 
-fn times(meta: &fs::Metadata) -> (i128, i128) {
+fn times(meta: &Metadata) -> (i128, i128) {
     let m = meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128;
     let c = meta.ctime() as i128 * 1_000_000_000 + meta.ctime_nsec() as i128;
     (m, c)
 }
 
-/// sha256 of a file's content, `sha256:<hex>`.
-pub(crate) fn hash_file(path: &Path) -> Result<String> {
-    let mut f = fs::File::open(path).map_err(|e| Error::io("open", path, e))?;
+/// The index file's own mtime in nanoseconds (the index is kiln's file).
+fn file_mtime_ns(meta: &fs::Metadata) -> i128 {
+    meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128
+}
+
+/// sha256 of a stream, `sha256:<hex>`; `path` names it in errors.
+fn hash_reader(mut f: impl Read, path: &Path) -> Result<String> {
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 256 * 1024];
     loop {
@@ -58,6 +63,22 @@ pub(crate) fn hash_file(path: &Path) -> Result<String> {
         h.update(&buf[..n]);
     }
     Ok(format!("sha256:{}", hex::encode(h.finalize())))
+}
+
+/// sha256 of the regular file `rel` in the tree `root` (a final symlink is
+/// not followed), `sha256:<hex>`.
+pub(crate) fn hash_in(root: &Root, rel: &str) -> Result<String> {
+    let f = root
+        .open_file(rel, FinalLink::NoFollow)
+        .map_err(|e| Error::io("open", root.display(rel), e))?;
+    hash_reader(f, &root.display(rel))
+}
+
+/// sha256 of a file kiln made itself (a download in its own store),
+/// `sha256:<hex>`.
+pub(crate) fn hash_own_file(path: &Path) -> Result<String> {
+    let f = fs::File::open(path).map_err(|e| Error::io("open", path, e))?;
+    hash_reader(f, path)
 }
 
 impl FileIndex {
@@ -79,7 +100,7 @@ impl FileIndex {
         let Ok(text) = fs::read_to_string(path) else {
             return idx;
         };
-        idx.racy_after_ns = times(&meta).0 - 1_000_000_000;
+        idx.racy_after_ns = file_mtime_ns(&meta) - 1_000_000_000;
         for line in text.lines() {
             let mut f = line.splitn(6, '\t');
             let (Some(d), Some(s), Some(m), Some(c), Some(i), Some(p)) =
@@ -111,10 +132,11 @@ impl FileIndex {
         self.hashed
     }
 
-    /// The content digest of the regular file `rel` (context-relative key)
-    /// found at `full` with metadata `meta`, from the index when its size,
-    /// mtime, ctime and inode are unchanged, else by hashing it.
-    pub fn digest(&mut self, rel: &str, full: &Path, meta: &fs::Metadata) -> Result<String> {
+    /// The content digest of the regular file `rel` of the tree `root`
+    /// (`rel` is also the index key), whose metadata is `meta`: from the
+    /// index when its size, mtime, ctime and inode are unchanged, else by
+    /// hashing it (read inside the tree, a final symlink not followed).
+    pub fn digest(&mut self, rel: &str, root: &Root, meta: &Metadata) -> Result<String> {
         let (mtime_ns, ctime_ns) = times(meta);
         if let Some(e) = self.entries.get(rel)
             && e.size == meta.len()
@@ -125,7 +147,7 @@ impl FileIndex {
         {
             return Ok(e.digest.clone());
         }
-        let digest = hash_file(full)?;
+        let digest = hash_in(root, rel)?;
         self.hashed += 1;
         if !rel.contains(['\t', '\n']) {
             self.entries.insert(
@@ -188,9 +210,10 @@ mod tests {
         filetime::set_file_mtime(&file, old).expect("mtime");
         let idx_path = dir.path().join("index");
 
+        let root = Root::open(&ctx).expect("root");
         let mut idx = FileIndex::load(&idx_path);
-        let meta = fs::metadata(&file).expect("stat");
-        let d1 = idx.digest("a.txt", &file, &meta).expect("digest");
+        let meta = root.lstat("a.txt").expect("stat");
+        let d1 = idx.digest("a.txt", &root, &meta).expect("digest");
         assert_eq!(
             d1,
             "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
@@ -199,15 +222,15 @@ mod tests {
         idx.save().expect("save");
 
         let mut idx = FileIndex::load(&idx_path);
-        let d2 = idx.digest("a.txt", &file, &meta).expect("digest");
+        let d2 = idx.digest("a.txt", &root, &meta).expect("digest");
         assert_eq!(d1, d2);
         assert_eq!(idx.hashed_count(), 0, "served from the index");
 
         // Content change with a different size: rehashed.
         fs::write(&file, "hello world").expect("write");
         filetime::set_file_mtime(&file, old).expect("mtime");
-        let meta = fs::metadata(&file).expect("stat");
-        let d3 = idx.digest("a.txt", &file, &meta).expect("digest");
+        let meta = root.lstat("a.txt").expect("stat");
+        let d3 = idx.digest("a.txt", &root, &meta).expect("digest");
         assert_ne!(d1, d3);
         assert_eq!(idx.hashed_count(), 1);
     }
@@ -218,13 +241,14 @@ mod tests {
         let file = dir.path().join("f");
         fs::write(&file, "x").expect("write");
         let idx_path = dir.path().join("index");
+        let root = Root::open(dir.path()).expect("root");
         let mut idx = FileIndex::load(&idx_path);
-        let meta = fs::metadata(&file).expect("stat");
-        idx.digest("f", &file, &meta).expect("digest");
+        let meta = root.lstat("f").expect("stat");
+        idx.digest("f", &root, &meta).expect("digest");
         idx.save().expect("save");
         // The file's mtime is within a second of the index's: not trusted.
         let mut idx = FileIndex::load(&idx_path);
-        idx.digest("f", &file, &meta).expect("digest");
+        idx.digest("f", &root, &meta).expect("digest");
         assert_eq!(idx.hashed_count(), 1);
     }
 }

@@ -50,14 +50,13 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-mod apply;
-mod archive;
 mod args;
 mod backend;
 mod cache;
 mod config;
 mod context;
 mod copy;
+mod decompress;
 mod dockerignore;
 mod engine;
 mod error;
@@ -70,6 +69,7 @@ mod plan;
 mod progress;
 mod run;
 mod steps;
+mod write;
 
 pub use backend::*;
 pub use cache::JsonCache;

@@ -1,8 +1,9 @@
 //! `--chmod` (octal and symbolic, as chmod(1)) and `--chown` (numeric or names
-//! resolved with an image's `/etc/passwd` and `/etc/group`).
+//! resolved with an image's `/etc/passwd` and `/etc/group`, read inside the
+//! image: an `/etc` that links to a host directory, or an `/etc/passwd`
+//! that links to `/etc/shadow`, resolves within the image's own tree).
 
-use std::fs;
-use std::path::Path;
+use kiln_fs::Root;
 
 use crate::error::{Error, Result};
 
@@ -113,8 +114,15 @@ pub struct Owner {
     pub gid: u32,
 }
 
-fn lookup(file: &Path, name: &str) -> Option<(u32, u32)> {
-    let text = fs::read_to_string(file).ok()?;
+/// The largest `/etc/passwd` or `/etc/group` read (an image could make
+/// either huge).
+const MAX_ID_FILE: u64 = 16 << 20;
+
+/// `name`'s id (and primary group) in the image's `file`; a missing or
+/// unreadable file (not a regular file, too big) finds nothing.
+fn lookup(root: &Root, file: &str, name: &str) -> Option<(u32, u32)> {
+    let bytes = root.read_limited(file, MAX_ID_FILE).ok()?;
+    let text = String::from_utf8_lossy(&bytes);
     text.lines().find_map(|line| {
         let f: Vec<&str> = line.split(':').collect();
         if f.first() == Some(&name) && f.len() >= 3 {
@@ -129,7 +137,7 @@ fn lookup(file: &Path, name: &str) -> Option<(u32, u32)> {
 
 /// Resolves `user[:group]` (names or numbers) with the files of the rootfs at
 /// `root` (`None`: numbers only, names are an error).
-pub(crate) fn resolve_owner(spec: &str, root: Option<&Path>) -> Result<Owner> {
+pub(crate) fn resolve_owner(spec: &str, root: Option<&Root>) -> Result<Owner> {
     let (user, group) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),
@@ -137,7 +145,7 @@ pub(crate) fn resolve_owner(spec: &str, root: Option<&Path>) -> Result<Owner> {
     let (uid, primary) = if let Ok(n) = user.parse::<u32>() {
         (n, n)
     } else {
-        root.and_then(|r| lookup(&r.join("etc/passwd"), user))
+        root.and_then(|r| lookup(r, "/etc/passwd", user))
             .ok_or_else(|| Error::UnknownUser {
                 kind: "user",
                 name: user.to_string(),
@@ -148,7 +156,7 @@ pub(crate) fn resolve_owner(spec: &str, root: Option<&Path>) -> Result<Owner> {
         Some(g) => match g.parse::<u32>() {
             Ok(n) => n,
             Err(_) => root
-                .and_then(|r| lookup(&r.join("etc/group"), g))
+                .and_then(|r| lookup(r, "/etc/group", g))
                 .map(|(id, _)| id)
                 .ok_or_else(|| Error::UnknownUser {
                     kind: "group",
@@ -181,6 +189,8 @@ mod tests {
         assert!(Chmod::parse("z+x").is_err());
     }
 
+    use std::fs;
+
     #[test]
     fn owners() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -191,7 +201,8 @@ mod tests {
         )
         .expect("write");
         fs::write(dir.path().join("etc/group"), "root:x:0:\nstaff:x:50:\n").expect("write");
-        let r = Some(dir.path());
+        let root = Root::open(dir.path()).expect("root");
+        let r = Some(&root);
         assert_eq!(
             resolve_owner("app", r).expect("ok"),
             Owner {
@@ -213,5 +224,41 @@ mod tests {
         );
         assert!(resolve_owner("nobody", r).is_err());
         assert!(resolve_owner("app:nogroup", r).is_err());
+    }
+
+    #[test]
+    fn lookups_stay_inside_the_image() {
+        let host = tempfile::tempdir().expect("tempdir");
+        fs::write(host.path().join("passwd"), "evil:x:4242:4242::/:/bin/sh\n").expect("write");
+        fs::write(host.path().join("group"), "evil:x:4343:\n").expect("write");
+        // An image whose /etc is a link to a host directory.
+        let img = tempfile::tempdir().expect("tempdir");
+        std::os::unix::fs::symlink(host.path(), img.path().join("etc")).expect("symlink");
+        let root = Root::open(img.path()).expect("root");
+        assert!(matches!(
+            resolve_owner("evil", Some(&root)),
+            Err(Error::UnknownUser { .. })
+        ));
+        assert!(resolve_owner("0:evil", Some(&root)).is_err());
+        // An image whose /etc/passwd links to an absolute host path and
+        // whose /etc/group is a FIFO (never opened).
+        let img = tempfile::tempdir().expect("tempdir");
+        fs::create_dir(img.path().join("etc")).expect("mkdir");
+        std::os::unix::fs::symlink(host.path().join("passwd"), img.path().join("etc/passwd"))
+            .expect("symlink");
+        let root = Root::open(img.path()).expect("root");
+        root.mknod("/etc/group", kiln_fs::FileType::Fifo, 0o644, 0, 0)
+            .expect("mkfifo");
+        assert!(resolve_owner("evil", Some(&root)).is_err());
+        assert!(resolve_owner("0:evil", Some(&root)).is_err());
+        // The image's own files, reached through its own absolute link.
+        fs::create_dir(img.path().join("real")).expect("mkdir");
+        fs::write(img.path().join("real/passwd"), "app:x:7:8::/:/bin/sh\n").expect("write");
+        fs::remove_file(img.path().join("etc/passwd")).expect("rm");
+        std::os::unix::fs::symlink("/real/passwd", img.path().join("etc/passwd")).expect("symlink");
+        assert_eq!(
+            resolve_owner("app", Some(&root)).expect("found"),
+            Owner { uid: 7, gid: 8 }
+        );
     }
 }

@@ -760,13 +760,24 @@ fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>) -> io::Result<Meta> {
     let id = |v: u64| {
         u32::try_from(v).map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "id out of range"))
     };
+    let old = header.as_old();
     Ok(Meta {
-        uid: id(header.uid()?)?,
-        gid: id(header.gid()?)?,
-        mode: header.mode()? & 0o7777,
-        mtime: i64::try_from(header.mtime()?).unwrap_or(i64::MAX),
+        uid: id(or_zero(header.uid(), &old.uid)?)?,
+        gid: id(or_zero(header.gid(), &old.gid)?)?,
+        mode: or_zero(header.mode().map(u64::from), &old.mode)? as u32 & 0o7777,
+        mtime: i64::try_from(or_zero(header.mtime(), &old.mtime)?).unwrap_or(i64::MAX),
         xattrs,
     })
+}
+
+/// A numeric header field, with a field left empty (all NULs or spaces, as
+/// some archivers write) read as 0, as Go's archive/tar (Docker) reads it;
+/// anything else that is not a number stays an error.
+fn or_zero(parsed: io::Result<u64>, raw: &[u8]) -> io::Result<u64> {
+    match parsed {
+        Err(_) if raw.iter().all(|&b| b == 0 || b == b' ') => Ok(0),
+        other => other,
+    }
 }
 
 #[cfg(test)]
