@@ -154,11 +154,14 @@ impl App {
                 format!("cannot open the store at {}", opts.root.display())
             }
         })?;
-        Ok(App {
+        let mut app = App {
             opts,
             store,
             snapshotter: None,
-        })
+        };
+        // What killed kiln processes left half made (one readdir when none).
+        crate::gc::recover(&mut app)?;
+        Ok(app)
     }
 
     /// The store root.

@@ -91,6 +91,10 @@ pub(crate) struct Backend {
     quiet: bool,
     /// Host mount points made by `mount`, unmounted by `unmount` or `cleanup`.
     mounted: Mutex<Vec<PathBuf>>,
+    /// Owner marks of the snapshots and mounts this build made, kept until
+    /// the build ends: if kiln is killed, the next command reclaims them
+    /// (`gc::recover`).
+    claims: Mutex<Vec<kiln_content::Claim>>,
 }
 
 impl Backend {
@@ -110,6 +114,7 @@ impl Backend {
             source_date_epoch,
             quiet,
             mounted: Mutex::new(Vec::new()),
+            claims: Mutex::new(Vec::new()),
         })
     }
 
@@ -124,6 +129,15 @@ impl Backend {
             let _ = LinuxSys.umount(&p, true);
             let _ = std::fs::remove_dir(&p);
         }
+    }
+
+    /// Marks `name` as this build's until the build ends (`gc::claim`).
+    fn claim(&self, kind: &str, name: &str) -> Result<(), BackendError> {
+        let c = self.store.claim(kind, name).map_err(boxed)?;
+        if let Ok(mut claims) = self.claims.lock() {
+            claims.push(c);
+        }
+        Ok(())
     }
 
     fn pull(&self, reference: &str, platform: &Platform) -> Result<kiln_content::ImageRecord> {
@@ -367,6 +381,7 @@ impl ImageBackend for Backend {
             Some(p) => self.top_snapshot(&digest_of(p)?).map_err(boxed)?,
             None => None,
         };
+        self.claim(crate::gc::claim::SNAPSHOT, key)?;
         let mut mounts = self
             .snapshotter
             .prepare(key, top.as_deref())
@@ -396,6 +411,7 @@ impl ImageBackend for Backend {
             return Ok(PathBuf::from(&first.source));
         }
         let target = self.root.join("build").join("mnt").join(&rootfs.key);
+        self.claim(crate::gc::claim::MOUNT, &target.to_string_lossy())?;
         std::fs::create_dir_all(&target)
             .map_err(|e| boxed(anyhow::anyhow!("cannot create {}: {e}", target.display())))?;
         LinuxSys
@@ -613,6 +629,8 @@ pub(crate) fn cache_record_count(app: &App) -> Result<usize> {
 /// Runs RUN steps in real containers.
 pub(crate) struct Runner {
     root: PathBuf,
+    /// For owner marks of each step's container and scratch dir.
+    store: Store,
     /// `kiln build --add-host`: (host, ip) lines added to each step's `/etc/hosts`.
     extra_hosts: Vec<(String, String)>,
     /// `kiln build --cgroup-parent`.
@@ -623,6 +641,7 @@ impl Runner {
     pub(crate) fn new(app: &App) -> Runner {
         Runner {
             root: app.root().to_path_buf(),
+            store: app.store.clone(),
             extra_hosts: Vec::new(),
             cgroup_parent: None,
         }
@@ -746,6 +765,13 @@ impl Runner {
         let id = step.container_id;
         let state_dir = self.root.join("containers").join(id);
         let scratch = self.root.join("build").join("steps").join(id);
+        // Reclaimed by the next command if kiln is killed during the step.
+        let _claims = [
+            self.store
+                .claim(crate::gc::claim::CONTAINER, &state_dir.to_string_lossy())?,
+            self.store
+                .claim(crate::gc::claim::DIR, &scratch.to_string_lossy())?,
+        ];
         std::fs::create_dir_all(&scratch)
             .with_context(|| format!("cannot create {}", scratch.display()))?;
         let result = self.run_in(step, output, &state_dir, &scratch);

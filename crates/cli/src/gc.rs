@@ -30,56 +30,279 @@ fn containers(app: &App) -> Result<Vec<ContainerRecord>> {
     Ok(app.store.records::<ContainerRecord>(KIND)?.list()?)
 }
 
-/// Removes (or untags) an image as `docker rmi` does.
+/// Removes (or untags) an image as `docker rmi` does (moby's
+/// `ImageDelete`): a name is untagged first (refused without `force` when
+/// it is the image's only name and a container uses the image), and the
+/// image itself goes only when nothing else names it and no conflict
+/// stands. Conflicts are hard (a running container, a child image: even
+/// `force` cannot override them) or soft (a stopped container, other
+/// names: `force` overrides them). After an image goes, its untagged parent
+/// chain goes too, quietly stopping at the first parent something still
+/// uses or names (Docker's default, without `--no-prune`).
 pub(crate) fn remove_image(app: &mut App, name: &str, force: bool) -> Result<()> {
     let record = app.store.resolve_image(name)?;
-    let by_name = name.parse::<Reference>().ok().filter(|r| {
-        record.repo_tags.iter().any(|t| {
-            t.parse::<Reference>()
-                .is_ok_and(|t| t.same_repository(r) && t.tag() == r.tag())
-        })
-    });
-    if let Some(reference) = &by_name
-        && record.repo_tags.len() > 1
-    {
-        app.store.untag(reference)?;
-        println!("Untagged: {}", reference.familiar());
-        return Ok(());
+    let id = record.id;
+    let mut users = Users::new(app)?;
+    let mut quiet = false;
+    if !is_id_prefix(&id, name) {
+        let reference: Reference = name.parse()?;
+        if !force
+            && is_single_reference(&record)
+            && let Some(c) = users.any(&id)
+        {
+            bail!(
+                "conflict: unable to remove repository reference {name:?} (must force) - container {} is using its referenced image {}",
+                short(&c),
+                &id.hex()[..12]
+            );
+        }
+        let mut removed = drop_refs(app, &id, |r| match reference.digest() {
+            Some(d) => r.digest() == Some(d) && r.same_repository(&reference),
+            None => {
+                r.digest().is_none() && r.same_repository(&reference) && r.tag() == reference.tag()
+            }
+        })?;
+        // No tag of that repository left: its digest names go too.
+        if reference.digest().is_none() {
+            let rec = image(app, &id)?;
+            let tag_left = rec
+                .repo_tags
+                .iter()
+                .filter_map(|t| t.parse::<Reference>().ok())
+                .any(|t| t.same_repository(&reference));
+            if !tag_left {
+                removed.extend(drop_refs(app, &id, |r| {
+                    r.digest().is_some() && r.same_repository(&reference)
+                })?);
+            }
+        }
+        for r in &removed {
+            println!("Untagged: {r}");
+        }
+        let rec = image(app, &id)?;
+        if !rec.repo_tags.is_empty() || !rec.repo_digests.is_empty() {
+            return Ok(());
+        }
+        quiet = true;
+    } else if is_single_reference(&record) {
+        // By ID, with one name: the name goes with the image, so only the
+        // containers can stop it.
+        if let Some(c) = users.conflict(app, &record, force, false)? {
+            bail!("{}", c.message);
+        }
+        for r in drop_refs(app, &id, |_| true)? {
+            println!("Untagged: {r}");
+        }
     }
-    if by_name.is_none() && record.repo_tags.len() > 1 && !force {
-        bail!(
-            "conflict: unable to delete {} (must be forced) - image is referenced in multiple repositories",
-            &record.id.hex()[..12]
-        );
-    }
-    if let Some(c) = containers(app)?
-        .into_iter()
-        .find(|c| c.image_id == record.id)
-        && !force
-    {
-        bail!(
-            "conflict: unable to delete {} (must be forced) - image is being used by container {}",
-            if by_name.is_some() {
-                name.to_owned()
-            } else {
-                record.id.hex()[..12].to_owned()
-            },
-            &c.id[..12]
-        );
-    }
-    for name in record.repo_tags.iter().chain(&record.repo_digests) {
-        println!("Untagged: {name}");
-    }
-    delete_image(app, &record)?;
-    println!("Deleted: {}", record.id);
+    delete_chain(app, &mut users, &id, force, quiet)?;
+    free_unused(app)?;
     Ok(())
 }
 
-/// Deletes an image record, then frees its snapshots and blobs that nothing else uses.
-fn delete_image(app: &mut App, record: &ImageRecord) -> Result<()> {
-    app.store.remove_image(&record.id)?;
-    free_unused(app)?;
-    Ok(())
+/// Deletes image `id` unless a conflict stands (then an error, or nothing
+/// when `quiet` and the image is still named, has children or is used),
+/// then its untagged parents the same way, quietly and never forced.
+fn delete_chain(
+    app: &mut App,
+    users: &mut Users,
+    id: &Digest,
+    force: bool,
+    quiet: bool,
+) -> Result<()> {
+    let (mut id, mut force, mut quiet) = (*id, force, quiet);
+    loop {
+        let Some(rec) = app.store.get_image(&id)? else {
+            return Ok(());
+        };
+        if let Some(c) = users.conflict(app, &rec, force, true)? {
+            let dangling = rec.repo_tags.is_empty()
+                && rec.repo_digests.is_empty()
+                && children(app, &id)?.is_empty();
+            if quiet && (!dangling || c.used) {
+                return Ok(());
+            }
+            bail!("{}", c.message);
+        }
+        let parent = rec
+            .annotations
+            .get(PARENT_ANNOTATION)
+            .and_then(|p| p.parse::<Digest>().ok());
+        for r in drop_refs(app, &id, |_| true)? {
+            println!("Untagged: {r}");
+        }
+        app.store.remove_image(&id)?;
+        println!("Deleted: {id}");
+        match parent {
+            Some(p) => (id, force, quiet) = (p, false, true),
+            None => return Ok(()),
+        }
+    }
+}
+
+/// A reason an image cannot be deleted (moby's `imageDeleteConflict`).
+struct Conflict {
+    message: String,
+    /// A container uses the image.
+    used: bool,
+}
+
+/// The containers, and which of them run (asked once per container).
+struct Users {
+    containers: Vec<ContainerRecord>,
+    running: std::collections::BTreeMap<String, bool>,
+}
+
+impl Users {
+    fn new(app: &App) -> Result<Users> {
+        Ok(Users {
+            containers: containers(app)?,
+            running: Default::default(),
+        })
+    }
+
+    /// Some container of image `id`, running or not.
+    fn any(&self, id: &Digest) -> Option<String> {
+        self.containers
+            .iter()
+            .find(|c| c.image_id == *id)
+            .map(|c| c.id.clone())
+    }
+
+    fn is_running(&mut self, app: &App, c: &ContainerRecord) -> bool {
+        *self.running.entry(c.id.clone()).or_insert_with(|| {
+            kiln_runtime::Runtime::default()
+                .state(&c.state_dir(app))
+                .is_ok_and(|s| s.status == kiln_runtime::Status::Running)
+        })
+    }
+
+    /// What keeps `rec` from being deleted: always a child image or a
+    /// running container (hard); unless `force`, a stopped container and
+    /// (when `names` counts) the image's names (soft).
+    fn conflict(
+        &mut self,
+        app: &App,
+        rec: &ImageRecord,
+        force: bool,
+        names: bool,
+    ) -> Result<Option<Conflict>> {
+        let id = rec.id;
+        let conflict = |hard: bool, used: bool, what: String| Conflict {
+            message: format!(
+                "conflict: unable to delete {} ({}) - {what}",
+                &id.hex()[..12],
+                if hard {
+                    "cannot be forced"
+                } else {
+                    "must be forced"
+                }
+            ),
+            used,
+        };
+        if !children(app, &id)?.is_empty() {
+            return Ok(Some(conflict(
+                true,
+                false,
+                "image has dependent child images".to_owned(),
+            )));
+        }
+        let users: Vec<ContainerRecord> = self
+            .containers
+            .iter()
+            .filter(|c| c.image_id == id)
+            .cloned()
+            .collect();
+        for c in &users {
+            if self.is_running(app, c) {
+                return Ok(Some(conflict(
+                    true,
+                    true,
+                    format!("image is being used by running container {}", short(&c.id)),
+                )));
+            }
+        }
+        if force {
+            return Ok(None);
+        }
+        if names && (!rec.repo_tags.is_empty() || !rec.repo_digests.is_empty()) {
+            return Ok(Some(conflict(
+                false,
+                false,
+                "image is referenced in multiple repositories".to_owned(),
+            )));
+        }
+        if let Some(c) = users.first() {
+            return Ok(Some(conflict(
+                false,
+                true,
+                format!("image is being used by stopped container {}", short(&c.id)),
+            )));
+        }
+        Ok(None)
+    }
+}
+
+fn short(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}
+
+fn image(app: &App, id: &Digest) -> Result<ImageRecord> {
+    Ok(app
+        .store
+        .get_image(id)?
+        .ok_or_else(|| kiln_content::Error::NoSuchImage(id.to_string()))?)
+}
+
+/// Images whose parent is `id`.
+fn children(app: &App, id: &Digest) -> Result<Vec<Digest>> {
+    let want = id.to_string();
+    Ok(app
+        .store
+        .list_images()?
+        .into_iter()
+        .filter(|i| i.annotations.get(PARENT_ANNOTATION) == Some(&want))
+        .map(|i| i.id)
+        .collect())
+}
+
+/// Whether `input` names image `id` by ID (full or prefix, with or without
+/// `sha256:`), as moby's `isImageIDPrefix`.
+fn is_id_prefix(id: &Digest, input: &str) -> bool {
+    id.to_string().starts_with(input) || id.hex().starts_with(input)
+}
+
+/// moby's `isSingleReference`: all names from one repository, at most one
+/// of them a tag.
+fn is_single_reference(rec: &ImageRecord) -> bool {
+    let tags: Vec<Reference> = rec
+        .repo_tags
+        .iter()
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    let digests: Vec<Reference> = rec
+        .repo_digests
+        .iter()
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    match tags.len() + digests.len() {
+        0 => return false,
+        1 => return true,
+        _ => {}
+    }
+    if tags.len() > 1 {
+        return false;
+    }
+    let single = tags.first().or(digests.first());
+    let repos: BTreeSet<String> = digests.iter().map(Reference::name).collect();
+    repos.len() == 1 && single.is_some_and(|s| repos.contains(&s.name()))
+}
+
+/// Removes the names of image `id` that `matches` (tags and digests) and
+/// returns them as Docker prints them.
+fn drop_refs(app: &App, id: &Digest, matches: impl Fn(&Reference) -> bool) -> Result<Vec<String>> {
+    Ok(app.store.remove_names(id, |name| {
+        name.parse::<Reference>().is_ok_and(|r| matches(&r))
+    })?)
 }
 
 /// Removes committed layer snapshots no image needs and blobs no image references.
@@ -278,4 +501,117 @@ pub(crate) fn df(app: &mut App) -> Result<u8> {
         snapshotter.name()
     )?;
     Ok(0)
+}
+
+/// Kinds of owner marks ([`kiln_content::Store::claim`]) the CLI takes, in
+/// the order a recovery reclaims them: a step's container first (it may
+/// still hold the rest), then host mounts, then directories, then
+/// snapshots (unmounted by then).
+pub(crate) mod claim {
+    /// A container state directory (`containers/<id>`) of a build step.
+    pub(crate) const CONTAINER: &str = "container";
+    /// A host mount point (`build/mnt/<key>`).
+    pub(crate) const MOUNT: &str = "mount";
+    /// A scratch directory (`build/steps/<id>`).
+    pub(crate) const DIR: &str = "dir";
+    /// An active snapshot key (`unpack-*`, a build step's).
+    pub(crate) const SNAPSHOT: &str = "snapshot";
+
+    pub(super) fn order(kind: &str) -> usize {
+        [CONTAINER, MOUNT, DIR, SNAPSHOT]
+            .iter()
+            .position(|k| *k == kind)
+            .unwrap_or(usize::MAX)
+    }
+}
+
+/// The recovery pass: reclaims what kiln processes that were killed (or
+/// crashed) left in the middle of their work, as their owner marks say:
+/// step containers, overlay mounts under `build/mnt`, step scratch
+/// directories and `unpack-*` / build step snapshots. Every command runs it
+/// from [`App::open`](crate::app::App::open) when `Store::abandoned` finds
+/// a mark of a process that is gone (otherwise it costs one `readdir`), and
+/// `system prune` runs it too. It works under the store lock, so two
+/// commands never reclaim the same thing; what cannot be reclaimed yet
+/// stays marked (and is said once per command on stderr). Returns how many
+/// items were reclaimed.
+pub(crate) fn recover(app: &mut App) -> Result<usize> {
+    if app.store.abandoned()?.is_empty() {
+        return Ok(0);
+    }
+    let store = app.store.clone();
+    let _lock = store.lock()?;
+    let mut reclaimed = 0;
+    // Read again under the lock: another command may have done it.
+    for a in store.abandoned()? {
+        let mut items = a.items.clone();
+        items.sort_by_key(|i| claim::order(&i.kind));
+        let mut left = Vec::new();
+        for item in items {
+            match reclaim(app, &item) {
+                Ok(()) => reclaimed += 1,
+                Err(e) => {
+                    eprintln!(
+                        "kiln: cannot reclaim {} {} left by {} (killed): {e:#}",
+                        item.kind, item.name, a.owner
+                    );
+                    left.push(item);
+                }
+            }
+        }
+        store.settle(&a, &left)?;
+    }
+    Ok(reclaimed)
+}
+
+/// Undoes one claimed item. Paths must lie under the store root (marks are
+/// kiln's own, but nothing outside the store is ever touched).
+fn reclaim(app: &mut App, item: &kiln_content::ClaimItem) -> Result<()> {
+    use kiln_sys::MountOps as _;
+    let under_root = |name: &str| -> Result<std::path::PathBuf> {
+        let p = std::path::PathBuf::from(name);
+        let clean = p
+            .components()
+            .all(|c| !matches!(c, std::path::Component::ParentDir));
+        if !clean || !p.starts_with(app.root()) || p == app.root() {
+            bail!("{name} is not inside the store");
+        }
+        Ok(p)
+    };
+    let gone_ok = |r: std::io::Result<()>| match r {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    };
+    match item.kind.as_str() {
+        claim::CONTAINER => {
+            let dir = under_root(&item.name)?;
+            if dir.exists() {
+                let _ = kiln_runtime::Runtime::default().delete(&dir, true);
+                gone_ok(std::fs::remove_dir_all(&dir))?;
+            }
+        }
+        claim::MOUNT => {
+            let dir = under_root(&item.name)?;
+            // Unmount every mount stacked there (EINVAL: none left).
+            for _ in 0..16 {
+                if kiln_sys::LinuxSys.umount(&dir, true).is_err() {
+                    break;
+                }
+            }
+            gone_ok(std::fs::remove_dir(&dir))?;
+        }
+        claim::DIR => {
+            let dir = under_root(&item.name)?;
+            gone_ok(std::fs::remove_dir_all(&dir))?;
+        }
+        claim::SNAPSHOT => {
+            let snapshotter = app.snapshotter()?;
+            match snapshotter.remove(&item.name) {
+                Ok(()) | Err(kiln_snapshot::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        other => bail!("unknown kind of owner mark {other:?}"),
+    }
+    Ok(())
 }

@@ -225,6 +225,31 @@ impl Store {
         Err(Error::NoSuchImage(reference.familiar()))
     }
 
+    /// Removes the names (tags and repository digests, as stored: `name:tag`,
+    /// `name@sha256:...`) of image `id` for which `matches` is true, and
+    /// returns them in that order. Unlike [`Store::put_image`], which
+    /// merges names, this is how a name goes.
+    pub fn remove_names(&self, id: &Digest, matches: impl Fn(&str) -> bool) -> Result<Vec<String>> {
+        let _lock = self.lock()?;
+        let mut rec = self
+            .get_image(id)?
+            .ok_or_else(|| Error::NoSuchImage(id.to_string()))?;
+        let mut removed = Vec::new();
+        let mut keep = |name: &String| {
+            let gone = matches(name);
+            if gone {
+                removed.push(name.clone());
+            }
+            !gone
+        };
+        rec.repo_tags.retain(&mut keep);
+        rec.repo_digests.retain(&mut keep);
+        if !removed.is_empty() {
+            self.write_image(&rec)?;
+        }
+        Ok(removed)
+    }
+
     /// Finds the image a user means by `input`: a full ID (`sha256:...` or
     /// 64 hex digits), a name (`busybox`, `busybox:1`, `name@sha256:...`),
     /// or a unique ID prefix (at least one hex digit, with or without

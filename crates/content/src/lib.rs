@@ -45,6 +45,7 @@
 mod digest;
 mod gc;
 mod images;
+mod owner;
 mod platform;
 mod records;
 mod reference;
@@ -55,6 +56,7 @@ use std::path::PathBuf;
 pub use digest::{Digest, Hasher};
 pub use gc::{DISTRIBUTION_MANIFEST_PREFIX, DiskUsage, GcReport, manifest_children};
 pub use images::ImageRecord;
+pub use owner::{Abandoned, Claim, ClaimItem, Liveness, ProcessId};
 pub use platform::Platform;
 pub use records::{Record, Records};
 pub use reference::{DEFAULT_REGISTRY, DEFAULT_TAG, Reference};

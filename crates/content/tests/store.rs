@@ -295,6 +295,12 @@ fn image_records_and_tags() {
         c2
     );
 
+    // Names go one by one (put_image would merge them back).
+    let gone = s.remove_names(&c2, |n| n.contains('@')).unwrap();
+    assert_eq!(gone, vec![format!("127.0.0.1:5000/app@{m2}")]);
+    assert!(s.get_image(&c2).unwrap().unwrap().repo_digests.is_empty());
+    assert!(s.remove_names(&c2, |_| false).unwrap().is_empty());
+
     // Untag.
     let after = s.untag(&busybox).unwrap();
     assert_eq!(after.repo_tags, vec!["127.0.0.1:5000/app:v1"]);

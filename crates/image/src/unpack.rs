@@ -146,7 +146,9 @@ pub fn unpack_layer<R: Read>(
 }
 
 /// [`unpack_layer`], also remembering the layer's unpacked size in
-/// `sizes` (see [`layer_sizes`](crate::layer_sizes)) when given.
+/// `sizes` (see [`layer_sizes`](crate::layer_sizes)) when given, and
+/// marking the snapshot being unpacked as this process's there
+/// (`Store::claim`), so that a killed unpack is reclaimed later.
 pub fn unpack_layer_into<R: Read>(
     snapshotter: &dyn Snapshotter,
     parent: Option<&str>,
@@ -186,6 +188,12 @@ pub fn unpack_layer_verified<R: Read>(
         std::process::id(),
         UNPACK_COUNTER.fetch_add(1, Ordering::Relaxed)
     );
+    // Marked as this process's before it exists, so that if the process is
+    // killed the next kiln command removes it (the CLI's recovery pass).
+    let _claim = match sizes {
+        Some(store) => Some(store.claim("snapshot", &key)?),
+        None => None,
+    };
     snapshotter.prepare(&key, parent).map_err(snap_err(&key))?;
     let applied = apply_into(snapshotter, &key, layer, &mut *reader, opts);
     let committed = applied.and_then(|stats| {
