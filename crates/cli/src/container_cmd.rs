@@ -165,6 +165,10 @@ pub(crate) struct StartArgs {
     /// Attach to the container's output and wait for it.
     #[arg(short, long)]
     attach: bool,
+    /// Attach the container's stdin (implies `--attach`; the container
+    /// must have been created with `-i`).
+    #[arg(short, long)]
+    interactive: bool,
     /// Containers.
     #[arg(required = true)]
     containers: Vec<String>,
@@ -661,14 +665,15 @@ fn start_detached(app: &mut App, rec: &ContainerRecord) -> Result<()> {
 }
 
 pub(crate) fn start(app: &mut App, a: &StartArgs) -> Result<u8> {
-    if a.attach && a.containers.len() > 1 {
+    let attach = a.attach || a.interactive;
+    if attach && a.containers.len() > 1 {
         bail!("you cannot start and attach multiple containers at once");
     }
     let mut last = 0;
     for name in &a.containers {
         let rec = find(app, name)?;
         if is_running(app, &rec) {
-            if a.attach {
+            if attach {
                 // As Docker: attach to the running container's output.
                 return Ok(exit_u8(attach_running(app, &rec)?));
             }
@@ -677,7 +682,7 @@ pub(crate) fn start(app: &mut App, a: &StartArgs) -> Result<u8> {
         }
         // A restart begins from a clean runtime state; the writable layer stays.
         let _ = runtime().delete(&rec.state_dir(app), true);
-        if a.attach {
+        if attach {
             last = run_attached(app, &rec)?;
             if rec.auto_remove {
                 remove(app, &rec, true)?;

@@ -403,7 +403,7 @@ fn cbug_run_itd_keeps_stdin_open() {
 }
 
 /// Bug 10. `TestStartAttachMultipleContainers`: `docker start -a test1 test2
-/// test3` fails with "you cannot start and attach multiple containers at
+/// test3` (and `-i`, `-ai`) fails with "you cannot start and attach multiple containers at
 /// once" and starts none of them. kiln attached to all three and never
 /// returned.
 #[test]
@@ -412,13 +412,15 @@ fn cbug_start_attach_of_several_containers_is_refused() {
     for n in ["m1", "m2", "m3"] {
         c.ok(&["create", "--name", n, IMAGE, "sleep", "100"]);
     }
-    let out = c.kiln(&["start", "-a", "m1", "m2", "m3"]);
-    assert_ne!(code(&out), 0, "{}", show(&out));
-    assert!(
-        stderr(&out).contains("you cannot start and attach multiple containers at once"),
-        "{}",
-        show(&out)
-    );
+    for option in ["-a", "-i", "-ai"] {
+        let out = c.kiln(&["start", option, "m1", "m2", "m3"]);
+        assert_ne!(code(&out), 0, "start {option}: {}", show(&out));
+        assert!(
+            stderr(&out).contains("you cannot start and attach multiple containers at once"),
+            "start {option}: {}",
+            show(&out)
+        );
+    }
     for n in ["m1", "m2", "m3"] {
         assert!(!c.running(n), "{n} was not started");
     }
