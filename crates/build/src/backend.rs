@@ -281,16 +281,26 @@ pub enum NetworkMode {
 /// An extra mount of a RUN step (`RUN --mount=...`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StepMount {
-    /// Bind a host path (a context directory or a stage's mounted rootfs).
-    /// When `readonly` is false, writes must not reach the source (use an
-    /// overlay or a copy): Docker discards them.
+    /// Bind a file or directory of a tree the build does not trust (the
+    /// context, or a stage's or image's mounted rootfs). The runner must
+    /// resolve `source` inside `root` and never leave it (a symlink there
+    /// is followed as if `root` were `/`), mount the object it opened
+    /// rather than a host path, and make a read-only bind read-only all
+    /// the way down. When `readonly` is false, writes must not reach the
+    /// source (use an overlay or a copy): Docker discards them.
     Bind {
-        /// Host path.
-        source: PathBuf,
+        /// The tree `source` is in (a host directory).
+        root: PathBuf,
+        /// The source, relative to `root` (`.` for all of it).
+        source: String,
         /// Absolute path in the container.
         target: String,
         /// Mount read-only.
         readonly: bool,
+        /// Paths under the source (relative to it, `/`-separated, no `..`)
+        /// the mount must not show: what `.dockerignore` excludes from the
+        /// context.
+        hidden: Vec<String>,
     },
     /// A persistent cache directory, the same for every build using `id`.
     /// The runner (or its adapter) owns where it lives.

@@ -6,7 +6,6 @@ use kiln_dockerfile::instructions::{
     CacheSharing, MountType, NetworkMode as DfNetwork, RunInstruction, ShellOrExec,
 };
 
-use crate::apply::resolve_in_root;
 use crate::backend::{NetworkMode, OutputSink, Rootfs, RunStep, StepMount, Stream};
 use crate::dockerignore::clean_rel;
 use crate::engine::{Builder, FromRef, Shared, StageState, resolve_from};
@@ -308,14 +307,17 @@ impl Builder<'_> {
                             .ok_or_else(|| Error::instr(line, "bind mount requires a target"))?;
                         let source = exp(self, st, &m.source)?.unwrap_or_default();
                         let readonly = m.readonly;
-                        let host = match exp(self, st, &m.from)? {
+                        // The runner resolves the source inside its root
+                        // again, by file descriptor, and mounts what it
+                        // opened; the path found here only names what the
+                        // context's ignore rules hide under it.
+                        let (root, source, hidden) = match exp(self, st, &m.from)? {
                             None => {
+                                let root = sh.ctx.root().to_path_buf();
                                 let rel = crate::context::clean_source(&source, line)?;
-                                if rel == "." {
-                                    sh.ctx.root().to_path_buf()
-                                } else {
-                                    sh.ctx.root().join(rel)
-                                }
+                                let (rel, hidden) =
+                                    ignored_under_source(sh.ctx, &rel, &source, line)?;
+                                (root, rel, hidden)
                             }
                             Some(from) => {
                                 let root = self.mount_from(
@@ -325,13 +327,15 @@ impl Builder<'_> {
                                     &format!("{cid}-m{n}"),
                                     &mut out.sources,
                                 )?;
-                                resolve_in_root(&root, &source, None, true)?
+                                (root, clean_rel(&source), Vec::new())
                             }
                         };
                         out.mounts.push(crate::backend::StepMount::Bind {
-                            source: host,
+                            root,
+                            source,
                             target: abs(&target),
                             readonly,
+                            hidden,
                         });
                     }
                     MountType::Cache => {
@@ -488,6 +492,99 @@ impl Builder<'_> {
     }
 }
 
+/// A bind mount's context source `rel` (cleaned) resolved inside the
+/// context (its links followed as if the context were `/`), and the
+/// paths under it that `.dockerignore` excludes, relative to it: BuildKit
+/// leaves them out of the context for every consumer, bind mounts
+/// included. A source the rules exclude whole is missing, as for COPY.
+fn ignored_under_source(
+    ctx: &crate::ContextDir,
+    rel: &str,
+    shown: &str,
+    line: usize,
+) -> Result<(String, Vec<String>)> {
+    use kiln_fs::FinalLink;
+    let ignore = ctx.ignore();
+    if ignore.is_empty() {
+        return Ok((rel.to_owned(), Vec::new()));
+    }
+    let root = kiln_fs::Root::open(ctx.root()).map_err(|e| Error::io("open", ctx.root(), e))?;
+    // Missing or unreadable: the runner says so, naming the source.
+    let Ok(resolved) = root.canonical(rel, FinalLink::Follow) else {
+        return Ok((rel.to_owned(), Vec::new()));
+    };
+    let Ok(meta) = root.stat(&resolved, FinalLink::NoFollow) else {
+        return Ok((rel.to_owned(), Vec::new()));
+    };
+    let base = resolved.to_string_lossy().into_owned();
+    let shown_rel = if base.is_empty() {
+        ".".to_owned()
+    } else {
+        base.clone()
+    };
+    let missing = || Error::SourceNotFound {
+        line,
+        source_path: shown.to_owned(),
+    };
+    let excluded = !base.is_empty() && ignore.is_excluded(&base);
+    if !meta.is_dir() {
+        return if excluded {
+            Err(missing())
+        } else {
+            Ok((shown_rel, Vec::new()))
+        };
+    }
+    // Pre-order, links never followed: an excluded entry is hidden whole,
+    // unless it is a directory an exception may reach into; then its
+    // excluded entries are hidden one by one, and the directory itself
+    // only if nothing under it is kept.
+    let mut hidden: Vec<String> = Vec::new();
+    let mut kept: Vec<String> = Vec::new();
+    let mut descended: Vec<String> = Vec::new();
+    let exceptions = ignore.has_exceptions();
+    root.walk(&resolved, &mut |path, meta| {
+        let rel = path.to_string_lossy().into_owned();
+        if !ignore.is_excluded(&rel) {
+            kept.push(rel);
+            return Ok(meta.is_dir());
+        }
+        if meta.is_dir() && exceptions {
+            descended.push(rel);
+            return Ok(true);
+        }
+        hidden.push(rel);
+        Ok(false)
+    })
+    .map_err(|e| Error::io("read directory", root.display(&resolved), e))?;
+    let under = |p: &str, dir: &str| {
+        p.len() > dir.len() && p.starts_with(dir) && p.as_bytes()[dir.len()] == b'/'
+    };
+    // Outermost first, so that a hidden directory takes its subtree along.
+    descended.sort_by_key(|d| d.matches('/').count());
+    for d in descended {
+        if kept.iter().any(|k| under(k, &d)) || hidden.iter().any(|h| h == &d || under(&d, h)) {
+            continue;
+        }
+        hidden.retain(|h| !under(h, &d));
+        hidden.push(d);
+    }
+    if excluded && kept.is_empty() {
+        return Err(missing());
+    }
+    let strip = |h: String| -> String {
+        if base.is_empty() {
+            h
+        } else {
+            h.strip_prefix(&format!("{base}/"))
+                .map(str::to_owned)
+                .unwrap_or(h)
+        }
+    };
+    let mut hidden: Vec<String> = hidden.into_iter().map(strip).collect();
+    hidden.sort();
+    Ok((shown_rel, hidden))
+}
+
 /// `64m`, `1g`, `1024` → bytes.
 fn parse_size(s: &str) -> Option<u64> {
     let s = s.trim().to_lowercase();
@@ -504,6 +601,56 @@ fn parse_size(s: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bind_sources_hide_what_dockerignore_excludes() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let root = tmp.path();
+        for (p, c) in [
+            (
+                ".dockerignore",
+                "secrets.env\nsub/deep.env\nlogs\n!logs/keep.log\ngone\n!gone/nothing\n",
+            ),
+            ("secrets.env", "s"),
+            ("visible.txt", "v"),
+            ("sub/deep.env", "s"),
+            ("sub/shown.txt", "v"),
+            ("logs/old.log", "s"),
+            ("logs/keep.log", "v"),
+            ("gone/x", "s"),
+        ] {
+            let full = root.join(p);
+            std::fs::create_dir_all(full.parent().expect("parent")).expect("mkdir");
+            std::fs::write(full, c).expect("write");
+        }
+        std::os::unix::fs::symlink("/sub", root.join("link")).expect("symlink");
+        let ctx = crate::ContextDir::open(root, None, None).expect("context");
+        let (src, hidden) = ignored_under_source(&ctx, ".", ".", 1).expect("whole context");
+        assert_eq!(src, ".");
+        assert_eq!(
+            hidden,
+            ["gone", "logs/old.log", "secrets.env", "sub/deep.env"]
+        );
+        // Through a link (resolved inside the context), paths are the
+        // target's, relative to it.
+        let (src, hidden) = ignored_under_source(&ctx, "link", "link", 1).expect("link");
+        assert_eq!(
+            (src.as_str(), hidden.as_slice()),
+            ("sub", ["deep.env".to_owned()].as_slice())
+        );
+        let (src, hidden) = ignored_under_source(&ctx, "logs", "logs", 1).expect("kept inside");
+        assert_eq!(
+            (src.as_str(), hidden.as_slice()),
+            ("logs", ["old.log".to_owned()].as_slice())
+        );
+        for excluded in ["secrets.env", "gone"] {
+            let err = ignored_under_source(&ctx, excluded, excluded, 3).expect_err(excluded);
+            assert!(
+                matches!(err, Error::SourceNotFound { line: 3, .. }),
+                "{err}"
+            );
+        }
+    }
 
     #[test]
     fn sizes() {

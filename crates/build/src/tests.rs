@@ -879,7 +879,7 @@ fn run_mounts_and_network() {
         matches!(&m[0], StepMount::Cache { id, target, .. } if id == "/root/.cache" && target == "/root/.cache")
     );
     assert!(
-        matches!(&m[1], StepMount::Bind { source, target, readonly: true } if source == &e.ctx.join("data") && target == "/d")
+        matches!(&m[1], StepMount::Bind { root, source, target, readonly: true, hidden } if root == &e.ctx && source == "data" && target == "/d" && hidden.is_empty())
     );
     assert!(
         matches!(&m[2], StepMount::Secret { source, target, .. } if source == &secret && target == "/run/secrets/tok")

@@ -669,33 +669,28 @@ impl Runner {
         }
     }
 
-    /// The spec mounts of a step's extra mounts, plus host paths to clean afterwards.
-    fn step_mounts(&self, id: &str, mounts: &[StepMount], scratch: &Path) -> Result<Vec<Mount>> {
+    /// The spec mounts of a step's extra mounts. What they need on the
+    /// host (bind sources opened inside their trees, secrets on a tmpfs) is
+    /// mounted under the step's `scratch` dir and recorded in `staged`.
+    fn step_mounts(
+        &self,
+        mounts: &[StepMount],
+        scratch: &Path,
+        staged: &mut Staged,
+    ) -> Result<Vec<Mount>> {
         let mut out = Vec::new();
+        let mut secrets: Option<PathBuf> = None;
         for (n, m) in mounts.iter().enumerate() {
             let built = match m {
                 StepMount::Bind {
+                    root,
                     source,
                     target,
                     readonly,
+                    hidden,
                 } => {
-                    let src = if *readonly {
-                        source.clone()
-                    } else {
-                        // Writes must not reach the source: give the step a copy.
-                        let copy = scratch.join(format!("bind{n}"));
-                        if source.is_dir() {
-                            kiln_snapshot::copy_tree(source, &copy).with_context(|| {
-                                format!("cannot copy {} for a bind mount", source.display())
-                            })?;
-                        } else {
-                            std::fs::copy(source, &copy).with_context(|| {
-                                format!("cannot copy {} for a bind mount", source.display())
-                            })?;
-                        }
-                        copy
-                    };
-                    bind(&src, target, *readonly)?
+                    let at = stage_bind(n, root, source, *readonly, hidden, scratch, staged)?;
+                    bind(&at, target, *readonly)?
                 }
                 StepMount::Cache {
                     id: cache_id,
@@ -741,9 +736,28 @@ impl Runner {
                     uid,
                     gid,
                 } => {
-                    let copy = scratch.join(format!("secret{n}"));
-                    std::fs::copy(source, &copy)
+                    let dir = match &secrets {
+                        Some(d) => d.clone(),
+                        None => {
+                            let d = secrets_tmpfs(mounts, scratch, staged)?;
+                            secrets = Some(d.clone());
+                            d
+                        }
+                    };
+                    let copy = dir.join(format!("secret{n}"));
+                    let bytes = std::fs::read(source)
                         .with_context(|| format!("cannot read secret {}", source.display()))?;
+                    {
+                        use std::io::Write as _;
+                        use std::os::unix::fs::OpenOptionsExt as _;
+                        std::fs::OpenOptions::new()
+                            .write(true)
+                            .create_new(true)
+                            .mode(0o600)
+                            .open(&copy)
+                            .and_then(|mut f| f.write_all(&bytes))
+                            .with_context(|| format!("cannot write secret {}", source.display()))?;
+                    }
                     std::os::unix::fs::chown(&copy, Some(*uid), Some(*gid))
                         .context("cannot chown a secret")?;
                     use std::os::unix::fs::PermissionsExt as _;
@@ -756,7 +770,6 @@ impl Runner {
             };
             out.push(built);
         }
-        let _ = id;
         Ok(out)
     }
 
@@ -826,6 +839,9 @@ impl Runner {
             })
             .collect();
         let stubs = MountStubs::before(&rootfs_mounts, step.mounts);
+        // Detached (from the host) once the container has its copies, and
+        // in any case when this returns.
+        let mut staged = Staged::default();
         let spec = kiln_runtime::docker_spec(&DockerSpecOptions {
             args: step.args.to_vec(),
             env: step.env.to_vec(),
@@ -833,7 +849,7 @@ impl Runner {
             hostname,
             network,
             etc_files: Some(etc),
-            mounts: self.step_mounts(id, step.mounts, scratch)?,
+            mounts: self.step_mounts(step.mounts, scratch, &mut staged)?,
             ..DockerSpecOptions::default()
         })?;
         let cfg = ContainerConfig {
@@ -855,6 +871,10 @@ impl Runner {
         let t_start = span("run-start", id);
         let started = self.runtime().start(&cfg, stdio);
         drop(t_start);
+        // The container is running its command (or failed to): its mounts
+        // are made, in its own namespace. The host keeps none of them, so
+        // no secret stays reachable under the store while the step runs.
+        staged.detach();
         let fg = match started {
             Ok(fg) => fg,
             Err(e) => {
@@ -882,6 +902,268 @@ impl Runner {
         stubs.clean(&cfg.rootfs);
         Ok(status.code())
     }
+}
+
+/// Mounts made on the host for one step (under its scratch dir): bind
+/// sources and the secrets' tmpfs. Detached (`MNT_DETACH`) by
+/// [`Staged::detach`] once the container holds its own copies, or when
+/// dropped.
+#[derive(Default)]
+struct Staged(Vec<PathBuf>);
+
+impl Staged {
+    fn push(&mut self, mount_point: PathBuf) {
+        self.0.push(mount_point);
+    }
+
+    /// Lazily unmounts every staged mount, last first.
+    fn detach(&mut self) {
+        while let Some(p) = self.0.pop() {
+            let _ = LinuxSys.umount(&p, true);
+        }
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        self.detach();
+    }
+}
+
+/// Mounts the source of a bind mount, resolved inside `root`, at a
+/// kiln-owned path under `scratch` (`bind<n>`) and returns that path for
+/// the container to bind. The source is opened by `openat2` in `root`
+/// (its links cannot lead out) and the opened object is what is mounted:
+/// - a directory: an overlay whose lower is that directory, whose upper
+///   (under `scratch`, discarded with it) takes a step's writes and holds
+///   a whiteout for each `hidden` path; read-only unless `!readonly`.
+///   Overlay shows none of the mounts below its lower dir, so nothing of
+///   the host mounted inside the source becomes reachable. Where overlay
+///   cannot be used (a store without it, or stacked too deep) a read-only
+///   bind that hides nothing falls back to a recursive clone of the
+///   directory's mount made read-only all the way down;
+/// - a file: a clone of its mount, read-only; or a private copy for `rw`.
+fn stage_bind(
+    n: usize,
+    root: &Path,
+    source: &str,
+    readonly: bool,
+    hidden: &[String],
+    scratch: &Path,
+    staged: &mut Staged,
+) -> Result<PathBuf> {
+    use kiln_fs::FinalLink;
+    use std::os::fd::AsFd as _;
+    let tree = kiln_fs::Root::open(root)
+        .with_context(|| format!("cannot open the bind mount's tree {}", root.display()))?;
+    let src = tree.open_path(source, FinalLink::Follow).with_context(|| {
+        format!(
+            "bind mount source {source:?} not found in {}",
+            root.display()
+        )
+    })?;
+    // The opened source as a tree of its own, for what lies below it.
+    let below = kiln_fs::Root::from_fd(
+        src.try_clone()
+            .with_context(|| format!("cannot duplicate the descriptor of {source:?}"))?,
+        tree.display(source),
+    );
+    let meta = below
+        .lstat(".")
+        .with_context(|| format!("cannot stat bind mount source {source:?}"))?;
+    let at = scratch.join(format!("bind{n}"));
+    if meta.is_dir() {
+        match overlay_bind(&src, &below, &at, readonly, hidden) {
+            Ok(mnt) => {
+                staged.push(mnt.clone());
+                return Ok(mnt);
+            }
+            Err(e) if !readonly || !hidden.is_empty() => {
+                return Err(e.context(format!(
+                    "cannot mount bind mount source {source:?} (a writable or filtered bind needs overlayfs)"
+                )));
+            }
+            Err(_) => {
+                let mnt = at.join("tree");
+                std::fs::create_dir_all(&mnt)
+                    .with_context(|| format!("cannot create {}", mnt.display()))?;
+                let tree = LinuxSys
+                    .open_tree_fd(src.as_fd(), true)
+                    .with_context(|| format!("cannot open bind mount source {source:?}"))?;
+                LinuxSys
+                    .mount_setattr(tree.as_fd(), true, MountFlags::RDONLY)
+                    .with_context(|| {
+                        format!("cannot make bind mount source {source:?} read-only")
+                    })?;
+                LinuxSys
+                    .move_mount(tree.as_fd(), &mnt)
+                    .with_context(|| format!("cannot mount bind mount source {source:?}"))?;
+                staged.push(mnt.clone());
+                return Ok(mnt);
+            }
+        }
+    }
+    if !readonly {
+        if !meta.is_file() {
+            anyhow::bail!(
+                "bind mount source {source:?}: a writable bind takes a file or a directory"
+            );
+        }
+        // Writes must not reach the source: the step gets a copy, read
+        // through the tree (a regular file only).
+        let mut from = below
+            .open_file(".", FinalLink::Follow)
+            .with_context(|| format!("cannot read bind mount source {source:?}"))?;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let mut to = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(meta.permissions())
+            .open(&at)
+            .with_context(|| format!("cannot create {}", at.display()))?;
+        std::io::copy(&mut from, &mut to)
+            .with_context(|| format!("cannot copy bind mount source {source:?}"))?;
+        return Ok(at);
+    }
+    std::fs::File::create(&at).with_context(|| format!("cannot create {}", at.display()))?;
+    let clone = LinuxSys
+        .open_tree_fd(src.as_fd(), false)
+        .with_context(|| format!("cannot open bind mount source {source:?}"))?;
+    LinuxSys
+        .mount_setattr(clone.as_fd(), true, MountFlags::RDONLY)
+        .with_context(|| format!("cannot make bind mount source {source:?} read-only"))?;
+    LinuxSys
+        .move_mount(clone.as_fd(), &at)
+        .with_context(|| format!("cannot mount bind mount source {source:?}"))?;
+    staged.push(at.clone());
+    Ok(at)
+}
+
+/// The overlay of [`stage_bind`] for the directory `src`: mounted at
+/// `<at>/mnt`, upper and work dirs beside it.
+fn overlay_bind(
+    src: &std::os::fd::OwnedFd,
+    below: &kiln_fs::Root,
+    at: &Path,
+    readonly: bool,
+    hidden: &[String],
+) -> Result<PathBuf> {
+    use std::os::fd::AsRawFd as _;
+    let upper = at.join("upper");
+    let work = at.join("work");
+    let mnt = at.join("mnt");
+    for d in [&upper, &work, &mnt] {
+        std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
+    }
+    if !hidden.is_empty() {
+        let upper_root = kiln_fs::Root::open(&upper)
+            .with_context(|| format!("cannot open {}", upper.display()))?;
+        for h in hidden {
+            whiteout(below, &upper_root, h)?;
+        }
+    }
+    // The lower is the opened directory itself: overlay looks the magic
+    // link up in this process and takes the object it points to.
+    let mut m = kiln_snapshot::Mount {
+        fstype: "overlay".to_owned(),
+        source: "overlay".to_owned(),
+        options: vec![
+            format!("lowerdir=/proc/self/fd/{}", src.as_raw_fd()),
+            format!("upperdir={}", upper.display()),
+            format!("workdir={}", work.display()),
+        ],
+    };
+    // Its writes are discarded: no sync of them on unmount.
+    crate::app::make_volatile(std::slice::from_mut(&mut m));
+    let flags = if readonly {
+        MountFlags::RDONLY
+    } else {
+        MountFlags::NONE
+    };
+    LinuxSys
+        .mount_with_options(
+            Some(Path::new("overlay")),
+            &mnt,
+            "overlay",
+            flags,
+            &m.options,
+        )
+        .context("overlay")?;
+    Ok(mnt)
+}
+
+/// Creates an overlay whiteout for `rel` (a path under the bind's source
+/// `below`) in the fresh upper dir `upper`, with each parent directory
+/// made as the source has it (mode and owner), so that the merged view
+/// shows them unchanged.
+fn whiteout(below: &kiln_fs::Root, upper: &kiln_fs::Root, rel: &str) -> Result<()> {
+    use kiln_fs::FinalLink;
+    let parts: Vec<&str> = rel.split('/').collect();
+    if parts
+        .iter()
+        .any(|p| p.is_empty() || *p == "." || *p == "..")
+    {
+        anyhow::bail!("invalid path to hide in a bind mount: {rel:?}");
+    }
+    let mut dir = PathBuf::new();
+    for part in &parts[..parts.len() - 1] {
+        dir.push(part);
+        if upper.try_lstat(&dir).ok().flatten().is_some() {
+            continue;
+        }
+        let lower = below
+            .stat(&dir, FinalLink::NoFollow)
+            .with_context(|| format!("cannot stat {} in a bind mount's source", dir.display()))?;
+        upper
+            .mkdir(&dir, lower.permissions())
+            .and_then(|()| upper.chown(&dir, lower.uid(), lower.gid(), FinalLink::NoFollow))
+            .and_then(|()| upper.chmod(&dir, lower.permissions(), FinalLink::NoFollow))
+            .with_context(|| format!("cannot create {}", upper.display(&dir).display()))?;
+    }
+    upper
+        .mknod(rel, kiln_fs::FileType::CharDevice, 0, 0, 0)
+        .with_context(|| {
+            format!(
+                "cannot create a whiteout at {}",
+                upper.display(rel).display()
+            )
+        })?;
+    Ok(())
+}
+
+/// A tmpfs for a step's secrets at `<scratch>/secrets`, only root may
+/// enter: the secrets never touch the store's disk, and a crash leaves
+/// them in memory only (the mount is detached from the host as soon as
+/// the container started). Sized for the step's secrets.
+fn secrets_tmpfs(mounts: &[StepMount], scratch: &Path, staged: &mut Staged) -> Result<PathBuf> {
+    let mut size: u64 = 64 << 10;
+    for m in mounts {
+        if let StepMount::Secret { source, .. } = m {
+            let len = std::fs::metadata(source)
+                .with_context(|| format!("cannot read secret {}", source.display()))?
+                .len();
+            size += len.div_ceil(4096) * 4096 + 4096;
+        }
+    }
+    let dir = scratch.join("secrets");
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    LinuxSys
+        .mount(
+            Some(Path::new("tmpfs")),
+            &dir,
+            Some("tmpfs"),
+            MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
+            Some(&format!("mode=0700,size={size}")),
+        )
+        .context("cannot mount a tmpfs for the secrets")?;
+    staged.push(dir.clone());
+    Ok(dir)
 }
 
 fn bind(source: &Path, target: &str, readonly: bool) -> Result<Mount> {
@@ -948,8 +1230,10 @@ fn layer_dirs(mounts: &[kiln_snapshot::Mount]) -> Vec<PathBuf> {
 
 impl MountStubs {
     fn before(rootfs: &[kiln_snapshot::Mount], mounts: &[StepMount]) -> MountStubs {
-        use std::os::unix::fs::MetadataExt as _;
-        let dirs = layer_dirs(rootfs);
+        let dirs: Vec<Option<kiln_fs::Root>> = layer_dirs(rootfs)
+            .iter()
+            .map(|d| kiln_fs::Root::open(d).ok())
+            .collect();
         // With overlay, dirs[0] is the (still empty) upper dir; with a bind
         // rootfs it is the whole tree and nothing is copied up.
         let overlay = rootfs.first().is_some_and(|m| m.fstype != "bind");
@@ -969,21 +1253,29 @@ impl MountStubs {
                 if p.as_os_str().is_empty() {
                     break;
                 }
-                let exists = dirs.iter().any(|d| d.join(&p).symlink_metadata().is_ok());
+                // A link on the way (an image's own) counts as present:
+                // nothing behind it is ever removed.
+                let exists = dirs
+                    .iter()
+                    .flatten()
+                    .any(|d| !matches!(d.try_lstat(&p), Ok(None)));
                 if exists {
                     // This directory and its ancestors get copied up when
                     // the stub is created inside them. (The step cannot
                     // replace them: they hold busy mount points.)
                     let mut q = p.clone();
                     while overlay && !q.as_os_str().is_empty() {
-                        let in_upper = dirs[0].join(&q).symlink_metadata().is_ok();
+                        let in_upper = dirs[0]
+                            .as_ref()
+                            .is_none_or(|d| !matches!(d.try_lstat(&q), Ok(None)));
                         let lower = dirs[1..]
                             .iter()
-                            .find_map(|d| d.join(&q).symlink_metadata().ok());
+                            .flatten()
+                            .find_map(|d| d.try_lstat(&q).ok().flatten());
                         if let Some(m) = lower.filter(|m| m.is_dir() && !in_upper)
                             && !copied_up.iter().any(|(c, _)| c == &q)
                         {
-                            copied_up.push((q.clone(), (m.mode() & 0o7777, m.uid(), m.gid())));
+                            copied_up.push((q.clone(), (m.permissions(), m.uid(), m.gid())));
                         }
                         if !q.pop() {
                             break;
@@ -1000,7 +1292,10 @@ impl MountStubs {
         MountStubs { missing, copied_up }
     }
 
-    /// Removes the stubs (empty files and directories) from the writable dir.
+    /// Removes the stubs (empty files and directories) from the writable
+    /// dir. The step owned that tree: each stub is reached inside it
+    /// (kiln-fs), so a link it planted where a stub's parent was never
+    /// leads out of it.
     fn clean(&self, rootfs: &[kiln_runtime::RootfsMount]) {
         let Some(first) = rootfs.first() else { return };
         let upper = if first.fstype == "bind" {
@@ -1015,36 +1310,38 @@ impl MountStubs {
                 None => return,
             }
         };
+        let Ok(upper) = kiln_fs::Root::open(&upper) else {
+            return;
+        };
         // Deepest first, so parents are empty when their turn comes.
         let mut paths = self.missing.clone();
         paths.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
         for p in paths {
-            let full = upper.join(&p);
-            match full.symlink_metadata() {
-                Ok(m) if m.is_dir() => {
-                    let _ = std::fs::remove_dir(&full);
-                }
-                Ok(m) if m.is_file() && m.len() == 0 => {
-                    let _ = std::fs::remove_file(&full);
-                }
-                _ => {}
-            }
+            remove_stub(&upper, &p, |m| m.is_dir() || (m.is_file() && m.is_empty()));
         }
         // Then the directories copied up only to hold a stub: still empty
-        // and with the lower's mode and owner, they are no change.
-        use std::os::unix::fs::MetadataExt as _;
+        // (rmdir fails otherwise) and with the lower's mode and owner, they
+        // are no change.
         let mut dirs = self.copied_up.clone();
         dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
         for (p, (mode, uid, gid)) in dirs {
-            let full = upper.join(&p);
-            let unchanged = full.symlink_metadata().is_ok_and(|m| {
-                m.is_dir() && m.mode() & 0o7777 == mode && m.uid() == uid && m.gid() == gid
+            remove_stub(&upper, &p, |m| {
+                m.is_dir() && m.permissions() == mode && m.uid() == uid && m.gid() == gid
             });
-            let empty = std::fs::read_dir(&full).is_ok_and(|mut d| d.next().is_none());
-            if unchanged && empty {
-                let _ = std::fs::remove_dir(&full);
-            }
         }
+    }
+}
+
+/// Removes the stub `rel` from the step's writable tree `upper` when
+/// `removable` says so of what is there (a directory only when empty).
+/// Best effort. Every lookup stays inside `upper` (kiln-fs): a link the
+/// step planted where a stub's parent was resolves inside it, never on
+/// the host, and a link at `rel` itself is not followed.
+fn remove_stub(upper: &kiln_fs::Root, rel: &Path, removable: impl Fn(&kiln_fs::Metadata) -> bool) {
+    if let Ok(Some(m)) = upper.try_lstat(rel)
+        && removable(&m)
+    {
+        let _ = upper.remove(rel);
     }
 }
 
