@@ -421,3 +421,32 @@ fn containment_secret_not_on_disk_after_kill() {
     let found = files_holding(&root, secret.as_bytes());
     assert!(found.is_empty(), "the secret is on disk: {found:?}");
 }
+
+/// `--mount=type=bind,from=STAGE`: the source resolves inside the stage's
+/// root filesystem (a link in the stage to the host marker's path finds
+/// the stage's own file there), and a `rw` bind of a stage directory
+/// works without changing the stage.
+#[test]
+fn containment_bind_from_stage_resolves_inside_the_stage() {
+    let sandbox = Sandbox::new();
+    let (_, marker, secret) = host_marker(&sandbox);
+    let m = path_str(&marker);
+    let parent = path_str(marker.parent().expect("marker dir"));
+    let base = busybox_ref();
+    let dockerfile = format!(
+        "FROM {base} AS src\n\
+         RUN mkdir -p /data {parent} && echo in-stage > /data/f && echo stage-decoy > {m} && ln -s {m} /data/leak\n\
+         FROM {base}\n\
+         RUN --mount=type=bind,from=src,source=/data/leak,target=/x cat /x > /seen\n\
+         RUN --mount=type=bind,from=src,source=/data,target=/d,rw sh -c 'echo w > /d/new && rm /d/f && cat /d/new >> /seen'\n\
+         RUN --mount=type=bind,from=src,source=/data,target=/d sh -c 'cat /d/f >> /seen; test ! -e /d/new && echo clean >> /seen'\n\
+         CMD [\"cat\", \"/seen\"]\n"
+    );
+    let ctx = context(&sandbox, "fromstage", &[("Dockerfile", &dockerfile)]);
+    let text = build_ok(&sandbox, &["-t", "test/fromstage:1", path_str(&ctx)]);
+    assert!(!text.contains(&secret), "the host file was read: {text}");
+    assert_eq!(
+        sandbox.kiln_ok(["run", "--rm", "test/fromstage:1"]),
+        "stage-decoy\nw\nin-stage\nclean\n"
+    );
+}
