@@ -14,7 +14,7 @@ use anyhow::{Context, Result, bail};
 use crate::util::{self, run};
 
 /// The fuzz targets in `fuzz/fuzz_targets/`.
-pub(crate) const TARGETS: &[&str] = &["parse", "expand", "unpack"];
+pub(crate) const TARGETS: &[&str] = &["parse", "expand", "unpack", "tree_ops"];
 
 /// Outcome of one target.
 enum Outcome {

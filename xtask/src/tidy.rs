@@ -9,6 +9,13 @@
 //! - Every `.rs` file starts with a `//!` line.
 //! - No crate but kiln-sys contains the token `unsafe` outside comments and
 //!   string literals.
+//! - Containment (issue #11): the builder (`crates/build/src`) and the CLI's
+//!   build backend (`crates/cli/src/build_backend.rs`) touch no file by a
+//!   host path (`std::fs` functions, path opens, `filetime`'s path setters,
+//!   `Path` methods that hit the disk, `Path::join`) outside the functions
+//!   of [`CONTAINMENT_ALLOWED`], each of which works only on kiln's own
+//!   files and says why. Contexts, rootfs trees, stages and upper dirs go
+//!   through kiln-fs's `Root`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -189,95 +196,115 @@ pub(crate) fn starts_with_inner_doc(text: &str) -> bool {
 }
 
 /// Removes comments, string, byte-string, raw-string and char literals,
-/// keeping the code tokens (lifetimes stay).
+/// keeping the code tokens (lifetimes stay) and every line break, so that
+/// line numbers in the result are those of the source.
 pub(crate) fn strip_comments_and_strings(src: &str) -> String {
     let c: Vec<char> = src.chars().collect();
     let mut out = String::with_capacity(src.len());
     let mut i = 0;
-    let at = |i: usize| c.get(i).copied().unwrap_or('\0');
     while i < c.len() {
-        let ch = c[i];
-        if ch == '/' && at(i + 1) == '/' {
-            while i < c.len() && c[i] != '\n' {
-                i += 1;
-            }
-        } else if ch == '/' && at(i + 1) == '*' {
-            let mut depth = 1;
-            i += 2;
-            while i < c.len() && depth > 0 {
-                if c[i] == '/' && at(i + 1) == '*' {
-                    depth += 1;
-                    i += 2;
-                } else if c[i] == '*' && at(i + 1) == '/' {
-                    depth -= 1;
-                    i += 2;
-                } else {
-                    i += 1;
-                }
-            }
-            out.push(' ');
-        } else if (ch == 'r' || (ch == 'b' && at(i + 1) == 'r') || (ch == 'c' && at(i + 1) == 'r'))
-            && !prev_is_ident(&c, i)
-            && {
-                let mut j = if ch == 'r' { i + 1 } else { i + 2 };
-                while at(j) == '#' {
-                    j += 1;
-                }
-                at(j) == '"'
-            }
-        {
-            let mut j = if ch == 'r' { i + 1 } else { i + 2 };
-            let mut hashes = 0;
-            while at(j) == '#' {
-                hashes += 1;
-                j += 1;
-            }
-            j += 1; // opening quote
-            loop {
-                if j >= c.len() {
-                    break;
-                }
-                if c[j] == '"' && (1..=hashes).all(|k| at(j + k) == '#') {
-                    j += 1 + hashes;
-                    break;
-                }
-                j += 1;
-            }
-            i = j;
-            out.push_str("\"\"");
-        } else if ch == '"' {
-            i += 1;
-            while i < c.len() && c[i] != '"' {
-                if c[i] == '\\' {
-                    i += 1;
-                }
-                i += 1;
-            }
-            i += 1;
-            out.push_str("\"\"");
-        } else if ch == '\'' {
-            if at(i + 1) == '\\' {
-                // an escaped char literal: skip to the closing quote
-                let mut j = i + 2;
-                while j < c.len() && c[j] != '\'' {
-                    j += 1;
-                }
-                i = j + 1;
-                out.push_str("' '");
-            } else if at(i + 2) == '\'' {
-                i += 3;
-                out.push_str("' '");
-            } else {
-                // a lifetime or label
-                out.push(ch);
-                i += 1;
-            }
+        let next = skip_region(&c, i).min(c.len());
+        if next > i {
+            let removed: String = c[i..next].iter().collect();
+            out.push_str(region_replacement(&removed));
+            out.extend(std::iter::repeat_n('\n', removed.matches('\n').count()));
+            i = next;
         } else {
-            out.push(ch);
+            out.push(c[i]);
             i += 1;
         }
     }
     out
+}
+
+/// What a removed region becomes in the stripped code.
+fn region_replacement(removed: &str) -> &'static str {
+    if removed.starts_with("//") {
+        ""
+    } else if removed.starts_with("/*") {
+        " "
+    } else if removed.starts_with('\'') {
+        "' '"
+    } else {
+        "\"\""
+    }
+}
+
+/// The end of the comment or literal starting at `i`, or `i` when none
+/// starts there (a lifetime or label is code).
+fn skip_region(c: &[char], i: usize) -> usize {
+    let at = |i: usize| c.get(i).copied().unwrap_or('\0');
+    let ch = c[i];
+    if ch == '/' && at(i + 1) == '/' {
+        let mut j = i;
+        while j < c.len() && c[j] != '\n' {
+            j += 1;
+        }
+        j
+    } else if ch == '/' && at(i + 1) == '*' {
+        let mut depth = 1;
+        let mut j = i + 2;
+        while j < c.len() && depth > 0 {
+            if c[j] == '/' && at(j + 1) == '*' {
+                depth += 1;
+                j += 2;
+            } else if c[j] == '*' && at(j + 1) == '/' {
+                depth -= 1;
+                j += 2;
+            } else {
+                j += 1;
+            }
+        }
+        j
+    } else if (ch == 'r' || (ch == 'b' && at(i + 1) == 'r') || (ch == 'c' && at(i + 1) == 'r'))
+        && !prev_is_ident(c, i)
+        && {
+            let mut j = if ch == 'r' { i + 1 } else { i + 2 };
+            while at(j) == '#' {
+                j += 1;
+            }
+            at(j) == '"'
+        }
+    {
+        let mut j = if ch == 'r' { i + 1 } else { i + 2 };
+        let mut hashes = 0;
+        while at(j) == '#' {
+            hashes += 1;
+            j += 1;
+        }
+        j += 1; // opening quote
+        while j < c.len() {
+            if c[j] == '"' && (1..=hashes).all(|k| at(j + k) == '#') {
+                return j + 1 + hashes;
+            }
+            j += 1;
+        }
+        j
+    } else if ch == '"' {
+        let mut j = i + 1;
+        while j < c.len() && c[j] != '"' {
+            if c[j] == '\\' {
+                j += 1;
+            }
+            j += 1;
+        }
+        j + 1
+    } else if ch == '\'' {
+        if at(i + 1) == '\\' {
+            // an escaped char literal: skip to the closing quote
+            let mut j = i + 2;
+            while j < c.len() && c[j] != '\'' {
+                j += 1;
+            }
+            j + 1
+        } else if at(i + 2) == '\'' {
+            i + 3
+        } else {
+            i // a lifetime or label
+        }
+    } else {
+        i
+    }
 }
 
 fn prev_is_ident(c: &[char], i: usize) -> bool {
@@ -330,6 +357,349 @@ pub(crate) fn check_files(root: &Path) -> Result<Vec<String>> {
     Ok(problems)
 }
 
+/// The files the containment rule covers: every non-test source of the
+/// builder, and the CLI's build backend.
+const CONTAINMENT_FILES: &[&str] = &["crates/build/src", "crates/cli/src/build_backend.rs"];
+
+/// Test-only files of the builder (compiled under `#[cfg(test)]` only).
+const CONTAINMENT_TEST_FILES: &[&str] = &["crates/build/src/tests.rs", "crates/build/src/fake.rs"];
+
+/// Functions (file, function name; `*` for a whole file) allowed to use
+/// host paths, with the reason: each touches only kiln's own files (its
+/// store, a download it made, a path the user named), never a tree an
+/// image, a context or a build step controls. An entry that no longer
+/// matches a use is itself a problem, so the list stays exact.
+pub(crate) const CONTAINMENT_ALLOWED: &[(&str, &str, &str)] = &[
+    (
+        "crates/build/src/cache.rs",
+        "*",
+        "JsonCache: kiln's own cache directory",
+    ),
+    (
+        "crates/build/src/index.rs",
+        "load",
+        "the file index is kiln's own file in its store",
+    ),
+    (
+        "crates/build/src/index.rs",
+        "save",
+        "the file index is kiln's own file in its store",
+    ),
+    (
+        "crates/build/src/index.rs",
+        "hash_own_file",
+        "hashes a download kiln wrote into its own download directory",
+    ),
+    (
+        "crates/build/src/context.rs",
+        "read_dockerfile_ignore",
+        "`<Dockerfile>.dockerignore` sits next to the Dockerfile the user named, read like the Dockerfile itself",
+    ),
+    (
+        "crates/build/src/copy.rs",
+        "step_copy",
+        "removes ADD's downloads and git checkouts from kiln's own download directory",
+    ),
+    (
+        "crates/build/src/copy.rs",
+        "clone_git",
+        "creates kiln's own download directory and names the checkout in it",
+    ),
+    (
+        "crates/build/src/copy.rs",
+        "download",
+        "creates kiln's own download directory and names the downloads in it",
+    ),
+    (
+        "crates/build/src/run.rs",
+        "prepare_mounts",
+        "reads a secret file the user named with --secret (for env=)",
+    ),
+    (
+        "crates/cli/src/build_backend.rs",
+        "cleanup",
+        "removes the store's own build/mnt mount points",
+    ),
+    (
+        "crates/cli/src/build_backend.rs",
+        "memo_path",
+        "names the store's build/resolved records",
+    ),
+    (
+        "crates/cli/src/build_backend.rs",
+        "remembered",
+        "reads a store build/resolved record",
+    ),
+    (
+        "crates/cli/src/build_backend.rs",
+        "remember",
+        "writes a store build/resolved record",
+    ),
+    (
+        "crates/cli/src/build_backend.rs",
+        "mount",
+        "creates the store's build/mnt/<key> mount point (the rootfs is then reached through kiln_fs::Root by the builder)",
+    ),
+    (
+        "crates/cli/src/build_backend.rs",
+        "unmount",
+        "removes the store's build/mnt/<key> mount point",
+    ),
+    (
+        "crates/cli/src/build_backend.rs",
+        "cache_dir",
+        "names the store's build cache directory",
+    ),
+    (
+        "crates/cli/src/build_backend.rs",
+        "new",
+        "creates the store's build cache directory",
+    ),
+    (
+        "crates/cli/src/build_backend.rs",
+        "read",
+        "reads a store build cache record",
+    ),
+    (
+        "crates/cli/src/build_backend.rs",
+        "all_records",
+        "lists the store's build cache records",
+    ),
+    (
+        "crates/cli/src/build_backend.rs",
+        "children",
+        "removes stale store build cache records",
+    ),
+    (
+        "crates/cli/src/build_backend.rs",
+        "lookup",
+        "removes a stale store build cache record",
+    ),
+    (
+        "crates/cli/src/build_backend.rs",
+        "record",
+        "writes a store build cache record",
+    ),
+    (
+        "crates/cli/src/build_backend.rs",
+        "clear_cache",
+        "removes the store's build cache records",
+    ),
+    (
+        "crates/cli/src/build_backend.rs",
+        "step_mounts",
+        "the store's cache-mount directories, and --secret files the user named copied into the step's private tmpfs",
+    ),
+    (
+        "crates/cli/src/build_backend.rs",
+        "run_step",
+        "the step's scratch directory in the store (build/steps/<id>) and its container state",
+    ),
+    (
+        "crates/cli/src/build_backend.rs",
+        "run_in",
+        "the step's scratch /etc files in the store, from the host's own /etc/resolv.conf",
+    ),
+    (
+        "crates/cli/src/build_backend.rs",
+        "stage_bind",
+        "mount points and copies in the step's scratch directory; the bind source itself is opened through kiln_fs::Root",
+    ),
+    (
+        "crates/cli/src/build_backend.rs",
+        "overlay_bind",
+        "the overlay's upper, work and mount directories in the step's scratch directory",
+    ),
+    (
+        "crates/cli/src/build_backend.rs",
+        "secrets_tmpfs",
+        "sizes of the --secret files the user named; the step's scratch directory",
+    ),
+];
+
+/// Items of `std::fs` / `std::os::unix::fs` that are types, traits or act
+/// on a descriptor, never on a path.
+const FS_ITEMS_WITHOUT_PATHS: &[&str] = &[
+    "File",
+    "Permissions",
+    "Metadata",
+    "FileType",
+    "MetadataExt",
+    "PermissionsExt",
+    "FileTypeExt",
+    "OpenOptionsExt",
+    "fchown",
+];
+
+/// Calls that reach the file system by a path (after `fs::` items, which
+/// are checked against [`FS_ITEMS_WITHOUT_PATHS`]).
+const PATH_CALLS: &[&str] = &[
+    "File::open(",
+    "File::create(",
+    "File::create_new(",
+    "File::options(",
+    "OpenOptions::new(",
+    "filetime::set_file_mtime(",
+    "filetime::set_file_atime(",
+    "filetime::set_file_times(",
+    "filetime::set_symlink_file_times(",
+    ".exists()",
+    ".try_exists(",
+    ".symlink_metadata(",
+    ".read_link(",
+    ".read_dir(",
+    ".canonicalize(",
+];
+
+/// The name of the function that encloses byte `pos` of `code`.
+fn enclosing_fn(code: &str, pos: usize) -> String {
+    let before = &code[..pos];
+    let mut search = before.len();
+    while let Some(i) = before[..search].rfind("fn ") {
+        let ok_before = i == 0
+            || !before[..i]
+                .chars()
+                .next_back()
+                .is_some_and(|c| c.is_alphanumeric() || c == '_');
+        let name: String = before[i + 3..]
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        if ok_before && !name.is_empty() {
+            return name;
+        }
+        search = i;
+    }
+    String::new()
+}
+
+/// Whether the argument after a `.join(` is a string literal of
+/// separators only (`" "`, `", "`, `"\n"`, `"/"`): joining strings, not
+/// paths.
+fn separator_join(rest: &str) -> bool {
+    let Some(lit) = rest.strip_prefix('"') else {
+        return false;
+    };
+    let Some(end) = lit.find('"') else {
+        return false;
+    };
+    lit[..end].chars().all(|c| !c.is_alphanumeric() || c == 'n') && lit[end + 1..].starts_with(')')
+}
+
+/// Host-path file access in one file's source (unit tests at the bottom
+/// cut off): (line, what) of each use, sorted.
+pub(crate) fn containment_uses(src: &str) -> Vec<(usize, String)> {
+    // Unit tests at the bottom set up trees with plain paths on purpose.
+    let cut = src.find("#[cfg(test)]\nmod ").unwrap_or(src.len());
+    let src = &src[..cut];
+    let code = strip_comments_and_strings(src);
+    let line_of = |pos: usize| code[..pos].matches('\n').count() + 1;
+    let mut uses = Vec::new();
+    let ident = |c: char| c.is_alphanumeric() || c == '_';
+    let mut from = 0;
+    while let Some(i) = code[from..].find("fs::") {
+        let at = from + i;
+        from = at + 4;
+        if code[..at].chars().next_back().is_some_and(ident) {
+            continue; // e.g. `kiln_fs::`
+        }
+        let item: String = code[at + 4..].chars().take_while(|c| ident(*c)).collect();
+        if item.is_empty() || FS_ITEMS_WITHOUT_PATHS.contains(&item.as_str()) {
+            continue;
+        }
+        uses.push((line_of(at), format!("fs::{item}")));
+    }
+    for call in PATH_CALLS {
+        let mut from = 0;
+        while let Some(i) = code[from..].find(call) {
+            let at = from + i;
+            from = at + call.len();
+            if call.starts_with(char::is_alphabetic)
+                && code[..at].chars().next_back().is_some_and(ident)
+            {
+                continue;
+            }
+            uses.push((line_of(at), call.trim_end_matches('(').to_owned()));
+        }
+    }
+    // `.join(` needs the literal's text, which the stripped code blanks:
+    // look at the source line, when the stripped line still has the call
+    // (so it is code, not a comment or a string).
+    for (n, (line, stripped)) in src.lines().zip(code.lines()).enumerate() {
+        if !stripped.contains(".join(") {
+            continue;
+        }
+        let mut from = 0;
+        while let Some(i) = line[from..].find(".join(") {
+            let at = from + i;
+            from = at + 6;
+            // `.join()` without an argument is a thread's, not a path's.
+            if !line[at + 6..].starts_with(')') && !separator_join(&line[at + 6..]) {
+                uses.push((n + 1, "Path::join".to_owned()));
+            }
+        }
+    }
+    uses.sort();
+    uses
+}
+
+/// The name of the function whose body holds line `line` of `code`
+/// (stripped): the nearest `fn NAME` at or above it.
+fn enclosing_fn_at_line(code: &str, line: usize) -> String {
+    let pos: usize = code.split_inclusive('\n').take(line).map(str::len).sum();
+    enclosing_fn(code, pos.min(code.len()))
+}
+
+/// The containment rule over [`CONTAINMENT_FILES`].
+pub(crate) fn check_containment(root: &Path) -> Result<Vec<String>> {
+    let mut files = Vec::new();
+    for f in CONTAINMENT_FILES {
+        let p = root.join(f);
+        if p.is_dir() {
+            files.extend(rust_files(&p)?);
+        } else {
+            files.push(p);
+        }
+    }
+    let mut problems = Vec::new();
+    let mut used_allowances = BTreeSet::new();
+    for path in files {
+        let rel = path
+            .strip_prefix(root)
+            .unwrap_or(&path)
+            .to_string_lossy()
+            .into_owned();
+        if CONTAINMENT_TEST_FILES.contains(&rel.as_str()) {
+            continue;
+        }
+        let src = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let stripped = strip_comments_and_strings(&src);
+        for (line, what) in containment_uses(&src) {
+            let func = enclosing_fn_at_line(&stripped, line);
+            let allowed = CONTAINMENT_ALLOWED
+                .iter()
+                .find(|(f, n, _)| *f == rel && (*n == "*" || *n == func));
+            match allowed {
+                Some(a) => {
+                    used_allowances.insert((a.0, a.1));
+                }
+                None => problems.push(format!(
+                    "{rel}:{line}: `{what}` in `{func}` touches a file by a host path; contexts, rootfs trees, stages and upper dirs go through kiln_fs::Root (ARCHITECTURE.md, Invariants), or add the function to CONTAINMENT_ALLOWED in xtask/src/tidy.rs with the reason it only touches kiln's own files"
+                )),
+            }
+        }
+    }
+    for (f, n, _) in CONTAINMENT_ALLOWED {
+        if !used_allowances.contains(&(*f, *n)) {
+            problems.push(format!(
+                "CONTAINMENT_ALLOWED lists `{n}` in {f}, which no longer uses a host path: remove the entry"
+            ));
+        }
+    }
+    Ok(problems)
+}
+
 /// Runs every check and returns the problems found.
 pub(crate) fn problems() -> Result<Vec<String>> {
     let root = util::workspace_root();
@@ -339,6 +709,7 @@ pub(crate) fn problems() -> Result<Vec<String>> {
     let meta = util::metadata(true)?;
     let mut problems = check_edges(&map, &meta);
     problems.extend(check_files(&root)?);
+    problems.extend(check_containment(&root)?);
     Ok(problems)
 }
 
@@ -447,6 +818,53 @@ mod tests {
             let problems = check_edges(&map, &meta);
             assert_eq!(problems.is_empty(), allowed, "{kind:?}: {problems:?}");
         }
+    }
+
+    #[test]
+    fn containment_finds_host_path_access_and_spares_descriptors() {
+        let src = r#"
+use std::fs;
+use kiln_fs::{FinalLink, Root};
+fn good(root: &Root, f: &std::fs::File) {
+    let _ = root.read("etc/passwd");
+    std::os::unix::fs::fchown(f, Some(0), Some(0));
+    let _ = std::fs::Permissions::from_mode(0o644);
+    let s = ["a", "b"].join(", ");
+    // fs::write(root.join("x")) in a comment
+    let t = "fs::read(p)";
+}
+fn bad(root: &std::path::Path) {
+    let p = root.join("etc/passwd");
+    let _ = fs::read_to_string(&p);
+    let _ = std::fs::File::open(&p);
+    if p.exists() {}
+    std::os::unix::fs::symlink("/x", &p);
+    filetime::set_symlink_file_times(&p, t, t);
+}
+#[cfg(test)]
+mod tests {
+    fn setup() { std::fs::write("x", "y"); }
+}
+"#;
+        let uses = containment_uses(src);
+        assert_eq!(
+            uses,
+            [
+                (13, "Path::join"),
+                (14, "fs::read_to_string"),
+                (15, "File::open"),
+                (16, ".exists()"),
+                (17, "fs::symlink"),
+                (18, "filetime::set_symlink_file_times"),
+            ]
+            .map(|(l, w)| (l, w.to_owned()))
+        );
+        let code = strip_comments_and_strings(src);
+        assert_eq!(enclosing_fn_at_line(&code, 13), "bad");
+        assert_eq!(enclosing_fn_at_line(&code, 8), "good");
+        assert_eq!(code.lines().count(), src.lines().count());
+        assert!(separator_join(r#"" ")"#) && separator_join(r#"", ")"#));
+        assert!(!separator_join(r#""etc")"#) && !separator_join("name)"));
     }
 
     #[test]
