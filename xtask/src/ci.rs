@@ -1,6 +1,7 @@
 //! `cargo xtask ci`: installs what a fresh Debian machine lacks, then runs
-//! formatting, clippy, docs, the unit tests, the e2e suite and a short fuzz
-//! smoke run, in that order, stopping at the first failure.
+//! formatting, clippy, docs, the unit tests, the e2e suite, a check that the
+//! kiln binary links no OpenSSL (with its size), and a short fuzz smoke run,
+//! in that order, stopping at the first failure.
 
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -68,8 +69,43 @@ fn stages() -> Vec<Stage> {
         ),
         ("test", Box::new(|| run(util::cargo().arg("test")))),
         ("e2e", Box::new(|| e2e::main(&[]))),
+        ("binary", Box::new(check_binary)),
         ("fuzz", Box::new(|| fuzz::run_all(FUZZ_SMOKE_SECONDS))),
     ]
+}
+
+/// The kiln binary's host needs: `ldd` must show no OpenSSL (TLS is
+/// rustls), only libc and its companions. Checks the debug binary that the
+/// e2e stage built (linking is the same as release; CI builds no release
+/// binary: that costs 7 to 10 minutes on 2 cores) and prints its size,
+/// and the release binary's when one is there.
+fn check_binary() -> Result<()> {
+    let target = util::target_dir()?;
+    let bin = e2e::build_kiln(&target)?;
+    let libs = util::output(Command::new("ldd").arg(&bin))?;
+    let bad: Vec<&str> = libs
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.contains("libssl") || l.contains("libcrypto"))
+        .collect();
+    if !bad.is_empty() {
+        bail!(
+            "{} links OpenSSL (kiln uses rustls; the binary must need only libc): {}",
+            bin.display(),
+            bad.join(", ")
+        );
+    }
+    eprintln!(
+        "{}: needs {}",
+        bin.display(),
+        libs.lines().map(str::trim).collect::<Vec<_>>().join("; ")
+    );
+    for b in [bin, target.join("release/kiln")] {
+        if let Ok(m) = std::fs::metadata(&b) {
+            eprintln!("{}: {:.1} MB", b.display(), m.len() as f64 / 1e6);
+        }
+    }
+    Ok(())
 }
 
 /// Runs every stage (or those from `--from STAGE` on); prints one summary

@@ -160,8 +160,9 @@ pub(crate) const FIXTURE_PACKAGES: &[&str] = &[
     "uidmap",
 ];
 
-/// The packages needed to build kiln itself (oci-client uses system OpenSSL).
-pub(crate) const BUILD_PACKAGES: &[&str] = &["libssl-dev", "pkg-config"];
+/// The packages needed to build kiln itself: a C toolchain (ring's and
+/// zstd's C code, linking). TLS is rustls, so no OpenSSL headers.
+pub(crate) const BUILD_PACKAGES: &[&str] = &["build-essential"];
 
 /// Installs cargo-fuzz when `cargo fuzz` is not available.
 pub(crate) fn ensure_cargo_fuzz() -> Result<()> {
