@@ -86,3 +86,43 @@ fn bash_completion_completes_commands_and_flags() {
     // An unknown shell is a usage error (125, as every usage error).
     assert_eq!(out.status.code(), Some(125));
 }
+
+#[test]
+fn info_counts_this_stores_containers_and_images() {
+    let sb = Sandbox::new();
+    let fmt = "{{.Containers}} {{.ContainersRunning}} {{.ContainersStopped}} {{.Images}}";
+    assert_eq!(sb.kiln_ok(["info", "--format", fmt]), "0 0 0 0\n");
+    sb.kiln_ok(["pull", "-q", &kiln_e2e::busybox_ref()]);
+    sb.kiln_ok(["create", "--name", "idle", &kiln_e2e::busybox_ref(), "true"]);
+    sb.kiln_ok([
+        "run",
+        "-d",
+        "--name",
+        "busy",
+        &kiln_e2e::busybox_ref(),
+        "sleep",
+        "30",
+    ]);
+    assert_eq!(sb.kiln_ok(["info", "--format", fmt]), "2 1 1 1\n");
+    // The storage driver is the snapshotter this store chose.
+    let chosen = std::fs::read_to_string(sb.root().join("snapshotter")).expect("store chose");
+    assert_eq!(
+        sb.kiln_ok(["info", "-f", "{{.Driver}}"]),
+        format!("{}\n", chosen.trim())
+    );
+    let text = sb.kiln_ok(["info"]);
+    assert!(text.contains(" Containers: 2\n  Running: 1\n"), "{text}");
+    assert!(
+        text.contains(&format!(" Docker Root Dir: {}\n", sb.root().display())),
+        "{text}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&sb.kiln_ok(["info", "-f", "{{json .}}"])).expect("json");
+    assert_eq!(
+        json["NCPU"].as_u64(),
+        std::thread::available_parallelism()
+            .ok()
+            .map(|n| n.get() as u64)
+    );
+    sb.kiln_ok(["rm", "-f", "busy", "idle"]);
+}
