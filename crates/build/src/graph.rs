@@ -184,6 +184,24 @@ pub(crate) fn plan_graph(
     // Number steps in file order over the stages being built.
     let mut sorted = order.clone();
     sorted.sort();
+    // Two identical stages (same base, same instructions as written): the
+    // later one waits for the earlier, so that its steps hit the cache the
+    // earlier one filled, as in Docker's sequential builds.
+    for (n, &i) in sorted.iter().enumerate() {
+        let same = sorted[..n].iter().copied().find(|&j| {
+            bases[j] == bases[i]
+                && df.stages[j].platform == df.stages[i].platform
+                && df.stages[j].instructions.len() == df.stages[i].instructions.len()
+                && df.stages[j]
+                    .instructions
+                    .iter()
+                    .zip(&df.stages[i].instructions)
+                    .all(|(a, b)| a.source().original == b.source().original)
+        });
+        if let Some(j) = same {
+            deps[i].insert(j);
+        }
+    }
     let mut first_step = BTreeMap::new();
     let mut n = 1;
     for &i in &sorted {

@@ -293,8 +293,15 @@ impl Builder<'_> {
             };
             let res: Result<()> = (|| {
                 let target = exp(self, st, &m.target)?;
+                // As BuildKit: a relative target (or none, for bind, cache
+                // and tmpfs mounts) is relative to the working directory.
+                let workdir = st.config.working_dir.clone().unwrap_or_default();
                 let abs = |t: &str| -> String {
-                    let c = clean_rel(t);
+                    let c = if t.starts_with('/') {
+                        clean_rel(t)
+                    } else {
+                        clean_rel(&format!("{workdir}/{t}"))
+                    };
                     if c == "." {
                         "/".into()
                     } else {
@@ -303,8 +310,7 @@ impl Builder<'_> {
                 };
                 match m.kind {
                     MountType::Bind => {
-                        let target = target
-                            .ok_or_else(|| Error::instr(line, "bind mount requires a target"))?;
+                        let target = target.unwrap_or_default();
                         let source = exp(self, st, &m.source)?.unwrap_or_default();
                         let readonly = m.readonly;
                         // The runner resolves the source inside its root
@@ -339,9 +345,15 @@ impl Builder<'_> {
                         });
                     }
                     MountType::Cache => {
-                        let target = target
-                            .ok_or_else(|| Error::instr(line, "cache mount requires a target"))?;
-                        let id = exp(self, st, &m.id)?.unwrap_or_else(|| target.clone());
+                        let target = target.unwrap_or_default();
+                        let id = exp(self, st, &m.id)?.unwrap_or_else(|| {
+                            // BuildKit's default ID: the target as written, cleaned.
+                            if target.is_empty() {
+                                ".".to_owned()
+                            } else {
+                                target.clone()
+                            }
+                        });
                         out.mounts.push(StepMount::Cache {
                             id,
                             target: abs(&target),
@@ -358,8 +370,7 @@ impl Builder<'_> {
                         });
                     }
                     MountType::Tmpfs => {
-                        let target = target
-                            .ok_or_else(|| Error::instr(line, "tmpfs mount requires a target"))?;
+                        let target = target.unwrap_or_default();
                         out.mounts.push(StepMount::Tmpfs {
                             target: abs(&target),
                             size: m.size.as_deref().and_then(parse_size),

@@ -318,6 +318,23 @@ impl Builder<'_> {
         let line = inst.source().start_line;
         match inst {
             Instruction::From(_) => Err(Error::instr(line, "FROM inside a stage")),
+            Instruction::Run(r) if matches!(&r.cmd, ShellOrExec::Exec(v) if v.is_empty()) => {
+                // `RUN []` (TestBuildJSONEmptyRun): Docker runs the stage's
+                // ENTRYPOINT, or its CMD when it has none.
+                let mut argv = st.config.entrypoint.clone().unwrap_or_default();
+                if argv.is_empty() {
+                    argv = st.config.cmd.clone().unwrap_or_default();
+                }
+                if argv.is_empty() {
+                    return Err(Error::instr(
+                        line,
+                        "RUN []: no command to run (the image has neither ENTRYPOINT nor CMD)",
+                    ));
+                }
+                let mut run = r.clone();
+                run.cmd = ShellOrExec::Exec(argv);
+                self.step_run(sh, st, &run)
+            }
             Instruction::Run(r) => self.step_run(sh, st, r),
             Instruction::Copy(c) => self.copy_step_checked(sh, st, c, "COPY"),
             Instruction::Add(c) => self.copy_step_checked(sh, st, c, "ADD"),

@@ -645,7 +645,7 @@ fn add_downloads_urls_and_verifies_checksums() {
     )
     .expect("valid");
     let err = b.build(&bad, &ctx, &o).expect_err("mismatch");
-    assert!(err.to_string().contains("digest mismatch"), "{err}");
+    assert!(err.to_string().contains("checksum mismatch"), "{err}");
     // Without a fetcher, a clear error.
     let (r, _, _) = e.build(df, &o);
     assert!(

@@ -259,6 +259,10 @@ impl Backend {
         config.variant.clone_from(&req.platform.variant);
         config.created = Some(req.created.to_owned());
         config.author = req.author.map(str::to_owned).or(config.author.take());
+        // A built image is the builder's own: as Docker's, it does not carry
+        // the base image's comment or Docker version over.
+        config.extra.remove("comment");
+        config.extra.remove("docker_version");
         let cc: kiln_image::ContainerConfig =
             serde_json::from_value(serde_json::to_value(req.config)?)?;
         config.config = Some(cc);

@@ -25,8 +25,18 @@ pub(crate) struct CommitArgs {
     /// Author (`Name <email>`).
     #[arg(short, long)]
     author: Option<String>,
-    /// Accepted for Docker compatibility (kiln commits without pausing).
-    #[arg(short, long)]
+    /// Pause the container during the commit (default true, as Docker):
+    /// its processes are frozen with the cgroup freezer while its changes
+    /// are read. `--pause=false` commits while it runs.
+    #[arg(
+        short,
+        long,
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        require_equals = true
+    )]
     pause: bool,
     /// The container.
     container: String,
@@ -35,7 +45,6 @@ pub(crate) struct CommitArgs {
 }
 
 pub(crate) fn commit(app: &mut App, a: &CommitArgs) -> Result<u8> {
-    let _ = a.pause;
     let rec = crate::container_cmd::find(app, &a.container)?;
     let img = kiln_image::read_image(&app.store, &rec.image_id)?;
     let mut config = img.config.clone();
@@ -64,6 +73,18 @@ pub(crate) fn commit(app: &mut App, a: &CommitArgs) -> Result<u8> {
     config.created = Some(now.clone());
     if let Some(author) = &a.author {
         config.author = Some(author.clone());
+    }
+    // As Docker's: the image's own comment is the commit message (none
+    // without one), never the base image's.
+    match &a.message {
+        Some(m) => {
+            config
+                .extra
+                .insert("comment".to_owned(), serde_json::Value::String(m.clone()));
+        }
+        None => {
+            config.extra.remove("comment");
+        }
     }
     let tags = match &a.repository {
         Some(r) => vec![
@@ -103,6 +124,13 @@ pub(crate) fn commit(app: &mut App, a: &CommitArgs) -> Result<u8> {
         // The container keeps its writable layer: it may go on running.
         commit_snapshot: false,
     };
+    // Frozen (unless `--pause=false`) until the layer is written: thawed
+    // when this guard goes, whatever the outcome.
+    let frozen = if a.pause {
+        Some(crate::pause_cmd::FrozenForCommit::new(app, &rec)?)
+    } else {
+        None
+    };
     let committed = kiln_image::commit_layer(
         &app.store,
         snapshotter,
@@ -111,8 +139,9 @@ pub(crate) fn commit(app: &mut App, a: &CommitArgs) -> Result<u8> {
         img.manifest.layers.clone(),
         &opts,
     )
-    .with_context(|| format!("cannot commit container {}", &rec.id[..12]))?;
-    let mut record = committed.record;
+    .with_context(|| format!("cannot commit container {}", &rec.id[..12]));
+    drop(frozen);
+    let mut record = committed?.record;
     record.annotations.insert(
         crate::gc::PARENT_ANNOTATION.to_owned(),
         rec.image_id.to_string(),

@@ -21,6 +21,7 @@ mod format;
 mod gc;
 mod image_cmd;
 mod parse_cmd;
+mod pause_cmd;
 mod transfer_cmd;
 mod unpack;
 
@@ -65,6 +66,10 @@ enum Command {
     Exec(container_cmd::ExecArgs),
     /// Create a new image from a container's changes.
     Commit(commit_cmd::CommitArgs),
+    /// Pause all processes of running containers (cgroup freezer).
+    Pause(pause_cmd::PauseArgs),
+    /// Unpause paused containers.
+    Unpause(pause_cmd::PauseArgs),
     /// Show low-level information on images or containers, as JSON.
     Inspect(InspectArgs),
     /// Download an image from a registry.
@@ -196,6 +201,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Rm(a) | Command::Container(ContainerCommand::Rm(a)) => container_cmd::rm(app, &a),
         Command::Exec(a) => container_cmd::exec(app, &a),
         Command::Commit(a) => commit_cmd::commit(app, &a),
+        Command::Pause(a) => pause_cmd::pause(app, &a),
+        Command::Unpause(a) => pause_cmd::unpause(app, &a),
         Command::Inspect(a) => inspect(app, &a, InspectKind::Any),
         Command::Image(ImageCommand::Inspect(a)) => inspect(app, &a, InspectKind::Image),
         Command::Container(ContainerCommand::Inspect(a)) => {

@@ -204,7 +204,8 @@ pub fn apply_change(config: &mut ContainerConfig, change: &str) -> Result<()> {
         }
         "LABEL" => {
             let labels = config.labels.get_or_insert_with(Default::default);
-            for (k, v) in key_values(rest, false).map_err(bad)? {
+            // `LABEL foo bar` (the legacy space form) is Docker's too.
+            for (k, v) in key_values(rest, true).map_err(bad)? {
                 labels.insert(k, v);
             }
         }

@@ -1245,7 +1245,7 @@ fn add_downloads_urls_and_verifies_checksums() {
         "a wrong checksum must fail the build"
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("digest mismatch"), "stderr: {stderr}");
+    assert!(stderr.contains("checksum mismatch"), "stderr: {stderr}");
 
     let missing = context(
         &sandbox,

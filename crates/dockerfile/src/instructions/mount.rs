@@ -232,13 +232,8 @@ pub(crate) fn parse_mount(raw: &str) -> Result<Mount, String> {
             return Err("both source and id can't be set".to_owned());
         }
     }
-    if matches!(
-        m.kind,
-        MountType::Bind | MountType::Cache | MountType::Tmpfs
-    ) && m.target.as_deref().unwrap_or("").is_empty()
-    {
-        return Err(format!("mount type {kind} requires a target"));
-    }
+    // No target is no error (BuildKit's own Dockerfile relies on it): the
+    // builder mounts at the working directory, as BuildKit does.
     Ok(m)
 }
 
@@ -279,7 +274,11 @@ mod tests {
         assert!(parse_mount("type=bind,target=/x,mode=0700").is_err());
         assert!(parse_mount("type=bind,target=/x,sharing=locked").is_err());
         assert!(parse_mount("type=secret").is_err());
-        assert!(parse_mount("type=cache").is_err());
+        // BuildKit mounts bind, cache and tmpfs mounts without a target at
+        // the working directory.
+        for m in ["type=cache", "type=bind", "type=tmpfs", "type=bind,source=src"] {
+            assert!(parse_mount(m).is_ok_and(|m| m.target.is_none()), "{m}");
+        }
         assert!(
             parse_mount("target=/x,bogus=1")
                 .unwrap_err()
