@@ -65,6 +65,20 @@ pub(crate) struct GlobalOpts {
     )]
     pub(crate) registry_timeout: u64,
 
+    /// Free space to keep on the store's filesystem: a load, import, pull or
+    /// unpack stops with an error (leaving nothing) before the filesystem
+    /// falls below it. A size (`2G`, `512M`), a percentage of the
+    /// filesystem (`5%`), `0` for none, or `default`: 1 GiB or 5 % of the
+    /// filesystem, whichever is smaller.
+    #[arg(
+        long,
+        global = true,
+        env = "KILN_MIN_FREE",
+        value_name = "SIZE",
+        default_value = "default"
+    )]
+    pub(crate) min_free_space: kiln_content::SpaceReserve,
+
     /// kiln's config file (JSON: `{"insecure-registries": ["host:port"]}`).
     #[arg(
         long,
@@ -154,6 +168,7 @@ impl App {
                 format!("cannot open the store at {}", opts.root.display())
             }
         })?;
+        store.set_space_reserve(opts.min_free_space);
         let mut app = App {
             opts,
             store,

@@ -233,6 +233,7 @@ pub(crate) fn load(app: &mut App, a: &LoadArgs) -> Result<u8> {
         // As Docker: never sit waiting for an archive typed on a terminal.
         bail!("requested load from stdin, but stdin is empty");
     }
+    let before = known_images(app)?;
     let records = match &a.input {
         Some(path) => {
             let f = std::fs::File::open(path)
@@ -242,9 +243,13 @@ pub(crate) fn load(app: &mut App, a: &LoadArgs) -> Result<u8> {
         None => kiln_image::load(&app.store, std::io::stdin().lock())?,
     };
     // Unpacked at once, as Docker does (this also measures the layers for
-    // `images`' SIZE).
+    // `images`' SIZE). An image that cannot be unpacked (no room left above
+    // the free-space reserve, a layer kiln refuses) is not kept.
     for r in &records {
-        crate::unpack::ensure_unpacked(app, &r.id)?;
+        if let Err(e) = crate::unpack::ensure_unpacked(app, &r.id) {
+            forget_new(app, &before, records.iter().map(|r| r.id));
+            return Err(e);
+        }
     }
     for r in &records {
         if r.repo_tags.is_empty() {
@@ -267,6 +272,7 @@ pub(crate) fn import(app: &mut App, a: &ImportArgs) -> Result<u8> {
         None => None,
     };
     let platform = crate::image_cmd::platform(a.platform.as_deref())?;
+    let before = known_images(app)?;
     let opts = ImportOptions {
         created: kiln_image::Timestamp::from_system_time(std::time::SystemTime::now()),
         os: platform.os,
@@ -291,7 +297,32 @@ pub(crate) fn import(app: &mut App, a: &ImportArgs) -> Result<u8> {
         let f = std::fs::File::open(&a.file).with_context(|| format!("cannot open {}", a.file))?;
         kiln_image::import(&app.store, f, reference.as_ref(), &a.change, &opts)?
     };
-    crate::unpack::ensure_unpacked(app, &record.id)?;
+    if let Err(e) = crate::unpack::ensure_unpacked(app, &record.id) {
+        forget_new(app, &before, [record.id]);
+        return Err(e);
+    }
     println!("{}", record.id);
     Ok(0)
+}
+
+/// The IDs of the images in the store now.
+fn known_images(app: &App) -> Result<std::collections::BTreeSet<kiln_content::Digest>> {
+    Ok(app.store.list_images()?.into_iter().map(|r| r.id).collect())
+}
+
+/// Removes the images among `ids` that were not in the store `before`
+/// (with their blobs and snapshots), after a load or import that failed
+/// half way: nothing of it stays. Best effort: the first error is the one
+/// reported.
+fn forget_new(
+    app: &mut App,
+    before: &std::collections::BTreeSet<kiln_content::Digest>,
+    ids: impl IntoIterator<Item = kiln_content::Digest>,
+) {
+    for id in ids {
+        if !before.contains(&id) {
+            let _ = app.store.remove_image(&id);
+        }
+    }
+    let _ = crate::gc::free_unused(app);
 }

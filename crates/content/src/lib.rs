@@ -49,6 +49,7 @@ mod owner;
 mod platform;
 mod records;
 mod reference;
+mod space;
 mod store;
 
 use std::path::PathBuf;
@@ -60,6 +61,7 @@ pub use owner::{Abandoned, Claim, ClaimItem, Liveness, ProcessId};
 pub use platform::Platform;
 pub use records::{Record, Records};
 pub use reference::{DEFAULT_REGISTRY, DEFAULT_TAG, Reference};
+pub use space::{SPACE_CHECK_EVERY, SpaceReserve};
 pub use store::{BlobWriter, Lease, PrehashedBlobWriter, Store, StoreLock};
 
 /// Errors of the content store.
@@ -86,6 +88,22 @@ pub enum Error {
     /// Docker refuses as ambiguous with an image ID.
     #[error("refusing to create an ambiguous tag using digest algorithm as name: {0}")]
     AmbiguousTag(String),
+    /// Writing more would leave the store's filesystem with less free space
+    /// than its reserve ([`SpaceReserve`]).
+    #[error(
+        "not enough free space on the filesystem of {}: {} free, and kiln keeps {} free (its free-space reserve)",
+        path.display(),
+        space::human(*available),
+        space::human(*reserve)
+    )]
+    StoreFull {
+        /// Where kiln was writing.
+        path: PathBuf,
+        /// Bytes free.
+        available: u64,
+        /// Bytes the reserve keeps free.
+        reserve: u64,
+    },
     /// A platform string did not parse.
     #[error("invalid platform {input:?}: {reason}")]
     InvalidPlatform {

@@ -46,9 +46,11 @@ pub struct Store {
 }
 
 #[derive(Debug)]
-struct Inner {
+pub(crate) struct Inner {
     root: PathBuf,
     lock: LockState,
+    /// The free-space reserve writers keep (crate::space).
+    pub(crate) reserve: Mutex<crate::SpaceReserve>,
 }
 
 #[derive(Debug, Default)]
@@ -83,11 +85,16 @@ impl Store {
             inner: Arc::new(Inner {
                 root,
                 lock: LockState::default(),
+                reserve: Mutex::new(crate::SpaceReserve::Default),
             }),
         };
         store.clean_tmp()?;
         store.clean_metadata_tmp()?;
         Ok(store)
+    }
+
+    pub(crate) fn inner(&self) -> &Inner {
+        &self.inner
     }
 
     /// The store's root directory.
@@ -588,6 +595,11 @@ impl Write for BlobWriter {
         }
         let before = self.len;
         self.len += n as u64;
+        if before / crate::space::SPACE_CHECK_EVERY != self.len / crate::space::SPACE_CHECK_EVERY {
+            // The free-space reserve (an archive that inflates without end
+            // stops here, and the temporary file goes with the writer).
+            self.store.check_space_io(&self.path)?;
+        }
         if before / EARLY_SYNC_EVERY != self.len / EARLY_SYNC_EVERY {
             if self.early_sync.is_none() {
                 // Best effort: without it, the fsync at commit does it all.

@@ -148,7 +148,9 @@ pub fn unpack_layer<R: Read>(
 /// [`unpack_layer`], also remembering the layer's unpacked size in
 /// `sizes` (see [`layer_sizes`](crate::layer_sizes)) when given, and
 /// marking the snapshot being unpacked as this process's there
-/// (`Store::claim`), so that a killed unpack is reclaimed later.
+/// (`Store::claim`), so that a killed unpack is reclaimed later, and
+/// keeping that store's free-space reserve (`Store::check_space`) while
+/// unpacking.
 pub fn unpack_layer_into<R: Read>(
     snapshotter: &dyn Snapshotter,
     parent: Option<&str>,
@@ -195,7 +197,7 @@ pub fn unpack_layer_verified<R: Read>(
         None => None,
     };
     snapshotter.prepare(&key, parent).map_err(snap_err(&key))?;
-    let applied = apply_into(snapshotter, &key, layer, &mut *reader, opts);
+    let applied = apply_into(snapshotter, &key, layer, &mut *reader, opts, sizes);
     let committed = applied.and_then(|stats| {
         verify(reader)?;
         if let Some(store) = sizes {
@@ -225,6 +227,7 @@ fn apply_into<R: Read>(
     layer: &LayerRef,
     reader: R,
     opts: &UnpackOptions,
+    store: Option<&Store>,
 ) -> Result<kiln_layer::ApplyStats> {
     let target = snapshotter.apply_target(key).map_err(snap_err(key))?;
     let apply_opts = ApplyOptions {
@@ -233,7 +236,20 @@ fn apply_into<R: Read>(
         preserve_owners: opts.preserve_owners,
         expected_diff_id: Some(layer.diff_id.to_string()),
     };
-    if opts.skip_devices {
+    if let Some(store) = store {
+        // The store's free-space reserve, checked every few MiB unpacked:
+        // a layer that inflates without end stops while there is room.
+        let dir = target.dir.clone();
+        let guard = move |_: u64| store.check_space_io(&dir);
+        kiln_layer::apply_layer_guarded(
+            reader,
+            layer.compression,
+            &target.dir,
+            &apply_opts,
+            opts.skip_devices,
+            &guard,
+        )
+    } else if opts.skip_devices {
         apply_layer_skipping_devices(reader, layer.compression, &target.dir, &apply_opts)
     } else {
         apply_layer(reader, layer.compression, &target.dir, &apply_opts)

@@ -401,26 +401,28 @@ fn cstore_tag_refuses_what_docker_refuses() {
 
 /// A tar with one good file and one member written raw (name and link
 /// target as given, which GNU tar and the tar crate would refuse to write).
-fn raw_tar(path: &Path, name: &[u8], link: Option<&[u8]>) {
-    fn header(name: &[u8], kind: u8, size: usize, link: Option<&[u8]>) -> [u8; 512] {
-        let mut h = [0u8; 512];
-        h[..name.len()].copy_from_slice(name);
-        h[100..107].copy_from_slice(b"0000644");
-        h[108..115].copy_from_slice(b"0000000");
-        h[116..123].copy_from_slice(b"0000000");
-        h[124..135].copy_from_slice(format!("{size:011o}").as_bytes());
-        h[136..147].copy_from_slice(b"00000000000");
-        h[156] = kind;
-        if let Some(l) = link {
-            h[157..157 + l.len()].copy_from_slice(l);
-        }
-        h[257..263].copy_from_slice(b"ustar\0");
-        h[263..265].copy_from_slice(b"00");
-        h[148..156].copy_from_slice(b"        ");
-        let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
-        h[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
-        h
+/// A ustar header, written by hand (names and links as given).
+fn header(name: &[u8], kind: u8, size: u64, link: Option<&[u8]>) -> [u8; 512] {
+    let mut h = [0u8; 512];
+    h[..name.len()].copy_from_slice(name);
+    h[100..107].copy_from_slice(b"0000644");
+    h[108..115].copy_from_slice(b"0000000");
+    h[116..123].copy_from_slice(b"0000000");
+    h[124..135].copy_from_slice(format!("{size:011o}").as_bytes());
+    h[136..147].copy_from_slice(b"00000000000");
+    h[156] = kind;
+    if let Some(l) = link {
+        h[157..157 + l.len()].copy_from_slice(l);
     }
+    h[257..263].copy_from_slice(b"ustar\0");
+    h[263..265].copy_from_slice(b"00");
+    h[148..156].copy_from_slice(b"        ");
+    let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
+    h[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+    h
+}
+
+fn raw_tar(path: &Path, name: &[u8], link: Option<&[u8]>) {
     let mut out = Vec::new();
     out.extend_from_slice(&header(b"ok.txt", b'0', 3, None));
     let mut data = [0u8; 512];
@@ -680,4 +682,158 @@ fn cstore_kill_during_load_unpack_is_reclaimed_by_the_next_command() {
     // `system df` does not count it once any command ran: it is gone.
     sb.kiln_ok(["system", "df"]);
     assert_recovered(&sb);
+}
+
+// ---------------------------------------------------------------- free space
+
+/// A tmpfs of `size` mounted on `dir` for the test (lazily unmounted on drop).
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Tmpfs {
+        run_ok(
+            Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+                .arg(dir),
+        );
+        Tmpfs(dir.to_path_buf())
+    }
+
+    /// Bytes available on it now.
+    fn available(&self) -> u64 {
+        let out = run_ok(
+            Command::new("df")
+                .args(["-B1", "--output=avail"])
+                .arg(&self.0),
+        );
+        text(&out.stdout)
+            .lines()
+            .nth(1)
+            .and_then(|l| l.trim().parse().ok())
+            .expect("df output")
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Writes a gzip-compressed tar of `members` (name, size, zero-filled when
+/// `None` else this content) to `path`, streaming through `gzip -1`: a
+/// gigabyte of zeros weighs a few MB.
+fn gzip_tar(path: &Path, members: &[(&str, u64, Option<&[u8]>)]) {
+    use std::io::Write as _;
+    let mut gz = Command::new("gzip")
+        .arg("-1")
+        .stdin(Stdio::piped())
+        .stdout(std::fs::File::create(path).expect("create"))
+        .spawn()
+        .expect("gzip");
+    {
+        let mut w = std::io::BufWriter::new(gz.stdin.take().unwrap());
+        let zeros = vec![0u8; 1 << 20];
+        for (name, size, content) in members {
+            w.write_all(&header(name.as_bytes(), b'0', *size, None))
+                .unwrap();
+            match content {
+                Some(c) => w.write_all(c).unwrap(),
+                None => {
+                    let mut left = *size;
+                    while left > 0 {
+                        let n = left.min(zeros.len() as u64) as usize;
+                        w.write_all(&zeros[..n]).unwrap();
+                        left -= n as u64;
+                    }
+                }
+            }
+            let pad = (512 - (*size % 512) as usize) % 512;
+            w.write_all(&vec![0u8; pad]).unwrap();
+        }
+        w.write_all(&[0u8; 1024]).unwrap();
+    }
+    assert!(gz.wait().unwrap().success());
+}
+
+/// What a failed load or import must not leave: no image, no blob, nothing
+/// in tmp/, no snapshot, and the space given back.
+fn assert_nothing_kept(sb: &Sandbox, fs: &Tmpfs) {
+    assert!(image_ids(sb).is_empty());
+    assert!(files_under(&sb.root().join("blobs")).is_empty());
+    let tmp: Vec<String> = names_in(&sb.root().join("tmp"))
+        .into_iter()
+        .filter(|n| n != ".active")
+        .collect();
+    assert!(tmp.is_empty(), "{tmp:?}");
+    assert!(snapshots(sb).is_empty(), "{:?}", snapshots(sb));
+    assert!(fs.available() > 280 << 20, "{} bytes free", fs.available());
+}
+
+#[test]
+fn cstore_gzip_bombs_stop_at_the_free_space_reserve() {
+    let sb = Sandbox::new();
+    let fs = Tmpfs::mount(&sb.root(), "300M");
+    let gib = 512u64 << 20; // well over the 300 MB filesystem
+
+    // import: a tar of 512 MiB of zeros, well under 1 MB compressed.
+    let bomb = sb.work().join("bomb.tar.gz");
+    gzip_tar(&bomb, &[("zeros", gib, None)]);
+    assert!(std::fs::metadata(&bomb).unwrap().len() < 8 << 20);
+    for reserve in ["100M", "default"] {
+        let mut cmd = sb.kiln([
+            "import".as_ref(),
+            bomb.as_os_str(),
+            "bomb/import:1".as_ref(),
+        ]);
+        cmd.env("KILN_MIN_FREE", reserve);
+        let (code, _, stderr) = fails(cmd);
+        assert_eq!(code, 125);
+        assert!(
+            stderr.contains("not enough free space") && stderr.contains("free-space reserve"),
+            "{reserve}: {stderr}"
+        );
+        assert_nothing_kept(&sb, &fs);
+    }
+
+    // load: a docker-archive whose layer.tar is those 512 MiB, the whole
+    // archive gzipped (the flag this time).
+    let archive = sb.work().join("bomb-archive.tar.gz");
+    let config = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":["sha256:0000000000000000000000000000000000000000000000000000000000000000"]}}"#;
+    let manifest =
+        br#"[{"Config":"config.json","RepoTags":["bomb/load:1"],"Layers":["l/layer.tar"]}]"#;
+    gzip_tar(
+        &archive,
+        &[
+            ("l/layer.tar", gib, None),
+            ("config.json", config.len() as u64, Some(config)),
+            ("manifest.json", manifest.len() as u64, Some(manifest)),
+        ],
+    );
+    let (code, _, stderr) = fails(sb.kiln([
+        "--min-free-space".as_ref(),
+        "100M".as_ref(),
+        "load".as_ref(),
+        "-i".as_ref(),
+        archive.as_os_str(),
+    ]));
+    assert_eq!(code, 125);
+    assert!(stderr.contains("not enough free space"), "{stderr}");
+    assert_nothing_kept(&sb, &fs);
+
+    // Under the reserve, a real image still loads and imports.
+    let small = sb.work().join("small.tar.gz");
+    gzip_tar(&small, &[("hello", 6, Some(b"hello\n"))]);
+    let mut cmd = sb.kiln([
+        "import".as_ref(),
+        small.as_os_str(),
+        "small/import:1".as_ref(),
+    ]);
+    cmd.env("KILN_MIN_FREE", "100M");
+    run_ok(&mut cmd);
+    assert_eq!(image_ids(&sb).len(), 1);
+    // An invalid reserve is refused up front.
+    let (_, _, stderr) = fails(sb.kiln(["--min-free-space", "lots", "images"]));
+    assert!(stderr.contains("invalid free-space reserve"), "{stderr}");
+    drop(fs);
 }
