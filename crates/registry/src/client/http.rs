@@ -811,6 +811,215 @@ impl Stream for Sliced {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
+    use std::process::Command;
+
+    fn openssl(dir: &Path, args: &[&str]) {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("run openssl (Debian's openssl package, a dependency of ca-certificates)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A CA `NAME.pem`/`NAME.key` in `dir`.
+    fn make_ca(dir: &Path, name: &str) {
+        openssl(
+            dir,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                &format!("/CN=kiln test CA {name}"),
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign",
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.pem"),
+            ],
+        );
+    }
+
+    /// HTTPS to a registry whose certificate a private CA signed: trusted
+    /// when the host's CA store (here `SSL_CERT_FILE`) holds that CA,
+    /// refused otherwise. Each case runs in a child test process, as the CA
+    /// store is read from the environment.
+    #[test]
+    fn https_trusts_the_hosts_ca_store_and_only_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        make_ca(d, "ca");
+        make_ca(d, "other");
+        openssl(
+            d,
+            &[
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-subj",
+                "/CN=127.0.0.1",
+                "-keyout",
+                "srv.key",
+                "-out",
+                "srv.csr",
+            ],
+        );
+        std::fs::write(
+            d.join("ext"),
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        openssl(
+            d,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "srv.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                "ext",
+                "-out",
+                "srv.pem",
+            ],
+        );
+        for (ca, expect) in [("ca.pem", "trusted"), ("other.pem", "refused")] {
+            let out = Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "client::http::tests::https_child",
+                    "--exact",
+                    "--ignored",
+                    "--nocapture",
+                ])
+                .env("KILN_TLS_TEST_DIR", d)
+                .env("KILN_TLS_TEST_EXPECT", expect)
+                .env("SSL_CERT_FILE", d.join(ca))
+                .env_remove("SSL_CERT_DIR")
+                .output()
+                .unwrap();
+            let all = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            eprintln!("{all}");
+            assert!(out.status.success(), "{expect}: {all}");
+            assert!(
+                all.contains("1 passed"),
+                "{expect}: the child ran no test: {all}"
+            );
+            assert!(all.contains(&format!("https {expect}")), "{all}");
+        }
+    }
+
+    /// The child of [`https_trusts_the_hosts_ca_store_and_only_it`]; does
+    /// nothing when run on its own.
+    #[test]
+    #[ignore = "run by https_trusts_the_hosts_ca_store_and_only_it"]
+    fn https_child() {
+        use rustls::pki_types::pem::PemObject as _;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+        let (Some(dir), Some(expect)) = (
+            std::env::var_os("KILN_TLS_TEST_DIR"),
+            std::env::var("KILN_TLS_TEST_EXPECT").ok(),
+        ) else {
+            return;
+        };
+        let dir = Path::new(&dir);
+        crate::init_tls();
+        let certs = vec![CertificateDer::from_pem_file(dir.join("srv.pem")).unwrap()];
+        let key = PrivateKeyDer::from_pem_file(dir.join("srv.key")).unwrap();
+        let config = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            tokio::spawn(async move {
+                while let Ok((sock, _)) = listener.accept().await {
+                    let acceptor = acceptor.clone();
+                    tokio::spawn(async move {
+                        let Ok(mut tls) = acceptor.accept(sock).await else {
+                            return;
+                        };
+                        let mut buf = vec![0u8; 4096];
+                        let _ = tls.read(&mut buf).await;
+                        let _ = tls
+                            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
+                            .await;
+                        let _ = tls.shutdown().await;
+                    });
+                }
+            });
+            let registry = format!("127.0.0.1:{port}");
+            let session = Session::new(
+                &registry,
+                false,
+                Credentials::Anonymous,
+                Some(Duration::from_secs(5)),
+                Duration::from_secs(5),
+            )
+            .unwrap();
+            let ctx = Ctx {
+                registry: &registry,
+                reference: registry.clone(),
+                has_credentials: false,
+            };
+            let res = session
+                .send(
+                    Method::GET,
+                    &session.url("/v2/"),
+                    &[],
+                    HeaderMap::new(),
+                    None,
+                    "the check",
+                    &ctx,
+                )
+                .await;
+            match (expect.as_str(), res) {
+                ("trusted", Ok(resp)) => {
+                    assert_eq!(resp.status(), StatusCode::OK);
+                    println!("https trusted");
+                }
+                ("refused", Err(e)) => {
+                    let msg = e.to_string();
+                    assert!(msg.contains("certificate"), "{msg}");
+                    assert!(msg.contains(&registry), "{msg}");
+                    println!("https refused: {msg}");
+                }
+                (want, got) => panic!("expected {want}, got {got:?}"),
+            }
+        });
+    }
 
     #[test]
     fn challenges_parse() {
