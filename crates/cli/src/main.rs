@@ -22,6 +22,8 @@ mod gc;
 mod image_cmd;
 mod parse_cmd;
 mod pause_cmd;
+mod system_cmd;
+mod template;
 mod transfer_cmd;
 mod unpack;
 
@@ -106,6 +108,12 @@ enum Command {
     /// Manage kiln's store.
     #[command(subcommand)]
     System(SystemCommand),
+    /// Show kiln's version.
+    Version(system_cmd::VersionArgs),
+    /// Show what this machine and store give kiln.
+    Info(system_cmd::InfoArgs),
+    /// Write a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completion(system_cmd::CompletionArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -147,6 +155,9 @@ enum SystemCommand {
 /// `kiln inspect`.
 #[derive(Debug, clap::Args)]
 struct InspectArgs {
+    /// Format the output using the given Go template (e.g. '{{.Id}}').
+    #[arg(short = 'f', long)]
+    format: Option<String>,
     /// Names or IDs.
     #[arg(required = true)]
     names: Vec<String>,
@@ -160,6 +171,11 @@ enum InspectKind {
 }
 
 fn inspect(app: &mut App, args: &InspectArgs, kind: InspectKind) -> anyhow::Result<u8> {
+    let format = args
+        .format
+        .as_deref()
+        .map(template::Format::parse)
+        .transpose()?;
     let mut out = Vec::new();
     let mut failed = false;
     for name in &args.names {
@@ -177,18 +193,33 @@ fn inspect(app: &mut App, args: &InspectArgs, kind: InspectKind) -> anyhow::Resu
             }
         }
     }
-    println!("{}", serde_json::to_string_pretty(&out)?);
+    match format {
+        // Docker prints one rendered line per object.
+        Some(f) => {
+            for v in &out {
+                println!("{}", f.render(v)?);
+            }
+        }
+        None => println!("{}", serde_json::to_string_pretty(&out)?),
+    }
     Ok(u8::from(failed))
 }
 
 fn dispatch(cli: Cli) -> anyhow::Result<u8> {
-    if let Command::Parse(args) = &cli.command {
-        return parse_cmd::run(args);
+    match &cli.command {
+        Command::Parse(args) => return parse_cmd::run(args),
+        Command::Version(args) => return system_cmd::version(args),
+        Command::Completion(args) => {
+            return system_cmd::completion(args, <Cli as clap::CommandFactory>::command());
+        }
+        _ => {}
     }
     let mut app = App::open(cli.global)?;
     let app = &mut app;
     match cli.command {
-        Command::Parse(_) => unreachable!("handled above"),
+        Command::Parse(_) | Command::Version(_) | Command::Completion(_) => {
+            unreachable!("handled above")
+        }
         Command::Build(a) => build_cmd::build(app, &a),
         Command::Run(a) => container_cmd::run(app, &a),
         Command::Create(a) => container_cmd::create(app, &a),
@@ -201,6 +232,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Rm(a) | Command::Container(ContainerCommand::Rm(a)) => container_cmd::rm(app, &a),
         Command::Exec(a) => container_cmd::exec(app, &a),
         Command::Commit(a) => commit_cmd::commit(app, &a),
+        Command::Info(a) => system_cmd::info(app, &a),
         Command::Pause(a) => pause_cmd::pause(app, &a),
         Command::Unpause(a) => pause_cmd::unpause(app, &a),
         Command::Inspect(a) => inspect(app, &a, InspectKind::Any),
