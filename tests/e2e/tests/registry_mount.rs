@@ -5,6 +5,10 @@
 //! that nothing was uploaded comes from outside kiln: every byte kiln sends
 //! goes through a counting TCP relay in front of the registry, and skopeo
 //! reads the pushed images back.
+//!
+//! Also the CLI's `--registry-timeout` (issue #11 point 7): a registry that
+//! never answers ends a pull after the timeout, with an error naming the
+//! registry and the manifest.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -218,4 +222,41 @@ fn registry_mount_from_the_pulled_repository_on_the_htpasswd_registry() {
     );
     let out = sb.kiln_ok(["push", &target]);
     assert_eq!(lines_with(&out, ": Layer already exists"), 1, "{out}");
+}
+
+#[test]
+fn registry_mount_suite_registry_timeout_ends_a_pull_from_a_silent_registry() {
+    // Accepts connections and reads requests, never answers.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming().take(8) {
+            let Ok(mut conn) = conn else { return };
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf);
+            held.push(conn);
+        }
+    });
+    let sb = Sandbox::new();
+    let started = std::time::Instant::now();
+    let out = sb
+        .kiln([
+            "--registry-timeout",
+            "2",
+            "pull",
+            &format!("127.0.0.1:{port}/silent:1"),
+        ])
+        .output()
+        .expect("run kiln pull");
+    let elapsed = started.elapsed();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "registry 127.0.0.1:{port} timed out on manifest 127.0.0.1:{port}/silent:1: no answer for 2 s"
+        )),
+        "{stderr}"
+    );
+    assert!(elapsed < std::time::Duration::from_secs(15), "{elapsed:?}");
 }

@@ -435,16 +435,13 @@ impl Session {
         }
     }
 
-    /// What the registry's `/v2/` asks for, asked once per session.
-    async fn challenge(&self, ctx: &Ctx<'_>) -> Result<Challenge> {
+    /// What the registry's `/v2/` asks for, asked once per session (on
+    /// behalf of `what`, which its errors name).
+    async fn challenge(&self, what: &str, ctx: &Ctx<'_>) -> Result<Challenge> {
         self.challenge
             .get_or_try_init(|| async {
                 let resp = self
-                    .with_header_timeout(
-                        self.http.get(self.url("/v2/")).send(),
-                        "the API version check (/v2/)",
-                        ctx,
-                    )
+                    .with_header_timeout(self.http.get(self.url("/v2/")).send(), what, ctx)
                     .await?;
                 if resp.status() != StatusCode::UNAUTHORIZED {
                     return Ok(Challenge::Open);
@@ -489,9 +486,10 @@ impl Session {
     pub(crate) async fn authorization(
         &self,
         scopes: &[String],
+        what: &str,
         ctx: &Ctx<'_>,
     ) -> Result<Option<HeaderValue>> {
-        match (self.challenge(ctx).await?, &self.credentials) {
+        match (self.challenge(what, ctx).await?, &self.credentials) {
             (Challenge::Open, _) | (Challenge::Basic, Credentials::Anonymous) => Ok(None),
             (Challenge::Basic, Credentials::Basic(u, p)) => Ok(Some(Self::basic_header(u, p))),
             (Challenge::Basic, Credentials::IdentityToken(_)) => Ok(None),
@@ -640,7 +638,7 @@ impl Session {
                 .http
                 .request(method.clone(), url)
                 .headers(headers.clone());
-            if let Some(auth) = self.authorization(scopes, ctx).await? {
+            if let Some(auth) = self.authorization(scopes, what, ctx).await? {
                 req = req.header(header::AUTHORIZATION, auth);
             }
             if let Some(b) = &body {
@@ -649,7 +647,7 @@ impl Session {
             let resp = self.with_header_timeout(req.send(), what, ctx).await?;
             if resp.status() == StatusCode::UNAUTHORIZED
                 && attempt == 0
-                && matches!(self.challenge(ctx).await?, Challenge::Bearer { .. })
+                && matches!(self.challenge(what, ctx).await?, Challenge::Bearer { .. })
             {
                 self.forget_token(scopes);
                 continue;
@@ -696,7 +694,7 @@ impl Session {
             .headers(headers)
             .header(header::CONTENT_LENGTH, len)
             .body(reqwest::Body::wrap_stream(body));
-        if let Some(auth) = self.authorization(scopes, ctx).await? {
+        if let Some(auth) = self.authorization(scopes, what, ctx).await? {
             req = req.header(header::AUTHORIZATION, auth);
         }
         let send = req.send();

@@ -101,7 +101,13 @@ impl Registry {
             let push_scopes = [scope(repo, "pull,push")];
             // Get push access once (a token, or the refusal) before the
             // uploads run concurrently.
-            session.authorization(&push_scopes, &ctx).await?;
+            session
+                .authorization(
+                    &push_scopes,
+                    &format!("push of {}", reference.familiar()),
+                    &ctx,
+                )
+                .await?;
             let mut blobs: Vec<Descriptor> = Vec::new();
             for d in layers.iter().chain(std::iter::once(&config)) {
                 if !blobs.iter().any(|b| b.digest == d.digest) {
