@@ -563,12 +563,56 @@ impl Builder<'_> {
                 vols.push(e);
             }
         }
+        self.check_volume_paths(st, &vols, line)?;
         let mut cfg = st.config.clone();
         let map = cfg.volumes.get_or_insert_with(BTreeMap::new);
         for v in &vols {
             map.insert(v.clone(), Empty {});
         }
         self.meta_step(sh, st, cfg, &format!("VOLUME {}", go_v_list(&vols)))
+    }
+
+    /// A VOLUME over something that is not a directory in the image fails,
+    /// as Docker's does when it makes the mount point
+    /// (TestBuildVolumeFileExistsinContainer: `mkdir /foo: file exists`).
+    /// A missing path is fine: the volume creates it.
+    fn check_volume_paths(&self, st: &mut StageState, vols: &[String], line: usize) -> Result<()> {
+        if st.image.is_none() {
+            return Ok(());
+        }
+        let key = format!("{}-volume", st.container_id());
+        let mut sources = Vec::new();
+        let checked = self
+            .mount_image(st.image.as_ref(), &key, &mut sources)
+            .and_then(|path| {
+                let root =
+                    kiln_fs::Root::open(&path).map_err(|e| Error::io("open", path.clone(), e))?;
+                for v in vols {
+                    let rel = v.trim_start_matches('/');
+                    if rel.is_empty() {
+                        continue;
+                    }
+                    match root.open_dir(rel) {
+                        Ok(_) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
+                            return Err(Error::instr(
+                                line,
+                                format!(
+                                    "VOLUME {v}: cannot make the mount point: mkdir {v}: file exists (not a directory in the image)"
+                                ),
+                            ));
+                        }
+                        Err(e) => return Err(Error::io("open", path.join(rel), e)),
+                    }
+                }
+                Ok(())
+            });
+        for s in &sources {
+            let _ = self.backend.unmount(s);
+            let _ = self.backend.discard(s);
+        }
+        checked
     }
 
     fn step_healthcheck(

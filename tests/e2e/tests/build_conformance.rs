@@ -106,7 +106,8 @@ fn conformance_failed_run_exits_with_the_commands_status() {
 /// (`stat foo: file does not exist`), TestBuildMultiStageCopyFromErrors
 /// (`invalid from flag value foo`, `... 0: refers to current build stage`),
 /// TestBuildDockerignoringBadExclusion (`illegal exclusion pattern: "!"`),
-/// TestBuildShellNotJSON, TestBuildEmptyStringVolume.
+/// TestBuildShellNotJSON, TestBuildEmptyStringVolume,
+/// TestBuildVolumeFileExistsinContainer (`VOLUME` over a file: `file exists`).
 #[test]
 fn conformance_dockerfile_errors_exit_1_with_dockers_texts() {
     let sandbox = Sandbox::new();
@@ -163,6 +164,11 @@ fn conformance_dockerfile_errors_exit_1_with_dockers_texts() {
             "shellnotjson",
             from_busybox("sHeLl exec -form\n"),
             "SHELL requires the arguments to be in JSON form",
+        ),
+        (
+            "volumeoverfile",
+            from_busybox("COPY bar /foo\nVOLUME /foo\n"),
+            "file exists",
         ),
         (
             "emptyvolume",
