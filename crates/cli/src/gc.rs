@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::io::Write as _;
+use std::path::Path;
 
 use anyhow::{Result, bail};
 use kiln_content::{Digest, ImageRecord, Reference};
@@ -12,15 +13,48 @@ use crate::app::App;
 use crate::container::{ContainerRecord, KIND};
 use crate::format;
 
-/// `prune` options.
+/// `image prune` and `system prune` options.
 #[derive(Debug, clap::Args)]
 pub(crate) struct PruneArgs {
     /// Remove all unused images, not just dangling ones.
     #[arg(short, long)]
     all: bool,
-    /// Do not prompt for confirmation (kiln never prompts; accepted for Docker compatibility).
+    /// Do not prompt for confirmation.
     #[arg(short, long)]
     force: bool,
+}
+
+/// `builder prune` options.
+#[derive(Debug, clap::Args)]
+pub(crate) struct BuilderPruneArgs {
+    /// Remove all unused build cache, not just dangling ones.
+    #[arg(short, long)]
+    all: bool,
+    /// Do not prompt for confirmation.
+    #[arg(short, long)]
+    force: bool,
+}
+
+/// What removing an image did, in order, as `docker rmi` and `docker image
+/// prune` report it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Removed {
+    /// A name went.
+    Untagged(String),
+    /// The image went.
+    Deleted(Digest),
+}
+
+/// Asks Docker's question on stdout and reads the answer from stdin: only
+/// `y` or `Y` goes on (an empty answer or the end of stdin is a no).
+fn confirm(message: &str) -> Result<bool> {
+    use std::io::BufRead as _;
+    let mut out = std::io::stdout().lock();
+    write!(out, "{message} [y/N] ")?;
+    out.flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(line.trim().eq_ignore_ascii_case("y"))
 }
 
 /// The annotation recording an image's parent (the image a build step or commit ran on).
@@ -40,6 +74,27 @@ fn containers(app: &App) -> Result<Vec<ContainerRecord>> {
 /// chain goes too, quietly stopping at the first parent something still
 /// uses or names (Docker's default, without `--no-prune`).
 pub(crate) fn remove_image(app: &mut App, name: &str, force: bool) -> Result<()> {
+    let mut done = Vec::new();
+    let res = remove_image_into(app, name, force, &mut done);
+    for r in &done {
+        match r {
+            Removed::Untagged(n) => println!("Untagged: {n}"),
+            Removed::Deleted(id) => println!("Deleted: {id}"),
+        }
+    }
+    res?;
+    free_unused(app)?;
+    Ok(())
+}
+
+/// [`remove_image`], recording what it did in `done` instead of printing it
+/// and leaving the freeing of layers to the caller.
+fn remove_image_into(
+    app: &mut App,
+    name: &str,
+    force: bool,
+    done: &mut Vec<Removed>,
+) -> Result<()> {
     let record = app.store.resolve_image(name)?;
     let id = record.id;
     let mut users = Users::new(app)?;
@@ -76,9 +131,7 @@ pub(crate) fn remove_image(app: &mut App, name: &str, force: bool) -> Result<()>
                 })?);
             }
         }
-        for r in &removed {
-            println!("Untagged: {r}");
-        }
+        done.extend(removed.into_iter().map(Removed::Untagged));
         let rec = image(app, &id)?;
         if !rec.repo_tags.is_empty() || !rec.repo_digests.is_empty() {
             return Ok(());
@@ -90,13 +143,13 @@ pub(crate) fn remove_image(app: &mut App, name: &str, force: bool) -> Result<()>
         if let Some(c) = users.conflict(app, &record, force, false)? {
             bail!("{}", c.message);
         }
-        for r in drop_refs(app, &id, |_| true)? {
-            println!("Untagged: {r}");
-        }
+        done.extend(
+            drop_refs(app, &id, |_| true)?
+                .into_iter()
+                .map(Removed::Untagged),
+        );
     }
-    delete_chain(app, &mut users, &id, force, quiet)?;
-    free_unused(app)?;
-    Ok(())
+    delete_chain(app, &mut users, &id, force, quiet, done)
 }
 
 /// Deletes image `id` unless a conflict stands (then an error, or nothing
@@ -108,6 +161,7 @@ fn delete_chain(
     id: &Digest,
     force: bool,
     quiet: bool,
+    done: &mut Vec<Removed>,
 ) -> Result<()> {
     let (mut id, mut force, mut quiet) = (*id, force, quiet);
     loop {
@@ -127,11 +181,13 @@ fn delete_chain(
             .annotations
             .get(PARENT_ANNOTATION)
             .and_then(|p| p.parse::<Digest>().ok());
-        for r in drop_refs(app, &id, |_| true)? {
-            println!("Untagged: {r}");
-        }
+        done.extend(
+            drop_refs(app, &id, |_| true)?
+                .into_iter()
+                .map(Removed::Untagged),
+        );
         app.store.remove_image(&id)?;
-        println!("Deleted: {id}");
+        done.push(Removed::Deleted(id));
         match parent {
             Some(p) => (id, force, quiet) = (p, false, true),
             None => return Ok(()),
@@ -305,8 +361,8 @@ fn drop_refs(app: &App, id: &Digest, matches: impl Fn(&Reference) -> bool) -> Re
     })?)
 }
 
-/// Removes committed layer snapshots no image needs and blobs no image references.
-pub(crate) fn free_unused(app: &mut App) -> Result<u64> {
+/// The chain IDs of every image's layers: the committed snapshots images need.
+fn needed_snapshots(app: &App) -> Result<BTreeSet<String>> {
     let mut needed: BTreeSet<String> = BTreeSet::new();
     for img in app.store.list_images()? {
         if let Ok(cfg) = kiln_image::image_config(&app.store, &img.id)
@@ -324,6 +380,12 @@ pub(crate) fn free_unused(app: &mut App) -> Result<u64> {
             );
         }
     }
+    Ok(needed)
+}
+
+/// Removes committed layer snapshots no image needs and blobs no image references.
+pub(crate) fn free_unused(app: &mut App) -> Result<u64> {
+    let needed = needed_snapshots(app)?;
     let snapshotter = app.snapshotter()?;
     // Remove leaves first: repeat until nothing more can go (a parent is
     // removable only once its children are gone; containers and builds in
@@ -347,47 +409,104 @@ pub(crate) fn free_unused(app: &mut App) -> Result<u64> {
     Ok(report.freed)
 }
 
-/// Images whose ID is some other image's parent (intermediate build images).
-fn parents(images: &[ImageRecord]) -> BTreeSet<String> {
-    images
+/// `image prune` as Docker's daemon does it (moby's `ImagesPrune`): the
+/// candidates are the dangling images without children (`-a`: every image),
+/// leaving out untagged images with children (intermediate images, which
+/// go with their last child); each is removed as `rmi` without `-f` would
+/// (by each of its names, or by ID), so its untagged parent chain goes in
+/// the same pass and conflicts (a container uses it, a child needs it)
+/// only keep it. Returns what was removed and the bytes freed.
+fn prune_images(app: &mut App, all: bool) -> Result<(Vec<Removed>, u64)> {
+    let images = app.store.list_images()?;
+    let used: BTreeSet<Digest> = containers(app)?.iter().map(|c| c.image_id).collect();
+    let mut has_children: BTreeSet<String> = BTreeSet::new();
+    for i in &images {
+        if let Some(p) = i.annotations.get(PARENT_ANNOTATION) {
+            has_children.insert(p.clone());
+        }
+    }
+    let mut done = Vec::new();
+    let mut candidates: Vec<&ImageRecord> = images
         .iter()
-        .filter_map(|i| i.annotations.get(PARENT_ANNOTATION).cloned())
-        .collect()
+        .filter(|i| {
+            let named = !i.repo_tags.is_empty() || !i.repo_digests.is_empty();
+            let parent = has_children.contains(&i.id.to_string());
+            !(parent && (!all || !named)) && !used.contains(&i.id)
+        })
+        .collect();
+    candidates.sort_by_key(|i| i.id);
+    for cand in candidates {
+        // An earlier candidate's parent chain may have taken it already.
+        let Some(rec) = app.store.get_image(&cand.id)? else {
+            continue;
+        };
+        let names: Vec<String> = rec
+            .repo_tags
+            .iter()
+            .chain(&rec.repo_digests)
+            .cloned()
+            .collect();
+        let targets = if names.is_empty() {
+            vec![rec.id.hex()]
+        } else if all || rec.repo_tags.is_empty() {
+            names
+        } else {
+            Vec::new()
+        };
+        for t in targets {
+            match remove_image_into(app, &t, false, &mut done) {
+                Ok(()) => {}
+                Err(e) if format!("{e:#}").contains("conflict:") => break,
+                Err(e)
+                    if matches!(
+                        e.downcast_ref::<kiln_content::Error>(),
+                        Some(kiln_content::Error::NoSuchImage(_))
+                    ) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    let freed = free_unused(app)?;
+    Ok((done, freed))
+}
+
+/// Docker's report of pruned images (`Deleted Images:` then one line each).
+fn print_pruned(done: &[Removed]) {
+    if done.is_empty() {
+        return;
+    }
+    println!("Deleted Images:");
+    for r in done {
+        match r {
+            Removed::Untagged(n) => println!("untagged: {n}"),
+            Removed::Deleted(id) => println!("deleted: {id}"),
+        }
+    }
+    println!();
 }
 
 pub(crate) fn image_prune(app: &mut App, a: &PruneArgs) -> Result<u8> {
-    let _ = a.force;
-    let images = app.store.list_images()?;
-    let used: BTreeSet<Digest> = containers(app)?.iter().map(|c| c.image_id).collect();
-    let parents = parents(&images);
-    let cache = crate::build_backend::cached_images(app)?;
-    let mut deleted = Vec::new();
-    for img in &images {
-        let dangling = img.repo_tags.is_empty();
-        if (!a.all && !dangling) || used.contains(&img.id) {
-            continue;
+    if !a.force {
+        let what = if a.all {
+            "all images without at least one container associated to them"
+        } else {
+            "all dangling images"
+        };
+        if !confirm(&format!(
+            "WARNING! This will remove {what}.\nAre you sure you want to continue?"
+        ))? {
+            return Ok(0);
         }
-        // Intermediate images that tagged images stand on stay, as in Docker.
-        if parents.contains(&img.id.to_string()) || cache.contains(&img.id) {
-            continue;
-        }
-        app.store.remove_image(&img.id)?;
-        deleted.push(img.id);
     }
-    let freed = free_unused(app)?;
-    if !deleted.is_empty() {
-        println!("Deleted Images:");
-        for d in &deleted {
-            println!("deleted: {d}");
-        }
-        println!();
-    }
+    let (done, freed) = prune_images(app, a.all)?;
+    print_pruned(&done);
     println!("Total reclaimed space: {}", format::size(freed));
     Ok(0)
 }
 
-pub(crate) fn builder_prune(app: &mut App, a: &PruneArgs) -> Result<u8> {
-    let _ = (a.all, a.force);
+/// Clears the build cache and the untagged images only it kept; returns
+/// (cache records, images) removed and the bytes freed.
+fn prune_build_cache(app: &mut App) -> Result<(usize, usize, u64)> {
     let removed = crate::build_backend::clear_cache(app)?;
     // Untagged images that only the cache kept alive go too.
     let images = app.store.list_images()?;
@@ -396,6 +515,7 @@ pub(crate) fn builder_prune(app: &mut App, a: &PruneArgs) -> Result<u8> {
     let mut deleted = 0;
     for img in &images {
         if img.repo_tags.is_empty()
+            && img.repo_digests.is_empty()
             && !used.contains(&img.id)
             && !tagged_chain.contains(&img.id.to_string())
         {
@@ -404,6 +524,23 @@ pub(crate) fn builder_prune(app: &mut App, a: &PruneArgs) -> Result<u8> {
         }
     }
     let freed = free_unused(app)?;
+    Ok((removed, deleted, freed))
+}
+
+pub(crate) fn builder_prune(app: &mut App, a: &BuilderPruneArgs) -> Result<u8> {
+    if !a.force {
+        let what = if a.all {
+            "all build cache"
+        } else {
+            "all dangling build cache"
+        };
+        if !confirm(&format!(
+            "WARNING! This will remove {what}. Are you sure you want to continue?"
+        ))? {
+            return Ok(0);
+        }
+    }
+    let (removed, deleted, freed) = prune_build_cache(app)?;
     println!("Deleted build cache objects: {removed} cache records, {deleted} intermediate images");
     println!("Total reclaimed space: {}", format::size(freed));
     Ok(0)
@@ -428,7 +565,28 @@ fn tagged_ancestry(images: &[ImageRecord]) -> BTreeSet<String> {
     out
 }
 
+/// `system prune`: Docker's question (unless `-f`), then what killed kiln
+/// processes left ([`recover`] and [`sweep_leftovers`]), stopped
+/// containers, the build cache and the images, in one pass.
 pub(crate) fn system_prune(app: &mut App, a: &PruneArgs) -> Result<u8> {
+    if !a.force {
+        let (images, cache) = if a.all {
+            (
+                "all images without at least one container associated to them",
+                "all build cache",
+            )
+        } else {
+            ("all dangling images", "unused build cache")
+        };
+        let message = format!(
+            "WARNING! This will remove:\n  - all stopped containers\n  - {images}\n  - {cache}\n\nAre you sure you want to continue?"
+        );
+        if !confirm(&message)? {
+            return Ok(0);
+        }
+    }
+    recover(app)?;
+    sweep_leftovers(app)?;
     let mut removed = Vec::new();
     for c in containers(app)? {
         let running = kiln_runtime::Runtime::default()
@@ -446,8 +604,19 @@ pub(crate) fn system_prune(app: &mut App, a: &PruneArgs) -> Result<u8> {
         }
         println!();
     }
-    builder_prune(app, a)?;
-    image_prune(app, a)
+    let (records, intermediate, freed_cache) = prune_build_cache(app)?;
+    if records + intermediate > 0 {
+        println!(
+            "Deleted build cache objects: {records} cache records, {intermediate} intermediate images\n"
+        );
+    }
+    let (done, freed) = prune_images(app, a.all)?;
+    print_pruned(&done);
+    println!(
+        "Total reclaimed space: {}",
+        format::size(freed + freed_cache)
+    );
+    Ok(0)
 }
 
 pub(crate) fn df(app: &mut App) -> Result<u8> {
@@ -455,14 +624,30 @@ pub(crate) fn df(app: &mut App) -> Result<u8> {
     let images = app.store.list_images()?;
     let containers = containers(app)?;
     let snapshotter = app.snapshotter()?;
+    let needed = needed_snapshots(app)?;
+    let live = app.store.claimed_by_live()?;
     let mut snap_bytes = 0u64;
+    let mut snap_reclaimable = 0u64;
     let mut container_bytes = 0u64;
     for info in snapshotter.list()? {
         let size = snapshotter.usage(&info.name).map(|u| u.size).unwrap_or(0);
         if containers.iter().any(|c| c.snapshot == info.name) {
             container_bytes += size;
-        } else {
-            snap_bytes += size;
+            continue;
+        }
+        snap_bytes += size;
+        // A layer no image needs, or a snapshot that no container and no
+        // running kiln process owns (left by a killed one: `system prune`
+        // reclaims it), is not live.
+        let owned = live
+            .iter()
+            .any(|c| c.kind == claim::SNAPSHOT && c.name == info.name);
+        let unused = match info.kind {
+            kiln_snapshot::Kind::Committed => !needed.contains(&info.name),
+            _ => !owned,
+        };
+        if unused {
+            snap_reclaimable += size;
         }
     }
     let cache = crate::build_backend::cache_record_count(app)?;
@@ -477,7 +662,7 @@ pub(crate) fn df(app: &mut App) -> Result<u8> {
             "Layers (unpacked)".to_owned(),
             String::new(),
             format::size(snap_bytes),
-            String::new(),
+            format::size(snap_reclaimable),
         ],
         vec![
             "Containers".to_owned(),
@@ -612,6 +797,59 @@ fn reclaim(app: &mut App, item: &kiln_content::ClaimItem) -> Result<()> {
             }
         }
         other => bail!("unknown kind of owner mark {other:?}"),
+    }
+    Ok(())
+}
+
+/// What `system prune` reclaims beyond the owner marks: leftovers no mark
+/// names (made by a kiln older than the marks, or cut short by a machine
+/// crash): entries of `build/mnt` and `build/steps`, and `unpack-*`
+/// snapshots whose process (the pid in their key) is gone, unless a live
+/// kiln process claims them. The entries are listed before the claims are
+/// read, and a process claims before it creates, so nothing in progress is
+/// taken.
+fn sweep_leftovers(app: &mut App) -> Result<()> {
+    let mut found: Vec<kiln_content::ClaimItem> = Vec::new();
+    for (sub, kind) in [("build/mnt", claim::MOUNT), ("build/steps", claim::DIR)] {
+        let dir = app.root().join(sub);
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            found.push(kiln_content::ClaimItem {
+                kind: kind.to_owned(),
+                name: e.path().to_string_lossy().into_owned(),
+            });
+        }
+    }
+    let snapshotter = app.snapshotter()?;
+    for info in snapshotter.list()? {
+        let pid = info
+            .name
+            .strip_prefix("unpack-")
+            .and_then(|rest| rest.split('-').nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if info.kind == kiln_snapshot::Kind::Active
+            && let Some(pid) = pid
+            && !Path::new(&format!("/proc/{pid}")).exists()
+        {
+            found.push(kiln_content::ClaimItem {
+                kind: claim::SNAPSHOT.to_owned(),
+                name: info.name.clone(),
+            });
+        }
+    }
+    if found.is_empty() {
+        return Ok(());
+    }
+    let live = app.store.claimed_by_live()?;
+    let store = app.store.clone();
+    let _lock = store.lock()?;
+    found.sort_by_key(|i| claim::order(&i.kind));
+    for item in found.iter().filter(|i| !live.contains(i)) {
+        if let Err(e) = reclaim(app, item) {
+            eprintln!("kiln: cannot reclaim {} {}: {e:#}", item.kind, item.name);
+        }
     }
     Ok(())
 }

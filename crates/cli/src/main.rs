@@ -141,7 +141,7 @@ enum ContainerCommand {
 #[derive(Debug, Subcommand)]
 enum BuilderCommand {
     /// Remove the build cache.
-    Prune(gc::PruneArgs),
+    Prune(gc::BuilderPruneArgs),
 }
 
 #[derive(Debug, Subcommand)]

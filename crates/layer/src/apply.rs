@@ -114,6 +114,32 @@ pub fn apply_layer_skipping_devices<R: Read>(
     apply(reader, compression, &root, opts, &extra)
 }
 
+/// How often [`apply_layer_guarded`] calls its guard: every this many
+/// uncompressed tar bytes.
+pub const GUARD_INTERVAL: u64 = 8 << 20;
+
+/// [`apply_layer`] (or [`apply_layer_skipping_devices`] when
+/// `skip_devices`) that calls `guard` with the number of uncompressed tar
+/// bytes read so far, every [`GUARD_INTERVAL`] bytes, and stops with its
+/// error (as [`Error::Read`]) when it fails: a caller's limit on what one
+/// layer may write, whatever its compression ratio (kiln's store keeps a
+/// free-space reserve this way against decompression bombs).
+pub fn apply_layer_guarded<R: Read>(
+    reader: R,
+    compression: Compression,
+    root: &Path,
+    opts: &ApplyOptions,
+    skip_devices: bool,
+    guard: &dyn Fn(u64) -> io::Result<()>,
+) -> Result<ApplyStats> {
+    let root = open_root(root)?;
+    let extra = Extra {
+        skip_devices,
+        ..Extra::default()
+    };
+    apply_guarded(reader, compression, &root, opts, &extra, Some(guard))
+}
+
 fn open_root(root: &Path) -> Result<Root> {
     Root::open(root).map_err(|source| Error::Io {
         op: "opening layer root",
@@ -193,6 +219,17 @@ fn apply<R: Read>(
     opts: &ApplyOptions,
     extra: &Extra,
 ) -> Result<ApplyStats> {
+    apply_guarded(reader, compression, root, opts, extra, None)
+}
+
+fn apply_guarded<R: Read>(
+    reader: R,
+    compression: Compression,
+    root: &Root,
+    opts: &ApplyOptions,
+    extra: &Extra,
+    guard: Option<&dyn Fn(u64) -> io::Result<()>>,
+) -> Result<ApplyStats> {
     let mut buffered = BufReader::with_capacity(BUF_SIZE, reader);
     let detected = detect_compression(&mut buffered).map_err(read_err)?;
     if detected != compression {
@@ -207,6 +244,8 @@ fn apply<R: Read>(
         pending: Vec::with_capacity(CHUNK),
         hasher: ChunkHasher::new(threads),
         count: 0,
+        guard,
+        next_guard: GUARD_INTERVAL,
     };
     let mut unpacker = Unpacker {
         root: root.clone(),
@@ -252,14 +291,17 @@ fn read_err(source: io::Error) -> Error {
 
 /// Hashes what is read through it (the diffID), gathering chunks for the
 /// hashing thread so that sha256 overlaps the unpacking.
-struct HashingReader<R> {
+struct HashingReader<'g, R> {
     inner: R,
     pending: Vec<u8>,
     hasher: ChunkHasher,
     count: u64,
+    /// [`apply_layer_guarded`]'s check, and when it is next due.
+    guard: Option<&'g dyn Fn(u64) -> io::Result<()>>,
+    next_guard: u64,
 }
 
-impl<R> HashingReader<R> {
+impl<R> HashingReader<'_, R> {
     fn finish(mut self) -> io::Result<sha2::Sha256> {
         if !self.pending.is_empty() {
             self.hasher.consume(std::mem::take(&mut self.pending))?;
@@ -268,7 +310,7 @@ impl<R> HashingReader<R> {
     }
 }
 
-impl<R: Read> Read for HashingReader<R> {
+impl<R: Read> Read for HashingReader<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         let mut data = &buf[..n];
@@ -282,6 +324,12 @@ impl<R: Read> Read for HashingReader<R> {
             }
         }
         self.count += n as u64;
+        if let Some(guard) = self.guard
+            && self.count >= self.next_guard
+        {
+            guard(self.count)?;
+            self.next_guard = self.count + GUARD_INTERVAL;
+        }
         Ok(n)
     }
 }
@@ -783,6 +831,76 @@ fn or_zero(parsed: io::Result<u64>, raw: &[u8]) -> io::Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A 20 MiB file of zeros, gzipped (a small decompression bomb).
+    fn zeros_layer_gz() -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(20 << 20);
+        h.set_mode(0o644);
+        b.append_data(&mut h, "zeros", io::repeat(0).take(20 << 20))
+            .unwrap();
+        let tar = b.into_inner().unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&tar).unwrap();
+        gz.finish().unwrap()
+    }
+
+    #[test]
+    fn a_guard_sees_uncompressed_bytes_and_stops_the_apply() {
+        let gz = zeros_layer_gz();
+        assert!(gz.len() < 1 << 20, "{}", gz.len());
+        let dir = tempfile::tempdir().unwrap();
+        let seen = std::sync::Mutex::new(Vec::new());
+        let guard = |n: u64| {
+            seen.lock().unwrap().push(n);
+            if n >= 16 << 20 {
+                Err(io::Error::new(io::ErrorKind::StorageFull, "over the limit"))
+            } else {
+                Ok(())
+            }
+        };
+        let err = apply_layer_guarded(
+            gz.as_slice(),
+            Compression::Gzip,
+            dir.path(),
+            &ApplyOptions::default(),
+            false,
+            &guard,
+        )
+        .unwrap_err();
+        let chain = format!(
+            "{err}: {}",
+            std::error::Error::source(&err)
+                .map(|s| s.to_string())
+                .unwrap_or_default()
+        );
+        assert!(chain.contains("over the limit"), "{chain}");
+        let seen = seen.lock().unwrap();
+        // Called every GUARD_INTERVAL uncompressed bytes, not per
+        // compressed byte.
+        assert!(seen.len() >= 2, "{seen:?}");
+        assert!(
+            seen[0] >= GUARD_INTERVAL && seen[0] < 2 * GUARD_INTERVAL,
+            "{seen:?}"
+        );
+        // A guard that passes changes nothing.
+        let dir2 = tempfile::tempdir().unwrap();
+        let stats = apply_layer_guarded(
+            gz.as_slice(),
+            Compression::Gzip,
+            dir2.path(),
+            &ApplyOptions::default(),
+            false,
+            &|_| Ok(()),
+        )
+        .unwrap();
+        assert_eq!(
+            std::fs::metadata(dir2.path().join("zeros")).unwrap().len(),
+            20 << 20
+        );
+        assert_eq!(stats.entries, 1);
+    }
 
     #[test]
     fn normalize_cleans_and_refuses_dotdot() {

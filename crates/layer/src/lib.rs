@@ -59,8 +59,8 @@ use std::io;
 use std::path::PathBuf;
 
 pub use apply::{
-    ApplyOptions, ApplyStats, ExtractOptions, WhiteoutMode, apply_layer,
-    apply_layer_skipping_devices, extract_archive,
+    ApplyOptions, ApplyStats, ExtractOptions, GUARD_INTERVAL, WhiteoutMode, apply_layer,
+    apply_layer_guarded, apply_layer_skipping_devices, extract_archive,
 };
 pub use compression::{Compression, detect_compression};
 pub use diff::{

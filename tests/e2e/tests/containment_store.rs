@@ -716,7 +716,12 @@ impl Tmpfs {
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        // Already gone when kiln reclaimed it.
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .stderr(Stdio::null())
+            .status();
     }
 }
 
@@ -836,4 +841,112 @@ fn cstore_gzip_bombs_stop_at_the_free_space_reserve() {
     let (_, _, stderr) = fails(sb.kiln(["--min-free-space", "lots", "images"]));
     assert!(stderr.contains("invalid free-space reserve"), "{stderr}");
     drop(fs);
+}
+
+// ---------------------------------------------------------------- rmi and prune chains
+
+/// `kiln commit` of a container created from `image`: a child image whose
+/// parent is `image`, tagged `tag` when given.
+fn child_of(sb: &Sandbox, image: &str, tag: Option<&str>) -> String {
+    let c = sb.kiln_ok(["create", image, "true"]);
+    let c = c.trim();
+    let mut args = vec!["commit", c];
+    args.extend(tag);
+    let id = sb.kiln_ok(args).trim().to_owned();
+    sb.kiln_ok(["rm", c]);
+    id
+}
+
+#[test]
+fn cstore_rmi_and_prunes_take_untagged_parent_chains_in_one_pass() {
+    let sb = Sandbox::new();
+    sb.kiln_ok(["pull", "-q", &busybox_ref()]);
+    let base = image_ids(&sb);
+
+    // rmi of a tagged child deletes its untagged parents, up to the first
+    // named one (Docker's rmi without --no-prune).
+    let mid = child_of(&sb, &busybox_ref(), None);
+    let top = child_of(&sb, &mid, Some("chain/top:1"));
+    assert_eq!(image_ids(&sb).len(), 3);
+    let out = sb.kiln_ok(["rmi", "chain/top:1"]);
+    assert!(out.contains(&format!("Deleted: {top}")), "{out}");
+    assert!(out.contains(&format!("Deleted: {mid}")), "{out}");
+    assert_eq!(image_ids(&sb), base, "busybox stays: it is named");
+
+    // A tag moved away leaves a dangling chain: image prune takes it whole.
+    let mid = child_of(&sb, &busybox_ref(), None);
+    let old = child_of(&sb, &mid, Some("chain/moved:1"));
+    let new = child_of(&sb, &busybox_ref(), Some("chain/moved:1"));
+    let out = sb.kiln_ok(["image", "prune", "-f"]);
+    assert!(out.contains(&format!("deleted: {old}")), "{out}");
+    assert!(out.contains(&format!("deleted: {mid}")), "{out}");
+    let mut want = base.clone();
+    want.push(new.clone());
+    want.sort();
+    assert_eq!(image_ids(&sb), want);
+
+    // Without -f, Docker's question; no answer keeps everything.
+    let mut cmd = sb.kiln(["image", "prune", "-a"]);
+    cmd.stdin(Stdio::null());
+    let out = run_ok(&mut cmd);
+    assert_eq!(
+        text(&out.stdout),
+        "WARNING! This will remove all images without at least one container associated to them.\nAre you sure you want to continue? [y/N] "
+    );
+    assert_eq!(image_ids(&sb), want);
+
+    // system prune -a removes everything unused in one pass, intermediate
+    // images included; asked first, `y` goes on.
+    let mid = child_of(&sb, &new, None);
+    child_of(&sb, &mid, Some("chain/again:1"));
+    let mut cmd = sb.kiln(["system", "prune", "-a"]);
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"y\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let shown = text(&out.stdout);
+    assert!(
+        shown.starts_with("WARNING! This will remove:\n  - all stopped containers\n  - all images without at least one container associated to them\n  - all build cache\n\nAre you sure you want to continue? [y/N] "),
+        "{shown}"
+    );
+    assert!(image_ids(&sb).is_empty(), "{:?}", image_ids(&sb));
+    assert!(files_under(&sb.root().join("blobs")).is_empty());
+
+    // builder prune's -a is about the build cache.
+    let help = sb.kiln_ok(["builder", "prune", "--help"]);
+    assert!(
+        help.contains("Remove all unused build cache, not just dangling ones"),
+        "{help}"
+    );
+    assert!(!help.contains("unused images"), "{help}");
+}
+
+#[test]
+fn cstore_system_prune_reclaims_unmarked_leftovers_other_commands_leave_alone() {
+    let sb = Sandbox::new();
+    sb.kiln_ok(["images"]);
+    // What a kiln without owner marks (or a machine crash) could leave: a
+    // step scratch dir holding a secret's copy and a mount under build/mnt.
+    let steps = sb.root().join("build/steps/0123456789ab");
+    std::fs::create_dir_all(&steps).unwrap();
+    std::fs::write(steps.join("secret0"), "s3cret\n").unwrap();
+    let mnt = sb.root().join("build/mnt/0123456789ab");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let _fs = Tmpfs::mount(&mnt, "1M");
+    std::fs::write(mnt.join("in-the-mount"), "x").unwrap();
+    // No mark says whose they are: an ordinary command leaves them.
+    sb.kiln_ok(["images"]);
+    assert!(steps.join("secret0").exists());
+    assert_eq!(mounts_under(&mnt).len(), 1);
+    // system prune reclaims them.
+    sb.kiln_ok(["system", "prune", "-f"]);
+    assert!(!steps.exists());
+    assert!(
+        mounts_under(&sb.root()).is_empty(),
+        "{:?}",
+        mounts_under(&sb.root())
+    );
+    assert!(!mnt.exists());
+    assert_recovered(&sb);
 }
