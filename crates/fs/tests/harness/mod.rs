@@ -11,7 +11,7 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use kiln_fs::{FileType, FinalLink, Root};
+use kiln_fs::{FileType, FinalLink, Root, at};
 
 /// The marker file's content: never in anything read through the root.
 pub(crate) const SECRET: &[u8] = b"HOST-MARKER-3b1f0c9e-never-read-through-a-root";
@@ -188,7 +188,7 @@ pub(crate) fn run(data: &[u8]) {
 }
 
 fn step(root: &Root, w: &World, c: &mut Cursor<'_>) {
-    let op = c.byte() % 20;
+    let op = c.byte() % 24;
     let p = w.path(c);
     // Errors are expected (missing parents, loops, names that are links):
     // only what happens outside matters.
@@ -266,9 +266,50 @@ fn step(root: &Root, w: &World, c: &mut Cursor<'_>) {
                 step(&sub, w, c);
             }
         }
-        _ => {
+        19 => {
             if let Ok(d) = root.read_limited(&p, 64) {
                 check_read(&d);
+            }
+        }
+        20 => drop(root.ensure_dir(&p, 0o755)),
+        21 => {
+            let l = last(c);
+            if let Ok(rel) = root.canonical(&p, l) {
+                assert!(
+                    rel.components()
+                        .all(|c| matches!(c, std::path::Component::Normal(_))),
+                    "canonical path {} is not a plain relative path",
+                    rel.display()
+                );
+            }
+        }
+        22 => {
+            // Single-name operations in a directory resolved inside the root.
+            let name = NAMES[usize::from(c.byte()) % NAMES.len()];
+            let name = std::ffi::OsStr::new(name);
+            if let Ok(dir) = root.resolve_dir(&p) {
+                let _ = at::chmod(&dir, name, 0o700);
+                let _ = at::chown(
+                    &dir,
+                    name,
+                    rustix::process::geteuid().as_raw(),
+                    rustix::process::getegid().as_raw(),
+                );
+                let _ = at::set_times(&dir, name, 1, 0);
+                let t = w.target(c);
+                let _ = at::symlink(&t, &dir, name);
+                let _ = at::mkdir(&dir, name, 0o755);
+                if let Ok(mut f) = at::create(&dir, name, 0o644) {
+                    use std::io::Write;
+                    let _ = f.write_all(b"at");
+                }
+                let _ = at::readlink(&dir, name);
+            }
+        }
+        _ => {
+            if let Ok(dir) = root.resolve_dir(&p) {
+                let name = NAMES[usize::from(c.byte()) % NAMES.len()];
+                let _ = at::remove_all(&dir, std::ffi::OsStr::new(name));
             }
         }
     }
