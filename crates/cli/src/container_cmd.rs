@@ -186,6 +186,12 @@ pub(crate) struct PsArgs {
     /// Do not truncate output.
     #[arg(long)]
     no_trunc: bool,
+    /// Show the N last created containers, in every state.
+    #[arg(short = 'n', long, allow_hyphen_values = true, default_value_t = -1)]
+    last: i64,
+    /// Show the last created container, in any state (`-n 1`).
+    #[arg(short, long)]
+    latest: bool,
 }
 
 /// `kiln logs`.
@@ -194,15 +200,124 @@ pub(crate) struct LogsArgs {
     /// Follow the output until the container exits.
     #[arg(short, long)]
     follow: bool,
+    /// Number of lines to show from the end of the log (`all`: every line).
+    #[arg(short = 'n', long, default_value = "all", allow_hyphen_values = true)]
+    tail: String,
+    /// Show each line's time (RFC 3339, nanoseconds).
+    #[arg(short, long)]
+    timestamps: bool,
+    /// Only lines since this time: a timestamp (`2026-01-02T15:04:05Z`,
+    /// `2026-01-02`), Unix seconds, or a duration before now (`10m`, `1h30m`).
+    #[arg(long, allow_hyphen_values = true)]
+    since: Option<String>,
+    /// Only lines before this time (same forms as `--since`).
+    #[arg(long, allow_hyphen_values = true)]
+    until: Option<String>,
     /// The container.
     container: String,
+}
+
+/// Which log lines `kiln logs` shows, and how.
+#[derive(Debug, Default, Clone, Copy)]
+struct LogView {
+    since: Option<SystemTime>,
+    until: Option<SystemTime>,
+    timestamps: bool,
+}
+
+impl LogView {
+    /// Whether an entry written at `time` is shown (a line without a
+    /// readable time always is).
+    fn shows(&self, time: Option<SystemTime>) -> bool {
+        let Some(t) = time else { return true };
+        self.since.is_none_or(|s| t >= s) && self.until.is_none_or(|u| t <= u)
+    }
+}
+
+/// `--tail`: `None` for every line. As Docker, anything but a
+/// non-negative number (`all`, `-1`, `random`) means every line.
+fn tail_count(s: &str) -> Option<usize> {
+    s.parse::<usize>().ok()
+}
+
+/// Docker's `--since`/`--until` forms (its `timetypes.GetTimestamp`):
+/// Unix seconds (`1700000000`, `1700000000.5`), RFC 3339 with or without a
+/// zone (then UTC) or a bare date, or a Go duration before `now` (`10m`,
+/// `1h30m`, `1.5s`).
+fn parse_log_time(flag: &str, value: &str, now: SystemTime) -> Result<SystemTime> {
+    let bad = || {
+        anyhow::anyhow!(
+            "invalid value for \"{flag}\": {value:?} is no timestamp, Unix time or duration"
+        )
+    };
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        let secs: f64 = value.parse().map_err(|_| bad())?;
+        return Ok(std::time::UNIX_EPOCH + Duration::from_secs_f64(secs));
+    }
+    if let Some(d) = parse_go_duration(value) {
+        return Ok(now.checked_sub(d).unwrap_or(std::time::UNIX_EPOCH));
+    }
+    let full = match value.len() {
+        10 => format!("{value}T00:00:00Z"),
+        19 => format!("{value}Z"),
+        _ if !value.ends_with(['Z', 'z'])
+            && value.len() > 19
+            && !value[19..].contains(['+', '-']) =>
+        {
+            format!("{value}Z")
+        }
+        _ => value.to_owned(),
+    };
+    full.parse::<kiln_image::Timestamp>()
+        .map(|t| t.to_system_time())
+        .map_err(|_| bad())
+}
+
+/// A Go duration (`300ms`, `1.5h`, `2h45m`); `None` when it is none.
+fn parse_go_duration(s: &str) -> Option<Duration> {
+    let mut total = 0f64;
+    let mut rest = s;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let n: f64 = rest[..num_len].parse().ok()?;
+        rest = &rest[num_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        total += n * scale;
+        rest = &rest[unit_len..];
+    }
+    Some(Duration::from_secs_f64(total))
+}
+
+/// A log entry's time as `docker logs -t` prints it: RFC 3339 in UTC with
+/// exactly nine fractional digits.
+fn fixed_nanos(t: SystemTime) -> String {
+    let s = kiln_image::Timestamp::from_system_time(t).to_string();
+    let base = s.trim_end_matches('Z');
+    let (whole, frac) = base.split_once('.').unwrap_or((base, ""));
+    format!("{whole}.{frac:0<9}Z")
 }
 
 /// `kiln stop`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct StopArgs {
     /// Seconds to wait before killing the container.
-    #[arg(short, long, default_value_t = 10)]
+    #[arg(short, long, visible_alias = "timeout", default_value_t = 10)]
     time: u64,
     /// Signal to send first (default: the image's StopSignal, else SIGTERM).
     #[arg(short, long)]
@@ -258,8 +373,11 @@ pub(crate) struct ExecArgs {
     #[arg(short, long)]
     workdir: Option<String>,
     /// Extra environment variables.
-    #[arg(short, long = "env")]
+    #[arg(short, long = "env", allow_hyphen_values = true, value_parser = env_var)]
     env: Vec<String>,
+    /// Read extra environment variables from a file.
+    #[arg(long = "env-file", value_name = "FILE")]
+    env_file: Vec<String>,
     /// The container.
     container: String,
     /// The command.
@@ -714,14 +832,14 @@ fn attach_running(app: &App, rec: &ContainerRecord) -> Result<i32> {
         let n = file.read(&mut buf)?;
         if n > 0 {
             pending.extend_from_slice(&buf[..n]);
-            write_log_lines(&mut pending, false)?;
+            write_log_lines(&mut pending, false, LogView::default())?;
             continue;
         }
         if !is_running(app, rec) {
             let mut rest = Vec::new();
             file.read_to_end(&mut rest)?;
             pending.extend_from_slice(&rest);
-            write_log_lines(&mut pending, true)?;
+            write_log_lines(&mut pending, true, LogView::default())?;
             break;
         }
         std::io::stdout().flush()?;
@@ -853,16 +971,23 @@ fn read_exit_file(app: &App, rec: &ContainerRecord) -> Option<i32> {
 pub(crate) fn ps(app: &mut App, a: &PsArgs) -> Result<u8> {
     let mut recs = records(app)?.list()?;
     recs.sort_by(|x, y| y.created.cmp(&x.created));
+    // `-n N` / `-l`: the N last created, whatever their state (as Docker).
+    let last = if a.latest { 1 } else { a.last };
+    let show_all = a.all || last >= 0;
+    let limit = usize::try_from(last).ok();
     let now = SystemTime::now();
     let mut rows = Vec::new();
     for rec in &recs {
+        if limit.is_some_and(|n| rows.len() >= n) {
+            break;
+        }
         let (running, status, _) = status_of(app, rec);
         if rec.auto_remove && !running && rec.started {
             // `run -d --rm`: remove it now that it has exited.
             let _ = remove(app, rec, true);
             continue;
         }
-        if !a.all && !running {
+        if !show_all && !running {
             continue;
         }
         let id = if a.no_trunc {
@@ -919,6 +1044,20 @@ pub(crate) fn ps(app: &mut App, a: &PsArgs) -> Result<u8> {
 
 pub(crate) fn logs(app: &mut App, a: &LogsArgs) -> Result<u8> {
     let rec = find(app, &a.container)?;
+    let now = SystemTime::now();
+    let view = LogView {
+        since: a
+            .since
+            .as_deref()
+            .map(|s| parse_log_time("since", s, now))
+            .transpose()?,
+        until: a
+            .until
+            .as_deref()
+            .map(|s| parse_log_time("until", s, now))
+            .transpose()?,
+        timestamps: a.timestamps,
+    };
     let path = rec.log_path(app);
     let mut file = match std::fs::File::open(&path) {
         Ok(f) => f,
@@ -927,21 +1066,47 @@ pub(crate) fn logs(app: &mut App, a: &LogsArgs) -> Result<u8> {
     };
     // JSON lines tagged with their stream (as Docker's json-file driver):
     // stdout entries go to kiln's stdout, stderr entries to its stderr.
+    // What the log holds now: its last `--tail` lines.
     let mut pending = Vec::new();
+    file.read_to_end(&mut pending)?;
+    if let Some(n) = tail_count(&a.tail) {
+        let complete = pending
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        let starts: Vec<usize> = std::iter::once(0)
+            .chain(
+                pending[..complete]
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, b)| **b == b'\n')
+                    .map(|(i, _)| i + 1),
+            )
+            .filter(|&i| i < complete)
+            .collect();
+        let from = if n == 0 {
+            complete
+        } else {
+            starts.len().checked_sub(n).map_or(0, |k| starts[k])
+        };
+        pending.drain(..from);
+    }
+    write_log_lines(&mut pending, false, view)?;
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = file.read(&mut buf)?;
         if n > 0 {
             pending.extend_from_slice(&buf[..n]);
-            write_log_lines(&mut pending, false)?;
+            write_log_lines(&mut pending, false, view)?;
             continue;
         }
-        if !a.follow || !is_running(app, &rec) {
+        let past_until = view.until.is_some_and(|u| SystemTime::now() > u);
+        if !a.follow || past_until || !is_running(app, &rec) {
             // One more read: output written just before the exit.
             let mut rest = Vec::new();
             file.read_to_end(&mut rest)?;
             pending.extend_from_slice(&rest);
-            write_log_lines(&mut pending, true)?;
+            write_log_lines(&mut pending, true, view)?;
             break;
         }
         std::io::stdout().flush()?;
@@ -954,7 +1119,7 @@ pub(crate) fn logs(app: &mut App, a: &LogsArgs) -> Result<u8> {
 /// Writes the complete lines of `pending` (all of it at the end) to
 /// stdout or stderr as their entries say; a line that is no entry (a log
 /// from before kiln tagged streams) goes to stdout as it is.
-fn write_log_lines(pending: &mut Vec<u8>, all: bool) -> Result<()> {
+fn write_log_lines(pending: &mut Vec<u8>, all: bool, view: LogView) -> Result<()> {
     let end = if all {
         pending.len()
     } else {
@@ -967,13 +1132,29 @@ fn write_log_lines(pending: &mut Vec<u8>, all: bool) -> Result<()> {
     let mut out = std::io::stdout().lock();
     let mut err = std::io::stderr().lock();
     for line in pending.split_inclusive(|&b| b == b'\n') {
-        match LogEntry::parse(line.trim_ascii_end()) {
-            Some(e) if e.stream == LogStream::Stderr => {
-                out.flush()?;
-                err.write_all(e.log.as_bytes())?;
-            }
-            Some(e) => out.write_all(e.log.as_bytes())?,
-            None => out.write_all(line)?,
+        let Some(e) = LogEntry::parse(line.trim_ascii_end()) else {
+            out.write_all(line)?;
+            continue;
+        };
+        let time = e
+            .time
+            .parse::<kiln_image::Timestamp>()
+            .ok()
+            .map(|t| t.to_system_time());
+        if !view.shows(time) {
+            continue;
+        }
+        let stamp = match time.filter(|_| view.timestamps) {
+            Some(t) => format!("{} ", fixed_nanos(t)),
+            None => String::new(),
+        };
+        if e.stream == LogStream::Stderr {
+            out.flush()?;
+            err.write_all(stamp.as_bytes())?;
+            err.write_all(e.log.as_bytes())?;
+        } else {
+            out.write_all(stamp.as_bytes())?;
+            out.write_all(e.log.as_bytes())?;
         }
     }
     *pending = rest;
@@ -1163,7 +1344,12 @@ pub(crate) fn exec(app: &mut App, a: &ExecArgs) -> Result<u8> {
     if !is_running(app, &rec) {
         bail!("container {} is not running", &rec.id[..12]);
     }
-    let mut env = container::merge_env(&rec.env, &a.env);
+    let mut overrides = Vec::new();
+    for f in &a.env_file {
+        overrides.extend(container::read_env_file(f)?);
+    }
+    overrides.extend(a.env.iter().cloned());
+    let mut env = container::merge_env(&rec.env, &overrides);
     // As Docker's exec -t (and run -t): TERM=xterm unless the env sets it.
     if a.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
         env.push("TERM=xterm".into());
@@ -1220,7 +1406,7 @@ pub(crate) fn inspect_container(app: &mut App, name: &str) -> Result<serde_json:
         })
         .filter(|_| !running);
     let pid = state.as_ref().and_then(|s| s.pid).filter(|_| running);
-    Ok(serde_json::json!({
+    let mut inspected = serde_json::json!({
         "Id": rec.id,
         "Created": rec.created,
         "Path": rec.args.first(),
@@ -1265,12 +1451,59 @@ pub(crate) fn inspect_container(app: &mut App, name: &str) -> Result<serde_json:
             "Destination": v.target,
             "RW": !v.readonly,
         })).collect::<Vec<_>>(),
-    }))
+    });
+    // As Docker's: the container's config has its image's health check and
+    // stop signal (omitted when the image has none).
+    if let Ok(image) = kiln_image::read_image(&app.store, &rec.image_id)
+        && let Some(cfg) = image.config.config
+    {
+        if let Some(h) = cfg.healthcheck {
+            inspected["Config"]["Healthcheck"] = serde_json::to_value(h)?;
+        }
+        if let Some(s) = cfg.stop_signal.filter(|s| !s.is_empty()) {
+            inspected["Config"]["StopSignal"] = serde_json::Value::String(s);
+        }
+    }
+    Ok(inspected)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_times_take_dockers_forms() {
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let t = |v: &str| {
+            parse_log_time("since", v, now)
+                .expect(v)
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("after the epoch")
+                .as_secs_f64()
+        };
+        assert_eq!(t("1700000000"), 1_700_000_000.0);
+        assert_eq!(t("1700000000.5"), 1_700_000_000.5);
+        assert_eq!(t("10m"), 1_800_000_000.0 - 600.0);
+        assert_eq!(t("1h30m"), 1_800_000_000.0 - 5400.0);
+        assert_eq!(t("2023-11-14T22:13:20Z"), 1_700_000_000.0);
+        assert_eq!(t("2023-11-14T22:13:20"), 1_700_000_000.0);
+        assert_eq!(t("2023-11-14T23:13:20+01:00"), 1_700_000_000.0);
+        assert_eq!(t("2023-11-14"), 1_699_920_000.0);
+        for bad in ["", "yesterday", "10x", "2006-01-02T15:04:0Z"] {
+            assert!(parse_log_time("since", bad, now).is_err(), "{bad:?}");
+        }
+        assert_eq!(tail_count("5"), Some(5));
+        assert_eq!(tail_count("0"), Some(0));
+        for all in ["all", "-1", "random"] {
+            assert_eq!(tail_count(all), None, "{all}");
+        }
+        let at = std::time::UNIX_EPOCH + Duration::new(1_700_000_000, 5_000);
+        assert_eq!(fixed_nanos(at), "2023-11-14T22:13:20.000005000Z");
+        assert_eq!(
+            fixed_nanos(std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000)),
+            "2023-11-14T22:13:20.000000000Z"
+        );
+    }
 
     #[test]
     fn signals_parse_by_name_and_number() {

@@ -747,3 +747,112 @@ fn cbug_a_ptrace_stopped_init_does_not_hang_a_build_or_a_run() {
         state() == Some('S')
     });
 }
+
+/// Issue 16's flags of `logs`, as moby's `docker_cli_logs_test.go` has them:
+/// `TestLogsTail` (`--tail 0` prints nothing, `--tail 5` five lines, `all`,
+/// `-1` and `random` every line), `TestLogsTimestamps` (`-t` prefixes each
+/// line with an RFC 3339 time with nine fractional digits: `Z` at index 29),
+/// `TestLogsSince` (`--since` drops older lines; a malformed time is an
+/// error); `-n` is `--tail`; `--until` drops newer lines.
+#[test]
+fn cbug_logs_tail_timestamps_since_until() {
+    let c = Ctx::new();
+    c.ok(&[
+        "run",
+        "--name",
+        "lg",
+        IMAGE,
+        "sh",
+        "-c",
+        "for i in $(seq 1 10); do echo line$i; done; sleep 2; echo late",
+    ]);
+    let lines = |args: &[&str]| -> Vec<String> {
+        let mut all = vec!["logs"];
+        all.extend_from_slice(args);
+        all.push("lg");
+        c.ok(&all).lines().map(str::to_owned).collect()
+    };
+    assert_eq!(lines(&[]).len(), 11);
+    assert!(lines(&["--tail", "0"]).is_empty());
+    assert_eq!(
+        lines(&["--tail", "5"]),
+        ["line7", "line8", "line9", "line10", "late"]
+    );
+    assert_eq!(lines(&["-n", "2"]), ["line10", "late"]);
+    for all in ["all", "-1", "random"] {
+        assert_eq!(lines(&["--tail", all]).len(), 11, "--tail {all}");
+    }
+    let stamped = lines(&["-t"]);
+    assert_eq!(stamped.len(), 11);
+    for l in &stamped {
+        assert_eq!(l.as_bytes()[29], b'Z', "{l}");
+        assert_eq!(l.as_bytes()[30], b' ', "{l}");
+    }
+    // The late line was written two seconds after line10: a time one
+    // second after line10 (as Unix seconds) splits them.
+    let unix = |rfc3339: &str| -> f64 {
+        let out = sh(Command::new("date").args(["-u", "-d", rfc3339, "+%s.%N"]));
+        stdout(&out).trim().parse().expect("date +%s.%N")
+    };
+    let time_of = |l: &str| l.split(' ').next().expect("time").to_owned();
+    let (t10, t_late) = (unix(&time_of(&stamped[9])), unix(&time_of(&stamped[10])));
+    assert!(t_late - t10 >= 1.9, "{t10} then {t_late}");
+    let between = format!("{:.3}", t10 + 1.0);
+    assert_eq!(lines(&["--since", &between]), ["late"]);
+    assert_eq!(lines(&["--until", &between]).len(), 10);
+    assert_eq!(lines(&["--since", "1h"]).len(), 11, "a duration before now");
+    assert!(lines(&["--until", "1h"]).is_empty());
+    let out = c.kiln(&["logs", "--since", "2006-01-02T15:04:0Z", "lg"]);
+    assert_eq!(code(&out), 125, "{}", show(&out));
+}
+
+/// `ps -n N` / `ps -l` list the N last created containers in every state
+/// (`docker ps --help`: "Show n last created containers (includes all
+/// states)"); `exec --env-file` reads a file as `run --env-file`; `stop
+/// --timeout` is `--time`.
+#[test]
+fn cbug_ps_last_exec_env_file_stop_timeout() {
+    let c = Ctx::new();
+    for n in ["p1", "p2", "p3"] {
+        c.ok(&["create", "--name", n, IMAGE, "true"]);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let names = |args: &[&str]| -> Vec<String> {
+        let mut all = vec!["ps"];
+        all.extend_from_slice(args);
+        c.ok(&all)
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_whitespace().last().map(str::to_owned))
+            .collect()
+    };
+    assert!(names(&[]).is_empty(), "created ones are not running");
+    assert_eq!(names(&["-n", "2"]), ["p3", "p2"]);
+    assert_eq!(names(&["-l"]), ["p3"]);
+    assert_eq!(names(&["-n", "-1"]), Vec::<String>::new());
+
+    c.ok(&[
+        "run", "-d", "--name", "ef", "-e", "A=run", IMAGE, "sleep", "100",
+    ]);
+    let envfile = c.sb.work().join("env");
+    std::fs::write(&envfile, "# comment\nA=file\nB=file\n").expect("env file");
+    let out = c.ok(&[
+        "exec",
+        "--env-file",
+        envfile.to_str().expect("utf-8"),
+        "-e",
+        "B=flag",
+        "ef",
+        "sh",
+        "-c",
+        "echo $A $B",
+    ]);
+    assert_eq!(out, "file flag\n");
+    let started = Instant::now();
+    c.ok(&["stop", "--timeout", "1", "ef"]);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(8),
+        "{took:?}"
+    );
+}
