@@ -843,27 +843,6 @@ impl Runner {
             })
             .collect();
         let stubs = MountStubs::before(&rootfs_mounts, step.mounts);
-        // Detached (from the host) once the container has its copies, and
-        // in any case when this returns.
-        let mut staged = Staged::default();
-        let spec = kiln_runtime::docker_spec(&DockerSpecOptions {
-            args: step.args.to_vec(),
-            env: step.env.to_vec(),
-            cwd: step.cwd.to_owned(),
-            hostname,
-            network,
-            etc_files: Some(etc),
-            mounts: self.step_mounts(step.mounts, scratch, &mut staged)?,
-            ..DockerSpecOptions::default()
-        })?;
-        let cfg = ContainerConfig {
-            id: id.parse()?,
-            spec,
-            rootfs: rootfs_mounts.into_iter().map(rootfs_mount).collect(),
-            state_dir: state_dir.to_path_buf(),
-            user: (!step.user.is_empty()).then(|| step.user.to_owned()),
-            init: false,
-        };
         let (mut reader, writer) = std::io::pipe().context("cannot create a pipe")?;
         let writer2 = writer.try_clone().context("cannot duplicate a pipe")?;
         let stdio = StdioConfig {
@@ -872,39 +851,84 @@ impl Runner {
             stderr: Stdio::Fd(writer2.into()),
             tty: false,
         };
-        let t_start = span("run-start", id);
-        let started = self.runtime().start(&cfg, stdio);
-        drop(t_start);
-        // The container is running its command (or failed to): its mounts
-        // are made, in its own namespace. The host keeps none of them, so
-        // no secret stays reachable under the store while the step runs.
-        staged.detach();
-        let fg = match started {
-            Ok(fg) => fg,
-            Err(e) => {
-                let code = e.exit_code();
-                if code == 126 || code == 127 {
-                    output.write(Stream::Stderr, format!("{e}\n").as_bytes());
-                    stubs.clean(&cfg.rootfs);
-                    return Ok(code);
+        // The step's mounts are staged, and its container run, from a
+        // thread with a mount namespace of its own: the host never sees the
+        // bind sources or the secrets' tmpfs, and they vanish with the
+        // step's processes even when kiln is killed. That thread lives
+        // until the container ended (the runtime's processes die with the
+        // thread that started them); this one forwards the output.
+        std::thread::scope(|s| -> Result<i32> {
+            let runner = s.spawn(move || -> Result<(Vec<kiln_runtime::RootfsMount>, _)> {
+                kiln_sys::process::unshare_thread_mounts()
+                    .context("cannot give a build step's mounts a namespace of their own")?;
+                // Detached once the container has its copies, and in any
+                // case when this returns.
+                let mut staged = Staged::default();
+                let spec = kiln_runtime::docker_spec(&DockerSpecOptions {
+                    args: step.args.to_vec(),
+                    env: step.env.to_vec(),
+                    cwd: step.cwd.to_owned(),
+                    hostname,
+                    network,
+                    etc_files: Some(etc),
+                    mounts: self.step_mounts(step.mounts, scratch, &mut staged)?,
+                    ..DockerSpecOptions::default()
+                })?;
+                let cfg = ContainerConfig {
+                    id: id.parse()?,
+                    spec,
+                    rootfs: rootfs_mounts.into_iter().map(rootfs_mount).collect(),
+                    state_dir: state_dir.to_path_buf(),
+                    user: (!step.user.is_empty()).then(|| step.user.to_owned()),
+                    init: false,
+                };
+                let t_start = span("run-start", id);
+                let started = self.runtime().start(&cfg, stdio);
+                drop(t_start);
+                // The container is running its command (or failed to): its
+                // mounts are made, in its own namespace.
+                staged.detach();
+                let ended = match started {
+                    Ok(fg) => {
+                        let _t = span("run-wait", id);
+                        Ok(fg.wait()?.code())
+                    }
+                    Err(e) => Err(e),
+                };
+                Ok((cfg.rootfs, ended))
+            });
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut read_error = None;
+            loop {
+                match reader.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => output.write(Stream::Stdout, &buf[..n]),
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        read_error = Some(e);
+                        break;
+                    }
                 }
-                return Err(e.into());
             }
-        };
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            match reader.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => output.write(Stream::Stdout, &buf[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e).context("cannot read the step's output"),
+            let (rootfs, ended) = runner.join().unwrap_or_else(|_| {
+                Err(anyhow::anyhow!("the thread running a build step panicked"))
+            })?;
+            stubs.clean(&rootfs);
+            if let Some(e) = read_error {
+                return Err(e).context("cannot read the step's output");
             }
-        }
-        let t_wait = span("run-wait", id);
-        let status = fg.wait()?;
-        drop(t_wait);
-        stubs.clean(&cfg.rootfs);
-        Ok(status.code())
+            match ended {
+                Ok(code) => Ok(code),
+                Err(e) => {
+                    let code = e.exit_code();
+                    if code == 126 || code == 127 {
+                        output.write(Stream::Stderr, format!("{e}\n").as_bytes());
+                        return Ok(code);
+                    }
+                    Err(e.into())
+                }
+            }
+        })
     }
 }
 

@@ -571,3 +571,24 @@ pub fn sealed_copy(path: &std::path::Path) -> io::Result<OwnedFd> {
     )?;
     Ok(fd)
 }
+
+/// Gives the calling thread a mount namespace of its own (with its own
+/// root, working directory and umask: `unshare(CLONE_FS | CLONE_NEWNS)`),
+/// whose mounts receive the host's later mounts and unmounts but send
+/// none back (`MS_REC | MS_SLAVE` on `/`). Mounts this thread makes are
+/// then seen only by it and by the processes it starts, and vanish with
+/// the last of them, even when the process is killed. The other threads
+/// of the process keep the namespace they had. Needs `CAP_SYS_ADMIN`.
+pub fn unshare_thread_mounts() -> io::Result<()> {
+    // SAFETY: unshare only detaches this thread's filesystem context and
+    // mount namespace from the other threads'; no memory is involved.
+    check(unsafe { libc::unshare(libc::CLONE_FS | libc::CLONE_NEWNS) })?;
+    use crate::MountOps as _;
+    crate::LinuxSys.mount(
+        None,
+        std::path::Path::new("/"),
+        None,
+        crate::MountFlags::REC | crate::MountFlags::SLAVE,
+        None,
+    )
+}

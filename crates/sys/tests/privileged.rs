@@ -311,3 +311,47 @@ fn mount_setattr_makes_a_tree_read_only_all_the_way_down() {
         .expect_err("no such attribute");
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
 }
+
+#[test]
+fn unshare_thread_mounts_keeps_a_threads_mounts_from_the_others() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("private");
+    fs::create_dir(&dir).expect("mkdir");
+    let (seen_inside, host_mount_seen) = std::thread::scope(|s| {
+        s.spawn(|| {
+            kiln_sys::process::unshare_thread_mounts().expect("unshare");
+            LinuxSys
+                .mount(
+                    Some(Path::new("tmpfs")),
+                    &dir,
+                    Some("tmpfs"),
+                    MountFlags::NONE,
+                    None,
+                )
+                .expect("tmpfs in the thread's namespace");
+            fs::write(dir.join("inside"), b"x").expect("write");
+            let seen = dir.join("inside").exists();
+            // A process started from this thread shares its view.
+            let child = std::process::Command::new("ls")
+                .arg(&dir)
+                .output()
+                .expect("ls");
+            (
+                seen,
+                String::from_utf8_lossy(&child.stdout).contains("inside"),
+            )
+        })
+        .join()
+        .expect("thread")
+    });
+    assert!(seen_inside);
+    assert!(host_mount_seen, "a child of the thread sees its mounts");
+    // The rest of the process (and the host) never saw the tmpfs, and
+    // nothing is left mounted once the thread is gone.
+    assert_eq!(fs::read_dir(&dir).expect("readdir").count(), 0);
+    let info = fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    assert!(
+        !info.contains(dir.to_str().expect("utf-8")),
+        "the thread's mount leaked: {info}"
+    );
+}

@@ -410,9 +410,21 @@ fn containment_secret_not_on_disk_after_kill() {
         }
     });
     let started = rx.recv_timeout(Duration::from_secs(60));
+    // While the step runs, the host sees none of its mounts (they live in
+    // a mount namespace of the step's own).
+    let steps = sandbox.root().join("build").join("steps");
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let staged: Vec<&str> = mountinfo
+        .lines()
+        .filter(|l| l.contains(path_str(&steps)))
+        .collect();
     child.kill().expect("kill -9 the build");
     let _ = child.wait();
     assert!(started.is_ok(), "the step never started");
+    assert!(
+        staged.is_empty(),
+        "the step's mounts show on the host: {staged:?}"
+    );
     let root = sandbox.root();
     let found = files_holding(&root, secret.as_bytes());
     assert!(found.is_empty(), "the secret is on disk: {found:?}");
