@@ -300,7 +300,10 @@ pub(crate) fn apply_copy(plan: &CopyPlan, root: &Root, opts: &ApplyOptions) -> R
                 }
                 finish_at(&parent_fd, name, &shown, Some(mode), owner, ig, e.mtime)?;
                 // A real directory now (never a symlink): children go here.
-                let sub = at::open_subdir(&*parent_fd, n)
+                // An O_PATH descriptor, so that a mode without read
+                // permission does not matter.
+                let sub = root
+                    .resolve_dir(&target_rel)
                     .map_err(|err| Error::io("open directory", &shown, err))?;
                 dirs.insert(target_rel.clone(), Arc::new(sub));
             }
@@ -433,14 +436,22 @@ mod tests {
             apply_copy(&plan, &self.rootfs(), &aopts)
         }
         fn outside_untouched(&self) {
-            assert_eq!(fs::read_to_string(self.p("outside/secret")).expect("read"), SECRET);
+            assert_eq!(
+                fs::read_to_string(self.p("outside/secret")).expect("read"),
+                SECRET
+            );
             let mut names: Vec<_> = fs::read_dir(self.p("outside"))
                 .expect("list")
                 .map(|e| e.expect("entry").file_name())
                 .collect();
             names.sort();
             assert_eq!(names, ["dir", "secret"]);
-            assert!(fs::read_dir(self.p("outside/dir")).expect("list").next().is_none());
+            assert!(
+                fs::read_dir(self.p("outside/dir"))
+                    .expect("list")
+                    .next()
+                    .is_none()
+            );
         }
     }
 
@@ -473,17 +484,28 @@ mod tests {
             ("lnk/x", tar::EntryType::Regular, "", b"through", 0o644),
         ]);
         fs::write(s.p("ctx/evil.tar"), tar).expect("write");
-        let err = s.add("evil.tar", "/dest/").expect_err("refused as Docker refuses it");
+        let err = s
+            .add("evil.tar", "/dest/")
+            .expect_err("refused as Docker refuses it");
         let chain = format!("{err:?}");
         assert!(chain.contains("lnk/x"), "{chain}");
         assert!(
-            fs::read_dir(s.p("rootfs/elsewhere")).expect("list").next().is_none(),
+            fs::read_dir(s.p("rootfs/elsewhere"))
+                .expect("list")
+                .next()
+                .is_none(),
             "nothing written through the link into the image's /elsewhere"
         );
         // The same with a link to the host's marker directory.
         let host = s.p("outside/dir");
         let tar = raw_tar(&[
-            ("h", tar::EntryType::Symlink, host.to_str().expect("utf-8"), b"", 0o777),
+            (
+                "h",
+                tar::EntryType::Symlink,
+                host.to_str().expect("utf-8"),
+                b"",
+                0o777,
+            ),
             ("h/x", tar::EntryType::Regular, "", b"through", 0o644),
         ]);
         fs::write(s.p("ctx/evil2.tar"), tar).expect("write");
@@ -495,7 +517,13 @@ mod tests {
     fn add_keeps_special_bits_and_whiteout_names_and_fails_on_truncation() {
         let s = Scene::new();
         let tar = raw_tar(&[
-            ("bin/suid", tar::EntryType::Regular, "", b"#!/bin/sh\n", 0o4755),
+            (
+                "bin/suid",
+                tar::EntryType::Regular,
+                "",
+                b"#!/bin/sh\n",
+                0o4755,
+            ),
             (".wh.gone", tar::EntryType::Regular, "", b"", 0o644),
         ]);
         fs::write(s.p("rootfs/gone"), "stays").expect("write");
@@ -504,7 +532,10 @@ mod tests {
         let m = fs::metadata(s.p("rootfs/bin/suid")).expect("stat");
         assert_eq!(m.mode() & 0o7777, 0o4755);
         assert!(s.p("rootfs/.wh.gone").is_file());
-        assert_eq!(fs::read_to_string(s.p("rootfs/gone")).expect("read"), "stays");
+        assert_eq!(
+            fs::read_to_string(s.p("rootfs/gone")).expect("read"),
+            "stays"
+        );
         let big = raw_tar(&[("big", tar::EntryType::Regular, "", &[1u8; 8192], 0o644)]);
         fs::write(s.p("ctx/cut.tar"), &big[..512 + 3000]).expect("write");
         let err = s.add("cut.tar", "/cut/").expect_err("truncated");
@@ -519,14 +550,24 @@ mod tests {
         symlink("../../outside/secret", s.p("ctx/d/up")).expect("symlink");
         symlink(s.p("outside"), s.p("ctx/outdir")).expect("symlink");
         let ctx = s.ctx();
-        let plan = plan_copy(&ctx.tree(), &["d".into()], "/app/", "/", &PlanOptions::default(), 1)
-            .expect("plan");
+        let plan = plan_copy(
+            &ctx.tree(),
+            &["d".into()],
+            "/app/",
+            "/",
+            &PlanOptions::default(),
+            1,
+        )
+        .expect("plan");
         let aopts = ApplyOptions {
             ignore_chown_errors: true,
             ..ApplyOptions::default()
         };
         apply_copy(&plan, &s.rootfs(), &aopts).expect("apply");
-        assert_eq!(fs::read_link(s.p("rootfs/app/abs")).expect("link"), s.p("outside/secret"));
+        assert_eq!(
+            fs::read_link(s.p("rootfs/app/abs")).expect("link"),
+            s.p("outside/secret")
+        );
         assert_eq!(
             fs::read_link(s.p("rootfs/app/up")).expect("link"),
             std::path::Path::new("../../outside/secret")
@@ -536,7 +577,14 @@ mod tests {
         for named in ["d/abs", "d/up", "outdir/secret"] {
             assert!(
                 matches!(
-                    plan_copy(&ctx.tree(), &[named.into()], "/x", "/", &PlanOptions::default(), 1),
+                    plan_copy(
+                        &ctx.tree(),
+                        &[named.into()],
+                        "/x",
+                        "/",
+                        &PlanOptions::default(),
+                        1
+                    ),
                     Err(Error::SourceNotFound { .. })
                 ),
                 "{named}"
