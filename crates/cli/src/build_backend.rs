@@ -1378,3 +1378,53 @@ impl StepRunner for Runner {
         self.run_step(step, output).map_err(boxed)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A step replaced a stub's parent by a link to a directory outside
+    /// its tree (absolute, and relative with enough `..`): the cleanup
+    /// removes nothing there, and still removes the stubs that are where
+    /// it put them.
+    #[test]
+    fn stub_cleanup_never_follows_a_link_the_step_planted() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let outside = tmp.path().join("outside");
+        let upper = tmp.path().join("store").join("upper");
+        std::fs::create_dir_all(outside.join("y")).expect("mkdir");
+        std::fs::write(outside.join("empty"), b"").expect("write");
+        std::fs::create_dir_all(upper.join("x.old").join("y")).expect("mkdir");
+        std::fs::create_dir_all(upper.join("kept").join("stub")).expect("mkdir");
+        std::os::unix::fs::symlink(&outside, upper.join("x")).expect("symlink");
+        let climb = format!(
+            "{}{}",
+            "../".repeat(30),
+            outside.to_str().expect("utf-8").trim_start_matches('/')
+        );
+        std::os::unix::fs::symlink(&climb, upper.join("r")).expect("symlink");
+        let stubs = MountStubs {
+            missing: [
+                "x/y",
+                "x/empty",
+                "x",
+                "r/y",
+                "r/empty",
+                "r",
+                "kept/stub",
+                "kept",
+            ]
+            .iter()
+            .map(PathBuf::from)
+            .collect(),
+            copied_up: Vec::new(),
+        };
+        stubs.clean(&[kiln_runtime::RootfsMount::bind(&upper)]);
+        assert!(outside.join("y").is_dir(), "a host directory was removed");
+        assert!(outside.join("empty").exists(), "a host file was removed");
+        // The links are no stubs (neither a directory nor an empty file).
+        assert!(upper.join("x").symlink_metadata().is_ok());
+        assert!(upper.join("r").symlink_metadata().is_ok());
+        assert!(!upper.join("kept").exists(), "the real stubs are gone");
+    }
+}
