@@ -603,7 +603,7 @@ impl Builder<'_> {
                                 ),
                             ));
                         }
-                        Err(e) => return Err(Error::io("open", path.join(rel), e)),
+                        Err(e) => return Err(Error::io("open", root.display(rel), e)),
                     }
                 }
                 Ok(())
