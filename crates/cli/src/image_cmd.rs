@@ -64,6 +64,11 @@ pub(crate) struct ImagesArgs {
     /// Show full image IDs.
     #[arg(long)]
     no_trunc: bool,
+    /// Format the output using the given Go template (`table` for a table
+    /// of the chosen fields: `.ID`, `.Repository`, `.Tag`, `.Digest`,
+    /// `.CreatedSince`, `.CreatedAt`, `.Size`).
+    #[arg(long)]
+    format: Option<String>,
     /// Only images of this repository (`name` or `name:tag`).
     repository: Option<String>,
 }
@@ -670,6 +675,15 @@ fn docker_reference_reason(reason: &str) -> String {
     }
 }
 
+/// An RFC 3339 time as Go prints a `time.Time` (`2024-05-01 10:20:30
+/// +0000 UTC`), Docker's `.CreatedAt`.
+fn docker_time(rfc3339: &str) -> String {
+    match (rfc3339.get(..10), rfc3339.get(11..19)) {
+        (Some(date), Some(time)) if rfc3339.ends_with('Z') => format!("{date} {time} +0000 UTC"),
+        _ => rfc3339.to_owned(),
+    }
+}
+
 fn created_time(record: &ImageRecord) -> Option<SystemTime> {
     let ts: kiln_image::Timestamp = record.created.as_deref()?.parse().ok()?;
     Some(ts.to_system_time())
@@ -684,6 +698,12 @@ pub(crate) fn images(app: &mut App, args: &ImagesArgs) -> Result<u8> {
         .repository
         .as_deref()
         .is_some_and(|r| r.rsplit('/').next().is_some_and(|l| l.contains(':')));
+    let template = args
+        .format
+        .as_deref()
+        .map(crate::template::Format::parse)
+        .transpose()?;
+    let mut fields = Vec::new();
     let mut records = app.store.list_images()?;
     records.sort_by(|a, b| b.created.cmp(&a.created));
     let now = SystemTime::now();
@@ -752,6 +772,18 @@ pub(crate) fn images(app: &mut App, args: &ImagesArgs) -> Result<u8> {
                     .unwrap_or("<none>");
                 row.push(d.to_owned());
             }
+            fields.push(serde_json::json!({
+                "ID": id,
+                "Repository": row[0],
+                "Tag": row[1],
+                "Digest": rec.repo_digests.iter()
+                    .find(|d| d.split('@').next() == Some(repo.as_str()))
+                    .and_then(|d| d.rsplit('@').next())
+                    .unwrap_or("<none>"),
+                "CreatedSince": created,
+                "CreatedAt": rec.created.as_deref().map(docker_time).unwrap_or_default(),
+                "Size": size,
+            }));
             row.extend([id.clone(), created.clone(), size.clone()]);
             rows.push(row);
         }
@@ -761,6 +793,19 @@ pub(crate) fn images(app: &mut App, args: &ImagesArgs) -> Result<u8> {
         for id in ids {
             writeln!(out, "{id}")?;
         }
+        return Ok(0);
+    }
+    if let Some(t) = template {
+        const HEADERS: &[(&str, &str)] = &[
+            ("ID", "IMAGE ID"),
+            ("Repository", "REPOSITORY"),
+            ("Tag", "TAG"),
+            ("Digest", "DIGEST"),
+            ("CreatedSince", "CREATED"),
+            ("CreatedAt", "CREATED AT"),
+            ("Size", "SIZE"),
+        ];
+        out.write_all(t.render_rows(HEADERS, &fields)?.as_bytes())?;
         return Ok(0);
     }
     let header: &[&str] = if args.digests {

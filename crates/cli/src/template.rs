@@ -58,11 +58,6 @@ impl Format {
         Ok(Format { table, nodes })
     }
 
-    /// Whether the format asked for a table (a header and aligned columns).
-    pub(crate) fn is_table(&self) -> bool {
-        self.table
-    }
-
     /// Renders one value: the template's output for it.
     pub(crate) fn render(&self, value: &Value) -> Result<String> {
         let mut out = String::new();
@@ -1156,7 +1151,6 @@ mod tests {
     #[test]
     fn tables_align_as_docker_does() {
         let f = Format::parse(r"table {{.ID}}\t{{.Name}}").unwrap();
-        assert!(f.is_table());
         let rows = vec![
             json!({"ID": "abcdef123456", "Name": "web"}),
             json!({"ID": "1", "Name": "db"}),

@@ -92,3 +92,34 @@ fn inspect_format_renders_go_templates_over_the_inspect_object() {
     assert!(out.stdout.is_empty());
     assert!(String::from_utf8_lossy(&out.stderr).contains("template parsing error"));
 }
+
+#[test]
+fn images_format_prints_docker_fields_and_tables() {
+    let sb = Sandbox::new();
+    sb.kiln_ok(["pull", "-q", &busybox_ref()]);
+    sb.kiln_ok(["tag", &busybox_ref(), "kiln-test/fmt:v1"]);
+    let short = sb.kiln_ok(["images", "-q"]);
+    let short = short.lines().next().expect("one image").to_owned();
+    // One line per name, fields as Docker names them.
+    let lines = sb.kiln_ok(["images", "--format", "{{.Repository}}|{{.Tag}}|{{.ID}}"]);
+    let mut lines: Vec<&str> = lines.lines().collect();
+    lines.sort_unstable();
+    let registry_repo = busybox_ref().trim_end_matches(":latest").to_owned();
+    let mut want = vec![
+        format!("kiln-test/fmt|v1|{short}"),
+        format!("{registry_repo}|latest|{short}"),
+    ];
+    want.sort_unstable();
+    assert_eq!(lines, want);
+    // `table` prints Docker's headers over aligned columns (width of the
+    // widest cell plus three spaces, at least 10).
+    let table = sb.kiln_ok([
+        "images",
+        "--format",
+        "table {{.Tag}}\\t{{.ID}}",
+        "kiln-test/fmt",
+    ]);
+    assert_eq!(table, format!("TAG       IMAGE ID\nv1        {short}\n"));
+    let created = sb.kiln_ok(["images", "--format", "{{.CreatedAt}}", "kiln-test/fmt"]);
+    assert!(created.trim_end().ends_with(" +0000 UTC"), "{created}");
+}
