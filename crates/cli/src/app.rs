@@ -175,7 +175,11 @@ impl App {
             snapshotter: None,
         };
         // What killed kiln processes left half made (one readdir when none).
-        crate::gc::recover(&mut app)?;
+        // A failure here must not keep the user from the store: said, and
+        // tried again by the next command.
+        if let Err(e) = crate::gc::recover(&mut app) {
+            eprintln!("kiln: cannot reclaim what killed kiln processes left: {e:#}");
+        }
         Ok(app)
     }
 
