@@ -1452,17 +1452,12 @@ pub(crate) fn inspect_container(app: &mut App, name: &str) -> Result<serde_json:
             "RW": !v.readonly,
         })).collect::<Vec<_>>(),
     });
-    // As Docker's: the container's config has its image's health check and
-    // stop signal (omitted when the image has none).
+    // As Docker's: the container's config has its image's health check
+    // (omitted when the image has none). Its stop signal is the record's.
     if let Ok(image) = kiln_image::read_image(&app.store, &rec.image_id)
-        && let Some(cfg) = image.config.config
+        && let Some(h) = image.config.config.and_then(|c| c.healthcheck)
     {
-        if let Some(h) = cfg.healthcheck {
-            inspected["Config"]["Healthcheck"] = serde_json::to_value(h)?;
-        }
-        if let Some(s) = cfg.stop_signal.filter(|s| !s.is_empty()) {
-            inspected["Config"]["StopSignal"] = serde_json::Value::String(s);
-        }
+        inspected["Config"]["Healthcheck"] = serde_json::to_value(h)?;
     }
     Ok(inspected)
 }

@@ -918,3 +918,40 @@ fn conformance_identical_stages_share_the_cache() {
     );
     assert_eq!(out.matches(" ---> Using cache").count(), 1, "{out}");
 }
+
+/// A container made from an image has the image's health check and stop
+/// signal in its `Config` (docker_cli_inspect / TestBuildStopSignal: `docker
+/// inspect -f '{{.Config.StopSignal}}'` of a container shows SIGKILL).
+#[test]
+fn conformance_container_config_has_healthcheck_and_stopsignal() {
+    let sandbox = Sandbox::new();
+    let ctx = context(
+        &sandbox,
+        "health",
+        &[(
+            "Dockerfile",
+            &from_busybox("STOPSIGNAL SIGKILL\nHEALTHCHECK --interval=5s CMD true\n"),
+        )],
+    );
+    build_ok(&sandbox, &["-t", "test/health", path_str(&ctx)]);
+    sandbox.kiln_ok(["create", "--name", "healthy", "test/health", "true"]);
+    let c = inspect_json(&sandbox, "healthy");
+    assert_eq!(c["Config"]["StopSignal"], "SIGKILL", "{c}");
+    assert_eq!(
+        c["Config"]["Healthcheck"]["Test"],
+        serde_json::json!(["CMD-SHELL", "true"]),
+        "{c}"
+    );
+    assert_eq!(
+        c["Config"]["Healthcheck"]["Interval"], 5_000_000_000u64,
+        "{c}"
+    );
+    // An image without them: no health check, no stop signal.
+    sandbox.kiln_ok(["create", "--name", "plain", &busybox_ref(), "true"]);
+    let c = inspect_json(&sandbox, "plain");
+    assert!(c["Config"].get("Healthcheck").is_none(), "{c}");
+    assert!(
+        c["Config"].get("StopSignal").is_none_or(serde_json::Value::is_null),
+        "{c}"
+    );
+}
