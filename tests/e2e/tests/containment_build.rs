@@ -16,6 +16,12 @@
 //! - COPY of context symlinks that point out of the context (absolute and
 //!   `../..`): copied as links; naming one as a source resolves inside the
 //!   context ("not found"), never reading the host target.
+//!
+//! Run against the kiln of commit cc596e0 (before kiln-fs), the first
+//! four attacks succeeded: `--chown=evil` took uid 4242 from the host's
+//! marker passwd, `--chown=root` took 31337 from the shadow-like marker,
+//! the through-link ADD built, and ADD dropped the setuid bit. The COPY
+//! case held there too and stays as a guard.
 
 use std::os::unix::fs::{MetadataExt, symlink};
 use std::path::{Path, PathBuf};
