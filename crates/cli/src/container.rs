@@ -105,6 +105,24 @@ pub(crate) struct ContainerRecord {
     /// The user namespace's maps (`--userns`, rootless); `None`: the host's ids.
     #[serde(default)]
     pub(crate) userns: Option<IdMappings>,
+    /// `--stop-timeout`: seconds `stop` waits by default.
+    #[serde(default)]
+    pub(crate) stop_timeout: Option<u64>,
+    /// `--add-host`: (name, address) lines added to /etc/hosts.
+    #[serde(default)]
+    pub(crate) extra_hosts: Vec<(String, String)>,
+    /// `--dns`.
+    #[serde(default)]
+    pub(crate) dns: Vec<String>,
+    /// `--dns-search`.
+    #[serde(default)]
+    pub(crate) dns_search: Vec<String>,
+    /// `--dns-option`.
+    #[serde(default)]
+    pub(crate) dns_options: Vec<String>,
+    /// `--shm-size` in bytes.
+    #[serde(default)]
+    pub(crate) shm_size: Option<i64>,
 }
 
 impl Record for ContainerRecord {
@@ -161,12 +179,24 @@ impl ContainerRecord {
         let etc_dir = self.etc_dir(app);
         std::fs::create_dir_all(&etc_dir)
             .with_context(|| format!("cannot create {}", etc_dir.display()))?;
-        let resolv = if self.network == "host" {
-            std::fs::read_to_string("/etc/resolv.conf").ok()
-        } else {
-            None
-        };
+        let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let resolv = resolv_conf(
+            (self.network == "host").then_some(host_resolv.as_str()),
+            &host_resolv,
+            &self.dns,
+            &self.dns_search,
+            &self.dns_options,
+        );
         let etc = kiln_runtime::write_etc_files(&etc_dir, &self.hostname, resolv.as_deref())?;
+        if !self.extra_hosts.is_empty() {
+            let mut hosts = std::fs::read_to_string(&etc.hosts)
+                .with_context(|| format!("cannot read {}", etc.hosts.display()))?;
+            for (name, ip) in &self.extra_hosts {
+                hosts.push_str(&format!("{ip}\t{name}\n"));
+            }
+            std::fs::write(&etc.hosts, hosts)
+                .with_context(|| format!("cannot write {}", etc.hosts.display()))?;
+        }
         let mut extra = Vec::new();
         for v in in_mount_order(&self.volumes) {
             extra.push(volume_mount(v)?);
@@ -193,6 +223,7 @@ impl ContainerRecord {
             etc_files: Some(etc),
             mounts: extra,
             userns: self.userns.clone(),
+            shm_size: self.shm_size,
         })?;
         Ok(ContainerConfig {
             id: self.id.parse()?,
@@ -439,6 +470,78 @@ pub(crate) fn check_user_ids(user: &str) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Parses `--add-host NAME:IP` (IPv6 addresses keep their colons; the
+/// name is what precedes the first one). `host-gateway` needs a bridge.
+pub(crate) fn parse_add_host(s: &str) -> Result<(String, String)> {
+    let (name, ip) = s
+        .split_once(':')
+        .or_else(|| s.split_once('='))
+        .with_context(|| format!("invalid argument {s:?} for --add-host: expected NAME:IP"))?;
+    if ip == "host-gateway" {
+        bail!(
+            "--add-host {s}: host-gateway is the address of a bridge, which kiln does not create"
+        );
+    }
+    let ip = ip.trim_start_matches('[').trim_end_matches(']');
+    if name.is_empty() || ip.parse::<std::net::IpAddr>().is_err() {
+        bail!("invalid argument {s:?} for --add-host: invalid IP address in add-host: {ip:?}");
+    }
+    Ok((name.to_owned(), ip.to_owned()))
+}
+
+/// The container's resolv.conf: `base` (the host's with `--network host`,
+/// else none: `--network none` resolves nothing), with `--dns`,
+/// `--dns-search` and `--dns-option` replacing its lines of that kind (the
+/// host's are used for the kinds not given, as Docker does). `None` when
+/// there is nothing to write.
+pub(crate) fn resolv_conf(
+    base: Option<&str>,
+    host: &str,
+    dns: &[String],
+    search: &[String],
+    options: &[String],
+) -> Option<String> {
+    if dns.is_empty() && search.is_empty() && options.is_empty() {
+        return base.map(str::to_owned);
+    }
+    let lines = |key: &str| -> Vec<String> {
+        host.lines()
+            .filter_map(|l| {
+                let mut f = l.split_whitespace();
+                (f.next() == Some(key)).then(|| f.collect::<Vec<_>>().join(" "))
+            })
+            .filter(|v| !v.is_empty())
+            .collect()
+    };
+    let mut out = String::new();
+    let servers = if dns.is_empty() {
+        lines("nameserver")
+    } else {
+        dns.to_vec()
+    };
+    for s in servers {
+        out.push_str(&format!("nameserver {s}\n"));
+    }
+    let search = if search.is_empty() {
+        lines("search")
+    } else {
+        search.to_vec()
+    };
+    let search = search.join(" ");
+    if !search.trim().is_empty() && search.trim() != "." {
+        out.push_str(&format!("search {search}\n"));
+    }
+    let options = if options.is_empty() {
+        lines("options")
+    } else {
+        options.to_vec()
+    };
+    if !options.is_empty() {
+        out.push_str(&format!("options {}\n", options.join(" ")));
+    }
+    Some(out)
 }
 
 /// Docker's smallest `--memory`.
@@ -706,6 +809,44 @@ mod tests {
             let e = check_user_ids(bad).expect_err(bad);
             assert_eq!(e.to_string(), "uids and gids must be in range 0-2147483647");
         }
+    }
+
+    #[test]
+    fn add_host_and_resolv_conf_follow_docker() {
+        assert_eq!(
+            parse_add_host("extra:86.75.30.9").expect("v4"),
+            ("extra".to_owned(), "86.75.30.9".to_owned())
+        );
+        assert_eq!(
+            parse_add_host("six:2001:db8::1").expect("v6").1,
+            "2001:db8::1"
+        );
+        assert_eq!(parse_add_host("b:[::1]").expect("bracketed").1, "::1");
+        for bad in ["nocolon", "x:notanip", ":1.2.3.4", "gw:host-gateway"] {
+            assert!(parse_add_host(bad).is_err(), "{bad}");
+        }
+        let host = "nameserver 10.0.0.1\nsearch lan\noptions edns0\n";
+        assert_eq!(resolv_conf(None, host, &[], &[], &[]), None);
+        assert_eq!(
+            resolv_conf(Some(host), host, &[], &[], &[]).as_deref(),
+            Some(host)
+        );
+        // TestRunDNSOptions: --dns=127.0.0.1 --dns-search=mydomain --dns-opt=ndots:9
+        assert_eq!(
+            resolv_conf(
+                None,
+                host,
+                &v(&["127.0.0.1"]),
+                &v(&["mydomain"]),
+                &v(&["ndots:9"])
+            ),
+            Some("nameserver 127.0.0.1\nsearch mydomain\noptions ndots:9\n".to_owned())
+        );
+        // The kinds not given come from the host; `--dns-search .` drops search.
+        assert_eq!(
+            resolv_conf(None, host, &v(&["1.1.1.1"]), &v(&["."]), &[]),
+            Some("nameserver 1.1.1.1\noptions edns0\n".to_owned())
+        );
     }
 
     #[test]

@@ -120,6 +120,33 @@ pub(crate) struct CreateArgs {
     /// Remove the container when it exits.
     #[arg(long)]
     rm: bool,
+    /// Add a line to /etc/hosts (`NAME:IP`).
+    #[arg(long = "add-host", value_name = "NAME:IP", allow_hyphen_values = true)]
+    add_host: Vec<String>,
+    /// DNS server for /etc/resolv.conf.
+    #[arg(long, allow_hyphen_values = true)]
+    dns: Vec<String>,
+    /// DNS search domain for /etc/resolv.conf (`.`: none).
+    #[arg(long = "dns-search", allow_hyphen_values = true)]
+    dns_search: Vec<String>,
+    /// DNS resolver option for /etc/resolv.conf (`ndots:2`).
+    #[arg(long = "dns-option", alias = "dns-opt", allow_hyphen_values = true)]
+    dns_option: Vec<String>,
+    /// Signal that stops the container (default: the image's, else SIGTERM).
+    #[arg(long, allow_hyphen_values = true)]
+    stop_signal: Option<String>,
+    /// Seconds `kiln stop` waits before SIGKILL (default 10).
+    #[arg(long, allow_hyphen_values = true)]
+    stop_timeout: Option<u64>,
+    /// Size of /dev/shm (`64m`).
+    #[arg(long, allow_hyphen_values = true)]
+    shm_size: Option<String>,
+    /// Write the container ID to this file (which must not exist).
+    #[arg(long, allow_hyphen_values = true)]
+    cidfile: Option<std::path::PathBuf>,
+    /// Pull the image: `missing` (default), `always` or `never`.
+    #[arg(long, default_value = "missing", allow_hyphen_values = true)]
+    pull: String,
     /// User namespace: `--userns` (or `--userns=remap`) maps the container's root to
     /// an unprivileged host range (`kiln` in /etc/subuid, else
     /// 1000000000:65536); `--userns=host` keeps the host's ids. Rootless kiln
@@ -316,9 +343,10 @@ fn fixed_nanos(t: SystemTime) -> String {
 /// `kiln stop`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct StopArgs {
-    /// Seconds to wait before killing the container.
-    #[arg(short, long, visible_alias = "timeout", default_value_t = 10)]
-    time: u64,
+    /// Seconds to wait before killing the container (default: the
+    /// container's `--stop-timeout`, else 10).
+    #[arg(short, long, visible_alias = "timeout")]
+    time: Option<u64>,
     /// Signal to send first (default: the image's StopSignal, else SIGTERM).
     #[arg(short, long)]
     signal: Option<String>,
@@ -459,7 +487,44 @@ fn create_record(app: &mut App, a: &CreateArgs) -> Result<ContainerRecord> {
         volumes.push(container::parse_tmpfs(t)?);
     }
     let memory = check_create_args(a, &volumes)?;
-    let image = image_or_pull(app, &a.image, a.platform.as_deref())?;
+    let extra_hosts = a
+        .add_host
+        .iter()
+        .map(|h| container::parse_add_host(h))
+        .collect::<Result<Vec<_>>>()?;
+    if let Some(s) = &a.stop_signal {
+        parse_signal(s)?;
+    }
+    let shm_size = a
+        .shm_size
+        .as_deref()
+        .map(container::parse_bytes)
+        .transpose()?
+        .filter(|s| *s > 0);
+    if let Some(path) = &a.cidfile
+        && path.exists()
+    {
+        bail!(
+            "Container ID file found, make sure the other container isn't running or delete {}",
+            path.display()
+        );
+    }
+    let image = match a.pull.as_str() {
+        "missing" => image_or_pull(app, &a.image, a.platform.as_deref())?,
+        "never" => match app.store.resolve_image(&a.image) {
+            Err(kiln_content::Error::NoSuchImage(_)) => bail!("No such image: {}", a.image),
+            other => other?,
+        },
+        "always" => {
+            let reference: Reference = a
+                .image
+                .parse()
+                .with_context(|| format!("invalid reference {:?}", a.image))?;
+            let platform = crate::image_cmd::platform(a.platform.as_deref())?;
+            crate::image_cmd::pull_image_to(app, &reference, &platform, false, true)?
+        }
+        other => bail!("invalid --pull {other:?}: use always, missing or never"),
+    };
     let top = crate::unpack::ensure_unpacked(app, &image.id)?;
     let config = kiln_image::image_config(&app.store, &image.id)?;
     let cc = config.config.clone().unwrap_or_default();
@@ -567,7 +632,13 @@ fn create_record(app: &mut App, a: &CreateArgs) -> Result<ContainerRecord> {
         pids_limit: a.pids_limit,
         cpus: a.cpus,
         cpu_shares: a.cpu_shares,
-        stop_signal: cc.stop_signal.clone(),
+        stop_signal: a.stop_signal.clone().or(cc.stop_signal.clone()),
+        stop_timeout: a.stop_timeout,
+        extra_hosts,
+        dns: a.dns.clone(),
+        dns_search: a.dns_search.clone(),
+        dns_options: a.dns_option.clone(),
+        shm_size,
         snapshot: id,
         started: false,
         started_at: None,
@@ -581,8 +652,22 @@ fn create_record(app: &mut App, a: &CreateArgs) -> Result<ContainerRecord> {
     Ok(rec)
 }
 
+/// `--cidfile`: the new container's ID, written once it exists.
+fn write_cidfile(a: &CreateArgs, id: &str) -> Result<()> {
+    if let Some(path) = &a.cidfile {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .and_then(|mut f| f.write_all(id.as_bytes()))
+            .with_context(|| format!("cannot write the container ID file {}", path.display()))?;
+    }
+    Ok(())
+}
+
 pub(crate) fn create(app: &mut App, a: &CreateArgs) -> Result<u8> {
     let rec = create_record(app, a)?;
+    write_cidfile(a, &rec.id)?;
     println!("{}", rec.id);
     Ok(0)
 }
@@ -733,6 +818,7 @@ fn mark_started(app: &App, rec: &ContainerRecord) -> Result<()> {
 
 pub(crate) fn run(app: &mut App, a: &RunArgs) -> Result<u8> {
     let rec = create_record(app, &a.create)?;
+    write_cidfile(&a.create, &rec.id)?;
     if a.detach {
         // With --rm, the supervisor cannot remove store records: the next
         // `ps`, `wait`, `stop` or `rm` that sees the container exited does.
@@ -1241,7 +1327,8 @@ pub(crate) fn stop(app: &mut App, a: &StopArgs) -> Result<u8> {
                 .or(rec.stop_signal.as_deref())
                 .unwrap_or("SIGTERM"),
         )?;
-        runtime().stop(&rec.state_dir(app), sig, Duration::from_secs(a.time))?;
+        let wait = a.time.or(rec.stop_timeout).unwrap_or(10);
+        runtime().stop(&rec.state_dir(app), sig, Duration::from_secs(wait))?;
         if rec.auto_remove {
             remove(app, &rec, true)?;
         }
@@ -1433,6 +1520,11 @@ pub(crate) fn inspect_container(app: &mut App, name: &str) -> Result<serde_json:
             "CapAdd": rec.cap_add,
             "CapDrop": rec.cap_drop,
             "Init": rec.init,
+            "Dns": rec.dns,
+            "DnsSearch": rec.dns_search,
+            "DnsOptions": rec.dns_options,
+            "ExtraHosts": rec.extra_hosts.iter().map(|(n, ip)| format!("{n}:{ip}")).collect::<Vec<_>>(),
+            "ShmSize": rec.shm_size.unwrap_or(kiln_runtime::DEFAULT_SHM_SIZE),
             "UsernsMode": if rec.userns.is_some() { "private" } else { "host" },
         },
         "Config": {
@@ -1444,6 +1536,8 @@ pub(crate) fn inspect_container(app: &mut App, name: &str) -> Result<serde_json:
             "WorkingDir": rec.cwd,
             "Tty": rec.tty,
             "OpenStdin": rec.interactive,
+            "StopSignal": rec.stop_signal,
+            "StopTimeout": rec.stop_timeout,
         },
         "Mounts": rec.volumes.iter().map(|v| serde_json::json!({
             "Type": if v.tmpfs { "tmpfs" } else { "bind" },

@@ -65,7 +65,8 @@ pub use init::init_entry;
 pub use launch::{Foreground, Runtime};
 pub use oci_spec;
 pub use spec::{
-    DEFAULT_CAPABILITIES, DEFAULT_PATH, DockerSpecOptions, EtcFiles, MASKED_PATHS, NetworkMode,
-    READONLY_PATHS, Resources, capabilities, docker_spec, write_etc_files,
+    DEFAULT_CAPABILITIES, DEFAULT_PATH, DEFAULT_SHM_SIZE, DockerSpecOptions, EtcFiles,
+    MASKED_PATHS, NetworkMode, READONLY_PATHS, Resources, capabilities, docker_spec,
+    write_etc_files,
 };
 pub use state::{ContainerState, Status};

@@ -126,7 +126,13 @@ pub struct DockerSpecOptions {
     /// A new user namespace with these maps (`--userns`, rootless):
     /// adds the `user` namespace and `uidMappings`/`gidMappings`.
     pub userns: Option<crate::userns::IdMappings>,
+    /// `--shm-size` in bytes: the size of the `/dev/shm` tmpfs (Docker's
+    /// default, 64 MiB, when `None`).
+    pub shm_size: Option<i64>,
 }
+
+/// Docker's `/dev/shm` size.
+pub const DEFAULT_SHM_SIZE: i64 = 64 * 1024 * 1024;
 
 fn parse_cap(name: &str) -> Result<Capability> {
     let upper = name.to_ascii_uppercase();
@@ -200,6 +206,7 @@ pub fn docker_spec(o: &DockerSpecOptions) -> Result<Spec> {
     if !env.iter().any(|e| e.starts_with("HOSTNAME=")) {
         env.insert(1.min(env.len()), format!("HOSTNAME={hostname}"));
     }
+    let shm_size = format!("size={}", o.shm_size.unwrap_or(DEFAULT_SHM_SIZE));
     let mut mounts = vec![
         mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
         mount(
@@ -243,7 +250,7 @@ pub fn docker_spec(o: &DockerSpecOptions) -> Result<Spec> {
             "/dev/shm",
             "tmpfs",
             "shm",
-            &["nosuid", "noexec", "nodev", "mode=1777", "size=67108864"],
+            &["nosuid", "noexec", "nodev", "mode=1777", &shm_size],
         ),
     ];
     if let Some(etc) = &o.etc_files {
@@ -447,6 +454,21 @@ mod tests {
         assert_eq!(res.cpu().as_ref().and_then(|c| c.quota()), Some(50_000));
         assert!(linux.seccomp().is_some());
         assert_eq!(spec.hostname().as_deref(), Some("abc"));
+        let shm = |spec: &Spec| {
+            spec.mounts()
+                .iter()
+                .flatten()
+                .find(|m| m.destination() == Path::new("/dev/shm"))
+                .and_then(|m| m.options().clone())
+                .expect("/dev/shm options")
+        };
+        assert!(shm(&spec).contains(&"size=67108864".to_string()));
+        let big = docker_spec(&DockerSpecOptions {
+            shm_size: Some(128 << 20),
+            ..o
+        })
+        .expect("spec");
+        assert!(shm(&big).contains(&"size=134217728".to_string()));
     }
 
     #[test]

@@ -856,3 +856,106 @@ fn cbug_ps_last_exec_env_file_stop_timeout() {
         "{took:?}"
     );
 }
+
+/// Issue 16's `run` flags that kiln can honour without a bridge, against
+/// moby's `docker_cli_run_test.go`: `TestRunAddHost` (`--add-host
+/// extra:86.75.30.9` puts `86.75.30.9\textra` in /etc/hosts),
+/// `TestRunDNSOptions` (`--dns=127.0.0.1 --dns-search=mydomain
+/// --dns-opt=ndots:9` gives `nameserver 127.0.0.1 search mydomain options
+/// ndots:9`), `--shm-size` (the size of /dev/shm), `--stop-signal` and
+/// `--stop-timeout` (what `stop` sends and how long it waits), `--cidfile`
+/// (the ID, and "Container ID file found" when the file exists), `--pull
+/// never` ("No such image").
+#[test]
+fn cbug_run_hosts_dns_shm_stop_cidfile_pull_flags() {
+    let c = Ctx::new();
+    let out = c.run(
+        &["--add-host=extra:86.75.30.9"],
+        &["grep", "extra", "/etc/hosts"],
+    );
+    assert_eq!(stdout(&out), "86.75.30.9\textra\n", "{}", show(&out));
+    let out = c.run(
+        &[
+            "--dns=127.0.0.1",
+            "--dns-search=mydomain",
+            "--dns-opt=ndots:9",
+        ],
+        &["cat", "/etc/resolv.conf"],
+    );
+    assert_eq!(
+        stdout(&out).replace('\n', " ").trim(),
+        "nameserver 127.0.0.1 search mydomain options ndots:9",
+        "{}",
+        show(&out)
+    );
+    let out = c.run(&["--shm-size", "128m"], &["df", "-k", "/dev/shm"]);
+    assert!(stdout(&out).contains(" 131072 "), "{}", show(&out));
+    let out = c.run(&[], &["df", "-k", "/dev/shm"]);
+    assert!(
+        stdout(&out).contains(" 65536 "),
+        "Docker's 64 MB: {}",
+        show(&out)
+    );
+
+    // --stop-signal: the container's trap sees it; --stop-timeout: stop
+    // waits that long for a PID 1 that ignores the signal.
+    c.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "sig",
+        "--stop-signal",
+        "USR1",
+        IMAGE,
+        "sh",
+        "-c",
+        "trap 'exit 7' USR1; while true; do sleep 0.1; done",
+    ]);
+    std::thread::sleep(Duration::from_millis(300));
+    c.ok(&["stop", "sig"]);
+    assert_eq!(c.ok(&["wait", "sig"]), "7\n", "USR1 ended it");
+    c.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "slow",
+        "--stop-timeout",
+        "1",
+        IMAGE,
+        "sleep",
+        "100",
+    ]);
+    let started = Instant::now();
+    c.ok(&["stop", "slow"]);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(8),
+        "{took:?}"
+    );
+    let v: Value = serde_json::from_str(&c.ok(&["inspect", "slow"])).expect("inspect");
+    assert_eq!(v[0]["Config"]["StopTimeout"], 1);
+
+    let cid = c.sb.work().join("cid");
+    let cid_arg = cid.to_str().expect("utf-8");
+    let out = c.run(&["--cidfile", cid_arg], &["true"]);
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    let id = std::fs::read_to_string(&cid).expect("cidfile");
+    assert_eq!(id.len(), 64, "{id:?}");
+    let out = c.run(&["--cidfile", cid_arg], &["true"]);
+    assert_eq!(code(&out), 125, "{}", show(&out));
+    assert!(
+        stderr(&out).contains("Container ID file found"),
+        "{}",
+        show(&out)
+    );
+
+    let out = c.kiln(&["run", "--rm", "--pull", "never", "nosuch:1", "true"]);
+    assert_eq!(code(&out), 125, "{}", show(&out));
+    assert!(
+        stderr(&out).contains("No such image: nosuch:1"),
+        "{}",
+        show(&out)
+    );
+    let out = c.run(&["--pull", "never"], &["true"]);
+    assert_eq!(code(&out), 0, "a local image: {}", show(&out));
+}
