@@ -3,7 +3,6 @@
 //! kiln-snapshot and kiln-layer), [`Runner`] (RUN steps in kiln-runtime
 //! containers) and [`Cache`] (the step cache as store records).
 
-use std::collections::BTreeSet;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -604,14 +603,6 @@ impl BuildCache for Cache {
                 boxed(anyhow::anyhow!("cannot write {}: {e}", path.display()))
             })
     }
-}
-
-/// Images the build cache points at.
-pub(crate) fn cached_images(app: &App) -> Result<BTreeSet<Digest>> {
-    Ok(all_records(&cache_dir(app))?
-        .iter()
-        .filter_map(|(_, r)| r.image.0.parse().ok())
-        .collect())
 }
 
 /// Removes every cache record; returns how many.
