@@ -951,7 +951,9 @@ fn conformance_container_config_has_healthcheck_and_stopsignal() {
     let c = inspect_json(&sandbox, "plain");
     assert!(c["Config"].get("Healthcheck").is_none(), "{c}");
     assert!(
-        c["Config"].get("StopSignal").is_none_or(serde_json::Value::is_null),
+        c["Config"]
+            .get("StopSignal")
+            .is_none_or(serde_json::Value::is_null),
         "{c}"
     );
 }
