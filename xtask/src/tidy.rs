@@ -603,11 +603,22 @@ pub(crate) fn containment_uses(src: &str) -> Vec<(usize, String)> {
         if code[..at].chars().next_back().is_some_and(ident) {
             continue; // e.g. `kiln_fs::`
         }
-        let item: String = code[at + 4..].chars().take_while(|c| ident(*c)).collect();
-        if item.is_empty() || FS_ITEMS_WITHOUT_PATHS.contains(&item.as_str()) {
-            continue;
+        let rest = &code[at + 4..];
+        // `use std::fs::{read, File}`: each imported item counts.
+        let items: Vec<String> = match rest.strip_prefix('{') {
+            Some(group) => group[..group.find('}').unwrap_or(group.len())]
+                .split(',')
+                .map(|i| i.trim().chars().take_while(|c| ident(*c)).collect())
+                .collect(),
+            None => vec![rest.chars().take_while(|c| ident(*c)).collect()],
+        };
+        for item in items {
+            if item.is_empty() || item == "self" || FS_ITEMS_WITHOUT_PATHS.contains(&item.as_str())
+            {
+                continue;
+            }
+            uses.push((line_of(at), format!("fs::{item}")));
         }
-        uses.push((line_of(at), format!("fs::{item}")));
     }
     for call in PATH_CALLS {
         let mut from = 0;
@@ -823,7 +834,7 @@ mod tests {
     #[test]
     fn containment_finds_host_path_access_and_spares_descriptors() {
         let src = r#"
-use std::fs;
+use std::fs::{self, File, Permissions};
 use kiln_fs::{FinalLink, Root};
 fn good(root: &Root, f: &std::fs::File) {
     let _ = root.read("etc/passwd");
@@ -841,6 +852,7 @@ fn bad(root: &std::path::Path) {
     std::os::unix::fs::symlink("/x", &p);
     filetime::set_symlink_file_times(&p, t, t);
 }
+use std::fs::{read_to_string, Metadata};
 #[cfg(test)]
 mod tests {
     fn setup() { std::fs::write("x", "y"); }
@@ -856,6 +868,7 @@ mod tests {
                 (16, ".exists()"),
                 (17, "fs::symlink"),
                 (18, "filetime::set_symlink_file_times"),
+                (20, "fs::read_to_string"),
             ]
             .map(|(l, w)| (l, w.to_owned()))
         );
