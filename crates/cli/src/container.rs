@@ -123,6 +123,15 @@ pub(crate) struct ContainerRecord {
     /// `--shm-size` in bytes.
     #[serde(default)]
     pub(crate) shm_size: Option<i64>,
+    /// The image's labels and `--label`s.
+    #[serde(default)]
+    pub(crate) labels: std::collections::BTreeMap<String, String>,
+    /// `--memory-swap` in bytes (`-1`: unlimited).
+    #[serde(default)]
+    pub(crate) memory_swap: Option<i64>,
+    /// `--ulimit`s: (name, soft, hard).
+    #[serde(default)]
+    pub(crate) ulimits: Vec<(String, u64, u64)>,
 }
 
 impl Record for ContainerRecord {
@@ -215,7 +224,7 @@ impl ContainerRecord {
             seccomp_unconfined: self.seccomp_unconfined,
             resources: Resources {
                 memory: self.memory,
-                memory_swap: None,
+                memory_swap: self.memory_swap,
                 pids_limit: self.pids_limit,
                 cpus: self.cpus,
                 cpu_shares: self.cpu_shares,
@@ -224,6 +233,7 @@ impl ContainerRecord {
             mounts: extra,
             userns: self.userns.clone(),
             shm_size: self.shm_size,
+            ulimits: self.ulimits.clone(),
         })?;
         Ok(ContainerConfig {
             id: self.id.parse()?,
@@ -544,6 +554,121 @@ pub(crate) fn resolv_conf(
     Some(out)
 }
 
+/// Parses `--ulimit NAME=SOFT[:HARD]` (Docker's names; `-1`: unlimited).
+pub(crate) fn parse_ulimit(s: &str) -> Result<(String, u64, u64)> {
+    const NAMES: [&str; 16] = [
+        "as",
+        "core",
+        "cpu",
+        "data",
+        "fsize",
+        "locks",
+        "memlock",
+        "msgqueue",
+        "nice",
+        "nofile",
+        "nproc",
+        "rss",
+        "rtprio",
+        "rttime",
+        "sigpending",
+        "stack",
+    ];
+    let (name, values) = s
+        .split_once('=')
+        .with_context(|| format!("invalid ulimit argument: {s}"))?;
+    if !NAMES.contains(&name) {
+        bail!("invalid ulimit type: {name}");
+    }
+    let value = |v: &str| -> Result<u64> {
+        if v == "-1" {
+            return Ok(u64::MAX);
+        }
+        v.parse::<u64>()
+            .with_context(|| format!("invalid ulimit argument: {s}"))
+    };
+    let (soft, hard) = match values.split_once(':') {
+        Some((a, b)) => (value(a)?, value(b)?),
+        None => (value(values)?, value(values)?),
+    };
+    if soft > hard {
+        bail!("ulimit soft limit must be less than or equal to hard limit: {soft} > {hard}");
+    }
+    Ok((name.to_owned(), soft, hard))
+}
+
+/// Parses `--mount` (Docker's CSV of `key=value`): `type=bind` (its
+/// source must exist, unlike `-v`'s) or `type=tmpfs`; named volumes are
+/// not supported yet.
+pub(crate) fn parse_mount(s: &str) -> Result<VolumeSpec> {
+    let mut typ = "volume";
+    let (mut source, mut target, mut readonly) = (None, None, false);
+    let mut options = Vec::new();
+    for field in s.split(',').filter(|f| !f.is_empty()) {
+        let (k, v) = field.split_once('=').unwrap_or((field, ""));
+        match k {
+            "type" => typ = v,
+            "source" | "src" => source = Some(v.to_owned()),
+            "target" | "destination" | "dst" => target = Some(v.to_owned()),
+            "readonly" | "ro" => {
+                readonly = match v {
+                    "" | "true" | "1" => true,
+                    "false" | "0" => false,
+                    _ => bail!("invalid value for {k}: {v}"),
+                }
+            }
+            "bind-propagation" | "consistency" => {}
+            "tmpfs-size" => options.push(format!("size={}", parse_bytes(v)?)),
+            "tmpfs-mode" => {
+                u32::from_str_radix(v, 8).with_context(|| format!("invalid tmpfs-mode {v:?}"))?;
+                options.push(format!("mode={v}"));
+            }
+            other => bail!("unexpected key '{other}' in '{field}'"),
+        }
+    }
+    let target = target.context("invalid argument for --mount: target is required")?;
+    if !target.starts_with('/') {
+        bail!("invalid mount target {target:?}: the path must be absolute");
+    }
+    match typ {
+        "bind" => {
+            let source = source.context("invalid argument for --mount: source is required")?;
+            if !source.starts_with('/') {
+                bail!("invalid mount source {source:?}: the path must be absolute");
+            }
+            if !std::path::Path::new(&source).exists() {
+                bail!(
+                    "invalid mount config for type \"bind\": bind source path does not exist: {source}"
+                );
+            }
+            Ok(VolumeSpec {
+                source,
+                target,
+                readonly,
+                tmpfs: false,
+                options: Vec::new(),
+            })
+        }
+        "tmpfs" => {
+            if source.is_some() {
+                bail!("invalid mount config for type \"tmpfs\": source is not allowed");
+            }
+            if readonly {
+                options.push("ro".into());
+            }
+            Ok(VolumeSpec {
+                source: String::new(),
+                target,
+                readonly,
+                tmpfs: true,
+                options,
+            })
+        }
+        "volume" => bail!("--mount type=volume: named volumes are not supported yet"),
+        other => bail!("invalid mount type {other:?}: use bind or tmpfs"),
+    }
+}
+
 /// Docker's smallest `--memory`.
 pub(crate) const MIN_MEMORY: i64 = 6 * 1024 * 1024;
 
@@ -847,6 +972,37 @@ mod tests {
             resolv_conf(None, host, &v(&["1.1.1.1"]), &v(&["."]), &[]),
             Some("nameserver 1.1.1.1\noptions edns0\n".to_owned())
         );
+    }
+
+    #[test]
+    fn ulimits_and_mounts_parse_as_docker() {
+        assert_eq!(
+            parse_ulimit("nofile=100:200").expect("nofile"),
+            ("nofile".to_owned(), 100, 200)
+        );
+        assert_eq!(parse_ulimit("nproc=50").expect("nproc").2, 50);
+        assert_eq!(parse_ulimit("core=-1").expect("unlimited").1, u64::MAX);
+        for bad in ["nofile=300:200", "nosuch=1", "nofile", "nofile=x"] {
+            assert!(parse_ulimit(bad).is_err(), "{bad}");
+        }
+        let m = parse_mount("type=bind,source=/,target=/host,readonly").expect("bind");
+        assert_eq!(
+            (m.source.as_str(), m.target.as_str(), m.readonly, m.tmpfs),
+            ("/", "/host", true, false)
+        );
+        let t = parse_mount("type=tmpfs,dst=/t,tmpfs-size=1m,tmpfs-mode=1770").expect("tmpfs");
+        assert!(t.tmpfs);
+        assert_eq!(t.options, ["size=1048576", "mode=1770"]);
+        for bad in [
+            "type=bind,source=/nonexistent-kiln-source,target=/x",
+            "type=bind,target=/x",
+            "type=tmpfs,source=/x,target=/y",
+            "type=volume,source=v,target=/x",
+            "type=bind,source=/,target=relative",
+            "type=bind,source=/,target=/x,bogus=1",
+        ] {
+            assert!(parse_mount(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

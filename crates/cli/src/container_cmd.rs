@@ -144,6 +144,22 @@ pub(crate) struct CreateArgs {
     /// Write the container ID to this file (which must not exist).
     #[arg(long, allow_hyphen_values = true)]
     cidfile: Option<std::path::PathBuf>,
+    /// Set metadata on the container (`KEY=VALUE`).
+    #[arg(short = 'l', long, allow_hyphen_values = true)]
+    label: Vec<String>,
+    /// Read labels from a file (`KEY=VALUE` lines).
+    #[arg(long = "label-file", allow_hyphen_values = true)]
+    label_file: Vec<String>,
+    /// Memory plus swap limit (`-1`: unlimited swap; default twice `--memory`).
+    #[arg(long, allow_hyphen_values = true)]
+    memory_swap: Option<String>,
+    /// Resource limit (`nofile=1024:2048`, `nproc=100`).
+    #[arg(long, allow_hyphen_values = true)]
+    ulimit: Vec<String>,
+    /// Mount: `type=bind,source=/x,target=/y[,readonly]` or
+    /// `type=tmpfs,target=/y[,tmpfs-size=64m][,tmpfs-mode=1770]`.
+    #[arg(long, allow_hyphen_values = true)]
+    mount: Vec<String>,
     /// Pull the image: `missing` (default), `always` or `never`.
     #[arg(long, default_value = "missing", allow_hyphen_values = true)]
     pull: String,
@@ -486,7 +502,36 @@ fn create_record(app: &mut App, a: &CreateArgs) -> Result<ContainerRecord> {
     for t in &a.tmpfs {
         volumes.push(container::parse_tmpfs(t)?);
     }
+    for m in &a.mount {
+        volumes.push(container::parse_mount(m)?);
+    }
     let memory = check_create_args(a, &volumes)?;
+    let memory_swap = match a.memory_swap.as_deref() {
+        None => None,
+        Some("-1") => Some(-1),
+        Some(s) => Some(container::parse_bytes(s)?),
+    };
+    if let Some(swap) = memory_swap.filter(|s| *s > 0) {
+        match memory {
+            None => bail!(
+                "You should always set the Memory limit when using Memoryswap limit, see usage"
+            ),
+            Some(m) if swap < m => {
+                bail!("Minimum memoryswap limit should be larger than memory limit, see usage")
+            }
+            Some(_) => {}
+        }
+    }
+    let ulimits = a
+        .ulimit
+        .iter()
+        .map(|u| container::parse_ulimit(u))
+        .collect::<Result<Vec<_>>>()?;
+    let mut label_lines = Vec::new();
+    for f in &a.label_file {
+        label_lines.extend(container::read_env_file(f)?);
+    }
+    label_lines.extend(a.label.iter().cloned());
     let extra_hosts = a
         .add_host
         .iter()
@@ -634,6 +679,18 @@ fn create_record(app: &mut App, a: &CreateArgs) -> Result<ContainerRecord> {
         cpu_shares: a.cpu_shares,
         stop_signal: a.stop_signal.clone().or(cc.stop_signal.clone()),
         stop_timeout: a.stop_timeout,
+        labels: {
+            // The image's labels, then the container's own (as Docker).
+            let mut labels: std::collections::BTreeMap<String, String> =
+                cc.labels.clone().unwrap_or_default().into_iter().collect();
+            for l in &label_lines {
+                let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
+                labels.insert(k.to_owned(), v.to_owned());
+            }
+            labels
+        },
+        memory_swap,
+        ulimits,
         extra_hosts,
         dns: a.dns.clone(),
         dns_search: a.dns_search.clone(),
@@ -1525,6 +1582,8 @@ pub(crate) fn inspect_container(app: &mut App, name: &str) -> Result<serde_json:
             "DnsOptions": rec.dns_options,
             "ExtraHosts": rec.extra_hosts.iter().map(|(n, ip)| format!("{n}:{ip}")).collect::<Vec<_>>(),
             "ShmSize": rec.shm_size.unwrap_or(kiln_runtime::DEFAULT_SHM_SIZE),
+            "MemorySwap": rec.memory_swap.unwrap_or(0),
+            "Ulimits": rec.ulimits.iter().map(|(n, s, h)| serde_json::json!({"Name": n, "Soft": s, "Hard": h})).collect::<Vec<_>>(),
             "UsernsMode": if rec.userns.is_some() { "private" } else { "host" },
         },
         "Config": {
@@ -1536,6 +1595,7 @@ pub(crate) fn inspect_container(app: &mut App, name: &str) -> Result<serde_json:
             "WorkingDir": rec.cwd,
             "Tty": rec.tty,
             "OpenStdin": rec.interactive,
+            "Labels": rec.labels,
             "StopSignal": rec.stop_signal,
             "StopTimeout": rec.stop_timeout,
         },

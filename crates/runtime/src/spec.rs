@@ -129,6 +129,9 @@ pub struct DockerSpecOptions {
     /// `--shm-size` in bytes: the size of the `/dev/shm` tmpfs (Docker's
     /// default, 64 MiB, when `None`).
     pub shm_size: Option<i64>,
+    /// `--ulimit`: (Docker's name, `nofile`; soft; hard) set as the process's
+    /// rlimits (never above the caller's hard limit: see the README).
+    pub ulimits: Vec<(String, u64, u64)>,
 }
 
 /// Docker's `/dev/shm` size.
@@ -329,6 +332,13 @@ pub fn docker_spec(o: &DockerSpecOptions) -> Result<Spec> {
         linux["seccomp"] = serde_json::to_value(profile).map_err(|e| spec_err(e.to_string()))?;
     }
     let caps_json = serde_json::to_value(&caps).map_err(|e| spec_err(e.to_string()))?;
+    let rlimits: Vec<Value> = o
+        .ulimits
+        .iter()
+        .map(|(name, soft, hard)| {
+            json!({"type": format!("RLIMIT_{}", name.to_ascii_uppercase()), "soft": soft, "hard": hard})
+        })
+        .collect();
     let mut spec = json!({
         "ociVersion": "1.0.2",
         "process": {
@@ -339,6 +349,7 @@ pub fn docker_spec(o: &DockerSpecOptions) -> Result<Spec> {
             "cwd": cwd,
             "capabilities": {"bounding": caps_json, "effective": caps_json, "permitted": caps_json},
             "noNewPrivileges": o.no_new_privileges,
+            "rlimits": rlimits,
         },
         "root": {"path": "rootfs", "readonly": o.read_only},
         "hostname": hostname,
@@ -469,6 +480,22 @@ mod tests {
         })
         .expect("spec");
         assert!(shm(&big).contains(&"size=134217728".to_string()));
+        let limited = docker_spec(&DockerSpecOptions {
+            ulimits: vec![("nofile".into(), 100, 200)],
+            ..Default::default()
+        })
+        .expect("spec");
+        let r = limited
+            .process()
+            .as_ref()
+            .and_then(|p| p.rlimits().clone())
+            .expect("rlimits");
+        assert_eq!((r[0].soft(), r[0].hard()), (100, 200));
+        let bad = docker_spec(&DockerSpecOptions {
+            ulimits: vec![("nosuch".into(), 1, 1)],
+            ..Default::default()
+        });
+        assert!(bad.is_err(), "an unknown ulimit is refused");
     }
 
     #[test]

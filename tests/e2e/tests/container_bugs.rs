@@ -959,3 +959,81 @@ fn cbug_run_hosts_dns_shm_stop_cidfile_pull_flags() {
     let out = c.run(&["--pull", "never"], &["true"]);
     assert_eq!(code(&out), 0, "a local image: {}", show(&out));
 }
+
+/// More of issue 16's `run` flags, as Docker has them: `--ulimit
+/// nofile=100:200` (soft and hard `ulimit -n`; soft above hard refused),
+/// `--mount type=bind,...,readonly` and `type=tmpfs,tmpfs-size=` (a missing
+/// bind source is an error with `--mount`, "bind source path does not
+/// exist"), `--label`/`--label-file` in `inspect`'s `Config.Labels`,
+/// `--memory-swap` (needs `--memory`: "You should always set the Memory
+/// limit when using Memoryswap limit").
+#[test]
+fn cbug_run_ulimit_mount_label_memory_swap_flags() {
+    let c = Ctx::new();
+    let out = c.run(
+        &["--ulimit", "nofile=100:200"],
+        &["sh", "-c", "ulimit -n; ulimit -Hn"],
+    );
+    assert_eq!(stdout(&out), "100\n200\n", "{}", show(&out));
+    let out = c.run(&["--ulimit", "nofile=300:200"], &["true"]);
+    assert_eq!(code(&out), 125, "{}", show(&out));
+
+    let dir = c.sb.work().join("m");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(dir.join("f"), "bound\n").expect("write");
+    let bind = format!("type=bind,source={},target=/m,readonly", dir.display());
+    let out = c.run(&["--mount", &bind], &["sh", "-c", "cat /m/f; touch /m/x"]);
+    assert_eq!(stdout(&out), "bound\n", "{}", show(&out));
+    assert!(
+        stderr(&out).contains("Read-only file system"),
+        "{}",
+        show(&out)
+    );
+    let out = c.run(
+        &["--mount", "type=bind,source=/nonexistent-kiln,target=/m"],
+        &["true"],
+    );
+    assert_eq!(code(&out), 125, "{}", show(&out));
+    assert!(
+        stderr(&out).contains("bind source path does not exist"),
+        "{}",
+        show(&out)
+    );
+    let out = c.run(
+        &["--mount", "type=tmpfs,target=/t,tmpfs-size=1m"],
+        &["df", "-k", "/t"],
+    );
+    assert!(stdout(&out).contains(" 1024 "), "{}", show(&out));
+
+    let labels = c.sb.work().join("labels");
+    std::fs::write(&labels, "from=file\nboth=file\n").expect("labels");
+    c.ok(&[
+        "create",
+        "--name",
+        "lab",
+        "--label-file",
+        labels.to_str().expect("utf-8"),
+        "-l",
+        "both=flag",
+        "--label",
+        "x=1",
+        IMAGE,
+    ]);
+    let v: Value = serde_json::from_str(&c.ok(&["inspect", "lab"])).expect("inspect");
+    assert_eq!(
+        v[0]["Config"]["Labels"],
+        serde_json::json!({"both": "flag", "from": "file", "x": "1"})
+    );
+
+    let out = c.run(&["--memory-swap", "1g"], &["true"]);
+    assert_eq!(code(&out), 125, "{}", show(&out));
+    assert!(
+        stderr(&out).contains("You should always set the Memory limit when using Memoryswap limit"),
+        "{}",
+        show(&out)
+    );
+    let out = c.run(&["-m", "64m", "--memory-swap", "32m"], &["true"]);
+    assert_eq!(code(&out), 125, "{}", show(&out));
+    let out = c.run(&["-m", "64m", "--memory-swap", "-1"], &["true"]);
+    assert_eq!(code(&out), 0, "{}", show(&out));
+}
