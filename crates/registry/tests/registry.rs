@@ -1176,9 +1176,11 @@ async fn an_upload_the_registry_stops_reading_times_out() {
     let (_t, s) = store();
     let big: Vec<u8> = (0..24 * 1024 * 1024u32).map(|i| (i % 253) as u8).collect();
     let rec = local_image(&s, std::slice::from_ref(&big));
+    // One upload at a time: the big layer goes first and stalls.
     let registry = Registry::new(RegistryConfig {
         timeout: Duration::from_secs(1),
         upload_chunk_size: big.len(),
+        max_concurrent_uploads: 1,
         ..RegistryConfig::default()
     });
     let started = Instant::now();
@@ -1199,6 +1201,32 @@ async fn an_upload_the_registry_stops_reading_times_out() {
     );
     assert!(started.elapsed() < Duration::from_secs(20), "{msg}");
     assert!(fake.state().manifests.is_empty());
+
+    // A small blob fits in the socket buffers whole: then the registry's
+    // answer is what does not come (10 timeouts).
+    let (_t2, s2) = store();
+    let rec = local_image(&s2, &[b"small".to_vec()]);
+    let started = Instant::now();
+    let e = registry
+        .push(
+            &r(&format!("{}/stuck:2", fake.host())),
+            &s2,
+            &rec.id,
+            &NoProgress,
+        )
+        .await
+        .unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains(&format!("blob {} to", Digest::of(b"small")))
+            && msg.ends_with("no answer for 10 s after the upload"),
+        "{msg}"
+    );
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(10) && took < Duration::from_secs(20),
+        "{took:?}"
+    );
 }
 
 fn upload_lines(fake: &Fake, repo: &str) -> Vec<String> {

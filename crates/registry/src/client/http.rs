@@ -686,6 +686,7 @@ impl Session {
         let body = Sliced {
             inner: Box::pin(pieces),
             current: Bytes::new(),
+            len,
             watch: watch.clone(),
         };
         let mut req = self
@@ -699,7 +700,8 @@ impl Session {
         }
         let send = req.send();
         tokio::pin!(send);
-        let mut tick = tokio::time::interval(Duration::from_millis(200).min(self.timeout / 4));
+        let period = (self.timeout / 4).clamp(Duration::from_millis(1), Duration::from_millis(200));
+        let mut tick = tokio::time::interval(period);
         let mut reported = 0;
         loop {
             tokio::select! {
@@ -771,6 +773,9 @@ fn snapshot(watch: &Mutex<Watch>) -> (u64, Option<(Duration, bool)>) {
 struct Sliced {
     inner: Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>,
     current: Bytes,
+    /// The body's announced length: once that much was taken, the body is
+    /// done (the HTTP client need not poll for its end).
+    len: u64,
     watch: Arc<Mutex<Watch>>,
 }
 
@@ -782,9 +787,13 @@ impl Stream for Sliced {
             if !self.current.is_empty() {
                 let n = self.current.len().min(UPLOAD_SLICE);
                 let piece = self.current.split_to(n);
+                let len = self.len;
                 let mut w = self.watch.lock().unwrap_or_else(|e| e.into_inner());
                 w.last = Instant::now();
                 w.sent += n as u64;
+                if w.sent >= len && w.done.is_none() {
+                    w.done = Some(w.last);
+                }
                 return Poll::Ready(Some(Ok(piece)));
             }
             match self.inner.as_mut().poll_next(cx) {
