@@ -310,6 +310,29 @@ mod tests {
     }
 
     #[test]
+    fn records_tree_clones_and_their_attributes() {
+        use std::os::fd::AsFd as _;
+        let sys = RecordingSys::new();
+        let file = std::fs::File::open("/dev/null").expect("open");
+        let tree = sys.open_tree_fd(file.as_fd(), true).expect("recorded");
+        sys.mount_setattr(tree.as_fd(), true, MountFlags::RDONLY)
+            .expect("recorded");
+        sys.fail_on("mount_setattr");
+        assert!(
+            sys.mount_setattr(tree.as_fd(), false, MountFlags::NODEV)
+                .is_err()
+        );
+        assert_eq!(
+            sys.calls(),
+            vec![
+                "open_tree_fd true".to_string(),
+                "mount_setattr true 0x1".to_string(),
+                "mount_setattr false 0x4".to_string(),
+            ]
+        );
+    }
+
+    #[test]
     fn records_and_fails_on_prefix() {
         let sys = RecordingSys::new();
         sys.fail_on("mount proc");
