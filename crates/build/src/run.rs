@@ -635,6 +635,7 @@ mod tests {
             std::fs::write(full, c).expect("write");
         }
         std::os::unix::fs::symlink("/sub", root.join("link")).expect("symlink");
+        std::os::unix::fs::symlink("../../secrets.env", root.join("to-ignored")).expect("symlink");
         let ctx = crate::ContextDir::open(root, None, None).expect("context");
         let (src, hidden) = ignored_under_source(&ctx, ".", ".", 1).expect("whole context");
         assert_eq!(src, ".");
@@ -654,7 +655,8 @@ mod tests {
             (src.as_str(), hidden.as_slice()),
             ("logs", ["old.log".to_owned()].as_slice())
         );
-        for excluded in ["secrets.env", "gone"] {
+        // What the rules exclude is missing, named directly or through a link.
+        for excluded in ["secrets.env", "gone", "to-ignored"] {
             let err = ignored_under_source(&ctx, excluded, excluded, 3).expect_err(excluded);
             assert!(
                 matches!(err, Error::SourceNotFound { line: 3, .. }),
