@@ -404,6 +404,9 @@ pub(crate) struct RmArgs {
 /// `kiln exec`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct ExecArgs {
+    /// Run the command in the background (its output is discarded).
+    #[arg(short, long)]
+    detach: bool,
     /// Keep standard input open.
     #[arg(short, long)]
     interactive: bool,
@@ -1521,6 +1524,15 @@ pub(crate) fn exec(app: &mut App, a: &ExecArgs) -> Result<u8> {
         tty: a.tty,
         ..StdioConfig::default()
     };
+    if a.detach {
+        return match runtime().exec_detached(&rec.state_dir(app), &process, user.as_deref()) {
+            Ok(_) => Ok(0),
+            Err(e) => {
+                eprintln!("kiln: {e}");
+                Ok(exit_u8(e.exit_code()))
+            }
+        };
+    }
     let status = runtime().exec(&rec.state_dir(app), &process, user.as_deref(), stdio);
     match status {
         Ok(s) => Ok(exit_u8(s.code())),

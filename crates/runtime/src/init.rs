@@ -1100,6 +1100,15 @@ fn exec_join(
             req.id
         )));
     }
+    if req.detached {
+        // As the detached shim: the caller waits only for this first
+        // process; the joiner below outlives it.
+        sys.setsid().or_fail("setsid")?;
+        if let Fork::Parent(_) = sys.fork().or_fail("fork exec supervisor")? {
+            status.take();
+            sys.exit(0);
+        }
+    }
     let kinds = [
         ("ipc", Namespaces::IPC),
         ("uts", Namespaces::UTS),

@@ -434,6 +434,51 @@ impl Runtime {
         user: Option<&str>,
         stdio: StdioConfig,
     ) -> Result<ExitStatus> {
+        let (r, data) = self.exec_request(state_dir, process, user, false)?;
+        let signals = sysproc::SigSet::of(&FORWARDED);
+        let old =
+            sysproc::block_signals(&signals).map_err(|e| Error::io("block signals", "exec", e))?;
+        let result = (|| {
+            let sfd = sysproc::signalfd(&signals).map_err(|e| Error::io("signalfd", "exec", e))?;
+            let (streams, ends) = self.streams(stdio)?;
+            let (mut joiner, reports, fds) = self.spawn(EXEC_ARG, &data, streams)?;
+            started(&r.id, reports, &mut joiner)?;
+            let pty = terminal(&r.id, ends, fds)?;
+            forward_until_exit(&r.id, joiner, &sfd, pty)
+        })();
+        let _ = sysproc::set_signal_mask(&old);
+        result
+    }
+
+    /// `exec -d`: starts `process` in the running container as
+    /// [`Runtime::exec`] does, without waiting for it: a process of the
+    /// runtime's own (in a new session) waits for it. Its output is
+    /// discarded and it gets no terminal, as with Docker's `exec -d`.
+    /// Returns its host pid once it was executed.
+    pub fn exec_detached(
+        &self,
+        state_dir: &Path,
+        process: &Process,
+        user: Option<&str>,
+    ) -> Result<i32> {
+        let mut process = process.clone();
+        process.set_terminal(Some(false));
+        let (r, data) = self.exec_request(state_dir, &process, user, true)?;
+        let null = std::process::Stdio::null;
+        let (mut first, reports, _) = self.spawn(EXEC_ARG, &data, [null(), null(), null()])?;
+        // `first` forks the waiting joiner and exits at once.
+        let _ = first.wait();
+        started_pid(&r.id, reports)
+    }
+
+    /// The exec request for the container in `state_dir` (see [`Runtime::exec`]).
+    fn exec_request(
+        &self,
+        state_dir: &Path,
+        process: &Process,
+        user: Option<&str>,
+        detached: bool,
+    ) -> Result<(StateFile, Vec<u8>)> {
         let r = self.running(state_dir)?;
         let run: Option<RunRequest> = state::read_json(&state_dir.join(REQUEST_FILE))?;
         let spec = run.as_ref().map(|r| &r.spec);
@@ -462,24 +507,13 @@ impl Runtime {
                 .map(str::to_owned)
                 .or_else(|| run.as_ref().and_then(|r| r.user.clone())),
             seccomp,
+            detached,
         };
         let data = serde_json::to_vec(&req).map_err(|e| Error::State {
             path: state_dir.join(REQUEST_FILE),
             source: e,
         })?;
-        let signals = sysproc::SigSet::of(&FORWARDED);
-        let old =
-            sysproc::block_signals(&signals).map_err(|e| Error::io("block signals", "exec", e))?;
-        let result = (|| {
-            let sfd = sysproc::signalfd(&signals).map_err(|e| Error::io("signalfd", "exec", e))?;
-            let (streams, ends) = self.streams(stdio)?;
-            let (mut joiner, reports, fds) = self.spawn(EXEC_ARG, &data, streams)?;
-            started(&r.id, reports, &mut joiner)?;
-            let pty = terminal(&r.id, ends, fds)?;
-            forward_until_exit(&r.id, joiner, &sfd, pty)
-        })();
-        let _ = sysproc::set_signal_mask(&old);
-        result
+        Ok((r, data))
     }
 
     /// Removes a container: with `force`, kills it first (else a running

@@ -50,6 +50,10 @@ pub(crate) struct ExecRequest {
     pub(crate) process: Process,
     pub(crate) user: Option<String>,
     pub(crate) seccomp: Option<LinuxSeccomp>,
+    /// `exec -d`: the joiner leaves the caller (new session, one more
+    /// fork) and waits for the process on its own.
+    #[serde(default)]
+    pub(crate) detached: bool,
 }
 
 /// Why the container's process did not start.

@@ -1037,3 +1037,37 @@ fn cbug_run_ulimit_mount_label_memory_swap_flags() {
     let out = c.run(&["-m", "64m", "--memory-swap", "-1"], &["true"]);
     assert_eq!(code(&out), 0, "{}", show(&out));
 }
+
+/// `exec -d` (`docker exec --help`: "Detached mode: run command in the
+/// background"; no moby CLI test covers it): kiln returns as soon as the
+/// command was executed, printing nothing, and the command runs on in the
+/// container; a missing command still fails with 127.
+#[test]
+fn cbug_exec_d_runs_in_the_background() {
+    let c = Ctx::new();
+    c.ok(&["run", "-d", "--name", "bg", IMAGE, "sleep", "100"]);
+    let started = Instant::now();
+    let out = c.kiln(&[
+        "exec",
+        "-d",
+        "bg",
+        "sh",
+        "-c",
+        "sleep 1; echo out; touch /tmp/done",
+    ]);
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    assert_eq!(stdout(&out), "", "exec -d prints nothing");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(c.ok(&["exec", "bg", "ls", "/tmp"]), "", "not done yet");
+    eventually(Duration::from_secs(10), "the background command", || {
+        c.kiln(&["exec", "bg", "test", "-f", "/tmp/done"])
+            .status
+            .success()
+    });
+    let out = c.kiln(&["exec", "-d", "bg", "nosuch"]);
+    assert_eq!(code(&out), 127, "{}", show(&out));
+}
