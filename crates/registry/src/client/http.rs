@@ -327,9 +327,15 @@ impl Session {
 
     fn transport_error(&self, e: &reqwest::Error, ctx: &Ctx<'_>) -> Error {
         if e.is_connect() {
+            let mut reason = root_cause(e);
+            if reason.contains("certificate") {
+                reason = format!(
+                    "its TLS certificate is not trusted ({reason}); kiln trusts the host's CA store (/etc/ssl/certs, or SSL_CERT_FILE)"
+                );
+            }
             Error::Unreachable {
                 registry: self.registry.clone(),
-                reason: root_cause(e),
+                reason,
             }
         } else {
             Error::Registry {
@@ -1019,7 +1025,10 @@ mod tests {
                 }
                 ("refused", Err(e)) => {
                     let msg = e.to_string();
-                    assert!(msg.contains("certificate"), "{msg}");
+                    assert!(
+                        msg.contains("its TLS certificate is not trusted (invalid peer certificate: UnknownIssuer)"),
+                        "{msg}"
+                    );
                     assert!(msg.contains(&registry), "{msg}");
                     println!("https refused: {msg}");
                 }
