@@ -269,6 +269,12 @@ fn containment_bind_rw_context_dir_writes_are_discarded() {
         ],
     );
     build_ok(&sandbox, &["-t", "test/rwbind:1", path_str(&ctx)]);
+    // The overlay's scratch upper and work dirs went with the step.
+    let steps = sandbox.root().join("build").join("steps");
+    let left: Vec<_> = std::fs::read_dir(&steps)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "step scratch dirs left: {left:?}");
     assert_eq!(
         std::fs::read_to_string(ctx.join("dir/a.txt")).expect("a.txt"),
         "original\n"
