@@ -1030,8 +1030,8 @@ fn stage_bind(
         }
         // Writes must not reach the source: the step gets a copy, read
         // through the tree (a regular file only).
-        let mut from = below
-            .open_file(".", FinalLink::Follow)
+        let mut from = tree
+            .open_file(source, FinalLink::Follow)
             .with_context(|| format!("cannot read bind mount source {source:?}"))?;
         use std::os::unix::fs::OpenOptionsExt as _;
         let mut to = std::fs::OpenOptions::new()

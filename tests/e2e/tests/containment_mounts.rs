@@ -256,7 +256,7 @@ fn containment_bind_readonly_is_read_only_all_the_way_down() {
 fn containment_bind_rw_context_dir_writes_are_discarded() {
     let sandbox = Sandbox::new();
     let dockerfile = format!(
-        "FROM {}\nRUN --mount=type=bind,source=dir,target=/x,rw sh -c 'echo changed > /x/a.txt && echo new > /x/new.txt && rm /x/b.txt && mkdir /x/d && cat /x/a.txt /x/new.txt > /seen'\nCMD [\"cat\", \"/seen\"]\n",
+        "FROM {}\nRUN --mount=type=bind,source=dir,target=/x,rw sh -c 'echo changed > /x/a.txt && echo new > /x/new.txt && rm /x/b.txt && mkdir /x/d && cat /x/a.txt /x/new.txt > /seen'\nRUN --mount=type=bind,source=dir/b.txt,target=/f,rw sh -c 'echo appended >> /f && cat /f >> /seen'\nCMD [\"cat\", \"/seen\"]\n",
         busybox_ref()
     );
     let ctx = context(
@@ -287,7 +287,7 @@ fn containment_bind_rw_context_dir_writes_are_discarded() {
     assert!(!ctx.join("dir/d").exists());
     assert_eq!(
         sandbox.kiln_ok(["run", "--rm", "test/rwbind:1"]),
-        "changed\nnew\n"
+        "changed\nnew\nkept\nappended\n"
     );
     let listing = sandbox
         .kiln(["run", "--rm", "test/rwbind:1", "ls", "-a", "/x"])
