@@ -589,8 +589,17 @@ fn unix_now() -> (i64, u32) {
 /// failed build exits 1 (after printing why), a failed RUN exits with the
 /// command's own status, and `--iidfile` is removed before building so that
 /// a failed build leaves none behind. Usage errors (bad `-t`, unknown flags)
-/// are clap's and exit 125 in `main`.
+/// are clap's and exit 125 in `main`, as does the refusal of a rootless build.
 pub(crate) fn build(app: &mut App, args: &BuildArgs) -> Result<u8> {
+    if crate::app::rootless() {
+        // Build steps mount their root filesystems on the host for COPY and
+        // run RUN containers without a user namespace: both need root today.
+        // Not a failed build but kiln's own refusal: exit 125.
+        bail!(
+            "kiln build needs root (uid {} here): rootless builds are not supported yet; rootless `kiln run`, `pull` and `commit` are",
+            kiln_sys::process::geteuid()
+        );
+    }
     if let Some(path) = &args.iidfile {
         match std::fs::remove_file(path) {
             Ok(()) => {}
@@ -684,14 +693,6 @@ fn context_size(root: &Path, ignore: &kiln_build::DockerIgnore) -> u64 {
 
 fn build_inner(app: &mut App, args: &BuildArgs) -> Result<u8> {
     let started = std::time::Instant::now();
-    if crate::app::rootless() {
-        // Build steps mount their root filesystems on the host for COPY and
-        // run RUN containers without a user namespace: both need root today.
-        bail!(
-            "kiln build needs root (uid {} here): rootless builds are not supported yet; rootless `kiln run`, `pull` and `commit` are",
-            kiln_sys::process::geteuid()
-        );
-    }
     if !args.rm {
         bail!(
             "--rm=false is not supported: kiln removes each RUN step's container as soon as its layer is committed"
