@@ -132,6 +132,9 @@ pub(crate) struct ContainerRecord {
     /// `--ulimit`s: (name, soft, hard).
     #[serde(default)]
     pub(crate) ulimits: Vec<(String, u64, u64)>,
+    /// `--sysctl`s (namespaced ones only).
+    #[serde(default)]
+    pub(crate) sysctls: Vec<(String, String)>,
 }
 
 impl Record for ContainerRecord {
@@ -234,6 +237,7 @@ impl ContainerRecord {
             userns: self.userns.clone(),
             shm_size: self.shm_size,
             ulimits: self.ulimits.clone(),
+            sysctls: self.sysctls.clone(),
         })?;
         Ok(ContainerConfig {
             id: self.id.parse()?,

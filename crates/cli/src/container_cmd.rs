@@ -160,6 +160,9 @@ pub(crate) struct CreateArgs {
     /// `type=tmpfs,target=/y[,tmpfs-size=64m][,tmpfs-mode=1770]`.
     #[arg(long, allow_hyphen_values = true)]
     mount: Vec<String>,
+    /// Namespaced kernel parameter (`net.ipv4.ip_forward=1`, `kernel.shmmax=...`).
+    #[arg(long, allow_hyphen_values = true)]
+    sysctl: Vec<String>,
     /// Pull the image: `missing` (default), `always` or `never`.
     #[arg(long, default_value = "missing", allow_hyphen_values = true)]
     pull: String,
@@ -530,6 +533,20 @@ fn create_record(app: &mut App, a: &CreateArgs) -> Result<ContainerRecord> {
         .iter()
         .map(|u| container::parse_ulimit(u))
         .collect::<Result<Vec<_>>>()?;
+    let sysctls = a
+        .sysctl
+        .iter()
+        .map(|s| {
+            let (k, v) = s
+                .split_once('=')
+                .with_context(|| format!("invalid --sysctl {s:?}: expected NAME=VALUE"))?;
+            kiln_runtime::check_sysctl(k, a.network != "host").map_err(|e| match e {
+                kiln_runtime::Error::InvalidSpec { reason, .. } => anyhow::anyhow!(reason),
+                other => other.into(),
+            })?;
+            Ok((k.to_owned(), v.to_owned()))
+        })
+        .collect::<Result<Vec<_>>>()?;
     let mut label_lines = Vec::new();
     for f in &a.label_file {
         label_lines.extend(container::read_env_file(f)?);
@@ -694,6 +711,7 @@ fn create_record(app: &mut App, a: &CreateArgs) -> Result<ContainerRecord> {
         },
         memory_swap,
         ulimits,
+        sysctls,
         extra_hosts,
         dns: a.dns.clone(),
         dns_search: a.dns_search.clone(),
@@ -1595,6 +1613,7 @@ pub(crate) fn inspect_container(app: &mut App, name: &str) -> Result<serde_json:
             "ExtraHosts": rec.extra_hosts.iter().map(|(n, ip)| format!("{n}:{ip}")).collect::<Vec<_>>(),
             "ShmSize": rec.shm_size.unwrap_or(kiln_runtime::DEFAULT_SHM_SIZE),
             "MemorySwap": rec.memory_swap.unwrap_or(0),
+            "Sysctls": rec.sysctls.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
             "Ulimits": rec.ulimits.iter().map(|(n, s, h)| serde_json::json!({"Name": n, "Soft": s, "Hard": h})).collect::<Vec<_>>(),
             "UsernsMode": if rec.userns.is_some() { "private" } else { "host" },
         },

@@ -774,6 +774,7 @@ fn container_init(
         sys.loopback_up().or_fail("bring lo up")?;
     }
     let spec = &req.spec;
+    set_sysctls(spec, ns)?;
     let rootfs = rootfs_of(req);
     let linux = spec.linux().as_ref();
     let masked = linux
@@ -834,6 +835,30 @@ fn container_init(
         .as_ref()
         .ok_or_else(|| Failure::setup("spec has no process"))?;
     finish(sys, status, process, req.user.as_deref(), seccomp, req.init)
+}
+
+/// Writes the spec's sysctls through the procfs still visible before the
+/// pivot: namespaced parameters apply to the writer's namespaces, which are
+/// the container's now. Each is checked again ([`crate::check_sysctl`]):
+/// a parameter that is not namespaced would change the host.
+fn set_sysctls(spec: &Spec, ns: Namespaces) -> Result<(), Failure> {
+    let sysctls = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.sysctl().clone())
+        .unwrap_or_default();
+    for (name, value) in sysctls {
+        crate::check_sysctl(&name, ns.contains(Namespaces::NET)).map_err(Failure::setup)?;
+        // `net/ipv4/conf/eth0.1/x` keeps its dots; `net.ipv4.x` has no `/`.
+        let rel = if name.contains('/') {
+            name.clone()
+        } else {
+            name.replace('.', "/")
+        };
+        let path = Path::new("/proc/sys").join(rel);
+        fs::write(&path, &value).or_fail(&format!("sysctl {name}={value}"))?;
+    }
+    Ok(())
 }
 
 fn caps_of(set: &Option<oci_spec::runtime::Capabilities>) -> Vec<kiln_sys::Capability> {

@@ -66,7 +66,7 @@ pub use launch::{Foreground, Runtime};
 pub use oci_spec;
 pub use spec::{
     DEFAULT_CAPABILITIES, DEFAULT_PATH, DEFAULT_SHM_SIZE, DockerSpecOptions, EtcFiles,
-    MASKED_PATHS, NetworkMode, READONLY_PATHS, Resources, capabilities, docker_spec,
+    MASKED_PATHS, NetworkMode, READONLY_PATHS, Resources, capabilities, check_sysctl, docker_spec,
     write_etc_files,
 };
 pub use state::{ContainerState, Status};

@@ -132,6 +132,49 @@ pub struct DockerSpecOptions {
     /// `--ulimit`: (Docker's name, `nofile`; soft; hard) set as the process's
     /// rlimits (never above the caller's hard limit: see the README).
     pub ulimits: Vec<(String, u64, u64)>,
+    /// `--sysctl`: namespaced kernel parameters set in the container's own
+    /// namespaces (see [`check_sysctl`]).
+    pub sysctls: Vec<(String, String)>,
+}
+
+/// Whether `name` (`net.ipv4.ip_forward` or `net/ipv4/ip_forward`) is a
+/// kernel parameter of the container's own namespaces, as Docker and runc
+/// allow them: IPC's (`kernel.msg*`, `kernel.sem`, `kernel.shm*`,
+/// `fs.mqueue.*`) and, with a network namespace of its own, `net.*`.
+/// Anything else would change the host for everyone.
+pub fn check_sysctl(name: &str, own_network: bool) -> Result<()> {
+    let dotted = name.replace('/', ".");
+    let refuse = |why: &str| Err(spec_err(format!("sysctl {name:?} is not allowed: {why}")));
+    if dotted.is_empty()
+        || dotted.split('.').any(|p| p.is_empty() || p == "..")
+        || !dotted
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        return refuse("not a kernel parameter name");
+    }
+    const IPC: [&str; 8] = [
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
+    if IPC.contains(&dotted.as_str()) || dotted.starts_with("fs.mqueue.") {
+        return Ok(());
+    }
+    if dotted.starts_with("net.") {
+        if own_network {
+            return Ok(());
+        }
+        return refuse("net.* is not allowed in the host's network namespace");
+    }
+    refuse(
+        "it is not namespaced (only kernel.msg*, kernel.sem, kernel.shm*, fs.mqueue.* and net.* are)",
+    )
 }
 
 /// Docker's `/dev/shm` size.
@@ -327,6 +370,14 @@ pub fn docker_spec(o: &DockerSpecOptions) -> Result<Spec> {
         linux["uidMappings"] = json!(ranges(&m.uids));
         linux["gidMappings"] = json!(ranges(&m.gids));
     }
+    if !o.sysctls.is_empty() {
+        let mut map = serde_json::Map::new();
+        for (k, v) in &o.sysctls {
+            check_sysctl(k, o.network == NetworkMode::None)?;
+            map.insert(k.clone(), Value::String(v.clone()));
+        }
+        linux["sysctl"] = Value::Object(map);
+    }
     if !o.seccomp_unconfined {
         let profile: LinuxSeccomp = seccomp::docker_default(&caps);
         linux["seccomp"] = serde_json::to_value(profile).map_err(|e| spec_err(e.to_string()))?;
@@ -496,6 +547,42 @@ mod tests {
             ..Default::default()
         });
         assert!(bad.is_err(), "an unknown ulimit is refused");
+        for ok in [
+            "kernel.shmmax",
+            "fs.mqueue.msg_max",
+            "net.ipv4.ip_forward",
+            "net/ipv4/ping_group_range",
+        ] {
+            assert!(check_sysctl(ok, true).is_ok(), "{ok}");
+        }
+        for bad in [
+            "kernel.hostname",
+            "vm.swappiness",
+            "net.ipv4..x",
+            "../x",
+            "kernel.core_pattern",
+            "",
+        ] {
+            assert!(check_sysctl(bad, true).is_err(), "{bad:?}");
+        }
+        assert!(
+            check_sysctl("net.ipv4.ip_forward", false).is_err(),
+            "host network"
+        );
+        let s = docker_spec(&DockerSpecOptions {
+            sysctls: vec![("kernel.shmmax".into(), "1000".into())],
+            ..Default::default()
+        })
+        .expect("spec");
+        let sysctl = s
+            .linux()
+            .as_ref()
+            .and_then(|l| l.sysctl().clone())
+            .expect("sysctl");
+        assert_eq!(
+            sysctl.get("kernel.shmmax").map(String::as_str),
+            Some("1000")
+        );
     }
 
     #[test]

@@ -1333,3 +1333,48 @@ fn exec_gets_the_containers_capabilities_whatever_the_process_says() {
     rt.kill(&c.config.state_dir, libc::SIGKILL).expect("kill");
     let _ = wait_bounded(fg, Duration::from_secs(10));
 }
+
+#[test]
+fn sysctls_reach_only_the_containers_namespaces() {
+    let c = container(
+        "sysctl",
+        &[
+            "cat",
+            "/proc/sys/net/ipv4/ip_forward",
+            "/proc/sys/kernel/shmmni",
+        ],
+        |o| {
+            o.sysctls = vec![
+                ("net.ipv4.ip_forward".into(), "1".into()),
+                ("kernel.shmmni".into(), "1234".into()),
+            ];
+        },
+    );
+    let host = |p: &str| fs::read_to_string(p).expect("host sysctl");
+    let before = (
+        host("/proc/sys/net/ipv4/ip_forward"),
+        host("/proc/sys/kernel/shmmni"),
+    );
+    let (st, out, err) = run(&c);
+    assert_eq!(st.expect("ran"), ExitStatus::Code(0), "{err}");
+    assert_eq!(out, "1\n1234\n");
+    assert_eq!(
+        (
+            host("/proc/sys/net/ipv4/ip_forward"),
+            host("/proc/sys/kernel/shmmni")
+        ),
+        before,
+        "the host's values are untouched"
+    );
+    // A spec that names a host-wide parameter (built by hand, past
+    // docker_spec's check) is refused by the init itself.
+    let mut c = container("sysctlbad", &["true"], |_| {});
+    let mut spec = serde_json::to_value(&c.config.spec).expect("spec json");
+    spec["linux"]["sysctl"] = serde_json::json!({"vm.swappiness": "1"});
+    c.config.spec = serde_json::from_value(spec).expect("spec");
+    let swappiness = host("/proc/sys/vm/swappiness");
+    let (st, _, _) = run(&c);
+    let e = st.expect_err("refused");
+    assert!(e.to_string().contains("not namespaced"), "{e}");
+    assert_eq!(host("/proc/sys/vm/swappiness"), swappiness);
+}

@@ -1071,3 +1071,47 @@ fn cbug_exec_d_runs_in_the_background() {
     let out = c.kiln(&["exec", "-d", "bg", "nosuch"]);
     assert_eq!(code(&out), 127, "{}", show(&out));
 }
+
+/// `--sysctl` as Docker validates it (`docker run --help`; the daemon's
+/// `ValidateSysctl`): namespaced parameters only (IPC's `kernel.msg*`,
+/// `kernel.sem`, `kernel.shm*`, `fs.mqueue.*`, and `net.*` with a network
+/// namespace of the container's own); they change the container, never the
+/// host.
+#[test]
+fn cbug_sysctl_sets_namespaced_parameters_only() {
+    let c = Ctx::new();
+    let host = std::fs::read_to_string("/proc/sys/kernel/shmmni").expect("host shmmni");
+    let out = c.run(
+        &[
+            "--sysctl",
+            "kernel.shmmni=1234",
+            "--sysctl",
+            "net.ipv4.ip_forward=1",
+        ],
+        &[
+            "cat",
+            "/proc/sys/kernel/shmmni",
+            "/proc/sys/net/ipv4/ip_forward",
+        ],
+    );
+    assert_eq!(stdout(&out), "1234\n1\n", "{}", show(&out));
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/kernel/shmmni").expect("host shmmni"),
+        host
+    );
+    for (flags, why) in [
+        (&["--sysctl", "vm.swappiness=1"][..], "not namespaced"),
+        (
+            &["--sysctl", "kernel.core_pattern=|/x"][..],
+            "not namespaced",
+        ),
+        (
+            &["--network", "host", "--sysctl", "net.ipv4.ip_forward=1"][..],
+            "host's network namespace",
+        ),
+    ] {
+        let out = c.run(flags, &["true"]);
+        assert_eq!(code(&out), 125, "{flags:?}: {}", show(&out));
+        assert!(stderr(&out).contains(why), "{flags:?}: {}", show(&out));
+    }
+}
