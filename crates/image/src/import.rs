@@ -298,6 +298,10 @@ fn key_values(text: &str, legacy: bool) -> Result<Vec<(String, String)>, &'stati
     let first = text.split_whitespace().next().unwrap_or_default();
     if legacy && !first.contains('=') {
         let value = text[first.len()..].trim();
+        // `LABEL name` / `ENV name` alone: Docker's "must have two arguments".
+        if value.is_empty() {
+            return Err("must have two arguments");
+        }
         return Ok(vec![(first.to_owned(), value.to_owned())]);
     }
     words(text)?
