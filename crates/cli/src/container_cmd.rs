@@ -238,6 +238,81 @@ pub(crate) struct PsArgs {
     /// Show the last created container, in any state (`-n 1`).
     #[arg(short, long)]
     latest: bool,
+    /// Filter output (`status=`, `name=`, `id=`, `label=KEY[=VALUE]`,
+    /// `ancestor=`, `exited=CODE`; repeatable: different keys must all
+    /// match, the same key any of its values).
+    #[arg(short, long = "filter", value_name = "FILTER")]
+    filter: Vec<String>,
+    /// Format the output using the given Go template (`table` for a table
+    /// of the chosen fields: `.ID`, `.Image`, `.Command`, `.CreatedAt`,
+    /// `.RunningFor`, `.Status`, `.State`, `.Names`, `.Labels`, `.Ports`).
+    #[arg(long)]
+    format: Option<String>,
+}
+
+/// `ps --filter` conditions, grouped by key as Docker groups them.
+struct PsFilter(std::collections::BTreeMap<String, Vec<String>>);
+
+impl PsFilter {
+    fn parse(items: &[String]) -> Result<PsFilter> {
+        let mut map: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for item in items {
+            let Some((key, value)) = item.split_once('=') else {
+                bail!("Bad format of filter (expected name=value)");
+            };
+            if !matches!(
+                key,
+                "status" | "name" | "id" | "label" | "ancestor" | "exited"
+            ) {
+                bail!("invalid filter '{key}'");
+            }
+            if key == "status"
+                && !matches!(
+                    value,
+                    "created"
+                        | "restarting"
+                        | "running"
+                        | "removing"
+                        | "paused"
+                        | "exited"
+                        | "dead"
+                )
+            {
+                bail!(
+                    "invalid filter 'status={value}': invalid status, must be one of created, restarting, running, removing, paused, exited, dead"
+                );
+            }
+            if key == "exited" && value.parse::<i32>().is_err() {
+                bail!("invalid filter 'exited={value}'");
+            }
+            map.entry(key.to_owned())
+                .or_default()
+                .push(value.to_owned());
+        }
+        Ok(PsFilter(map))
+    }
+
+    /// Whether a container passes: every key matches one of its values.
+    fn matches(&self, rec: &ContainerRecord, state: &str, exit: Option<i32>) -> bool {
+        self.0.iter().all(|(key, values)| {
+            values.iter().any(|v| match key.as_str() {
+                "status" => v == state,
+                "name" => rec.name.contains(v.as_str()),
+                "id" => rec.id.starts_with(v.as_str()),
+                "label" => match v.split_once('=') {
+                    Some((k, want)) => rec.labels.get(k).is_some_and(|have| have == want),
+                    None => rec.labels.contains_key(v.as_str()),
+                },
+                "ancestor" => {
+                    rec.image == *v
+                        || rec.image_id.to_string() == *v
+                        || rec.image_id.hex().starts_with(v.as_str())
+                }
+                "exited" => state == "exited" && v.parse::<i32>().ok() == exit,
+                _ => false,
+            })
+        })
+    }
 }
 
 /// `kiln logs`.
@@ -1139,19 +1214,41 @@ pub(crate) fn ps(app: &mut App, a: &PsArgs) -> Result<u8> {
     let last = if a.latest { 1 } else { a.last };
     let show_all = a.all || last >= 0;
     let limit = usize::try_from(last).ok();
+    let filter = PsFilter::parse(&a.filter)?;
+    let template = a
+        .format
+        .as_deref()
+        .map(crate::template::Format::parse)
+        .transpose()?;
     let now = SystemTime::now();
     let mut rows = Vec::new();
+    let mut fields = Vec::new();
     for rec in &recs {
         if limit.is_some_and(|n| rows.len() >= n) {
             break;
         }
-        let (running, status, _) = status_of(app, rec);
+        let (running, status, exit) = status_of(app, rec);
         if rec.auto_remove && !running && rec.started {
             // `run -d --rm`: remove it now that it has exited.
             let _ = remove(app, rec, true);
             continue;
         }
-        if !show_all && !running {
+        // Docker's state names; an explicit status filter shows every state.
+        let state = if running {
+            "running"
+        } else if rec.started || exit.is_some() {
+            "exited"
+        } else {
+            "created"
+        };
+        if !filter.matches(rec, state, exit) {
+            continue;
+        }
+        if !show_all
+            && !running
+            && !filter.0.contains_key("status")
+            && !filter.0.contains_key("exited")
+        {
             continue;
         }
         let id = if a.no_trunc {
@@ -1171,6 +1268,20 @@ pub(crate) fn ps(app: &mut App, a: &PsArgs) -> Result<u8> {
             |_| "N/A".to_owned(),
             |t| format::ago(t.to_system_time(), now),
         );
+        let labels: Vec<String> = rec.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        fields.push(serde_json::json!({
+            "ID": id,
+            "Image": rec.image,
+            "Command": command,
+            "CreatedAt": rec.created,
+            "RunningFor": created,
+            "Status": status,
+            "State": state,
+            "Names": rec.name,
+            "Labels": labels.join(","),
+            "Ports": "",
+            "Networks": rec.network,
+        }));
         rows.push(vec![
             id,
             rec.image.clone(),
@@ -1186,6 +1297,23 @@ pub(crate) fn ps(app: &mut App, a: &PsArgs) -> Result<u8> {
         for r in rows {
             writeln!(out, "{}", r[0])?;
         }
+        return Ok(0);
+    }
+    if let Some(t) = template {
+        const HEADERS: &[(&str, &str)] = &[
+            ("ID", "CONTAINER ID"),
+            ("Image", "IMAGE"),
+            ("Command", "COMMAND"),
+            ("CreatedAt", "CREATED AT"),
+            ("RunningFor", "CREATED"),
+            ("Status", "STATUS"),
+            ("State", "STATE"),
+            ("Names", "NAMES"),
+            ("Labels", "LABELS"),
+            ("Ports", "PORTS"),
+            ("Networks", "NETWORKS"),
+        ];
+        out.write_all(t.render_rows(HEADERS, &fields)?.as_bytes())?;
         return Ok(0);
     }
     out.write_all(

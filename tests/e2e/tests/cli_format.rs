@@ -123,3 +123,90 @@ fn images_format_prints_docker_fields_and_tables() {
     let created = sb.kiln_ok(["images", "--format", "{{.CreatedAt}}", "kiln-test/fmt"]);
     assert!(created.trim_end().ends_with(" +0000 UTC"), "{created}");
 }
+
+/// `kiln ps` lines, sorted, for comparing sets of names.
+fn ps_names(sb: &Sandbox, extra: &[&str]) -> Vec<String> {
+    let mut args = vec!["ps", "--format", "{{.Names}}"];
+    args.extend_from_slice(extra);
+    let mut names: Vec<String> = sb.kiln_ok(args).lines().map(str::to_owned).collect();
+    names.sort_unstable();
+    names
+}
+
+#[test]
+fn ps_format_and_filters_follow_docker() {
+    let sb = Sandbox::new();
+    let image = busybox_ref();
+    sb.kiln_ok(["pull", "-q", &image]);
+    sb.kiln_ok([
+        "create", "--name", "fresh", "--label", "team=a", &image, "true",
+    ]);
+    sb.kiln_ok(["run", "--name", "ok", "--label", "team=b", &image, "true"]);
+    let out = sb
+        .kiln(["run", "--name", "bad", &image, "sh", "-c", "exit 3"])
+        .output()
+        .expect("kiln runs");
+    assert_eq!(out.status.code(), Some(3));
+    sb.kiln_ok([
+        "run", "-d", "--name", "up", "--label", "team=a", &image, "sleep", "30",
+    ]);
+
+    // Without -a only running containers, as Docker.
+    assert_eq!(ps_names(&sb, &[]), ["up"]);
+    assert_eq!(ps_names(&sb, &["-a"]), ["bad", "fresh", "ok", "up"]);
+    // A status filter shows every state it names (moby: TestPsListContainersFilterStatus).
+    assert_eq!(ps_names(&sb, &["--filter", "status=exited"]), ["bad", "ok"]);
+    assert_eq!(ps_names(&sb, &["-f", "status=created"]), ["fresh"]);
+    assert_eq!(ps_names(&sb, &["-a", "-f", "exited=3"]), ["bad"]);
+    // Same key: any value; different keys: all of them.
+    assert_eq!(
+        ps_names(&sb, &["-a", "-f", "label=team=a"]),
+        ["fresh", "up"]
+    );
+    assert_eq!(
+        ps_names(&sb, &["-a", "-f", "label=team"]),
+        ["fresh", "ok", "up"]
+    );
+    assert_eq!(
+        ps_names(&sb, &["-a", "-f", "name=ok", "-f", "name=bad"]),
+        ["bad", "ok"]
+    );
+    assert_eq!(
+        ps_names(&sb, &["-a", "-f", "label=team=a", "-f", "status=running"]),
+        ["up"]
+    );
+    assert_eq!(
+        ps_names(&sb, &["-a", "-f", &format!("ancestor={image}")]).len(),
+        4
+    );
+    let id = sb.kiln_ok(["ps", "-q", "-f", "name=up"]);
+    assert_eq!(
+        ps_names(&sb, &["-a", "-f", &format!("id={}", &id.trim()[..6])]),
+        ["up"]
+    );
+    // A bad filter is refused with Docker's words.
+    let out = sb
+        .kiln(["ps", "-f", "status=sleeping"])
+        .output()
+        .expect("kiln runs");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid filter 'status=sleeping'"));
+
+    // Docker's fields and table headers.
+    let line = sb.kiln_ok([
+        "ps",
+        "--format",
+        "{{.Names}} {{.State}} {{.Label \"team\"}} {{.Labels}}",
+    ]);
+    assert_eq!(line, "up running a team=a\n");
+    let table = sb.kiln_ok([
+        "ps",
+        "-a",
+        "-f",
+        "name=fresh",
+        "--format",
+        "table {{.Names}}\\t{{.State}}",
+    ]);
+    assert_eq!(table, "NAMES     STATE\nfresh     created\n");
+    sb.kiln_ok(["rm", "-f", "up", "ok", "bad", "fresh"]);
+}
