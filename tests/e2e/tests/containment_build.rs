@@ -72,7 +72,12 @@ impl Markers {
             .into_iter()
             .map(|p| {
                 let m = std::fs::symlink_metadata(&p).expect("marker present");
-                (p, m.mtime_nsec() + m.mtime() * 1_000_000_000, m.ctime(), m.ino())
+                (
+                    p,
+                    m.mtime_nsec() + m.mtime() * 1_000_000_000,
+                    m.ctime(),
+                    m.ino(),
+                )
             })
             .collect()
     }
@@ -95,7 +100,10 @@ fn text(b: &[u8]) -> String {
 /// Neither stream mentions the marker's content or its ids.
 fn clean_output(out: &Output) {
     for s in [text(&out.stdout), text(&out.stderr)] {
-        assert!(!s.contains(MARKER), "the marker leaked into the output:\n{s}");
+        assert!(
+            !s.contains(MARKER),
+            "the marker leaked into the output:\n{s}"
+        );
         assert!(!s.contains("31337") && !s.contains("4242"), "{s}");
     }
 }
@@ -175,7 +183,9 @@ fn tar_bytes(members: &[Member<'_>]) -> Vec<u8> {
 
 /// `kiln import` of a tar made of `members` as `name`.
 fn import(sb: &Sandbox, name: &str, members: &[Member<'_>]) {
-    let tar = sb.work().join(format!("{}.tar", name.replace([':', '/'], "_")));
+    let tar = sb
+        .work()
+        .join(format!("{}.tar", name.replace([':', '/'], "_")));
     std::fs::write(&tar, tar_bytes(members)).expect("write base tar");
     sb.kiln_ok(["import".as_ref(), tar.as_os_str(), name.as_ref()]);
 }
@@ -194,9 +204,14 @@ fn context(sb: &Sandbox, name: &str, dockerfile: &str, files: &[(&str, &[u8])]) 
 }
 
 fn build(sb: &Sandbox, ctx: &Path, tag: &str) -> Output {
-    sb.kiln(["build".as_ref(), "-t".as_ref(), tag.as_ref(), ctx.as_os_str()])
-        .output()
-        .expect("cannot start kiln build")
+    sb.kiln([
+        "build".as_ref(),
+        "-t".as_ref(),
+        tag.as_ref(),
+        ctx.as_os_str(),
+    ])
+    .output()
+    .expect("cannot start kiln build")
 }
 
 fn build_fails(sb: &Sandbox, ctx: &Path, tag: &str) -> Output {
@@ -243,7 +258,13 @@ fn saved_layers(sb: &Sandbox, image: &str) -> Vec<String> {
     let out = sb.work().join("saved");
     let _ = std::fs::remove_dir_all(&out);
     std::fs::create_dir_all(&out).expect("mkdir");
-    run_ok(Command::new("tar").arg("-C").arg(&out).arg("-xf").arg(&archive));
+    run_ok(
+        Command::new("tar")
+            .arg("-C")
+            .arg(&out)
+            .arg("-xf")
+            .arg(&archive),
+    );
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("manifest.json")).expect("manifest"))
             .expect("manifest json");
@@ -274,7 +295,11 @@ fn cbuild_chown_name_never_reads_a_host_etc_through_an_image_link() {
     let sb = Sandbox::new();
     let markers = Markers::new(sb.path());
     let host_etc = markers.dir.to_str().expect("utf-8").to_owned();
-    import(&sb, "hostile/etc-link:1", &[link("etc", &host_etc), dir("tmp")]);
+    import(
+        &sb,
+        "hostile/etc-link:1",
+        &[link("etc", &host_etc), dir("tmp")],
+    );
     let ctx = context(
         &sb,
         "ctx-etc",
@@ -417,11 +442,26 @@ fn cbuild_add_keeps_setuid_bits_and_device_nodes_and_fails_on_a_truncated_tar() 
     );
     build_ok(&sb, &ctx, "t/special:1");
     let l = saved_layers(&sb, "t/special:1");
-    assert!(entry(&l, "bin/suid").starts_with("-rwsr-xr-x "), "{}", entry(&l, "bin/suid"));
-    assert!(entry(&l, "bin/sgid").starts_with("-rwxr-sr-x "), "{}", entry(&l, "bin/sgid"));
+    assert!(
+        entry(&l, "bin/suid").starts_with("-rwsr-xr-x "),
+        "{}",
+        entry(&l, "bin/suid")
+    );
+    assert!(
+        entry(&l, "bin/sgid").starts_with("-rwxr-sr-x "),
+        "{}",
+        entry(&l, "bin/sgid")
+    );
     let null = entry(&l, "dev/null");
-    assert!(null.starts_with("crw-rw-rw- ") && null.contains(" 1,3 "), "{null}");
-    assert!(entry(&l, "dev/fifo").starts_with("prw------- "), "{}", entry(&l, "dev/fifo"));
+    assert!(
+        null.starts_with("crw-rw-rw- ") && null.contains(" 1,3 "),
+        "{null}"
+    );
+    assert!(
+        entry(&l, "dev/fifo").starts_with("prw------- "),
+        "{}",
+        entry(&l, "dev/fifo")
+    );
 
     // Cut inside a member's data: Docker fails ("unexpected EOF"), so does kiln.
     let big = tar_bytes(&[file("big", 0o644, &[b'x'; 8192])]);
@@ -458,9 +498,15 @@ fn cbuild_copy_of_context_links_pointing_out_never_reads_their_targets() {
     build_ok(&sb, &ctx, "t/links:1");
     let l = saved_layers(&sb, "t/links:1");
     let abs = entry(&l, "app/abs");
-    assert!(abs.starts_with('l') && abs.contains("host-marker.txt"), "{abs}");
+    assert!(
+        abs.starts_with('l') && abs.contains("host-marker.txt"),
+        "{abs}"
+    );
     let up = entry(&l, "app/up");
-    assert!(up.starts_with('l') && up.ends_with("-> ../../../host-marker.txt"), "{up}");
+    assert!(
+        up.starts_with('l') && up.ends_with("-> ../../../host-marker.txt"),
+        "{up}"
+    );
     assert!(entry(&l, "app/real").starts_with('-'));
 
     // Naming a link that leads out: resolved inside the context, so not
@@ -473,7 +519,8 @@ fn cbuild_copy_of_context_links_pointing_out_never_reads_their_targets() {
         .expect("Dockerfile");
         let out = build_fails(&sb, &ctx, &format!("t/named-{i}:1"));
         assert!(
-            text(&out.stderr).contains("not found") || text(&out.stderr).contains("file does not exist"),
+            text(&out.stderr).contains("not found")
+                || text(&out.stderr).contains("file does not exist"),
             "{src}: {}",
             text(&out.stderr)
         );

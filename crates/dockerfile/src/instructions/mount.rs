@@ -276,7 +276,12 @@ mod tests {
         assert!(parse_mount("type=secret").is_err());
         // BuildKit mounts bind, cache and tmpfs mounts without a target at
         // the working directory.
-        for m in ["type=cache", "type=bind", "type=tmpfs", "type=bind,source=src"] {
+        for m in [
+            "type=cache",
+            "type=bind",
+            "type=tmpfs",
+            "type=bind,source=src",
+        ] {
             assert!(parse_mount(m).is_ok_and(|m| m.target.is_none()), "{m}");
         }
         assert!(
