@@ -922,6 +922,31 @@ fn lookup(cmd: &str, env: &[String]) -> Result<PathBuf, Failure> {
 }
 
 /// Everything from user resolution to `execve`, shared by the container's
+/// Reads the image's `/etc/passwd` or `/etc/group` for the user lookup:
+/// a regular file only, and at most 4 MiB of it. The image chose these
+/// paths: a link to `/dev/zero` must not grow the init without bound, and
+/// a FIFO must not hang it (opened non-blocking, refused as not a file).
+/// Anything else reads as an empty file, so a named user is then unknown.
+fn read_account_file(path: &Path) -> String {
+    use std::os::unix::fs::OpenOptionsExt;
+    const LIMIT: u64 = 4 << 20;
+    let Ok(file) = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+    else {
+        return String::new();
+    };
+    if !file.metadata().is_ok_and(|m| m.is_file()) {
+        return String::new();
+    }
+    let mut bytes = Vec::new();
+    if file.take(LIMIT).read_to_end(&mut bytes).is_err() {
+        return String::new();
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
 /// init and by exec. Runs inside the container's mount namespace.
 fn finish(
     sys: &LinuxSys,
@@ -935,8 +960,8 @@ fn finish(
     // Without a user string the spec's numeric ids stand; passwd still
     // gives HOME and group membership, as in Docker.
     let numeric = format!("{}:{}", u.uid(), u.gid());
-    let passwd = fs::read_to_string("/etc/passwd").unwrap_or_default();
-    let group = fs::read_to_string("/etc/group").unwrap_or_default();
+    let passwd = read_account_file(Path::new("/etc/passwd"));
+    let group = read_account_file(Path::new("/etc/group"));
     let eu =
         crate::user::resolve(user.unwrap_or(&numeric), &passwd, &group).map_err(Failure::setup)?;
     let (uid, gid, mut groups, home) = (eu.uid, eu.gid, eu.groups, eu.home);
@@ -1201,6 +1226,30 @@ fn exec_join(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn account_files_are_read_only_when_regular_and_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let passwd = dir.path().join("passwd");
+        std::fs::write(&passwd, "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+        assert!(super::read_account_file(&passwd).starts_with("root:x:0:0"));
+        // An endless device and a FIFO without a writer: empty at once.
+        assert_eq!(
+            super::read_account_file(std::path::Path::new("/dev/zero")),
+            ""
+        );
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        assert_eq!(super::read_account_file(&fifo), "");
+        // A huge regular file is cut at 4 MiB.
+        let big = dir.path().join("big");
+        std::fs::write(&big, vec![b'a'; 5 << 20]).unwrap();
+        assert_eq!(super::read_account_file(&big).len(), 4 << 20);
+    }
+
     use super::*;
 
     #[test]
