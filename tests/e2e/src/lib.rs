@@ -304,3 +304,81 @@ impl Drop for DockerImage {
         let _ = Command::new("docker").args(["rmi", "-f", &self.0]).output();
     }
 }
+
+/// Docker's default capability set (what a container gets without
+/// `--cap-add`/`--cap-drop`).
+pub const DOCKER_CAPS: [&str; 14] = [
+    "CAP_AUDIT_WRITE",
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_MKNOD",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_RAW",
+    "CAP_SETFCAP",
+    "CAP_SETGID",
+    "CAP_SETPCAP",
+    "CAP_SETUID",
+    "CAP_SYS_CHROOT",
+];
+
+/// Runs `cmd` and returns its output; panics when it cannot start.
+pub fn sh(cmd: &mut Command) -> Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot start {:?}: {e}", cmd.get_program()))
+}
+
+/// Makes a root filesystem for test containers under
+/// `scratch_dir()/NAME-rootfs-PID` and returns the tarball of it: Debian's
+/// static busybox with every applet linked in `/bin`, the probe at `/probe`
+/// (0755), `/tmp` (1777), `/etc/passwd` and `/etc/group` as given, and the
+/// directories in `dirs`. `extra` adds the test file's own pieces to the
+/// tree before it is tarred (owners kept, `--numeric-owner`).
+pub fn probe_rootfs_tar(
+    name: &str,
+    dirs: &[&str],
+    passwd: &str,
+    group: &str,
+    extra: impl FnOnce(&Path),
+) -> PathBuf {
+    let dir = scratch_dir().join(format!("{name}-rootfs-{}", std::process::id()));
+    let root = dir.join("rootfs");
+    for sub in ["bin", "etc", "tmp"].iter().chain(dirs) {
+        std::fs::create_dir_all(root.join(sub)).expect("make rootfs dirs");
+    }
+    std::fs::copy("/bin/busybox", root.join("bin/busybox"))
+        .expect("copy /bin/busybox (package busybox-static)");
+    let list = sh(Command::new("/bin/busybox").arg("--list"));
+    for applet in String::from_utf8_lossy(&list.stdout).lines() {
+        let applet = applet.trim();
+        if !applet.is_empty() && applet != "busybox" {
+            let _ = std::os::unix::fs::symlink("busybox", root.join("bin").join(applet));
+        }
+    }
+    std::fs::copy(probe_bin(), root.join("probe")).expect("copy the probe");
+    std::fs::write(root.join("etc/passwd"), passwd).expect("write passwd");
+    std::fs::write(root.join("etc/group"), group).expect("write group");
+    for (p, mode) in [("tmp", "1777"), ("probe", "0755")] {
+        assert!(
+            sh(Command::new("chmod").arg(mode).arg(root.join(p)))
+                .status
+                .success()
+        );
+    }
+    extra(&root);
+    let tar = dir.join("rootfs.tar");
+    let out = sh(Command::new("tar")
+        .arg("-C")
+        .arg(&root)
+        .args(["--numeric-owner", "-cf"])
+        .arg(&tar)
+        .arg("."));
+    assert!(
+        out.status.success(),
+        "tar: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    tar
+}

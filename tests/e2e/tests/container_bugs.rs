@@ -16,76 +16,29 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use kiln_e2e::{Sandbox, probe_bin, scratch_dir};
+use kiln_e2e::{DOCKER_CAPS, Sandbox, probe_rootfs_tar, sh};
 use serde_json::Value;
 
 const IMAGE: &str = "probe:latest";
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// Docker's default capability set.
-const DOCKER_CAPS: [&str; 14] = [
-    "CAP_AUDIT_WRITE",
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FOWNER",
-    "CAP_FSETID",
-    "CAP_KILL",
-    "CAP_MKNOD",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_NET_RAW",
-    "CAP_SETFCAP",
-    "CAP_SETGID",
-    "CAP_SETPCAP",
-    "CAP_SETUID",
-    "CAP_SYS_CHROOT",
-];
-
-fn sh(cmd: &mut Command) -> Output {
-    cmd.output()
-        .unwrap_or_else(|e| panic!("cannot start {:?}: {e}", cmd.get_program()))
-}
-
 /// The root filesystem tarball, made once per test process.
 fn rootfs_tar() -> &'static Path {
     static TAR: OnceLock<PathBuf> = OnceLock::new();
     TAR.get_or_init(|| {
-        let dir = scratch_dir().join(format!("cbug-rootfs-{}", std::process::id()));
-        let root = dir.join("rootfs");
-        for sub in ["bin", "etc", "root", "home/app", "tmp", "run"] {
-            std::fs::create_dir_all(root.join(sub)).expect("make rootfs dirs");
-        }
-        std::fs::copy("/bin/busybox", root.join("bin/busybox"))
-            .expect("copy /bin/busybox (package busybox-static)");
-        let list = sh(Command::new("/bin/busybox").arg("--list"));
-        for applet in String::from_utf8_lossy(&list.stdout).lines() {
-            let applet = applet.trim();
-            if !applet.is_empty() && applet != "busybox" {
-                let _ = std::os::unix::fs::symlink("busybox", root.join("bin").join(applet));
-            }
-        }
-        std::fs::copy(probe_bin(), root.join("probe")).expect("copy the probe");
-        std::fs::write(
-            root.join("etc/passwd"),
+        probe_rootfs_tar(
+            "cbug",
+            &["root", "home/app", "run"],
             "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n",
+            "root:x:0:\napp:x:1000:\n",
+            |root| {
+                assert!(
+                    sh(Command::new("chmod").arg("0755").arg(root.join("run")))
+                        .status
+                        .success()
+                );
+            },
         )
-        .expect("write passwd");
-        std::fs::write(root.join("etc/group"), "root:x:0:\napp:x:1000:\n").expect("write group");
-        for (p, mode) in [("tmp", "1777"), ("probe", "0755"), ("run", "0755")] {
-            assert!(
-                sh(Command::new("chmod").arg(mode).arg(root.join(p)))
-                    .status
-                    .success()
-            );
-        }
-        let tar = dir.join("rootfs.tar");
-        let out = sh(Command::new("tar")
-            .arg("-C")
-            .arg(&root)
-            .args(["--numeric-owner", "-cf"])
-            .arg(&tar)
-            .arg("."));
-        assert!(out.status.success(), "tar: {}", stderr(&out));
-        tar
     })
 }
 
