@@ -146,6 +146,18 @@ pub fn lsetxattr(dir: impl AsFd, name: &OsStr, key: &OsStr, value: &[u8]) -> io:
     )?)
 }
 
+/// A path that reaches `name` in the already-resolved directory `dir`
+/// without walking any host path: `/proc/self/fd/<dir>/<name>`. The magic
+/// link jumps to `dir` itself and `name` is one component, so a call that
+/// does not follow its final component (`llistxattr`, `lgetxattr`) acts on
+/// that entry and nothing else. For the few calls that have no `*at` form.
+pub fn no_follow_path(dir: impl AsFd, name: &OsStr) -> io::Result<std::path::PathBuf> {
+    check(name)?;
+    let mut path = proc_fd_path(dir.as_fd())?;
+    path.push(name);
+    Ok(path)
+}
+
 /// Creates the directory `name` in `dir` (the umask applies to `mode`).
 pub fn mkdir(dir: impl AsFd, name: &OsStr, mode: u32) -> io::Result<()> {
     check(name)?;

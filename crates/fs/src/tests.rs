@@ -360,3 +360,34 @@ fn at_operations_act_on_the_name_itself() {
     assert_eq!(s.root.lstat("d").expect("stat").permissions(), 0o700);
     s.outside_untouched();
 }
+
+#[test]
+fn no_follow_paths_reach_the_entry_not_its_target() {
+    let s = scene();
+    // The host file a planted link points at carries an xattr; read
+    // through the no-follow path, the link shows only its own (none).
+    let host = s.outside.join("secret");
+    rustix::fs::setxattr(
+        &host,
+        "user.kiln-marker",
+        b"host",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .expect("user xattrs work on the test's filesystem");
+    let dir = s.root.resolve_dir("").expect("root dir");
+    let path = at::no_follow_path(&dir, OsStr::new("secret")).expect("path");
+    assert!(path.starts_with("/proc/self/fd/"), "{}", path.display());
+    let mut names = vec![0u8; 256];
+    let n = rustix::fs::llistxattr(&path, &mut names).expect("llistxattr of the link");
+    assert!(
+        !names[..n].windows(16).any(|w| w == b"user.kiln-marker"),
+        "the link's xattrs must not be its target's"
+    );
+    // A name that would walk (`..`, `a/b`) is refused.
+    for bad in ["..", "abs/secret", ""] {
+        assert!(
+            at::no_follow_path(&dir, OsStr::new(bad)).is_err(),
+            "{bad:?}"
+        );
+    }
+}

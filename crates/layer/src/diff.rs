@@ -145,6 +145,10 @@ fn dirs_with<W: Write>(
 ) -> Result<W> {
     let mut em = Emitter::new(out, opts, ids);
     let (ldir, udir) = (open_dir(lower)?, open_dir(upper)?);
+    let root_fd = udir
+        .try_clone()
+        .map_err(io_err("opening directory", upper))?;
+    em.upper = Some(kiln_fs::Root::from_fd(root_fd, upper));
     em.walk_pair(Path::new(""), (&ldir, lower), (&udir, upper))?;
     em.finish()
 }
@@ -249,7 +253,13 @@ impl<'a> Node<'a> {
                 None => fd_xattrs(&self.open_file()?, &self.abs),
             },
             FileType::Directory => fd_xattrs(&File::from(self.open_subdir()?), &self.abs),
-            _ => path_xattrs(&self.abs),
+            // Symlinks, devices and FIFOs have no fd to read xattrs through:
+            // reach the entry from its parent's fd, never by its host path.
+            _ => {
+                let path = kiln_fs::at::no_follow_path(self.dir, self.name)
+                    .map_err(io_err("reading xattrs of", &self.abs))?;
+                path_xattrs(&path, &self.abs)
+            }
         }
     }
 }
@@ -285,12 +295,12 @@ fn fd_xattrs(file: &File, path: &Path) -> Result<Vec<(OsString, Vec<u8>)>> {
     }
 }
 
-/// xattrs of `path`, not following a symlink.
-fn path_xattrs(path: &Path) -> Result<Vec<(OsString, Vec<u8>)>> {
+/// xattrs of `path`, not following a symlink (`shown` names it in errors).
+fn path_xattrs(path: &Path, shown: &Path) -> Result<Vec<(OsString, Vec<u8>)>> {
     match xattr::list(path) {
-        Ok(names) => keep_xattrs(names, |n| xattr::get(path, n), path),
+        Ok(names) => keep_xattrs(names, |n| xattr::get(path, n), shown),
         Err(e) if not_supported(&e) => Ok(Vec::new()),
-        Err(e) => Err(io_err("listing xattrs", path)(e)),
+        Err(e) => Err(io_err("listing xattrs", shown)(e)),
     }
 }
 
@@ -318,6 +328,9 @@ struct Emitter<'o, W: Write> {
     links: HashMap<(u64, u64), PathBuf>,
     /// Unchanged ancestor directories not yet written (diff_dirs).
     pending: Vec<(PathBuf, PathBuf)>,
+    /// The upper tree of diff_dirs, where pending directories are found
+    /// again (inside it, whatever links it holds by then).
+    upper: Option<kiln_fs::Root>,
     /// Copy buffer for file data.
     buf: Vec<u8>,
 }
@@ -330,6 +343,7 @@ impl<'o, W: Write> Emitter<'o, W> {
             ids,
             links: HashMap::new(),
             pending: Vec::new(),
+            upper: None,
             buf: Vec::new(),
         }
     }
@@ -438,12 +452,15 @@ impl<'o, W: Write> Emitter<'o, W> {
         for (rel, abs) in std::mem::take(&mut self.pending) {
             let parent_abs = abs.parent().expect("a pending directory has a parent");
             let name = abs.file_name().expect("a pending directory has a name");
-            let parent = rustix::fs::open(
-                parent_abs,
-                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(errno("opening directory", parent_abs))?;
+            let parent_rel = rel.parent().unwrap_or(Path::new(""));
+            // Found again inside the upper tree (openat2 RESOLVE_IN_ROOT),
+            // never by its host path.
+            let parent = self
+                .upper
+                .as_ref()
+                .expect("pending directories come from diff_dirs, which sets the upper tree")
+                .resolve_dir(parent_rel)
+                .map_err(io_err("opening directory", parent_abs))?;
             let node = Node::at(&parent, name, parent_abs)?;
             self.entry(&rel, &node)?;
         }
