@@ -5,7 +5,7 @@
 //! - `cargo xtask e2e [-- TEST-ARGS]`: local registries, fixture images, the
 //!   e2e suite and every crate's privileged tests (as root).
 //! - `cargo xtask demo`: a registry, a busybox base, and the seed example.
-//! - `cargo xtask fuzz <parse|expand|unpack|all> [--seconds N]`.
+//! - `cargo xtask fuzz <parse|expand|unpack|tree_ops|all> [--seconds N]`.
 //! - `cargo xtask bench <pull|snapshot|build|run|all>`.
 //! - `cargo xtask tidy`: architecture and style checks (also a `#[test]`).
 
@@ -28,7 +28,7 @@ tasks:
   ci [--from STAGE]                  everything CI runs: setup, fmt, clippy, doc, test, e2e, fuzz (root)
   e2e [-- TEST-ARGS]                 registries + fixtures, then the e2e and privileged tests (root)
   demo                               local registry, busybox base, build and run the seed example (root)
-  fuzz <parse|expand|unpack|all> [--seconds N]
+  fuzz <parse|expand|unpack|tree_ops|all> [--seconds N]
   bench <pull|snapshot|build|run|all> [--runs N]
   tidy                               dependency-edge, //! header and unsafe checks";
 
