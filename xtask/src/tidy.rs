@@ -9,7 +9,7 @@
 //! - Every `.rs` file starts with a `//!` line.
 //! - No crate but kiln-sys contains the token `unsafe` outside comments and
 //!   string literals.
-//! - Containment (issue #11): the builder (`crates/build/src`) and the CLI's
+//! - Containment (issue #11): the builder (`crates/builder/src`) and the CLI's
 //!   build backend (`crates/cli/src/build_backend.rs`) touch no file by a
 //!   host path (`std::fs` functions, path opens, `filetime`'s path setters,
 //!   `Path` methods that hit the disk, `Path::join`) outside the functions
@@ -359,10 +359,10 @@ pub(crate) fn check_files(root: &Path) -> Result<Vec<String>> {
 
 /// The files the containment rule covers: every non-test source of the
 /// builder, and the CLI's build backend.
-const CONTAINMENT_FILES: &[&str] = &["crates/build/src", "crates/cli/src/build_backend.rs"];
+const CONTAINMENT_FILES: &[&str] = &["crates/builder/src", "crates/cli/src/build_backend.rs"];
 
 /// Test-only files of the builder (compiled under `#[cfg(test)]` only).
-const CONTAINMENT_TEST_FILES: &[&str] = &["crates/build/src/tests.rs", "crates/build/src/fake.rs"];
+const CONTAINMENT_TEST_FILES: &[&str] = &["crates/builder/src/tests.rs", "crates/builder/src/fake.rs"];
 
 /// Functions (file, function name; `*` for a whole file) allowed to use
 /// host paths, with the reason: each touches only kiln's own files (its
@@ -371,47 +371,47 @@ const CONTAINMENT_TEST_FILES: &[&str] = &["crates/build/src/tests.rs", "crates/b
 /// matches a use is itself a problem, so the list stays exact.
 pub(crate) const CONTAINMENT_ALLOWED: &[(&str, &str, &str)] = &[
     (
-        "crates/build/src/cache.rs",
+        "crates/builder/src/cache.rs",
         "*",
         "JsonCache: kiln's own cache directory",
     ),
     (
-        "crates/build/src/index.rs",
+        "crates/builder/src/index.rs",
         "load",
         "the file index is kiln's own file in its store",
     ),
     (
-        "crates/build/src/index.rs",
+        "crates/builder/src/index.rs",
         "save",
         "the file index is kiln's own file in its store",
     ),
     (
-        "crates/build/src/index.rs",
+        "crates/builder/src/index.rs",
         "hash_own_file",
         "hashes a download kiln wrote into its own download directory",
     ),
     (
-        "crates/build/src/context.rs",
+        "crates/builder/src/context.rs",
         "read_dockerfile_ignore",
         "`<Dockerfile>.dockerignore` sits next to the Dockerfile the user named, read like the Dockerfile itself",
     ),
     (
-        "crates/build/src/copy.rs",
+        "crates/builder/src/copy.rs",
         "step_copy",
         "removes ADD's downloads and git checkouts from kiln's own download directory",
     ),
     (
-        "crates/build/src/copy.rs",
+        "crates/builder/src/copy.rs",
         "clone_git",
         "creates kiln's own download directory and names the checkout in it",
     ),
     (
-        "crates/build/src/copy.rs",
+        "crates/builder/src/copy.rs",
         "download",
         "creates kiln's own download directory and names the downloads in it",
     ),
     (
-        "crates/build/src/run.rs",
+        "crates/builder/src/run.rs",
         "prepare_mounts",
         "reads a secret file the user named with --secret (for env=)",
     ),

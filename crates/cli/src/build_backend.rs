@@ -1,4 +1,4 @@
-//! kiln-build's traits implemented with the real crates: [`Backend`]
+//! kiln-builder's traits implemented with the real crates: [`Backend`]
 //! (images, root filesystems and commits over kiln-content, kiln-image,
 //! kiln-snapshot and kiln-layer), [`Runner`] (RUN steps in kiln-runtime
 //! containers) and [`Cache`] (the step cache as store records).
@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context as _, Result};
-use kiln_build::{
+use kiln_builder::{
     BackendError, BuildCache, CacheRecord, CommitRequest, ImageBackend, ImageId, ImageInfo,
     MountSpec, OutputSink, Platform as BuildPlatform, PullPolicy, RunStep, StepMount, StepRunner,
     Stream,
@@ -220,7 +220,7 @@ impl Backend {
         let cfg = kiln_image::image_config(&self.store, &id)?;
         let config = match &cfg.config {
             Some(c) => serde_json::from_value(serde_json::to_value(c)?)?,
-            None => kiln_build::ImageConfig::default(),
+            None => kiln_builder::ImageConfig::default(),
         };
         Ok(ImageInfo {
             id: ImageId(id.to_string()),
@@ -378,7 +378,7 @@ impl ImageBackend for Backend {
         &self,
         key: &str,
         parent: Option<&ImageId>,
-    ) -> Result<kiln_build::Rootfs, BackendError> {
+    ) -> Result<kiln_builder::Rootfs, BackendError> {
         let _t = span("prepare", key);
         let top = match parent {
             Some(p) => self.top_snapshot(&digest_of(p)?).map_err(boxed)?,
@@ -391,7 +391,7 @@ impl ImageBackend for Backend {
             .map_err(boxed)?;
         // The step's upper dir becomes a layer (its blob fsynced) or goes.
         crate::app::make_volatile(&mut mounts);
-        Ok(kiln_build::Rootfs {
+        Ok(kiln_builder::Rootfs {
             key: key.to_owned(),
             mounts: mounts
                 .into_iter()
@@ -404,7 +404,7 @@ impl ImageBackend for Backend {
         })
     }
 
-    fn mount(&self, rootfs: &kiln_build::Rootfs) -> Result<PathBuf, BackendError> {
+    fn mount(&self, rootfs: &kiln_builder::Rootfs) -> Result<PathBuf, BackendError> {
         let _t = span("mount", &rootfs.key);
         let first = rootfs
             .mounts
@@ -437,7 +437,7 @@ impl ImageBackend for Backend {
         Ok(target)
     }
 
-    fn unmount(&self, rootfs: &kiln_build::Rootfs) -> Result<(), BackendError> {
+    fn unmount(&self, rootfs: &kiln_builder::Rootfs) -> Result<(), BackendError> {
         let _t = span("unmount", &rootfs.key);
         if rootfs.mounts.first().is_some_and(|m| m.fstype == "bind") {
             return Ok(());
@@ -457,7 +457,7 @@ impl ImageBackend for Backend {
         self.do_commit(req).map_err(boxed)
     }
 
-    fn discard(&self, rootfs: &kiln_build::Rootfs) -> Result<(), BackendError> {
+    fn discard(&self, rootfs: &kiln_builder::Rootfs) -> Result<(), BackendError> {
         let _t = span("discard", &rootfs.key);
         self.snapshotter.remove(&rootfs.key).map_err(boxed)
     }
@@ -803,8 +803,8 @@ impl Runner {
         std::fs::create_dir_all(&etc_dir)
             .with_context(|| format!("cannot create {}", etc_dir.display()))?;
         let network = match step.network {
-            kiln_build::NetworkMode::Host => kiln_runtime::NetworkMode::Host,
-            kiln_build::NetworkMode::None => kiln_runtime::NetworkMode::None,
+            kiln_builder::NetworkMode::Host => kiln_runtime::NetworkMode::Host,
+            kiln_builder::NetworkMode::None => kiln_runtime::NetworkMode::None,
         };
         let resolv = if network == kiln_runtime::NetworkMode::Host {
             std::fs::read_to_string("/etc/resolv.conf").ok()

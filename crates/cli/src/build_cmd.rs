@@ -1,5 +1,5 @@
 //! `kiln build`: options, the build context (a directory, or a tar or a
-//! Dockerfile on stdin), and the run of kiln-build's engine over the real
+//! Dockerfile on stdin), and the run of kiln-builder's engine over the real
 //! store, snapshotter and runtime.
 
 use std::collections::BTreeMap;
@@ -7,7 +7,7 @@ use std::io::{IsTerminal as _, Read as _, Write as _};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, bail};
-use kiln_build::{
+use kiln_builder::{
     BuildOptions, Builder, ContextDir, Event, LegacyWriter, NetworkMode, Progress, PullPolicy,
 };
 
@@ -168,7 +168,7 @@ struct LiveView {
 }
 
 struct LiveState {
-    timeline: kiln_build::Timeline,
+    timeline: kiln_builder::Timeline,
     bars: Vec<indicatif::ProgressBar>,
 }
 
@@ -177,7 +177,7 @@ impl LiveView {
         LiveView {
             multi: indicatif::MultiProgress::with_draw_target(target),
             state: std::sync::Mutex::new(LiveState {
-                timeline: kiln_build::Timeline::new(TAIL_LINES),
+                timeline: kiln_builder::Timeline::new(TAIL_LINES),
                 bars: Vec::new(),
             }),
             start: std::time::Instant::now(),
@@ -235,7 +235,7 @@ impl LiveView {
         );
         s.timeline.event(&event, now);
         self.sync(&mut s, now);
-        if above && let Some(text) = kiln_build::legacy_text(&event) {
+        if above && let Some(text) = kiln_builder::legacy_text(&event) {
             let text = String::from_utf8_lossy(&text);
             let _ = self.multi.println(text.trim_end());
         }
@@ -427,7 +427,7 @@ fn find_git() -> Option<PathBuf> {
 /// A git context (`git://host/repo.git#ref:subdir`, `https://host/repo.git`,
 /// `github.com/owner/repo`): cloned with the system's git into `temp`;
 /// returns the context directory (the subdirectory when one is named).
-fn git_context(source: &kiln_build::GitSource, temp: &Path) -> Result<PathBuf> {
+fn git_context(source: &kiln_builder::GitSource, temp: &Path) -> Result<PathBuf> {
     if find_git().is_none() {
         bail!(
             "unable to prepare context: unable to find 'git': exec: \"git\": executable file not found in $PATH"
@@ -476,7 +476,7 @@ fn prepare_context(args: &BuildArgs) -> Result<Prepared> {
     let mut temp = None;
     let mut stdin_dockerfile = None;
     let mut stdin_size = None;
-    let git = kiln_build::GitSource::parse(&args.context);
+    let git = kiln_builder::GitSource::parse(&args.context);
     let url = args.context.starts_with("http://") || args.context.starts_with("https://");
     let local = args.context != "-" && git.is_none() && !url;
     let dir = if args.context == "-" {
@@ -501,7 +501,7 @@ fn prepare_context(args: &BuildArgs) -> Result<Prepared> {
         // Dockerfile, as Docker's remote contexts go.
         let t = tempfile::tempdir().context("cannot create a temporary context directory")?;
         let download = t.path().join("download");
-        kiln_build::Fetcher::fetch(&crate::fetch::HttpFetcher, &args.context, &download)
+        kiln_builder::Fetcher::fetch(&crate::fetch::HttpFetcher, &args.context, &download)
             .map_err(|e| anyhow::anyhow!("unable to prepare context: {e}"))?;
         let data = std::fs::read(&download)
             .with_context(|| format!("cannot read {}", download.display()))?;
@@ -614,8 +614,8 @@ pub(crate) fn build(app: &mut App, args: &BuildArgs) -> Result<u8> {
         Ok(code) => Ok(code),
         Err(e) => {
             let _ = std::io::stdout().flush();
-            match e.downcast_ref::<kiln_build::Error>() {
-                Some(kiln_build::Error::StepFailed { command, code }) => {
+            match e.downcast_ref::<kiln_builder::Error>() {
+                Some(kiln_builder::Error::StepFailed { command, code }) => {
                     eprintln!("The command '{command}' returned a non-zero code: {code}");
                     Ok(u8::try_from(*code).ok().filter(|c| *c != 0).unwrap_or(1))
                 }
@@ -657,8 +657,8 @@ fn human_size(bytes: u64) -> String {
 /// About the size of the tar Docker's CLI would send for this context:
 /// a 512-byte header per entry not excluded by `.dockerignore`, file data
 /// padded to 512 bytes, and the two closing blocks.
-fn context_size(root: &Path, ignore: &kiln_build::DockerIgnore) -> u64 {
-    fn walk(dir: &Path, rel: &str, ignore: &kiln_build::DockerIgnore, total: &mut u64) {
+fn context_size(root: &Path, ignore: &kiln_builder::DockerIgnore) -> u64 {
+    fn walk(dir: &Path, rel: &str, ignore: &kiln_builder::DockerIgnore, total: &mut u64) {
         let Ok(entries) = std::fs::read_dir(dir) else {
             return;
         };
@@ -723,10 +723,10 @@ fn build_inner(app: &mut App, args: &BuildArgs) -> Result<u8> {
                 .map_or_else(|| "Dockerfile".into(), |n| n.to_string_lossy().into_owned())
         },
     );
-    let dockerfile = kiln_build::parse(&prepared.dockerfile).map_err(|e| match e {
+    let dockerfile = kiln_builder::parse(&prepared.dockerfile).map_err(|e| match e {
         // Docker's first line (`dockerfile parse error line N: ...`), then
         // every error with its file:line:col.
-        kiln_build::Error::Parse {
+        kiln_builder::Error::Parse {
             line,
             first,
             message,
@@ -780,7 +780,7 @@ fn build_inner(app: &mut App, args: &BuildArgs) -> Result<u8> {
         tags: args
             .tag
             .iter()
-            .map(|t| kiln_build::normalize_tag(t))
+            .map(|t| kiln_builder::normalize_tag(t))
             .collect(),
         build_args: parse_kv(&args.build_arg, "--build-arg", BareKey::FromEnv)?,
         target: args.target.clone(),
@@ -1011,7 +1011,7 @@ mod tests {
 
     fn output(s: &str) -> Event {
         Event::Output {
-            stream: kiln_build::Stream::Stdout,
+            stream: kiln_builder::Stream::Stdout,
             data: s.as_bytes().to_vec(),
         }
     }

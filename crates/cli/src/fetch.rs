@@ -1,4 +1,4 @@
-//! Downloads for `ADD <url>`: kiln-build's [`Fetcher`] over an HTTP client,
+//! Downloads for `ADD <url>`: kiln-builder's [`Fetcher`] over an HTTP client,
 //! streaming to the destination file (the builder verifies `--checksum`),
 //! and clones for `ADD <git url>` with the system's `git`.
 
@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::{Context as _, Result, bail};
 use futures_util::StreamExt as _;
-use kiln_build::{BackendError, Fetcher};
+use kiln_builder::{BackendError, Fetcher};
 use tokio::io::AsyncWriteExt as _;
 
 /// Fetches URLs with plain HTTP(S) GETs, following redirects.

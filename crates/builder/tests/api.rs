@@ -1,6 +1,6 @@
 //! Public-API tests: what the CLI and other tools call directly.
 
-use kiln_build::{
+use kiln_builder::{
     BuildCache, CacheRecord, Chmod, DockerIgnore, Event, ImageConfig, ImageId, JsonCache,
     LegacyWriter, Pattern, Platform, Progress, normalize_tag, parse, rfc3339,
 };

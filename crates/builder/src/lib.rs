@@ -1,6 +1,6 @@
 //! Dockerfile to image: stage graph, cached steps, layers, through traits.
 //!
-//! kiln-build turns a parsed Dockerfile ([`parse`]) and a build context
+//! kiln-builder turns a parsed Dockerfile ([`parse`]) and a build context
 //! ([`ContextDir`]) into an image, the way `docker build` does: every
 //! instruction's effect on the image config, Docker's history entries, the
 //! step cache (same parent + same instruction + visible build args + content
@@ -25,14 +25,14 @@
 //!
 //! ```no_run
 //! use std::path::Path;
-//! use kiln_build::{BuildCache, BuildOptions, Builder, ContextDir, ImageBackend, LegacyWriter, StepRunner};
+//! use kiln_builder::{BuildCache, BuildOptions, Builder, ContextDir, ImageBackend, LegacyWriter, StepRunner};
 //!
 //! fn build(
 //!     backend: &dyn ImageBackend,
 //!     runner: &dyn StepRunner,
 //!     cache: &dyn BuildCache,
-//! ) -> kiln_build::Result<()> {
-//!     let dockerfile = kiln_build::parse(b"FROM busybox\nRUN echo hello > /hello.txt\nCMD [\"cat\",\"/hello.txt\"]\n")?;
+//! ) -> kiln_builder::Result<()> {
+//!     let dockerfile = kiln_builder::parse(b"FROM busybox\nRUN echo hello > /hello.txt\nCMD [\"cat\",\"/hello.txt\"]\n")?;
 //!     let context = ContextDir::open(Path::new("."), None, Some(Path::new("/var/lib/kiln/build/index/ctx")))?;
 //!     let progress = LegacyWriter::new(std::io::stdout());
 //!     let options = BuildOptions {
