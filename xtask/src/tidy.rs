@@ -16,6 +16,9 @@
 //!   of [`CONTAINMENT_ALLOWED`], each of which works only on kiln's own
 //!   files and says why. Contexts, rootfs trees, stages and upper dirs go
 //!   through kiln-fs's `Root`.
+//! - No function in `crates/` is longer than [`MAX_FN_LINES`] lines (its
+//!   `fn` line to its closing brace; tests and test modules left out),
+//!   except those of [`LONG_FN_ALLOWED`], each with its reason.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -711,6 +714,282 @@ pub(crate) fn check_containment(root: &Path) -> Result<Vec<String>> {
     Ok(problems)
 }
 
+/// The longest a function in `crates/` may be, in lines from its `fn` line
+/// to its closing brace (issue #12: long functions hide their steps; split
+/// them into named ones, or pass a context struct instead of many
+/// arguments).
+pub(crate) const MAX_FN_LINES: usize = 120;
+
+/// Functions (file, name, reason) allowed to exceed [`MAX_FN_LINES`]. An
+/// entry whose function is gone or short enough is itself a problem, so
+/// the list only shrinks.
+pub(crate) const LONG_FN_ALLOWED: &[(&str, &str, &str)] = &[
+    (
+        "crates/builder/src/context.rs",
+        "plan_copy",
+        "split pending (builder helper, this session)",
+    ),
+    (
+        "crates/builder/src/copy.rs",
+        "step_copy",
+        "split pending (builder helper, this session)",
+    ),
+    (
+        "crates/builder/src/graph.rs",
+        "plan_graph",
+        "split pending (builder helper, this session)",
+    ),
+    (
+        "crates/builder/src/run.rs",
+        "prepare_mounts",
+        "split pending (builder helper, this session)",
+    ),
+    (
+        "crates/builder/src/write.rs",
+        "apply_copy",
+        "split pending (builder helper, this session)",
+    ),
+    (
+        "crates/dockerfile/src/instructions/mount.rs",
+        "parse_mount",
+        "split pending (builder helper, this session)",
+    ),
+    (
+        "crates/dockerfile/src/instructions/parse.rs",
+        "typed",
+        "split pending (builder helper, this session)",
+    ),
+    (
+        "crates/cli/src/build_backend.rs",
+        "run_in",
+        "split pending (the CLI moves to crates/engine)",
+    ),
+    (
+        "crates/cli/src/build_cmd.rs",
+        "build_inner",
+        "split pending (the CLI moves to crates/engine)",
+    ),
+    (
+        "crates/cli/src/container_cmd.rs",
+        "create_record",
+        "split pending (the CLI moves to crates/engine)",
+    ),
+    (
+        "crates/cli/src/container_cmd.rs",
+        "ps",
+        "split pending (the CLI moves to crates/engine)",
+    ),
+    (
+        "crates/cli/src/image_cmd.rs",
+        "images",
+        "split pending (the CLI moves to crates/engine)",
+    ),
+    (
+        "crates/cli/src/template.rs",
+        "words",
+        "split pending (the CLI moves to crates/engine)",
+    ),
+    (
+        "crates/cli/src/template.rs",
+        "call",
+        "split pending (the CLI moves to crates/engine)",
+    ),
+    (
+        "crates/layer/src/apply.rs",
+        "entry",
+        "split pending",
+    ),
+    (
+        "crates/registry/src/client/push.rs",
+        "push_manifest",
+        "split pending",
+    ),
+    (
+        "crates/registry/src/client/push.rs",
+        "push_blob",
+        "split pending",
+    ),
+    (
+        "crates/runtime/src/init.rs",
+        "shim",
+        "split pending (runtime helper, this session)",
+    ),
+    (
+        "crates/runtime/src/rootfs.rs",
+        "setup_rootfs",
+        "split pending (runtime helper, this session)",
+    ),
+    (
+        "crates/runtime/src/spec.rs",
+        "docker_spec",
+        "split pending",
+    ),
+];
+
+/// The end (exclusive) of the brace block opening at byte `open` of
+/// stripped `code`.
+fn block_end(code: &[u8], open: usize) -> usize {
+    let mut depth = 0usize;
+    for (i, &b) in code.iter().enumerate().skip(open) {
+        match b {
+            b'{' => depth += 1,
+            b'}' => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    return i + 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    code.len()
+}
+
+/// Whether the attributes just before byte `pos` of `code` mark test code
+/// (`#[test]`, `#[cfg(test)]`, a test framework's `#[..::test]`).
+fn test_attribute_before(code: &str, pos: usize) -> bool {
+    let mut before = code[..pos].trim_end();
+    // Skip visibility and qualifiers (`pub(crate) async`).
+    loop {
+        let word_start = before
+            .rfind(|c: char| !(c.is_alphanumeric() || c == '_' || c == '(' || c == ')'))
+            .map_or(0, |i| i + 1);
+        let word = &before[word_start..];
+        if ["pub", "async", "const", "extern", "unsafe"]
+            .iter()
+            .any(|q| word.starts_with(q))
+        {
+            before = before[..word_start].trim_end();
+        } else {
+            break;
+        }
+    }
+    while before.ends_with(']') {
+        let Some(open) = before.rfind("#[") else {
+            break;
+        };
+        let attr = &before[open..];
+        if attr == "#[test]" || attr.ends_with("::test]") || attr.contains("cfg(test)") {
+            return true;
+        }
+        before = before[..open].trim_end();
+    }
+    false
+}
+
+/// `(name, first line, lines)` of every function with a body in `src`,
+/// test functions and `#[cfg(test)]` modules left out.
+pub(crate) fn function_lengths(src: &str) -> Vec<(String, usize, usize)> {
+    let code = strip_comments_and_strings(src);
+    let bytes = code.as_bytes();
+    let line_of = |pos: usize| code[..pos].matches('\n').count() + 1;
+    let ident = |c: char| c.is_alphanumeric() || c == '_';
+    let mut skip_until = 0;
+    let mut out = Vec::new();
+    // Test modules: `#[cfg(test)] mod name {` up to its closing brace.
+    let mut test_mods = Vec::new();
+    let mut from = 0;
+    while let Some(i) = code[from..].find("mod ") {
+        let at = from + i;
+        from = at + 4;
+        if code[..at].chars().next_back().is_some_and(ident) {
+            continue;
+        }
+        let rest = &code[at + 4..];
+        let name_len = rest.chars().take_while(|c| ident(*c)).count();
+        if !rest[name_len..].trim_start().starts_with('{') || !test_attribute_before(&code, at) {
+            continue;
+        }
+        let open = at + 4 + name_len + rest[name_len..].find('{').unwrap_or(0);
+        test_mods.push((at, block_end(bytes, open)));
+    }
+    let mut from = 0;
+    while let Some(i) = code[from..].find("fn ") {
+        let at = from + i;
+        from = at + 3;
+        if at < skip_until || code[..at].chars().next_back().is_some_and(ident) {
+            continue;
+        }
+        if test_mods.iter().any(|(s, e)| (*s..*e).contains(&at)) {
+            continue;
+        }
+        let name: String = code[at + 3..].chars().take_while(|c| ident(*c)).collect();
+        if name.is_empty() {
+            continue;
+        }
+        // The body starts at the first `{` outside parentheses and
+        // brackets; a `;` first means a declaration without a body.
+        let mut depth = 0i32;
+        let mut open = None;
+        for (j, &b) in bytes.iter().enumerate().skip(at + 3) {
+            match b {
+                b'(' | b'[' => depth += 1,
+                b')' | b']' => depth -= 1,
+                b';' if depth == 0 => break,
+                b'{' if depth == 0 => {
+                    open = Some(j);
+                    break;
+                }
+                _ => {}
+            }
+        }
+        let Some(open) = open else {
+            continue;
+        };
+        let end = block_end(bytes, open);
+        if test_attribute_before(&code, at) {
+            skip_until = end;
+            continue;
+        }
+        let first = line_of(at);
+        out.push((name, first, line_of(end.saturating_sub(1)) - first + 1));
+    }
+    out
+}
+
+/// The function-length rule over every non-test source of `crates/`.
+pub(crate) fn check_function_length(root: &Path) -> Result<Vec<String>> {
+    let mut problems = Vec::new();
+    let mut used = BTreeSet::new();
+    for path in rust_files(&root.join("crates"))? {
+        let rel = path
+            .strip_prefix(root)
+            .unwrap_or(&path)
+            .to_string_lossy()
+            .into_owned();
+        // Integration tests and test-only modules.
+        if rel.split('/').any(|c| c == "tests" || c == "tests.rs" || c == "benches") {
+            continue;
+        }
+        let src = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        for (name, line, lines) in function_lengths(&src) {
+            if lines <= MAX_FN_LINES {
+                continue;
+            }
+            match LONG_FN_ALLOWED
+                .iter()
+                .find(|(f, n, _)| *f == rel && *n == name)
+            {
+                Some(a) => {
+                    used.insert((a.0, a.1));
+                }
+                None => problems.push(format!(
+                    "{rel}:{line}: `{name}` is {lines} lines long (at most {MAX_FN_LINES}): split it into named steps, or add it to LONG_FN_ALLOWED in xtask/src/tidy.rs with the reason"
+                )),
+            }
+        }
+    }
+    for (f, n, _) in LONG_FN_ALLOWED {
+        if !used.contains(&(*f, *n)) {
+            problems.push(format!(
+                "LONG_FN_ALLOWED lists `{n}` in {f}, which is gone or no longer over {MAX_FN_LINES} lines: remove the entry"
+            ));
+        }
+    }
+    Ok(problems)
+}
+
 /// Runs every check and returns the problems found.
 pub(crate) fn problems() -> Result<Vec<String>> {
     let root = util::workspace_root();
@@ -721,6 +1000,7 @@ pub(crate) fn problems() -> Result<Vec<String>> {
     let mut problems = check_edges(&map, &meta);
     problems.extend(check_files(&root)?);
     problems.extend(check_containment(&root)?);
+    problems.extend(check_function_length(&root)?);
     Ok(problems)
 }
 
@@ -878,6 +1158,36 @@ mod tests {
         assert_eq!(code.lines().count(), src.lines().count());
         assert!(separator_join(r#"" ")"#) && separator_join(r#"", ")"#));
         assert!(!separator_join(r#""etc")"#) && !separator_join("name)"));
+    }
+
+    #[test]
+    fn function_lengths_count_fn_line_to_closing_brace_and_skip_tests() {
+        let src = r#"//! x
+pub(crate) fn short(a: [u8; 2]) -> u8 {
+    let s = "}";
+    a[0]
+}
+trait T {
+    fn declared(&self);
+    fn provided(&self) -> impl Fn() -> u8 {
+        || { 1 }
+    }
+}
+#[test]
+fn a_test() {
+    fn inner() {}
+}
+#[cfg(test)]
+mod tests {
+    fn helper() {
+    }
+}
+fn after() {}
+"#;
+        let got = function_lengths(src);
+        let got: Vec<(&str, usize, usize)> =
+            got.iter().map(|(n, l, c)| (n.as_str(), *l, *c)).collect();
+        assert_eq!(got, [("short", 2, 4), ("provided", 8, 3), ("after", 21, 1)]);
     }
 
     #[test]
