@@ -4,12 +4,15 @@
 
 use std::fs;
 use std::io;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use kiln_sys::bpf::Insn;
 use oci_spec::runtime::LinuxResources;
 use serde::{Deserialize, Serialize};
 
+use crate::devices::{self, DeviceRule};
 use crate::error::{Error, Result};
 
 /// v1 controllers kiln uses: the three it sets limits with and `devices`,
@@ -17,22 +20,6 @@ use crate::error::{Error, Result};
 /// Others (cpuacct, freezer, blkio, cpuset) are left alone: each hierarchy
 /// costs a directory, a migration and a removal per container.
 const V1_CONTROLLERS: [&str; 4] = ["memory", "pids", "cpu", "devices"];
-
-/// Device access Docker grants by default (everything else is denied).
-const DEVICE_ALLOW: [&str; 12] = [
-    "c *:* m",
-    "b *:* m",
-    "c 1:3 rwm",
-    "c 1:5 rwm",
-    "c 1:7 rwm",
-    "c 1:8 rwm",
-    "c 1:9 rwm",
-    "c 5:0 rwm",
-    "c 5:1 rwm",
-    "c 5:2 rwm",
-    "c 136:* rwm",
-    "c 10:200 rwm",
-];
 
 /// How cgroups are mounted on this host.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -130,12 +117,22 @@ impl Cgroup {
                 dirs.push((String::new(), root.join(parent).join(id)));
             }
             Layout::V1 {
-                root, controllers, ..
+                root,
+                controllers,
+                unified,
+                ..
             } => {
                 // The v2 tree of a hybrid host has no controllers: joining it
-                // would cost a migration for nothing.
+                // would cost a migration for nothing, unless no v1 devices
+                // hierarchy filters device access: then a BPF program on the
+                // v2 cgroup does.
                 for c in controllers {
                     dirs.push((c.clone(), root.join(c).join(parent).join(id)));
+                }
+                if !controllers.iter().any(|c| c == "devices")
+                    && let Some(u) = unified
+                {
+                    dirs.push((String::new(), u.join(parent).join(id)));
                 }
             }
         }
@@ -160,9 +157,9 @@ impl Cgroup {
     fn apply(&self, layout: &Layout, r: Option<&LinuxResources>) -> Result<()> {
         let v2 = matches!(layout, Layout::V2(_));
         if !v2 && let Some(d) = self.dir("devices") {
-            write(&d.join("devices.deny"), "a")?;
-            for rule in DEVICE_ALLOW {
-                write(&d.join("devices.allow"), rule)?;
+            for rule in devices::effective_rules(r) {
+                let (file, line) = devices::v1_line(&rule);
+                write(&d.join(file), &line)?;
             }
         }
         let Some(r) = r else { return Ok(()) };
@@ -233,6 +230,47 @@ impl Cgroup {
         Ok(())
     }
 
+    /// Makes sure the container can use only the devices `rules` allow.
+    /// A v1 devices hierarchy got its files in [`Cgroup::create`]; a v2
+    /// cgroup gets a device program from `attach` (normally
+    /// [`attach_device_program`]). When neither can filter, starting is
+    /// refused, except for a rootless container: its user namespace already
+    /// keeps it from creating device nodes (`mknod` needs `CAP_MKNOD` in the
+    /// initial user namespace) and from opening the host's (the nodes it
+    /// can see are the host's, with the host's owners and modes), so no
+    /// cgroup filter is needed to keep it off the host's devices.
+    pub(crate) fn filter_devices(
+        &self,
+        rules: &[DeviceRule],
+        rootless: bool,
+        attach: impl FnOnce(&Path, &[Insn]) -> io::Result<()>,
+    ) -> std::result::Result<(), String> {
+        if self.dir("devices").is_some() {
+            return Ok(());
+        }
+        let Some(dir) = self.dir("") else {
+            if rootless {
+                return Ok(());
+            }
+            return Err(
+                "this host has neither a cgroup v1 devices hierarchy nor a cgroup2 \
+                        tree: kiln cannot keep the container from opening host devices"
+                    .to_string(),
+            );
+        };
+        match attach(dir, &devices::program(rules)) {
+            Ok(()) => Ok(()),
+            Err(_) if rootless => Ok(()),
+            Err(e) => Err(format!(
+                "cannot filter device access on cgroup v2 ({}): {e}; loading and attaching a \
+                 BPF device program needs CAP_BPF or CAP_SYS_ADMIN and a kernel built with \
+                 CONFIG_CGROUP_BPF, and kiln does not run a container whose root could open \
+                 any host device",
+                dir.display()
+            )),
+        }
+    }
+
     /// Moves a process (0: the caller) into every hierarchy of the cgroup.
     pub(crate) fn join(&self, pid: i32) -> Result<()> {
         for (_, d) in &self.dirs {
@@ -293,6 +331,14 @@ impl Cgroup {
     }
 }
 
+/// Loads the device program and attaches it to the cgroup v2 directory
+/// `dir`, which holds it from then on.
+pub(crate) fn attach_device_program(dir: &Path, insns: &[Insn]) -> io::Result<()> {
+    let prog = kiln_sys::bpf::load_cgroup_device_program(insns, "Apache-2.0")?;
+    let cgroup = fs::File::open(dir)?;
+    kiln_sys::bpf::attach_cgroup_device_program(cgroup.as_fd(), prog.as_fd())
+}
+
 fn enable_v2_controllers(root: &Path, parent: &str) {
     // Best effort: a controller the kernel lacks or the root does not
     // delegate simply stays off; its limit files then fail loudly.
@@ -328,7 +374,7 @@ mod tests {
     fn hybrid_layout_writes_v1_files() {
         let t = tempfile::tempdir().expect("tempdir");
         let root = t.path();
-        for c in ["memory", "pids", "cpu", "cpuacct", "systemd"] {
+        for c in ["memory", "pids", "cpu", "cpuacct", "devices", "systemd"] {
             touch(&root.join(c).join("cgroup.procs"));
         }
         touch(&root.join("unified/cgroup.controllers"));
@@ -342,7 +388,7 @@ mod tests {
         else {
             panic!("v1 expected")
         };
-        assert_eq!(controllers, &["memory", "pids", "cpu"]);
+        assert_eq!(controllers, &["memory", "pids", "cpu", "devices"]);
         assert!(unified.is_some());
         assert!(mountable.contains(&"name=systemd".to_string()));
         let cg = Cgroup::create(&layout, "kiln", "c1", Some(&resources())).expect("create");
@@ -351,7 +397,17 @@ mod tests {
         assert_eq!(read("pids/kiln/c1/pids.max"), "20");
         assert_eq!(read("cpu/kiln/c1/cpu.cfs_quota_us"), "50000");
         assert_eq!(read("cpu/kiln/c1/cpu.shares"), "512");
-        assert_eq!(cg.dirs.len(), 3, "one directory per controller in use");
+        assert_eq!(
+            read("devices/kiln/c1/devices.deny"),
+            "a",
+            "Docker's list starts by denying everything"
+        );
+        assert_eq!(
+            cg.dirs.len(),
+            4,
+            "one directory per controller in use, none in the v2 tree: {:?}",
+            cg.dirs
+        );
         // cgroupfs lets rmdir remove a directory with its control files; a
         // plain directory needs them gone first.
         for (_, d) in &cg.dirs {
@@ -379,5 +435,84 @@ mod tests {
             (1 + 510 * 9999 / 262_142).to_string()
         );
         assert_eq!(cg.dirs.len(), 1);
+    }
+    fn no_attach(_: &Path, _: &[Insn]) -> io::Result<()> {
+        panic!("a v1 devices hierarchy needs no program")
+    }
+
+    #[test]
+    fn device_rules_go_to_v1_files_or_to_a_v2_program() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let root = t.path();
+        for c in ["memory", "pids", "cpu", "devices"] {
+            touch(&root.join(c).join("cgroup.procs"));
+        }
+        let layout = Layout::detect(root);
+        let cg = Cgroup::create(&layout, "kiln", "d1", None).expect("create");
+        let rules = devices::effective_rules(None);
+        assert_eq!(
+            fs::read_to_string(root.join("devices/kiln/d1/devices.allow")).expect("read"),
+            "c 10:200 rwm",
+            "the last allow line written (each write replaces a plain file)"
+        );
+        cg.filter_devices(&rules, false, no_attach)
+            .expect("v1 filters");
+
+        // Pure v2: the program is attached to the container's directory.
+        let t = tempfile::tempdir().expect("tempdir");
+        touch(&t.path().join("cgroup.controllers"));
+        let cg = Cgroup::create(&Layout::detect(t.path()), "kiln", "d2", None).expect("create");
+        let mut seen = None;
+        cg.filter_devices(&rules, false, |dir, insns| {
+            seen = Some((dir.to_path_buf(), insns.len()));
+            Ok(())
+        })
+        .expect("attached");
+        assert_eq!(
+            seen,
+            Some((t.path().join("kiln/d2"), devices::program(&rules).len()))
+        );
+        // Refused (no CAP_BPF, old kernel): root fails with a clear message,
+        // a rootless container runs (its user namespace keeps it off the
+        // host's devices).
+        let refuse = |_: &Path, _: &[Insn]| Err(io::Error::from_raw_os_error(libc::EPERM));
+        let err = cg
+            .filter_devices(&rules, false, refuse)
+            .expect_err("refused");
+        assert!(
+            err.contains("cannot filter device access on cgroup v2")
+                && err.contains("CAP_BPF")
+                && err.contains("kiln/d2"),
+            "{err}"
+        );
+        cg.filter_devices(&rules, true, refuse)
+            .expect("rootless runs");
+    }
+
+    #[test]
+    fn hybrid_without_v1_devices_joins_the_v2_tree_for_the_filter() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let root = t.path();
+        for c in ["memory", "pids"] {
+            touch(&root.join(c).join("cgroup.procs"));
+        }
+        let no_unified = Cgroup::create(&Layout::detect(root), "kiln", "h0", None).expect("create");
+        let err = no_unified
+            .filter_devices(&[], false, no_attach)
+            .expect_err("nothing can filter");
+        assert!(
+            err.contains("cannot keep the container from opening host devices"),
+            "{err}"
+        );
+        touch(&root.join("unified/cgroup.controllers"));
+        let cg = Cgroup::create(&Layout::detect(root), "kiln", "h1", None).expect("create");
+        assert_eq!(cg.dir(""), Some(root.join("unified/kiln/h1").as_path()));
+        let mut attached = false;
+        cg.filter_devices(&[], false, |_, _| {
+            attached = true;
+            Ok(())
+        })
+        .expect("filtered");
+        assert!(attached);
     }
 }

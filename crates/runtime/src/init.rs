@@ -417,6 +417,14 @@ fn shim(
         Err(_) if rootless => None,
         Err(e) => return Err(Failure::setup(format!("cgroup: {e}"))),
     };
+    if let Some(c) = &cgroup {
+        let rules = crate::devices::effective_rules(resources);
+        if let Err(msg) = c.filter_devices(&rules, rootless, crate::cgroups::attach_device_program)
+        {
+            let _ = c.remove();
+            return Err(Failure::setup(msg));
+        }
+    }
     let remove_cgroup = |cg: &Option<Cgroup>| {
         if let Some(c) = cg {
             let _ = c.remove();

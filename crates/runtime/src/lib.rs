@@ -42,6 +42,7 @@
 
 mod cgroups;
 mod config;
+mod devices;
 mod error;
 mod init;
 mod launch;
@@ -70,3 +71,16 @@ pub use spec::{
     write_etc_files,
 };
 pub use state::{ContainerState, Status};
+
+/// The top-level paths where [`docker_spec`] mounts a container's `/proc`,
+/// `/dev` and `/sys` and its `/etc` files (every other mount of the spec is
+/// below one of them). A commit or a build step removes the stubs made for
+/// them, as Docker's never-committed init layer holds them.
+pub const MOUNT_POINTS: &[&str] = &[
+    "/proc",
+    "/dev",
+    "/sys",
+    "/etc/hostname",
+    "/etc/hosts",
+    "/etc/resolv.conf",
+];

@@ -1378,3 +1378,141 @@ fn sysctls_reach_only_the_containers_namespaces() {
     assert!(e.to_string().contains("not namespaced"), "{e}");
     assert_eq!(host("/proc/sys/vm/swappiness"), swappiness);
 }
+
+/// A block device the host's root can read, as `(major, minor)`: a disk
+/// from `/proc/partitions`, else `loop0` (some sandboxes refuse opening
+/// the disk itself even to the host's root).
+fn host_disk() -> (u32, u32) {
+    let parts = fs::read_to_string("/proc/partitions").expect("read /proc/partitions");
+    let mut candidates: Vec<(String, u32, u32)> = parts
+        .lines()
+        .skip(2)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            Some((
+                f.get(3)?.to_string(),
+                f.first()?.parse().ok()?,
+                f.get(1)?.parse().ok()?,
+            ))
+        })
+        .collect();
+    candidates.push(("loop0".into(), 7, 0));
+    candidates
+        .into_iter()
+        .find(|(name, _, _)| fs::File::open(Path::new("/dev").join(name)).is_ok())
+        .map(|(_, maj, min)| (maj, min))
+        .expect("a block device the host's root can open")
+}
+
+/// Inside the container: `mknod`s a host block device and `/dev/kmsg` (and
+/// `/dev/mem`), tries to open them and the default devices, and prints one
+/// `name=ok` or `name=<error>` line each.
+fn device_attack(
+    rt: &Runtime,
+    name: &str,
+    extra_rule: Option<Value>,
+) -> std::collections::BTreeMap<String, String> {
+    let (maj, min) = host_disk();
+    let script = format!(
+        "d=/tmp/{name}; rm -rf $d; mkdir $d; cd $d\n\
+         mknod disk b {maj} {min} && echo mknod=ok\n\
+         mknod kmsg c 1 11; mknod mem c 1 1\n\
+         rd() {{ if e=$(head -c 1 \"$2\" 2>&1 >/dev/null); then echo \"$1=ok\"; else echo \"$1=$e\"; fi; }}\n\
+         wr() {{ if e=$( (printf '' >\"$2\") 2>&1); then echo \"$1=ok\"; else echo \"$1=$e\"; fi; }}\n\
+         rd disk disk; wr kmsg kmsg; rd mem mem\n\
+         rd null /dev/null; rd zero /dev/zero; wr full /dev/full; rd random /dev/random\n\
+         rd urandom /dev/urandom; wr tty /dev/tty; wr ptmx /dev/ptmx\n\
+         mknod pts c 136 7; wr pts pts; mknod console c 5 1; wr console console\n\
+         cd /; rm -rf $d\n"
+    );
+    let mut c = container(name, &["sh", "-c", &script], |_| {});
+    if let Some(rule) = extra_rule {
+        let mut spec = serde_json::to_value(&c.config.spec).expect("spec as json");
+        let list = spec["linux"]["resources"]["devices"]
+            .as_array_mut()
+            .expect("a device list");
+        list.push(rule);
+        c.config.spec = serde_json::from_value(spec).expect("spec");
+    }
+    let (out_r, out_w) = pipe();
+    let (err_r, err_w) = pipe();
+    let stdio = StdioConfig {
+        stdin: Stdio::Null,
+        stdout: Stdio::Fd(out_w),
+        stderr: Stdio::Fd(err_w),
+        tty: false,
+    };
+    let fg = rt.start(&c.config, stdio).expect("container starts");
+    let mut out = String::new();
+    fs::File::from(out_r)
+        .read_to_string(&mut out)
+        .expect("stdout");
+    let mut err = String::new();
+    fs::File::from(err_r)
+        .read_to_string(&mut err)
+        .expect("stderr");
+    fg.wait().expect("container ends");
+    let lines: std::collections::BTreeMap<String, String> = out
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    assert_eq!(
+        lines.get("mknod").map(String::as_str),
+        Some("ok"),
+        "CAP_MKNOD lets the container create nodes (stdout {out:?}, stderr {err:?})"
+    );
+    lines
+}
+
+fn assert_devices_filtered(got: &std::collections::BTreeMap<String, String>, layout: &str) {
+    for denied in ["disk", "kmsg", "mem"] {
+        let e = got.get(denied).map(String::as_str).unwrap_or("missing");
+        assert!(
+            e.contains("Operation not permitted"),
+            "{layout}: a mknod'ed {denied} must not open: {e} ({got:?})"
+        );
+    }
+    for allowed in [
+        "null", "zero", "full", "random", "urandom", "tty", "ptmx", "pts", "console",
+    ] {
+        let e = got.get(allowed).map(String::as_str).unwrap_or("missing");
+        assert!(
+            e != "missing" && !e.contains("Operation not permitted"),
+            "{layout}: {allowed} is one of Docker's default devices: {e} ({got:?})"
+        );
+    }
+}
+
+#[test]
+fn device_filter_cgroup_v2_denies_mknod_devices() {
+    // This host is hybrid: its cgroup2 tree has no v1 devices controller
+    // behind it, so a root there is what a pure v2 host gives.
+    let unified = Path::new("/sys/fs/cgroup/unified");
+    assert!(
+        unified.join("cgroup.controllers").exists(),
+        "a cgroup2 tree at {}",
+        unified.display()
+    );
+    let rt = Runtime::new(RuntimeConfig {
+        init_binary: HARNESS.into(),
+        cgroup_parent: "kiln-test".into(),
+        cgroup_root: unified.into(),
+        ..Default::default()
+    });
+    let got = device_attack(&rt, "devv2", None);
+    assert_devices_filtered(&got, "cgroup v2");
+    // A device the spec adds (`--device`) is usable, and only that one.
+    let (maj, min) = host_disk();
+    let rule =
+        serde_json::json!({"allow": true, "type": "b", "major": maj, "minor": min, "access": "r"});
+    let got = device_attack(&rt, "devv2add", Some(rule));
+    assert_eq!(got.get("disk").map(String::as_str), Some("ok"), "{got:?}");
+    assert!(got["kmsg"].contains("Operation not permitted"), "{got:?}");
+}
+
+#[test]
+fn device_filter_cgroup_v1_denies_mknod_devices() {
+    let got = device_attack(&runtime(), "devv1", None);
+    assert_devices_filtered(&got, "cgroup v1");
+}

@@ -21,6 +21,7 @@
 
 #![deny(missing_docs)]
 
+pub mod bpf;
 mod linux;
 mod mountopts;
 pub mod process;
