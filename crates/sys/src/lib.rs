@@ -4,7 +4,7 @@
 //! the kernel is a method of one of a few narrow traits: [`MountOps`],
 //! [`NsOps`], [`CredOps`], [`FsOps`], [`ProcOps`] and [`LimitOps`].
 //! [`LinuxSys`] implements them with real syscalls; `RecordingSys` (feature
-//! `fake`) records the calls so that the code driving them can be unit-tested
+//! `testing`, all six traits) records the calls so that the code driving them can be unit-tested
 //! without root. A few process-level helpers that have no sensible fake
 //! (signal masks, pidfds, ptys, keeping a file descriptor across `exec`) are
 //! free functions in [`process`].
@@ -27,12 +27,12 @@ mod mountopts;
 pub mod process;
 mod types;
 
-#[cfg(feature = "fake")]
+#[cfg(feature = "testing")]
 mod fake;
 
 pub use caps::Capability;
-#[cfg(feature = "fake")]
-pub use fake::RecordingSys;
+#[cfg(feature = "testing")]
+pub use fake::{FAKE_CHILD_PID, RecordingSys};
 pub use linux::LinuxSys;
 pub use mountopts::overlay_options_relative;
 pub use types::{
