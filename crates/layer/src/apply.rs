@@ -195,8 +195,57 @@ pub fn extract_archive<R: Read>(
         literal_whiteouts: true,
         owner: opts.owner,
         ignore_owner_errors: opts.ignore_owner_errors,
+        no_overwrite_dir_non_dir: false,
     };
     apply(reader, compression, dest, &apply_opts, &extra)
+}
+
+/// Who owns what [`extract_copy`] writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CopyOwner {
+    /// The uid and gid each entry has in the archive (`docker cp -a`).
+    Archive,
+    /// Every entry owned by this uid and gid (`docker cp` into a
+    /// container: the container's root).
+    Fixed(u32, u32),
+    /// Owners are not set: the files belong to the caller (`docker cp`
+    /// out of a container).
+    Caller,
+}
+
+/// Extracts a tar archive (plain, gzip or zstd, detected from its first
+/// bytes) into the directory `dest`, as `docker cp` does: `dest` is the
+/// extraction's root (no entry and no link in the archive or in the tree
+/// leads out of it), `.wh.` names are ordinary files, modes, special bits,
+/// devices (unless `skip_devices`), hard links, xattrs and mtimes are
+/// kept, owners follow `owner`, and an existing directory is never
+/// replaced by a non-directory, nor a non-directory by a directory
+/// ([`Error::Overwrite`]).
+pub fn extract_copy<R: Read>(
+    reader: R,
+    dest: &Root,
+    owner: CopyOwner,
+    skip_devices: bool,
+) -> Result<ApplyStats> {
+    let mut buffered = BufReader::with_capacity(BUF_SIZE, reader);
+    let compression = detect_compression(&mut buffered).map_err(read_err)?;
+    let apply_opts = ApplyOptions {
+        whiteouts: WhiteoutMode::Overlay,
+        allow_devices: true,
+        preserve_owners: owner != CopyOwner::Caller,
+        expected_diff_id: None,
+    };
+    let extra = Extra {
+        skip_devices,
+        literal_whiteouts: true,
+        owner: match owner {
+            CopyOwner::Fixed(uid, gid) => Some((uid, gid)),
+            _ => None,
+        },
+        ignore_owner_errors: false,
+        no_overwrite_dir_non_dir: true,
+    };
+    apply(buffered, compression, dest, &apply_opts, &extra)
 }
 
 /// What [`extract_archive`] does differently from a layer apply.
@@ -210,6 +259,10 @@ struct Extra {
     owner: Option<(u32, u32)>,
     /// Owner changes may fail.
     ignore_owner_errors: bool,
+    /// An existing directory is never replaced by a non-directory, nor an
+    /// existing non-directory (a symlink included) by a directory: `docker
+    /// cp`'s extraction.
+    no_overwrite_dir_non_dir: bool,
 }
 
 fn apply<R: Read>(
@@ -439,6 +492,15 @@ impl Unpacker<'_> {
             .map_err(io_err("creating parent directory"))?;
         let existing = at::file_type(&parent, name).map_err(io_err("inspecting"))?;
         let is_dir = kind.is_dir();
+        if self.extra.no_overwrite_dir_non_dir
+            && let Some(t) = existing
+            && (t == FileType::Dir) != is_dir
+        {
+            return Err(Error::Overwrite {
+                path: rel.clone(),
+                directory: t == FileType::Dir,
+            });
+        }
         match existing {
             Some(FileType::Dir) if is_dir => {}
             Some(_) => at::remove_all(&parent, name).map_err(io_err("replacing"))?,

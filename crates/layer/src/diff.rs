@@ -714,3 +714,34 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     }
     Ok(n)
 }
+
+/// A tar of plain trees, written by the same entry writer as layers
+/// (hardlinks, xattrs, devices, no whiteouts): `kiln cp` and `kiln export`
+/// ([`crate::copy`]). Each object is reached from an already-resolved
+/// directory fd by one name, never by a host path.
+pub(crate) struct TreeArchiver<'o, W: Write>(Emitter<'o, W>);
+
+impl<'o, W: Write> TreeArchiver<'o, W> {
+    pub(crate) fn new(out: W, opts: &'o DiffOptions) -> Self {
+        Self(Emitter::new(out, opts, None))
+    }
+
+    /// Writes `name` in `dir` as the entry `rel` and, for a directory,
+    /// everything below it (symlinks written as links, never followed).
+    /// `shown` is `dir`'s path for messages.
+    pub(crate) fn add(
+        &mut self,
+        dir: &OwnedFd,
+        name: &OsStr,
+        shown: &Path,
+        rel: &Path,
+    ) -> Result<()> {
+        let node = Node::at(dir, name, shown)?;
+        self.0.tree(rel, &node)
+    }
+
+    /// Writes the end-of-archive blocks and returns the sink.
+    pub(crate) fn finish(self) -> Result<W> {
+        self.0.finish()
+    }
+}

@@ -47,7 +47,9 @@
 #![deny(missing_docs)]
 
 mod apply;
+mod changes;
 mod compression;
+mod copy;
 mod diff;
 mod hash;
 mod pargz;
@@ -62,7 +64,13 @@ pub use apply::{
     ApplyOptions, ApplyStats, ExtractOptions, GUARD_INTERVAL, WhiteoutMode, apply_layer,
     apply_layer_guarded, apply_layer_skipping_devices, extract_archive,
 };
+pub use apply::{CopyOwner, extract_copy};
+pub use changes::{Change, ChangeKind, dir_changes, overlay_changes};
 pub use compression::{Compression, detect_compression};
+pub use copy::{
+    CopyDest, CopyError, CopyPlan, PathStat, archive_path, archive_tree, base_name, dir_name,
+    link_target, plan_copy, stat_path,
+};
 pub use diff::{
     DiffOptions, IdMap, IdRange, diff_dirs, diff_dirs_mapped, diff_overlay_upper,
     diff_overlay_upper_mapped,
@@ -141,6 +149,16 @@ pub enum Error {
         /// The media type.
         media_type: String,
     },
+    /// An archive entry would replace an existing directory with a
+    /// non-directory, or an existing non-directory with a directory
+    /// ([`extract_copy`]).
+    #[error("{}", overwrite_message(path, *directory))]
+    Overwrite {
+        /// The existing entry, relative to the extraction's root.
+        path: PathBuf,
+        /// Whether the existing entry is the directory.
+        directory: bool,
+    },
     /// The uncompressed tar does not hash to the expected diffID.
     #[error("layer diff id mismatch: expected {expected}, got {actual}")]
     DiffIdMismatch {
@@ -149,6 +167,21 @@ pub enum Error {
         /// What the data hashed to.
         actual: String,
     },
+}
+
+fn overwrite_message(path: &std::path::Path, directory: bool) -> String {
+    let path = std::path::Path::new("/").join(path);
+    if directory {
+        format!(
+            "cannot overwrite directory {:?} with non-directory",
+            path.display().to_string()
+        )
+    } else {
+        format!(
+            "cannot overwrite non-directory {:?} with directory",
+            path.display().to_string()
+        )
+    }
 }
 
 /// Result with this crate's [`Error`].
