@@ -7,10 +7,11 @@
 //!   so the check and the document cannot drift; nothing depends on the
 //!   tooling packages; every workspace package is in the table.
 //! - Every `.rs` file starts with a `//!` line.
+//! - No command module of the CLI (`crates/cli/src/*_cmd.rs`) uses another.
 //! - No crate but kiln-sys contains the token `unsafe` outside comments and
 //!   string literals.
-//! - Containment (issue #11): the builder (`crates/builder/src`) and the CLI's
-//!   build backend (`crates/cli/src/build_backend.rs`) touch no file by a
+//! - Containment (issue #11): the builder (`crates/builder/src`) and the
+//!   engine's build backend (`crates/engine/src/build_backend.rs`) touch no file by a
 //!   host path (`std::fs` functions, path opens, `filetime`'s path setters,
 //!   `Path` methods that hit the disk, `Path::join`) outside the functions
 //!   of [`CONTAINMENT_ALLOWED`], each of which works only on kiln's own
@@ -361,8 +362,8 @@ pub(crate) fn check_files(root: &Path) -> Result<Vec<String>> {
 }
 
 /// The files the containment rule covers: every non-test source of the
-/// builder, and the CLI's build backend.
-const CONTAINMENT_FILES: &[&str] = &["crates/builder/src", "crates/cli/src/build_backend.rs"];
+/// builder, and the engine's build backend.
+const CONTAINMENT_FILES: &[&str] = &["crates/builder/src", "crates/engine/src/build_backend.rs"];
 
 /// Test-only files of the builder (compiled under `#[cfg(test)]` only).
 const CONTAINMENT_TEST_FILES: &[&str] = &["crates/builder/src/tests.rs", "crates/builder/src/fake.rs"];
@@ -419,102 +420,102 @@ pub(crate) const CONTAINMENT_ALLOWED: &[(&str, &str, &str)] = &[
         "reads a secret file the user named with --secret (for env=)",
     ),
     (
-        "crates/cli/src/build_backend.rs",
+        "crates/engine/src/build_backend.rs",
         "cleanup",
         "removes the store's own build/mnt mount points",
     ),
     (
-        "crates/cli/src/build_backend.rs",
+        "crates/engine/src/build_backend.rs",
         "memo_path",
         "names the store's build/resolved records",
     ),
     (
-        "crates/cli/src/build_backend.rs",
+        "crates/engine/src/build_backend.rs",
         "remembered",
         "reads a store build/resolved record",
     ),
     (
-        "crates/cli/src/build_backend.rs",
+        "crates/engine/src/build_backend.rs",
         "remember",
         "writes a store build/resolved record",
     ),
     (
-        "crates/cli/src/build_backend.rs",
+        "crates/engine/src/build_backend.rs",
         "mount",
         "creates the store's build/mnt/<key> mount point (the rootfs is then reached through kiln_fs::Root by the builder)",
     ),
     (
-        "crates/cli/src/build_backend.rs",
+        "crates/engine/src/build_backend.rs",
         "unmount",
         "removes the store's build/mnt/<key> mount point",
     ),
     (
-        "crates/cli/src/build_backend.rs",
+        "crates/engine/src/build_backend.rs",
         "cache_dir",
         "names the store's build cache directory",
     ),
     (
-        "crates/cli/src/build_backend.rs",
+        "crates/engine/src/build_backend.rs",
         "new",
         "creates the store's build cache directory",
     ),
     (
-        "crates/cli/src/build_backend.rs",
+        "crates/engine/src/build_backend.rs",
         "read",
         "reads a store build cache record",
     ),
     (
-        "crates/cli/src/build_backend.rs",
+        "crates/engine/src/build_backend.rs",
         "all_records",
         "lists the store's build cache records",
     ),
     (
-        "crates/cli/src/build_backend.rs",
+        "crates/engine/src/build_backend.rs",
         "children",
         "removes stale store build cache records",
     ),
     (
-        "crates/cli/src/build_backend.rs",
+        "crates/engine/src/build_backend.rs",
         "lookup",
         "removes a stale store build cache record",
     ),
     (
-        "crates/cli/src/build_backend.rs",
+        "crates/engine/src/build_backend.rs",
         "record",
         "writes a store build cache record",
     ),
     (
-        "crates/cli/src/build_backend.rs",
+        "crates/engine/src/build_backend.rs",
         "clear_cache",
         "removes the store's build cache records",
     ),
     (
-        "crates/cli/src/build_backend.rs",
+        "crates/engine/src/build_backend.rs",
         "step_mounts",
         "the store's cache-mount directories, and --secret files the user named copied into the step's private tmpfs",
     ),
     (
-        "crates/cli/src/build_backend.rs",
+        "crates/engine/src/build_backend.rs",
         "run_step",
         "the step's scratch directory in the store (build/steps/<id>) and its container state",
     ),
     (
-        "crates/cli/src/build_backend.rs",
+        "crates/engine/src/build_backend.rs",
         "run_in",
         "the step's scratch /etc files in the store, from the host's own /etc/resolv.conf",
     ),
     (
-        "crates/cli/src/build_backend.rs",
+        "crates/engine/src/build_backend.rs",
         "stage_bind",
         "mount points and copies in the step's scratch directory; the bind source itself is opened through kiln_fs::Root",
     ),
     (
-        "crates/cli/src/build_backend.rs",
+        "crates/engine/src/build_backend.rs",
         "overlay_bind",
         "the overlay's upper, work and mount directories in the step's scratch directory",
     ),
     (
-        "crates/cli/src/build_backend.rs",
+        "crates/engine/src/build_backend.rs",
         "secrets_tmpfs",
         "sizes of the --secret files the user named; the step's scratch directory",
     ),
@@ -750,17 +751,7 @@ pub(crate) const LONG_FN_ALLOWED: &[(&str, &str, &str)] = &[
         "split pending (builder helper, this session)",
     ),
     (
-        "crates/dockerfile/src/instructions/mount.rs",
-        "parse_mount",
-        "split pending (builder helper, this session)",
-    ),
-    (
-        "crates/dockerfile/src/instructions/parse.rs",
-        "typed",
-        "split pending (builder helper, this session)",
-    ),
-    (
-        "crates/cli/src/build_backend.rs",
+        "crates/engine/src/build_backend.rs",
         "run_in",
         "split pending (the CLI moves to crates/engine)",
     ),
@@ -990,6 +981,61 @@ pub(crate) fn check_function_length(root: &Path) -> Result<Vec<String>> {
     Ok(problems)
 }
 
+/// The CLI's command modules (`crates/cli/src/*_cmd.rs`) that `src`, the
+/// text of command module `own`, uses (`crate::x_cmd`, `super::x_cmd`):
+/// a command may use the engine and the CLI's shared helpers, never
+/// another command (issue #12: what two commands share belongs below them).
+pub(crate) fn cmd_imports(own: &str, src: &str) -> Vec<String> {
+    let code = strip_comments_and_strings(src);
+    let mut found = BTreeSet::new();
+    for prefix in ["crate::", "super::"] {
+        for (i, _) in code.match_indices(prefix) {
+            let rest = &code[i + prefix.len()..];
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if name.ends_with("_cmd") && name != own {
+                found.insert(name);
+            }
+        }
+    }
+    // `use crate::{a_cmd, b}` groups.
+    for (i, _) in code.match_indices("crate::{") {
+        let group = &code[i + "crate::{".len()..];
+        let group = &group[..group.find('}').unwrap_or(group.len())];
+        for name in group.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+            if name.ends_with("_cmd") && name != own {
+                found.insert(name.to_owned());
+            }
+        }
+    }
+    found.into_iter().collect()
+}
+
+/// No `*_cmd` module of the CLI imports another ([`cmd_imports`]).
+pub(crate) fn check_cmd_imports(root: &Path) -> Result<Vec<String>> {
+    let dir = root.join("crates/cli/src");
+    let mut problems = Vec::new();
+    for path in rust_files(&dir)? {
+        let Some(own) = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .filter(|s| s.ends_with("_cmd"))
+        else {
+            continue;
+        };
+        let src = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        for other in cmd_imports(own, &src) {
+            problems.push(format!(
+                "crates/cli/src/{own}.rs uses the command module {other}: commands share code through kiln-engine or a CLI helper module, never through another command"
+            ));
+        }
+    }
+    Ok(problems)
+}
+
 /// Runs every check and returns the problems found.
 pub(crate) fn problems() -> Result<Vec<String>> {
     let root = util::workspace_root();
@@ -1001,6 +1047,7 @@ pub(crate) fn problems() -> Result<Vec<String>> {
     problems.extend(check_files(&root)?);
     problems.extend(check_containment(&root)?);
     problems.extend(check_function_length(&root)?);
+    problems.extend(check_cmd_imports(&root)?);
     Ok(problems)
 }
 
@@ -1188,6 +1235,20 @@ fn after() {}
         let got: Vec<(&str, usize, usize)> =
             got.iter().map(|(n, l, c)| (n.as_str(), *l, *c)).collect();
         assert_eq!(got, [("short", 2, 4), ("provided", 8, 3), ("after", 21, 1)]);
+    }
+
+    #[test]
+    fn a_command_module_may_not_use_another() {
+        let src = "//! x\nuse crate::format;\nuse crate::image_cmd::pull;\nfn f() { crate::pause_cmd::go(); super::build_cmd::x(); crate::own_cmd::y(); }\n// crate::gc_cmd in a comment\nconst S: &str = \"crate::str_cmd\";\n";
+        assert_eq!(
+            cmd_imports("own_cmd", src),
+            ["build_cmd", "image_cmd", "pause_cmd"]
+        );
+        assert_eq!(
+            cmd_imports("a_cmd", "use crate::{b_cmd, format};"),
+            ["b_cmd"]
+        );
+        assert!(cmd_imports("a_cmd", "use crate::progress::pull;").is_empty());
     }
 
     #[test]

@@ -79,81 +79,86 @@ const KEYS: &[&str] = &[
     "env",
 ];
 
+/// A `--mount` being parsed: the fields so far, and whether read-only is
+/// still the type's default (no `ro`/`rw` given).
+struct Parsing {
+    m: Mount,
+    ro_auto: bool,
+}
+
 /// Parses one `--mount` value.
 pub(crate) fn parse_mount(raw: &str) -> Result<Mount, String> {
-    let mut m = Mount {
-        kind: MountType::Bind,
-        target: None,
-        source: None,
-        from: None,
-        readonly: false,
-        id: None,
-        sharing: None,
-        required: false,
-        mode: None,
-        uid: None,
-        gid: None,
-        size: None,
-        env: None,
-        raw: raw.to_owned(),
+    let mut p = Parsing {
+        m: Mount {
+            kind: MountType::Bind,
+            target: None,
+            source: None,
+            from: None,
+            readonly: false,
+            id: None,
+            sharing: None,
+            required: false,
+            mode: None,
+            uid: None,
+            gid: None,
+            size: None,
+            env: None,
+            raw: raw.to_owned(),
+        },
+        ro_auto: true,
     };
-    let mut ro_auto = true;
     for field in csv_fields(raw)? {
-        let (key, value) = match field.split_once('=') {
-            Some((k, v)) => (k.to_ascii_lowercase(), Some(v.to_owned())),
-            None => (field.to_ascii_lowercase(), None),
-        };
-        let secretish = matches!(m.kind, MountType::Secret | MountType::Ssh);
-        let Some(value) = value else {
-            match key.as_str() {
-                "readonly" | "ro" => {
-                    m.readonly = true;
-                    ro_auto = false;
-                }
-                "readwrite" | "rw" => {
-                    m.readonly = false;
-                    ro_auto = false;
-                }
-                "required" if secretish => m.required = true,
-                "required" => {
-                    return Err(format!(
-                        "unexpected key 'required' for mount type '{}'",
-                        type_name(m.kind)
-                    ));
-                }
-                _ => return Err(format!("invalid field '{field}' must be a key=value pair")),
+        match field.split_once('=') {
+            Some((k, v)) => p.key_value(&k.to_ascii_lowercase(), v.to_owned(), &field)?,
+            None => p.bare_key(&field.to_ascii_lowercase(), &field)?,
+        }
+    }
+    p.finish()
+}
+
+impl Parsing {
+    /// A field without `=`: a boolean option set to true.
+    fn bare_key(&mut self, key: &str, field: &str) -> Result<(), String> {
+        let m = &mut self.m;
+        match key {
+            "readonly" | "ro" => {
+                m.readonly = true;
+                self.ro_auto = false;
             }
-            continue;
-        };
-        match key.as_str() {
-            "type" => {
-                m.kind = match value.to_ascii_lowercase().as_str() {
-                    "bind" => MountType::Bind,
-                    "cache" => MountType::Cache,
-                    "tmpfs" => MountType::Tmpfs,
-                    "secret" => MountType::Secret,
-                    "ssh" => MountType::Ssh,
-                    _ => {
-                        return Err(format!(
-                            "unsupported mount type {}{}",
-                            crate::quote::go_quote(&value),
-                            did_you_mean(&value, &["bind", "cache", "tmpfs", "secret", "ssh"], "")
-                        ));
-                    }
-                }
+            "readwrite" | "rw" => {
+                m.readonly = false;
+                self.ro_auto = false;
             }
+            "required" if matches!(m.kind, MountType::Secret | MountType::Ssh) => m.required = true,
+            "required" => {
+                return Err(format!(
+                    "unexpected key 'required' for mount type '{}'",
+                    type_name(m.kind)
+                ));
+            }
+            _ => return Err(format!("invalid field '{field}' must be a key=value pair")),
+        }
+        Ok(())
+    }
+
+    /// A `key=value` field.
+    fn key_value(&mut self, key: &str, value: String, field: &str) -> Result<(), String> {
+        let secretish = matches!(self.m.kind, MountType::Secret | MountType::Ssh);
+        let m = &mut self.m;
+        match key {
+            "type" => m.kind = mount_type(&value)?,
             "from" => m.from = Some(value),
             "source" | "src" => m.source = Some(value),
             "target" | "dst" | "destination" => m.target = Some(value),
             "readonly" | "ro" => {
-                m.readonly = parse_bool(&key, &value)?;
-                ro_auto = false;
+                m.readonly = parse_bool(key, &value)?;
+                self.ro_auto = false;
             }
             "readwrite" | "rw" => {
-                m.readonly = !parse_bool(&key, &value)?;
-                ro_auto = false;
+                m.readonly = !parse_bool(key, &value)?;
+                self.ro_auto = false;
             }
-            "required" if secretish => m.required = parse_bool(&key, &value)?,
+            "required" if secretish => m.required = parse_bool(key, &value)?,
             "size" if m.kind == MountType::Tmpfs => m.size = Some(value),
             "required" | "size" => {
                 return Err(format!(
@@ -176,65 +181,84 @@ pub(crate) fn parse_mount(raw: &str) -> Result<Mount, String> {
                         .map_err(|_| format!("invalid value {value} for mode"))?,
                 )
             }
-            "uid" => {
-                m.uid = Some(
-                    value
-                        .parse()
-                        .map_err(|_| format!("invalid value {value} for uid"))?,
-                )
-            }
-            "gid" => {
-                m.gid = Some(
-                    value
-                        .parse()
-                        .map_err(|_| format!("invalid value {value} for gid"))?,
-                )
-            }
+            "uid" => m.uid = Some(number(&value, "uid")?),
+            "gid" => m.gid = Some(number(&value, "gid")?),
             "env" => m.env = Some(value),
             _ => {
                 return Err(format!(
                     "unexpected key '{key}' in '{field}'{}",
-                    did_you_mean(&key, KEYS, "")
+                    did_you_mean(key, KEYS, "")
                 ));
             }
         }
+        Ok(())
     }
-    let file_info = matches!(
-        m.kind,
-        MountType::Secret | MountType::Ssh | MountType::Cache
-    );
-    let kind = type_name(m.kind);
-    if !file_info {
-        for (set, what) in [
-            (m.mode.is_some(), "mode"),
-            (m.uid.is_some(), "uid"),
-            (m.gid.is_some(), "gid"),
-        ] {
-            if set {
-                return Err(format!("{what} not allowed for \"{kind}\" type mounts"));
+
+    /// The checks that need every field, and the type's read-only default.
+    fn finish(self) -> Result<Mount, String> {
+        let Parsing { mut m, ro_auto } = self;
+        let file_info = matches!(
+            m.kind,
+            MountType::Secret | MountType::Ssh | MountType::Cache
+        );
+        let kind = type_name(m.kind);
+        if !file_info {
+            for (set, what) in [
+                (m.mode.is_some(), "mode"),
+                (m.uid.is_some(), "uid"),
+                (m.gid.is_some(), "gid"),
+            ] {
+                if set {
+                    return Err(format!("{what} not allowed for \"{kind}\" type mounts"));
+                }
             }
         }
-    }
-    if ro_auto {
-        m.readonly = !matches!(m.kind, MountType::Cache | MountType::Tmpfs);
-    }
-    if m.sharing.is_some() && m.kind != MountType::Cache {
-        return Err(format!("invalid cache sharing set for {kind} mount"));
-    }
-    if m.kind == MountType::Secret {
-        if m.from.is_some() {
-            return Err("secret mount should not have a from".to_owned());
+        if ro_auto {
+            m.readonly = !matches!(m.kind, MountType::Cache | MountType::Tmpfs);
         }
-        if m.source.is_none() && m.target.is_none() && m.id.is_none() {
-            return Err("one of source, target required".to_owned());
+        if m.sharing.is_some() && m.kind != MountType::Cache {
+            return Err(format!("invalid cache sharing set for {kind} mount"));
         }
-        if m.source.is_some() && m.id.is_some() {
-            return Err("both source and id can't be set".to_owned());
+        if m.kind == MountType::Secret {
+            if m.from.is_some() {
+                return Err("secret mount should not have a from".to_owned());
+            }
+            if m.source.is_none() && m.target.is_none() && m.id.is_none() {
+                return Err("one of source, target required".to_owned());
+            }
+            if m.source.is_some() && m.id.is_some() {
+                return Err("both source and id can't be set".to_owned());
+            }
         }
+        // No target is no error (BuildKit's own Dockerfile relies on it): the
+        // builder mounts at the working directory, as BuildKit does.
+        Ok(m)
     }
-    // No target is no error (BuildKit's own Dockerfile relies on it): the
-    // builder mounts at the working directory, as BuildKit does.
-    Ok(m)
+}
+
+/// `type=`'s value.
+fn mount_type(value: &str) -> Result<MountType, String> {
+    Ok(match value.to_ascii_lowercase().as_str() {
+        "bind" => MountType::Bind,
+        "cache" => MountType::Cache,
+        "tmpfs" => MountType::Tmpfs,
+        "secret" => MountType::Secret,
+        "ssh" => MountType::Ssh,
+        _ => {
+            return Err(format!(
+                "unsupported mount type {}{}",
+                crate::quote::go_quote(value),
+                did_you_mean(value, &["bind", "cache", "tmpfs", "secret", "ssh"], "")
+            ));
+        }
+    })
+}
+
+/// A decimal `uid=`/`gid=` value.
+fn number(value: &str, what: &str) -> Result<u32, String> {
+    value
+        .parse()
+        .map_err(|_| format!("invalid value {value} for {what}"))
 }
 
 fn type_name(k: MountType) -> &'static str {

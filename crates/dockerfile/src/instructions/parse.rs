@@ -186,138 +186,177 @@ fn command(node: &Node, args: &[String]) -> ShellOrExec {
     }
 }
 
+/// The typed instruction of a node, by keyword.
 fn typed(node: &Node, heredocs: &[Heredoc]) -> Result<Instruction, String> {
     let kw = node.keyword.to_ascii_uppercase();
     let src = source(node);
-    let no_flags = |node: &Node| Flags::parse(&node.flags, &[]).map(|_| ());
-    Ok(match kw.as_str() {
-        "FROM" => {
-            let name = match node.args.as_slice() {
-                [_] => None,
-                [_, as_kw, name] if as_kw.eq_ignore_ascii_case("as") => {
-                    let lower = name.to_lowercase();
-                    if !valid_stage_name(&lower) {
-                        return Err(format!(
-                            "invalid name for build stage: {}, name can't start with a number or contain symbols",
-                            crate::quote::go_quote(name)
-                        ));
-                    }
-                    Some(lower)
-                }
-                _ => return Err("FROM requires either one or three arguments".to_owned()),
-            };
-            let flags = Flags::parse(&node.flags, &[("platform", Kind::Str)])?;
-            Instruction::From(FromInstruction {
-                image: node.args[0].clone(),
-                name,
-                platform: flags.string("platform").filter(|p| !p.is_empty()),
-                source: src,
-            })
-        }
-        "RUN" => {
-            let flags = Flags::parse(
-                &node.flags,
-                &[
-                    ("mount", Kind::Strings),
-                    ("network", Kind::Str),
-                    ("security", Kind::Str),
-                ],
-            )?;
-            let mounts = flags
-                .strings("mount")
-                .iter()
-                .map(|m| parse_mount(m))
-                .collect::<Result<Vec<_>, _>>()?;
-            let network = match flags.string("network").as_deref() {
-                None => None,
-                Some("default") => Some(NetworkMode::Default),
-                Some("none") => Some(NetworkMode::None),
-                Some("host") => Some(NetworkMode::Host),
-                Some(other) => return Err(format!("unsupported network mode {other:?}")),
-            };
-            let security = match flags.string("security").as_deref() {
-                None => None,
-                Some("sandbox") => Some(SecurityMode::Sandbox),
-                Some("insecure") => Some(SecurityMode::Insecure),
-                Some(other) => return Err(format!("unsupported security mode {other:?}")),
-            };
-            Instruction::Run(RunInstruction {
-                cmd: command(node, &node.args),
-                mounts,
-                network,
-                security,
-                heredocs: chomped(heredocs),
-                source: src,
-            })
-        }
+    match kw.as_str() {
+        "FROM" => from(node, src),
+        "RUN" => run(node, heredocs, src),
         "CMD" | "ENTRYPOINT" => {
             no_flags(node)?;
             let ins = CmdInstruction {
                 cmd: command(node, &node.args),
                 source: src,
             };
-            if kw == "CMD" {
+            Ok(if kw == "CMD" {
                 Instruction::Cmd(ins)
             } else {
                 Instruction::Entrypoint(ins)
-            }
-        }
-        "COPY" | "ADD" => copy(node, &kw, heredocs, src)?,
-        "ENV" | "LABEL" => {
-            no_flags(node)?;
-            at_least_one(node, &kw)?;
-            if !node.args.len().is_multiple_of(3) {
-                return Err(format!("Bad input to {kw}, too many arguments"));
-            }
-            let mut pairs = Vec::new();
-            for t in node.args.chunks(3) {
-                if t[0].is_empty() {
-                    return Err(format!("{kw} names can not be blank"));
-                }
-                pairs.push(KeyValue {
-                    key: t[0].clone(),
-                    value: t[1].clone(),
-                    legacy: t[2].is_empty(),
-                });
-            }
-            let ins = KeyValueInstruction { pairs, source: src };
-            if kw == "ENV" {
-                Instruction::Env(ins)
-            } else {
-                Instruction::Label(ins)
-            }
-        }
-        "ARG" => {
-            no_flags(node)?;
-            at_least_one(node, "ARG")?;
-            let mut args = Vec::new();
-            for a in &node.args {
-                args.push(match a.split_once('=') {
-                    Some(("", _)) => return Err("ARG names can not be blank".to_owned()),
-                    Some((k, v)) => ArgDef {
-                        name: k.to_owned(),
-                        default: Some(v.to_owned()),
-                    },
-                    None => ArgDef {
-                        name: a.clone(),
-                        default: None,
-                    },
-                });
-            }
-            Instruction::Arg(ArgInstruction { args, source: src })
-        }
-        "EXPOSE" => {
-            no_flags(node)?;
-            at_least_one(node, "EXPOSE")?;
-            Instruction::Expose(ListInstruction {
-                values: node.args.clone(),
-                json: false,
-                source: src,
             })
         }
-        "VOLUME" => {
+        "COPY" | "ADD" => copy(node, &kw, heredocs, src),
+        "ENV" | "LABEL" => key_values(node, &kw, src),
+        "ARG" => arg(node, src),
+        "EXPOSE" | "VOLUME" | "SHELL" => list(node, &kw, src),
+        "USER" | "WORKDIR" | "STOPSIGNAL" | "MAINTAINER" => {
             no_flags(node)?;
-            at_least_one(node, "VOLUME")?;
+            let value = exactly_one(node, &kw)?;
+            let ins = ValueInstruction { value, source: src };
+            Ok(match kw.as_str() {
+                "USER" => Instruction::User(ins),
+                "WORKDIR" => Instruction::Workdir(ins),
+                "STOPSIGNAL" => Instruction::StopSignal(ins),
+                _ => Instruction::Maintainer(ins),
+            })
+        }
+        "HEALTHCHECK" => healthcheck(node, src),
+        "ONBUILD" => onbuild(node, heredocs, src),
+        _ => Err(format!(
+            "unknown instruction: {}{}",
+            node.keyword,
+            did_you_mean(&node.keyword, INSTRUCTIONS, "")
+        )),
+    }
+}
+
+/// Fails on any flag: the instruction takes none.
+fn no_flags(node: &Node) -> Result<(), String> {
+    Flags::parse(&node.flags, &[]).map(|_| ())
+}
+
+/// `FROM [--platform=p] image [AS name]`.
+fn from(node: &Node, src: Source) -> Result<Instruction, String> {
+    let name = match node.args.as_slice() {
+        [_] => None,
+        [_, as_kw, name] if as_kw.eq_ignore_ascii_case("as") => {
+            let lower = name.to_lowercase();
+            if !valid_stage_name(&lower) {
+                return Err(format!(
+                    "invalid name for build stage: {}, name can't start with a number or contain symbols",
+                    crate::quote::go_quote(name)
+                ));
+            }
+            Some(lower)
+        }
+        _ => return Err("FROM requires either one or three arguments".to_owned()),
+    };
+    let flags = Flags::parse(&node.flags, &[("platform", Kind::Str)])?;
+    Ok(Instruction::From(FromInstruction {
+        image: node.args[0].clone(),
+        name,
+        platform: flags.string("platform").filter(|p| !p.is_empty()),
+        source: src,
+    }))
+}
+
+/// `RUN [--mount=...] [--network=...] [--security=...] command`.
+fn run(node: &Node, heredocs: &[Heredoc], src: Source) -> Result<Instruction, String> {
+    let flags = Flags::parse(
+        &node.flags,
+        &[
+            ("mount", Kind::Strings),
+            ("network", Kind::Str),
+            ("security", Kind::Str),
+        ],
+    )?;
+    let mounts = flags
+        .strings("mount")
+        .iter()
+        .map(|m| parse_mount(m))
+        .collect::<Result<Vec<_>, _>>()?;
+    let network = match flags.string("network").as_deref() {
+        None => None,
+        Some("default") => Some(NetworkMode::Default),
+        Some("none") => Some(NetworkMode::None),
+        Some("host") => Some(NetworkMode::Host),
+        Some(other) => return Err(format!("unsupported network mode {other:?}")),
+    };
+    let security = match flags.string("security").as_deref() {
+        None => None,
+        Some("sandbox") => Some(SecurityMode::Sandbox),
+        Some("insecure") => Some(SecurityMode::Insecure),
+        Some(other) => return Err(format!("unsupported security mode {other:?}")),
+    };
+    Ok(Instruction::Run(RunInstruction {
+        cmd: command(node, &node.args),
+        mounts,
+        network,
+        security,
+        heredocs: chomped(heredocs),
+        source: src,
+    }))
+}
+
+/// `ENV` or `LABEL`: `key=value` pairs (the node holds key, value, and
+/// whether the legacy `KEY value` form was used).
+fn key_values(node: &Node, kw: &str, src: Source) -> Result<Instruction, String> {
+    no_flags(node)?;
+    at_least_one(node, kw)?;
+    if !node.args.len().is_multiple_of(3) {
+        return Err(format!("Bad input to {kw}, too many arguments"));
+    }
+    let mut pairs = Vec::new();
+    for t in node.args.chunks(3) {
+        if t[0].is_empty() {
+            return Err(format!("{kw} names can not be blank"));
+        }
+        pairs.push(KeyValue {
+            key: t[0].clone(),
+            value: t[1].clone(),
+            legacy: t[2].is_empty(),
+        });
+    }
+    let ins = KeyValueInstruction { pairs, source: src };
+    Ok(if kw == "ENV" {
+        Instruction::Env(ins)
+    } else {
+        Instruction::Label(ins)
+    })
+}
+
+/// `ARG name[=default] ...`.
+fn arg(node: &Node, src: Source) -> Result<Instruction, String> {
+    no_flags(node)?;
+    at_least_one(node, "ARG")?;
+    let mut args = Vec::new();
+    for a in &node.args {
+        args.push(match a.split_once('=') {
+            Some(("", _)) => return Err("ARG names can not be blank".to_owned()),
+            Some((k, v)) => ArgDef {
+                name: k.to_owned(),
+                default: Some(v.to_owned()),
+            },
+            None => ArgDef {
+                name: a.clone(),
+                default: None,
+            },
+        });
+    }
+    Ok(Instruction::Arg(ArgInstruction { args, source: src }))
+}
+
+/// `EXPOSE`, `VOLUME` (no empty value) and `SHELL` (JSON form only).
+fn list(node: &Node, kw: &str, src: Source) -> Result<Instruction, String> {
+    no_flags(node)?;
+    at_least_one(node, kw)?;
+    match kw {
+        "EXPOSE" => Ok(Instruction::Expose(ListInstruction {
+            values: node.args.clone(),
+            json: false,
+            source: src,
+        })),
+        "VOLUME" => {
             let mut values = Vec::new();
             for v in &node.args {
                 let v = v.trim();
@@ -326,72 +365,54 @@ fn typed(node: &Node, heredocs: &[Heredoc]) -> Result<Instruction, String> {
                 }
                 values.push(v.to_owned());
             }
-            Instruction::Volume(ListInstruction {
+            Ok(Instruction::Volume(ListInstruction {
                 values,
                 json: node.json,
                 source: src,
-            })
+            }))
         }
-        "SHELL" => {
-            no_flags(node)?;
-            at_least_one(node, "SHELL")?;
+        _ => {
             if !node.json {
                 return Err("SHELL requires the arguments to be in JSON form".to_owned());
             }
-            Instruction::Shell(ListInstruction {
+            Ok(Instruction::Shell(ListInstruction {
                 values: node.args.clone(),
                 json: true,
                 source: src,
-            })
+            }))
         }
-        "USER" | "WORKDIR" | "STOPSIGNAL" | "MAINTAINER" => {
-            no_flags(node)?;
-            let value = exactly_one(node, &kw)?;
-            let ins = ValueInstruction { value, source: src };
-            match kw.as_str() {
-                "USER" => Instruction::User(ins),
-                "WORKDIR" => Instruction::Workdir(ins),
-                "STOPSIGNAL" => Instruction::StopSignal(ins),
-                _ => Instruction::Maintainer(ins),
-            }
-        }
-        "HEALTHCHECK" => healthcheck(node, src)?,
+    }
+}
+
+/// `ONBUILD instruction`: the trigger typed, and its text as the image
+/// config stores it.
+fn onbuild(node: &Node, heredocs: &[Heredoc], src: Source) -> Result<Instruction, String> {
+    no_flags(node)?;
+    let Some(child) = node.child.as_deref() else {
+        return Err("ONBUILD requires at least one argument".to_owned());
+    };
+    let trigger = child.keyword.to_uppercase();
+    match trigger.as_str() {
         "ONBUILD" => {
-            no_flags(node)?;
-            let Some(child) = node.child.as_deref() else {
-                return Err("ONBUILD requires at least one argument".to_owned());
-            };
-            let trigger = child.keyword.to_uppercase();
-            match trigger.as_str() {
-                "ONBUILD" => {
-                    return Err("Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed".to_owned());
-                }
-                "FROM" | "MAINTAINER" => {
-                    return Err(format!("{trigger} isn't allowed as an ONBUILD trigger"));
-                }
-                _ => {}
-            }
-            let inner = typed(child, heredocs)?;
-            let mut expression = strip_onbuild(&node.original).to_owned();
-            for h in heredocs {
-                expression.push('\n');
-                expression.push_str(&h.content);
-                expression.push_str(&h.name);
-            }
-            Instruction::Onbuild(OnbuildInstruction {
-                instruction: Box::new(inner),
-                expression,
-                source: src,
-            })
+            return Err("Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed".to_owned());
         }
-        _ => {
-            return Err(format!(
-                "unknown instruction: {}{}",
-                node.keyword,
-                did_you_mean(&node.keyword, INSTRUCTIONS, "")
-            ));
+        "FROM" | "MAINTAINER" => {
+            return Err(format!("{trigger} isn't allowed as an ONBUILD trigger"));
         }
-    })
+        _ => {}
+    }
+    let inner = typed(child, heredocs)?;
+    let mut expression = strip_onbuild(&node.original).to_owned();
+    for h in heredocs {
+        expression.push('\n');
+        expression.push_str(&h.content);
+        expression.push_str(&h.name);
+    }
+    Ok(Instruction::Onbuild(OnbuildInstruction {
+        instruction: Box::new(inner),
+        expression,
+        source: src,
+    }))
 }
 
 /// `(?i)^\s*ONBUILD\s*` removed.
