@@ -1,0 +1,225 @@
+//! The cache document: an OCI image index whose entries are the images the
+//! steps made, each annotated with the step record that led to it (the
+//! parent image, the key, and what explains a miss). One small document
+//! decides every step; only the images of steps that hit are fetched.
+
+use std::collections::BTreeMap;
+
+use kiln_builder::{CacheRecord, ImageId};
+use kiln_model::Digest;
+use serde::{Deserialize, Serialize};
+
+use crate::CacheError;
+
+/// Index annotation naming the format (and its version).
+pub const FORMAT_ANNOTATION: &str = "dev.kiln.cache.format";
+/// The format this crate writes and reads.
+pub const FORMAT: &str = "kiln-step-cache/v1";
+const PARENT: &str = "dev.kiln.cache.parent";
+const KEY: &str = "dev.kiln.cache.key";
+const SHAPE: &str = "dev.kiln.cache.shape";
+const FILES: &str = "dev.kiln.cache.files";
+const IMAGE: &str = "dev.kiln.cache.image";
+const SCRATCH: &str = "scratch";
+
+/// The most entries an index may have; more is refused as hostile.
+pub const MAX_ENTRIES: usize = 20_000;
+
+/// A content descriptor of an image manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestRef {
+    /// Its media type (OCI or Docker image manifest).
+    #[serde(rename = "mediaType")]
+    pub media_type: String,
+    /// Its digest.
+    pub digest: Digest,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// One step of a cache: the record and the manifest of the image it made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The step record (parent image, key, shape, files, resulting image).
+    pub record: CacheRecord,
+    /// The resulting image's manifest.
+    pub manifest: ManifestRef,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Platform {
+    architecture: String,
+    os: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct IndexEntry {
+    #[serde(flatten)]
+    manifest: ManifestRef,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    platform: Option<Platform>,
+    #[serde(default)]
+    annotations: BTreeMap<String, String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Index {
+    #[serde(rename = "schemaVersion")]
+    schema_version: u32,
+    #[serde(rename = "mediaType", default)]
+    media_type: Option<String>,
+    manifests: Vec<IndexEntry>,
+    #[serde(default)]
+    annotations: BTreeMap<String, String>,
+}
+
+/// Writes the index for `entries` (`platform` is `(os, architecture)` of
+/// the images, which registries want on index entries).
+pub fn encode(entries: &[Entry], platform: (&str, &str)) -> Vec<u8> {
+    let manifests = entries
+        .iter()
+        .map(|e| {
+            let r = &e.record;
+            let mut a = BTreeMap::new();
+            a.insert(
+                PARENT.to_string(),
+                r.parent
+                    .as_ref()
+                    .map_or(SCRATCH.to_string(), |p| p.0.clone()),
+            );
+            a.insert(KEY.to_string(), r.key.clone());
+            a.insert(SHAPE.to_string(), r.shape.clone());
+            if !r.files.is_empty() {
+                a.insert(
+                    FILES.to_string(),
+                    serde_json::to_string(&r.files).unwrap_or_default(),
+                );
+            }
+            a.insert(IMAGE.to_string(), r.image.0.clone());
+            IndexEntry {
+                manifest: e.manifest.clone(),
+                platform: Some(Platform {
+                    os: platform.0.to_string(),
+                    architecture: platform.1.to_string(),
+                }),
+                annotations: a,
+            }
+        })
+        .collect();
+    let mut annotations = BTreeMap::new();
+    annotations.insert(FORMAT_ANNOTATION.to_string(), FORMAT.to_string());
+    let index = Index {
+        schema_version: 2,
+        media_type: Some(kiln_registry::OCI_INDEX.to_string()),
+        manifests,
+        annotations,
+    };
+    // Serialising plain strings and maps cannot fail.
+    serde_json::to_vec(&index).unwrap_or_default()
+}
+
+fn image_id(what: &str, s: &str) -> Result<ImageId, String> {
+    s.parse::<Digest>()
+        .map(|d| ImageId(d.to_string()))
+        .map_err(|e| format!("{what} {s:?}: {e}"))
+}
+
+/// Reads an index written by [`encode`]. `Ok(None)`: a valid index, but
+/// not a kiln cache (e.g. an image's manifest list).
+pub fn decode(bytes: &[u8]) -> Result<Option<Vec<Entry>>, CacheError> {
+    let invalid = |reason: String| CacheError::InvalidIndex { reason };
+    let index: Index =
+        serde_json::from_slice(bytes).map_err(|e| invalid(format!("not an OCI index: {e}")))?;
+    if index.annotations.get(FORMAT_ANNOTATION).map(String::as_str) != Some(FORMAT) {
+        return Ok(None);
+    }
+    if index.manifests.len() > MAX_ENTRIES {
+        return Err(invalid(format!(
+            "{} entries, more than the {MAX_ENTRIES} kiln reads",
+            index.manifests.len()
+        )));
+    }
+    let mut out = Vec::with_capacity(index.manifests.len());
+    for (n, m) in index.manifests.into_iter().enumerate() {
+        let get = |k: &str| {
+            m.annotations
+                .get(k)
+                .cloned()
+                .ok_or_else(|| invalid(format!("entry {n} has no {k} annotation")))
+        };
+        let parent = match get(PARENT)?.as_str() {
+            SCRATCH => None,
+            p => Some(image_id("parent", p).map_err(|e| invalid(format!("entry {n}: {e}")))?),
+        };
+        let image =
+            image_id("image", &get(IMAGE)?).map_err(|e| invalid(format!("entry {n}: {e}")))?;
+        let files = match m.annotations.get(FILES) {
+            Some(f) => serde_json::from_str(f)
+                .map_err(|e| invalid(format!("entry {n}: files annotation: {e}")))?,
+            None => Vec::new(),
+        };
+        out.push(Entry {
+            record: CacheRecord {
+                parent,
+                key: get(KEY)?,
+                shape: m.annotations.get(SHAPE).cloned().unwrap_or_default(),
+                files,
+                image,
+            },
+            manifest: m.manifest,
+        });
+    }
+    Ok(Some(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn digest(c: char) -> String {
+        format!("sha256:{}", c.to_string().repeat(64))
+    }
+
+    fn entry(parent: Option<char>, key: &str, image: char) -> Entry {
+        Entry {
+            record: CacheRecord {
+                parent: parent.map(|p| ImageId(digest(p))),
+                key: key.into(),
+                shape: key.into(),
+                files: vec![("a".into(), "644:sha256:x".into())],
+                image: ImageId(digest(image)),
+            },
+            manifest: ManifestRef {
+                media_type: kiln_registry::OCI_MANIFEST.into(),
+                digest: digest('f').parse().expect("digest"),
+                size: 42,
+            },
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let entries = vec![
+            entry(None, "#(link) COPY a /", 'b'),
+            entry(Some('a'), "/bin/sh -c echo \"hi\"\n--network=host", 'c'),
+        ];
+        let bytes = encode(&entries, ("linux", "amd64"));
+        assert_eq!(decode(&bytes).expect("decode"), Some(entries));
+    }
+
+    #[test]
+    fn other_indexes_are_not_caches_and_bad_ones_are_errors() {
+        let plain = br#"{"schemaVersion":2,"manifests":[]}"#;
+        assert_eq!(decode(plain).expect("decode"), None);
+        let bad_parent = format!(
+            r#"{{"schemaVersion":2,"annotations":{{"{FORMAT_ANNOTATION}":"{FORMAT}"}},"manifests":[{{"mediaType":"x","digest":"{}","size":1,"annotations":{{"{PARENT}":"../etc","{KEY}":"k","{IMAGE}":"{}"}}}}]}}"#,
+            digest('a'),
+            digest('b')
+        );
+        let e = decode(bad_parent.as_bytes())
+            .expect_err("bad parent")
+            .to_string();
+        assert!(e.contains("entry 0") && e.contains("parent"), "{e}");
+        assert!(decode(b"[1,2]").is_err());
+    }
+}
