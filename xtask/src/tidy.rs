@@ -801,16 +801,6 @@ pub(crate) const LONG_FN_ALLOWED: &[(&str, &str, &str)] = &[
         "split pending",
     ),
     (
-        "crates/runtime/src/init.rs",
-        "shim",
-        "split pending (runtime helper, this session)",
-    ),
-    (
-        "crates/runtime/src/rootfs.rs",
-        "setup_rootfs",
-        "split pending (runtime helper, this session)",
-    ),
-    (
         "crates/runtime/src/spec.rs",
         "docker_spec",
         "split pending",

@@ -390,45 +390,14 @@ fn shim(
     status: &mut Option<OwnedFd>,
     req: RunRequest,
 ) -> Result<Infallible, Failure> {
-    if req.detached {
-        sys.setsid().or_fail("setsid")?;
-        if let Fork::Parent(_) = sys.fork().or_fail("fork supervisor")? {
-            status.take();
-            sys.exit(0);
-        }
-    } else {
-        sys.set_parent_death_signal(libc::SIGKILL)
-            .or_fail("parent death signal")?;
-    }
+    become_supervisor(sys, status, req.detached)?;
     let ns = namespaces(&req.spec);
     let userns = ns.contains(Namespaces::USER);
-    let rootless = sysproc::geteuid() != 0;
     let layout = Layout::detect(&req.cgroup_root);
-    let resources = req
-        .spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.resources().as_ref());
-    let cgroup = match Cgroup::create(&layout, &req.cgroup_parent, &req.id, resources) {
-        Ok(c) => Some(c),
-        // Rootless: no cgroup to write to unless one was delegated to the
-        // user; the container then runs without limits (as rootless podman
-        // does on cgroup v1). The caller warns about requested limits.
-        Err(_) if rootless => None,
-        Err(e) => return Err(Failure::setup(format!("cgroup: {e}"))),
-    };
-    if let Some(c) = &cgroup {
-        let rules = crate::devices::effective_rules(resources);
-        if let Err(msg) = c.filter_devices(&rules, rootless, crate::cgroups::attach_device_program)
-        {
-            let _ = c.remove();
-            return Err(Failure::setup(msg));
-        }
-    }
-    let remove_cgroup = |cg: &Option<Cgroup>| {
-        if let Some(c) = cg {
-            let _ = c.remove();
-        }
+    let mut held = Held {
+        sys,
+        cgroup: create_cgroup(&req, &layout)?,
+        premount: None,
     };
     let signals = forwarded_and_chld();
     let old_mask = sysproc::block_signals(&signals).or_fail("block signals")?;
@@ -436,52 +405,14 @@ fn shim(
     // Root with a user namespace mounts the rootfs here, in the host's
     // mount namespace and with the host's credentials (its files stay the
     // host's; overlay copy-up runs as the mounter); the init binds it.
-    let rootfs_target = req.state_dir.join("rootfs");
-    let premounted = userns && !rootless;
-    if premounted {
-        let rootfs = rootfs_of(&req);
-        let plan = plan_for(&req, &rootfs, &[], &[], &[], &[], false);
-        if let Err(e) = crate::rootfs::mount_rootfs(sys, &plan) {
-            remove_cgroup(&cgroup);
-            return Err(e.into());
-        }
-        let _ = sys.mount(
-            None,
-            &rootfs_target,
-            None,
-            kiln_sys::MountFlags::REC | kiln_sys::MountFlags::PRIVATE,
-            None,
-        );
-        // The container's root cannot create files in the image's host-owned
-        // directories: make the mount points and working directory now.
-        make_mount_points(sys, &rootfs_target, &req.spec);
+    if userns && sysproc::geteuid() == 0 {
+        held.premount = Some(premount_rootfs(sys, &req).inspect_err(|_| held.release())?);
     }
-    let unmount_premount = || {
-        if premounted {
-            let _ = sys.umount(&rootfs_target, true);
-        }
-    };
     if ns.contains(Namespaces::PID) && !userns {
         sys.unshare(Namespaces::PID)
             .or_fail("unshare pid namespace")?;
     }
-    // The shim moves the init into the cgroup while the init builds its
-    // root filesystem: a cgroup v1 migration waits for an RCU grace period
-    // (milliseconds), so it is kept off the init's path.
-    let (joined_r, joined_w) = sysproc::pipe().or_fail("pipe")?;
-    // With a user namespace the init waits for its uid/gid maps first.
-    let (mapped_r, mapped_w) = sysproc::pipe().or_fail("pipe")?;
-    let mut logger = match &req.log {
-        Some(path) => Some(Logger::open(path)?),
-        None => None,
-    };
-    // Detached `-i`: stdin is a pipe nobody writes to but that stays open
-    // (the supervisor holds the write end until the container ends).
-    let stdin_pipe = if req.open_stdin {
-        Some(sysproc::pipe().or_fail("stdin pipe")?)
-    } else {
-        None
-    };
+    let pipes = InitPipes::new(&req)?;
     let fork = if userns {
         // One clone: the user namespace first, and the PID namespace owned
         // by it (so that the container's root may mount its /proc).
@@ -491,112 +422,280 @@ fn shim(
     };
     let pid = match fork {
         Err(e) => {
-            remove_cgroup(&cgroup);
-            unmount_premount();
+            held.release();
             return Err(Failure::setup(format!("fork container init: {e}")));
         }
         Ok(Fork::Child) => {
             drop(sfd);
-            drop(joined_w);
-            drop(mapped_w);
-            if let Some(l) = logger.take() {
-                l.attach()?;
-            }
-            if let Some((r, w)) = stdin_pipe {
-                drop(w);
-                sysproc::dup_onto(r.as_fd(), 0).or_fail("stdin pipe as stdin")?;
-            }
+            let child = pipes.child_side(userns)?;
             let _ = sysproc::set_signal_mask(&old_mask);
-            let mapped = userns.then_some(mapped_r);
-            return container_init(sys, status, &req, &layout, joined_r, mapped, premounted);
+            let premounted = held.premount.is_some();
+            return container_init(
+                sys,
+                status,
+                &req,
+                &layout,
+                child.joined,
+                child.mapped,
+                premounted,
+            );
         }
         Ok(Fork::Parent(pid)) => pid,
     };
-    drop(joined_r);
-    drop(mapped_r);
-    if let Some(l) = &mut logger {
-        l.parent_side();
-    }
-    // Held until the supervisor exits.
-    let _stdin_writer = stdin_pipe.map(|(r, w)| {
-        drop(r);
-        w
-    });
+    let mut parent = pipes.parent_side(userns);
     // The init may already have failed and gone: a write to its pipes must
     // not kill the shim (only the shim ignores SIGPIPE; the init has reset it).
     let _ = sysproc::ignore_signals(&[libc::SIGPIPE]);
-    let fail = |msg: String| {
+    if let Err(msg) = release_init(&held, &req, pid, &mut parent) {
         let _ = sys.kill(pid, libc::SIGKILL);
         let _ = sys.waitpid(pid, false);
-        remove_cgroup(&cgroup);
-        unmount_premount();
-        Failure::setup(msg)
-    };
-    if userns {
-        let maps = id_mappings(&req.spec);
-        if let Err(e) =
-            crate::userns::write_maps(pid, &maps, sysproc::geteuid(), sysproc::getegid())
-        {
-            return Err(fail(format!("user namespace maps: {e}")));
-        }
-        let _ = fs::File::from(mapped_w).write_all(b"m");
-    } else {
-        drop(mapped_w);
+        held.release();
+        return Err(Failure::setup(msg));
     }
-    let joined = match &cgroup {
-        Some(c) => c.join(pid),
-        None => Ok(()),
-    };
-    match joined {
-        Ok(()) => {
-            let _ = fs::File::from(joined_w).write_all(b"j");
-        }
-        Err(e) => {
-            // The init reads end-of-file and gives up; say why.
-            drop(joined_w);
-            return Err(fail(format!("join cgroup: {e}")));
-        }
-    }
-    let (state_path, exit_path) = state::paths(&req.state_dir);
-    let record = StateFile {
-        id: req.id.clone(),
-        pid,
-        pid_start: state::start_time(pid).unwrap_or_default(),
-        shim_pid: sysproc::getpid(),
-        shim_start: state::start_time(sysproc::getpid()).unwrap_or_default(),
-        cgroup: cgroup.clone(),
-        started_at: Some(state::rfc3339(std::time::SystemTime::now())),
-    };
-    if let Err(e) = state::write_json(&state_path, &record) {
-        let _ = sys.kill(pid, libc::SIGKILL);
-        return Err(Failure::setup(e));
-    }
-    if let Some(fd) = status.take() {
-        send(&fd, &Report::Started { pid });
-    }
-    let st = match &mut logger {
+    record_started(&held, &req, pid, status)?;
+    let st = match &mut parent.logger {
         Some(l) => supervise_logging(sys, pid, &sfd, l, Some(&req.state_dir)),
         None => supervise(sys, pid, &sfd, Some(&req.state_dir)),
     };
-    if let Some(c) = &cgroup {
+    if let Some(c) = &held.cgroup {
         c.kill_all(|p| {
             let _ = sys.kill(p, libc::SIGKILL);
         });
     }
-    if let Some(l) = &mut logger {
+    if let Some(l) = &mut parent.logger {
         // Whatever the container's processes wrote before they died.
         l.drain();
     }
-    remove_cgroup(&cgroup);
-    unmount_premount();
+    held.release();
     let _ = state::write_json(
-        &exit_path,
+        &state::paths(&req.state_dir).1,
         &ExitFile {
             status: to_exit(st),
             finished_at: Some(state::rfc3339(std::time::SystemTime::now())),
         },
     );
     exit_like(sys, st)
+}
+
+/// A detached container's shim leaves the caller (new session, forks once
+/// more: the supervisor outlives it); a foreground one dies with it.
+fn become_supervisor(
+    sys: &LinuxSys,
+    status: &mut Option<OwnedFd>,
+    detached: bool,
+) -> Result<(), Failure> {
+    if detached {
+        sys.setsid().or_fail("setsid")?;
+        if let Fork::Parent(_) = sys.fork().or_fail("fork supervisor")? {
+            status.take();
+            sys.exit(0);
+        }
+    } else {
+        sys.set_parent_death_signal(libc::SIGKILL)
+            .or_fail("parent death signal")?;
+    }
+    Ok(())
+}
+
+/// What the shim set up on the host for the container, released when
+/// starting fails or the container has ended.
+struct Held<'a> {
+    sys: &'a LinuxSys,
+    cgroup: Option<Cgroup>,
+    /// The rootfs the shim mounted itself (root's `--userns`).
+    premount: Option<PathBuf>,
+}
+
+impl Held<'_> {
+    fn release(&self) {
+        if let Some(c) = &self.cgroup {
+            let _ = c.remove();
+        }
+        if let Some(target) = &self.premount {
+            let _ = self.sys.umount(target, true);
+        }
+    }
+}
+
+/// The container's cgroup with the spec's limits and its device filter;
+/// `None` for a rootless container without a delegated cgroup.
+fn create_cgroup(req: &RunRequest, layout: &Layout) -> Result<Option<Cgroup>, Failure> {
+    let rootless = sysproc::geteuid() != 0;
+    let resources = req
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.resources().as_ref());
+    let cgroup = match Cgroup::create(layout, &req.cgroup_parent, &req.id, resources) {
+        Ok(c) => c,
+        // Rootless: no cgroup to write to unless one was delegated to the
+        // user; the container then runs without limits (as rootless podman
+        // does on cgroup v1). The caller warns about requested limits.
+        Err(_) if rootless => return Ok(None),
+        Err(e) => return Err(Failure::setup(format!("cgroup: {e}"))),
+    };
+    let rules = crate::devices::effective_rules(resources);
+    if let Err(msg) = cgroup.filter_devices(&rules, rootless, crate::cgroups::attach_device_program)
+    {
+        let _ = cgroup.remove();
+        return Err(Failure::setup(msg));
+    }
+    Ok(Some(cgroup))
+}
+
+/// Mounts the rootfs on `STATE_DIR/rootfs` in the host's mount namespace
+/// (private) and makes the mount points inside; returns the target.
+fn premount_rootfs(sys: &LinuxSys, req: &RunRequest) -> Result<PathBuf, Failure> {
+    let target = req.state_dir.join("rootfs");
+    let rootfs = rootfs_of(req);
+    let plan = plan_for(req, &rootfs, &[], &[], &[], &[], false);
+    crate::rootfs::mount_rootfs(sys, &plan)?;
+    let _ = sys.mount(
+        None,
+        &target,
+        None,
+        kiln_sys::MountFlags::REC | kiln_sys::MountFlags::PRIVATE,
+        None,
+    );
+    // The container's root cannot create files in the image's host-owned
+    // directories: make the mount points and working directory now.
+    make_mount_points(sys, &target, &req.spec);
+    Ok(target)
+}
+
+/// The pipes between the shim and the init, made before the fork.
+struct InitPipes {
+    /// The shim moved the init into the cgroup (`j`), while the init builds
+    /// its root filesystem: a cgroup v1 migration waits for an RCU grace
+    /// period (milliseconds), so it is kept off the init's path.
+    joined: (OwnedFd, OwnedFd),
+    /// With a user namespace, the init waits for its uid/gid maps (`m`).
+    mapped: (OwnedFd, OwnedFd),
+    logger: Option<Logger>,
+    /// Detached `-i`: stdin is a pipe nobody writes to but that stays open
+    /// (the supervisor holds the write end until the container ends).
+    stdin: Option<(OwnedFd, OwnedFd)>,
+}
+
+/// The init's ends of [`InitPipes`].
+struct ChildPipes {
+    joined: OwnedFd,
+    mapped: Option<OwnedFd>,
+}
+
+/// The shim's ends of [`InitPipes`].
+struct ParentPipes {
+    joined: Option<OwnedFd>,
+    mapped: Option<OwnedFd>,
+    logger: Option<Logger>,
+    /// Held until the supervisor exits.
+    _stdin_writer: Option<OwnedFd>,
+}
+
+impl InitPipes {
+    fn new(req: &RunRequest) -> Result<InitPipes, Failure> {
+        Ok(InitPipes {
+            joined: sysproc::pipe().or_fail("pipe")?,
+            mapped: sysproc::pipe().or_fail("pipe")?,
+            logger: match &req.log {
+                Some(path) => Some(Logger::open(path)?),
+                None => None,
+            },
+            stdin: if req.open_stdin {
+                Some(sysproc::pipe().or_fail("stdin pipe")?)
+            } else {
+                None
+            },
+        })
+    }
+
+    /// In the init: log pipes and the stdin pipe in place, the shim's ends
+    /// closed; the maps pipe only with a user namespace.
+    fn child_side(self, userns: bool) -> Result<ChildPipes, Failure> {
+        let (joined_r, joined_w) = self.joined;
+        let (mapped_r, mapped_w) = self.mapped;
+        drop((joined_w, mapped_w));
+        if let Some(l) = self.logger {
+            l.attach()?;
+        }
+        if let Some((r, w)) = self.stdin {
+            drop(w);
+            sysproc::dup_onto(r.as_fd(), 0).or_fail("stdin pipe as stdin")?;
+        }
+        Ok(ChildPipes {
+            joined: joined_r,
+            mapped: userns.then_some(mapped_r),
+        })
+    }
+
+    /// In the shim: the init's ends closed.
+    fn parent_side(self, userns: bool) -> ParentPipes {
+        let (joined_r, joined_w) = self.joined;
+        let (mapped_r, mapped_w) = self.mapped;
+        drop((joined_r, mapped_r));
+        let mut logger = self.logger;
+        if let Some(l) = &mut logger {
+            l.parent_side();
+        }
+        ParentPipes {
+            joined: Some(joined_w),
+            mapped: userns.then_some(mapped_w),
+            logger,
+            _stdin_writer: self.stdin.map(|(_, w)| w),
+        }
+    }
+}
+
+/// Lets the init go on: writes its uid/gid maps (user namespace), moves it
+/// into the cgroup and tells it so. On an error the init reads
+/// end-of-file and gives up; the message says why.
+fn release_init(
+    held: &Held<'_>,
+    req: &RunRequest,
+    pid: i32,
+    pipes: &mut ParentPipes,
+) -> Result<(), String> {
+    if let Some(mapped) = pipes.mapped.take() {
+        let maps = id_mappings(&req.spec);
+        crate::userns::write_maps(pid, &maps, sysproc::geteuid(), sysproc::getegid())
+            .map_err(|e| format!("user namespace maps: {e}"))?;
+        let _ = fs::File::from(mapped).write_all(b"m");
+    }
+    let joined = pipes.joined.take();
+    if let Some(c) = &held.cgroup {
+        c.join(pid).map_err(|e| format!("join cgroup: {e}"))?;
+    }
+    if let Some(w) = joined {
+        let _ = fs::File::from(w).write_all(b"j");
+    }
+    Ok(())
+}
+
+/// Writes `state.json` (pid and start times, supervisor, cgroup) and
+/// reports the start to the caller.
+fn record_started(
+    held: &Held<'_>,
+    req: &RunRequest,
+    pid: i32,
+    status: &mut Option<OwnedFd>,
+) -> Result<(), Failure> {
+    let record = StateFile {
+        id: req.id.clone(),
+        pid,
+        pid_start: state::start_time(pid).unwrap_or_default(),
+        shim_pid: sysproc::getpid(),
+        shim_start: state::start_time(sysproc::getpid()).unwrap_or_default(),
+        cgroup: held.cgroup.clone(),
+        started_at: Some(state::rfc3339(std::time::SystemTime::now())),
+    };
+    if let Err(e) = state::write_json(&state::paths(&req.state_dir).0, &record) {
+        let _ = held.sys.kill(pid, libc::SIGKILL);
+        return Err(Failure::setup(e));
+    }
+    if let Some(fd) = status.take() {
+        send(&fd, &Report::Started { pid });
+    }
+    Ok(())
 }
 
 /// The mounts making up `/`: the request's, else a bind of `spec.root.path`.

@@ -169,11 +169,35 @@ pub(crate) fn setup_rootfs<S: MountOps + FsOps>(
     )
     .step(|| "make / private".into())?;
     mount_rootfs(sys, plan)?;
-
     // Host-side sources of bind mounts are captured as detached trees now;
     // after pivot_root no host path can be named any more.
-    let mut trees: Vec<Option<(OwnedFd, bool)>> = Vec::with_capacity(plan.mounts.len());
-    for m in plan.mounts {
+    let trees = capture_bind_sources(sys, plan.mounts)?;
+    let (early, devices) = if plan.userns {
+        (mount_proc_sys_early(sys, plan)?, capture_host_devices(sys)?)
+    } else {
+        (vec![false; plan.mounts.len()], Vec::new())
+    };
+    pivot_into(sys, &plan.target)?;
+    let dev_tmpfs = mount_spec_mounts(sys, plan.mounts, trees, &early)?;
+    if dev_tmpfs {
+        populate_dev(sys, devices)?;
+    }
+    mask_paths(sys, plan.masked)?;
+    make_paths_read_only(sys, plan.readonly)
+}
+
+/// A bind source captured before `pivot_root`: the detached tree and
+/// whether it is a directory.
+type BindTree = Option<(OwnedFd, bool)>;
+
+/// Opens the source of every bind mount of `mounts` as a detached tree
+/// (`None` for the other mounts), while host paths can still be named.
+fn capture_bind_sources<S: MountOps + FsOps>(
+    sys: &S,
+    mounts: &[Mount],
+) -> Result<Vec<BindTree>, StepError> {
+    let mut trees = Vec::with_capacity(mounts.len());
+    for m in mounts {
         let o = parse_options(m.options().as_deref().unwrap_or_default());
         let is_bind = o.bind || m.typ().as_deref() == Some("bind");
         if !is_bind {
@@ -195,91 +219,96 @@ pub(crate) fn setup_rootfs<S: MountOps + FsOps>(
             .step(|| format!("open bind source {}", src.display()))?;
         trees.push(Some((tree, is_dir)));
     }
+    Ok(trees)
+}
 
-    // In a user namespace: procfs and sysfs now, below the rootfs, while the
-    // host's are still visible; only on a real top-level directory (lstat:
-    // a symlink planted in the image is refused).
+/// In a user namespace: procfs and sysfs now, below the rootfs, while the
+/// host's are still visible; only on a real top-level directory (lstat:
+/// a symlink planted in the image is refused). Returns which of the
+/// spec's mounts were done.
+fn mount_proc_sys_early<S: MountOps + FsOps>(
+    sys: &S,
+    plan: &RootfsPlan<'_>,
+) -> Result<Vec<bool>, StepError> {
     let mut early = vec![false; plan.mounts.len()];
-    let mut devices = Vec::new();
-    if plan.userns {
-        for (i, m) in plan.mounts.iter().enumerate() {
-            let typ = m.typ().clone().unwrap_or_default();
-            if typ != "proc" && typ != "sysfs" {
-                continue;
-            }
-            let rel = dest(m);
-            let rel = rel.strip_prefix("/").unwrap_or(&rel);
-            if rel.components().count() != 1 {
-                continue;
-            }
-            let at = plan.target.join(rel);
-            match sys
-                .probe_dir(&at)
-                .step(|| format!("stat {}", at.display()))?
-            {
-                Some(true) => {}
-                None => sys
-                    .mkdir_all(&at, 0o755)
-                    .step(|| format!("mkdir {}", at.display()))?,
-                Some(false) => {
-                    return Err(StepError {
-                        step: format!("mount {typ} on {}", dest(m).display()),
-                        source: io::Error::other("not a directory in the image"),
-                    });
-                }
-            }
-            let o = parse_options(m.options().as_deref().unwrap_or_default());
-            let source = m.source().clone().unwrap_or_else(|| PathBuf::from(&typ));
-            sys.mount(Some(&source), &at, Some(&typ), o.flags, data(&o).as_deref())
-                .step(|| format!("mount {typ} on {}", dest(m).display()))?;
-            early[i] = true;
+    for (i, m) in plan.mounts.iter().enumerate() {
+        let typ = m.typ().clone().unwrap_or_default();
+        if typ != "proc" && typ != "sysfs" {
+            continue;
         }
-        for (name, _, _) in DEVICES {
-            let host = Path::new("/dev").join(name);
-            let tree = sys
-                .open_tree(&host, false)
-                .step(|| format!("open {}", host.display()))?;
-            devices.push((name, tree));
+        let rel = dest(m);
+        let rel = rel.strip_prefix("/").unwrap_or(&rel);
+        if rel.components().count() != 1 {
+            continue;
         }
+        let at = plan.target.join(rel);
+        match sys
+            .probe_dir(&at)
+            .step(|| format!("stat {}", at.display()))?
+        {
+            Some(true) => {}
+            None => sys
+                .mkdir_all(&at, 0o755)
+                .step(|| format!("mkdir {}", at.display()))?,
+            Some(false) => {
+                return Err(StepError {
+                    step: format!("mount {typ} on {}", dest(m).display()),
+                    source: io::Error::other("not a directory in the image"),
+                });
+            }
+        }
+        let o = parse_options(m.options().as_deref().unwrap_or_default());
+        let source = m.source().clone().unwrap_or_else(|| PathBuf::from(&typ));
+        sys.mount(Some(&source), &at, Some(&typ), o.flags, data(&o).as_deref())
+            .step(|| format!("mount {typ} on {}", dest(m).display()))?;
+        early[i] = true;
     }
+    Ok(early)
+}
 
-    sys.chdir(&plan.target)
-        .step(|| format!("chdir {}", plan.target.display()))?;
+/// In a user namespace (no `mknod`): the host's device nodes as detached
+/// trees, bound into the container's `/dev` later.
+fn capture_host_devices<S: MountOps>(sys: &S) -> Result<Vec<(&'static str, OwnedFd)>, StepError> {
+    let mut devices = Vec::new();
+    for (name, _, _) in DEVICES {
+        let host = Path::new("/dev").join(name);
+        let tree = sys
+            .open_tree(&host, false)
+            .step(|| format!("open {}", host.display()))?;
+        devices.push((name, tree));
+    }
+    Ok(devices)
+}
+
+/// Makes `target` the root and lets go of the old one.
+fn pivot_into<S: MountOps + FsOps>(sys: &S, target: &Path) -> Result<(), StepError> {
+    sys.chdir(target)
+        .step(|| format!("chdir {}", target.display()))?;
     sys.pivot_root(Path::new("."), Path::new("."))
         .step(|| "pivot_root".into())?;
     sys.umount(Path::new("."), true)
         .step(|| "detach old root".into())?;
-    sys.chdir(Path::new("/")).step(|| "chdir /".into())?;
+    sys.chdir(Path::new("/")).step(|| "chdir /".into())
+}
 
+/// Performs the spec's mounts inside the new root (binds from their
+/// captured trees), except those done `early` and the cgroup filesystems
+/// (`finish_rootfs`). Returns whether `/dev` is a fresh tmpfs.
+fn mount_spec_mounts<S: MountOps + FsOps>(
+    sys: &S,
+    mounts: &[Mount],
+    trees: Vec<BindTree>,
+    early: &[bool],
+) -> Result<bool, StepError> {
     let mut dev_tmpfs = false;
-    for ((m, tree), done) in plan.mounts.iter().zip(trees).zip(early) {
-        if done {
+    for ((m, tree), done) in mounts.iter().zip(trees).zip(early) {
+        if *done {
             continue;
         }
         let target = dest(m);
         let o = parse_options(m.options().as_deref().unwrap_or_default());
         if let Some((tree, is_dir)) = tree {
-            if is_dir {
-                sys.mkdir_all(&target, 0o755)
-                    .step(|| format!("mkdir {}", target.display()))?;
-            } else {
-                sys.create_file(&target)
-                    .step(|| format!("create {}", target.display()))?;
-            }
-            sys.move_mount(tree.as_fd(), &target)
-                .step(|| format!("bind mount on {}", target.display()))?;
-            let extra =
-                MountFlags(o.flags.0 & !MountFlags::RELATIME.0 & !MountFlags::STRICTATIME.0);
-            if extra != MountFlags::NONE {
-                sys.mount(
-                    None,
-                    &target,
-                    None,
-                    MountFlags::REMOUNT | MountFlags::BIND | extra,
-                    None,
-                )
-                .step(|| format!("remount {}", target.display()))?;
-            }
+            attach_bind(sys, &target, tree, is_dir, &o)?;
             continue;
         }
         let typ = m.typ().clone().unwrap_or_default();
@@ -306,10 +335,45 @@ pub(crate) fn setup_rootfs<S: MountOps + FsOps>(
             dev_tmpfs = true;
         }
     }
-    if dev_tmpfs {
-        populate_dev(sys, devices)?;
+    Ok(dev_tmpfs)
+}
+
+/// Attaches a captured bind source at `target` (made as a directory or a
+/// file to match), then applies its flags (`ro`, `nosuid`, ...).
+fn attach_bind<S: MountOps + FsOps>(
+    sys: &S,
+    target: &Path,
+    tree: OwnedFd,
+    is_dir: bool,
+    o: &MountOptions,
+) -> Result<(), StepError> {
+    if is_dir {
+        sys.mkdir_all(target, 0o755)
+            .step(|| format!("mkdir {}", target.display()))?;
+    } else {
+        sys.create_file(target)
+            .step(|| format!("create {}", target.display()))?;
     }
-    for p in plan.masked {
+    sys.move_mount(tree.as_fd(), target)
+        .step(|| format!("bind mount on {}", target.display()))?;
+    let extra = MountFlags(o.flags.0 & !MountFlags::RELATIME.0 & !MountFlags::STRICTATIME.0);
+    if extra != MountFlags::NONE {
+        sys.mount(
+            None,
+            target,
+            None,
+            MountFlags::REMOUNT | MountFlags::BIND | extra,
+            None,
+        )
+        .step(|| format!("remount {}", target.display()))?;
+    }
+    Ok(())
+}
+
+/// Docker's masked paths: a read-only tmpfs over directories, `/dev/null`
+/// over anything else; missing paths are skipped.
+fn mask_paths<S: MountOps + FsOps>(sys: &S, masked: &[String]) -> Result<(), StepError> {
+    for p in masked {
         let path = Path::new(p);
         match sys.probe_dir(path).step(|| format!("stat {p}"))? {
             None => {}
@@ -333,7 +397,16 @@ pub(crate) fn setup_rootfs<S: MountOps + FsOps>(
                 .step(|| format!("mask {p}"))?,
         }
     }
-    for p in plan.readonly {
+    Ok(())
+}
+
+/// Docker's read-only paths: bound onto themselves and remounted
+/// read-only, `nosuid`, `nodev`, `noexec`; missing paths are skipped.
+fn make_paths_read_only<S: MountOps + FsOps>(
+    sys: &S,
+    readonly: &[String],
+) -> Result<(), StepError> {
+    for p in readonly {
         let path = Path::new(p);
         if sys.probe_dir(path).step(|| format!("stat {p}"))?.is_none() {
             continue;
