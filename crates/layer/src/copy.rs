@@ -251,8 +251,13 @@ fn add_children<W: Write>(root: &Root, tar: &mut TreeArchiver<'_, W>, top: &Path
 /// Writes a tar of everything below the root of `root` into `out`, as
 /// `docker export` does: entries named relative to the root (`bin`,
 /// `bin/sh`, ...), no entry for the root itself, links archived as links.
-pub fn archive_tree<W: Write>(root: &Root, out: W) -> Result<W> {
-    let opts = DiffOptions::default();
+/// Paths in `exclude` (relative to the root, e.g. `proc`: mount points of
+/// a running container's own namespace) are left out with their subtrees.
+pub fn archive_tree<W: Write>(root: &Root, exclude: &[PathBuf], out: W) -> Result<W> {
+    let opts = DiffOptions {
+        exclude: exclude.to_vec(),
+        ..DiffOptions::default()
+    };
     let mut tar = TreeArchiver::new(out, &opts);
     add_children(root, &mut tar, Path::new(""))?;
     tar.finish()

@@ -186,7 +186,7 @@ fn a_link_is_archived_as_a_link_never_as_the_host_file() {
 #[test]
 fn export_archives_every_entry_below_the_root_without_the_root() {
     let s = scene();
-    let tar = archive_tree(&s.root, Vec::new()).unwrap();
+    let tar = archive_tree(&s.root, &[], Vec::new()).unwrap();
     let n = names(&tar);
     assert_eq!(n[0], "dangling");
     assert!(n.contains(&"dir1/sub/deep".to_owned()));
@@ -195,6 +195,14 @@ fn export_archives_every_entry_below_the_root_without_the_root() {
     let e = entries(&tar);
     let leak = e.iter().find(|e| e.0 == "leak").unwrap();
     assert_eq!(leak.1, EntryType::Symlink);
+    // Left out with their subtrees.
+    let tar = archive_tree(&s.root, &["dir1/sub".into(), "etc".into()], Vec::new()).unwrap();
+    let n = names(&tar);
+    assert!(n.contains(&"dir1/file1-1".to_owned()));
+    assert!(
+        !n.iter()
+            .any(|x| x.starts_with("dir1/sub") || x.starts_with("etc"))
+    );
 }
 
 fn dest(path: &str, exists: bool, is_dir: bool) -> CopyDest {
