@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::config::{ImageConfig, Platform};
+use kiln_model::{ContainerConfig, Platform};
 
 /// Proxy args Docker accepts without a declaration.
 pub(crate) const PROXY_ARGS: &[&str] = &[
@@ -87,7 +87,7 @@ impl StageArgs {
 
     /// The environment for word expansion: args, then the config's ENV
     /// (later entries win, so ENV overrides ARG).
-    pub(crate) fn expansion_env(&self, config: &ImageConfig) -> Vec<(String, String)> {
+    pub(crate) fn expansion_env(&self, config: &ContainerConfig) -> Vec<(String, String)> {
         let mut env: Vec<(String, String)> = self
             .values()
             .map(|(n, v)| (n.to_string(), v.to_string()))
@@ -98,7 +98,7 @@ impl StageArgs {
 
     /// The args a RUN step sees and records (`|N K=V ...`): declared, with a
     /// value, not overridden by ENV, sorted. Proxy args count only when declared.
-    pub(crate) fn run_args(&self, config: &ImageConfig) -> Vec<String> {
+    pub(crate) fn run_args(&self, config: &ContainerConfig) -> Vec<String> {
         let env: BTreeSet<String> = config.env_pairs().into_iter().map(|(k, _)| k).collect();
         let mut out: Vec<String> = self
             .values()
@@ -111,7 +111,7 @@ impl StageArgs {
 
     /// The process environment of a RUN step: ENV, the visible args, and the
     /// undeclared proxy args given with `--build-arg` (never recorded).
-    pub(crate) fn run_env(&self, config: &ImageConfig) -> Vec<String> {
+    pub(crate) fn run_env(&self, config: &ContainerConfig) -> Vec<String> {
         let mut env: Vec<String> = config.env.clone().unwrap_or_default();
         let env_keys: BTreeSet<String> = config.env_pairs().into_iter().map(|(k, _)| k).collect();
         for (n, v) in self.values() {
@@ -180,7 +180,7 @@ mod tests {
         );
         assert_eq!(global.get("G").map(String::as_str), Some("g-cli"));
         let mut s = StageArgs::new(global, build);
-        let cfg = ImageConfig::default();
+        let cfg = ContainerConfig::default();
         // Globals are not visible until redeclared.
         assert!(s.expansion_env(&cfg).is_empty());
         s.declare("V", None);
@@ -189,7 +189,7 @@ mod tests {
         s.declare("U", None);
         assert_eq!(s.run_args(&cfg), ["A=a", "B=from-cli", "V=1"]);
         // ENV overrides ARG.
-        let mut cfg = ImageConfig::default();
+        let mut cfg = ContainerConfig::default();
         cfg.env_set("A", "env");
         assert_eq!(s.run_args(&cfg), ["B=from-cli", "V=1"]);
         let env = s.run_env(&cfg);

@@ -11,8 +11,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{History, ImageConfig, Platform};
 use crate::error::BackendError;
+use kiln_model::{ContainerConfig, History, NetworkMode, Platform};
 
 /// An image ID: the config digest, `sha256:<64 hex>`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -48,7 +48,7 @@ pub struct ImageInfo {
     /// Its ID.
     pub id: ImageId,
     /// Its runtime config (Env, Cmd, OnBuild, ...).
-    pub config: ImageConfig,
+    pub config: ContainerConfig,
     /// Its platform.
     pub platform: Platform,
 }
@@ -85,7 +85,7 @@ pub struct CommitRequest<'a> {
     /// metadata-only step (then `history.empty_layer` is `true`).
     pub rootfs: Option<&'a Rootfs>,
     /// The complete runtime config of the new image.
-    pub config: &'a ImageConfig,
+    pub config: &'a ContainerConfig,
     /// The history entry to append after the parent's history.
     pub history: &'a History,
     /// Platform of the new image (the parent's, or the target platform for scratch).
@@ -266,16 +266,6 @@ pub trait BuildCache: Send + Sync {
     ) -> Result<Option<CacheRecord>, BackendError> {
         Ok(self.children(parent)?.into_iter().find(|r| r.key == key))
     }
-}
-
-/// Network of a RUN step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub enum NetworkMode {
-    /// Share the host's network namespace (`--network host`).
-    #[default]
-    Host,
-    /// A new network namespace with only `lo` (`--network none`).
-    None,
 }
 
 /// An extra mount of a RUN step (`RUN --mount=...`).

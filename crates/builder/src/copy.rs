@@ -6,7 +6,7 @@ use kiln_dockerfile::instructions::{CopyInstruction, CopySource};
 use kiln_fs::{FinalLink, Root};
 
 use crate::backend::{CacheRecord, CommitRequest, ImageId, Rootfs};
-use crate::config::{History, ImageConfig};
+use kiln_model::{ContainerConfig, History};
 use crate::context::{CopyPlan, PlanOptions, Tree, absolute_dest, plan_copy, plan_inline};
 use crate::engine::{Builder, Shared, StageState};
 use crate::error::{Error, Result};
@@ -316,11 +316,12 @@ impl Builder<'_> {
                     author: None,
                     comment: None,
                     empty_layer: false,
+                    ..History::default()
                 };
                 let req = CommitRequest {
                     parent: None,
                     rootfs: rootfs.as_ref(),
-                    config: &ImageConfig::default(),
+                    config: &ContainerConfig::default(),
                     history: &history,
                     platform: &st.platform,
                     created: &sh.created,

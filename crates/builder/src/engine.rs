@@ -11,15 +11,14 @@ use kiln_dockerfile::shell::Lexer;
 use sha2::{Digest as _, Sha256};
 
 use crate::args::{PROXY_ARGS, StageArgs, global_scope, platform_args};
-use crate::backend::{
-    BuildCache, Fetcher, ImageBackend, ImageId, NetworkMode, PullPolicy, StepRunner,
-};
-use crate::config::{ImageConfig, Platform};
+use crate::backend::{BuildCache, Fetcher, ImageBackend, ImageId, PullPolicy, StepRunner};
 use crate::context::ContextDir;
 use crate::error::{Error, Result};
 use crate::graph::{Ordered, StageSink, plan_graph};
 use crate::history::{rfc3339, rfc3339_nano};
 use crate::progress::{Event, Progress};
+use kiln_model::NetworkMode;
+use kiln_model::{ContainerConfig, Platform};
 
 /// Everything about a build that is not the Dockerfile or the context.
 ///
@@ -82,7 +81,7 @@ impl Default for BuildOptions {
             pull: PullPolicy::Missing,
             network: NetworkMode::Host,
             platform: None,
-            build_platform: Platform::host(),
+            build_platform: Platform::native(),
             labels: BTreeMap::new(),
             jobs: 1,
             explain_cache: false,
@@ -105,7 +104,7 @@ pub struct BuildOutcome {
     /// The image of the target stage.
     pub image: ImageId,
     /// Its config.
-    pub config: ImageConfig,
+    pub config: ContainerConfig,
     /// The normalised tags that were set.
     pub tags: Vec<String>,
 }
@@ -152,7 +151,7 @@ pub(crate) struct Graph {
 #[derive(Debug, Clone)]
 pub(crate) struct StageResult {
     pub(crate) image: Option<ImageId>,
-    pub(crate) config: ImageConfig,
+    pub(crate) config: ContainerConfig,
     pub(crate) platform: Platform,
 }
 
@@ -229,7 +228,7 @@ impl Shared<'_> {
 pub(crate) struct StageState {
     pub(crate) index: usize,
     pub(crate) image: Option<ImageId>,
-    pub(crate) config: ImageConfig,
+    pub(crate) config: ContainerConfig,
     pub(crate) platform: Platform,
     pub(crate) args: StageArgs,
     /// False after the first cache miss (or with `--no-cache`).
@@ -515,7 +514,7 @@ impl<'a> Builder<'a> {
         let mut st = StageState {
             index: i,
             image: None,
-            config: ImageConfig::default(),
+            config: ContainerConfig::default(),
             platform: sh.target_platform.clone(),
             args: StageArgs::new(sh.global.clone(), sh.opts.build_args.clone()),
             cache_on: !sh.opts.no_cache,

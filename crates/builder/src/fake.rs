@@ -11,8 +11,8 @@ use std::sync::Mutex;
 use sha2::{Digest as _, Sha256};
 
 use crate::backend::*;
-use crate::config::{History, ImageConfig, Platform};
 use crate::error::BackendError;
+use kiln_model::{ContainerConfig, History, NetworkMode, Platform};
 
 /// An in-memory [`BuildCache`].
 #[derive(Default)]
@@ -38,7 +38,7 @@ impl BuildCache for MemCache {
 
 #[derive(Clone, Debug)]
 pub(crate) struct FakeImage {
-    pub(crate) config: ImageConfig,
+    pub(crate) config: ContainerConfig,
     pub(crate) history: Vec<History>,
     pub(crate) layers: usize,
     pub(crate) tree: PathBuf,
@@ -132,7 +132,7 @@ impl FakeBackend {
     pub(crate) fn add_base(
         &self,
         name: &str,
-        config: ImageConfig,
+        config: ContainerConfig,
         files: &[(&str, &str)],
     ) -> ImageId {
         let id = ImageId(format!(
@@ -156,7 +156,7 @@ impl FakeBackend {
                 }],
                 layers: 1,
                 tree,
-                platform: Platform::host(),
+                platform: Platform::native(),
             },
         );
         self.names

@@ -8,10 +8,10 @@ use kiln_dockerfile::instructions::{Dockerfile, Instruction, MountType};
 use kiln_dockerfile::shell::Lexer;
 
 use crate::args::StageArgs;
-use crate::config::ImageConfig;
 use crate::engine::{Base, BuildOptions, FromRef, Graph, find_stage, resolve_from};
 use crate::error::{Error, Result};
 use crate::progress::{Event, Progress};
+use kiln_model::ContainerConfig;
 
 /// Replays the events of parallel stages in file order: the first unfinished
 /// stage streams live, later ones are buffered until their turn.
@@ -103,50 +103,9 @@ pub(crate) fn plan_graph(
         } else {
             Base::Image(base)
         };
-        let mut d = BTreeSet::new();
+        let mut d = from_stages(df, i, global, opts)?;
         if let Base::Stage(j) = base {
             d.insert(j);
-        }
-        // `--from` values may use the stage's ARGs (their ENV is not known yet).
-        let mut args = StageArgs::new(global.clone(), opts.build_args.clone());
-        for inst in &stage.instructions {
-            if let Instruction::Arg(a) = inst {
-                for def in &a.args {
-                    let env = args.expansion_env(&ImageConfig::default());
-                    let default = match &def.default {
-                        Some(d) => {
-                            Some(lex.process_word(d, &env[..]).map_err(|e| Error::Expand {
-                                line: a.source.start_line,
-                                word: d.clone(),
-                                message: e.kind.to_string(),
-                            })?)
-                        }
-                        None => None,
-                    };
-                    args.declare(&def.name, default);
-                }
-            }
-            let froms: Vec<&String> = match inst {
-                Instruction::Copy(c) => c.from.iter().collect(),
-                Instruction::Run(r) => r
-                    .mounts
-                    .iter()
-                    .filter(|m| matches!(m.kind, MountType::Bind | MountType::Cache))
-                    .filter_map(|m| m.from.as_ref())
-                    .collect(),
-                _ => Vec::new(),
-            };
-            for f in froms {
-                let env = args.expansion_env(&ImageConfig::default());
-                let v = lex.process_word(f, &env[..]).map_err(|e| Error::Expand {
-                    line: inst.source().start_line,
-                    word: f.clone(),
-                    message: e.kind.to_string(),
-                })?;
-                if let FromRef::Stage(j) = resolve_from(df, &v, i) {
-                    d.insert(j);
-                }
-            }
         }
         bases.push(base);
         deps.push(d);
@@ -157,7 +116,87 @@ pub(crate) fn plan_graph(
             find_stage(df, t, df.stages.len()).ok_or_else(|| Error::UnknownTarget(t.clone()))?
         }
     };
-    // Depth-first from the target, dependencies first (they always precede in the file).
+    let mut sorted = build_order(df, target, &deps)?;
+    // Number steps in file order over the stages being built.
+    sorted.sort();
+    wait_for_identical_stages(df, &bases, &sorted, &mut deps);
+    let mut first_step = BTreeMap::new();
+    let mut n = 1;
+    for &i in &sorted {
+        first_step.insert(i, n);
+        n += 1 + df.stages[i].instructions.len();
+    }
+    let mut total = n - 1;
+    if !opts.labels.is_empty() {
+        total += 1;
+    }
+    Ok(Graph {
+        bases,
+        deps,
+        order: sorted,
+        target,
+        first_step,
+        total,
+    })
+}
+
+/// The earlier stages that stage `i` reads from: `COPY --from` and
+/// `RUN --mount=from=` values, which may use the stage's ARGs (their ENV
+/// is not known yet).
+fn from_stages(
+    df: &Dockerfile,
+    i: usize,
+    global: &BTreeMap<String, String>,
+    opts: &BuildOptions,
+) -> Result<BTreeSet<usize>> {
+    let lex = Lexer::new(df.escape);
+    let stage = &df.stages[i];
+    let mut d = BTreeSet::new();
+    let mut args = StageArgs::new(global.clone(), opts.build_args.clone());
+    for inst in &stage.instructions {
+        if let Instruction::Arg(a) = inst {
+            for def in &a.args {
+                let env = args.expansion_env(&ContainerConfig::default());
+                let default = match &def.default {
+                    Some(d) => Some(lex.process_word(d, &env[..]).map_err(|e| Error::Expand {
+                        line: a.source.start_line,
+                        word: d.clone(),
+                        message: e.kind.to_string(),
+                    })?),
+                    None => None,
+                };
+                args.declare(&def.name, default);
+            }
+        }
+        let froms: Vec<&String> = match inst {
+            Instruction::Copy(c) => c.from.iter().collect(),
+            Instruction::Run(r) => r
+                .mounts
+                .iter()
+                .filter(|m| matches!(m.kind, MountType::Bind | MountType::Cache))
+                .filter_map(|m| m.from.as_ref())
+                .collect(),
+            _ => Vec::new(),
+        };
+        for f in froms {
+            let env = args.expansion_env(&ContainerConfig::default());
+            let v = lex.process_word(f, &env[..]).map_err(|e| Error::Expand {
+                line: inst.source().start_line,
+                word: f.clone(),
+                message: e.kind.to_string(),
+            })?;
+            if let FromRef::Stage(j) = resolve_from(df, &v, i) {
+                d.insert(j);
+            }
+        }
+    }
+    Ok(d)
+}
+
+/// The stages `target` needs, depth-first from it, dependencies first
+/// (they always precede in the file); a stage depending on itself or a
+/// later one is a cycle.
+fn build_order(df: &Dockerfile, target: usize, deps: &[BTreeSet<usize>]) -> Result<Vec<usize>> {
     let mut order = Vec::new();
     let mut seen = BTreeSet::new();
     let mut stack = vec![(target, false)];
@@ -181,12 +220,18 @@ pub(crate) fn plan_graph(
             stack.push((d, false));
         }
     }
-    // Number steps in file order over the stages being built.
-    let mut sorted = order.clone();
-    sorted.sort();
-    // Two identical stages (same base, same instructions as written): the
-    // later one waits for the earlier, so that its steps hit the cache the
-    // earlier one filled, as in Docker's sequential builds.
+    Ok(order)
+}
+
+/// Two identical stages (same base, same instructions as written): the
+/// later one waits for the earlier, so that its steps hit the cache the
+/// earlier one filled, as in Docker's sequential builds.
+fn wait_for_identical_stages(
+    df: &Dockerfile,
+    bases: &[Base],
+    sorted: &[usize],
+    deps: &mut [BTreeSet<usize>],
+) {
     for (n, &i) in sorted.iter().enumerate() {
         let same = sorted[..n].iter().copied().find(|&j| {
             bases[j] == bases[i]
@@ -202,22 +247,4 @@ pub(crate) fn plan_graph(
             deps[i].insert(j);
         }
     }
-    let mut first_step = BTreeMap::new();
-    let mut n = 1;
-    for &i in &sorted {
-        first_step.insert(i, n);
-        n += 1 + df.stages[i].instructions.len();
-    }
-    let mut total = n - 1;
-    if !opts.labels.is_empty() {
-        total += 1;
-    }
-    Ok(Graph {
-        bases,
-        deps,
-        order: sorted,
-        target,
-        first_step,
-        total,
-    })
 }

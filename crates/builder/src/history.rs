@@ -1,7 +1,7 @@
 //! The exact strings Docker writes: history `created_by` entries (Go `%q` and
 //! `%v` formatting of lists, durations, runes) and RFC 3339 timestamps.
 
-use crate::config::HealthConfig;
+use kiln_model::Healthcheck;
 
 /// Go's `strconv.Quote`: a double-quoted string with Go escapes.
 pub(crate) fn go_quote(s: &str) -> String {
@@ -94,16 +94,21 @@ pub(crate) fn go_duration(ns: u64) -> String {
 }
 
 /// The `HEALTHCHECK` history text: Go's `%q` of a `*HealthConfig`.
-pub(crate) fn healthcheck_text(h: &HealthConfig) -> String {
+pub(crate) fn healthcheck_text(h: &Healthcheck) -> String {
     format!(
         "HEALTHCHECK &{{{} {} {} {} {} {}}}",
         go_q_list(&h.test),
-        go_quote(&go_duration(h.interval)),
-        go_quote(&go_duration(h.timeout)),
-        go_quote(&go_duration(h.start_period)),
-        go_quote(&go_duration(h.start_interval)),
-        go_q_rune(h.retries),
+        go_quote(&go_duration(ns(h.interval))),
+        go_quote(&go_duration(ns(h.timeout))),
+        go_quote(&go_duration(ns(h.start_period))),
+        go_quote(&go_duration(ns(h.start_interval))),
+        go_q_rune(u32::try_from(h.retries.unwrap_or(0)).unwrap_or(0)),
     )
+}
+
+/// A healthcheck duration as `go_duration` takes it (absent or negative: 0).
+fn ns(d: Option<i64>) -> u64 {
+    d.and_then(|n| u64::try_from(n).ok()).unwrap_or(0)
 }
 
 /// `<shell> #(nop)  <text>`: the history of a metadata-only step.
@@ -188,14 +193,14 @@ mod tests {
         assert_eq!(go_duration(1_500_000_000), "1.5s");
         assert_eq!(go_duration(3_600_000_000_000), "1h0m0s");
         assert_eq!(go_duration(100_000_000), "100ms");
-        let h = HealthConfig {
+        let h = Healthcheck {
             test: vec![
                 "CMD-SHELL".into(),
                 "curl -f http://localhost/ || exit 1".into(),
             ],
-            interval: 300_000_000_000,
-            timeout: 3_000_000_000,
-            retries: 3,
+            interval: Some(300_000_000_000),
+            timeout: Some(3_000_000_000),
+            retries: Some(3),
             ..Default::default()
         };
         assert_eq!(

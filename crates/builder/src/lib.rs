@@ -53,7 +53,6 @@
 mod args;
 mod backend;
 mod cache;
-mod config;
 mod context;
 mod copy;
 mod decompress;
@@ -73,7 +72,6 @@ mod write;
 
 pub use backend::*;
 pub use cache::JsonCache;
-pub use config::*;
 pub use context::ContextDir;
 pub use dockerignore::{DockerIgnore, DockerIgnoreError};
 pub use engine::{BuildOptions, BuildOutcome, Builder, normalize_tag};

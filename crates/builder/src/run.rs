@@ -6,7 +6,8 @@ use kiln_dockerfile::instructions::{
     CacheSharing, MountType, NetworkMode as DfNetwork, RunInstruction, ShellOrExec,
 };
 
-use crate::backend::{NetworkMode, OutputSink, Rootfs, RunStep, StepMount, Stream};
+use crate::backend::{OutputSink, Rootfs, RunStep, StepMount, Stream};
+use kiln_model::NetworkMode;
 use crate::dockerignore::clean_rel;
 use crate::engine::{Builder, FromRef, Shared, StageState, resolve_from};
 use crate::error::{Error, Result};

@@ -2,7 +2,7 @@
 //! entry, its cache key, and (for RUN, COPY, ADD, WORKDIR) the filesystem
 //! work through the backend and the step runner.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use kiln_dockerfile::instructions::{
     ArgInstruction, CmdInstruction, Healthcheck, HealthcheckInstruction, Instruction,
@@ -10,7 +10,7 @@ use kiln_dockerfile::instructions::{
 };
 
 use crate::backend::{CacheRecord, CommitRequest, ImageId, Rootfs};
-use crate::config::{Empty, HealthConfig, History, ImageConfig};
+use kiln_model::{ContainerConfig, Healthcheck as HealthConfig, History};
 use crate::engine::{Base, Builder, Shared, StageState};
 use crate::error::{Error, Result};
 use crate::history::{go_q_list, go_v_list, healthcheck_text, nop};
@@ -152,7 +152,7 @@ impl Builder<'_> {
         sh: &Shared<'_>,
         st: &mut StageState,
         rootfs: Option<&Rootfs>,
-        config: ImageConfig,
+        config: ContainerConfig,
         created_by: String,
         key: StepKey,
     ) -> Result<()> {
@@ -168,7 +168,7 @@ impl Builder<'_> {
         st: &mut StageState,
         rootfs: Option<&Rootfs>,
         stack: Option<&ImageId>,
-        config: ImageConfig,
+        config: ContainerConfig,
         created_by: String,
         key: StepKey,
     ) -> Result<()> {
@@ -178,6 +178,7 @@ impl Builder<'_> {
             author: st.author.clone(),
             comment: None,
             empty_layer: rootfs.is_none() && stack.is_none(),
+            ..History::default()
         };
         let req = CommitRequest {
             parent: st.image.as_ref(),
@@ -216,7 +217,7 @@ impl Builder<'_> {
         &self,
         sh: &Shared<'_>,
         st: &mut StageState,
-        config: ImageConfig,
+        config: ContainerConfig,
         text: &str,
     ) -> Result<()> {
         // Docker commits with the new config, so SHELL records its own shell.
@@ -261,7 +262,7 @@ impl Builder<'_> {
                         word: p.clone(),
                         message: e.kind.to_string(),
                     })?;
-                v.parse().map_err(|e: crate::config::PlatformError| {
+                v.parse().map_err(|e: kiln_model::Error| {
                     Error::instr(stage.source.start_line, e.to_string())
                 })?
             }
@@ -531,10 +532,9 @@ impl Builder<'_> {
         ports.sort();
         ports.dedup();
         let mut cfg = st.config.clone();
-        let map = cfg.exposed_ports.get_or_insert_with(BTreeMap::new);
-        for p in &ports {
-            map.insert(p.clone(), Empty {});
-        }
+        cfg.exposed_ports
+            .get_or_insert_with(BTreeSet::new)
+            .extend(ports.iter().cloned());
         self.meta_step(sh, st, cfg, &format!("EXPOSE {}", ports.join(" ")))
     }
 
@@ -565,10 +565,9 @@ impl Builder<'_> {
         }
         self.check_volume_paths(st, &vols, line)?;
         let mut cfg = st.config.clone();
-        let map = cfg.volumes.get_or_insert_with(BTreeMap::new);
-        for v in &vols {
-            map.insert(v.clone(), Empty {});
-        }
+        cfg.volumes
+            .get_or_insert_with(BTreeSet::new)
+            .extend(vols.iter().cloned());
         self.meta_step(sh, st, cfg, &format!("VOLUME {}", go_v_list(&vols)))
     }
 
@@ -634,7 +633,12 @@ impl Builder<'_> {
                 start_interval,
                 retries,
             } => {
-                let ns = |d: &Option<std::time::Duration>| d.map_or(0, |d| d.as_nanos() as u64);
+                // Nanoseconds, as Go's time.Duration; 0 is omitted (Docker's
+                // `omitempty`), meaning "inherit the default".
+                let ns = |d: &Option<std::time::Duration>| {
+                    d.map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+                        .filter(|&n| n != 0)
+                };
                 let test = match cmd {
                     ShellOrExec::Shell(s) => vec!["CMD-SHELL".to_string(), s.clone()],
                     ShellOrExec::Exec(v) => {
@@ -649,7 +653,7 @@ impl Builder<'_> {
                     timeout: ns(timeout),
                     start_period: ns(start_period),
                     start_interval: ns(start_interval),
-                    retries: retries.unwrap_or(0),
+                    retries: retries.filter(|&r| r != 0).map(i64::from),
                 }
             }
         };

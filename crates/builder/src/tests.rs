@@ -5,7 +5,7 @@ use std::fs;
 use std::path::Path;
 
 use crate::backend::*;
-use crate::config::ImageConfig;
+use kiln_model::{ContainerConfig, NetworkMode};
 use crate::context::ContextDir;
 use crate::engine::{BuildOptions, BuildOutcome, Builder};
 use crate::error::{BackendError, Error, Result};
@@ -30,7 +30,7 @@ fn env_with(runner: FakeRunner) -> Env {
     let ctx = dir.path().join("ctx");
     fs::create_dir(&ctx).expect("mkdir");
     let backend = FakeBackend::new(&dir.path().join("store"));
-    let mut cfg = ImageConfig::default();
+    let mut cfg = ContainerConfig::default();
     cfg.env_set("PATH", "/usr/bin:/bin");
     cfg.cmd = Some(vec!["sh".into()]);
     let base = backend.add_base(
@@ -329,7 +329,7 @@ fn explains_a_new_base_image() {
     let old = e.base.clone();
     let new = e
         .backend
-        .add_base("busybox-2", ImageConfig::default(), &[("bin/sh", "#!2")]);
+        .add_base("busybox-2", ContainerConfig::default(), &[("bin/sh", "#!2")]);
     e.backend
         .names
         .lock()
@@ -684,7 +684,7 @@ fn config_instructions_follow_docker() {
         c.exposed_ports
             .clone()
             .expect("ports")
-            .keys()
+            .iter()
             .cloned()
             .collect::<Vec<_>>(),
         ["53/udp", "80/tcp"]
@@ -693,7 +693,7 @@ fn config_instructions_follow_docker() {
         c.volumes
             .clone()
             .expect("vols")
-            .keys()
+            .iter()
             .cloned()
             .collect::<Vec<_>>(),
         ["/data", "/logs"]
@@ -709,7 +709,7 @@ fn config_instructions_follow_docker() {
     );
     assert_eq!(
         (hc.interval, hc.timeout, hc.retries),
-        (300_000_000_000, 3_000_000_000, 3)
+        (Some(300_000_000_000), Some(3_000_000_000), Some(3))
     );
     assert_eq!(
         c.shell,
@@ -1023,7 +1023,7 @@ fn copy_link_layer_does_not_depend_on_the_base() {
     // Another base: the linked COPY is not redone (only the RUN is).
     e.backend.add_base(
         "alpine",
-        ImageConfig::default(),
+        ContainerConfig::default(),
         &[
             ("bin/sh", "#!alpine"),
             (

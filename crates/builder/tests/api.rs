@@ -1,9 +1,10 @@
 //! Public-API tests: what the CLI and other tools call directly.
 
 use kiln_builder::{
-    BuildCache, CacheRecord, Chmod, DockerIgnore, Event, ImageConfig, ImageId, JsonCache,
-    LegacyWriter, Pattern, Platform, Progress, normalize_tag, parse, rfc3339,
+    BuildCache, CacheRecord, Chmod, DockerIgnore, Event, ImageId, JsonCache, LegacyWriter, Pattern,
+    Progress, normalize_tag, parse, rfc3339,
 };
+use kiln_model::{ContainerConfig, Platform};
 
 #[test]
 fn parse_reports_every_error_with_its_line() {
@@ -73,7 +74,7 @@ fn tags_dockerignore_patterns_and_modes() {
 #[test]
 fn image_config_round_trips_docker_json() {
     let docker = r#"{"User":"app","ExposedPorts":{"6379/tcp":{}},"Env":["PATH=/usr/bin"],"Cmd":["redis-server"],"Healthcheck":{"Test":["CMD-SHELL","true"],"Interval":1000000000},"Volumes":{"/data":{}},"WorkingDir":"/data","OnBuild":["RUN x"],"Labels":{"a":"b"},"StopSignal":"SIGTERM","Shell":["/bin/bash","-c"]}"#;
-    let c: ImageConfig = serde_json::from_str(docker).expect("parse");
+    let c: ContainerConfig = serde_json::from_str(docker).expect("parse");
     assert_eq!(c.on_build.as_deref(), Some(&["RUN x".to_string()][..]));
     assert_eq!(serde_json::to_string(&c).expect("json"), docker);
 }

@@ -5,7 +5,8 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 
-use crate::{Digest, Result, Store};
+use crate::{Result, Store};
+use kiln_model::Digest;
 
 /// What [`Store::gc`] removed.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]

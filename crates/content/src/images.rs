@@ -9,7 +9,8 @@ use std::io;
 use serde::{Deserialize, Serialize};
 
 use crate::store::io_err;
-use crate::{Digest, Error, Reference, Result, Store};
+use crate::{Error, Reference, Result, Store};
+use kiln_model::Digest;
 
 /// What the store knows about one image.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

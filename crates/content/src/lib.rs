@@ -1,5 +1,6 @@
 //! Content-addressed blob store, image and generic records, references,
-//! platforms, locking and garbage collection for kiln.
+//! locking and garbage collection for kiln. Digests and platforms are
+//! kiln-model's.
 //!
 //! A [`Store`] keeps blobs under `blobs/sha256/<hex>`. A blob is written
 //! through a [`BlobWriter`] into `tmp/`, hashed as it is written, fsynced,
@@ -16,7 +17,8 @@
 //!
 //! ```
 //! use std::io::Write;
-//! use kiln_content::{Digest, ImageRecord, Reference, Store};
+//! use kiln_content::{ImageRecord, Reference, Store};
+//! use kiln_model::Digest;
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let dir = tempfile::tempdir()?;
@@ -42,11 +44,9 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-mod digest;
 mod gc;
 mod images;
 mod owner;
-mod platform;
 mod records;
 mod reference;
 mod space;
@@ -54,11 +54,11 @@ mod store;
 
 use std::path::PathBuf;
 
-pub use digest::{Digest, Hasher};
+use kiln_model::Digest;
+
 pub use gc::{DISTRIBUTION_MANIFEST_PREFIX, DiskUsage, GcReport, manifest_children};
 pub use images::ImageRecord;
 pub use owner::{Abandoned, Claim, ClaimItem, Liveness, ProcessId};
-pub use platform::Platform;
 pub use records::{Record, Records};
 pub use reference::{DEFAULT_REGISTRY, DEFAULT_TAG, Reference};
 pub use space::{SPACE_CHECK_EVERY, SpaceReserve};
@@ -68,14 +68,9 @@ pub use store::{BlobWriter, Lease, PrehashedBlobWriter, Store, StoreLock};
 #[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A digest string did not parse.
-    #[error("invalid digest {input:?}: {reason}")]
-    InvalidDigest {
-        /// What was given.
-        input: String,
-        /// What is wrong with it.
-        reason: &'static str,
-    },
+    /// A digest (or another value of kiln-model) did not parse.
+    #[error(transparent)]
+    Model(#[from] kiln_model::Error),
     /// An image reference did not parse.
     #[error("invalid reference {input:?}: {reason}")]
     InvalidReference {
@@ -103,14 +98,6 @@ pub enum Error {
         available: u64,
         /// Bytes the reserve keeps free.
         reserve: u64,
-    },
-    /// A platform string did not parse.
-    #[error("invalid platform {input:?}: {reason}")]
-    InvalidPlatform {
-        /// What was given.
-        input: String,
-        /// What is wrong with it.
-        reason: &'static str,
     },
     /// A filesystem operation failed.
     #[error("cannot {op} {}", path.display())]

@@ -7,7 +7,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::{Digest, Error};
+use crate::Error;
+use kiln_model::Digest;
 
 /// The registry a name without a registry part refers to.
 pub const DEFAULT_REGISTRY: &str = "docker.io";

@@ -23,8 +23,9 @@ use std::thread::{self, ThreadId};
 
 use rustix::fs::{FlockOperation, flock};
 
-use crate::digest::Hasher;
-use crate::{Digest, Error, Result};
+use crate::{Error, Result};
+use kiln_model::Digest;
+use kiln_model::Hasher;
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 const ACTIVE: &str = ".active";

@@ -6,7 +6,8 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::Duration;
 
-use kiln_content::{Digest, Error, ImageRecord, Record, Reference, Store};
+use kiln_content::{Error, ImageRecord, Record, Reference, Store};
+use kiln_model::Digest;
 use serde::{Deserialize, Serialize};
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";

@@ -5,13 +5,15 @@
 use std::collections::BTreeSet;
 use std::io::{self, BufRead, BufReader, Read, Write};
 
-use kiln_content::{Digest, Reference, Store};
+use kiln_content::{Reference, Store};
 use kiln_layer::Compression;
+use kiln_model::Digest;
 use serde::Serialize;
 
 use crate::image::{Image, read_image};
-use crate::manifest::{Descriptor, Index, Manifest, media_type, to_oci_media_type};
+use crate::manifest::{Index, Manifest, media_type, to_oci_media_type};
 use crate::{Error, Result};
+use kiln_model::Descriptor;
 
 /// The annotation naming an image's tag in an OCI layout index.
 pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";

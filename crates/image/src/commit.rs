@@ -3,16 +3,17 @@
 //! list, record the image, and keep the snapshot as the new chain so later
 //! steps need no unpacking.
 
-use kiln_content::{Digest, ImageRecord, Reference, Store};
+use kiln_content::{ImageRecord, Reference, Store};
 use kiln_layer::{Compression, DiffOptions, LayerWriter};
+use kiln_model::Digest;
 use kiln_snapshot::Snapshotter;
 use tracing::{debug, info_span};
 
-use crate::config::{HistoryEntry, ImageConfig};
 use crate::error::{layer_err, parse_digest, snap_err};
 use crate::image::{chain_ids, write_image};
-use crate::manifest::Descriptor;
 use crate::{Error, Result};
+use kiln_model::Descriptor;
+use kiln_model::{History, ImageConfig};
 
 /// The diff ID of an empty layer tar (1024 zero bytes): a step that changed
 /// nothing.
@@ -28,7 +29,7 @@ pub struct CommitOptions {
     pub diff: DiffOptions,
     /// The history entry for the step (`created`, `created_by`, `comment`,
     /// `author`); its `empty_layer` is set by `commit_layer`.
-    pub history: HistoryEntry,
+    pub history: History,
     /// Tags to give the new image.
     pub tags: Vec<Reference>,
     /// When the change is empty, record only a history entry with

@@ -6,15 +6,17 @@
 
 use std::io;
 
-use kiln_content::{Digest, Record, Store};
+use kiln_content::{Record, Store};
 use kiln_layer::{Compression, LayerWriter};
+use kiln_model::Digest;
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info_span};
 
 use crate::error::layer_err;
 use crate::image::read_image;
-use crate::manifest::{Descriptor, Manifest, media_type};
+use crate::manifest::{Manifest, media_type};
 use crate::{Error, Result};
+use kiln_model::Descriptor;
 
 /// The record kind remembering compressed copies of uncompressed layers.
 pub const COMPRESSED_LAYERS: &str = "compressed-layers";

@@ -29,7 +29,7 @@ pub enum Error {
         value: String,
         /// Why.
         #[source]
-        source: kiln_content::Error,
+        source: kiln_model::Error,
     },
     /// The content store failed.
     #[error("content store")]
@@ -140,9 +140,17 @@ pub(crate) fn layer_err(digest: &str) -> impl FnOnce(kiln_layer::Error) -> Error
 }
 
 /// Parses a `sha256:<hex>` string from a config or layer crate.
-pub(crate) fn parse_digest(value: &str) -> Result<kiln_content::Digest> {
+pub(crate) fn parse_digest(value: &str) -> Result<kiln_model::Digest> {
     value.parse().map_err(|source| Error::InvalidDigest {
         value: value.to_owned(),
+        source,
+    })
+}
+
+/// Parses an image config blob (unknown fields are kept).
+pub(crate) fn parse_config(bytes: &[u8]) -> Result<kiln_model::ImageConfig> {
+    kiln_model::ImageConfig::from_json(bytes).map_err(|source| Error::InvalidJson {
+        what: "image config",
         source,
     })
 }

@@ -2,14 +2,16 @@
 //! config, assembling and recording a new image, and the `inspect` and
 //! `history` views.
 
-use kiln_content::{Digest, ImageRecord, Reference, Store};
+use kiln_content::{ImageRecord, Reference, Store};
+use kiln_model::Digest;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use crate::config::ImageConfig;
 use crate::error::parse_digest;
-use crate::manifest::{Descriptor, Manifest, media_type};
+use crate::manifest::{Manifest, media_type};
 use crate::{Error, Result, Timestamp};
+use kiln_model::Descriptor;
+use kiln_model::ImageConfig;
 
 /// OCI chain IDs of a layer stack, bottom first: the first is the first diff
 /// ID, each next one is `sha256(previous_chain_id + " " + diff_id)` over the
@@ -78,7 +80,7 @@ pub fn read_image(store: &Store, id: &Digest) -> Result<Image> {
         .get_image(id)?
         .ok_or_else(|| kiln_content::Error::NoSuchImage(id.to_string()))?;
     let manifest = Manifest::from_json(&store.read_blob(&record.manifest_digest)?)?;
-    let config = ImageConfig::from_json(&store.read_blob(&record.id)?)?;
+    let config = crate::error::parse_config(&store.read_blob(&record.id)?)?;
     Ok(Image {
         record,
         manifest,
@@ -91,7 +93,7 @@ pub fn image_config(store: &Store, id: &Digest) -> Result<ImageConfig> {
     if store.get_image(id)?.is_none() {
         return Err(kiln_content::Error::NoSuchImage(id.to_string()).into());
     }
-    ImageConfig::from_json(&store.read_blob(id)?)
+    crate::error::parse_config(&store.read_blob(id)?)
 }
 
 /// Writes `config` (as deterministic JSON) and an OCI manifest listing
@@ -318,7 +320,7 @@ pub fn history(store: &Store, id: &Digest) -> Result<Vec<HistoryRow>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::HistoryEntry;
+    use kiln_model::History;
 
     #[test]
     fn chain_ids_follow_the_oci_definition() {
@@ -361,13 +363,13 @@ mod tests {
         cfg.container_config_mut().cmd = Some(vec!["sh".into()]);
         cfg.push_layer(
             "sha256:1111111111111111111111111111111111111111111111111111111111111111",
-            HistoryEntry {
+            History {
                 created: cfg.created.clone(),
                 created_by: Some("/bin/sh -c #(nop) ADD file:x in / ".into()),
                 ..Default::default()
             },
         );
-        cfg.push_empty_history(HistoryEntry {
+        cfg.push_empty_history(History {
             created: cfg.created.clone(),
             created_by: Some("/bin/sh -c #(nop)  CMD [\"sh\"]".into()),
             ..Default::default()
@@ -410,7 +412,7 @@ mod tests {
     fn write_image_refuses_mismatched_or_missing_layers() {
         let (_t, s) = store();
         let mut cfg = ImageConfig::new("linux", "amd64");
-        cfg.push_layer(&Digest::of(b"x").to_string(), HistoryEntry::default());
+        cfg.push_layer(&Digest::of(b"x").to_string(), History::default());
         let err = write_image(&s, &cfg, vec![], &[]).unwrap_err();
         assert!(matches!(err, Error::LayerCountMismatch { .. }), "{err}");
         let absent = Descriptor::new(media_type::OCI_LAYER, Digest::of(b"absent"), 6);

@@ -9,11 +9,11 @@ use kiln_layer::{Compression, LayerWriter};
 use tracing::debug;
 
 use crate::archive::{decompress, sniff};
-use crate::config::{ContainerConfig, HistoryEntry, ImageConfig};
 use crate::error::{layer_err, parse_digest};
 use crate::image::write_image;
-use crate::manifest::Descriptor;
 use crate::{Error, Result, Timestamp};
+use kiln_model::Descriptor;
+use kiln_model::{ContainerConfig, History, ImageConfig};
 
 /// How [`import`] makes the image.
 #[derive(Debug, Clone)]
@@ -72,7 +72,7 @@ pub fn import<R: Read>(
     }
     let mut input = BufReader::with_capacity(1 << 20, input);
     let compression = sniff(&mut input).map_err(read_err)?;
-    let digest_of_input = kiln_content::Digest::of(b"import input");
+    let digest_of_input = kiln_model::Digest::of(b"import input");
     let plain = decompress(input, compression, &digest_of_input)?;
 
     let blob = store.blob_writer()?;
@@ -103,10 +103,10 @@ pub fn import<R: Read>(
     let (digest, size) = blob.commit(Some((&want, digests.size)))?;
     config.push_layer(
         &digests.diff_id,
-        HistoryEntry {
+        History {
             created: Some(created),
             comment: Some(opts.comment.clone()),
-            ..HistoryEntry::default()
+            ..History::default()
         },
     );
     config

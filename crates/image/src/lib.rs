@@ -2,11 +2,12 @@
 //!
 //! kiln-image works on images in a [`kiln_content::Store`]:
 //!
-//! - **Model and assembly**: [`ImageConfig`] is Docker's image config (OCI's
-//!   plus `Healthcheck`, `OnBuild`, `Shell`, ..., unknown fields kept) with
-//!   deterministic JSON; [`Manifest`], [`Index`] and [`Descriptor`] are the
-//!   OCI/Docker wire types; [`write_image`] stores config and manifest and
-//!   records the image; [`chain_ids`] computes OCI chain IDs.
+//! - **Assembly**: the image config is kiln-model's
+//!   [`ImageConfig`](kiln_model::ImageConfig) (Docker's, unknown fields
+//!   kept, deterministic JSON); [`Manifest`] and [`Index`] are the
+//!   OCI/Docker wire types around kiln-model's
+//!   [`Descriptor`](kiln_model::Descriptor); [`write_image`] stores config
+//!   and manifest and records the image; [`chain_ids`] computes OCI chain IDs.
 //! - **Views**: [`image_config`], [`inspect`] (`docker image inspect` JSON),
 //!   [`history`] (`docker history` rows).
 //! - **Unpack**: [`ensure_unpacked`] puts every layer of an image into a
@@ -63,7 +64,6 @@
 mod archive;
 mod commit;
 mod compress;
-mod config;
 mod error;
 mod image;
 mod import;
@@ -82,14 +82,13 @@ pub use compress::{
     COMPRESSED_LAYERS, CompressedLayer, DISTRIBUTION_ANNOTATION, Distribution,
     distribution_manifest,
 };
-pub use config::{ContainerConfig, Healthcheck, HistoryEntry, ImageConfig, RootFs};
 pub use error::{Error, Result};
 pub use image::{
     HistoryRow, Image, chain_ids, history, image_config, inspect, read_image, write_image,
 };
 pub use import::{ImportOptions, apply_change, import};
 pub use load::load;
-pub use manifest::{Descriptor, Index, Manifest, Platform, media_type, to_oci_media_type};
+pub use manifest::{Index, Manifest, media_type, to_oci_media_type};
 pub use prune::prune_snapshots;
 pub use size::{LAYER_SIZES, LayerSize, content_size, image_size, layer_sizes};
 pub use time::Timestamp;

@@ -5,17 +5,19 @@ use std::collections::BTreeMap;
 use std::io::{self, BufReader, Read};
 
 use hashing::hash_reader;
-use kiln_content::{Digest, ImageRecord, Reference, Store};
+use kiln_content::{ImageRecord, Reference, Store};
 use kiln_layer::Compression;
+use kiln_model::Digest;
 use serde::Deserialize;
 use tracing::debug;
 
 use crate::archive::{ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, decompress, sniff};
-use crate::config::ImageConfig;
 use crate::error::parse_digest;
 use crate::image::record_manifest;
-use crate::manifest::{Descriptor, Index, Manifest, media_type};
+use crate::manifest::{Index, Manifest, media_type};
 use crate::{Error, Result};
+use kiln_model::Descriptor;
+use kiln_model::ImageConfig;
 
 /// Files up to this size are kept in memory while reading the archive (the
 /// JSON documents); larger ones go straight into the store.
@@ -176,14 +178,10 @@ fn manifests_of(
                 let (digest, _) =
                     member_blob(store, members, &path, Some((&desc.digest, desc.size)))?;
                 let nested = Index::from_json(&store.read_blob(&digest)?)?;
-                let native = kiln_content::Platform::native();
+                let native = kiln_model::Platform::native();
                 let mut picked: Vec<Descriptor> = manifests_of(store, members, &nested, depth + 1)?
                     .into_iter()
-                    .filter(|d| {
-                        d.platform.as_ref().is_none_or(|p| {
-                            native.matches(&p.os, &p.architecture, p.variant.as_deref())
-                        })
-                    })
+                    .filter(|d| d.platform.as_ref().is_none_or(|p| native.matches(p)))
                     .take(1)
                     .collect();
                 for p in &mut picked {
@@ -226,7 +224,7 @@ fn fetch_config(
 ) -> Result<ImageConfig> {
     let path = format!("blobs/sha256/{}", desc.digest.hex());
     let (digest, _) = member_blob(store, members, &path, Some((&desc.digest, desc.size)))?;
-    ImageConfig::from_json(&store.read_blob(&digest)?)
+    crate::error::parse_config(&store.read_blob(&digest)?)
 }
 
 fn check_count(manifest: &Manifest, config: &ImageConfig) -> Result<()> {
@@ -265,7 +263,7 @@ fn load_docker(
     for (entry, tags) in entries.into_iter().zip(all_tags) {
         let config_path = normalize(&entry.config);
         let (config_id, config_size) = member_blob(store, members, &config_path, None)?;
-        let config = ImageConfig::from_json(&store.read_blob(&config_id)?)?;
+        let config = crate::error::parse_config(&store.read_blob(&config_id)?)?;
         if entry.layers.len() != config.rootfs.diff_ids.len() {
             return Err(Error::LayerCountMismatch {
                 id: config_id.to_string(),
@@ -357,7 +355,7 @@ fn read_err(source: io::Error) -> Error {
 mod hashing {
     use std::io::{self, Read};
 
-    use kiln_content::{Digest, Hasher};
+    use kiln_model::{Digest, Hasher};
 
     pub(super) fn hash_reader(mut r: impl Read) -> io::Result<Digest> {
         let mut h = Hasher::new();

@@ -1,12 +1,12 @@
-//! Manifests, indexes and descriptors (OCI and Docker schema 2 share one
-//! shape), media types, and the conversions between Docker and OCI types.
+//! Manifests and indexes (OCI and Docker schema 2 share one shape, around
+//! kiln-model's `Descriptor`), media types, and the conversions between Docker and OCI types.
 //!
 //! These are serialized with a fixed field order and sorted annotation maps
 //! so that assembling the same image twice gives the same manifest digest.
 
 use std::collections::BTreeMap;
 
-use kiln_content::Digest;
+use kiln_model::Descriptor;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -61,64 +61,6 @@ pub fn to_oci_media_type(mt: &str) -> &str {
         DOCKER_LAYER_ZSTD => OCI_LAYER_ZSTD,
         other => other,
     }
-}
-
-/// A content descriptor: what a blob is, its digest and size.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Descriptor {
-    /// Media type of the referenced blob.
-    pub media_type: String,
-    /// Digest of the blob.
-    pub digest: Digest,
-    /// Size of the blob in bytes.
-    pub size: u64,
-    /// Alternate download locations (foreign layers).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub urls: Option<Vec<String>>,
-    /// Annotations (`org.opencontainers.image.ref.name` in a layout index).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub annotations: Option<BTreeMap<String, String>>,
-    /// Platform of a manifest listed in an index.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub platform: Option<Platform>,
-    /// Every other field, kept verbatim.
-    #[serde(flatten)]
-    pub extra: BTreeMap<String, Value>,
-}
-
-impl Descriptor {
-    /// A descriptor with only media type, digest and size.
-    pub fn new(media_type: &str, digest: Digest, size: u64) -> Descriptor {
-        Descriptor {
-            media_type: media_type.to_owned(),
-            digest,
-            size,
-            urls: None,
-            annotations: None,
-            platform: None,
-            extra: BTreeMap::new(),
-        }
-    }
-}
-
-/// The platform of an index entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Platform {
-    /// CPU architecture.
-    pub architecture: String,
-    /// Operating system.
-    pub os: String,
-    /// OS version.
-    #[serde(
-        rename = "os.version",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub os_version: Option<String>,
-    /// CPU variant.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub variant: Option<String>,
 }
 
 /// An image manifest, OCI or Docker schema 2 (they share this shape).
@@ -233,6 +175,7 @@ impl Index {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kiln_model::Digest;
 
     fn d(n: u8) -> Digest {
         Digest::of(&[n])

@@ -10,8 +10,9 @@ use std::io;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::Path;
 
-use kiln_content::{Digest, Record, Store};
+use kiln_content::{Record, Store};
 use kiln_layer::WhiteoutMode;
+use kiln_model::Digest;
 use kiln_snapshot::Snapshotter;
 use serde::{Deserialize, Serialize};
 use tracing::debug;

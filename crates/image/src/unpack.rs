@@ -4,8 +4,9 @@
 use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use kiln_content::{Digest, Store};
+use kiln_content::Store;
 use kiln_layer::{ApplyOptions, Compression, apply_layer, apply_layer_skipping_devices};
+use kiln_model::Digest;
 use kiln_snapshot::Snapshotter;
 use tracing::{debug, info_span};
 

@@ -12,10 +12,11 @@ use std::process::Command;
 
 use kiln_content::{Reference, Store};
 use kiln_image::{
-    CommitOptions, Format, HistoryEntry, ImportOptions, SaveImage, Timestamp, UnpackOptions,
-    commit_layer, ensure_unpacked, import, load, read_image, save,
+    CommitOptions, Format, ImportOptions, SaveImage, Timestamp, UnpackOptions, commit_layer,
+    ensure_unpacked, import, load, read_image, save,
 };
 use kiln_layer::{Compression, DiffOptions};
+use kiln_model::History;
 use kiln_snapshot::{Mount, OverlaySnapshotter, Snapshotter};
 
 fn run(cmd: &mut Command) -> String {
@@ -73,7 +74,7 @@ fn opts_for(created_by: &str, tag: &str) -> CommitOptions {
             source_date_epoch: Some(1_700_000_000),
             ..Default::default()
         },
-        history: HistoryEntry {
+        history: History {
             created: Some(Timestamp::from_unix(1_700_000_000).to_string()),
             created_by: Some(created_by.to_owned()),
             ..Default::default()
@@ -88,7 +89,7 @@ struct Setup {
     _tmp: tempfile::TempDir,
     dir: PathBuf,
     store: Store,
-    id: kiln_content::Digest,
+    id: kiln_model::Digest,
 }
 
 /// Imports busybox, changes it through an overlay mount, commits the change.

@@ -9,6 +9,7 @@ use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use kiln_model::IdMap;
 use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags, Stat};
 use tar::{EntryType, Header};
 
@@ -25,59 +26,6 @@ pub struct DiffOptions {
     /// left out of the layer with everything below them: the mount points a
     /// runtime created, which Docker keeps in a never-committed init layer.
     pub exclude: Vec<PathBuf>,
-}
-
-/// One range of a user-namespace id map: `size` ids from `container_id`
-/// inside the namespace are `host_id..` on the host (the fields of a
-/// `/proc/PID/uid_map` line).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct IdRange {
-    /// First id inside the container.
-    pub container_id: u32,
-    /// First id on the host.
-    pub host_id: u32,
-    /// Number of ids.
-    pub size: u32,
-}
-
-/// The uid and gid maps of the user namespace a tree was written from, for
-/// [`diff_overlay_upper_mapped`] and [`diff_dirs_mapped`]: the layer records
-/// the ids as the container saw them, not the host's.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct IdMap {
-    /// uid map.
-    pub uids: Vec<IdRange>,
-    /// gid map.
-    pub gids: Vec<IdRange>,
-}
-
-impl IdMap {
-    /// The container uid of host uid `host`: `host - host_id + container_id`
-    /// of the first range holding it; a host id outside every range is
-    /// returned unchanged.
-    ///
-    /// Unchanged rather than 65534 (`nobody`, what the container saw):
-    /// kiln does not chown image files for `--userns`, so an unmapped id in
-    /// a container's tree is the image's own id, and overlayfs copies such
-    /// files and directories up whenever the container touches something
-    /// below them (creating `/tmp/x` copies up `/tmp`, owned by host 0).
-    /// Writing them as 65534 would make the committed image's `/tmp` belong
-    /// to `nobody`; passing them through keeps the image's owners.
-    pub fn container_uid(&self, host: u32) -> u32 {
-        to_container(&self.uids, host)
-    }
-
-    /// The container gid of host gid `host` (as [`IdMap::container_uid`]).
-    pub fn container_gid(&self, host: u32) -> u32 {
-        to_container(&self.gids, host)
-    }
-}
-
-fn to_container(ranges: &[IdRange], host: u32) -> u32 {
-    ranges
-        .iter()
-        .find(|r| host >= r.host_id && u64::from(host) < u64::from(r.host_id) + u64::from(r.size))
-        .map_or(host, |r| host - r.host_id + r.container_id)
 }
 
 /// Writes, as a layer tar into `out`, the change an overlay upper directory

@@ -72,8 +72,7 @@ pub use copy::{
     link_target, plan_copy, stat_path,
 };
 pub use diff::{
-    DiffOptions, IdMap, IdRange, diff_dirs, diff_dirs_mapped, diff_overlay_upper,
-    diff_overlay_upper_mapped,
+    DiffOptions, diff_dirs, diff_dirs_mapped, diff_overlay_upper, diff_overlay_upper_mapped,
 };
 /// The tree type [`extract_archive`] writes into (re-exported from kiln-fs).
 pub use kiln_fs::Root;

@@ -971,14 +971,14 @@ fn dir_diff_reads_contents_only_when_size_and_mtime_agree_but_the_inode_differs(
 
 #[test]
 fn id_maps_translate_host_ids_inside_ranges_and_pass_others_through() {
-    let map = kiln_layer::IdMap {
+    let map = kiln_model::IdMap {
         uids: vec![
-            kiln_layer::IdRange {
+            kiln_model::IdRange {
                 container_id: 0,
                 host_id: 1000,
                 size: 1,
             },
-            kiln_layer::IdRange {
+            kiln_model::IdRange {
                 container_id: 1,
                 host_id: u32::MAX - 9,
                 size: 10,

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use kiln_content::{Digest, Platform};
+use kiln_model::{Digest, Platform};
 
 /// Errors of registry operations.
 #[non_exhaustive]

@@ -18,7 +18,8 @@
 //! creation time, or print anything: progress goes to a [`Progress`].
 //!
 //! ```no_run
-//! use kiln_content::{Platform, Reference, Store};
+//! use kiln_content::{Reference, Store};
+//! use kiln_model::Platform;
 //! use kiln_registry::{NoProgress, Registry, RegistryConfig};
 //!
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -48,15 +49,17 @@ mod errors;
 mod manifest;
 mod sources;
 
-use kiln_content::Digest;
+use kiln_model::Digest;
 
 pub use auth::{config_key, credentials, remove_login, save_login};
 /// bytes, whose `Bytes` a [`Tee`] receives.
 pub use bytes;
-pub use client::{Credentials, Registry, RegistryConfig, Resolved, ResolvedIndex};
+pub use client::{
+    Credentials, RawDocument, Registry, RegistryConfig, Resolved, ResolvedIndex, is_not_found,
+};
 pub use errors::Error;
 pub use manifest::{
-    DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, Descriptor, MAX_MANIFEST_SIZE, OCI_INDEX, OCI_MANIFEST,
+    DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, MAX_MANIFEST_SIZE, OCI_INDEX, OCI_MANIFEST,
 };
 pub use sources::blob_sources;
 

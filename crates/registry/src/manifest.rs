@@ -1,7 +1,7 @@
 //! Manifest and index parsing, media types, and platform selection: the
 //! pure part of resolving a reference, kept apart from the network.
 
-use kiln_content::{Digest, Platform};
+use kiln_model::{Descriptor, Digest, Platform};
 use serde::Deserialize;
 
 /// OCI image manifest media type.
@@ -22,17 +22,6 @@ pub(crate) const ACCEPTED: &[&str] = &[
     DOCKER_MANIFEST,
     DOCKER_MANIFEST_LIST,
 ];
-
-/// A content descriptor: what a manifest says about one blob.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Descriptor {
-    /// Media type of the blob.
-    pub media_type: String,
-    /// Its digest.
-    pub digest: Digest,
-    /// Its size in bytes.
-    pub size: u64,
-}
 
 /// What a manifest body turned out to be.
 #[derive(Clone, Debug)]
@@ -65,15 +54,7 @@ struct RawDescriptor {
     digest: String,
     size: i64,
     #[serde(default)]
-    platform: Option<RawPlatform>,
-}
-
-#[derive(Deserialize)]
-struct RawPlatform {
-    os: String,
-    architecture: String,
-    #[serde(default)]
-    variant: Option<String>,
+    platform: Option<Platform>,
 }
 
 /// Just enough to learn what a body is before parsing it strictly.
@@ -108,21 +89,14 @@ pub(crate) enum ParseError {
     Invalid(String),
 }
 
-fn descriptor(raw: RawDescriptor) -> Result<(Descriptor, Option<RawPlatform>), ParseError> {
+fn descriptor(raw: RawDescriptor) -> Result<(Descriptor, Option<Platform>), ParseError> {
     let digest = raw
         .digest
         .parse::<Digest>()
         .map_err(|e| ParseError::Invalid(e.to_string()))?;
     let size = u64::try_from(raw.size)
         .map_err(|_| ParseError::Invalid(format!("negative size for {digest}")))?;
-    Ok((
-        Descriptor {
-            media_type: raw.media_type,
-            digest,
-            size,
-        },
-        raw.platform,
-    ))
+    Ok((Descriptor::new(&raw.media_type, digest, size), raw.platform))
 }
 
 /// Parses a manifest or index body, checking its size and media type.
@@ -181,13 +155,9 @@ pub(crate) fn parse(body: &[u8], header_type: Option<&str>) -> Result<Parsed, Pa
                 .ok_or_else(|| ParseError::Invalid("index has no manifests".into()))?
                 .into_iter()
                 .map(|m| {
-                    descriptor(m).map(|(descriptor, p)| IndexEntry {
+                    descriptor(m).map(|(descriptor, platform)| IndexEntry {
                         descriptor,
-                        platform: p.map(|p| Platform {
-                            os: p.os,
-                            architecture: p.architecture,
-                            variant: p.variant,
-                        }),
+                        platform,
                     })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
@@ -200,34 +170,27 @@ pub(crate) fn parse(body: &[u8], header_type: Option<&str>) -> Result<Parsed, Pa
     }
 }
 
-/// Picks the entry for `wanted`: an exact variant match first, then any
-/// entry `wanted` accepts. Entries without a platform (attestations) are
-/// never picked. On failure returns the platforms available.
+/// Picks the entry for `wanted` by kiln-model's selection rule
+/// ([`Platform::select`]: the same platform first, then the first entry
+/// `wanted` matches; attestations never). On failure returns the platforms
+/// available.
 pub(crate) fn select<'a>(
     entries: &'a [IndexEntry],
     wanted: &Platform,
 ) -> Result<&'a IndexEntry, Vec<String>> {
-    let usable = || {
-        entries
-            .iter()
-            .filter(|e| e.platform.as_ref().is_some_and(|p| p.os != "unknown"))
-    };
-    let exact = usable().find(|e| e.platform.as_ref() == Some(wanted));
-    if let Some(e) = exact {
-        return Ok(e);
+    match wanted.select(entries.iter().map(|e| e.platform.as_ref())) {
+        Some(i) => Ok(&entries[i]),
+        None => {
+            let mut v: Vec<String> = entries
+                .iter()
+                .filter_map(|e| e.platform.as_ref())
+                .filter(|p| p.os != "unknown")
+                .map(|p| p.to_string())
+                .collect();
+            v.dedup();
+            Err(v)
+        }
     }
-    let found = usable().find(|e| {
-        e.platform
-            .as_ref()
-            .is_some_and(|p| wanted.matches(&p.os, &p.architecture, p.variant.as_deref()))
-    });
-    found.ok_or_else(|| {
-        let mut v: Vec<String> = usable()
-            .filter_map(|e| e.platform.as_ref().map(|p| p.to_string()))
-            .collect();
-        v.dedup();
-        v
-    })
 }
 
 #[cfg(test)]

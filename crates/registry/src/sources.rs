@@ -7,7 +7,8 @@
 
 use std::collections::HashMap;
 
-use kiln_content::{Digest, Record, Store};
+use kiln_content::{Record, Store};
+use kiln_model::Digest;
 use serde::{Deserialize, Serialize};
 
 use crate::Result;

@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use kiln_content::{Digest, ImageRecord, Platform, Reference, Store};
+use kiln_content::{ImageRecord, Reference, Store};
+use kiln_model::{Digest, Platform};
 use kiln_registry::{Error, NoProgress, OCI_MANIFEST, Registry, RegistryConfig};
 
 const REGISTRY_BIN: &str = "/usr/bin/docker-registry";

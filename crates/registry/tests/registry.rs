@@ -12,7 +12,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use fake::{Auth, Fake, Fault, sha};
-use kiln_content::{Digest, ImageRecord, Platform, Reference, Store};
+use kiln_content::{ImageRecord, Reference, Store};
+use kiln_model::{Digest, Platform};
 use kiln_registry::{
     DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, Error, NoProgress, OCI_INDEX, OCI_MANIFEST, Progress,
     Registry, RegistryConfig,

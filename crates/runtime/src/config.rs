@@ -125,7 +125,7 @@ pub struct DetachOptions {
 
 /// Everything the runtime needs to run one container.
 #[derive(Clone, Debug)]
-pub struct ContainerConfig {
+pub struct LaunchConfig {
     /// The container's ID (cgroup name, default hostname).
     pub id: ContainerId,
     /// The OCI runtime spec: process, mounts, namespaces, resources.

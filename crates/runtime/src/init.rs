@@ -824,11 +824,11 @@ fn drop_unmapped_ids(mounts: &mut [oci_spec::runtime::Mount]) {
 }
 
 /// The spec's uid and gid maps.
-fn id_mappings(spec: &Spec) -> crate::userns::IdMappings {
+fn id_mappings(spec: &Spec) -> kiln_model::IdMap {
     let conv = |m: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| {
         m.iter()
             .flatten()
-            .map(|r| crate::userns::IdRange {
+            .map(|r| kiln_model::IdRange {
                 container_id: r.container_id(),
                 host_id: r.host_id(),
                 size: r.size(),
@@ -836,7 +836,7 @@ fn id_mappings(spec: &Spec) -> crate::userns::IdMappings {
             .collect()
     };
     let linux = spec.linux().as_ref();
-    crate::userns::IdMappings {
+    kiln_model::IdMap {
         uids: linux.map(|l| conv(l.uid_mappings())).unwrap_or_default(),
         gids: linux.map(|l| conv(l.gid_mappings())).unwrap_or_default(),
     }

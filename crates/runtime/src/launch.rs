@@ -12,9 +12,7 @@ use kiln_sys::process as sysproc;
 use oci_spec::runtime::Process;
 
 use crate::cgroups::Cgroup;
-use crate::config::{
-    ContainerConfig, DetachOptions, ExitStatus, RuntimeConfig, Stdio, StdioConfig,
-};
+use crate::config::{DetachOptions, ExitStatus, LaunchConfig, RuntimeConfig, Stdio, StdioConfig};
 use crate::error::{Error, Result};
 use crate::init::{EXEC_ARG, FORWARDED, SHIM_ARG};
 use crate::state::{self, ContainerState, REQUEST_FILE, StateFile, Status};
@@ -159,13 +157,13 @@ impl Runtime {
         Ok((child, reports, fds))
     }
 
-    fn prepare(&self, c: &ContainerConfig, detached: bool) -> Result<Vec<u8>> {
+    fn prepare(&self, c: &LaunchConfig, detached: bool) -> Result<Vec<u8>> {
         self.prepare_with_log(c, detached, None, DetachOptions::default())
     }
 
     fn prepare_with_log(
         &self,
-        c: &ContainerConfig,
+        c: &LaunchConfig,
         detached: bool,
         log: Option<&Path>,
         options: DetachOptions,
@@ -209,7 +207,7 @@ impl Runtime {
     /// Starts a container whose first process the caller waits for
     /// ([`Foreground::wait`]). Returns once the command was executed, or
     /// the error that prevented it (exit codes: [`Error::exit_code`]).
-    pub fn start(&self, c: &ContainerConfig, stdio: StdioConfig) -> Result<Foreground> {
+    pub fn start(&self, c: &LaunchConfig, stdio: StdioConfig) -> Result<Foreground> {
         let data = self.prepare(c, false)?;
         let (streams, ends) = self.streams(stdio)?;
         let (mut shim, reports, fds) = self.spawn(SHIM_ARG, &data, streams)?;
@@ -258,7 +256,7 @@ impl Runtime {
     /// The forwarded signals are blocked in the calling thread while it
     /// runs; call it from the main thread of a program that has no other
     /// threads receiving them (a CLI before it starts an async runtime).
-    pub fn run(&self, c: &ContainerConfig, stdio: StdioConfig) -> Result<ExitStatus> {
+    pub fn run(&self, c: &LaunchConfig, stdio: StdioConfig) -> Result<ExitStatus> {
         let signals = sysproc::SigSet::of(&FORWARDED);
         let old =
             sysproc::block_signals(&signals).map_err(|e| Error::io("block signals", "run", e))?;
@@ -284,7 +282,7 @@ impl Runtime {
     /// Docker's `json-file` shape); stdin is `/dev/null`;
     /// `process.terminal` is ignored (no terminal: nobody would read its
     /// master side).
-    pub fn start_detached(&self, c: &ContainerConfig, log: &Path) -> Result<ContainerState> {
+    pub fn start_detached(&self, c: &LaunchConfig, log: &Path) -> Result<ContainerState> {
         self.start_detached_with(c, log, DetachOptions::default())
     }
 
@@ -292,7 +290,7 @@ impl Runtime {
     /// container's stdin stays open, as `docker run -d -i` keeps it).
     pub fn start_detached_with(
         &self,
-        c: &ContainerConfig,
+        c: &LaunchConfig,
         log: &Path,
         options: DetachOptions,
     ) -> Result<ContainerState> {
@@ -425,7 +423,7 @@ impl Runtime {
     /// Docker's exec does: its capabilities, `no_new_privileges`, rlimits
     /// and seccomp profile come from the container's spec (those in
     /// `process` are ignored); its args, env, cwd and terminal are
-    /// `process`'s. `user` is resolved like [`ContainerConfig::user`]
+    /// `process`'s. `user` is resolved like [`LaunchConfig::user`]
     /// (the container's when `None`). Waits for it and returns its status.
     pub fn exec(
         &self,

@@ -19,12 +19,12 @@
 //! a CLI has.
 //!
 //! ```no_run
-//! use kiln_runtime::{ContainerConfig, DockerSpecOptions, RootfsMount, Runtime, StdioConfig, docker_spec};
+//! use kiln_runtime::{LaunchConfig, DockerSpecOptions, RootfsMount, Runtime, StdioConfig, docker_spec};
 //!
 //! fn main() -> Result<(), Box<dyn std::error::Error>> {
 //!     kiln_runtime::init_entry(); // never returns in the container's processes
 //!     let spec = docker_spec(&DockerSpecOptions { args: vec!["true".into()], ..Default::default() })?;
-//!     let config = ContainerConfig {
+//!     let config = LaunchConfig {
 //!         id: "demo".parse()?,
 //!         spec,
 //!         rootfs: vec![RootfsMount::bind("/srv/busybox-root")],
@@ -58,7 +58,7 @@ pub mod userns;
 mod wire;
 
 pub use config::{
-    ContainerConfig, ContainerId, DetachOptions, ExitStatus, RootfsMount, RuntimeConfig, Stdio,
+    ContainerId, DetachOptions, ExitStatus, LaunchConfig, RootfsMount, RuntimeConfig, Stdio,
     StdioConfig,
 };
 pub use error::{Error, Result};
@@ -67,7 +67,7 @@ pub use launch::{Foreground, Runtime};
 pub use oci_spec;
 pub use spec::{
     DEFAULT_CAPABILITIES, DEFAULT_PATH, DEFAULT_SHM_SIZE, DockerSpecOptions, EtcFiles,
-    MASKED_PATHS, NetworkMode, READONLY_PATHS, Resources, capabilities, check_sysctl, docker_spec,
+    MASKED_PATHS, READONLY_PATHS, Resources, capabilities, check_sysctl, docker_spec,
     write_etc_files,
 };
 pub use state::{ContainerState, Status};

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use oci_spec::runtime::{Capability, LinuxSeccomp, Mount, Spec};
 use serde_json::{Value, json};
 
+use kiln_model::NetworkMode;
+
 use crate::error::{Error, Result};
 use crate::seccomp;
 
@@ -54,16 +56,6 @@ pub const READONLY_PATHS: [&str; 5] = [
 
 /// `PATH` when the image sets none.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-/// The container's network.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum NetworkMode {
-    /// Share the host's network namespace.
-    Host,
-    /// A new network namespace with only `lo`, up.
-    #[default]
-    None,
-}
 
 /// cgroup limits, as Docker's flags give them.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -125,7 +117,7 @@ pub struct DockerSpecOptions {
     pub mounts: Vec<Mount>,
     /// A new user namespace with these maps (`--userns`, rootless):
     /// adds the `user` namespace and `uidMappings`/`gidMappings`.
-    pub userns: Option<crate::userns::IdMappings>,
+    pub userns: Option<kiln_model::IdMap>,
     /// `--shm-size` in bytes: the size of the `/dev/shm` tmpfs (Docker's
     /// default, 64 MiB, when `None`).
     pub shm_size: Option<i64>,
@@ -360,7 +352,7 @@ pub fn docker_spec(o: &DockerSpecOptions) -> Result<Spec> {
         "readonlyPaths": READONLY_PATHS,
     });
     if let Some(m) = &o.userns {
-        let ranges = |r: &[crate::userns::IdRange]| {
+        let ranges = |r: &[kiln_model::IdRange]| {
             r.iter()
                 .map(
                     |r| json!({"containerID": r.container_id, "hostID": r.host_id, "size": r.size}),

@@ -1,4 +1,5 @@
-//! User namespaces: the uid/gid maps of a container (`--userns`, rootless),
+//! User namespaces: the uid/gid maps of a container (`--userns`, rootless;
+//! kiln-model's `IdMap`),
 //! how to read them from `/etc/subuid`-style text, and how the supervisor
 //! writes them for the container's init.
 //!
@@ -12,33 +13,12 @@
 use std::path::Path;
 use std::process::Command;
 
-use serde::{Deserialize, Serialize};
+use kiln_model::{IdMap, IdRange};
 
 /// The first host id of `--userns` without a `kiln` entry in `/etc/subuid`.
 pub const DEFAULT_REMAP_START: u32 = 1_000_000_000;
 /// How many ids `--userns` maps by default (Docker's `dockremap` size).
 pub const DEFAULT_REMAP_SIZE: u32 = 65_536;
-
-/// One range of a uid or gid map: `size` ids from `container_id` inside
-/// are `host_id..` outside.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IdRange {
-    /// First id inside the container.
-    pub container_id: u32,
-    /// First id on the host.
-    pub host_id: u32,
-    /// Number of ids.
-    pub size: u32,
-}
-
-/// A container's uid and gid maps.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IdMappings {
-    /// uid map.
-    pub uids: Vec<IdRange>,
-    /// gid map.
-    pub gids: Vec<IdRange>,
-}
 
 /// The first `name` (or numeric `id`) entry of `/etc/subuid`-style text
 /// (`name:start:count` lines): `(start, count)`.
@@ -51,77 +31,6 @@ pub fn subordinate_range(text: &str, name: &str, id: u32) -> Option<(u32, u32)> 
             return None;
         }
         Some((start.parse().ok()?, count.parse().ok()?))
-    })
-}
-
-impl IdMappings {
-    /// Root's `--userns`: container `0..size` to host `start..start+size`
-    /// for both uids and gids.
-    pub fn remap(start_uid: u32, start_gid: u32, size: u32) -> IdMappings {
-        IdMappings {
-            uids: vec![IdRange {
-                container_id: 0,
-                host_id: start_uid,
-                size,
-            }],
-            gids: vec![IdRange {
-                container_id: 0,
-                host_id: start_gid,
-                size,
-            }],
-        }
-    }
-
-    /// Rootless: container root is the caller (`uid`, `gid`); with
-    /// subordinate ranges, container ids `1..` follow from them.
-    pub fn rootless(
-        uid: u32,
-        gid: u32,
-        sub_uids: Option<(u32, u32)>,
-        sub_gids: Option<(u32, u32)>,
-    ) -> IdMappings {
-        let one = |host_id| IdRange {
-            container_id: 0,
-            host_id,
-            size: 1,
-        };
-        let mut m = IdMappings {
-            uids: vec![one(uid)],
-            gids: vec![one(gid)],
-        };
-        if let (Some((su, nu)), Some((sg, ng))) = (sub_uids, sub_gids)
-            && nu > 0
-            && ng > 0
-        {
-            m.uids.push(IdRange {
-                container_id: 1,
-                host_id: su,
-                size: nu,
-            });
-            m.gids.push(IdRange {
-                container_id: 1,
-                host_id: sg,
-                size: ng,
-            });
-        }
-        m
-    }
-
-    /// The host uid that container uid `id` is, if mapped.
-    pub fn host_uid(&self, id: u32) -> Option<u32> {
-        lookup(&self.uids, id)
-    }
-
-    /// The host gid that container gid `id` is, if mapped.
-    pub fn host_gid(&self, id: u32) -> Option<u32> {
-        lookup(&self.gids, id)
-    }
-}
-
-fn lookup(ranges: &[IdRange], id: u32) -> Option<u32> {
-    ranges.iter().find_map(|r| {
-        (id >= r.container_id && id - r.container_id < r.size)
-            .then(|| r.host_id + (id - r.container_id))
     })
 }
 
@@ -142,7 +51,7 @@ fn only_own(ranges: &[IdRange], own: u32) -> bool {
 /// Writes the maps of the user namespace of `pid` (its parent, in the
 /// parent namespace): directly as root or for a single own-id map, else
 /// through the setuid helpers `newuidmap`/`newgidmap` (Debian `uidmap`).
-pub(crate) fn write_maps(pid: i32, m: &IdMappings, euid: u32, egid: u32) -> Result<(), String> {
+pub(crate) fn write_maps(pid: i32, m: &IdMap, euid: u32, egid: u32) -> Result<(), String> {
     let proc = Path::new("/proc").join(pid.to_string());
     let write = |file: &str, text: &str| {
         std::fs::write(proc.join(file), text).map_err(|e| format!("write {file}: {e}"))
@@ -208,16 +117,16 @@ mod tests {
 
     #[test]
     fn maps_translate_ids_and_print_as_proc_wants() {
-        let m = IdMappings::remap(DEFAULT_REMAP_START, DEFAULT_REMAP_START, 65_536);
+        let m = IdMap::remap(DEFAULT_REMAP_START, DEFAULT_REMAP_START, 65_536);
         assert_eq!(m.host_uid(0), Some(1_000_000_000));
         assert_eq!(m.host_uid(1000), Some(1_000_001_000));
         assert_eq!(m.host_uid(65_536), None);
         assert_eq!(map_text(&m.uids), "0 1000000000 65536\n");
-        let r = IdMappings::rootless(1000, 1000, Some((100_000, 65_536)), Some((100_000, 65_536)));
+        let r = IdMap::rootless(1000, 1000, Some((100_000, 65_536)), Some((100_000, 65_536)));
         assert_eq!(map_text(&r.gids), "0 1000 1\n1 100000 65536\n");
         assert_eq!(r.host_uid(0), Some(1000));
         assert_eq!(r.host_uid(2), Some(100_001));
-        let single = IdMappings::rootless(1000, 1000, None, Some((1, 1)));
+        let single = IdMap::rootless(1000, 1000, None, Some((1, 1)));
         assert_eq!(single.uids.len(), 1, "both ranges or none");
         assert!(only_own(&single.uids, 1000));
         assert!(!only_own(&r.uids, 1000));

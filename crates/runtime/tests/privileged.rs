@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use kiln_runtime::logfile::{LogEntry, LogStream};
 use kiln_runtime::{
-    ContainerConfig, DockerSpecOptions, ExitStatus, NetworkMode, Resources, RootfsMount, Runtime,
-    RuntimeConfig, Status, Stdio, StdioConfig, docker_spec,
+    DockerSpecOptions, ExitStatus, LaunchConfig, Resources, RootfsMount, Runtime, RuntimeConfig,
+    Status, Stdio, StdioConfig, docker_spec,
 };
 use serde_json::Value;
 
@@ -93,7 +93,7 @@ fn runtime() -> Runtime {
 }
 
 struct Ctr {
-    config: ContainerConfig,
+    config: LaunchConfig,
     _dir: tempfile::TempDir,
 }
 
@@ -114,7 +114,7 @@ fn container(name: &str, args: &[&str], tweak: impl FnOnce(&mut DockerSpecOption
     };
     tweak(&mut o);
     let spec = docker_spec(&o).expect("spec");
-    let config = ContainerConfig {
+    let config = LaunchConfig {
         id: id.parse().expect("id"),
         spec,
         rootfs: vec![RootfsMount::bind(rootfs())],
@@ -472,7 +472,7 @@ fn capabilities_add_drop_and_no_new_privs() {
 #[test]
 fn network_host_shares_the_hosts_namespace() {
     let c = container("nethost", &["/bin/kiln-probe"], |o| {
-        o.network = NetworkMode::Host
+        o.network = kiln_model::NetworkMode::Host
     });
     let p = probe(&c);
     assert_eq!(p["namespaces"]["net"].as_u64(), Some(host_ns("net")));
@@ -897,7 +897,8 @@ fn setup_failure_is_reported_and_cleaned_up() {
 
 #[test]
 fn userns_remaps_container_root_to_an_unprivileged_range() {
-    use kiln_runtime::userns::{DEFAULT_REMAP_START, IdMappings};
+    use kiln_model::IdMap;
+    use kiln_runtime::userns::DEFAULT_REMAP_START;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let vol = tempfile::tempdir().expect("tempdir");
     fs::set_permissions(vol.path(), fs::Permissions::from_mode(0o777)).expect("chmod");
@@ -905,7 +906,7 @@ fn userns_remaps_container_root_to_an_unprivileged_range() {
         "destination": "/vol", "type": "bind", "source": vol.path(), "options": ["rbind"]
     }))
     .expect("mount");
-    let maps = IdMappings::remap(DEFAULT_REMAP_START, DEFAULT_REMAP_START, 65_536);
+    let maps = IdMap::remap(DEFAULT_REMAP_START, DEFAULT_REMAP_START, 65_536);
     let c = container(
         "userns",
         &["sh", "-c", "touch /vol/made-inside && /bin/kiln-probe"],
@@ -964,11 +965,11 @@ fn unprivileged_user(name: &str) -> (u32, u32) {
 
 #[test]
 fn rootless_runs_as_the_calling_user_mapped_to_root() {
-    use kiln_runtime::userns::IdMappings;
+    use kiln_model::IdMap;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let (uid, gid) = unprivileged_user("kiln-rootless");
     // Everything the user's kiln would own: a rootfs copy, state, a volume.
-    let maps = IdMappings::rootless(uid, gid, None, None);
+    let maps = IdMap::rootless(uid, gid, None, None);
     let mut c = container(
         "rootless",
         &["sh", "-c", "touch /vol/by-root && exec /bin/kiln-probe"],
@@ -1022,10 +1023,10 @@ fn rootless_runs_as_the_calling_user_mapped_to_root() {
     );
     let mut variants = vec![maps];
     if let (Some(su), Some(sg)) = sub {
-        variants.push(IdMappings::rootless(uid, gid, Some(su), Some(sg)));
+        variants.push(IdMap::rootless(uid, gid, Some(su), Some(sg)));
     }
     for (round, m) in variants.iter().enumerate() {
-        let ranges = |r: &[kiln_runtime::userns::IdRange]| {
+        let ranges = |r: &[kiln_model::IdRange]| {
             r.iter()
                 .map(|r| serde_json::json!({"containerID": r.container_id, "hostID": r.host_id, "size": r.size}))
                 .collect::<Vec<_>>()
@@ -1147,9 +1148,10 @@ fn init_exe_does_not_lead_to_the_host_binary() {
 
 #[test]
 fn delete_after_a_lost_userns_supervisor_unmounts_and_keeps_the_rootfs() {
-    use kiln_runtime::userns::{DEFAULT_REMAP_START, IdMappings};
+    use kiln_model::IdMap;
+    use kiln_runtime::userns::DEFAULT_REMAP_START;
     use std::os::unix::fs::PermissionsExt;
-    let maps = IdMappings::remap(DEFAULT_REMAP_START, DEFAULT_REMAP_START, 65_536);
+    let maps = IdMap::remap(DEFAULT_REMAP_START, DEFAULT_REMAP_START, 65_536);
     let c = container("lostns", &["sleep", "100"], |o| o.userns = Some(maps));
     fs::set_permissions(c._dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
     let rt = runtime();

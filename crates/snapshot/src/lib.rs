@@ -45,7 +45,8 @@ mod probe;
 use std::io;
 use std::path::PathBuf;
 
-use kiln_layer::{DiffOptions, IdMap, WhiteoutMode};
+use kiln_layer::{DiffOptions, WhiteoutMode};
+use kiln_model::IdMap;
 use serde::{Deserialize, Serialize};
 
 pub use copy::{CopySnapshotter, copy_tree};

@@ -461,12 +461,12 @@ fn tar_owners(bytes: &[u8]) -> Vec<(String, u64, u64)> {
 #[test]
 fn id_mapped_diff_sources_write_container_ids_for_both_snapshotters() {
     let tmp = tempfile::tempdir().unwrap();
-    let range = |host_id| kiln_layer::IdRange {
+    let range = |host_id| kiln_model::IdRange {
         container_id: 0,
         host_id,
         size: 65_536,
     };
-    let ids = kiln_layer::IdMap {
+    let ids = kiln_model::IdMap {
         uids: vec![range(1_000_000_000)],
         gids: vec![range(1_000_000_000)],
     };
@@ -486,7 +486,7 @@ fn id_mapped_diff_sources_write_container_ids_for_both_snapshotters() {
         );
         assert!(plain.contains(&("new".to_owned(), 1_000_000_000, 1_000_000_012)));
         // A second map replaces the first.
-        let wrong = kiln_layer::IdMap::default();
+        let wrong = kiln_model::IdMap::default();
         let mapped = src.with_id_map(wrong).with_id_map(ids.clone());
         assert!(matches!(&mapped, DiffSource::IdMapped { source, .. }
             if !matches!(**source, DiffSource::IdMapped { .. })));

@@ -7,12 +7,12 @@ use std::fs;
 use std::io::{Read, Write};
 use std::path::PathBuf;
 
-use kiln_content::{Digest, ImageRecord, Reference, Store};
+use kiln_content::{ImageRecord, Reference, Store};
 use kiln_image::{
-    Format, ImageConfig, ImportOptions, Index, Manifest, SaveImage, Timestamp,
-    distribution_manifest, ensure_unpacked, import, inspect, load, media_type, read_image, save,
-    save_compressed,
+    Format, ImportOptions, Index, Manifest, SaveImage, Timestamp, distribution_manifest,
+    ensure_unpacked, import, inspect, load, media_type, read_image, save, save_compressed,
 };
+use kiln_model::{Digest, ImageConfig};
 use kiln_snapshot::{CopySnapshotter, Snapshotter};
 
 use crate::{env, rootless, two_layer_image};
@@ -439,20 +439,10 @@ fn nested_indexes_pick_the_host_platform() {
     let index = Index::from_json(&m["index.json"]).unwrap();
     let mut native = index.manifests[0].clone();
     native.annotations = None;
-    let host = kiln_content::Platform::native();
-    native.platform = Some(kiln_image::Platform {
-        architecture: host.architecture.clone(),
-        os: host.os.clone(),
-        os_version: None,
-        variant: host.variant.clone(),
-    });
+    let host = kiln_model::Platform::native();
+    native.platform = Some(host);
     let mut foreign = native.clone();
-    foreign.platform = Some(kiln_image::Platform {
-        architecture: "s390x-not-here".into(),
-        os: "linux".into(),
-        os_version: None,
-        variant: None,
-    });
+    foreign.platform = Some(kiln_model::Platform::new("linux", "s390x-not-here", None));
     foreign.digest = Digest::of(b"absent manifest");
     let inner = Index::new_oci(vec![foreign, native]).to_json();
     let inner_digest = Digest::of(&inner);

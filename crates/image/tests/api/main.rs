@@ -8,12 +8,12 @@ use std::fs;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use kiln_content::{Digest, Reference, Store};
+use kiln_content::{Reference, Store};
 use kiln_image::{
-    CommitOptions, HistoryEntry, ImageConfig, Timestamp, UnpackOptions, commit_layer,
-    ensure_unpacked, history, read_image,
+    CommitOptions, Timestamp, UnpackOptions, commit_layer, ensure_unpacked, history, read_image,
 };
 use kiln_layer::{Compression, DiffOptions};
+use kiln_model::{Digest, History, ImageConfig};
 use kiln_snapshot::{CopySnapshotter, Snapshotter};
 
 pub(crate) struct Env {
@@ -51,7 +51,7 @@ pub(crate) fn opts(created_by: &str, tags: &[&str]) -> CommitOptions {
             source_date_epoch: Some(1_700_000_000),
             ..Default::default()
         },
-        history: HistoryEntry {
+        history: History {
             created: Some(Timestamp::from_unix(1_700_000_000).to_string()),
             created_by: Some(created_by.to_owned()),
             ..Default::default()

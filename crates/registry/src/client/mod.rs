@@ -2,6 +2,7 @@
 //! registry, with credentials and tokens, in `http`), resolving references, and login. Pulling
 //! and pushing live in the `pull` and `push` submodules.
 
+mod document;
 mod http;
 mod pull;
 mod push;
@@ -12,16 +13,19 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kiln_content::{Digest, Platform, Reference};
+use kiln_content::Reference;
+use kiln_model::{Digest, Platform};
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
 
+pub use document::{RawDocument, is_not_found};
 pub use http::Credentials;
 pub(crate) use http::{Session, scope};
 
 use crate::errors::Ctx;
-use crate::manifest::{self, ACCEPTED, Descriptor, ParseError, Parsed};
+use crate::manifest::{self, ACCEPTED, ParseError, Parsed};
 use crate::{Error, Result, auth};
+use kiln_model::Descriptor;
 
 /// How the registry client behaves. Plain data; `Default` gives Docker's
 /// behaviour (3 concurrent downloads, no insecure registries, no

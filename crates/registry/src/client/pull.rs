@@ -7,15 +7,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use futures_util::{StreamExt, stream};
-use kiln_content::{BlobWriter, ImageRecord, Platform, Reference, Store};
+use kiln_content::{BlobWriter, ImageRecord, Reference, Store};
+use kiln_model::Platform;
 use reqwest::Method;
 use reqwest::header::HeaderMap;
 use tracing::{Instrument, debug, info_span};
 
 use super::http::{Pace, Stall};
 use super::{Registry, Resolved, Session, blocking, scope};
-use crate::manifest::Descriptor;
 use crate::{Error, Progress, Result, Tee, TeeEvent, sources};
+use kiln_model::Descriptor;
 
 /// Outcome of one download attempt.
 enum Attempt {

@@ -6,15 +6,17 @@ use std::path::PathBuf;
 
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt, stream};
-use kiln_content::{Digest, Reference, Store};
+use kiln_content::{Reference, Store};
+use kiln_model::Digest;
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, Response, StatusCode};
 use tracing::{Instrument, debug, info_span};
 
 use super::{Registry, Session, blocking, scope};
 use crate::errors::Ctx;
-use crate::manifest::{self, Descriptor, Parsed};
+use crate::manifest::{self, Parsed};
 use crate::{Error, Progress, Result, sources};
+use kiln_model::Descriptor;
 
 /// Repositories tried as mount sources for one blob, at most.
 const MAX_MOUNT_CANDIDATES: usize = 3;

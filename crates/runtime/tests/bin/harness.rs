@@ -57,7 +57,7 @@ fn run(path: &str, detach_log: Option<&str>) -> ExitCode {
     let Ok(id) = req.id.parse() else {
         return ExitCode::from(125);
     };
-    let config = kiln_runtime::ContainerConfig {
+    let config = kiln_runtime::LaunchConfig {
         id,
         spec: req.spec,
         rootfs: vec![kiln_runtime::RootfsMount::bind(req.rootfs)],
@@ -119,7 +119,7 @@ fn bench(rootfs: &str, state_dir: &str, n: usize, sealed: bool) -> ExitCode {
         let Ok(id) = format!("bench-{i}").parse() else {
             return ExitCode::from(125);
         };
-        let config = kiln_runtime::ContainerConfig {
+        let config = kiln_runtime::LaunchConfig {
             id,
             spec,
             rootfs: vec![kiln_runtime::RootfsMount::bind(rootfs)],

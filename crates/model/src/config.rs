@@ -1,19 +1,21 @@
 //! The image configuration model: Docker's image config JSON (a superset of
-//! the OCI image configuration), with every field Docker writes and any
-//! unknown field preserved, serialized deterministically.
+//! the OCI image configuration) and the container config inside it, with
+//! every field Docker writes and any unknown field preserved, serialized
+//! deterministically.
 //!
 //! oci-spec's `ImageConfiguration` drops Docker's `Healthcheck`, `OnBuild`,
 //! `Shell` and `ArgsEscaped`, and keeps labels and ports in `HashMap`s whose
 //! order changes between runs; kiln needs both the Docker fields and
 //! byte-identical output, so the config is modelled here with `BTreeMap`s and a
-//! catch-all for fields this crate does not know.
+//! catch-all for fields this crate does not know, at the top level, in
+//! `config` and in each history entry. The builder edits [`ContainerConfig`]
+//! and kiln-image writes the [`ImageConfig`] around it: the same value, so a
+//! base image's unknown fields reach the built image unchanged.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-
-use crate::{Error, Result};
 
 /// A whole image configuration blob (`application/vnd.oci.image.config.v1+json`
 /// or Docker's `application/vnd.docker.container.image.v1+json`).
@@ -33,13 +35,13 @@ pub struct ImageConfig {
     /// Default execution parameters for containers of this image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<ContainerConfig>,
-    /// Creation time, RFC 3339 (see [`crate::Timestamp`]).
+    /// Creation time, RFC 3339 (kiln-image's `Timestamp` writes it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created: Option<String>,
     /// One entry per build step, including steps that made no layer
     /// (`empty_layer: true`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub history: Vec<HistoryEntry>,
+    pub history: Vec<History>,
     /// Operating system (`linux`).
     #[serde(default)]
     pub os: String,
@@ -163,7 +165,7 @@ impl Default for RootFs {
 /// One `history` entry. Entries with `empty_layer: true` made no layer; the
 /// others match `rootfs.diff_ids` one to one, in order.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct HistoryEntry {
+pub struct History {
     /// RFC 3339 creation time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created: Option<String>,
@@ -196,11 +198,8 @@ impl ImageConfig {
     }
 
     /// Parses a config blob. Unknown fields are kept.
-    pub fn from_json(bytes: &[u8]) -> Result<ImageConfig> {
-        serde_json::from_slice(bytes).map_err(|source| Error::InvalidJson {
-            what: "image config",
-            source,
-        })
+    pub fn from_json(bytes: &[u8]) -> serde_json::Result<ImageConfig> {
+        serde_json::from_slice(bytes)
     }
 
     /// Serializes to compact JSON with a stable key order: the same value
@@ -216,7 +215,7 @@ impl ImageConfig {
 
     /// Appends a layer: its diff ID to `rootfs.diff_ids` and `entry` (with
     /// `empty_layer` forced to false) to `history`.
-    pub fn push_layer(&mut self, diff_id: &str, mut entry: HistoryEntry) {
+    pub fn push_layer(&mut self, diff_id: &str, mut entry: History) {
         entry.empty_layer = false;
         self.rootfs.diff_ids.push(diff_id.to_owned());
         self.history.push(entry);
@@ -224,9 +223,57 @@ impl ImageConfig {
 
     /// Appends a history entry for a step that made no layer (`empty_layer`
     /// forced to true).
-    pub fn push_empty_history(&mut self, mut entry: HistoryEntry) {
+    pub fn push_empty_history(&mut self, mut entry: History) {
         entry.empty_layer = true;
         self.history.push(entry);
+    }
+}
+
+impl ContainerConfig {
+    /// The value of environment variable `key`, if set.
+    pub fn env_get(&self, key: &str) -> Option<&str> {
+        self.env
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .find_map(|kv| {
+                let (k, v) = kv.split_once('=').unwrap_or((kv.as_str(), ""));
+                (k == key).then_some(v)
+            })
+    }
+
+    /// Sets `key=value`, replacing an existing entry in place (Docker keeps
+    /// the position).
+    pub fn env_set(&mut self, key: &str, value: &str) {
+        let env = self.env.get_or_insert_with(Vec::new);
+        let entry = format!("{key}={value}");
+        match env
+            .iter_mut()
+            .find(|kv| kv.split_once('=').map_or(kv.as_str(), |(k, _)| k) == key)
+        {
+            Some(slot) => *slot = entry,
+            None => env.push(entry),
+        }
+    }
+
+    /// The environment as (key, value) pairs.
+    pub fn env_pairs(&self) -> Vec<(String, String)> {
+        self.env
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv.split_once('=').unwrap_or((kv.as_str(), ""));
+                (k.to_string(), v.to_string())
+            })
+            .collect()
+    }
+
+    /// The shell used for shell-form commands: `SHELL` or `/bin/sh -c`.
+    pub fn shell_or_default(&self) -> Vec<String> {
+        self.shell
+            .clone()
+            .unwrap_or_else(|| vec!["/bin/sh".to_string(), "-c".to_string()])
     }
 }
 
@@ -327,13 +374,13 @@ mod tests {
         let mut cfg = ImageConfig::new("linux", "arm64");
         cfg.push_layer(
             "sha256:aa",
-            HistoryEntry {
+            History {
                 created_by: Some("RUN x".into()),
                 empty_layer: true,
                 ..Default::default()
             },
         );
-        cfg.push_empty_history(HistoryEntry::default());
+        cfg.push_empty_history(History::default());
         assert_eq!(cfg.rootfs.diff_ids, ["sha256:aa"]);
         assert!(!cfg.history[0].empty_layer);
         assert!(cfg.history[1].empty_layer);
@@ -341,7 +388,45 @@ mod tests {
 
     #[test]
     fn invalid_json_is_an_error() {
-        let err = ImageConfig::from_json(b"{\"rootfs\": 3}").unwrap_err();
-        assert!(err.to_string().contains("image config"), "{err}");
+        assert!(ImageConfig::from_json(b"{\"rootfs\": 3}").is_err());
+    }
+    #[test]
+    fn unknown_fields_survive_a_read_modify_write_at_every_level() {
+        let json = br#"{"architecture":"amd64","os":"linux","moby.future":{"x":[1,2]},"config":{"Env":["PATH=/bin"],"Hostname":"h","Future":{"deep":true}},"rootfs":{"type":"layers","diff_ids":[]},"history":[{"created_by":"x","future":7}]}"#;
+        let mut cfg = ImageConfig::from_json(json).unwrap();
+        let c = cfg.container_config_mut();
+        c.env_set("A", "1");
+        c.cmd = Some(vec!["sh".into()]);
+        cfg.push_empty_history(History::default());
+        let out: Value = serde_json::from_slice(&cfg.to_json()).unwrap();
+        assert_eq!(out["moby.future"], serde_json::json!({"x": [1, 2]}));
+        assert_eq!(out["config"]["Future"], serde_json::json!({"deep": true}));
+        assert_eq!(out["config"]["Hostname"], "h");
+        assert_eq!(
+            out["config"]["Env"],
+            serde_json::json!(["PATH=/bin", "A=1"])
+        );
+        assert_eq!(out["history"][0]["future"], 7);
+    }
+
+    #[test]
+    fn env_helpers() {
+        let mut c = ContainerConfig::default();
+        c.env_set("PATH", "/bin");
+        c.env_set("A", "1=2");
+        c.env_set("PATH", "/usr/bin");
+        assert_eq!(c.env.as_deref().unwrap(), ["PATH=/usr/bin", "A=1=2"]);
+        assert_eq!(c.env_get("A"), Some("1=2"));
+        assert_eq!(c.env_get("B"), None);
+        assert_eq!(
+            c.env_pairs(),
+            [
+                ("PATH".into(), "/usr/bin".into()),
+                ("A".into(), "1=2".into())
+            ]
+        );
+        assert_eq!(c.shell_or_default(), ["/bin/sh", "-c"]);
+        c.shell = Some(vec!["bash".into()]);
+        assert_eq!(c.shell_or_default(), ["bash"]);
     }
 }
