@@ -338,8 +338,16 @@ fn mount_spec_mounts<S: MountOps + FsOps>(
     Ok(dev_tmpfs)
 }
 
+/// The flags `mount_setattr(2)` sets on a whole bind tree.
+const TREE_ATTRS: MountFlags = MountFlags(
+    MountFlags::RDONLY.0 | MountFlags::NOSUID.0 | MountFlags::NODEV.0 | MountFlags::NOEXEC.0,
+);
+
 /// Attaches a captured bind source at `target` (made as a directory or a
-/// file to match), then applies its flags (`ro`, `nosuid`, ...).
+/// file to match), with its flags. `ro`, `nosuid`, `nodev` and `noexec`
+/// are set on the detached tree first, on every mount in it for a
+/// recursive bind (`AT_RECURSIVE`): a read-only `-v` is read-only down to
+/// the mounts below its source, as Docker's (25+) on kernels from 5.12.
 fn attach_bind<S: MountOps + FsOps>(
     sys: &S,
     target: &Path,
@@ -347,6 +355,11 @@ fn attach_bind<S: MountOps + FsOps>(
     is_dir: bool,
     o: &MountOptions,
 ) -> Result<(), StepError> {
+    let attrs = MountFlags(o.flags.0 & TREE_ATTRS.0);
+    if attrs != MountFlags::NONE {
+        sys.mount_setattr(tree.as_fd(), o.recursive, attrs)
+            .step(|| format!("set {} read-only/nosuid/nodev/noexec", target.display()))?;
+    }
     if is_dir {
         sys.mkdir_all(target, 0o755)
             .step(|| format!("mkdir {}", target.display()))?;
@@ -356,8 +369,10 @@ fn attach_bind<S: MountOps + FsOps>(
     }
     sys.move_mount(tree.as_fd(), target)
         .step(|| format!("bind mount on {}", target.display()))?;
+    // Flags mount_setattr does not take (`sync`, `noatime`, ...): a remount
+    // of the top mount, which must name every flag it keeps.
     let extra = MountFlags(o.flags.0 & !MountFlags::RELATIME.0 & !MountFlags::STRICTATIME.0);
-    if extra != MountFlags::NONE {
+    if extra.0 & !TREE_ATTRS.0 != 0 {
         sys.mount(
             None,
             target,
@@ -693,7 +708,14 @@ mod tests {
         assert!(pos("pivot_root . .") < pos("umount . true"));
         assert!(pos("umount . true") < pos("mount proc /proc proc"));
         assert!(pos("create_file /etc/hosts") < pos("move_mount /etc/hosts"));
-        assert!(pos("mount - /etc/hosts - 0x1021") > pos("move_mount /etc/hosts"));
+        assert!(
+            pos("mount_setattr true 0x1") < pos("move_mount /etc/hosts"),
+            "an rbind,ro tree is read-only all the way down before it is attached"
+        );
+        assert!(
+            !calls.iter().any(|c| c.starts_with("mount - /etc/hosts")),
+            "no remount clears the source's other flags: {calls:?}"
+        );
         assert!(pos("mknod /dev/null Char 666 1:3") > pos("mount tmpfs /dev tmpfs"));
         assert!(pos("symlink /proc/self/fd /dev/fd") > pos("mknod /dev/tty"));
         assert!(pos("mount /dev/null /proc/kcore - 0x1000") > pos("mount proc /proc"));
@@ -706,6 +728,44 @@ mod tests {
         assert_eq!(
             calls.last().map(String::as_str),
             Some("mount - / - 0x1021 -")
+        );
+    }
+
+    #[test]
+    fn bind_flags_go_on_the_tree_and_only_the_others_need_a_remount() {
+        let sys = RecordingSys::new();
+        sys.add_file("/src/f");
+        let rootfs = [RootfsMount::bind("/srv/root")];
+        let mounts = [
+            mount("/a", "bind", "/src/a", &["bind", "ro", "nosuid"]),
+            mount("/b", "bind", "/src/b", &["rbind", "ro", "noatime"]),
+            mount("/c", "bind", "/src/c", &["rbind", "rw"]),
+        ];
+        let plan = RootfsPlan {
+            mounts: &mounts,
+            ..bare_plan(&rootfs)
+        };
+        setup_rootfs(&sys, &plan).expect("setup");
+        let after_pivot: Vec<String> = sys
+            .calls()
+            .into_iter()
+            .skip_while(|c| !c.starts_with("umount . true"))
+            .filter(|c| !c.starts_with("mkdir_all") && !c.starts_with("chdir"))
+            .collect();
+        let ro_nosuid = MountFlags::RDONLY | MountFlags::NOSUID;
+        let ro_noatime =
+            MountFlags::REMOUNT | MountFlags::BIND | MountFlags::RDONLY | MountFlags::NOATIME;
+        assert_eq!(
+            after_pivot,
+            vec![
+                "umount . true".to_string(),
+                format!("mount_setattr false {:#x}", ro_nosuid.0),
+                "move_mount /a".to_string(),
+                format!("mount_setattr true {:#x}", MountFlags::RDONLY.0),
+                "move_mount /b".to_string(),
+                format!("mount - /b - {:#x} -", ro_noatime.0),
+                "move_mount /c".to_string(),
+            ]
         );
     }
 

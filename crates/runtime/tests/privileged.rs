@@ -1518,3 +1518,58 @@ fn device_filter_cgroup_v1_denies_mknod_devices() {
     let got = device_attack(&runtime(), "devv1", None);
     assert_devices_filtered(&got, "cgroup v1");
 }
+
+/// Unmounts a host mount made by a test, even when the test fails.
+struct HostMount(PathBuf);
+
+impl Drop for HostMount {
+    fn drop(&mut self) {
+        use kiln_sys::MountOps as _;
+        let _ = kiln_sys::LinuxSys.umount(&self.0, true);
+    }
+}
+
+#[test]
+fn read_only_volume_is_read_only_in_its_submounts_too() {
+    use kiln_sys::MountOps as _;
+    let vol = tempfile::tempdir().expect("tempdir");
+    let sub = vol.path().join("sub");
+    fs::create_dir(&sub).expect("mkdir sub");
+    kiln_sys::LinuxSys
+        .mount(
+            Some(Path::new("tmpfs")),
+            &sub,
+            Some("tmpfs"),
+            kiln_sys::MountFlags::NONE,
+            Some("size=1m"),
+        )
+        .expect("a tmpfs below the volume's source");
+    let _unmount = HostMount(sub.clone());
+    fs::write(sub.join("f"), "inner\n").expect("write in the submount");
+    let mount: kiln_runtime::oci_spec::runtime::Mount = serde_json::from_value(serde_json::json!({
+        "destination": "/vol", "type": "bind", "source": vol.path(), "options": ["rbind", "ro"]
+    }))
+    .expect("mount");
+    let script = "cat /vol/sub/f; \
+                  touch /vol/top 2>&1 || true; \
+                  touch /vol/sub/inner 2>&1 || true";
+    let c = container("rro", &["sh", "-c", script], |o| o.mounts.push(mount));
+    let (st, out, err) = run(&c);
+    assert_eq!(st.expect("runs"), ExitStatus::Code(0), "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines.first(),
+        Some(&"inner"),
+        "the submount is there: {out}"
+    );
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.contains("Read-only file system"))
+            .count(),
+        2,
+        "the volume and the mount below it are read-only: {out}"
+    );
+    assert!(!sub.join("inner").exists());
+    fs::write(sub.join("host"), "x").expect("the host's submount stays writable");
+}
