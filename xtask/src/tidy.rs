@@ -401,7 +401,7 @@ pub(crate) const CONTAINMENT_ALLOWED: &[(&str, &str, &str)] = &[
     ),
     (
         "crates/builder/src/copy.rs",
-        "step_copy",
+        "remove_downloads",
         "removes ADD's downloads and git checkouts from kiln's own download directory",
     ),
     (
@@ -416,7 +416,7 @@ pub(crate) const CONTAINMENT_ALLOWED: &[(&str, &str, &str)] = &[
     ),
     (
         "crates/builder/src/run.rs",
-        "prepare_mounts",
+        "read_secret",
         "reads a secret file the user named with --secret (for env=)",
     ),
     (
@@ -725,31 +725,6 @@ pub(crate) const MAX_FN_LINES: usize = 120;
 /// entry whose function is gone or short enough is itself a problem, so
 /// the list only shrinks.
 pub(crate) const LONG_FN_ALLOWED: &[(&str, &str, &str)] = &[
-    (
-        "crates/builder/src/context.rs",
-        "plan_copy",
-        "split pending (builder helper, this session)",
-    ),
-    (
-        "crates/builder/src/copy.rs",
-        "step_copy",
-        "split pending (builder helper, this session)",
-    ),
-    (
-        "crates/builder/src/graph.rs",
-        "plan_graph",
-        "split pending (builder helper, this session)",
-    ),
-    (
-        "crates/builder/src/run.rs",
-        "prepare_mounts",
-        "split pending (builder helper, this session)",
-    ),
-    (
-        "crates/builder/src/write.rs",
-        "apply_copy",
-        "split pending (builder helper, this session)",
-    ),
     (
         "crates/engine/src/build_backend.rs",
         "run_in",

@@ -311,6 +311,58 @@ pub(crate) fn plan_copy(
     opts: &PlanOptions,
     line: usize,
 ) -> Result<CopyPlan> {
+    let items = named_sources(tree, sources, line)?;
+    let dest_abs = absolute_dest(dest, workdir);
+    let dest_slash = dest.ends_with('/') || dest.ends_with("/.") || dest == "." || dest_abs == "/";
+    if items.len() > 1 && !dest_slash {
+        return Err(Error::instr(
+            line,
+            "When using COPY with more than one source file, the destination must be a directory and end with a /",
+        ));
+    }
+    let mut p = Planning {
+        tree,
+        opts,
+        line,
+        several: dest_slash || items.len() > 1,
+        entries: Vec::new(),
+        single_name: None,
+        any_dir: false,
+        any_archive: false,
+    };
+    for named in &items {
+        p.source(named)?;
+    }
+    let Planning {
+        mut entries,
+        single_name,
+        any_dir,
+        any_archive,
+        ..
+    } = p;
+    entries.sort_by(|a, b| a.rel.cmp(&b.rel));
+    let (checksum_hex, mut files) = checksum(&entries);
+    name_single(&mut files, single_name.as_deref());
+    let prefix = match (items.len(), any_dir) {
+        (1, true) => "dir",
+        (1, false) => "file",
+        _ => "multi",
+    };
+    Ok(CopyPlan {
+        source: Some(tree.root.clone()),
+        dest: dest_abs,
+        dest_is_dir: dest_slash || any_dir || any_archive || items.len() > 1 || opts.parents,
+        single_name,
+        entries,
+        checksum: format!("{prefix}:{checksum_hex}"),
+        files,
+    })
+}
+
+/// The sources of a copy as paths of the tree: globs expanded (Go's
+/// `filepath.Match` over every path), `.` as the root; an excluded or
+/// unmatched source is not found.
+fn named_sources(tree: &Tree<'_>, sources: &[String], line: usize) -> Result<Vec<String>> {
     let mut items: Vec<String> = Vec::new();
     let mut all: Option<Vec<String>> = None;
     for src in sources {
@@ -349,153 +401,165 @@ pub(crate) fn plan_copy(
             items.push(rel);
         }
     }
-    let dest_abs = absolute_dest(dest, workdir);
-    let dest_slash = dest.ends_with('/') || dest.ends_with("/.") || dest == "." || dest_abs == "/";
-    if items.len() > 1 && !dest_slash {
-        return Err(Error::instr(
-            line,
-            "When using COPY with more than one source file, the destination must be a directory and end with a /",
-        ));
-    }
+    Ok(items)
+}
 
-    let mut entries: Vec<Entry> = Vec::new();
-    let mut single_name = None;
-    let mut any_dir = false;
-    let mut any_archive = false;
-    for named in &items {
+/// A copy plan being made, one named source at a time.
+struct Planning<'t, 'a> {
+    tree: &'t Tree<'a>,
+    opts: &'t PlanOptions,
+    line: usize,
+    /// The destination is a directory because of how it is written or
+    /// because there are several sources: a file lands inside it by name.
+    several: bool,
+    entries: Vec<Entry>,
+    single_name: Option<String>,
+    any_dir: bool,
+    any_archive: bool,
+}
+
+impl Planning<'_, '_> {
+    /// Adds the entries of one named source (followed, inside the tree,
+    /// when it is a symlink).
+    fn source(&mut self, named: &str) -> Result<()> {
+        let root = self.tree.root;
         // The named source itself is followed when it is a symlink, but only
         // inside the tree (an absolute link in an image means its own root).
         let not_found = || Error::SourceNotFound {
-            line,
-            source_path: named.clone(),
+            line: self.line,
+            source_path: named.to_owned(),
         };
-        let resolved = match tree.root.canonical(named, FinalLink::Follow) {
+        let resolved = match root.canonical(named, FinalLink::Follow) {
             Ok(p) => p.to_string_lossy().into_owned(),
             Err(e) if at::is_absent(&e) => return Err(not_found()),
-            Err(e) => return Err(Error::io("stat", tree.root.display(named), e)),
+            Err(e) => return Err(Error::io("stat", root.display(named), e)),
         };
-        let item = &resolved;
-        let meta = match tree.root.lstat(item) {
+        let meta = match root.lstat(&resolved) {
             Ok(m) if !m.is_symlink() => m,
             Ok(_) => return Err(not_found()),
             Err(e) if at::is_absent(&e) => return Err(not_found()),
-            Err(e) => return Err(Error::io("stat", tree.root.display(item), e)),
+            Err(e) => return Err(Error::io("stat", root.display(&resolved), e)),
         };
-        let base = if opts.parents {
-            named.clone()
+        let base = if self.opts.parents {
+            named.to_owned()
         } else {
             String::new()
         };
         if meta.is_dir() {
-            any_dir = true;
-            if !base.is_empty() {
-                entries.push(Entry {
-                    rel: base.clone(),
-                    kind: Kind::Dir,
-                    mode: meta.permissions(),
-                    mtime: mtime_of(&meta),
-                });
-            }
-            // Walk relative to the tree root: ignore rules and index keys are root-relative.
-            let mut collected = Vec::new();
-            walk_dir(tree, item, &mut |rel, m| {
-                collected.push((rel.to_string(), *m));
-                Ok(())
-            })?;
-            for (rel, m) in collected {
-                let inner = if item.is_empty() {
-                    rel.clone()
-                } else {
-                    rel[item.len() + 1..].to_string()
-                };
-                if opts.excludes.iter().any(|p| p.matches_or_parent(&inner)) {
-                    continue;
-                }
-                let kind = if m.is_symlink() {
-                    Kind::Symlink(
-                        tree.root
-                            .readlink(&rel)
-                            .map_err(|e| Error::io("read link", tree.root.display(&rel), e))?,
-                    )
-                } else if m.is_dir() {
-                    Kind::Dir
-                } else if m.is_file() {
-                    Kind::File {
-                        digest: tree.digest(&rel, &m)?,
-                        src: rel.clone(),
-                    }
-                } else {
-                    // Devices, fifos and sockets are not copied.
-                    continue;
-                };
-                entries.push(Entry {
-                    rel: join_rel(&base, &inner),
-                    kind,
-                    mode: m.permissions(),
-                    mtime: mtime_of(&m),
-                });
-            }
+            self.directory(&resolved, &base, &meta)
         } else {
-            let name = named.rsplit('/').next().unwrap_or(named).to_string();
-            if opts
-                .excludes
-                .iter()
-                .any(|p| p.matches(&name) || p.matches(item))
-            {
-                continue;
-            }
-            if opts.extract_archives
-                && let Some(compression) = crate::decompress::detect(tree.root, Path::new(item))
-            {
-                any_archive = true;
-                entries.push(Entry {
-                    rel: String::new(),
-                    kind: Kind::Archive {
-                        digest: tree.digest(item, &meta)?,
-                        src: item.clone(),
-                        compression,
-                    },
-                    mode: meta.permissions(),
-                    mtime: None,
-                });
-                continue;
-            }
-            let rel = if opts.parents {
-                base.clone()
-            } else if dest_slash || items.len() > 1 {
-                name.clone()
-            } else {
-                single_name = Some(name.clone());
-                String::new()
-            };
-            entries.push(Entry {
-                rel,
-                kind: Kind::File {
-                    digest: tree.digest(item, &meta)?,
-                    src: item.clone(),
-                },
-                mode: meta.permissions(),
-                mtime: mtime_of(&meta),
-            });
+            self.file(named, &resolved, &base, &meta)
         }
     }
-    entries.sort_by(|a, b| a.rel.cmp(&b.rel));
-    let (checksum_hex, mut files) = checksum(&entries);
-    name_single(&mut files, single_name.as_deref());
-    let prefix = match (items.len(), any_dir) {
-        (1, true) => "dir",
-        (1, false) => "file",
-        _ => "multi",
-    };
-    Ok(CopyPlan {
-        source: Some(tree.root.clone()),
-        dest: dest_abs,
-        dest_is_dir: dest_slash || any_dir || any_archive || items.len() > 1 || opts.parents,
-        single_name,
-        entries,
-        checksum: format!("{prefix}:{checksum_hex}"),
-        files,
-    })
+
+    /// A directory source: its contents (itself too with `--parents`),
+    /// less what `--exclude` names; devices, FIFOs and sockets skipped.
+    fn directory(&mut self, item: &str, base: &str, meta: &Metadata) -> Result<()> {
+        let tree = self.tree;
+        self.any_dir = true;
+        if !base.is_empty() {
+            self.entries.push(Entry {
+                rel: base.to_owned(),
+                kind: Kind::Dir,
+                mode: meta.permissions(),
+                mtime: mtime_of(meta),
+            });
+        }
+        // Walk relative to the tree root: ignore rules and index keys are root-relative.
+        let mut collected = Vec::new();
+        walk_dir(tree, item, &mut |rel, m| {
+            collected.push((rel.to_string(), *m));
+            Ok(())
+        })?;
+        for (rel, m) in collected {
+            let inner = if item.is_empty() {
+                rel.clone()
+            } else {
+                rel[item.len() + 1..].to_string()
+            };
+            if self
+                .opts
+                .excludes
+                .iter()
+                .any(|p| p.matches_or_parent(&inner))
+            {
+                continue;
+            }
+            let kind = if m.is_symlink() {
+                Kind::Symlink(
+                    tree.root
+                        .readlink(&rel)
+                        .map_err(|e| Error::io("read link", tree.root.display(&rel), e))?,
+                )
+            } else if m.is_dir() {
+                Kind::Dir
+            } else if m.is_file() {
+                Kind::File {
+                    digest: tree.digest(&rel, &m)?,
+                    src: rel.clone(),
+                }
+            } else {
+                // Devices, fifos and sockets are not copied.
+                continue;
+            };
+            self.entries.push(Entry {
+                rel: join_rel(base, &inner),
+                kind,
+                mode: m.permissions(),
+                mtime: mtime_of(&m),
+            });
+        }
+        Ok(())
+    }
+
+    /// A file source (`named` as written, `item` where it leads): one file,
+    /// or for ADD a local archive to extract; skipped when excluded.
+    fn file(&mut self, named: &str, item: &str, base: &str, meta: &Metadata) -> Result<()> {
+        let tree = self.tree;
+        let name = named.rsplit('/').next().unwrap_or(named).to_string();
+        if self
+            .opts
+            .excludes
+            .iter()
+            .any(|p| p.matches(&name) || p.matches(item))
+        {
+            return Ok(());
+        }
+        if self.opts.extract_archives
+            && let Some(compression) = crate::decompress::detect(tree.root, Path::new(item))
+        {
+            self.any_archive = true;
+            self.entries.push(Entry {
+                rel: String::new(),
+                kind: Kind::Archive {
+                    digest: tree.digest(item, meta)?,
+                    src: item.to_owned(),
+                    compression,
+                },
+                mode: meta.permissions(),
+                mtime: None,
+            });
+            return Ok(());
+        }
+        let rel = if self.opts.parents {
+            base.to_owned()
+        } else if self.several {
+            name
+        } else {
+            self.single_name = Some(name);
+            String::new()
+        };
+        self.entries.push(Entry {
+            rel,
+            kind: Kind::File {
+                digest: tree.digest(item, meta)?,
+                src: item.to_owned(),
+            },
+            mode: meta.permissions(),
+            mtime: mtime_of(meta),
+        });
+        Ok(())
+    }
 }
 
 /// A plan for heredoc sources (`COPY <<EOF /dst`): one file per heredoc.

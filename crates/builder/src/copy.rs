@@ -6,16 +6,17 @@ use kiln_dockerfile::instructions::{CopyInstruction, CopySource};
 use kiln_fs::{FinalLink, Root};
 
 use crate::backend::{CacheRecord, CommitRequest, ImageId, Rootfs};
-use kiln_model::{ContainerConfig, History};
 use crate::context::{CopyPlan, PlanOptions, Tree, absolute_dest, plan_copy, plan_inline};
 use crate::engine::{Builder, Shared, StageState};
 use crate::error::{Error, Result};
 use crate::history::nop_copy;
+use crate::key::CopyFlags;
 use crate::pattern::Pattern;
 use crate::perms::{Chmod, Owner, resolve_owner};
 use crate::progress::Event;
-use crate::steps::StepKey;
+use crate::steps::{StepCommit, StepKey};
 use crate::write::{ApplyOptions, apply_copy, make_dirs};
+use kiln_model::{ContainerConfig, History};
 
 /// A downloaded URL: (name, file in the download directory, mtime).
 type Download = (String, String, Option<i64>);
@@ -26,34 +27,147 @@ fn open_tree(path: &std::path::Path) -> Result<Root> {
     Root::open(path).map_err(|e| Error::io("open", path, e))
 }
 
+/// The sources of a COPY/ADD by kind, their words expanded.
+#[derive(Default)]
+struct Sources {
+    paths: Vec<String>,
+    inline: Vec<(String, Vec<u8>)>,
+    remote: Vec<String>,
+    git: Vec<crate::backend::GitSource>,
+}
+
+/// A COPY/ADD being carried out: the instruction's words expanded, its
+/// flags (the ones its cache key is made of), where it writes.
+struct CopyJob<'c> {
+    c: &'c CopyInstruction,
+    /// `COPY` or `ADD`.
+    name: &'static str,
+    line: usize,
+    flags: CopyFlags,
+    chmod: Option<Chmod>,
+    dest: String,
+    workdir: String,
+    plan_opts: PlanOptions,
+    /// The step's intermediate container ID (names its rootfs and downloads).
+    cid: String,
+}
+
+/// What a COPY/ADD borrowed while planning, released after the step.
+#[derive(Default)]
+struct Borrowed {
+    /// Mounted stage or image rootfs trees (`--from`).
+    sources: Vec<Rootfs>,
+    /// Downloads and git checkouts in kiln's download directory.
+    downloads: Vec<std::path::PathBuf>,
+}
+
+impl CopyJob<'_> {
+    /// How the plan's files are written: `owner` (resolved from `--chown`
+    /// in the tree written to), `--chmod`.
+    fn apply_options(&self, sh: &Shared<'_>, owner: Owner) -> ApplyOptions {
+        ApplyOptions {
+            owner,
+            chown_given: self.flags.chown.is_some(),
+            chmod: self.chmod.clone(),
+            ignore_chown_errors: sh.opts.ignore_chown_errors,
+        }
+    }
+}
+
+/// Removes ADD's downloads and git checkouts from kiln's own download
+/// directory (best effort: the step's result matters more).
+fn remove_downloads(downloads: &[std::path::PathBuf]) {
+    for d in downloads {
+        if d.is_dir() {
+            let _ = std::fs::remove_dir_all(d);
+        } else {
+            let _ = std::fs::remove_file(d);
+        }
+    }
+}
+
 impl Builder<'_> {
     pub(crate) fn step_copy(
         &self,
         sh: &Shared<'_>,
         st: &mut StageState,
         c: &CopyInstruction,
-        name: &str,
+        name: &'static str,
     ) -> Result<()> {
+        let job = self.copy_job(sh, st, c, name)?;
+        let sources = self.copy_sources(sh, st, &job)?;
+        let mut borrowed = Borrowed::default();
+        let result = self
+            .plan_sources(sh, st, &job, &sources, &mut borrowed)
+            .and_then(|plan| self.apply_plan(sh, st, &job, &plan));
+        self.release(&borrowed.sources);
+        remove_downloads(&borrowed.downloads);
+        result
+    }
+
+    /// Expands the destination and flags of `c` and checks them.
+    fn copy_job<'c>(
+        &self,
+        sh: &Shared<'_>,
+        st: &mut StageState,
+        c: &'c CopyInstruction,
+        name: &'static str,
+    ) -> Result<CopyJob<'c>> {
         let line = c.source.start_line;
-        let mut paths = Vec::new();
-        let mut inline = Vec::new();
-        let mut remote = Vec::new();
-        let mut git = Vec::new();
-        for s in &c.sources {
+        let flags = CopyFlags::expand(c, &mut |w| self.expand(sh, st, w, line))?;
+        let chmod = match &flags.chmod {
+            Some(v) => Some(Chmod::parse(v).map_err(|e| Error::instr(line, e.to_string()))?),
+            None => None,
+        };
+        let mut excludes = Vec::new();
+        for e in &flags.exclude {
+            excludes.push(
+                Pattern::new(&crate::dockerignore::clean_rel(e), true)
+                    .map_err(|e| Error::instr(line, e.to_string()))?,
+            );
+        }
+        let plan_opts = PlanOptions {
+            parents: flags.parents,
+            extract_archives: name == "ADD" && flags.unpack != Some(false),
+            excludes,
+        };
+        Ok(CopyJob {
+            c,
+            name,
+            line,
+            dest: self.expand(sh, st, &c.dest, line)?,
+            workdir: st
+                .config
+                .working_dir
+                .clone()
+                .unwrap_or_else(|| "/".to_string()),
+            flags,
+            chmod,
+            plan_opts,
+            cid: st.container_id(),
+        })
+    }
+
+    /// Expands the sources and sorts them: context or stage paths, heredocs,
+    /// and for ADD, URLs and git repositories.
+    fn copy_sources(&self, sh: &Shared<'_>, st: &StageState, job: &CopyJob<'_>) -> Result<Sources> {
+        let line = job.line;
+        let mut out = Sources::default();
+        for s in &job.c.sources {
             match s {
                 CopySource::Path(p) => {
                     let v = self.expand(sh, st, p, line)?;
-                    if name == "ADD"
+                    if job.name == "ADD"
                         && let Some(g) = crate::backend::GitSource::parse(&v)
                     {
-                        git.push(g);
-                        continue;
+                        out.git.push(g);
+                    } else if job.name == "ADD"
+                        && (v.starts_with("http://") || v.starts_with("https://"))
+                    {
+                        out.remote.push(v);
+                    } else {
+                        out.paths.push(v);
                     }
-                    if name == "ADD" && (v.starts_with("http://") || v.starts_with("https://")) {
-                        remote.push(v);
-                        continue;
-                    }
-                    paths.push(v);
                 }
                 CopySource::Heredoc(h) => {
                     let body = if h.expand {
@@ -61,159 +175,135 @@ impl Builder<'_> {
                     } else {
                         h.chomped()
                     };
-                    inline.push((h.name.clone(), body.into_bytes()));
+                    out.inline.push((h.name.clone(), body.into_bytes()));
                 }
             }
         }
-        let dest = self.expand(sh, st, &c.dest, line)?;
-        let workdir = st
-            .config
-            .working_dir
-            .clone()
-            .unwrap_or_else(|| "/".to_string());
-        let chown = match &c.chown {
-            Some(s) => Some(self.expand(sh, st, s, line)?),
-            None => None,
-        };
-        let chmod = match &c.chmod {
-            Some(s) => {
-                let v = self.expand(sh, st, s, line)?;
-                Some(Chmod::parse(&v).map_err(|e| Error::instr(line, e.to_string()))?)
+        Ok(out)
+    }
+
+    /// Resolves the sources into a copy plan: a git checkout, downloads,
+    /// heredocs, or paths in the context or in a `--from` tree.
+    fn plan_sources(
+        &self,
+        sh: &Shared<'_>,
+        st: &StageState,
+        job: &CopyJob<'_>,
+        srcs: &Sources,
+        borrowed: &mut Borrowed,
+    ) -> Result<CopyPlan> {
+        let (line, dest, workdir) = (job.line, &job.dest, &job.workdir);
+        if let Some(git) = srcs.git.first() {
+            if srcs.git.len() > 1
+                || !srcs.paths.is_empty()
+                || !srcs.inline.is_empty()
+                || !srcs.remote.is_empty()
+            {
+                return Err(Error::instr(
+                    line,
+                    "ADD of a git repository takes no other source",
+                ));
             }
-            None => None,
-        };
-        let mut excludes = Vec::new();
-        for e in &c.exclude {
-            let v = self.expand(sh, st, e, line)?;
-            excludes.push(
-                Pattern::new(&crate::dockerignore::clean_rel(&v), true)
-                    .map_err(|e| Error::instr(line, e.to_string()))?,
+            let dir = self.clone_git(sh, job, git, &mut borrowed.downloads)?;
+            let source = git.subdir.clone().unwrap_or_else(|| ".".to_string());
+            let opts = PlanOptions {
+                excludes: job.plan_opts.excludes.clone(),
+                ..PlanOptions::default()
+            };
+            // The repository's content goes into the destination directory.
+            let dest_dir = if dest.ends_with('/') {
+                dest.clone()
+            } else {
+                format!("{dest}/")
+            };
+            let checkout = open_tree(&dir)?;
+            return plan_copy(
+                &Tree::plain(&checkout),
+                &[source],
+                &dest_dir,
+                workdir,
+                &opts,
+                line,
             );
         }
-        let popts = PlanOptions {
-            parents: c.parents,
-            extract_archives: name == "ADD" && c.unpack != Some(false),
-            excludes,
-        };
-        let cid = st.container_id();
-        let mut sources: Vec<Rootfs> = Vec::new();
-        let mut downloads: Vec<std::path::PathBuf> = Vec::new();
-        let result = (|| -> Result<()> {
-            let plan = if !git.is_empty() {
-                if git.len() > 1 || !paths.is_empty() || !inline.is_empty() || !remote.is_empty() {
-                    return Err(Error::instr(
-                        line,
-                        "ADD of a git repository takes no other source",
-                    ));
-                }
-                let dir = self.clone_git(sh, c, &git[0], &cid, line, &mut downloads)?;
-                let source = git[0].subdir.clone().unwrap_or_else(|| ".".to_string());
-                let opts = PlanOptions {
-                    excludes: popts.excludes.clone(),
-                    ..PlanOptions::default()
-                };
-                // The repository's content goes into the destination directory.
-                let dest_dir = if dest.ends_with('/') {
-                    dest.clone()
-                } else {
-                    format!("{dest}/")
-                };
-                let checkout = open_tree(&dir)?;
+        if !srcs.remote.is_empty() {
+            if !srcs.paths.is_empty() || !srcs.inline.is_empty() {
+                return Err(Error::instr(line, "ADD cannot mix URLs with other sources"));
+            }
+            let (dir, files) = self.download(sh, job, &srcs.remote, &mut borrowed.downloads)?;
+            return crate::context::plan_downloads(&dir, &files, dest, workdir);
+        }
+        if !srcs.inline.is_empty() {
+            return Ok(plan_inline(&srcs.inline, dest, workdir));
+        }
+        match &job.flags.from {
+            None => plan_copy(
+                &sh.ctx.tree(),
+                &srcs.paths,
+                dest,
+                workdir,
+                &job.plan_opts,
+                line,
+            ),
+            Some(from) => {
+                let key = format!("{}-src", job.cid);
+                let root =
+                    open_tree(&self.mount_from(sh, st, from, &key, &mut borrowed.sources)?)?;
                 plan_copy(
-                    &Tree::plain(&checkout),
-                    &[source],
-                    &dest_dir,
-                    &workdir,
-                    &opts,
+                    &Tree::plain(&root),
+                    &srcs.paths,
+                    dest,
+                    workdir,
+                    &job.plan_opts,
                     line,
-                )?
-            } else if !remote.is_empty() {
-                if !paths.is_empty() || !inline.is_empty() {
-                    return Err(Error::instr(line, "ADD cannot mix URLs with other sources"));
-                }
-                let (dir, files) = self.download(sh, c, &remote, &cid, line, &mut downloads)?;
-                crate::context::plan_downloads(&dir, &files, &dest, &workdir)?
-            } else if !inline.is_empty() {
-                plan_inline(&inline, &dest, &workdir)
-            } else {
-                match &c.from {
-                    None => plan_copy(&sh.ctx.tree(), &paths, &dest, &workdir, &popts, line)?,
-                    Some(f) => {
-                        let from = self.expand(sh, st, f, line)?;
-                        let root = open_tree(&self.mount_from(
-                            sh,
-                            st,
-                            &from,
-                            &format!("{cid}-src"),
-                            &mut sources,
-                        )?)?;
-                        plan_copy(&Tree::plain(&root), &paths, &dest, &workdir, &popts, line)?
-                    }
-                }
-            };
-            let shell = st.config.shell_or_default();
-            // Docker records the destination as written (expanded), not resolved.
-            let created_by = nop_copy(&shell, name, &plan.checksum, &dest);
-            let mut flags = String::new();
-            for (k, v) in [("from", &c.from), ("chown", &chown), ("chmod", &c.chmod)] {
-                if let Some(v) = v {
-                    flags.push_str(&format!(" --{k}={v}"));
-                }
+                )
             }
-            for e in &c.exclude {
-                flags.push_str(&format!(" --exclude={e}"));
-            }
-            if c.parents {
-                flags.push_str(" --parents");
-            }
-            let key = StepKey {
-                key: format!("{created_by}{flags}"),
-                shape: format!("{name} in {}{flags}", plan.dest),
-                files: plan.files.clone(),
-            };
-            if c.link {
-                return self.link_copy(sh, st, &plan, &chown, &chmod, &cid, created_by, key);
-            }
-            if let Some(hit) = self.probe(sh, st, &key)? {
-                self.progress.event(Event::UsingCache);
-                st.image = Some(hit);
-                self.step_image(st);
-                return Ok(());
-            }
-            // Docker's legacy builder copies into a fresh layer without a
-            // container: no "Running in" / "Removing intermediate container".
-            let parent = st.image.clone();
-            let rootfs = self.write_into(sh, parent.as_ref(), &cid, |root| {
-                let owner = match &chown {
-                    Some(spec) => resolve_owner(spec, Some(root))?,
-                    None => Owner::default(),
-                };
-                let opts = ApplyOptions {
-                    owner,
-                    chown_given: chown.is_some(),
-                    chmod: chmod.clone(),
-                    ignore_chown_errors: sh.opts.ignore_chown_errors,
-                };
-                apply_copy(&plan, root, &opts)?;
-                Ok(true)
-            })?;
-            let cfg = st.config.clone();
-            self.commit_step(sh, st, rootfs.as_ref(), cfg, created_by, key)?;
+        }
+    }
+
+    /// The cached step for a plan: its key, then a cache hit, or the files
+    /// written into a new layer on the current image (`--link`: on its own).
+    fn apply_plan(
+        &self,
+        sh: &Shared<'_>,
+        st: &mut StageState,
+        job: &CopyJob<'_>,
+        plan: &CopyPlan,
+    ) -> Result<()> {
+        let shell = st.config.shell_or_default();
+        // Docker records the destination as written (expanded), not resolved.
+        let created_by = nop_copy(&shell, job.name, &plan.checksum, &job.dest);
+        let key = job.flags.key(&created_by);
+        let shape_flags = key[created_by.len()..].to_owned();
+        let key = StepKey {
+            key,
+            shape: format!("{} in {}{shape_flags}", job.name, plan.dest),
+            files: plan.files.clone(),
+        };
+        if job.flags.link {
+            return self.link_copy(sh, st, job, plan, created_by, key);
+        }
+        if let Some(hit) = self.probe(sh, st, &key)? {
+            self.progress.event(Event::UsingCache);
+            st.image = Some(hit);
             self.step_image(st);
-            Ok(())
-        })();
-        for s in &sources {
-            let _ = self.backend.unmount(s);
-            let _ = self.backend.discard(s);
+            return Ok(());
         }
-        for d in &downloads {
-            if d.is_dir() {
-                let _ = std::fs::remove_dir_all(d);
-            } else {
-                let _ = std::fs::remove_file(d);
-            }
-        }
-        result
+        // Docker's legacy builder copies into a fresh layer without a
+        // container: no "Running in" / "Removing intermediate container".
+        let parent = st.image.clone();
+        let rootfs = self.write_into(sh, parent.as_ref(), &job.cid, |root| {
+            let owner = match &job.flags.chown {
+                Some(spec) => resolve_owner(spec, Some(root))?,
+                None => Owner::default(),
+            };
+            apply_copy(plan, root, &job.apply_options(sh, owner))?;
+            Ok(true)
+        })?;
+        let cfg = st.config.clone();
+        self.commit_step(sh, st, rootfs.as_ref(), cfg, created_by, key)?;
+        self.step_image(st);
+        Ok(())
     }
 
     /// Clones an `ADD` git source into the download directory; returns the
@@ -221,12 +311,11 @@ impl Builder<'_> {
     fn clone_git(
         &self,
         sh: &Shared<'_>,
-        c: &CopyInstruction,
+        job: &CopyJob<'_>,
         source: &crate::backend::GitSource,
-        cid: &str,
-        line: usize,
         downloads: &mut Vec<std::path::PathBuf>,
     ) -> Result<std::path::PathBuf> {
+        let line = job.line;
         let fetcher = self.fetcher.ok_or_else(|| {
             Error::instr(
                 line,
@@ -237,14 +326,14 @@ impl Builder<'_> {
             Error::instr(line, "ADD of a git repository needs a download directory")
         })?;
         std::fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
-        let dest = dir.join(format!("{cid}-git"));
+        let dest = dir.join(format!("{}-git", job.cid));
         downloads.push(dest.clone());
         fetcher
             .fetch_git(
                 &source.repo,
                 source.reference.as_deref(),
                 &dest,
-                c.keep_git_dir,
+                job.flags.keep_git_dir,
             )
             .map_err(|e| Error::backend("clone", source.repo.clone(), e))?;
         Ok(dest)
@@ -254,19 +343,18 @@ impl Builder<'_> {
     /// image of one layer on scratch, cached by the instruction and content
     /// alone (so a new base image does not redo it); that layer is then
     /// stacked on the current image without diffing anything.
-    #[allow(clippy::too_many_arguments)]
     fn link_copy(
         &self,
         sh: &Shared<'_>,
         st: &mut StageState,
+        job: &CopyJob<'_>,
         plan: &CopyPlan,
-        chown: &Option<String>,
-        chmod: &Option<Chmod>,
-        cid: &str,
         created_by: String,
         key: StepKey,
     ) -> Result<()> {
-        let link_key = format!("#(link) {}", key.key);
+        let cid = job.cid.as_str();
+        // On no parent: the platform tells layers for different ones apart.
+        let link_key = crate::key::on_parent(&format!("#(link) {}", key.key), true, &st.platform);
         let cached = if sh.opts.no_cache {
             None
         } else {
@@ -282,7 +370,7 @@ impl Builder<'_> {
             }
             None => {
                 // Owner names are looked up in the image the layer lands on.
-                let owner = match chown {
+                let owner = match &job.flags.chown {
                     Some(spec) if spec.split(':').all(|p| p.parse::<u32>().is_ok()) => {
                         resolve_owner(spec, None)?
                     }
@@ -300,12 +388,7 @@ impl Builder<'_> {
                     }
                     None => Owner::default(),
                 };
-                let opts = ApplyOptions {
-                    owner,
-                    chown_given: chown.is_some(),
-                    chmod: chmod.clone(),
-                    ignore_chown_errors: sh.opts.ignore_chown_errors,
-                };
+                let opts = job.apply_options(sh, owner);
                 let rootfs = self.write_into(sh, None, cid, |root| {
                     apply_copy(plan, root, &opts)?;
                     Ok(true)
@@ -354,8 +437,14 @@ impl Builder<'_> {
         if let Some(hit) = self.probe(sh, st, &stack_key)? {
             st.image = Some(hit);
         } else {
-            let cfg = st.config.clone();
-            self.commit_layer_step(sh, st, None, Some(&layer), cfg, created_by, stack_key)?;
+            let commit = StepCommit {
+                rootfs: None,
+                stack: Some(&layer),
+                config: st.config.clone(),
+                created_by,
+                key: stack_key,
+            };
+            self.commit_layer_step(sh, st, commit)?;
         }
         self.step_image(st);
         Ok(())
@@ -366,12 +455,11 @@ impl Builder<'_> {
     fn download(
         &self,
         sh: &Shared<'_>,
-        c: &CopyInstruction,
+        job: &CopyJob<'_>,
         urls: &[String],
-        cid: &str,
-        line: usize,
         downloads: &mut Vec<std::path::PathBuf>,
     ) -> Result<(std::path::PathBuf, Vec<Download>)> {
+        let line = job.line;
         let fetcher = self.fetcher.ok_or_else(|| {
             Error::instr(
                 line,
@@ -386,13 +474,13 @@ impl Builder<'_> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
         let mut out = Vec::new();
         for (i, url) in urls.iter().enumerate() {
-            let file_name = format!("{cid}-{i}");
+            let file_name = format!("{}-{i}", job.cid);
             let file = dir.join(&file_name);
             downloads.push(file.clone());
             let mtime = fetcher
                 .fetch(url, &file)
                 .map_err(|e| Error::backend("download", url.clone(), e))?;
-            if let Some(want) = &c.checksum {
+            if let Some(want) = &job.flags.checksum {
                 let got = crate::index::hash_own_file(&file)?;
                 if &got != want {
                     return Err(Error::instr(

@@ -62,6 +62,7 @@ mod error;
 mod graph;
 mod history;
 mod index;
+mod key;
 mod pattern;
 mod perms;
 mod plan;

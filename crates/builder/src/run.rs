@@ -7,12 +7,13 @@ use kiln_dockerfile::instructions::{
 };
 
 use crate::backend::{OutputSink, Rootfs, RunStep, StepMount, Stream};
-use kiln_model::NetworkMode;
 use crate::dockerignore::clean_rel;
 use crate::engine::{Builder, FromRef, Shared, StageState, resolve_from};
 use crate::error::{Error, Result};
+use crate::key::{RunFlags, RunMount};
 use crate::progress::{Event, Progress};
 use crate::steps::StepKey;
+use kiln_model::NetworkMode;
 
 struct ProgressSink<'a>(&'a dyn Progress);
 
@@ -79,11 +80,23 @@ pub(crate) fn run_argv(shell: &[String], r: &RunInstruction) -> Vec<String> {
 }
 
 /// Mounts prepared for one RUN, and what to release after it.
+#[derive(Default)]
 struct PreparedMounts {
     mounts: Vec<StepMount>,
     sources: Vec<Rootfs>,
     /// Secrets exposed as environment variables (`env=`), never recorded.
     env: Vec<String>,
+}
+
+/// A RUN being carried out: its command line, flags (the ones its cache key
+/// is made of), and the intermediate container it runs in.
+struct RunJob<'r> {
+    argv: Vec<String>,
+    flags: RunFlags,
+    network: NetworkMode,
+    line: usize,
+    cid: String,
+    rootfs: &'r Rootfs,
 }
 
 impl Builder<'_> {
@@ -106,24 +119,16 @@ impl Builder<'_> {
         }
         saved.extend(argv.iter().cloned());
         let created_by = saved.join(" ");
-        let network = match r.network {
+        let flags = RunFlags::expand(r, &mut |w| self.expand(sh, st, w, line))?;
+        let network = match flags.network {
             Some(DfNetwork::None) => NetworkMode::None,
             Some(DfNetwork::Host) => NetworkMode::Host,
             Some(DfNetwork::Default) | None => sh.opts.network,
         };
-        let mut flags = String::new();
-        for m in &r.mounts {
-            flags.push_str(&format!("\n--mount={}", m.raw));
-        }
-        if let Some(n) = r.network {
-            flags.push_str(&format!("\n--network={n:?}"));
-        }
-        let (content, files) = self.bind_inputs(sh, st, r, line)?;
-        let key = StepKey {
-            key: format!("{created_by}{flags}{content}"),
-            shape: format!("{}{flags}", argv.join(" ")),
-            files,
-        };
+        let (content, files) = self.bind_inputs(sh, st, &flags, line)?;
+        let key = flags.key(&created_by, &content);
+        let shape = flags.key(&argv.join(" "), "");
+        let key = StepKey { key, shape, files };
         if let Some(hit) = self.probe(sh, st, &key)? {
             self.progress.event(Event::UsingCache);
             st.image = Some(hit);
@@ -139,8 +144,15 @@ impl Builder<'_> {
             .backend
             .prepare(&cid, st.image.as_ref())
             .map_err(|e| Error::backend("prepare rootfs", cid.clone(), e))?;
-        let result = self.run_in(sh, st, r, &rootfs, &cid, &argv, network, line);
-        let code = match result {
+        let job = RunJob {
+            argv,
+            flags,
+            network,
+            line,
+            cid,
+            rootfs: &rootfs,
+        };
+        let code = match self.run_in(sh, st, &job) {
             Ok(code) => code,
             Err(e) => {
                 let _ = self.backend.discard(&rootfs);
@@ -150,9 +162,9 @@ impl Builder<'_> {
         if code != 0 {
             self.backend
                 .discard(&rootfs)
-                .map_err(|e| Error::backend("discard rootfs", cid.clone(), e))?;
+                .map_err(|e| Error::backend("discard rootfs", job.cid.clone(), e))?;
             return Err(Error::StepFailed {
-                command: argv.join(" "),
+                command: job.argv.join(" "),
                 code,
             });
         }
@@ -163,20 +175,8 @@ impl Builder<'_> {
         Ok(())
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn run_in(
-        &self,
-        sh: &Shared<'_>,
-        st: &mut StageState,
-        r: &RunInstruction,
-        rootfs: &Rootfs,
-        cid: &str,
-        argv: &[String],
-        network: NetworkMode,
-        line: usize,
-    ) -> Result<i32> {
-        let prepared = self.prepare_mounts(sh, st, r, cid, line);
-        let prepared = match prepared {
+    fn run_in(&self, sh: &Shared<'_>, st: &mut StageState, job: &RunJob<'_>) -> Result<i32> {
+        let prepared = match self.prepare_mounts(sh, st, job) {
             Ok(p) => p,
             Err((e, sources)) => {
                 self.release(&sources);
@@ -192,20 +192,20 @@ impl Builder<'_> {
             .unwrap_or_else(|| "/".to_string());
         let user = st.config.user.clone().unwrap_or_default();
         let step = RunStep {
-            container_id: cid,
-            rootfs,
-            args: argv,
+            container_id: &job.cid,
+            rootfs: job.rootfs,
+            args: &job.argv,
             env: &env,
             cwd: &cwd,
             user: &user,
-            network,
+            network: job.network,
             mounts: &prepared.mounts,
         };
         let mut sink = ProgressSink(self.progress);
         let result = self
             .runner
             .run(&step, &mut sink)
-            .map_err(|e| Error::backend("run step in", cid.to_string(), e));
+            .map_err(|e| Error::backend("run step in", job.cid.clone(), e));
         self.release(&prepared.sources);
         result
     }
@@ -219,21 +219,16 @@ impl Builder<'_> {
         &self,
         sh: &Shared<'_>,
         st: &StageState,
-        r: &RunInstruction,
+        flags: &RunFlags,
         line: usize,
     ) -> Result<(String, Vec<(String, String)>)> {
         let mut key = String::new();
         let mut files = Vec::new();
-        for m in r.mounts.iter().filter(|m| m.kind == MountType::Bind) {
-            let expand = |w: &Option<String>| -> Result<Option<String>> {
-                w.as_deref()
-                    .map(|w| self.expand(sh, st, w, line))
-                    .transpose()
-            };
-            let target = expand(&m.target)?.unwrap_or_default();
-            match expand(&m.from)? {
+        for m in flags.mounts.iter().filter(|m| m.kind == MountType::Bind) {
+            let target = m.target.clone().unwrap_or_default();
+            match &m.from {
                 None => {
-                    let source = expand(&m.source)?.unwrap_or_else(|| ".".to_string());
+                    let source = m.source.clone().unwrap_or_else(|| ".".to_string());
                     let plan = crate::context::plan_copy(
                         &sh.ctx.tree(),
                         &[source],
@@ -251,7 +246,7 @@ impl Builder<'_> {
                     );
                 }
                 Some(from) => {
-                    if let FromRef::Stage(j) = resolve_from(sh.df, &from, st.index) {
+                    if let FromRef::Stage(j) = resolve_from(sh.df, from, st.index) {
                         let image = sh.stage_result(j, line)?.image;
                         key.push_str(&format!(
                             "\n--mount-image={target}:{}",
@@ -264,7 +259,7 @@ impl Builder<'_> {
         Ok((key, files))
     }
 
-    fn release(&self, sources: &[Rootfs]) {
+    pub(crate) fn release(&self, sources: &[Rootfs]) {
         for s in sources {
             // Best effort: the step's own result matters more.
             let _ = self.backend.unmount(s);
@@ -272,186 +267,79 @@ impl Builder<'_> {
         }
     }
 
+    /// The step mounts of a RUN, in order; on an error, the stage trees
+    /// mounted so far, for the caller to release.
     fn prepare_mounts(
         &self,
         sh: &Shared<'_>,
-        st: &mut StageState,
-        r: &RunInstruction,
-        cid: &str,
-        line: usize,
+        st: &StageState,
+        job: &RunJob<'_>,
     ) -> std::result::Result<PreparedMounts, (Error, Vec<Rootfs>)> {
-        let mut out = PreparedMounts {
-            mounts: Vec::new(),
-            sources: Vec::new(),
-            env: Vec::new(),
-        };
-        for (n, m) in r.mounts.iter().enumerate() {
-            let exp = |b: &Self, st: &StageState, w: &Option<String>| -> Result<Option<String>> {
-                match w {
-                    Some(w) => b.expand(sh, st, w, line).map(Some),
-                    None => Ok(None),
+        let mut out = PreparedMounts::default();
+        // As BuildKit: a relative target (or none, for bind, cache and
+        // tmpfs mounts) is relative to the working directory.
+        let workdir = st.config.working_dir.clone().unwrap_or_default();
+        for (n, m) in job.flags.mounts.iter().enumerate() {
+            let at = MountAt { workdir: &workdir };
+            let res = match m.kind {
+                MountType::Bind => self.bind_mount(sh, st, job, (n, m), &mut out),
+                MountType::Cache => {
+                    out.mounts.push(cache_mount(m, at));
+                    Ok(())
                 }
+                MountType::Tmpfs => {
+                    out.mounts.push(StepMount::Tmpfs {
+                        target: at.abs(m.target.as_deref().unwrap_or_default()),
+                        size: m.size.as_deref().and_then(parse_size),
+                    });
+                    Ok(())
+                }
+                MountType::Secret => secret_mount(sh, job.line, m, at, &mut out),
+                MountType::Ssh => ssh_mount(sh, job.line, m, at, &mut out),
             };
-            let res: Result<()> = (|| {
-                let target = exp(self, st, &m.target)?;
-                // As BuildKit: a relative target (or none, for bind, cache
-                // and tmpfs mounts) is relative to the working directory.
-                let workdir = st.config.working_dir.clone().unwrap_or_default();
-                let abs = |t: &str| -> String {
-                    let c = if t.starts_with('/') {
-                        clean_rel(t)
-                    } else {
-                        clean_rel(&format!("{workdir}/{t}"))
-                    };
-                    if c == "." {
-                        "/".into()
-                    } else {
-                        format!("/{c}")
-                    }
-                };
-                match m.kind {
-                    MountType::Bind => {
-                        let target = target.unwrap_or_default();
-                        let source = exp(self, st, &m.source)?.unwrap_or_default();
-                        let readonly = m.readonly;
-                        // The runner resolves the source inside its root
-                        // again, by file descriptor, and mounts what it
-                        // opened; the path found here only names what the
-                        // context's ignore rules hide under it.
-                        let (root, source, hidden) = match exp(self, st, &m.from)? {
-                            None => {
-                                let root = sh.ctx.root().to_path_buf();
-                                let rel = crate::context::clean_source(&source, line)?;
-                                let (rel, hidden) =
-                                    ignored_under_source(sh.ctx, &rel, &source, line)?;
-                                (root, rel, hidden)
-                            }
-                            Some(from) => {
-                                let root = self.mount_from(
-                                    sh,
-                                    st,
-                                    &from,
-                                    &format!("{cid}-m{n}"),
-                                    &mut out.sources,
-                                )?;
-                                (root, clean_rel(&source), Vec::new())
-                            }
-                        };
-                        out.mounts.push(crate::backend::StepMount::Bind {
-                            root,
-                            source,
-                            target: abs(&target),
-                            readonly,
-                            hidden,
-                        });
-                    }
-                    MountType::Cache => {
-                        let target = target.unwrap_or_default();
-                        let id = exp(self, st, &m.id)?.unwrap_or_else(|| {
-                            // BuildKit's default ID: the target as written, cleaned.
-                            if target.is_empty() {
-                                ".".to_owned()
-                            } else {
-                                target.clone()
-                            }
-                        });
-                        out.mounts.push(StepMount::Cache {
-                            id,
-                            target: abs(&target),
-                            readonly: m.readonly,
-                            sharing: match m.sharing {
-                                Some(CacheSharing::Private) => "private",
-                                Some(CacheSharing::Locked) => "locked",
-                                _ => "shared",
-                            }
-                            .to_string(),
-                            uid: m.uid.unwrap_or(0),
-                            gid: m.gid.unwrap_or(0),
-                            mode: m.mode.unwrap_or(0o755),
-                        });
-                    }
-                    MountType::Tmpfs => {
-                        let target = target.unwrap_or_default();
-                        out.mounts.push(StepMount::Tmpfs {
-                            target: abs(&target),
-                            size: m.size.as_deref().and_then(parse_size),
-                        });
-                    }
-                    MountType::Secret => {
-                        let id = exp(self, st, &m.id)?
-                            .or_else(|| {
-                                target
-                                    .as_deref()
-                                    .and_then(|t| t.rsplit('/').next())
-                                    .map(String::from)
-                            })
-                            .ok_or_else(|| {
-                                Error::instr(line, "secret mount requires an id or a target")
-                            })?;
-                        match sh.opts.secrets.get(&id) {
-                            Some(path) => {
-                                if let Some(var) = &m.env {
-                                    let value = std::fs::read_to_string(path)
-                                        .map_err(|e| Error::io("read secret", path, e))?;
-                                    out.env
-                                        .push(format!("{var}={}", value.trim_end_matches('\n')));
-                                }
-                                // With `env=` and no target, the secret is not mounted.
-                                if m.env.is_none() || target.is_some() {
-                                    out.mounts.push(StepMount::Secret {
-                                        source: path.clone(),
-                                        target: abs(
-                                            &target.unwrap_or_else(|| format!("/run/secrets/{id}"))
-                                        ),
-                                        mode: m.mode.unwrap_or(0o400),
-                                        uid: m.uid.unwrap_or(0),
-                                        gid: m.gid.unwrap_or(0),
-                                    });
-                                }
-                            }
-                            None if m.required => return Err(Error::MissingSecret(id)),
-                            None => {}
-                        }
-                    }
-                    MountType::Ssh => {
-                        let id = exp(self, st, &m.id)?.unwrap_or_else(|| "default".to_string());
-                        match sh.opts.ssh.get(&id) {
-                            Some(socket) => {
-                                let n = out
-                                    .mounts
-                                    .iter()
-                                    .filter(|m| matches!(m, StepMount::Ssh { .. }))
-                                    .count();
-                                let target = abs(&target
-                                    .unwrap_or_else(|| format!("/run/buildkit/ssh_agent.{n}")));
-                                // The first ssh mount is the agent the step talks to.
-                                if n == 0 {
-                                    out.env.push(format!("SSH_AUTH_SOCK={target}"));
-                                }
-                                out.mounts.push(StepMount::Ssh {
-                                    source: socket.clone(),
-                                    target,
-                                });
-                            }
-                            None if m.required => {
-                                return Err(Error::instr(
-                                    line,
-                                    format!(
-                                        "no SSH agent {id:?}: pass kiln build --ssh {id}[=SOCKET]"
-                                    ),
-                                ));
-                            }
-                            None => {}
-                        }
-                    }
-                }
-                Ok(())
-            })();
             if let Err(e) = res {
                 return Err((e, out.sources));
             }
         }
         Ok(out)
+    }
+
+    /// `type=bind`: a path of the context, or of a stage's or image's
+    /// rootfs (`from=`), mounted there by the runner.
+    fn bind_mount(
+        &self,
+        sh: &Shared<'_>,
+        st: &StageState,
+        job: &RunJob<'_>,
+        (n, m): (usize, &RunMount),
+        out: &mut PreparedMounts,
+    ) -> Result<()> {
+        let workdir = st.config.working_dir.clone().unwrap_or_default();
+        let at = MountAt { workdir: &workdir };
+        let source = m.source.clone().unwrap_or_default();
+        // The runner resolves the source inside its root again, by file
+        // descriptor, and mounts what it opened; the path found here only
+        // names what the context's ignore rules hide under it.
+        let (root, source, hidden) = match &m.from {
+            None => {
+                let rel = crate::context::clean_source(&source, job.line)?;
+                let (rel, hidden) = ignored_under_source(sh.ctx, &rel, &source, job.line)?;
+                (sh.ctx.root().to_path_buf(), rel, hidden)
+            }
+            Some(from) => {
+                let key = format!("{}-m{n}", job.cid);
+                let root = self.mount_from(sh, st, from, &key, &mut out.sources)?;
+                (root, clean_rel(&source), Vec::new())
+            }
+        };
+        out.mounts.push(StepMount::Bind {
+            root,
+            source,
+            target: at.abs(m.target.as_deref().unwrap_or_default()),
+            readonly: m.readonly,
+            hidden,
+        });
+        Ok(())
     }
 
     /// Prepares and mounts the rootfs of a stage or image named by `from`,
@@ -595,6 +483,151 @@ fn ignored_under_source(
     let mut hidden: Vec<String> = hidden.into_iter().map(strip).collect();
     hidden.sort();
     Ok((shown_rel, hidden))
+}
+
+/// Where mount targets land: a relative one (or none) under the working
+/// directory, as BuildKit places them.
+#[derive(Clone, Copy)]
+struct MountAt<'a> {
+    workdir: &'a str,
+}
+
+impl MountAt<'_> {
+    /// `target` made absolute and cleaned.
+    fn abs(&self, target: &str) -> String {
+        let c = if target.starts_with('/') {
+            clean_rel(target)
+        } else {
+            clean_rel(&format!("{}/{target}", self.workdir))
+        };
+        if c == "." {
+            "/".into()
+        } else {
+            format!("/{c}")
+        }
+    }
+}
+
+/// `type=cache`: a persistent directory per `id` (by default the target as
+/// written, BuildKit's default).
+fn cache_mount(m: &RunMount, at: MountAt<'_>) -> StepMount {
+    let target = m.target.clone().unwrap_or_default();
+    let id = m.id.clone().unwrap_or_else(|| {
+        if target.is_empty() {
+            ".".to_owned()
+        } else {
+            target.clone()
+        }
+    });
+    StepMount::Cache {
+        id,
+        target: at.abs(&target),
+        readonly: m.readonly,
+        sharing: match m.sharing {
+            Some(CacheSharing::Private) => "private",
+            Some(CacheSharing::Locked) => "locked",
+            _ => "shared",
+        }
+        .to_string(),
+        uid: m.uid.unwrap_or(0),
+        gid: m.gid.unwrap_or(0),
+        mode: m.mode.unwrap_or(0o755),
+    }
+}
+
+/// `type=secret`: the `--secret` file of that id, mounted read-only (by
+/// default at `/run/secrets/<id>`) and/or exposed as `env=`; skipped when
+/// not given unless `required`.
+fn secret_mount(
+    sh: &Shared<'_>,
+    line: usize,
+    m: &RunMount,
+    at: MountAt<'_>,
+    out: &mut PreparedMounts,
+) -> Result<()> {
+    let id =
+        m.id.clone()
+            .or_else(|| {
+                m.target
+                    .as_deref()
+                    .and_then(|t| t.rsplit('/').next())
+                    .map(String::from)
+            })
+            .ok_or_else(|| Error::instr(line, "secret mount requires an id or a target"))?;
+    let Some(path) = sh.opts.secrets.get(&id) else {
+        return if m.required {
+            Err(Error::MissingSecret(id))
+        } else {
+            Ok(())
+        };
+    };
+    if let Some(var) = &m.env {
+        let value = read_secret(path)?;
+        out.env
+            .push(format!("{var}={}", value.trim_end_matches('\n')));
+    }
+    // With `env=` and no target, the secret is not mounted.
+    if m.env.is_none() || m.target.is_some() {
+        let target = m
+            .target
+            .clone()
+            .unwrap_or_else(|| format!("/run/secrets/{id}"));
+        out.mounts.push(StepMount::Secret {
+            source: path.clone(),
+            target: at.abs(&target),
+            mode: m.mode.unwrap_or(0o400),
+            uid: m.uid.unwrap_or(0),
+            gid: m.gid.unwrap_or(0),
+        });
+    }
+    Ok(())
+}
+
+/// Reads a secret file the user named with `--secret` (for `env=`).
+fn read_secret(path: &std::path::Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|e| Error::io("read secret", path, e))
+}
+
+/// `type=ssh`: the `--ssh` agent socket of that id (`default`), bound at
+/// `/run/buildkit/ssh_agent.<n>` or the target; the first one is
+/// `SSH_AUTH_SOCK`. Skipped when not given unless `required`.
+fn ssh_mount(
+    sh: &Shared<'_>,
+    line: usize,
+    m: &RunMount,
+    at: MountAt<'_>,
+    out: &mut PreparedMounts,
+) -> Result<()> {
+    let id = m.id.clone().unwrap_or_else(|| "default".to_string());
+    let Some(socket) = sh.opts.ssh.get(&id) else {
+        return if m.required {
+            Err(Error::instr(
+                line,
+                format!("no SSH agent {id:?}: pass kiln build --ssh {id}[=SOCKET]"),
+            ))
+        } else {
+            Ok(())
+        };
+    };
+    let n = out
+        .mounts
+        .iter()
+        .filter(|m| matches!(m, StepMount::Ssh { .. }))
+        .count();
+    let target = at.abs(
+        &m.target
+            .clone()
+            .unwrap_or_else(|| format!("/run/buildkit/ssh_agent.{n}")),
+    );
+    // The first ssh mount is the agent the step talks to.
+    if n == 0 {
+        out.env.push(format!("SSH_AUTH_SOCK={target}"));
+    }
+    out.mounts.push(StepMount::Ssh {
+        source: socket.clone(),
+        target,
+    });
+    Ok(())
 }
 
 /// `64m`, `1g`, `1024` → bytes.

@@ -10,11 +10,11 @@ use kiln_dockerfile::instructions::{
 };
 
 use crate::backend::{CacheRecord, CommitRequest, ImageId, Rootfs};
-use kiln_model::{ContainerConfig, Healthcheck as HealthConfig, History};
 use crate::engine::{Base, Builder, Shared, StageState};
 use crate::error::{Error, Result};
 use crate::history::{go_q_list, go_v_list, healthcheck_text, nop};
 use crate::progress::Event;
+use kiln_model::{ContainerConfig, Healthcheck as HealthConfig, History};
 
 /// The PATH a stage gets when its base image sets none.
 pub(crate) const DEFAULT_PATH: &str =
@@ -34,6 +34,24 @@ impl StepKey {
             key,
             files: Vec::new(),
         }
+    }
+}
+
+/// A step's result to record: the new image's filesystem change (a rootfs
+/// to diff, or a `COPY --link` image whose layer is stacked, or neither for
+/// a metadata step), its config and history text, and its cache key.
+pub(crate) struct StepCommit<'a> {
+    pub(crate) rootfs: Option<&'a Rootfs>,
+    pub(crate) stack: Option<&'a ImageId>,
+    pub(crate) config: ContainerConfig,
+    pub(crate) created_by: String,
+    pub(crate) key: StepKey,
+}
+
+impl StageState {
+    /// `key` as recorded on the current image (see [`crate::key::on_parent`]).
+    fn key_on_parent(&self, key: &str) -> String {
+        crate::key::on_parent(key, self.image.is_none(), &self.platform)
     }
 }
 
@@ -89,7 +107,7 @@ impl Builder<'_> {
         let what = || parent.map_or("scratch".into(), |p| p.to_string());
         let hit = self
             .cache
-            .lookup(parent, &key.key)
+            .lookup(parent, &st.key_on_parent(&key.key))
             .map_err(|e| Error::backend("look up cache", what(), e))?;
         if let Some(hit) = hit {
             return Ok(Some(hit.image));
@@ -156,22 +174,31 @@ impl Builder<'_> {
         created_by: String,
         key: StepKey,
     ) -> Result<()> {
-        self.commit_layer_step(sh, st, rootfs, None, config, created_by, key)
+        let commit = StepCommit {
+            rootfs,
+            stack: None,
+            config,
+            created_by,
+            key,
+        };
+        self.commit_layer_step(sh, st, commit)
     }
 
     /// [`commit_step`](Self::commit_step), optionally stacking the layer of
     /// a `COPY --link` image instead of diffing a rootfs.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn commit_layer_step(
         &self,
         sh: &Shared<'_>,
         st: &mut StageState,
-        rootfs: Option<&Rootfs>,
-        stack: Option<&ImageId>,
-        config: ContainerConfig,
-        created_by: String,
-        key: StepKey,
+        commit: StepCommit<'_>,
     ) -> Result<()> {
+        let StepCommit {
+            rootfs,
+            stack,
+            config,
+            created_by,
+            key,
+        } = commit;
         let history = History {
             created: Some(sh.created.clone()),
             created_by: Some(created_by),
@@ -199,7 +226,7 @@ impl Builder<'_> {
         })?;
         let record = CacheRecord {
             parent: st.image.clone(),
-            key: key.key,
+            key: st.key_on_parent(&key.key),
             shape: key.shape,
             files: key.files,
             image: id.clone(),

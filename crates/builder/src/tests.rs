@@ -1188,3 +1188,185 @@ fn _assert_send_sync() {
     fn is<T: Send + Sync>() {}
     is::<ContextDir>();
 }
+
+/// Serves `ADD <url>` and `ADD <git url>` alike.
+struct AnyFetcher;
+
+impl Fetcher for AnyFetcher {
+    fn fetch(&self, url: &str, dest: &Path) -> Result<Option<i64>, BackendError> {
+        FakeFetcher.fetch(url, dest)
+    }
+
+    fn fetch_git(
+        &self,
+        repo: &str,
+        reference: Option<&str>,
+        dest: &Path,
+        keep_git_dir: bool,
+    ) -> Result<(), BackendError> {
+        FakeGit.fetch_git(repo, reference, dest, keep_git_dir)
+    }
+}
+
+/// `(parent, key)` of every cache record, sorted.
+fn recorded_keys(e: &Env) -> Vec<(Option<ImageId>, String)> {
+    let mut keys: Vec<(Option<ImageId>, String)> = e
+        .cache
+        .records
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|r| (r.parent.clone(), r.key.clone()))
+        .collect();
+    keys.sort();
+    keys
+}
+
+/// Builds `df` in `e` with a fetcher, the context's index and downloads in
+/// `e`'s own directories.
+fn build_fetching(e: &Env, df: &str, o: &BuildOptions) -> BuildOutcome {
+    let df = crate::plan::parse(df.as_bytes()).expect("valid dockerfile");
+    let ctx = ContextDir::open(&e.ctx, None, Some(&e.ctx.join("../index"))).expect("context");
+    let log = EventLog::default();
+    let b = Builder::new(&e.backend, &e.runner, &e.cache, &log).with_fetcher(&AnyFetcher);
+    let mut o = o.clone();
+    o.download_dir = Some(e.ctx.join("../downloads"));
+    b.build(&df, &ctx, &o)
+        .unwrap_or_else(|err| panic!("build failed: {err}\n{}", log.legacy()))
+}
+
+/// Issue #13 needs keys that mean the same on every machine: the same
+/// Dockerfile and context, in two other directories (other inodes, other
+/// mtimes), built into two stores with other seeds (intermediate container
+/// IDs) and download directories, record the same key for every step, and
+/// no key holds a host path, a seed or a container ID.
+#[test]
+fn cache_keys_are_the_same_on_another_machine() {
+    let df = "FROM busybox AS src\n\
+              RUN echo built > /built\n\
+              FROM scratch AS empty\n\
+              COPY a.txt /\n\
+              FROM busybox\n\
+              ARG V=1\n\
+              ENV E=$V\n\
+              WORKDIR /app\n\
+              COPY . /app/\n\
+              COPY --chmod=600 --chown=app a.txt /a\n\
+              ADD app.tar /opt/\n\
+              ADD http://example.invalid/f.txt /dl/\n\
+              ADD git://example.invalid/r.git#v1 /git\n\
+              COPY --link sub/ /linked/\n\
+              COPY --from=src /built /b\n\
+              COPY --from=empty /a.txt /e\n\
+              RUN --mount=type=bind,source=sub,target=/m echo x\n\
+              RUN --mount=type=bind,from=src,target=/s echo y\n\
+              RUN --mount=type=cache,target=/c echo z\n\
+              COPY <<EOF /h\n\
+              hi $V\n\
+              EOF\n\
+              CMD [\"x\"]\n";
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(3);
+    h.set_mode(0o644);
+    h.set_cksum();
+    tar.append_data(&mut h, "inner/file.txt", &b"abc"[..])
+        .expect("append");
+    let tar = tar.into_inner().expect("tar");
+    let machine = |seed: &str, mtime: i64| {
+        let e = env();
+        e.write("a.txt", "A");
+        e.write("sub/x.txt", "X");
+        e.write("sub/deeper/y.txt", "Y");
+        fs::write(e.ctx.join("app.tar"), &tar).expect("write");
+        // Another checkout: other times (inodes differ anyway).
+        for f in ["a.txt", "sub/x.txt", "sub/deeper/y.txt", "app.tar"] {
+            let t = filetime::FileTime::from_unix_time(mtime, 7);
+            filetime::set_file_mtime(e.ctx.join(f), t).expect("mtime");
+        }
+        let mut o = opts();
+        o.id_seed = seed.into();
+        o.build_args.insert("V".into(), "2".into());
+        let out = build_fetching(&e, df, &o);
+        (e, out)
+    };
+    let (one, out_one) = machine("seed-one", 1_000_000);
+    let (two, out_two) = machine("seed-two", 1_200_000);
+    let keys = recorded_keys(&one);
+    assert_eq!(keys, recorded_keys(&two));
+    // Every step of the three stages has its record (FROMs of images too).
+    assert!(keys.len() >= 20, "{} records: {keys:#?}", keys.len());
+    assert_eq!(out_one.image, out_two.image, "same parents, same keys");
+    for (_, key) in &keys {
+        for host in [&one._dir.path(), &two._dir.path()] {
+            let host = host.to_string_lossy();
+            assert!(!key.contains(host.as_ref()), "host path in {key:?}");
+        }
+        assert!(!key.contains("seed"), "{key:?}");
+        assert!(!key.contains("1000000") && !key.contains("1200000"), "{key:?}");
+    }
+}
+
+/// Each COPY/ADD and RUN flag, given, changes the key recorded for the
+/// step (`--link` included, whose record on the parent is its stacking),
+/// and a flag's expanded value does too.
+#[test]
+fn each_flag_gives_the_step_another_key() {
+    let e = env();
+    e.write("a.txt", "A");
+    // FakeFetcher's content for that URL, so that the checksum matches.
+    let sum = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+        b"content of http://example.invalid/a.txt",
+    ));
+    let checksum = format!("ADD --checksum=sha256:{sum} http://example.invalid/a.txt /d/");
+    let variants = [
+        "COPY a.txt /d/",
+        "ADD a.txt /d/",
+        "COPY --chown=1:1 a.txt /d/",
+        "COPY --chmod=600 a.txt /d/",
+        "COPY --chmod=$M a.txt /d/",
+        "COPY --link a.txt /d/",
+        "COPY --exclude=b a.txt /d/",
+        "COPY --parents a.txt /d/",
+        "COPY --from=src /a.txt /d/",
+        "ADD --unpack=false a.txt /d/",
+        "ADD http://example.invalid/a.txt /d/",
+        &checksum,
+        "ADD git://example.invalid/r.git /d/",
+        "ADD --keep-git-dir=true git://example.invalid/r.git /d/",
+        "RUN true",
+        "RUN --network=none true",
+        "RUN --mount=type=tmpfs,target=/t true",
+        "RUN --mount=type=cache,target=/t true",
+        "RUN --mount=type=cache,target=/t,id=$M true",
+    ];
+    // The records a build of `line` (in a fresh store) adds to those of
+    // the same Dockerfile without it.
+    let step_records = |line: &str, m: &str| {
+        let e = env();
+        e.write("a.txt", "A");
+        let mut o = opts();
+        o.build_args.insert("M".into(), m.into());
+        let df = "FROM busybox AS src\nCOPY a.txt /\nFROM busybox\nARG M\n";
+        build_fetching(&e, df, &o);
+        let before = recorded_keys(&e);
+        build_fetching(&e, &format!("{df}{line}\n"), &o);
+        let mut new = recorded_keys(&e);
+        new.retain(|k| !before.contains(k));
+        new
+    };
+    let mut seen = std::collections::BTreeMap::new();
+    for v in variants {
+        for m in ["640", "644"] {
+            if m == "644" && !v.contains("$M") {
+                continue;
+            }
+            let new = step_records(v, m);
+            assert!(!new.is_empty(), "{v} ({m}): no new record");
+            seen.insert((v, m), new);
+        }
+    }
+    let n = seen.len();
+    let distinct: std::collections::BTreeSet<_> = seen.values().collect();
+    assert_eq!(distinct.len(), n, "{seen:#?}");
+}

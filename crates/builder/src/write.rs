@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use kiln_fs::{FileType, FinalLink, Root, at};
 
-use crate::context::{CopyPlan, Kind};
+use crate::context::{CopyPlan, Entry, Kind};
 use crate::error::{Error, Result};
 use crate::perms::{Chmod, Owner};
 
@@ -281,74 +281,95 @@ pub(crate) fn apply_copy(plan: &CopyPlan, root: &Root, opts: &ApplyOptions) -> R
             });
             continue;
         }
-        let n = OsStr::new(name);
-        let existing =
-            at::file_type(&*parent_fd, n).map_err(|err| Error::io("stat", &shown, err))?;
-        let mode = match &opts.chmod {
-            Some(c) => c.apply(e.mode, e.kind == Kind::Dir),
-            None => e.mode,
+        let placed = Placed {
+            parent: &parent_fd,
+            name,
+            target: &target_rel,
+            shown: &shown,
         };
-        match &e.kind {
-            Kind::Dir => {
-                if existing.is_some_and(|t| t != FileType::Dir) {
-                    at::remove_all(&*parent_fd, n)
-                        .map_err(|err| Error::io("remove", &shown, err))?;
-                }
-                if existing != Some(FileType::Dir) {
-                    at::mkdir(&*parent_fd, n, 0o700)
-                        .map_err(|err| Error::io("create directory", &shown, err))?;
-                }
-                finish_at(&parent_fd, name, &shown, Some(mode), owner, ig, e.mtime)?;
-                // A real directory now (never a symlink): children go here.
-                // An O_PATH descriptor, so that a mode without read
-                // permission does not matter.
-                let sub = root
-                    .resolve_dir(&target_rel)
-                    .map_err(|err| Error::io("open directory", &shown, err))?;
-                dirs.insert(target_rel.clone(), Arc::new(sub));
-            }
-            Kind::Inline(data) => {
-                if existing == Some(FileType::Dir) {
-                    return Err(Error::io(
-                        "copy to",
-                        &shown,
-                        io::Error::other("cannot overwrite a directory with a file"),
-                    ));
-                }
-                if existing.is_some() {
-                    at::remove_all(&*parent_fd, n)
-                        .map_err(|err| Error::io("remove", &shown, err))?;
-                }
-                let mut to = at::create(&*parent_fd, n, mode & 0o777)
-                    .map_err(|err| Error::io("create", &shown, err))?;
-                io::Write::write_all(&mut to, data)
-                    .map_err(|err| Error::io("write", &shown, err))?;
-                finish_file(&to, &shown, mode, owner, ig, e.mtime)?;
-            }
-            Kind::Symlink(link) => {
-                if existing == Some(FileType::Dir) {
-                    return Err(Error::io(
-                        "copy to",
-                        &shown,
-                        io::Error::other("cannot overwrite a directory with a file"),
-                    ));
-                }
-                if existing.is_some() {
-                    at::remove_all(&*parent_fd, n)
-                        .map_err(|err| Error::io("remove", &shown, err))?;
-                }
-                at::symlink(link, &*parent_fd, n)
-                    .map_err(|err| Error::io("symlink", &shown, err))?;
-                finish_at(&parent_fd, name, &shown, None, owner, ig, e.mtime)?;
-            }
-            // Files are jobs and archives are extracted (above).
-            Kind::File { .. } | Kind::Archive { .. } => {}
+        if let Some(sub) = place(root, e, &placed, opts)? {
+            dirs.insert(target_rel.clone(), Arc::new(sub));
         }
     }
     if jobs.is_empty() {
         return Ok(());
     }
     copy_files(&jobs, need_source()?, root, owner, ig)
+}
+
+/// Where one entry of a copy goes: its parent directory (resolved), its
+/// name there, its path in the rootfs and how messages show it.
+struct Placed<'a> {
+    parent: &'a Arc<OwnedFd>,
+    name: &'a str,
+    target: &'a str,
+    shown: &'a Path,
+}
+
+/// Creates a directory, inline file or symlink entry, replacing what is
+/// there (a directory is only replaced by a directory). Returns a new
+/// directory's descriptor, for the entries under it.
+fn place(root: &Root, e: &Entry, at_: &Placed<'_>, opts: &ApplyOptions) -> Result<Option<OwnedFd>> {
+    let (owner, ig) = (opts.owner, opts.ignore_chown_errors);
+    let (parent_fd, name, shown): (&OwnedFd, &str, &Path) = (at_.parent, at_.name, at_.shown);
+    let n = OsStr::new(name);
+    let existing = at::file_type(parent_fd, n).map_err(|err| Error::io("stat", shown, err))?;
+    let mode = match &opts.chmod {
+        Some(c) => c.apply(e.mode, e.kind == Kind::Dir),
+        None => e.mode,
+    };
+    match &e.kind {
+        Kind::Dir => {
+            if existing.is_some_and(|t| t != FileType::Dir) {
+                at::remove_all(parent_fd, n).map_err(|err| Error::io("remove", shown, err))?;
+            }
+            if existing != Some(FileType::Dir) {
+                at::mkdir(parent_fd, n, 0o700)
+                    .map_err(|err| Error::io("create directory", shown, err))?;
+            }
+            finish_at(parent_fd, name, shown, Some(mode), owner, ig, e.mtime)?;
+            // A real directory now (never a symlink): children go here.
+            // An O_PATH descriptor, so that a mode without read
+            // permission does not matter.
+            let sub = root
+                .resolve_dir(at_.target)
+                .map_err(|err| Error::io("open directory", shown, err))?;
+            return Ok(Some(sub));
+        }
+        Kind::Inline(data) => {
+            if existing == Some(FileType::Dir) {
+                return Err(Error::io(
+                    "copy to",
+                    shown,
+                    io::Error::other("cannot overwrite a directory with a file"),
+                ));
+            }
+            if existing.is_some() {
+                at::remove_all(parent_fd, n).map_err(|err| Error::io("remove", shown, err))?;
+            }
+            let mut to = at::create(parent_fd, n, mode & 0o777)
+                .map_err(|err| Error::io("create", shown, err))?;
+            io::Write::write_all(&mut to, data).map_err(|err| Error::io("write", shown, err))?;
+            finish_file(&to, shown, mode, owner, ig, e.mtime)?;
+        }
+        Kind::Symlink(link) => {
+            if existing == Some(FileType::Dir) {
+                return Err(Error::io(
+                    "copy to",
+                    shown,
+                    io::Error::other("cannot overwrite a directory with a file"),
+                ));
+            }
+            if existing.is_some() {
+                at::remove_all(parent_fd, n).map_err(|err| Error::io("remove", shown, err))?;
+            }
+            at::symlink(link, parent_fd, n).map_err(|err| Error::io("symlink", shown, err))?;
+            finish_at(parent_fd, name, shown, None, owner, ig, e.mtime)?;
+        }
+        // Files are jobs and archives are extracted (by the caller).
+        Kind::File { .. } | Kind::Archive { .. } => {}
+    }
+    Ok(None)
 }
 
 /// ADD of a local archive: extracted into `dest` (created when missing),
