@@ -93,6 +93,35 @@ pub fn create(dir: impl AsFd, name: &OsStr, mode: u32) -> io::Result<File> {
     Ok(File::from(fd))
 }
 
+/// Opens the regular file `name` in `dir` for reading, and its metadata,
+/// without ever opening anything else: the entry is opened `O_PATH |
+/// O_NOFOLLOW` (which has no effect on a device or FIFO), checked to be a
+/// regular file, then reopened for reading through `/proc/self/fd/N`. A
+/// symlink, directory, device, FIFO or socket is an `InvalidInput` error,
+/// so a node swapped in since the caller looked is never opened.
+pub fn open_regular(dir: impl AsFd, name: &OsStr) -> io::Result<(File, Metadata)> {
+    check(name)?;
+    let fd = rustix::fs::openat(
+        dir,
+        name,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let meta = Metadata::from_stat(&rustix::fs::fstat(&fd)?);
+    if meta.file_type() != FileType::File {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{name:?} is not a regular file"),
+        ));
+    }
+    let file = rustix::fs::open(
+        proc_fd_path(fd.as_fd())?,
+        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY,
+        Mode::empty(),
+    )?;
+    Ok((File::from(file), meta))
+}
+
 /// The target of the symlink `name` in `dir`.
 pub fn readlink(dir: impl AsFd, name: &OsStr) -> io::Result<PathBuf> {
     check(name)?;

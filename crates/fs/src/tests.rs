@@ -391,3 +391,29 @@ fn no_follow_paths_reach_the_entry_not_its_target() {
         );
     }
 }
+
+#[test]
+fn open_regular_opens_only_regular_files_never_through_a_link() {
+    let s = scene();
+    std::fs::write(s.root_path.join("plain"), "inside").expect("write");
+    rustix::fs::mknodat(
+        s.root.resolve_dir("").expect("root dir"),
+        "fifo",
+        rustix::fs::FileType::Fifo,
+        Mode::from_raw_mode(0o600),
+        0,
+    )
+    .expect("mkfifo");
+    let dir = s.root.resolve_dir("").expect("root dir");
+    let (mut f, meta) = at::open_regular(&dir, OsStr::new("plain")).expect("plain");
+    let mut text = String::new();
+    f.read_to_string(&mut text).expect("read");
+    assert_eq!((text.as_str(), meta.len()), ("inside", 6));
+    // A FIFO (it would block or, for a device, act) and a link to a host
+    // file: refused, not opened.
+    for name in ["fifo", "secret", "abs", "loop"] {
+        let err = at::open_regular(&dir, OsStr::new(name)).expect_err(name);
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{name}: {err}");
+    }
+    s.outside_untouched();
+}

@@ -168,17 +168,20 @@ impl<'a> Node<'a> {
         (self.st.st_mtime as i64, self.st.st_mtime_nsec as u64)
     }
 
-    /// Opens a regular file for reading (never a symlink; a FIFO swapped in
-    /// meanwhile does not block the open).
+    /// Opens a regular file for reading: the very inode `lstat` saw, or an
+    /// error. Anything swapped in meanwhile (a FIFO, a device node, a link,
+    /// another file) is never opened (`kiln_fs::at::open_regular`).
     fn open_file(&self) -> Result<File> {
-        rustix::fs::openat(
-            self.dir,
-            self.name,
-            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map(File::from)
-        .map_err(errno("opening", &self.abs))
+        let (file, meta) =
+            kiln_fs::at::open_regular(self.dir, self.name).map_err(io_err("opening", &self.abs))?;
+        #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+        let same = meta.ino() == self.st.st_ino as u64 && meta.dev() == self.st.st_dev as u64;
+        if !same {
+            return Err(io_err("opening", &self.abs)(io::Error::other(
+                "the file was replaced while being read",
+            )));
+        }
+        Ok(file)
     }
 
     fn open_subdir(&self) -> Result<OwnedFd> {
@@ -691,5 +694,41 @@ impl<'o, W: Write> TreeArchiver<'o, W> {
     /// Writes the end-of-archive blocks and returns the sink.
     pub(crate) fn finish(self) -> Result<W> {
         self.0.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A regular file seen by `lstat`, then swapped for another node
+    /// before it is opened (a running container racing `kiln cp` or
+    /// `commit --pause=false`): the node must never be opened, or a FIFO
+    /// could hang and a device node (a host disk, `/dev/watchdog`) be read
+    /// or armed by kiln on the host.
+    #[test]
+    fn a_file_swapped_for_another_node_after_lstat_is_never_opened() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("f"), b"data").unwrap();
+        let dir = open_dir(tmp.path()).unwrap();
+        let name = OsStr::new("f");
+        let node = Node::at(&dir, name, tmp.path()).unwrap();
+        assert_eq!(node.kind(), FileType::RegularFile);
+        std::fs::remove_file(tmp.path().join("f")).unwrap();
+        rustix::fs::mknodat(&dir, name, FileType::Fifo, Mode::from_raw_mode(0o600), 0).unwrap();
+        let err = node.open_file().unwrap_err();
+        assert!(err.to_string().contains("opening"), "{err}");
+        // Swapped for a link to a file: not followed, refused.
+        std::fs::remove_file(tmp.path().join("f")).unwrap();
+        std::fs::write(tmp.path().join("other"), b"other").unwrap();
+        std::os::unix::fs::symlink("other", tmp.path().join("f")).unwrap();
+        assert!(node.open_file().is_err());
+        std::fs::remove_file(tmp.path().join("f")).unwrap();
+        std::fs::rename(tmp.path().join("other"), tmp.path().join("f")).unwrap();
+        // Unchanged: opened.
+        let node = Node::at(&dir, name, tmp.path()).unwrap();
+        let mut s = String::new();
+        node.open_file().unwrap().read_to_string(&mut s).unwrap();
+        assert_eq!(s, "other");
     }
 }
