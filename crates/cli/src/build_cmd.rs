@@ -7,12 +7,10 @@ use std::io::{IsTerminal as _, Read as _, Write as _};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, bail};
-use kiln_builder::{
-    BuildOptions, Builder, ContextDir, Event, LegacyWriter, NetworkMode, Progress, PullPolicy,
-};
+use kiln_builder::{BuildOptions, Builder, ContextDir, Event, LegacyWriter, Progress, PullPolicy};
 
-use crate::app::App;
-use crate::build_backend::{Backend, Cache, Runner};
+use kiln_engine::Engine;
+use kiln_engine::build_backend::{Backend, Cache, Runner};
 
 /// `kiln build`.
 #[derive(Debug, clap::Args)]
@@ -137,7 +135,7 @@ struct Printer {
 
 impl Progress for Printer {
     fn event(&self, event: Event) {
-        if crate::build_backend::trace_timing()
+        if kiln_engine::build_backend::trace_timing()
             && let Event::Step { number, text, .. } = &event
         {
             eprintln!(
@@ -434,7 +432,7 @@ fn git_context(source: &kiln_builder::GitSource, temp: &Path) -> Result<PathBuf>
         );
     }
     let repo = temp.join("repo");
-    crate::fetch::clone_git(&source.repo, source.reference.as_deref(), &repo, false)
+    kiln_engine::fetch::clone_git(&source.repo, source.reference.as_deref(), &repo, false)
         .context("unable to prepare context")?;
     let Some(sub) = &source.subdir else {
         return Ok(repo);
@@ -501,7 +499,7 @@ fn prepare_context(args: &BuildArgs) -> Result<Prepared> {
         // Dockerfile, as Docker's remote contexts go.
         let t = tempfile::tempdir().context("cannot create a temporary context directory")?;
         let download = t.path().join("download");
-        kiln_builder::Fetcher::fetch(&crate::fetch::HttpFetcher, &args.context, &download)
+        kiln_builder::Fetcher::fetch(&kiln_engine::fetch::HttpFetcher, &args.context, &download)
             .map_err(|e| anyhow::anyhow!("unable to prepare context: {e}"))?;
         let data = std::fs::read(&download)
             .with_context(|| format!("cannot read {}", download.display()))?;
@@ -590,8 +588,8 @@ fn unix_now() -> (i64, u32) {
 /// command's own status, and `--iidfile` is removed before building so that
 /// a failed build leaves none behind. Usage errors (bad `-t`, unknown flags)
 /// are clap's and exit 125 in `main`, as does the refusal of a rootless build.
-pub(crate) fn build(app: &mut App, args: &BuildArgs) -> Result<u8> {
-    if crate::app::rootless() {
+pub(crate) fn build(app: &mut Engine, args: &BuildArgs) -> Result<u8> {
+    if kiln_engine::rootless() {
         // Build steps mount their root filesystems on the host for COPY and
         // run RUN containers without a user namespace: both need root today.
         // Not a failed build but kiln's own refusal: exit 125.
@@ -691,7 +689,7 @@ fn context_size(root: &Path, ignore: &kiln_builder::DockerIgnore) -> u64 {
     total
 }
 
-fn build_inner(app: &mut App, args: &BuildArgs) -> Result<u8> {
+fn build_inner(app: &mut Engine, args: &BuildArgs) -> Result<u8> {
     let started = std::time::Instant::now();
     if !args.rm {
         bail!(
@@ -705,16 +703,8 @@ fn build_inner(app: &mut App, args: &BuildArgs) -> Result<u8> {
             args.progress
         );
     }
-    let compression = match args.compression.as_str() {
-        "gzip" => kiln_layer::Compression::Gzip,
-        "zstd" => kiln_layer::Compression::Zstd,
-        "none" => kiln_layer::Compression::None,
-        other => bail!("invalid --compression {other:?}: expected gzip, zstd or none"),
-    };
-    let network = match crate::container::network_mode(&args.network)? {
-        kiln_runtime::NetworkMode::Host => NetworkMode::Host,
-        kiln_runtime::NetworkMode::None => NetworkMode::None,
-    };
+    let compression = crate::flags::compression(&args.compression)?;
+    let network = kiln_engine::container::network_mode(&args.network)?;
     let prepared = prepare_context(args)?;
     let name = prepared.dockerfile_path.as_ref().map_or_else(
         || "Dockerfile".to_owned(),
@@ -743,7 +733,7 @@ fn build_inner(app: &mut App, args: &BuildArgs) -> Result<u8> {
     let index_dir = app.root().join("build").join("index");
     std::fs::create_dir_all(&index_dir)
         .with_context(|| format!("cannot create {}", index_dir.display()))?;
-    let context_key = kiln_content::Digest::of(
+    let context_key = kiln_model::Digest::of(
         std::fs::canonicalize(&prepared.dir)
             .unwrap_or_else(|_| prepared.dir.clone())
             .to_string_lossy()
@@ -762,14 +752,8 @@ fn build_inner(app: &mut App, args: &BuildArgs) -> Result<u8> {
         ),
         _ => None,
     };
-    let platform = match &args.platform {
-        Some(p) => Some(
-            p.parse()
-                .map_err(|e| anyhow::anyhow!("invalid --platform {p:?}: {e}"))?,
-        ),
-        None => None,
-    };
-    let (seed, _) = crate::container::new_id()?;
+    let platform = target_platform(args.platform.as_deref())?;
+    let (seed, _) = kiln_engine::container::new_id()?;
     let downloads_root = app.root().join("build").join("downloads");
     std::fs::create_dir_all(&downloads_root)
         .with_context(|| format!("cannot create {}", downloads_root.display()))?;
@@ -822,7 +806,8 @@ fn build_inner(app: &mut App, args: &BuildArgs) -> Result<u8> {
         snapshotter.clone(),
         compression,
         source_date_epoch,
-        quiet,
+        // `-q`: not even pull notices (stdout holds only the ID).
+        (!quiet).then_some((|line| println!("{line}")) as fn(&str)),
     )?;
     let runner = Runner::new(app)
         .with_extra_hosts(args.add_host.clone())
@@ -854,7 +839,7 @@ fn build_inner(app: &mut App, args: &BuildArgs) -> Result<u8> {
         out.flush()?;
     }
     let outcome = Builder::new(&backend, &runner, &cache, &printer)
-        .with_fetcher(&crate::fetch::HttpFetcher)
+        .with_fetcher(&kiln_engine::fetch::HttpFetcher)
         .build(&dockerfile, &context, &options);
     backend.cleanup();
     if outcome.is_err()
@@ -870,7 +855,7 @@ fn build_inner(app: &mut App, args: &BuildArgs) -> Result<u8> {
     if quiet {
         println!("{}", outcome.image);
     }
-    if crate::build_backend::trace_timing() {
+    if kiln_engine::build_backend::trace_timing() {
         eprintln!(
             "[timing] build done at {:.2} ms",
             started.elapsed().as_secs_f64() * 1000.0
@@ -882,6 +867,12 @@ fn build_inner(app: &mut App, args: &BuildArgs) -> Result<u8> {
     }
     std::io::stdout().flush()?;
     Ok(0)
+}
+
+/// `--platform` of `kiln build`: the same parser as `kiln pull`'s
+/// ([`crate::flags::parse_platform`]); none means each stage's base image's.
+pub(crate) fn target_platform(arg: Option<&str>) -> Result<Option<kiln_model::Platform>> {
+    arg.map(crate::flags::parse_platform).transpose()
 }
 
 #[cfg(test)]

@@ -5,12 +5,12 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
-use kiln_image::{CommitOptions, HistoryEntry};
-use kiln_layer::{DiffOptions, IdMap};
-use kiln_runtime::userns::IdMappings;
+use kiln_image::CommitOptions;
+use kiln_layer::DiffOptions;
+use kiln_model::{History, IdMap};
 use kiln_snapshot::{ApplyTarget, DiffSource, Info, Mount, Snapshotter, Usage};
 
-use crate::app::App;
+use kiln_engine::Engine;
 
 /// `kiln commit`.
 #[derive(Debug, clap::Args)]
@@ -44,8 +44,8 @@ pub(crate) struct CommitArgs {
     repository: Option<String>,
 }
 
-pub(crate) fn commit(app: &mut App, a: &CommitArgs) -> Result<u8> {
-    let rec = crate::container_cmd::find(app, &a.container)?;
+pub(crate) fn commit(app: &mut Engine, a: &CommitArgs) -> Result<u8> {
+    let rec = app.find_container(&a.container)?;
     let img = kiln_image::read_image(&app.store, &rec.image_id)?;
     let mut config = img.config.clone();
     {
@@ -99,15 +99,15 @@ pub(crate) fn commit(app: &mut App, a: &CommitArgs) -> Result<u8> {
     // layer records them as the ids the container saw.
     let snapshotter: &dyn Snapshotter = &IdMapped {
         inner: &*snapshotter,
-        ids: rec.userns.as_ref().map(id_map),
+        ids: rec.userns.clone(),
     };
     let opts = CommitOptions {
-        history: HistoryEntry {
+        history: History {
             created: Some(now),
             created_by: Some(rec.args.join(" ")),
             author: a.author.clone(),
             comment: a.message.clone(),
-            ..HistoryEntry::default()
+            ..History::default()
         },
         tags,
         // The mount points kiln-runtime made for /proc, /dev, /sys and the
@@ -127,7 +127,7 @@ pub(crate) fn commit(app: &mut App, a: &CommitArgs) -> Result<u8> {
     // Frozen (unless `--pause=false`) until the layer is written: thawed
     // when this guard goes, whatever the outcome.
     let frozen = if a.pause {
-        Some(crate::pause_cmd::FrozenForCommit::new(app, &rec)?)
+        Some(kiln_engine::FrozenForCommit::new(app, &rec)?)
     } else {
         None
     };
@@ -143,7 +143,7 @@ pub(crate) fn commit(app: &mut App, a: &CommitArgs) -> Result<u8> {
     drop(frozen);
     let mut record = committed?.record;
     record.annotations.insert(
-        crate::gc::PARENT_ANNOTATION.to_owned(),
+        kiln_engine::PARENT_ANNOTATION.to_owned(),
         rec.image_id.to_string(),
     );
     app.store.put_image(&record)?;
@@ -155,7 +155,7 @@ pub(crate) fn commit(app: &mut App, a: &CommitArgs) -> Result<u8> {
 /// holds only as the stubs the runtime created: absent from every lower layer
 /// and still an empty directory or an empty file. A parent directory that the
 /// runtime created for them alone (an image without `/etc`) goes too.
-fn runtime_stubs(snapshotter: &dyn Snapshotter, key: &str) -> Result<Vec<PathBuf>> {
+pub(crate) fn runtime_stubs(snapshotter: &dyn Snapshotter, key: &str) -> Result<Vec<PathBuf>> {
     let (upper, lowers) = match snapshotter.diff_source(key)? {
         DiffSource::Dirs { lower, upper } => (upper, vec![lower]),
         DiffSource::OverlayUpper { upper } => {
@@ -181,7 +181,7 @@ fn stubs_in(upper: &Path, lowers: &[PathBuf]) -> Vec<PathBuf> {
             .any(|l| l.join(rel).symlink_metadata().is_ok())
     };
     let mut stubs: Vec<PathBuf> = Vec::new();
-    for p in crate::build_backend::RUNTIME_MOUNT_POINTS {
+    for p in kiln_runtime::MOUNT_POINTS {
         let rel = PathBuf::from(p.trim_start_matches('/'));
         if in_lowers(&rel) {
             continue;
@@ -218,23 +218,6 @@ fn stubs_in(upper: &Path, lowers: &[PathBuf]) -> Vec<PathBuf> {
         }
     }
     stubs
-}
-
-/// kiln-layer's form of a container's user-namespace maps.
-fn id_map(m: &IdMappings) -> IdMap {
-    let ranges = |rs: &[kiln_runtime::userns::IdRange]| {
-        rs.iter()
-            .map(|r| kiln_layer::IdRange {
-                container_id: r.container_id,
-                host_id: r.host_id,
-                size: r.size,
-            })
-            .collect()
-    };
-    IdMap {
-        uids: ranges(&m.uids),
-        gids: ranges(&m.gids),
-    }
 }
 
 /// A snapshotter whose diff sources map owners through `ids` (when set);
@@ -314,19 +297,5 @@ mod tests {
         std::fs::write(upper.join("etc/resolv.conf"), "").expect("write");
         let stubs = stubs_in(&upper, &[lower]);
         assert!(stubs.contains(&PathBuf::from("etc")), "{stubs:?}");
-    }
-
-    #[test]
-    fn userns_maps_convert_range_for_range() {
-        let m = IdMappings::rootless(1000, 100, Some((100_000, 65_536)), Some((200_000, 10)));
-        let ids = id_map(&m);
-        assert_eq!(ids.container_uid(1000), 0);
-        assert_eq!(ids.container_uid(100_001), 2);
-        assert_eq!(ids.container_gid(100), 0);
-        assert_eq!(ids.container_gid(200_009), 10);
-        assert_eq!(ids.container_gid(200_010), 200_010);
-        let r = id_map(&IdMappings::remap(1_000_000_000, 1_000_000_000, 65_536));
-        assert_eq!(r.container_uid(1_000_000_000), 0);
-        assert_eq!(r.container_uid(0), 0);
     }
 }

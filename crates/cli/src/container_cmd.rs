@@ -9,9 +9,9 @@ use kiln_content::{Records, Reference};
 use kiln_runtime::logfile::{LineSplitter, LogEntry, LogStream};
 use kiln_runtime::{Runtime, Status, StdioConfig};
 
-use crate::app::App;
-use crate::container::{self, ContainerRecord, KIND, VolumeSpec};
 use crate::format;
+use kiln_engine::Engine;
+use kiln_engine::container::{self, ContainerRecord, VolumeSpec};
 
 /// Options shared by `kiln run` and `kiln create`. As Docker's: `-h` is
 /// `--hostname` (help is `--help` only), a flag given twice is taken once
@@ -510,8 +510,8 @@ pub(crate) struct ExecArgs {
     command: Vec<String>,
 }
 
-fn records(app: &App) -> Result<Records<ContainerRecord>> {
-    Ok(app.store.records::<ContainerRecord>(KIND)?)
+fn records(app: &Engine) -> Result<Records<ContainerRecord>> {
+    Ok(app.containers()?)
 }
 
 fn runtime() -> Runtime {
@@ -519,13 +519,13 @@ fn runtime() -> Runtime {
 }
 
 /// Resolves a container by ID, ID prefix or name.
-pub(crate) fn find(app: &App, name: &str) -> Result<ContainerRecord> {
-    Ok(records(app)?.resolve(name)?)
+fn find(app: &Engine, name: &str) -> Result<ContainerRecord> {
+    Ok(app.find_container(name)?)
 }
 
 /// Looks an image up locally, pulling it when missing.
 pub(crate) fn image_or_pull(
-    app: &mut App,
+    app: &mut Engine,
     name: &str,
     platform: Option<&str>,
 ) -> Result<kiln_content::ImageRecord> {
@@ -536,9 +536,9 @@ pub(crate) fn image_or_pull(
                 .parse()
                 .with_context(|| format!("invalid reference {name:?}"))?;
             eprintln!("Unable to find image '{}' locally", reference.familiar());
-            let platform = crate::image_cmd::platform(platform)?;
+            let platform = crate::flags::platform(platform)?;
             let quiet = false;
-            crate::image_cmd::pull_image_to(app, &reference, &platform, quiet, true)
+            crate::progress::pull_image_to(app, &reference, &platform, quiet, true)
         }
         Err(e) => Err(e.into()),
     }
@@ -574,12 +574,12 @@ fn check_create_args(a: &CreateArgs, volumes: &[VolumeSpec]) -> Result<Option<i6
     Ok(memory)
 }
 
-fn create_record(app: &mut App, a: &CreateArgs) -> Result<ContainerRecord> {
+fn create_record(app: &mut Engine, a: &CreateArgs) -> Result<ContainerRecord> {
     let mut volumes: Vec<VolumeSpec> = a
         .volume
         .iter()
         .map(|v| container::parse_volume(v))
-        .collect::<Result<_>>()?;
+        .collect::<kiln_engine::Result<_>>()?;
     for t in &a.tmpfs {
         volumes.push(container::parse_tmpfs(t)?);
     }
@@ -607,7 +607,7 @@ fn create_record(app: &mut App, a: &CreateArgs) -> Result<ContainerRecord> {
         .ulimit
         .iter()
         .map(|u| container::parse_ulimit(u))
-        .collect::<Result<Vec<_>>>()?;
+        .collect::<kiln_engine::Result<Vec<_>>>()?;
     let sysctls = a
         .sysctl
         .iter()
@@ -631,7 +631,7 @@ fn create_record(app: &mut App, a: &CreateArgs) -> Result<ContainerRecord> {
         .add_host
         .iter()
         .map(|h| container::parse_add_host(h))
-        .collect::<Result<Vec<_>>>()?;
+        .collect::<kiln_engine::Result<Vec<_>>>()?;
     if let Some(s) = &a.stop_signal {
         parse_signal(s)?;
     }
@@ -660,12 +660,12 @@ fn create_record(app: &mut App, a: &CreateArgs) -> Result<ContainerRecord> {
                 .image
                 .parse()
                 .with_context(|| format!("invalid reference {:?}", a.image))?;
-            let platform = crate::image_cmd::platform(a.platform.as_deref())?;
-            crate::image_cmd::pull_image_to(app, &reference, &platform, false, true)?
+            let platform = crate::flags::platform(a.platform.as_deref())?;
+            crate::progress::pull_image_to(app, &reference, &platform, false, true)?
         }
         other => bail!("invalid --pull {other:?}: use always, missing or never"),
     };
-    let top = crate::unpack::ensure_unpacked(app, &image.id)?;
+    let top = app.ensure_unpacked(&image.id)?;
     let config = kiln_image::image_config(&app.store, &image.id)?;
     let cc = config.config.clone().unwrap_or_default();
     let (entrypoint, cmd) = container::entrypoint_and_cmd(
@@ -818,7 +818,7 @@ fn write_cidfile(a: &CreateArgs, id: &str) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn create(app: &mut App, a: &CreateArgs) -> Result<u8> {
+pub(crate) fn create(app: &mut Engine, a: &CreateArgs) -> Result<u8> {
     let rec = create_record(app, a)?;
     write_cidfile(a, &rec.id)?;
     println!("{}", rec.id);
@@ -826,7 +826,7 @@ pub(crate) fn create(app: &mut App, a: &CreateArgs) -> Result<u8> {
 }
 
 /// Runs a container in the foreground and returns its exit code.
-fn run_attached(app: &mut App, rec: &ContainerRecord) -> Result<i32> {
+fn run_attached(app: &mut Engine, rec: &ContainerRecord) -> Result<i32> {
     let cfg = rec.runtime_config(app)?;
     mark_started(app, rec)?;
     let mut stdio = StdioConfig {
@@ -960,7 +960,7 @@ fn copy_stream(
     }
 }
 
-fn mark_started(app: &App, rec: &ContainerRecord) -> Result<()> {
+fn mark_started(app: &Engine, rec: &ContainerRecord) -> Result<()> {
     let now = kiln_image::Timestamp::from_system_time(SystemTime::now()).to_string();
     records(app)?.update(&rec.id, |r| {
         r.started = true;
@@ -969,7 +969,7 @@ fn mark_started(app: &App, rec: &ContainerRecord) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn run(app: &mut App, a: &RunArgs) -> Result<u8> {
+pub(crate) fn run(app: &mut Engine, a: &RunArgs) -> Result<u8> {
     let rec = create_record(app, &a.create)?;
     write_cidfile(&a.create, &rec.id)?;
     if a.detach {
@@ -1002,7 +1002,7 @@ fn exit_u8(code: i32) -> u8 {
     u8::try_from(code).unwrap_or(125)
 }
 
-fn start_detached(app: &mut App, rec: &ContainerRecord) -> Result<()> {
+fn start_detached(app: &mut Engine, rec: &ContainerRecord) -> Result<()> {
     let cfg = rec.runtime_config(app)?;
     let log = rec.log_path(app);
     mark_started(app, rec)?;
@@ -1021,7 +1021,7 @@ fn start_detached(app: &mut App, rec: &ContainerRecord) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn start(app: &mut App, a: &StartArgs) -> Result<u8> {
+pub(crate) fn start(app: &mut Engine, a: &StartArgs) -> Result<u8> {
     let attach = a.attach || a.interactive;
     if attach && a.containers.len() > 1 {
         bail!("you cannot start and attach multiple containers at once");
@@ -1055,7 +1055,7 @@ pub(crate) fn start(app: &mut App, a: &StartArgs) -> Result<u8> {
 /// `start -a` of a running container: prints what it writes from now on
 /// (from its log, which its supervisor or foreground `kiln run` keeps)
 /// until it exits, then returns its exit code.
-fn attach_running(app: &App, rec: &ContainerRecord) -> Result<i32> {
+fn attach_running(app: &Engine, rec: &ContainerRecord) -> Result<i32> {
     use std::io::Seek as _;
     let path = rec.log_path(app);
     let mut file = std::fs::OpenOptions::new()
@@ -1091,7 +1091,7 @@ fn attach_running(app: &App, rec: &ContainerRecord) -> Result<i32> {
 /// The exit code of a container that has just ended (its supervisor's
 /// record, else the one a foreground `kiln run` wrote, which may take a
 /// moment after the container's end).
-fn exit_code_after_end(app: &App, rec: &ContainerRecord) -> i32 {
+fn exit_code_after_end(app: &Engine, rec: &ContainerRecord) -> i32 {
     let dir = rec.state_dir(app);
     let deadline = std::time::Instant::now() + Duration::from_secs(2);
     loop {
@@ -1111,14 +1111,12 @@ fn exit_code_after_end(app: &App, rec: &ContainerRecord) -> i32 {
     }
 }
 
-fn is_running(app: &App, rec: &ContainerRecord) -> bool {
-    runtime()
-        .state(&rec.state_dir(app))
-        .is_ok_and(|s| s.status == Status::Running)
+fn is_running(app: &Engine, rec: &ContainerRecord) -> bool {
+    app.container_running(rec)
 }
 
 /// Status text and exit code of a container, as `docker ps` shows them.
-fn status_of(app: &App, rec: &ContainerRecord) -> (bool, String, Option<i32>) {
+fn status_of(app: &Engine, rec: &ContainerRecord) -> (bool, String, Option<i32>) {
     let (running, status, code, _) = state_of(app, rec);
     (running, status, code)
 }
@@ -1132,7 +1130,7 @@ fn parse_time(t: Option<&str>) -> Option<SystemTime> {
 /// Running or not, Docker's STATUS text (`Up 5 seconds`, `Exited (0) 3
 /// seconds ago`), the exit code, and the runtime's state when it has one.
 fn state_of(
-    app: &App,
+    app: &Engine,
     rec: &ContainerRecord,
 ) -> (
     bool,
@@ -1199,7 +1197,7 @@ fn state_of(
     }
 }
 
-fn read_exit_file(app: &App, rec: &ContainerRecord) -> Option<i32> {
+fn read_exit_file(app: &Engine, rec: &ContainerRecord) -> Option<i32> {
     std::fs::read_to_string(rec.state_dir(app).join("exit-code"))
         .ok()?
         .trim()
@@ -1207,7 +1205,7 @@ fn read_exit_file(app: &App, rec: &ContainerRecord) -> Option<i32> {
         .ok()
 }
 
-pub(crate) fn ps(app: &mut App, a: &PsArgs) -> Result<u8> {
+pub(crate) fn ps(app: &mut Engine, a: &PsArgs) -> Result<u8> {
     let mut recs = records(app)?.list()?;
     recs.sort_by(|x, y| y.created.cmp(&x.created));
     // `-n N` / `-l`: the N last created, whatever their state (as Docker).
@@ -1334,7 +1332,7 @@ pub(crate) fn ps(app: &mut App, a: &PsArgs) -> Result<u8> {
     Ok(0)
 }
 
-pub(crate) fn logs(app: &mut App, a: &LogsArgs) -> Result<u8> {
+pub(crate) fn logs(app: &mut Engine, a: &LogsArgs) -> Result<u8> {
     let rec = find(app, &a.container)?;
     let now = SystemTime::now();
     let view = LogView {
@@ -1504,9 +1502,9 @@ pub(crate) fn parse_signal(s: &str) -> Result<i32> {
 /// commands do: the name on success, `Error response from kiln: ...` on
 /// failure, and exit status 1 when any failed.
 fn for_each_container(
-    app: &mut App,
+    app: &mut Engine,
     names: &[String],
-    mut each: impl FnMut(&mut App, &str) -> Result<()>,
+    mut each: impl FnMut(&mut Engine, &str) -> Result<()>,
 ) -> u8 {
     let mut failed = false;
     for name in names {
@@ -1521,7 +1519,7 @@ fn for_each_container(
     u8::from(failed)
 }
 
-pub(crate) fn stop(app: &mut App, a: &StopArgs) -> Result<u8> {
+pub(crate) fn stop(app: &mut Engine, a: &StopArgs) -> Result<u8> {
     Ok(for_each_container(app, &a.containers, |app, name| {
         let rec = find(app, name)?;
         if !is_running(app, &rec) {
@@ -1542,7 +1540,7 @@ pub(crate) fn stop(app: &mut App, a: &StopArgs) -> Result<u8> {
     }))
 }
 
-pub(crate) fn kill(app: &mut App, a: &KillArgs) -> Result<u8> {
+pub(crate) fn kill(app: &mut Engine, a: &KillArgs) -> Result<u8> {
     let sig = parse_signal(&a.signal)?;
     Ok(for_each_container(app, &a.containers, |app, name| {
         let rec = find(app, name)?;
@@ -1553,7 +1551,7 @@ pub(crate) fn kill(app: &mut App, a: &KillArgs) -> Result<u8> {
     }))
 }
 
-pub(crate) fn wait(app: &mut App, a: &WaitArgs) -> Result<u8> {
+pub(crate) fn wait(app: &mut Engine, a: &WaitArgs) -> Result<u8> {
     for name in &a.containers {
         let mut rec = find(app, name)?;
         // As Docker: a created container is waited for until it has run.
@@ -1590,49 +1588,18 @@ pub(crate) fn wait(app: &mut App, a: &WaitArgs) -> Result<u8> {
 }
 
 /// Removes a container: its runtime state, its snapshot and its record.
-pub(crate) fn remove(app: &mut App, rec: &ContainerRecord, force: bool) -> Result<()> {
-    if is_running(app, rec) && !force {
-        bail!(
-            "cannot remove container {}: container is running: stop the container before removing or force remove",
-            &rec.id[..12]
-        );
-    }
-    let dir = rec.state_dir(app);
-    if dir.exists() {
-        // An exited container's supervisor may still be writing its exit
-        // status: deleting the state directory under it would leave files
-        // behind. Returns at once for a running one (then killed by delete).
-        let _ = runtime().wait(&dir, Some(Duration::ZERO));
-        runtime()
-            .delete(&dir, true)
-            .with_context(|| format!("cannot remove container {}", &rec.id[..12]))?;
-    }
-    let snapshotter = app.snapshotter()?;
-    if snapshotter.exists(&rec.snapshot)? {
-        if let Some(maps) = rec.userns.as_ref().filter(|_| crate::app::rootless()) {
-            // Files made by container users 1.. belong to subordinate ids
-            // the caller may not delete.
-            for m in snapshotter.mounts(&rec.snapshot)? {
-                if m.fstype == "bind" {
-                    container::reclaim_rootless_tree(maps, std::path::Path::new(&m.source))?;
-                }
-            }
-        }
-        snapshotter.remove(&rec.snapshot)?;
-    }
-    rec.remove_files(app);
-    records(app)?.remove(&rec.id)?;
-    Ok(())
+fn remove(app: &mut Engine, rec: &ContainerRecord, force: bool) -> Result<()> {
+    Ok(app.remove_container(rec, force)?)
 }
 
-pub(crate) fn rm(app: &mut App, a: &RmArgs) -> Result<u8> {
+pub(crate) fn rm(app: &mut Engine, a: &RmArgs) -> Result<u8> {
     Ok(for_each_container(app, &a.containers, |app, name| {
         let rec = find(app, name)?;
         remove(app, &rec, a.force)
     }))
 }
 
-pub(crate) fn exec(app: &mut App, a: &ExecArgs) -> Result<u8> {
+pub(crate) fn exec(app: &mut Engine, a: &ExecArgs) -> Result<u8> {
     let rec = find(app, &a.container)?;
     if !is_running(app, &rec) {
         bail!("container {} is not running", &rec.id[..12]);
@@ -1690,7 +1657,7 @@ pub(crate) fn exec(app: &mut App, a: &ExecArgs) -> Result<u8> {
 }
 
 /// `docker container inspect`-shaped JSON.
-pub(crate) fn inspect_container(app: &mut App, name: &str) -> Result<serde_json::Value> {
+pub(crate) fn inspect_container(app: &mut Engine, name: &str) -> Result<serde_json::Value> {
     let rec = find(app, name)?;
     let (running, status, code, state) = state_of(app, &rec);
     let zero = "0001-01-01T00:00:00Z";

@@ -6,28 +6,29 @@
 //! turns the outcome into an exit status in one place: the command's own
 //! status, or 125 for kiln's errors, as Docker does.
 
+#![forbid(unsafe_code)]
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 mod app;
-mod build_backend;
 mod build_cmd;
 mod commit_cmd;
-mod container;
 mod container_cmd;
-mod fetch;
+mod flags;
 mod format;
-mod gc;
 mod image_cmd;
 mod parse_cmd;
 mod pause_cmd;
+mod progress;
+mod prune_cmd;
 mod system_cmd;
 mod template;
 mod transfer_cmd;
-mod unpack;
 
-use app::{App, GlobalOpts};
+use app::GlobalOpts;
+use kiln_engine::Engine;
 
 /// kiln: a daemonless, Docker-compatible image builder and container runtime.
 #[derive(Debug, Parser)]
@@ -125,7 +126,7 @@ enum ImageCommand {
     /// Remove images.
     Rm(image_cmd::RmiArgs),
     /// Remove unused images.
-    Prune(gc::PruneArgs),
+    Prune(prune_cmd::PruneArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -141,7 +142,7 @@ enum ContainerCommand {
 #[derive(Debug, Subcommand)]
 enum BuilderCommand {
     /// Remove the build cache.
-    Prune(gc::BuilderPruneArgs),
+    Prune(prune_cmd::BuilderPruneArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -149,7 +150,7 @@ enum SystemCommand {
     /// Show disk usage.
     Df,
     /// Remove stopped containers, unused images and the build cache.
-    Prune(gc::PruneArgs),
+    Prune(prune_cmd::PruneArgs),
 }
 
 /// `kiln inspect`.
@@ -170,7 +171,7 @@ enum InspectKind {
     Container,
 }
 
-fn inspect(app: &mut App, args: &InspectArgs, kind: InspectKind) -> anyhow::Result<u8> {
+fn inspect(app: &mut Engine, args: &InspectArgs, kind: InspectKind) -> anyhow::Result<u8> {
     let format = args
         .format
         .as_deref()
@@ -214,7 +215,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         }
         _ => {}
     }
-    let mut app = App::open(cli.global)?;
+    let mut app = app::open(cli.global)?;
     let app = &mut app;
     match cli.command {
         Command::Parse(_) | Command::Version(_) | Command::Completion(_) => {
@@ -251,10 +252,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Import(a) => transfer_cmd::import(app, &a),
         Command::Login(a) => image_cmd::login(app, &a),
         Command::Logout(a) => image_cmd::logout(app, &a),
-        Command::Image(ImageCommand::Prune(a)) => gc::image_prune(app, &a),
-        Command::Builder(BuilderCommand::Prune(a)) => gc::builder_prune(app, &a),
-        Command::System(SystemCommand::Df) => gc::df(app),
-        Command::System(SystemCommand::Prune(a)) => gc::system_prune(app, &a),
+        Command::Image(ImageCommand::Prune(a)) => prune_cmd::image_prune(app, &a),
+        Command::Builder(BuilderCommand::Prune(a)) => prune_cmd::builder_prune(app, &a),
+        Command::System(SystemCommand::Df) => prune_cmd::df(app),
+        Command::System(SystemCommand::Prune(a)) => prune_cmd::system_prune(app, &a),
     }
 }
 
@@ -275,6 +276,9 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 125 } else { 0 });
         }
     };
+    kiln_engine::build_backend::set_trace_timing(
+        std::env::var_os("KILN_TRACE_TIMING").is_some_and(|v| v != "0"),
+    );
     match dispatch(cli) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {

@@ -5,11 +5,9 @@
 use std::io::Write as _;
 
 use anyhow::Result;
-use kiln_runtime::{Runtime, Status};
+use kiln_engine::{Engine, rootless};
 use serde_json::json;
 
-use crate::app::{App, rootless};
-use crate::container::{ContainerRecord, KIND};
 use crate::template::Format;
 
 /// `kiln version`.
@@ -128,17 +126,17 @@ fn host_file(path: &str) -> String {
 }
 
 /// What `info` reports, with Docker's field names where Docker has the fact.
-fn info_value(app: &mut App) -> Result<serde_json::Value> {
-    let containers = app.store.records::<ContainerRecord>(KIND)?.list()?;
-    let runtime = Runtime::default();
-    let running = containers
-        .iter()
-        .filter(|c| {
-            runtime
-                .state(&c.state_dir(app))
-                .is_ok_and(|s| s.status == Status::Running)
-        })
-        .count();
+fn info_value(app: &mut Engine) -> Result<serde_json::Value> {
+    let containers = app.containers()?.list()?;
+    // As Docker counts them: a paused container is paused, not running.
+    let (mut running, mut paused) = (0, 0);
+    for c in containers.iter().filter(|c| app.container_running(c)) {
+        if app.container_paused(c) {
+            paused += 1;
+        } else {
+            running += 1;
+        }
+    }
     let images = app.store.list_images()?.len();
     let driver = app.snapshotter()?.name().to_owned();
     let mut security = vec!["name=seccomp,profile=builtin".to_owned()];
@@ -149,8 +147,8 @@ fn info_value(app: &mut App) -> Result<serde_json::Value> {
     Ok(json!({
         "Containers": containers.len(),
         "ContainersRunning": running,
-        "ContainersPaused": 0,
-        "ContainersStopped": containers.len() - running,
+        "ContainersPaused": paused,
+        "ContainersStopped": containers.len() - running - paused,
         "Images": images,
         "Driver": driver,
         "LoggingDriver": "json-file",
@@ -173,7 +171,7 @@ fn info_value(app: &mut App) -> Result<serde_json::Value> {
     }))
 }
 
-pub(crate) fn info(app: &mut App, args: &InfoArgs) -> Result<u8> {
+pub(crate) fn info(app: &mut Engine, args: &InfoArgs) -> Result<u8> {
     let v = info_value(app)?;
     let mut out = std::io::stdout().lock();
     if let Some(f) = &args.format {

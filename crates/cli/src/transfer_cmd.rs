@@ -8,7 +8,7 @@ use anyhow::{Context as _, Result, bail};
 use kiln_content::Reference;
 use kiln_image::{Format, ImportOptions, SaveImage};
 
-use crate::app::App;
+use kiln_engine::Engine;
 
 /// `kiln save`.
 #[derive(Debug, clap::Args)]
@@ -58,13 +58,13 @@ pub(crate) struct ImportArgs {
     reference: Option<String>,
 }
 
-pub(crate) fn save(app: &mut App, a: &SaveArgs) -> Result<u8> {
+pub(crate) fn save(app: &mut Engine, a: &SaveArgs) -> Result<u8> {
     let format = match a.format.as_str() {
         "docker" | "docker-archive" => Format::DockerArchive,
         "oci" | "oci-layout" | "oci-archive" => Format::OciLayout,
         other => bail!("invalid --format {other:?}: expected docker or oci"),
     };
-    let compression = crate::image_cmd::compression(&a.compression)?;
+    let compression = crate::flags::compression(&a.compression)?;
     let mut images: Vec<SaveImage> = Vec::new();
     for name in &a.images {
         let record = app.store.resolve_image(name)?;
@@ -133,13 +133,13 @@ pub(crate) fn save(app: &mut App, a: &SaveArgs) -> Result<u8> {
 /// symbolic link (its target is never touched), a FIFO, a socket or a
 /// device node. The temporary file is removed when the save fails, and
 /// never clobbers anything: its name is new.
-struct SaveTarget {
+pub(crate) struct SaveTarget {
     path: PathBuf,
     tmp: tempfile::NamedTempFile,
 }
 
 impl SaveTarget {
-    fn create(path: &Path) -> Result<SaveTarget> {
+    pub(crate) fn create(path: &Path) -> Result<SaveTarget> {
         check_save_path(path)?;
         let dir = match path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
@@ -162,17 +162,17 @@ impl SaveTarget {
         })
     }
 
-    fn file(&self) -> &std::fs::File {
+    pub(crate) fn file(&self) -> &std::fs::File {
         self.tmp.as_file()
     }
 
-    fn tmp_path(&self) -> &Path {
+    pub(crate) fn tmp_path(&self) -> &Path {
         self.tmp.path()
     }
 
     /// Syncs the file and renames it over PATH (checked again first, so a
     /// device or link put there meanwhile is refused, not replaced).
-    fn finish(self) -> Result<()> {
+    pub(crate) fn finish(self) -> Result<()> {
         self.tmp
             .as_file()
             .sync_all()
@@ -228,7 +228,7 @@ fn check_save_path(path: &Path) -> Result<()> {
     bail!("cannot write to {what}: {}", path.display())
 }
 
-pub(crate) fn load(app: &mut App, a: &LoadArgs) -> Result<u8> {
+pub(crate) fn load(app: &mut Engine, a: &LoadArgs) -> Result<u8> {
     if a.input.is_none() && std::io::stdin().is_terminal() {
         // As Docker: never sit waiting for an archive typed on a terminal.
         bail!("requested load from stdin, but stdin is empty");
@@ -246,9 +246,9 @@ pub(crate) fn load(app: &mut App, a: &LoadArgs) -> Result<u8> {
     // `images`' SIZE). An image that cannot be unpacked (no room left above
     // the free-space reserve, a layer kiln refuses) is not kept.
     for r in &records {
-        if let Err(e) = crate::unpack::ensure_unpacked(app, &r.id) {
+        if let Err(e) = app.ensure_unpacked(&r.id) {
             forget_new(app, &before, records.iter().map(|r| r.id));
-            return Err(e);
+            return Err(e.into());
         }
     }
     for r in &records {
@@ -266,12 +266,12 @@ pub(crate) fn load(app: &mut App, a: &LoadArgs) -> Result<u8> {
     Ok(0)
 }
 
-pub(crate) fn import(app: &mut App, a: &ImportArgs) -> Result<u8> {
+pub(crate) fn import(app: &mut Engine, a: &ImportArgs) -> Result<u8> {
     let reference = match &a.reference {
-        Some(r) => Some(crate::image_cmd::parse_reference(r)?),
+        Some(r) => Some(crate::flags::parse_reference(r)?),
         None => None,
     };
-    let platform = crate::image_cmd::platform(a.platform.as_deref())?;
+    let platform = crate::flags::platform(a.platform.as_deref())?;
     let before = known_images(app)?;
     let opts = ImportOptions {
         created: kiln_image::Timestamp::from_system_time(std::time::SystemTime::now()),
@@ -297,16 +297,16 @@ pub(crate) fn import(app: &mut App, a: &ImportArgs) -> Result<u8> {
         let f = std::fs::File::open(&a.file).with_context(|| format!("cannot open {}", a.file))?;
         kiln_image::import(&app.store, f, reference.as_ref(), &a.change, &opts)?
     };
-    if let Err(e) = crate::unpack::ensure_unpacked(app, &record.id) {
+    if let Err(e) = app.ensure_unpacked(&record.id) {
         forget_new(app, &before, [record.id]);
-        return Err(e);
+        return Err(e.into());
     }
     println!("{}", record.id);
     Ok(0)
 }
 
 /// The IDs of the images in the store now.
-fn known_images(app: &App) -> Result<std::collections::BTreeSet<kiln_content::Digest>> {
+fn known_images(app: &Engine) -> Result<std::collections::BTreeSet<kiln_model::Digest>> {
     Ok(app.store.list_images()?.into_iter().map(|r| r.id).collect())
 }
 
@@ -315,14 +315,14 @@ fn known_images(app: &App) -> Result<std::collections::BTreeSet<kiln_content::Di
 /// half way: nothing of it stays. Best effort: the first error is the one
 /// reported.
 fn forget_new(
-    app: &mut App,
-    before: &std::collections::BTreeSet<kiln_content::Digest>,
-    ids: impl IntoIterator<Item = kiln_content::Digest>,
+    app: &mut Engine,
+    before: &std::collections::BTreeSet<kiln_model::Digest>,
+    ids: impl IntoIterator<Item = kiln_model::Digest>,
 ) {
     for id in ids {
         if !before.contains(&id) {
             let _ = app.store.remove_image(&id);
         }
     }
-    let _ = crate::gc::free_unused(app);
+    let _ = kiln_engine::gc::free_unused(app);
 }

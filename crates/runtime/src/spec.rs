@@ -619,4 +619,38 @@ mod tests {
         .expect("spec");
         assert!(hosts(&ro).contains(&"ro".to_string()));
     }
+
+    #[test]
+    fn mount_points_name_every_top_level_mount() {
+        let o = DockerSpecOptions {
+            args: vec!["true".into()],
+            etc_files: Some(EtcFiles {
+                hosts: "/h".into(),
+                hostname: "/n".into(),
+                resolv_conf: "/r".into(),
+            }),
+            ..Default::default()
+        };
+        let spec = docker_spec(&o).expect("spec builds");
+        let dests: Vec<PathBuf> = spec
+            .mounts()
+            .as_ref()
+            .expect("mounts")
+            .iter()
+            .map(|m| m.destination().clone())
+            .collect();
+        for d in &dests {
+            assert!(
+                crate::MOUNT_POINTS.iter().any(|p| d.starts_with(p)),
+                "{} is below no MOUNT_POINTS entry",
+                d.display()
+            );
+        }
+        for p in crate::MOUNT_POINTS {
+            assert!(
+                dests.iter().any(|d| d == Path::new(p)),
+                "{p} is not mounted"
+            );
+        }
+    }
 }

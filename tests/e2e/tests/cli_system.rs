@@ -88,6 +88,32 @@ fn bash_completion_completes_commands_and_flags() {
 }
 
 #[test]
+fn engine_info_counts_paused_containers_as_docker() {
+    // Docker's info: a paused container is counted as paused, not running.
+    let sb = Sandbox::new();
+    let fmt = "{{.ContainersRunning}} {{.ContainersPaused}} {{.ContainersStopped}}";
+    sb.kiln_ok(["pull", "-q", &kiln_e2e::busybox_ref()]);
+    sb.kiln_ok([
+        "run",
+        "-d",
+        "--name",
+        "napper",
+        &kiln_e2e::busybox_ref(),
+        "sleep",
+        "30",
+    ]);
+    sb.kiln_ok(["create", "--name", "idle", &kiln_e2e::busybox_ref(), "true"]);
+    assert_eq!(sb.kiln_ok(["info", "--format", fmt]), "1 0 1\n");
+    sb.kiln_ok(["pause", "napper"]);
+    assert_eq!(sb.kiln_ok(["info", "--format", fmt]), "0 1 1\n");
+    let text = sb.kiln_ok(["info"]);
+    assert!(text.contains("  Paused: 1\n"), "{text}");
+    sb.kiln_ok(["unpause", "napper"]);
+    assert_eq!(sb.kiln_ok(["info", "--format", fmt]), "1 0 1\n");
+    sb.kiln_ok(["rm", "-f", "napper"]);
+}
+
+#[test]
 fn info_counts_this_stores_containers_and_images() {
     let sb = Sandbox::new();
     let fmt = "{{.Containers}} {{.ContainersRunning}} {{.ContainersStopped}} {{.Images}}";

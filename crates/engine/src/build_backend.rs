@@ -7,41 +7,46 @@ use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use anyhow::{Context as _, Result};
+use crate::error::{Context as _, Error, Result, chain};
 use kiln_builder::{
     BackendError, BuildCache, CacheRecord, CommitRequest, ImageBackend, ImageId, ImageInfo,
-    MountSpec, OutputSink, Platform as BuildPlatform, PullPolicy, RunStep, StepMount, StepRunner,
-    Stream,
+    MountSpec, OutputSink, PullPolicy, RunStep, StepMount, StepRunner, Stream,
 };
-use kiln_content::{Digest, Platform, Reference, Store};
-use kiln_image::{HistoryEntry, ImageConfig};
+use kiln_content::{Reference, Store};
 use kiln_layer::{Compression, DiffOptions};
+use kiln_model::ImageConfig;
+use kiln_model::{Digest, Platform};
 use kiln_runtime::oci_spec::runtime::{Mount, MountBuilder};
-use kiln_runtime::{ContainerConfig, DockerSpecOptions, Runtime, Stdio, StdioConfig};
+use kiln_runtime::{DockerSpecOptions, LaunchConfig, Runtime, Stdio, StdioConfig};
 use kiln_snapshot::Snapshotter;
 use kiln_sys::{LinuxSys, MountFlags, MountOps as _};
 
-use crate::app::App;
+use crate::PARENT_ANNOTATION;
 use crate::container::rootfs_mount;
-use crate::gc::PARENT_ANNOTATION;
+use crate::engine::Engine;
 
 /// `KILN_TRACE_TIMING=1`: each backend and runner operation prints its
 /// duration to stderr (`[timing] commit 12.3 ms`), for profiling builds.
-pub(crate) struct Span {
+pub struct Span {
     name: &'static str,
     what: String,
     start: std::time::Instant,
 }
 
-static TRACE_TIMING: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+static TRACE_TIMING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// Whether `KILN_TRACE_TIMING` is set (read once).
-pub(crate) fn trace_timing() -> bool {
-    *TRACE_TIMING.get_or_init(|| std::env::var_os("KILN_TRACE_TIMING").is_some_and(|v| v != "0"))
+/// Whether timing spans are printed (see [`set_trace_timing`]).
+pub fn trace_timing() -> bool {
+    TRACE_TIMING.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Turns the timing spans on or off (the CLI: `KILN_TRACE_TIMING=1`).
+pub fn set_trace_timing(on: bool) {
+    TRACE_TIMING.store(on, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// Starts a timing span (a no-op unless [`trace_timing`]).
-pub(crate) fn span(name: &'static str, what: &str) -> Option<Span> {
+pub fn span(name: &'static str, what: &str) -> Option<Span> {
     trace_timing().then(|| Span {
         name,
         what: what.get(..12).unwrap_or(what).to_owned(),
@@ -60,34 +65,24 @@ impl Drop for Span {
     }
 }
 
-fn boxed(e: impl Into<anyhow::Error>) -> BackendError {
-    let e: anyhow::Error = e.into();
-    format!("{e:#}").into()
+fn boxed(e: impl Into<Error>) -> BackendError {
+    chain(&e.into()).into()
 }
 
 fn digest_of(id: &ImageId) -> Result<Digest, BackendError> {
     id.0.parse::<Digest>().map_err(boxed)
 }
 
-/// The platform as kiln-content spells it.
-fn content_platform(p: &BuildPlatform) -> Result<Platform, BackendError> {
-    let s = match &p.variant {
-        Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
-        None => format!("{}/{}", p.os, p.architecture),
-    };
-    s.parse().map_err(boxed)
-}
-
 /// Images, root filesystems and commits for the builder.
-pub(crate) struct Backend {
+pub struct Backend {
     store: Store,
     snapshotter: Arc<dyn Snapshotter>,
     registry: kiln_registry::Registry,
     root: PathBuf,
     compression: Compression,
     source_date_epoch: Option<i64>,
-    /// `-q`: print nothing, not even pull notices (stdout holds only the ID).
-    quiet: bool,
+    /// Where to say that a FROM image is being pulled (`None`: nowhere).
+    say: Option<fn(&str)>,
     /// Host mount points made by `mount`, unmounted by `unmount` or `cleanup`.
     mounted: Mutex<Vec<PathBuf>>,
     /// Owner marks of the snapshots and mounts this build made, kept until
@@ -97,28 +92,28 @@ pub(crate) struct Backend {
 }
 
 impl Backend {
-    pub(crate) fn new(
-        app: &App,
+    pub fn new(
+        app: &Engine,
         snapshotter: Arc<dyn Snapshotter>,
         compression: Compression,
         source_date_epoch: Option<i64>,
-        quiet: bool,
+        say: Option<fn(&str)>,
     ) -> Result<Backend> {
         Ok(Backend {
             store: app.store.clone(),
             snapshotter,
-            registry: crate::image_cmd::registry(app)?,
+            registry: app.registry()?,
             root: app.root().to_path_buf(),
             compression,
             source_date_epoch,
-            quiet,
+            say,
             mounted: Mutex::new(Vec::new()),
             claims: Mutex::new(Vec::new()),
         })
     }
 
     /// Unmounts whatever is still mounted (after a failed build).
-    pub(crate) fn cleanup(&self) {
+    pub fn cleanup(&self) {
         let left: Vec<PathBuf> = self
             .mounted
             .lock()
@@ -143,12 +138,12 @@ impl Backend {
         let r: Reference = reference
             .parse()
             .with_context(|| format!("invalid reference {reference:?}"))?;
-        if !self.quiet {
-            println!("Pulling {}", r.familiar());
+        if let Some(say) = self.say {
+            say(&format!("Pulling {}", r.familiar()));
         }
         // As `kiln pull`: the lowest missing layer unpacks while it
         // downloads (the rest is unpacked by `top_snapshot`).
-        crate::image_cmd::pull_pipelined(
+        crate::pull::pull_pipelined(
             &self.store,
             self.snapshotter.clone(),
             kiln_image::UnpackOptions::default(),
@@ -168,13 +163,15 @@ impl Backend {
         )?)
     }
 
-    /// Whether the local image `id` is of `platform` (a variant only
-    /// counts when asked for).
-    fn platform_matches(&self, id: &Digest, platform: &BuildPlatform) -> bool {
+    /// Whether the local image `id` serves `platform` (kiln-model's one
+    /// matching rule, [`Platform::matches`]).
+    fn platform_matches(&self, id: &Digest, platform: &Platform) -> bool {
         kiln_image::image_config(&self.store, id).is_ok_and(|cfg| {
-            cfg.os == platform.os
-                && cfg.architecture == platform.architecture
-                && (platform.variant.is_none() || cfg.variant == platform.variant)
+            platform.matches(&Platform::new(
+                &cfg.os,
+                &cfg.architecture,
+                cfg.variant.as_deref(),
+            ))
         })
     }
 
@@ -189,7 +186,7 @@ impl Backend {
     /// The image `reference` resolved to in an earlier build, if it still
     /// carries that tag and is of `platform`: one record read instead of
     /// the store's scan of every image record by name.
-    fn remembered(&self, reference: &str, platform: &BuildPlatform) -> Option<Digest> {
+    fn remembered(&self, reference: &str, platform: &Platform) -> Option<Digest> {
         let r: Reference = reference.parse().ok()?;
         if r.digest().is_some() {
             return None;
@@ -218,17 +215,16 @@ impl Backend {
 
     fn info(&self, id: Digest) -> Result<ImageInfo> {
         let cfg = kiln_image::image_config(&self.store, &id)?;
-        let config = match &cfg.config {
-            Some(c) => serde_json::from_value(serde_json::to_value(c)?)?,
-            None => kiln_builder::ImageConfig::default(),
-        };
+        let config = cfg.config.clone().unwrap_or_default();
         Ok(ImageInfo {
             id: ImageId(id.to_string()),
             config,
-            platform: BuildPlatform {
+            platform: Platform {
                 os: cfg.os.clone(),
                 architecture: cfg.architecture.clone(),
                 variant: cfg.variant.clone(),
+                os_version: None,
+                os_features: None,
             },
         })
     }
@@ -246,7 +242,7 @@ impl Backend {
             Some(p) => {
                 let img = kiln_image::read_image(
                     &self.store,
-                    &digest_of(p).map_err(|e| anyhow::anyhow!("{e}"))?,
+                    &digest_of(p).map_err(|e| crate::format_err!("{e}"))?,
                 )?;
                 (img.config, img.manifest.layers)
             }
@@ -262,17 +258,8 @@ impl Backend {
         // the base image's comment or Docker version over.
         config.extra.remove("comment");
         config.extra.remove("docker_version");
-        let cc: kiln_image::ContainerConfig =
-            serde_json::from_value(serde_json::to_value(req.config)?)?;
-        config.config = Some(cc);
-        let entry = HistoryEntry {
-            created: req.history.created.clone(),
-            created_by: req.history.created_by.clone(),
-            author: req.history.author.clone(),
-            comment: req.history.comment.clone(),
-            empty_layer: req.history.empty_layer,
-            ..HistoryEntry::default()
-        };
+        config.config = Some(req.config.clone());
+        let entry = req.history.clone();
         let mut record = match req.rootfs {
             Some(rootfs) => {
                 let opts = kiln_image::CommitOptions {
@@ -302,7 +289,7 @@ impl Backend {
                 Some(linked) => {
                     let img = kiln_image::read_image(
                         &self.store,
-                        &digest_of(linked).map_err(|e| anyhow::anyhow!("{e}"))?,
+                        &digest_of(linked).map_err(|e| crate::format_err!("{e}"))?,
                     )?;
                     let layer = img
                         .manifest
@@ -342,7 +329,7 @@ impl ImageBackend for Backend {
     fn resolve(
         &self,
         reference: &str,
-        platform: &BuildPlatform,
+        platform: &Platform,
         pull: PullPolicy,
     ) -> Result<ImageInfo, BackendError> {
         let _t = span("resolve", reference);
@@ -363,8 +350,7 @@ impl ImageBackend for Backend {
                 if is_id {
                     return Err(format!("no such image: {reference}").into());
                 }
-                self.pull(reference, &content_platform(platform)?)
-                    .map_err(boxed)?
+                self.pull(reference, platform).map_err(boxed)?
             }
             (Err(e), _) => return Err(boxed(e)),
         };
@@ -384,13 +370,13 @@ impl ImageBackend for Backend {
             Some(p) => self.top_snapshot(&digest_of(p)?).map_err(boxed)?,
             None => None,
         };
-        self.claim(crate::gc::claim::SNAPSHOT, key)?;
+        self.claim(crate::recover::claim::SNAPSHOT, key)?;
         let mut mounts = self
             .snapshotter
             .prepare(key, top.as_deref())
             .map_err(boxed)?;
         // The step's upper dir becomes a layer (its blob fsynced) or goes.
-        crate::app::make_volatile(&mut mounts);
+        crate::make_volatile(&mut mounts);
         Ok(kiln_builder::Rootfs {
             key: key.to_owned(),
             mounts: mounts
@@ -414,9 +400,13 @@ impl ImageBackend for Backend {
             return Ok(PathBuf::from(&first.source));
         }
         let target = self.root.join("build").join("mnt").join(&rootfs.key);
-        self.claim(crate::gc::claim::MOUNT, &target.to_string_lossy())?;
-        std::fs::create_dir_all(&target)
-            .map_err(|e| boxed(anyhow::anyhow!("cannot create {}: {e}", target.display())))?;
+        self.claim(crate::recover::claim::MOUNT, &target.to_string_lossy())?;
+        std::fs::create_dir_all(&target).map_err(|e| {
+            boxed(crate::format_err!(
+                "cannot create {}: {e}",
+                target.display()
+            ))
+        })?;
         LinuxSys
             .mount_with_options(
                 Some(Path::new(&first.source)),
@@ -426,7 +416,7 @@ impl ImageBackend for Backend {
                 &first.options,
             )
             .map_err(|e| {
-                boxed(anyhow::anyhow!(
+                boxed(crate::format_err!(
                     "cannot mount the root filesystem of {}: {e}",
                     rootfs.key
                 ))
@@ -443,9 +433,12 @@ impl ImageBackend for Backend {
             return Ok(());
         }
         let target = self.root.join("build").join("mnt").join(&rootfs.key);
-        LinuxSys
-            .umount(&target, false)
-            .map_err(|e| boxed(anyhow::anyhow!("cannot unmount {}: {e}", target.display())))?;
+        LinuxSys.umount(&target, false).map_err(|e| {
+            boxed(crate::format_err!(
+                "cannot unmount {}: {e}",
+                target.display()
+            ))
+        })?;
         if let Ok(mut m) = self.mounted.lock() {
             m.retain(|p| p != &target);
         }
@@ -486,17 +479,17 @@ impl ImageBackend for Backend {
 /// are written with a rename but without fsync: the cache is only a cache,
 /// and a record lost or cut by a crash is a miss (an unreadable one is
 /// ignored), while an fsync per step cost about 10 ms under load.
-pub(crate) struct Cache {
+pub struct Cache {
     store: Store,
     dir: PathBuf,
 }
 
-fn cache_dir(app: &App) -> PathBuf {
+fn cache_dir(app: &Engine) -> PathBuf {
     app.root().join("build").join("cache")
 }
 
 impl Cache {
-    pub(crate) fn new(app: &App) -> Result<Cache> {
+    pub fn new(app: &Engine) -> Result<Cache> {
         let dir = cache_dir(app);
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
@@ -600,13 +593,13 @@ impl BuildCache for Cache {
             .and_then(|()| std::fs::rename(&tmp, &path))
             .map_err(|e| {
                 let _ = std::fs::remove_file(&tmp);
-                boxed(anyhow::anyhow!("cannot write {}: {e}", path.display()))
+                boxed(crate::format_err!("cannot write {}: {e}", path.display()))
             })
     }
 }
 
 /// Removes every cache record; returns how many.
-pub(crate) fn clear_cache(app: &App) -> Result<usize> {
+pub fn clear_cache(app: &Engine) -> Result<usize> {
     let dir = cache_dir(app);
     let all = all_records(&dir)?;
     for (id, _) in &all {
@@ -617,12 +610,12 @@ pub(crate) fn clear_cache(app: &App) -> Result<usize> {
 }
 
 /// Number of cache records.
-pub(crate) fn cache_record_count(app: &App) -> Result<usize> {
+pub fn cache_record_count(app: &Engine) -> Result<usize> {
     Ok(all_records(&cache_dir(app))?.len())
 }
 
 /// Runs RUN steps in real containers.
-pub(crate) struct Runner {
+pub struct Runner {
     root: PathBuf,
     /// For owner marks of each step's container and scratch dir.
     store: Store,
@@ -633,7 +626,7 @@ pub(crate) struct Runner {
 }
 
 impl Runner {
-    pub(crate) fn new(app: &App) -> Runner {
+    pub fn new(app: &Engine) -> Runner {
         Runner {
             root: app.root().to_path_buf(),
             store: app.store.clone(),
@@ -643,13 +636,13 @@ impl Runner {
     }
 
     /// Adds `ip\thost` lines to every step's `/etc/hosts`, as Docker does.
-    pub(crate) fn with_extra_hosts(mut self, hosts: Vec<(String, String)>) -> Runner {
+    pub fn with_extra_hosts(mut self, hosts: Vec<(String, String)>) -> Runner {
         self.extra_hosts = hosts;
         self
     }
 
     /// Creates the steps' cgroups under `parent` instead of `kiln`.
-    pub(crate) fn with_cgroup_parent(mut self, parent: Option<String>) -> Runner {
+    pub fn with_cgroup_parent(mut self, parent: Option<String>) -> Runner {
         self.cgroup_parent = parent;
         self
     }
@@ -775,10 +768,12 @@ impl Runner {
         let scratch = self.root.join("build").join("steps").join(id);
         // Reclaimed by the next command if kiln is killed during the step.
         let _claims = [
+            self.store.claim(
+                crate::recover::claim::CONTAINER,
+                &state_dir.to_string_lossy(),
+            )?,
             self.store
-                .claim(crate::gc::claim::CONTAINER, &state_dir.to_string_lossy())?,
-            self.store
-                .claim(crate::gc::claim::DIR, &scratch.to_string_lossy())?,
+                .claim(crate::recover::claim::DIR, &scratch.to_string_lossy())?,
         ];
         std::fs::create_dir_all(&scratch)
             .with_context(|| format!("cannot create {}", scratch.display()))?;
@@ -802,11 +797,8 @@ impl Runner {
         let etc_dir = scratch.join("etc");
         std::fs::create_dir_all(&etc_dir)
             .with_context(|| format!("cannot create {}", etc_dir.display()))?;
-        let network = match step.network {
-            kiln_builder::NetworkMode::Host => kiln_runtime::NetworkMode::Host,
-            kiln_builder::NetworkMode::None => kiln_runtime::NetworkMode::None,
-        };
-        let resolv = if network == kiln_runtime::NetworkMode::Host {
+        let network = step.network;
+        let resolv = if network == kiln_model::NetworkMode::Host {
             std::fs::read_to_string("/etc/resolv.conf").ok()
         } else {
             None
@@ -865,7 +857,7 @@ impl Runner {
                     mounts: self.step_mounts(step.mounts, scratch, &mut staged)?,
                     ..DockerSpecOptions::default()
                 })?;
-                let cfg = ContainerConfig {
+                let cfg = LaunchConfig {
                     id: id.parse()?,
                     spec,
                     rootfs: rootfs_mounts.into_iter().map(rootfs_mount).collect(),
@@ -902,7 +894,9 @@ impl Runner {
                 }
             }
             let (rootfs, ended) = runner.join().unwrap_or_else(|_| {
-                Err(anyhow::anyhow!("the thread running a build step panicked"))
+                Err(crate::format_err!(
+                    "the thread running a build step panicked"
+                ))
             })?;
             stubs.clean(&rootfs);
             if let Some(e) = read_error {
@@ -1024,7 +1018,7 @@ fn stage_bind(
     }
     if !readonly {
         if !meta.is_file() {
-            anyhow::bail!(
+            crate::bail!(
                 "bind mount source {source:?}: a writable bind takes a file or a directory"
             );
         }
@@ -1093,7 +1087,7 @@ fn overlay_bind(
         ],
     };
     // Its writes are discarded: no sync of them on unmount.
-    crate::app::make_volatile(std::slice::from_mut(&mut m));
+    crate::make_volatile(std::slice::from_mut(&mut m));
     let flags = if readonly {
         MountFlags::RDONLY
     } else {
@@ -1122,7 +1116,7 @@ fn whiteout(below: &kiln_fs::Root, upper: &kiln_fs::Root, rel: &str) -> Result<(
         .iter()
         .any(|p| p.is_empty() || *p == "." || *p == "..")
     {
-        anyhow::bail!("invalid path to hide in a bind mount: {rel:?}");
+        crate::bail!("invalid path to hide in a bind mount: {rel:?}");
     }
     let mut dir = PathBuf::new();
     for part in &parts[..parts.len() - 1] {
@@ -1198,19 +1192,6 @@ fn bind(source: &Path, target: &str, readonly: bool) -> Result<Mount> {
         .build()?)
 }
 
-/// Where kiln-runtime mounts a container's `/proc`, `/dev`, `/sys` and
-/// per-container `/etc` files. Docker keeps these in an "init" layer that is
-/// never committed; here the stubs the runtime creates for them are removed
-/// after the step, so a RUN layer does not carry them.
-pub(crate) const RUNTIME_MOUNT_POINTS: &[&str] = &[
-    "/proc",
-    "/dev",
-    "/sys",
-    "/etc/hostname",
-    "/etc/hosts",
-    "/etc/resolv.conf",
-];
-
 /// Mount points a step's mounts (its own and the runtime's) will create in
 /// its rootfs, so that they can be removed again: a RUN's mounts leave no
 /// trace in its layer.
@@ -1265,7 +1246,11 @@ impl MountStubs {
             | StepMount::Secret { target, .. }
             | StepMount::Ssh { target, .. } => target.as_str(),
         });
-        for target in RUNTIME_MOUNT_POINTS.iter().copied().chain(step_targets) {
+        for target in kiln_runtime::MOUNT_POINTS
+            .iter()
+            .copied()
+            .chain(step_targets)
+        {
             // The target and each of its parents that no layer has yet.
             let mut p = PathBuf::from(target.trim_start_matches('/'));
             loop {

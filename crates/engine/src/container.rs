@@ -1,140 +1,141 @@
 //! Container records and the image-to-spec conversion: what `kiln create`
-//! stores, and how a record becomes a runtime `ContainerConfig` the way
+//! stores, and how a record becomes a runtime `LaunchConfig` the way
 //! Docker turns an image and `docker run` flags into a container.
 
 use std::path::PathBuf;
 
-use anyhow::{Context as _, Result, bail};
-use kiln_content::{Digest, Record};
+use crate::bail;
+use crate::error::{Context as _, Result};
+use kiln_content::Record;
+use kiln_model::Digest;
+use kiln_model::{IdMap, NetworkMode};
 use kiln_runtime::oci_spec::runtime::{Mount, MountBuilder};
-use kiln_runtime::userns::{
-    DEFAULT_REMAP_SIZE, DEFAULT_REMAP_START, IdMappings, subordinate_range,
-};
-use kiln_runtime::{ContainerConfig, DockerSpecOptions, NetworkMode, Resources, RootfsMount};
+use kiln_runtime::userns::{DEFAULT_REMAP_SIZE, DEFAULT_REMAP_START, subordinate_range};
+use kiln_runtime::{DockerSpecOptions, LaunchConfig, Resources, RootfsMount};
 use serde::{Deserialize, Serialize};
 
-use crate::app::App;
+use crate::engine::Engine;
 
 /// The records kind containers are stored under.
-pub(crate) const KIND: &str = "containers";
+pub const KIND: &str = "containers";
 
 /// A bind mount or tmpfs given with `-v` / `--tmpfs`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct VolumeSpec {
+pub struct VolumeSpec {
     /// Host path (bind) or empty (tmpfs).
-    pub(crate) source: String,
+    pub source: String,
     /// Path in the container.
-    pub(crate) target: String,
+    pub target: String,
     /// Read-only.
-    pub(crate) readonly: bool,
+    pub readonly: bool,
     /// `tmpfs` instead of a bind mount.
-    pub(crate) tmpfs: bool,
+    pub tmpfs: bool,
     /// Mount options given after the path (`--tmpfs /run:size=64m,exec`).
     #[serde(default)]
-    pub(crate) options: Vec<String>,
+    pub options: Vec<String>,
 }
 
 /// Everything `kiln create` decided, kept so that `start` can start it again.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct ContainerRecord {
+pub struct ContainerRecord {
     /// 64 hex digits.
-    pub(crate) id: String,
+    pub id: String,
     /// Unique name (Docker generates one when none is given).
-    pub(crate) name: String,
+    pub name: String,
     /// The image as the user named it.
-    pub(crate) image: String,
+    pub image: String,
     /// The image ID.
-    pub(crate) image_id: Digest,
+    pub image_id: Digest,
     /// RFC 3339 creation time.
-    pub(crate) created: String,
+    pub created: String,
     /// Entrypoint + Cmd, combined.
-    pub(crate) args: Vec<String>,
+    pub args: Vec<String>,
     /// `KEY=VALUE`.
-    pub(crate) env: Vec<String>,
+    pub env: Vec<String>,
     /// Working directory.
-    pub(crate) cwd: String,
+    pub cwd: String,
     /// User (`""`: root).
-    pub(crate) user: String,
+    pub user: String,
     /// Hostname.
-    pub(crate) hostname: String,
+    pub hostname: String,
     /// `host` or `none`.
-    pub(crate) network: String,
+    pub network: String,
     /// `-t`.
-    pub(crate) tty: bool,
+    pub tty: bool,
     /// `-i`.
-    pub(crate) interactive: bool,
+    pub interactive: bool,
     /// `--init`.
-    pub(crate) init: bool,
+    pub init: bool,
     /// `--read-only`.
-    pub(crate) read_only: bool,
+    pub read_only: bool,
     /// `--rm`.
-    pub(crate) auto_remove: bool,
+    pub auto_remove: bool,
     /// Volumes and tmpfs mounts.
-    pub(crate) volumes: Vec<VolumeSpec>,
+    pub volumes: Vec<VolumeSpec>,
     /// `--cap-add`.
-    pub(crate) cap_add: Vec<String>,
+    pub cap_add: Vec<String>,
     /// `--cap-drop`.
-    pub(crate) cap_drop: Vec<String>,
+    pub cap_drop: Vec<String>,
     /// `--security-opt no-new-privileges`.
-    pub(crate) no_new_privileges: bool,
+    pub no_new_privileges: bool,
     /// `--security-opt seccomp=unconfined`.
-    pub(crate) seccomp_unconfined: bool,
+    pub seccomp_unconfined: bool,
     /// `--memory` in bytes.
-    pub(crate) memory: Option<i64>,
+    pub memory: Option<i64>,
     /// `--pids-limit`.
-    pub(crate) pids_limit: Option<i64>,
+    pub pids_limit: Option<i64>,
     /// `--cpus`.
-    pub(crate) cpus: Option<f64>,
+    pub cpus: Option<f64>,
     /// `--cpu-shares`.
-    pub(crate) cpu_shares: Option<u64>,
+    pub cpu_shares: Option<u64>,
     /// The image's StopSignal (`SIGTERM` when unset).
-    pub(crate) stop_signal: Option<String>,
+    pub stop_signal: Option<String>,
     /// The snapshot holding the container's writable layer.
-    pub(crate) snapshot: String,
+    pub snapshot: String,
     /// Set once the container was started at least once.
     #[serde(default)]
-    pub(crate) started: bool,
+    pub started: bool,
     /// The container's Entrypoint and Cmd (`args` split as Docker keeps
     /// them), written into the image by `kiln commit`; `None` in records
     /// made before kiln kept them.
     #[serde(default)]
-    pub(crate) entrypoint_cmd: Option<(Vec<String>, Vec<String>)>,
+    pub entrypoint_cmd: Option<(Vec<String>, Vec<String>)>,
     /// RFC 3339 time of the last start.
     #[serde(default)]
-    pub(crate) started_at: Option<String>,
+    pub started_at: Option<String>,
     /// The user namespace's maps (`--userns`, rootless); `None`: the host's ids.
     #[serde(default)]
-    pub(crate) userns: Option<IdMappings>,
+    pub userns: Option<IdMap>,
     /// `--stop-timeout`: seconds `stop` waits by default.
     #[serde(default)]
-    pub(crate) stop_timeout: Option<u64>,
+    pub stop_timeout: Option<u64>,
     /// `--add-host`: (name, address) lines added to /etc/hosts.
     #[serde(default)]
-    pub(crate) extra_hosts: Vec<(String, String)>,
+    pub extra_hosts: Vec<(String, String)>,
     /// `--dns`.
     #[serde(default)]
-    pub(crate) dns: Vec<String>,
+    pub dns: Vec<String>,
     /// `--dns-search`.
     #[serde(default)]
-    pub(crate) dns_search: Vec<String>,
+    pub dns_search: Vec<String>,
     /// `--dns-option`.
     #[serde(default)]
-    pub(crate) dns_options: Vec<String>,
+    pub dns_options: Vec<String>,
     /// `--shm-size` in bytes.
     #[serde(default)]
-    pub(crate) shm_size: Option<i64>,
+    pub shm_size: Option<i64>,
     /// The image's labels and `--label`s.
     #[serde(default)]
-    pub(crate) labels: std::collections::BTreeMap<String, String>,
+    pub labels: std::collections::BTreeMap<String, String>,
     /// `--memory-swap` in bytes (`-1`: unlimited).
     #[serde(default)]
-    pub(crate) memory_swap: Option<i64>,
+    pub memory_swap: Option<i64>,
     /// `--ulimit`s: (name, soft, hard).
     #[serde(default)]
-    pub(crate) ulimits: Vec<(String, u64, u64)>,
+    pub ulimits: Vec<(String, u64, u64)>,
     /// `--sysctl`s (namespaced ones only).
     #[serde(default)]
-    pub(crate) sysctls: Vec<(String, String)>,
+    pub sysctls: Vec<(String, String)>,
 }
 
 impl Record for ContainerRecord {
@@ -148,26 +149,26 @@ impl Record for ContainerRecord {
 
 impl ContainerRecord {
     /// The runtime's state directory for this container.
-    pub(crate) fn state_dir(&self, app: &App) -> PathBuf {
+    pub fn state_dir(&self, app: &Engine) -> PathBuf {
         app.root().join("containers").join(&self.id)
     }
 
     /// The file detached output goes to.
-    pub(crate) fn log_path(&self, app: &App) -> PathBuf {
+    pub fn log_path(&self, app: &Engine) -> PathBuf {
         app.root()
             .join("containers")
             .join(format!("{}.log", self.id))
     }
 
     /// The directory of the per-container `/etc/hosts`, `hostname`, `resolv.conf`.
-    fn etc_dir(&self, app: &App) -> PathBuf {
+    fn etc_dir(&self, app: &Engine) -> PathBuf {
         app.root()
             .join("containers")
             .join(format!("{}.etc", self.id))
     }
 
     /// The runtime config for this container, its rootfs taken from the snapshotter.
-    pub(crate) fn runtime_config(&self, app: &mut App) -> Result<ContainerConfig> {
+    pub fn runtime_config(&self, app: &mut Engine) -> Result<LaunchConfig> {
         let snapshotter = app.snapshotter()?;
         let mut mounts = snapshotter.mounts(&self.snapshot).with_context(|| {
             format!(
@@ -177,7 +178,7 @@ impl ContainerRecord {
         })?;
         if self.auto_remove {
             // Its writable layer is deleted when it exits.
-            crate::app::make_volatile(&mut mounts);
+            crate::make_volatile(&mut mounts);
         }
         if self.userns.is_some() && kiln_sys::process::geteuid() == 0 {
             // As Docker's userns-remap (/var/lib/docker is 0711): the
@@ -239,7 +240,7 @@ impl ContainerRecord {
             ulimits: self.ulimits.clone(),
             sysctls: self.sysctls.clone(),
         })?;
-        Ok(ContainerConfig {
+        Ok(LaunchConfig {
             id: self.id.parse()?,
             spec,
             rootfs: mounts.into_iter().map(rootfs_mount).collect(),
@@ -254,7 +255,7 @@ impl ContainerRecord {
     }
 
     /// Removes the container's files (state, log, etc files) but not its record or snapshot.
-    pub(crate) fn remove_files(&self, app: &App) {
+    pub fn remove_files(&self, app: &Engine) {
         let _ = std::fs::remove_dir_all(self.state_dir(app));
         let _ = std::fs::remove_dir_all(self.etc_dir(app));
         let _ = std::fs::remove_file(self.log_path(app));
@@ -268,7 +269,7 @@ impl ContainerRecord {
 /// (rootless): always one; container root is the caller, and with
 /// `newuidmap`/`newgidmap` on PATH and a range for the caller in
 /// /etc/subuid and /etc/subgid, container ids `1..` are that range.
-pub(crate) fn user_namespace(mode: Option<&str>) -> Result<Option<IdMappings>> {
+pub fn user_namespace(mode: Option<&str>) -> Result<Option<IdMap>> {
     let (uid, gid) = (kiln_sys::process::geteuid(), kiln_sys::process::getegid());
     let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
     match (mode, uid) {
@@ -283,12 +284,8 @@ pub(crate) fn user_namespace(mode: Option<&str>) -> Result<Option<IdMappings>> {
                     subordinate_range(&su, "kiln", u32::MAX),
                     subordinate_range(&sg, "kiln", u32::MAX),
                 ) {
-                    (Some((u, nu)), Some((g, ng))) => IdMappings::remap(u, g, nu.min(ng)),
-                    _ => IdMappings::remap(
-                        DEFAULT_REMAP_START,
-                        DEFAULT_REMAP_START,
-                        DEFAULT_REMAP_SIZE,
-                    ),
+                    (Some((u, nu)), Some((g, ng))) => IdMap::remap(u, g, nu.min(ng)),
+                    _ => IdMap::remap(DEFAULT_REMAP_START, DEFAULT_REMAP_START, DEFAULT_REMAP_SIZE),
                 },
             ))
         }
@@ -303,7 +300,7 @@ pub(crate) fn user_namespace(mode: Option<&str>) -> Result<Option<IdMappings>> {
             } else {
                 (None, None)
             };
-            Ok(Some(IdMappings::rootless(uid, gid, su, sg)))
+            Ok(Some(IdMap::rootless(uid, gid, su, sg)))
         }
         (Some(other), _) => bail!("invalid --userns {other:?}: use remap or host"),
     }
@@ -315,7 +312,7 @@ pub(crate) fn user_namespace(mode: Option<&str>) -> Result<Option<IdMappings>> {
 /// `unshare`, through `newuidmap`/`newgidmap`), container root owns the tree
 /// and may `chown -R 0:0` it, which is the caller on the host. Does nothing
 /// when the maps name only the caller or the tree holds only its files.
-pub(crate) fn reclaim_rootless_tree(maps: &IdMappings, dir: &std::path::Path) -> Result<()> {
+pub fn reclaim_rootless_tree(maps: &IdMap, dir: &std::path::Path) -> Result<()> {
     let (uid, gid) = (kiln_sys::process::geteuid(), kiln_sys::process::getegid());
     if maps.uids.len() < 2 && maps.gids.len() < 2 || !foreign_owned(dir, uid, gid) {
         return Ok(());
@@ -345,11 +342,10 @@ pub(crate) fn reclaim_rootless_tree(maps: &IdMappings, dir: &std::path::Path) ->
 /// `unshare` options that recreate `maps` (the caller as container root
 /// through `--map-root-user`, other ranges with `--map-users`/`--map-groups`,
 /// which take `outer,inner,count`).
-fn unshare_map_args(maps: &IdMappings, uid: u32, gid: u32) -> Vec<String> {
+fn unshare_map_args(maps: &IdMap, uid: u32, gid: u32) -> Vec<String> {
     let mut args = vec!["--map-root-user".to_owned()];
-    let own = |r: &kiln_runtime::userns::IdRange, id: u32| {
-        r.container_id == 0 && r.host_id == id && r.size == 1
-    };
+    let own =
+        |r: &kiln_model::IdRange, id: u32| r.container_id == 0 && r.host_id == id && r.size == 1;
     for r in maps.uids.iter().filter(|r| !own(r, uid)) {
         args.push(format!(
             "--map-users={},{},{}",
@@ -416,7 +412,7 @@ fn user_name(uid: u32, passwd: &str) -> String {
 }
 
 /// A snapshot mount description as the runtime takes it.
-pub(crate) fn rootfs_mount(m: kiln_snapshot::Mount) -> RootfsMount {
+pub fn rootfs_mount(m: kiln_snapshot::Mount) -> RootfsMount {
     RootfsMount {
         fstype: m.fstype,
         source: m.source.into(),
@@ -424,24 +420,16 @@ pub(crate) fn rootfs_mount(m: kiln_snapshot::Mount) -> RootfsMount {
     }
 }
 
-/// `host` or `none`; Docker's other modes need a bridge, which kiln does not make.
-pub(crate) fn network_mode(name: &str) -> Result<NetworkMode> {
-    match name {
-        "host" => Ok(NetworkMode::Host),
-        "none" => Ok(NetworkMode::None),
-        other if other.starts_with("container:") => bail!(
-            "network mode {other:?} is not supported: kiln does not join one container's network namespace from another; use --network host or --network none"
-        ),
-        other => bail!(
-            "network mode {other:?} is not supported: kiln supports `host` and `none` (no bridge networks)"
-        ),
-    }
+/// `host` or `none` (kiln-model's parser); Docker's other modes need a
+/// bridge, which kiln does not make.
+pub fn network_mode(name: &str) -> Result<NetworkMode> {
+    Ok(name.parse::<NetworkMode>()?)
 }
 
 /// The mounts in the order they are made: by the depth of their target
 /// (as Docker sorts them), so that `--tmpfs /run` never hides a later
 /// `-v FILE:/run/x`; the given order among targets of one depth.
-pub(crate) fn in_mount_order(volumes: &[VolumeSpec]) -> Vec<&VolumeSpec> {
+pub fn in_mount_order(volumes: &[VolumeSpec]) -> Vec<&VolumeSpec> {
     let mut sorted: Vec<&VolumeSpec> = volumes.iter().collect();
     sorted.sort_by_key(|v| clean_target(&v.target).matches('/').count());
     sorted
@@ -457,7 +445,7 @@ fn clean_target(target: &str) -> String {
 }
 
 /// Refuses two mounts on one container path, as Docker does.
-pub(crate) fn check_mount_points(volumes: &[VolumeSpec]) -> Result<()> {
+pub fn check_mount_points(volumes: &[VolumeSpec]) -> Result<()> {
     let mut seen = std::collections::BTreeSet::new();
     for v in volumes {
         let target = clean_target(&v.target);
@@ -470,7 +458,7 @@ pub(crate) fn check_mount_points(volumes: &[VolumeSpec]) -> Result<()> {
 
 /// Refuses numeric uids and gids outside 0..=2^31-1 in `-u USER[:GROUP]`,
 /// with Docker's message (a name is looked up in the container later).
-pub(crate) fn check_user_ids(user: &str) -> Result<()> {
+pub fn check_user_ids(user: &str) -> Result<()> {
     for part in user.split(':') {
         let digits = part.strip_prefix('-').unwrap_or(part);
         if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
@@ -488,7 +476,7 @@ pub(crate) fn check_user_ids(user: &str) -> Result<()> {
 
 /// Parses `--add-host NAME:IP` (IPv6 addresses keep their colons; the
 /// name is what precedes the first one). `host-gateway` needs a bridge.
-pub(crate) fn parse_add_host(s: &str) -> Result<(String, String)> {
+pub fn parse_add_host(s: &str) -> Result<(String, String)> {
     let (name, ip) = s
         .split_once(':')
         .or_else(|| s.split_once('='))
@@ -510,7 +498,7 @@ pub(crate) fn parse_add_host(s: &str) -> Result<(String, String)> {
 /// `--dns-search` and `--dns-option` replacing its lines of that kind (the
 /// host's are used for the kinds not given, as Docker does). `None` when
 /// there is nothing to write.
-pub(crate) fn resolv_conf(
+pub fn resolv_conf(
     base: Option<&str>,
     host: &str,
     dns: &[String],
@@ -559,7 +547,7 @@ pub(crate) fn resolv_conf(
 }
 
 /// Parses `--ulimit NAME=SOFT[:HARD]` (Docker's names; `-1`: unlimited).
-pub(crate) fn parse_ulimit(s: &str) -> Result<(String, u64, u64)> {
+pub fn parse_ulimit(s: &str) -> Result<(String, u64, u64)> {
     const NAMES: [&str; 16] = [
         "as",
         "core",
@@ -604,7 +592,7 @@ pub(crate) fn parse_ulimit(s: &str) -> Result<(String, u64, u64)> {
 /// Parses `--mount` (Docker's CSV of `key=value`): `type=bind` (its
 /// source must exist, unlike `-v`'s) or `type=tmpfs`; named volumes are
 /// not supported yet.
-pub(crate) fn parse_mount(s: &str) -> Result<VolumeSpec> {
+pub fn parse_mount(s: &str) -> Result<VolumeSpec> {
     let mut typ = "volume";
     let (mut source, mut target, mut readonly) = (None, None, false);
     let mut options = Vec::new();
@@ -674,7 +662,7 @@ pub(crate) fn parse_mount(s: &str) -> Result<VolumeSpec> {
 }
 
 /// Docker's smallest `--memory`.
-pub(crate) const MIN_MEMORY: i64 = 6 * 1024 * 1024;
+pub const MIN_MEMORY: i64 = 6 * 1024 * 1024;
 
 fn volume_mount(v: &VolumeSpec) -> Result<Mount> {
     let mut b = MountBuilder::default().destination(&v.target);
@@ -718,7 +706,7 @@ fn tmpfs_options(user: &[String]) -> Vec<String> {
 }
 
 /// Parses `--tmpfs PATH[:OPTIONS]`.
-pub(crate) fn parse_tmpfs(s: &str) -> Result<VolumeSpec> {
+pub fn parse_tmpfs(s: &str) -> Result<VolumeSpec> {
     let (target, options) = s.split_once(':').unwrap_or((s, ""));
     if !target.starts_with('/') {
         bail!("invalid --tmpfs {s:?}: the path must be absolute");
@@ -737,7 +725,7 @@ pub(crate) fn parse_tmpfs(s: &str) -> Result<VolumeSpec> {
 }
 
 /// Parses `-v HOST:CTR[:ro|rw]`.
-pub(crate) fn parse_volume(s: &str) -> Result<VolumeSpec> {
+pub fn parse_volume(s: &str) -> Result<VolumeSpec> {
     let parts: Vec<&str> = s.split(':').collect();
     let (source, target, mode) = match parts.as_slice() {
         [h, c] => (*h, *c, ""),
@@ -773,7 +761,7 @@ pub(crate) fn parse_volume(s: &str) -> Result<VolumeSpec> {
 /// The container's Entrypoint and Cmd as Docker combines them:
 /// `--entrypoint` replaces the image's entrypoint and drops its Cmd;
 /// command-line arguments replace Cmd. The process runs Entrypoint + Cmd.
-pub(crate) fn entrypoint_and_cmd(
+pub fn entrypoint_and_cmd(
     image_entrypoint: Option<&[String]>,
     image_cmd: Option<&[String]>,
     entrypoint: Option<&str>,
@@ -796,7 +784,7 @@ pub(crate) fn entrypoint_and_cmd(
 
 /// Merges `-e` values into the image's env: `K=V` sets, a bare `K` copies the
 /// host's value (or is dropped when the host has none), later wins.
-pub(crate) fn merge_env(image_env: &[String], overrides: &[String]) -> Vec<String> {
+pub fn merge_env(image_env: &[String], overrides: &[String]) -> Vec<String> {
     let mut env: Vec<String> = image_env.to_vec();
     for o in overrides {
         let entry = match o.split_once('=') {
@@ -814,7 +802,7 @@ pub(crate) fn merge_env(image_env: &[String], overrides: &[String]) -> Vec<Strin
 }
 
 /// Reads an `--env-file`: `K=V` or `K` lines; `#` comments and blank lines skipped.
-pub(crate) fn read_env_file(path: &str) -> Result<Vec<String>> {
+pub fn read_env_file(path: &str) -> Result<Vec<String>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read env file {path}"))?;
     Ok(text
@@ -826,7 +814,7 @@ pub(crate) fn read_env_file(path: &str) -> Result<Vec<String>> {
 }
 
 /// Parses Docker's memory sizes: `512m`, `1g`, `1048576`, `100k`.
-pub(crate) fn parse_bytes(s: &str) -> Result<i64> {
+pub fn parse_bytes(s: &str) -> Result<i64> {
     let lower = s.trim().to_ascii_lowercase();
     let lower = lower.strip_suffix('b').unwrap_or(&lower);
     let (num, mult) = match lower.chars().last() {
@@ -843,7 +831,7 @@ pub(crate) fn parse_bytes(s: &str) -> Result<i64> {
 }
 
 /// Docker-style generated names: `<adjective>_<scientist>`.
-pub(crate) fn random_name(seed: &[u8]) -> String {
+pub fn random_name(seed: &[u8]) -> String {
     const LEFT: [&str; 16] = [
         "admiring", "bold", "brave", "clever", "eager", "festive", "gallant", "happy", "jolly",
         "keen", "lucid", "modest", "nifty", "quirky", "serene", "vibrant",
@@ -872,7 +860,7 @@ pub(crate) fn random_name(seed: &[u8]) -> String {
 }
 
 /// 32 random bytes from the kernel.
-pub(crate) fn random_bytes() -> Result<[u8; 32]> {
+pub fn random_bytes() -> Result<[u8; 32]> {
     use std::io::Read as _;
     let mut buf = [0u8; 32];
     std::fs::File::open("/dev/urandom")
@@ -882,9 +870,69 @@ pub(crate) fn random_bytes() -> Result<[u8; 32]> {
 }
 
 /// A new 64-hex container ID.
-pub(crate) fn new_id() -> Result<(String, [u8; 32])> {
+pub fn new_id() -> Result<(String, [u8; 32])> {
     let bytes = random_bytes()?;
     Ok((bytes.iter().map(|b| format!("{b:02x}")).collect(), bytes))
+}
+
+impl Engine {
+    /// The container records.
+    pub fn containers(&self) -> Result<kiln_content::Records<ContainerRecord>> {
+        Ok(self.store.records::<ContainerRecord>(KIND)?)
+    }
+
+    /// Resolves a container by ID, ID prefix or name.
+    pub fn find_container(&self, name: &str) -> Result<ContainerRecord> {
+        Ok(self.containers()?.resolve(name)?)
+    }
+
+    /// Whether the container's processes run (paused ones too).
+    pub fn container_running(&self, rec: &ContainerRecord) -> bool {
+        kiln_runtime::Runtime::default()
+            .state(&rec.state_dir(self))
+            .is_ok_and(|s| s.status == kiln_runtime::Status::Running)
+    }
+
+    /// Removes a container: its runtime state, its snapshot and its record
+    /// (a running one only with `force`, killing it).
+    pub fn remove_container(&mut self, rec: &ContainerRecord, force: bool) -> Result<()> {
+        if self.container_running(rec) && !force {
+            bail!(
+                "cannot remove container {}: container is running: stop the container before removing or force remove",
+                rec.id.get(..12).unwrap_or(&rec.id)
+            );
+        }
+        let runtime = kiln_runtime::Runtime::default();
+        let dir = rec.state_dir(self);
+        if dir.exists() {
+            // An exited container's supervisor may still be writing its exit
+            // status: deleting the state directory under it would leave files
+            // behind. Returns at once for a running one (then killed by delete).
+            let _ = runtime.wait(&dir, Some(std::time::Duration::ZERO));
+            runtime.delete(&dir, true).with_context(|| {
+                format!(
+                    "cannot remove container {}",
+                    rec.id.get(..12).unwrap_or(&rec.id)
+                )
+            })?;
+        }
+        let snapshotter = self.snapshotter()?;
+        if snapshotter.exists(&rec.snapshot)? {
+            if let Some(maps) = rec.userns.as_ref().filter(|_| crate::rootless()) {
+                // Files made by container users 1.. belong to subordinate ids
+                // the caller may not delete.
+                for m in snapshotter.mounts(&rec.snapshot)? {
+                    if m.fstype == "bind" {
+                        reclaim_rootless_tree(maps, std::path::Path::new(&m.source))?;
+                    }
+                }
+            }
+            snapshotter.remove(&rec.snapshot)?;
+        }
+        rec.remove_files(self);
+        self.containers()?.remove(&rec.id)?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -1087,7 +1135,7 @@ mod tests {
 
     #[test]
     fn unshare_args_recreate_the_rootless_maps() {
-        let maps = IdMappings::rootless(1001, 1002, Some((100000, 65536)), Some((200000, 500)));
+        let maps = IdMap::rootless(1001, 1002, Some((100000, 65536)), Some((200000, 500)));
         assert_eq!(
             unshare_map_args(&maps, 1001, 1002),
             v(&[

@@ -4,18 +4,19 @@
 
 use std::path::Path;
 
-use anyhow::{Context as _, Result, bail};
+use crate::bail;
+use crate::error::{Context as _, Result, chain};
 use futures_util::StreamExt as _;
 use kiln_builder::{BackendError, Fetcher};
 use tokio::io::AsyncWriteExt as _;
 
 /// Fetches URLs with plain HTTP(S) GETs, following redirects.
-pub(crate) struct HttpFetcher;
+pub struct HttpFetcher;
 
 impl Fetcher for HttpFetcher {
     fn fetch(&self, url: &str, dest: &Path) -> Result<Option<i64>, BackendError> {
-        let out = crate::image_cmd::block_on(download(url, dest)).map_err(|e| format!("{e:#}"))?;
-        out.map_err(|e| format!("{e:#}").into())
+        let out = crate::block_on(download(url, dest)).map_err(|e| chain(&e))?;
+        out.map_err(|e| chain(&e).into())
     }
 
     fn fetch_git(
@@ -25,7 +26,7 @@ impl Fetcher for HttpFetcher {
         dest: &Path,
         keep_git_dir: bool,
     ) -> Result<(), BackendError> {
-        clone_git(repo, reference, dest, keep_git_dir).map_err(|e| format!("{e:#}").into())
+        clone_git(repo, reference, dest, keep_git_dir).map_err(|e| chain(&e).into())
     }
 }
 
@@ -54,7 +55,7 @@ fn git(dir: Option<&Path>, args: &[&str]) -> Result<()> {
 /// Clones `repo` at `reference` into `dest` with the system's git: a
 /// shallow fetch of the ref (a full one when the server will not serve a
 /// commit by its ID), checked out detached; `.git` removed unless kept.
-pub(crate) fn clone_git(
+pub fn clone_git(
     repo: &str,
     reference: Option<&str>,
     dest: &Path,
@@ -123,7 +124,7 @@ async fn download(url: &str, dest: &Path) -> Result<Option<i64>> {
 
 /// Parses an HTTP date in its only current form (`Wed, 21 Oct 2015 07:28:00 GMT`)
 /// to Unix seconds.
-pub(crate) fn parse_http_date(s: &str) -> Option<i64> {
+pub fn parse_http_date(s: &str) -> Option<i64> {
     let parts: Vec<&str> = s.split_whitespace().collect();
     let [_, day, month, year, time, "GMT"] = parts.as_slice() else {
         return None;
