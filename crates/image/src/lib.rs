@@ -73,6 +73,7 @@ mod prune;
 mod size;
 mod time;
 mod unpack;
+mod views;
 
 pub use archive::{
     ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, Format, SaveImage, save, save_compressed,
@@ -83,9 +84,7 @@ pub use compress::{
     distribution_manifest,
 };
 pub use error::{Error, Result};
-pub use image::{
-    HistoryRow, Image, chain_ids, history, image_config, inspect, read_image, write_image,
-};
+pub use image::{Image, chain_ids, image_config, read_image, write_image};
 pub use import::{ImportOptions, apply_change, import};
 pub use load::load;
 pub use manifest::{Index, Manifest, media_type, to_oci_media_type};
@@ -96,3 +95,4 @@ pub use unpack::{
     LayerRef, UnpackOptions, ensure_unpacked, unpack_image, unpack_layer, unpack_layer_into,
     unpack_layer_verified,
 };
+pub use views::{HistoryRow, history, inspect};

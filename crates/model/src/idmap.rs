@@ -154,6 +154,13 @@ mod tests {
         assert_eq!(m.host_gid(0), Some(1001));
         assert_eq!(m.host_gid(10), Some(200_009));
         assert_eq!(m.host_gid(11), None);
+        // The layer differ's direction: host ids back to the container's.
+        let m = IdMap::rootless(1000, 100, Some((100_000, 65_536)), Some((200_000, 10)));
+        assert_eq!(m.container_uid(1000), 0);
+        assert_eq!(m.container_uid(100_001), 2);
+        assert_eq!(m.container_gid(100), 0);
+        assert_eq!(m.container_gid(200_009), 10);
+        assert_eq!(m.container_gid(200_010), 200_010);
         let json = serde_json::to_string(&m).unwrap();
         assert_eq!(serde_json::from_str::<IdMap>(&json).unwrap(), m);
     }
