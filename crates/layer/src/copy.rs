@@ -183,8 +183,17 @@ fn resolve(root: &Root, abs: &Path, hops: &mut u32) -> io::Result<PathBuf> {
 /// `name` (Docker: the last name of the path as given, or `.` for a
 /// directory's contents), a directory with everything below it. Links
 /// inside are archived as links, never followed; files are opened
-/// `O_NOFOLLOW` from their resolved parent directory.
-pub fn archive_path<W: Write>(root: &Root, path: &str, name: &str, out: W) -> Result<W> {
+/// `O_NOFOLLOW` from their resolved parent directory. Paths in `exclude`
+/// (relative to the root, e.g. `proc`: a running container's kernel
+/// filesystems) are left out with their subtrees; an object inside one is
+/// refused (`PermissionDenied`).
+pub fn archive_path<W: Write>(
+    root: &Root,
+    path: &str,
+    name: &str,
+    exclude: &[PathBuf],
+    out: W,
+) -> Result<W> {
     let io_err = |op: &'static str| {
         let path = PathBuf::from(path);
         move |source: io::Error| Error::Io { op, path, source }
@@ -207,9 +216,22 @@ pub fn archive_path<W: Write>(root: &Root, path: &str, name: &str, out: W) -> Re
     } else {
         abs
     };
-    let opts = DiffOptions::default();
-    let mut tar = TreeArchiver::new(out, &opts);
+    let object_rel = object.strip_prefix("/").unwrap_or(&object).to_path_buf();
     let top = Path::new(name);
+    let mut opts = DiffOptions::default();
+    for e in exclude {
+        if object_rel.starts_with(e) {
+            return Err(io_err("archiving")(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!("/{} is a kernel filesystem of the container", e.display()),
+            )));
+        }
+        if let Ok(below) = e.strip_prefix(&object_rel) {
+            // As the entries are named: under the top entry's name.
+            opts.exclude.push(top.join(below));
+        }
+    }
+    let mut tar = TreeArchiver::new(out, &opts);
     match object.file_name() {
         Some(last) => {
             let parent = object.parent().unwrap_or(Path::new("/"));
@@ -238,7 +260,7 @@ fn add_children<W: Write>(root: &Root, tar: &mut TreeArchiver<'_, W>, top: &Path
     let mut names = kiln_fs::at::list(&dir).map_err(err("listing"))?;
     names.sort();
     for child in names {
-        let rel = if top == Path::new(".") || top.as_os_str().is_empty() {
+        let rel = if top.as_os_str().is_empty() {
             PathBuf::from(&child)
         } else {
             top.join(&child)

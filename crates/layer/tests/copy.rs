@@ -118,41 +118,55 @@ fn link_targets_resolve_inside_the_root_and_may_dangle() {
 #[test]
 fn a_file_is_archived_under_the_name_asked() {
     let s = scene();
-    let tar = archive_path(&s.root, "/dir1/file1-1", "file1-1", Vec::new()).unwrap();
+    let tar = archive_path(&s.root, "/dir1/file1-1", "file1-1", &[], Vec::new()).unwrap();
     let e = entries(&tar);
     assert_eq!(e.len(), 1);
     assert_eq!(e[0].0, "file1-1");
     assert_eq!(e[0].1, EntryType::Regular);
     assert_eq!(e[0].3, "file1-1\n");
     // Renamed (`-L`: the link's name for its target's content).
-    let tar = archive_path(&s.root, "/etc/shadow", "shadow-link", Vec::new()).unwrap();
+    let tar = archive_path(&s.root, "/etc/shadow", "shadow-link", &[], Vec::new()).unwrap();
     assert_eq!(names(&tar), ["shadow-link"]);
 }
 
 #[test]
 fn a_directory_is_archived_with_its_tree_and_its_contents_under_dot() {
     let s = scene();
-    let tar = archive_path(&s.root, "/dir1", "dir1", Vec::new()).unwrap();
+    let tar = archive_path(&s.root, "/dir1", "dir1", &[], Vec::new()).unwrap();
     assert_eq!(
         names(&tar),
         ["dir1", "dir1/file1-1", "dir1/sub", "dir1/sub/deep"]
     );
-    let tar = archive_path(&s.root, "/dir1/.", ".", Vec::new()).unwrap();
+    let tar = archive_path(&s.root, "/dir1/.", ".", &[], Vec::new()).unwrap();
     assert_eq!(names(&tar), [".", "file1-1", "sub", "sub/deep"]);
     // A link with a trailing slash: the directory it leads to, under the
     // link's name.
-    let tar = archive_path(&s.root, "/dirlink/", "dirlink", Vec::new()).unwrap();
+    let tar = archive_path(&s.root, "/dirlink/", "dirlink", &[], Vec::new()).unwrap();
     assert_eq!(names(&tar)[0], "dirlink");
     assert_eq!(names(&tar).len(), 4);
     // The root itself: its entries.
-    let tar = archive_path(&s.root, "/", "rootfs", Vec::new()).unwrap();
+    let tar = archive_path(&s.root, "/", "rootfs", &[], Vec::new()).unwrap();
     assert!(names(&tar).contains(&"rootfs/etc/shadow".to_owned()));
+    // Kernel filesystems of a running container: left out below the
+    // object, refused as the object.
+    let skip = ["dir1/sub".into()];
+    let tar = archive_path(&s.root, "/", "rootfs", &skip, Vec::new()).unwrap();
+    assert!(!names(&tar).iter().any(|n| n.starts_with("rootfs/dir1/sub")));
+    assert!(names(&tar).contains(&"rootfs/dir1/file1-1".to_owned()));
+    let tar = archive_path(&s.root, "/dir1/.", ".", &skip, Vec::new()).unwrap();
+    assert_eq!(names(&tar), [".", "file1-1"]);
+    let skip_etc = ["etc".into()];
+    let tar = archive_path(&s.root, "/.", ".", &skip_etc, Vec::new()).unwrap();
+    assert!(!names(&tar).iter().any(|n| n.starts_with("etc")));
+    assert!(names(&tar).contains(&"dir1/file1-1".to_owned()));
+    let err = archive_path(&s.root, "/dir1/sub/deep", "deep", &skip, Vec::new()).unwrap_err();
+    assert!(err.to_string().contains("archiving"), "{err}");
 }
 
 #[test]
 fn a_link_is_archived_as_a_link_never_as_the_host_file() {
     let s = scene();
-    let tar = archive_path(&s.root, "/leak", "leak", Vec::new()).unwrap();
+    let tar = archive_path(&s.root, "/leak", "leak", &[], Vec::new()).unwrap();
     let e = entries(&tar);
     assert_eq!(e.len(), 1);
     assert_eq!(e[0].1, EntryType::Symlink);
@@ -160,13 +174,13 @@ fn a_link_is_archived_as_a_link_never_as_the_host_file() {
     // `-L`: the caller archives the link's target, resolved in the root:
     // the container's copy, never the host's file.
     let target = link_target(&s.root, "/leak").unwrap();
-    let tar = archive_path(&s.root, &target, "leak", Vec::new()).unwrap();
+    let tar = archive_path(&s.root, &target, "leak", &[], Vec::new()).unwrap();
     let e = entries(&tar);
     assert_eq!(e[0].3, "container copy\n");
     // Through a directory link to the host and a `..` chain: the same.
-    let tar = archive_path(&s.root, "/leakdir/secret", "secret", Vec::new()).unwrap();
+    let tar = archive_path(&s.root, "/leakdir/secret", "secret", &[], Vec::new()).unwrap();
     assert_eq!(entries(&tar)[0].3, "container copy\n");
-    let tar = archive_path(&s.root, "/up/etc/shadow", "shadow", Vec::new()).unwrap();
+    let tar = archive_path(&s.root, "/up/etc/shadow", "shadow", &[], Vec::new()).unwrap();
     assert_eq!(entries(&tar)[0].3, "container\n");
     // Gone from the container: an error, not the host file.
     fs::remove_file(
@@ -176,7 +190,7 @@ fn a_link_is_archived_as_a_link_never_as_the_host_file() {
             .join("host/secret"),
     )
     .unwrap();
-    let err = archive_path(&s.root, &target, "leak", Vec::new()).unwrap_err();
+    let err = archive_path(&s.root, &target, "leak", &[], Vec::new()).unwrap_err();
     let Error::Io { source, .. } = err else {
         panic!("{err}")
     };
