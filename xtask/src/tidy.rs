@@ -130,7 +130,9 @@ pub(crate) fn check_edges(map: &Codemap, meta: &serde_json::Value) -> Vec<String
             let Some(dep_name) = dep["name"].as_str() else {
                 continue;
             };
-            if !names.contains(dep_name) || dep["path"].is_null() {
+            // A crate's dev-dependency on itself only turns on its own
+            // features (`testing`) for its integration tests.
+            if !names.contains(dep_name) || dep["path"].is_null() || dep_name == name {
                 continue;
             }
             let kind = dep["kind"].as_str().unwrap_or("normal");
@@ -1108,6 +1110,16 @@ mod tests {
             "{problems:?}"
         );
         assert_eq!(problems.len(), 3, "{problems:?}");
+    }
+
+    #[test]
+    fn a_crate_may_dev_depend_on_itself() {
+        let map = parse_codemap(TABLE).unwrap();
+        let meta = serde_json::json!({ "packages": [
+            pkg("kiln-sys", &[]),
+            pkg_kind("kiln-layer", &["kiln-layer", "kiln-sys"], Some("dev")),
+        ]});
+        assert_eq!(check_edges(&map, &meta), Vec::<String>::new());
     }
 
     #[test]

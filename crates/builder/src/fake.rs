@@ -1,6 +1,9 @@
 //! Test doubles: an in-memory cache, a backend that keeps each image as a
 //! full directory tree (a copy snapshotter in miniature), and a scripted
-//! step runner. Compiled for tests only.
+//! step runner. Compiled for kiln-builder's own tests and, with the
+//! `testing` feature, for other crates' tests (a build driven end to end
+//! without root, store or runtime). They panic on a poisoned lock or an
+//! unknown image: they are for tests only.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
@@ -16,8 +19,9 @@ use kiln_model::{ContainerConfig, History, NetworkMode, Platform};
 
 /// An in-memory [`BuildCache`].
 #[derive(Default)]
-pub(crate) struct MemCache {
-    pub(crate) records: Mutex<Vec<CacheRecord>>,
+pub struct MemCache {
+    /// Every record, in the order recorded.
+    pub records: Mutex<Vec<CacheRecord>>,
 }
 
 impl BuildCache for MemCache {
@@ -36,23 +40,35 @@ impl BuildCache for MemCache {
     }
 }
 
+/// One image of the [`FakeBackend`].
 #[derive(Clone, Debug)]
-pub(crate) struct FakeImage {
-    pub(crate) config: ContainerConfig,
-    pub(crate) history: Vec<History>,
-    pub(crate) layers: usize,
-    pub(crate) tree: PathBuf,
-    pub(crate) platform: Platform,
+pub struct FakeImage {
+    /// The image's runtime config.
+    pub config: ContainerConfig,
+    /// Its history, base first.
+    pub history: Vec<History>,
+    /// How many layers it has.
+    pub layers: usize,
+    /// Its whole filesystem, as a directory.
+    pub tree: PathBuf,
+    /// Its platform.
+    pub platform: Platform,
 }
 
 /// A backend keeping each image as a directory.
-pub(crate) struct FakeBackend {
-    pub(crate) dir: PathBuf,
-    pub(crate) images: Mutex<HashMap<ImageId, FakeImage>>,
-    pub(crate) names: Mutex<BTreeMap<String, ImageId>>,
-    pub(crate) log: Mutex<Vec<String>>,
-    pub(crate) mounted: Mutex<Vec<String>>,
-    pub(crate) live: Mutex<Vec<String>>,
+pub struct FakeBackend {
+    /// Where images and rootfs directories live.
+    pub dir: PathBuf,
+    /// Every image by ID.
+    pub images: Mutex<HashMap<ImageId, FakeImage>>,
+    /// Names (bases added, tags) to image IDs.
+    pub names: Mutex<BTreeMap<String, ImageId>>,
+    /// One line per call (`prepare <key>`, `commit <id> layer=true`, ...).
+    pub log: Mutex<Vec<String>>,
+    /// Keys of the rootfs mounted now (empty after a build: every mount undone).
+    pub mounted: Mutex<Vec<String>>,
+    /// Keys of the rootfs prepared and neither committed nor discarded.
+    pub live: Mutex<Vec<String>>,
 }
 
 fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
@@ -76,7 +92,7 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
 }
 
 /// sha256 over paths, modes and contents (not times or owners).
-pub(crate) fn tree_digest(root: &Path) -> String {
+pub fn tree_digest(root: &Path) -> String {
     fn walk(root: &Path, rel: &str, h: &mut Sha256) {
         let dir = if rel.is_empty() {
             root.to_path_buf()
@@ -117,7 +133,8 @@ pub(crate) fn tree_digest(root: &Path) -> String {
 }
 
 impl FakeBackend {
-    pub(crate) fn new(dir: &Path) -> FakeBackend {
+    /// An empty backend keeping its trees under `dir`.
+    pub fn new(dir: &Path) -> FakeBackend {
         FakeBackend {
             dir: dir.to_path_buf(),
             images: Mutex::new(HashMap::new()),
@@ -129,12 +146,7 @@ impl FakeBackend {
     }
 
     /// Adds a base image named `name` with `files` (path → content).
-    pub(crate) fn add_base(
-        &self,
-        name: &str,
-        config: ContainerConfig,
-        files: &[(&str, &str)],
-    ) -> ImageId {
+    pub fn add_base(&self, name: &str, config: ContainerConfig, files: &[(&str, &str)]) -> ImageId {
         let id = ImageId(format!(
             "sha256:{}",
             hex::encode(Sha256::digest(name.as_bytes()))
@@ -166,7 +178,8 @@ impl FakeBackend {
         id
     }
 
-    pub(crate) fn image(&self, id: &ImageId) -> FakeImage {
+    /// The image `id` (panics when there is none).
+    pub fn image(&self, id: &ImageId) -> FakeImage {
         self.images.lock().expect("lock")[id].clone()
     }
 
@@ -348,25 +361,34 @@ impl ImageBackend for FakeBackend {
 
 /// What the fake runner saw of one step.
 #[derive(Debug, Clone)]
-pub(crate) struct SeenStep {
-    pub(crate) args: Vec<String>,
-    pub(crate) env: Vec<String>,
-    pub(crate) cwd: String,
-    pub(crate) user: String,
-    pub(crate) network: NetworkMode,
-    pub(crate) mounts: Vec<StepMount>,
+pub struct SeenStep {
+    /// The argv.
+    pub args: Vec<String>,
+    /// The environment, `K=V`.
+    pub env: Vec<String>,
+    /// The working directory.
+    pub cwd: String,
+    /// The user, as the image config says it.
+    pub user: String,
+    /// The network mode.
+    pub network: NetworkMode,
+    /// The step mounts, in order.
+    pub mounts: Vec<StepMount>,
 }
 
 type Script = dyn Fn(&[String], &Path, &mut dyn OutputSink) -> i32 + Send + Sync;
 
 /// A runner that records steps and runs a script on the rootfs directory.
-pub(crate) struct FakeRunner {
-    pub(crate) seen: Mutex<Vec<SeenStep>>,
+pub struct FakeRunner {
+    /// Every step run, in order.
+    pub seen: Mutex<Vec<SeenStep>>,
     script: Box<Script>,
 }
 
 impl FakeRunner {
-    pub(crate) fn new(
+    /// A runner that runs `script(argv, rootfs directory, output)` for
+    /// each step and returns its exit code.
+    pub fn new(
         script: impl Fn(&[String], &Path, &mut dyn OutputSink) -> i32 + Send + Sync + 'static,
     ) -> Self {
         FakeRunner {
@@ -377,7 +399,7 @@ impl FakeRunner {
 
     /// A tiny shell: the last argv word is a `;`-separated list of
     /// `echo TEXT > /file`, `echo TEXT`, `exit N`, `true`.
-    pub(crate) fn mini_shell() -> Self {
+    pub fn mini_shell() -> Self {
         FakeRunner::new(|args, root, out| {
             let script = args.last().cloned().unwrap_or_default();
             for cmd in script.split(';').map(str::trim) {
@@ -404,11 +426,13 @@ impl FakeRunner {
         })
     }
 
-    pub(crate) fn count(&self) -> usize {
+    /// How many steps ran.
+    pub fn count(&self) -> usize {
         self.seen.lock().expect("lock").len()
     }
 
-    pub(crate) fn last(&self) -> SeenStep {
+    /// The last step run (panics when none ran).
+    pub fn last(&self) -> SeenStep {
         self.seen
             .lock()
             .expect("lock")

@@ -3,20 +3,28 @@
 //! kiln-builder turns a parsed Dockerfile ([`parse`]) and a build context
 //! ([`ContextDir`]) into an image, the way `docker build` does: every
 //! instruction's effect on the image config, Docker's history entries, the
-//! step cache (same parent + same instruction + visible build args + content
-//! checksum of COPY sources), multi-stage builds with only the stages the
+//! step cache (same parent + same instruction with its flags + visible build
+//! args + content checksum of COPY sources; the key is derived from the
+//! typed instruction, see `key.rs`), multi-stage builds with only the stages the
 //! target needs, independent stages in parallel, and the legacy progress
 //! output (`Step 2/4 : RUN ...`, ` ---> Using cache`, ...) as [`Event`]s.
 //!
 //! It does no privileged work itself. Everything that needs root, a store or
-//! a registry goes through four small traits that the caller implements:
+//! a registry goes through six small traits that the caller implements:
 //!
 //! - [`ImageBackend`]: resolve/pull a base image, prepare a writable rootfs on
 //!   an image, mount it for the builder to write into, commit it as a layer +
 //!   image (or a metadata-only image), discard it, tag.
-//! - [`StepRunner`]: run one RUN step's command in a container on that rootfs.
+//! - [`StepRunner`]: run one RUN step's command in a container on that rootfs,
+//!   its output going to an [`OutputSink`] (the builder's, forwarding it as
+//!   [`Event::Output`]).
 //! - [`BuildCache`]: the persistent step cache (records by parent image).
+//! - [`Fetcher`] (optional): download `ADD <url>`, clone `ADD <git url>`.
 //! - [`Progress`]: where the events go ([`LegacyWriter`] renders Docker's text).
+//!
+//! With the `testing` feature, the `fake` module has implementations for
+//! tests: an in-memory cache, a backend keeping each image as a directory
+//! tree and a scripted runner (this crate's own tests build over them).
 //!
 //! The context side (`.dockerignore`, source resolution and globs, the
 //! persistent file index that avoids rehashing unchanged files, checksums,
@@ -85,7 +93,7 @@ pub use perms::{Chmod, Owner};
 pub use plan::parse;
 pub use progress::*;
 
-#[cfg(test)]
-mod fake;
+#[cfg(any(test, feature = "testing"))]
+pub mod fake;
 #[cfg(test)]
 mod tests;

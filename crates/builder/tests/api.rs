@@ -94,3 +94,51 @@ fn json_cache_is_a_build_cache() {
     c.record(&rec).expect("record");
     assert_eq!(c.children(None).expect("children"), vec![rec]);
 }
+
+/// The fakes of the `testing` feature drive a whole build from outside the
+/// crate: no root, no store, no runtime.
+#[test]
+fn fakes_drive_a_build_from_another_crate() {
+    use kiln_builder::fake::{FakeBackend, FakeRunner, MemCache};
+    use kiln_builder::{BuildOptions, Builder, ContextDir, EventLog};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ctx = dir.path().join("ctx");
+    std::fs::create_dir(&ctx).expect("mkdir");
+    std::fs::write(ctx.join("hello.txt"), "hello").expect("write");
+    let backend = FakeBackend::new(&dir.path().join("store"));
+    backend.add_base("busybox", ContainerConfig::default(), &[("bin/sh", "#!")]);
+    let runner = FakeRunner::mini_shell();
+    let cache = MemCache::default();
+    let df = parse(b"FROM busybox\nCOPY hello.txt /\nRUN echo ran > /ran.txt\n").expect("valid");
+    let context = ContextDir::open(&ctx, None, None).expect("context");
+    let opts = BuildOptions {
+        tags: vec!["test/fake".into()],
+        now: 1_700_000_000,
+        id_seed: "seed".into(),
+        ignore_chown_errors: true,
+        ..Default::default()
+    };
+    let build = || {
+        let log = EventLog::default();
+        let out = Builder::new(&backend, &runner, &cache, &log)
+            .build(&df, &context, &opts)
+            .expect("build");
+        (out, log.legacy())
+    };
+    let (first, _) = build();
+    let tree = backend.image(&first.image).tree;
+    assert_eq!(
+        std::fs::read_to_string(tree.join("hello.txt")).expect("copied"),
+        "hello"
+    );
+    assert_eq!(
+        std::fs::read_to_string(tree.join("ran.txt")).expect("ran"),
+        "ran\n"
+    );
+    assert_eq!(runner.count(), 1);
+    let (again, text) = build();
+    assert_eq!(again.image, first.image);
+    assert_eq!(text.matches("Using cache").count(), 2, "{text}");
+    assert_eq!(runner.count(), 1, "the RUN was not run again");
+    assert!(backend.live.lock().expect("lock").is_empty());
+}
