@@ -59,6 +59,18 @@ pub enum Error {
         /// Its exit status.
         code: i32,
     },
+    /// A RUN step's executable is not in its root filesystem (`RUN` on
+    /// `FROM scratch`, `RUN ["/missing"]`): the container cannot start, so,
+    /// as Docker's, the build fails with this error and not with the
+    /// command's exit status.
+    #[error("The command '{command}' could not start: unable to start container process: {reason}")]
+    StepNotStarted {
+        /// The command as Docker prints it (`/bin/sh -c echo hi`).
+        command: String,
+        /// Docker's (runc's) reason: `exec: "/bin/sh": stat /bin/sh: no such
+        /// file or directory`, `exec: "x": executable file not found in $PATH`.
+        reason: String,
+    },
     /// A COPY/ADD source matched nothing in the context or stage (Docker's
     /// text; the step wraps it as `COPY failed: ...`, see [`Error::CopyFailed`]).
     #[error(

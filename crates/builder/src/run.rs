@@ -12,7 +12,7 @@ use crate::engine::{Builder, FromRef, Shared, StageState, resolve_from};
 use crate::error::{Error, Result};
 use crate::key::{RunFlags, RunMount};
 use crate::progress::{Event, Progress};
-use crate::steps::StepKey;
+use crate::steps::{DEFAULT_PATH, StepKey};
 use kiln_model::NetworkMode;
 
 struct ProgressSink<'a>(&'a dyn Progress);
@@ -160,12 +160,25 @@ impl Builder<'_> {
             }
         };
         if code != 0 {
+            // 127 is also what a runner gives when the executable is not
+            // there at all; Docker fails the container's start then.
+            let missing = if code == 127 {
+                self.missing_executable(st, &job)
+            } else {
+                None
+            };
             self.backend
                 .discard(&rootfs)
                 .map_err(|e| Error::backend("discard rootfs", job.cid.clone(), e))?;
-            return Err(Error::StepFailed {
-                command: job.argv.join(" "),
-                code,
+            return Err(match missing {
+                Some(reason) => Error::StepNotStarted {
+                    command: job.argv.join(" "),
+                    reason,
+                },
+                None => Error::StepFailed {
+                    command: job.argv.join(" "),
+                    code,
+                },
             });
         }
         let cfg = st.config.clone();
@@ -257,6 +270,48 @@ impl Builder<'_> {
             }
         }
         Ok((key, files))
+    }
+
+    /// Why the step's executable could not be started, in runc's words,
+    /// when it is not in the step's rootfs (found by PATH when it names no
+    /// directory, links resolved inside the rootfs); `None` when it is
+    /// there (or the rootfs cannot be looked at: the exit status stands).
+    fn missing_executable(&self, st: &StageState, job: &RunJob<'_>) -> Option<String> {
+        let exe = job.argv.first().filter(|a| !a.is_empty())?;
+        let path = self.backend.mount(job.rootfs).ok()?;
+        let found = kiln_fs::Root::open(&path).ok().map(|root| {
+            let is_file = |p: &str| {
+                root.stat(p, kiln_fs::FinalLink::Follow)
+                    .is_ok_and(|m| !m.is_dir())
+            };
+            if exe.contains('/') {
+                let cwd = st.config.working_dir.clone().unwrap_or_default();
+                let full = if exe.starts_with('/') {
+                    exe.clone()
+                } else {
+                    format!("{cwd}/{exe}")
+                };
+                (is_file(&full), false)
+            } else {
+                let dirs = st.config.env_get("PATH").unwrap_or(DEFAULT_PATH).to_owned();
+                let hit = dirs
+                    .split(':')
+                    .filter(|d| !d.is_empty())
+                    .any(|d| is_file(&format!("{d}/{exe}")));
+                (hit, true)
+            }
+        });
+        let _ = self.backend.unmount(job.rootfs);
+        let quoted = crate::history::go_quote(exe);
+        match found? {
+            (true, _) => None,
+            (false, true) => Some(format!(
+                "exec: {quoted}: executable file not found in $PATH"
+            )),
+            (false, false) => Some(format!(
+                "exec: {quoted}: stat {exe}: no such file or directory"
+            )),
+        }
     }
 
     pub(crate) fn release(&self, sources: &[Rootfs]) {

@@ -5,12 +5,12 @@ use std::fs;
 use std::path::Path;
 
 use crate::backend::*;
-use kiln_model::{ContainerConfig, NetworkMode};
 use crate::context::ContextDir;
 use crate::engine::{BuildOptions, BuildOutcome, Builder};
 use crate::error::{BackendError, Error, Result};
 use crate::fake::{FakeBackend, FakeRunner, MemCache};
 use crate::progress::{Event, EventLog};
+use kiln_model::{ContainerConfig, NetworkMode};
 
 struct Env {
     _dir: tempfile::TempDir,
@@ -327,9 +327,11 @@ fn explains_a_new_base_image() {
     o.explain_cache = true;
     e.ok(df, &o);
     let old = e.base.clone();
-    let new = e
-        .backend
-        .add_base("busybox-2", ContainerConfig::default(), &[("bin/sh", "#!2")]);
+    let new = e.backend.add_base(
+        "busybox-2",
+        ContainerConfig::default(),
+        &[("bin/sh", "#!2")],
+    );
     e.backend
         .names
         .lock()
@@ -1303,7 +1305,10 @@ fn cache_keys_are_the_same_on_another_machine() {
             assert!(!key.contains(host.as_ref()), "host path in {key:?}");
         }
         assert!(!key.contains("seed"), "{key:?}");
-        assert!(!key.contains("1000000") && !key.contains("1200000"), "{key:?}");
+        assert!(
+            !key.contains("1000000") && !key.contains("1200000"),
+            "{key:?}"
+        );
     }
 }
 
@@ -1369,4 +1374,94 @@ fn each_flag_gives_the_step_another_key() {
     let n = seen.len();
     let distinct: std::collections::BTreeSet<_> = seen.values().collect();
     assert_eq!(distinct.len(), n, "{seen:#?}");
+}
+
+/// A runner that, as the real one, exits 127 when the executable is not in
+/// the rootfs, and otherwise runs the mini shell.
+fn runner_checking_executables() -> FakeRunner {
+    let shell = FakeRunner::mini_shell();
+    FakeRunner::new(move |args, root, out| {
+        let exe = args.first().cloned().unwrap_or_default();
+        let there = if exe.contains('/') {
+            root.join(exe.trim_start_matches('/')).is_file()
+        } else {
+            ["bin", "usr/bin"]
+                .iter()
+                .any(|d| root.join(d).join(&exe).is_file())
+        };
+        if !there {
+            return 127;
+        }
+        let step = RunStep {
+            container_id: "x",
+            rootfs: &Rootfs {
+                key: "x".into(),
+                mounts: vec![MountSpec {
+                    fstype: "bind".into(),
+                    source: root.to_string_lossy().into_owned(),
+                    options: Vec::new(),
+                }],
+            },
+            args,
+            env: &[],
+            cwd: "/",
+            user: "",
+            network: NetworkMode::Host,
+            mounts: &[],
+        };
+        shell.run(&step, out).unwrap_or(1)
+    })
+}
+
+/// `RUN` whose executable is not in the image (on `FROM scratch`, or an
+/// exec form naming a missing file): Docker's container cannot start, and
+/// the build fails with runc's reason (the CLI exits 1), not with 127. A
+/// command that is there and exits 127 still gives 127.
+#[test]
+fn run_without_its_executable_fails_to_start_as_in_docker() {
+    let e = env_with(runner_checking_executables());
+    let not_started = |df: &str| match e.build(df, &opts()).0 {
+        Err(Error::StepNotStarted { command, reason }) => (command, reason),
+        other => panic!("{df}: {other:?}"),
+    };
+    let (command, reason) = not_started("FROM scratch\nRUN echo hi\n");
+    assert_eq!(command, "/bin/sh -c echo hi");
+    assert_eq!(
+        reason,
+        "exec: \"/bin/sh\": stat /bin/sh: no such file or directory"
+    );
+    let (_, reason) = not_started("FROM busybox\nRUN [\"/nonexistent\", \"x\"]\n");
+    assert_eq!(
+        reason,
+        "exec: \"/nonexistent\": stat /nonexistent: no such file or directory"
+    );
+    let (_, reason) = not_started("FROM busybox\nRUN [\"nothere\"]\n");
+    assert_eq!(
+        reason,
+        "exec: \"nothere\": executable file not found in $PATH"
+    );
+    let err = e
+        .build("FROM scratch\nRUN echo hi\n", &opts())
+        .0
+        .expect_err("no shell");
+    assert!(
+        err.to_string()
+            .contains("could not start: unable to start container process: exec: \"/bin/sh\""),
+        "{err}"
+    );
+    // The shell is there and the command exits 127: the status stands.
+    match e.build("FROM busybox\nRUN exit 127\n", &opts()).0 {
+        Err(Error::StepFailed { code: 127, .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    match e
+        .build(
+            "FROM busybox\nRUN [\"sh\", \"-c\", \"exit 127\"]\n",
+            &opts(),
+        )
+        .0
+    {
+        Err(Error::StepFailed { code: 127, .. }) => {}
+        other => panic!("{other:?}"),
+    }
 }
