@@ -111,8 +111,9 @@ pub enum Error {
     NoMatchingPlatform {
         /// The reference.
         reference: String,
-        /// The platform asked for.
-        wanted: Platform,
+        /// The platform asked for (boxed: it is larger than the other
+        /// variants).
+        wanted: Box<Platform>,
         /// The platforms the index offers.
         available: Vec<String>,
     },

@@ -29,7 +29,8 @@ pub(crate) enum Parsed {
     /// A single-platform image manifest.
     Image {
         media_type: String,
-        config: Descriptor,
+        /// Boxed: a descriptor is larger than the other variant.
+        config: Box<Descriptor>,
         layers: Vec<Descriptor>,
     },
     /// An index or manifest list.
@@ -145,7 +146,7 @@ pub(crate) fn parse(body: &[u8], header_type: Option<&str>) -> Result<Parsed, Pa
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(Parsed::Image {
                 media_type,
-                config,
+                config: Box::new(config),
                 layers,
             })
         }

@@ -9,7 +9,7 @@ use reqwest::Method;
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use tracing::debug;
 
-use super::{Registry, scope};
+use super::{Call, Registry, scope};
 use crate::manifest::{OCI_INDEX, Parsed};
 use crate::{Error, Result};
 
@@ -62,12 +62,14 @@ impl Registry {
         let digest = Digest::of(&bytes);
         let resp = session
             .send(
-                Method::PUT,
-                &url,
-                &scopes,
-                headers,
+                Call {
+                    method: Method::PUT,
+                    url: &url,
+                    scopes: &scopes,
+                    headers,
+                    what: &what,
+                },
                 Some(Bytes::from(bytes)),
-                &what,
                 &ctx,
             )
             .await?;

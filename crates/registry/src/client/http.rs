@@ -261,6 +261,32 @@ pub(crate) fn scope(repository: &str, actions: &str) -> String {
     format!("repository:{repository}:{actions}")
 }
 
+/// One request to the registry, as [`Session::send`] and
+/// [`Session::send_upload`] make it: what to send where, with which token
+/// scopes, and how to name it in errors.
+pub(crate) struct Call<'a> {
+    /// The HTTP method.
+    pub(crate) method: Method,
+    /// The full URL.
+    pub(crate) url: &'a str,
+    /// The token scopes it needs (`repository:NAME:pull`).
+    pub(crate) scopes: &'a [String],
+    /// Extra headers (`Accept`, `Content-Type`, ...).
+    pub(crate) headers: HeaderMap,
+    /// What is asked for, for errors (`blob sha256:... of busybox`).
+    pub(crate) what: &'a str,
+}
+
+/// The streamed body of [`Session::send_upload`].
+pub(crate) struct Upload<'a, S> {
+    /// The body's pieces.
+    pub(crate) pieces: S,
+    /// Its length in bytes (`Content-Length`).
+    pub(crate) len: u64,
+    /// Told the bytes handed to the connection so far.
+    pub(crate) progress: &'a (dyn Fn(u64) + Send + Sync),
+}
+
 /// One registry's HTTP client, credentials and tokens.
 pub(crate) struct Session {
     /// The registry as named in references (`host[:port]`).
@@ -625,20 +651,22 @@ impl Session {
         Ok((token.to_string(), Duration::from_secs(secs - 5)))
     }
 
-    /// Sends a request without a body, or with a small one, needing
-    /// `scopes`; waits at most the timeout for the answer's headers. A 401
-    /// with a fresh token is retried once with a new one.
-    #[allow(clippy::too_many_arguments)]
+    /// Sends `call` without a body, or with a small one; waits at most the
+    /// timeout for the answer's headers. A 401 with a fresh token is
+    /// retried once with a new one.
     pub(crate) async fn send(
         &self,
-        method: Method,
-        url: &str,
-        scopes: &[String],
-        headers: HeaderMap,
+        call: Call<'_>,
         body: Option<Bytes>,
-        what: &str,
         ctx: &Ctx<'_>,
     ) -> Result<Response> {
+        let Call {
+            method,
+            url,
+            scopes,
+            headers,
+            what,
+        } = call;
         for attempt in 0..2 {
             let mut req = self
                 .http
@@ -663,27 +691,31 @@ impl Session {
         unreachable!("the loop returns on its second attempt")
     }
 
-    /// Sends `pieces` (`len` bytes) as the body of a request needing
-    /// `scopes`, reporting the bytes handed to the connection to
-    /// `progress`. Fails when the registry stops reading for the timeout,
-    /// or does not answer within [`UPLOAD_ANSWER_FACTOR`] timeouts of the
-    /// last byte.
-    #[allow(clippy::too_many_arguments)]
+    /// Sends `upload` as the body of `call`, reporting the bytes handed to
+    /// the connection to `upload.progress`. Fails when the registry stops
+    /// reading for the timeout, or does not answer within
+    /// [`UPLOAD_ANSWER_FACTOR`] timeouts of the last byte.
     pub(crate) async fn send_upload<S>(
         &self,
-        method: Method,
-        url: &str,
-        scopes: &[String],
-        headers: HeaderMap,
-        pieces: S,
-        len: u64,
-        what: &str,
+        call: Call<'_>,
+        upload: Upload<'_, S>,
         ctx: &Ctx<'_>,
-        progress: &(dyn Fn(u64) + Send + Sync),
     ) -> Result<Response>
     where
         S: Stream<Item = std::io::Result<Bytes>> + Send + 'static,
     {
+        let Call {
+            method,
+            url,
+            scopes,
+            headers,
+            what,
+        } = call;
+        let Upload {
+            pieces,
+            len,
+            progress,
+        } = upload;
         let watch = Arc::new(Mutex::new(Watch {
             last: Instant::now(),
             sent: 0,
@@ -1008,15 +1040,7 @@ mod tests {
                 has_credentials: false,
             };
             let res = session
-                .send(
-                    Method::GET,
-                    &session.url("/v2/"),
-                    &[],
-                    HeaderMap::new(),
-                    None,
-                    "the check",
-                    &ctx,
-                )
+                .send(Call { method: Method::GET, url: &session.url("/v2/"), scopes: &[], headers: HeaderMap::new(), what: "the check" }, None, &ctx)
                 .await;
             match (expect.as_str(), res) {
                 ("trusted", Ok(resp)) => {

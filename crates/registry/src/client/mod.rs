@@ -20,7 +20,7 @@ use reqwest::{Method, StatusCode};
 
 pub use document::{RawDocument, is_not_found};
 pub use http::Credentials;
-pub(crate) use http::{Session, scope};
+pub(crate) use http::{Call, Session, Upload, scope};
 
 use crate::errors::Ctx;
 use crate::manifest::{self, ACCEPTED, ParseError, Parsed};
@@ -236,7 +236,17 @@ impl Registry {
         ));
         let scopes = [scope(r.repository(), "pull")];
         let mut resp = session
-            .send(Method::GET, &url, &scopes, headers, None, &what, &ctx)
+            .send(
+                Call {
+                    method: Method::GET,
+                    url: &url,
+                    scopes: &scopes,
+                    headers,
+                    what: &what,
+                },
+                None,
+                &ctx,
+            )
             .await?;
         if !resp.status().is_success() {
             return Err(session.status_error(resp, &ctx).await);
@@ -321,7 +331,7 @@ impl Registry {
                 digest,
                 media_type,
                 manifest: bytes,
-                config,
+                config: *config,
                 layers,
                 index: None,
                 platform: None,
@@ -333,7 +343,7 @@ impl Registry {
                 let entry = manifest::select(&entries, platform).map_err(|available| {
                     Error::NoMatchingPlatform {
                         reference: reference.familiar(),
-                        wanted: platform.clone(),
+                        wanted: Box::new(platform.clone()),
                         available,
                     }
                 })?;
@@ -357,7 +367,7 @@ impl Registry {
                     digest: mdigest,
                     media_type,
                     manifest: mbytes,
-                    config,
+                    config: *config,
                     layers,
                     index: Some(ResolvedIndex {
                         digest,
@@ -399,12 +409,14 @@ impl Registry {
         let scopes = [scope(probe.repository(), "pull")];
         let resp = session
             .send(
-                Method::GET,
-                &session.url("/v2/"),
-                &scopes,
-                HeaderMap::new(),
+                Call {
+                    method: Method::GET,
+                    url: &session.url("/v2/"),
+                    scopes: &scopes,
+                    headers: HeaderMap::new(),
+                    what: "the login check (/v2/)",
+                },
                 None,
-                "the login check (/v2/)",
                 &ctx,
             )
             .await?;

@@ -14,7 +14,7 @@ use reqwest::header::HeaderMap;
 use tracing::{Instrument, debug, info_span};
 
 use super::http::{Pace, Stall};
-use super::{Registry, Resolved, Session, blocking, scope};
+use super::{Call, Registry, Resolved, Session, blocking, scope};
 use crate::{Error, Progress, Result, Tee, TeeEvent, sources};
 use kiln_model::Descriptor;
 
@@ -23,6 +23,19 @@ enum Attempt {
     Done,
     Retry(Error),
     Fail(Error),
+}
+
+/// What every blob download of one pull shares: the registry session, the
+/// image's reference, the store, progress, the pull's abort flag and the
+/// optional [`Tee`].
+#[derive(Clone, Copy)]
+struct BlobFetch<'a> {
+    session: &'a Session,
+    reference: &'a Reference,
+    store: &'a Store,
+    progress: &'a dyn Progress,
+    abort: &'a AtomicBool,
+    tee: Option<&'a dyn Tee>,
 }
 
 impl Registry {
@@ -95,16 +108,22 @@ impl Registry {
         // no temporary file of this pull is left behind.
         let abort = AtomicBool::new(false);
         let first_error: Mutex<Option<Error>> = Mutex::new(None);
+        let fetch = BlobFetch {
+            session: &session,
+            reference: &resolved.reference,
+            store,
+            progress,
+            abort: &abort,
+            tee,
+        };
         stream::iter(wanted)
             .for_each_concurrent(n, |d| {
-                let (session, abort, first_error) = (&*session, &abort, &first_error);
+                let (fetch, abort, first_error) = (&fetch, &abort, &first_error);
                 async move {
                     if abort.load(Ordering::Relaxed) {
                         return;
                     }
-                    let res = self
-                        .fetch_blob(session, &resolved.reference, d, store, progress, abort, tee)
-                        .await;
+                    let res = self.fetch_blob(fetch, d).await;
                     if let Err(e) = res {
                         abort.store(true, Ordering::Relaxed);
                         first_error
@@ -133,32 +152,17 @@ impl Registry {
         Ok(())
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn fetch_blob(
-        &self,
-        session: &Session,
-        r: &Reference,
-        d: &Descriptor,
-        store: &Store,
-        progress: &dyn Progress,
-        abort: &AtomicBool,
-        tee: Option<&dyn Tee>,
-    ) -> Result<()> {
+    async fn fetch_blob(&self, f: &BlobFetch<'_>, d: &Descriptor) -> Result<()> {
+        let (progress, abort) = (f.progress, f.abort);
         progress.blob_started(&d.digest, d.size);
-        match self
-            .fetch_once(session, r, d, store, progress, abort, tee)
-            .await
-        {
+        match self.fetch_once(f, d).await {
             Attempt::Done => {}
             Attempt::Fail(e) => return Err(e),
             Attempt::Retry(e) if abort.load(Ordering::Relaxed) => return Err(e),
             Attempt::Retry(e) => {
                 debug!(digest = %d.digest, error = %e, "retrying blob");
                 progress.blob_retry(&d.digest, &e);
-                match self
-                    .fetch_once(session, r, d, store, progress, abort, tee)
-                    .await
-                {
+                match self.fetch_once(f, d).await {
                     Attempt::Done => {}
                     Attempt::Fail(e) | Attempt::Retry(e) => return Err(e),
                 }
@@ -168,29 +172,29 @@ impl Registry {
         Ok(())
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn fetch_once(
-        &self,
-        session: &Session,
-        r: &Reference,
-        d: &Descriptor,
-        store: &Store,
-        progress: &dyn Progress,
-        abort: &AtomicBool,
-        tee: Option<&dyn Tee>,
-    ) -> Attempt {
+    async fn fetch_once(&self, f: &BlobFetch<'_>, d: &Descriptor) -> Attempt {
+        let BlobFetch {
+            session,
+            reference: r,
+            store,
+            progress,
+            abort,
+            tee,
+        } = *f;
         let ctx = Self::ctx(r, session);
         let what = format!("blob {} of {}", d.digest, r.familiar());
         let url = session.url(&format!("/v2/{}/blobs/{}", r.repository(), d.digest));
         let scopes = [scope(r.repository(), "pull")];
         let sent = session
             .send(
-                Method::GET,
-                &url,
-                &scopes,
-                HeaderMap::new(),
+                Call {
+                    method: Method::GET,
+                    url: &url,
+                    scopes: &scopes,
+                    headers: HeaderMap::new(),
+                    what: &what,
+                },
                 None,
-                &what,
                 &ctx,
             )
             .await;

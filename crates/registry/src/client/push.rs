@@ -12,7 +12,7 @@ use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, Response, StatusCode};
 use tracing::{Instrument, debug, info_span};
 
-use super::{Registry, Session, blocking, scope};
+use super::{Call, Registry, Session, Upload, blocking, scope};
 use crate::errors::Ctx;
 use crate::manifest::{self, Parsed};
 use crate::{Error, Progress, Result, sources};
@@ -20,6 +20,17 @@ use kiln_model::Descriptor;
 
 /// Repositories tried as mount sources for one blob, at most.
 const MAX_MOUNT_CANDIDATES: usize = 3;
+
+/// What every blob upload of one push shares: the registry session, the
+/// error context, the target reference, the store and progress.
+#[derive(Clone, Copy)]
+struct BlobPush<'a> {
+    session: &'a Session,
+    ctx: &'a Ctx<'a>,
+    reference: &'a Reference,
+    store: &'a Store,
+    progress: &'a dyn Progress,
+}
 
 impl Registry {
     /// Pushes image `id` from `store` as `reference`: each layer and the
@@ -111,7 +122,7 @@ impl Registry {
                 )
                 .await?;
             let mut blobs: Vec<Descriptor> = Vec::new();
-            for d in layers.iter().chain(std::iter::once(&config)) {
+            for d in layers.iter().chain(std::iter::once(&*config)) {
                 if !blobs.iter().any(|b| b.digest == d.digest) {
                     blobs.push(d.clone());
                 }
@@ -119,6 +130,13 @@ impl Registry {
             let (s, digests) = (store.clone(), blobs.iter().map(|b| b.digest).collect());
             let candidates = blocking(move || sources::lookup_all(&s, &digests)).await?;
             let n = self.config.max_concurrent_uploads.max(1);
+            let push = BlobPush {
+                session: &session,
+                ctx: &ctx,
+                reference,
+                store,
+                progress,
+            };
             stream::iter(blobs.iter().map(Ok::<_, Error>))
                 .try_for_each_concurrent(n, |d| {
                     let from: Vec<String> = candidates
@@ -129,11 +147,8 @@ impl Registry {
                         .map(|(_, r)| r.clone())
                         .take(MAX_MOUNT_CANDIDATES)
                         .collect();
-                    let (session, ctx) = (&*session, &ctx);
-                    async move {
-                        self.push_blob(session, ctx, reference, d, &from, store, progress)
-                            .await
-                    }
+                    let push = &push;
+                    async move { self.push_blob(push, d, &from).await }
                 })
                 .await?;
             let what = format!("manifest {}", reference.familiar());
@@ -153,12 +168,14 @@ impl Registry {
             let url = session.url(&format!("/v2/{repo}/manifests/{part}"));
             let resp = session
                 .send(
-                    Method::PUT,
-                    &url,
-                    &push_scopes,
-                    headers,
+                    Call {
+                        method: Method::PUT,
+                        url: &url,
+                        scopes: &push_scopes,
+                        headers,
+                        what: &what,
+                    },
                     Some(Bytes::from(manifest.clone())),
-                    &what,
                     &ctx,
                 )
                 .await?;
@@ -188,28 +205,27 @@ impl Registry {
     /// Pushes one blob: nothing when the repository has it, a mount from
     /// one of `from` (repositories of the same registry) when the registry
     /// allows, else an upload.
-    #[allow(clippy::too_many_arguments)]
-    async fn push_blob(
-        &self,
-        session: &Session,
-        ctx: &Ctx<'_>,
-        reference: &Reference,
-        d: &Descriptor,
-        from: &[String],
-        store: &Store,
-        progress: &dyn Progress,
-    ) -> Result<()> {
+    async fn push_blob(&self, p: &BlobPush<'_>, d: &Descriptor, from: &[String]) -> Result<()> {
+        let BlobPush {
+            session,
+            ctx,
+            reference,
+            store,
+            progress,
+        } = *p;
         let repo = reference.repository();
         let push_scopes = [scope(repo, "pull,push")];
         let what = format!("blob {} to {}", d.digest, reference.familiar_name());
         let head = session
             .send(
-                Method::HEAD,
-                &session.url(&format!("/v2/{repo}/blobs/{}", d.digest)),
-                &push_scopes,
-                HeaderMap::new(),
+                Call {
+                    method: Method::HEAD,
+                    url: &session.url(&format!("/v2/{repo}/blobs/{}", d.digest)),
+                    scopes: &push_scopes,
+                    headers: HeaderMap::new(),
+                    what: &what,
+                },
                 None,
-                &what,
                 ctx,
             )
             .await?;
@@ -237,12 +253,14 @@ impl Registry {
             let scopes = [push_scopes[0].clone(), scope(source, "pull")];
             let resp = match session
                 .send(
-                    Method::POST,
-                    url.as_str(),
-                    &scopes,
-                    HeaderMap::new(),
+                    Call {
+                        method: Method::POST,
+                        url: url.as_str(),
+                        scopes: &scopes,
+                        headers: HeaderMap::new(),
+                        what: &what,
+                    },
                     None,
-                    &what,
                     ctx,
                 )
                 .await
@@ -267,12 +285,14 @@ impl Registry {
                         // Try the next source; drop this upload session.
                         let _ = session
                             .send(
-                                Method::DELETE,
-                                &loc,
-                                &push_scopes,
-                                HeaderMap::new(),
+                                Call {
+                                    method: Method::DELETE,
+                                    url: &loc,
+                                    scopes: &push_scopes,
+                                    headers: HeaderMap::new(),
+                                    what: &what,
+                                },
                                 None,
-                                &what,
                                 ctx,
                             )
                             .await;
@@ -286,12 +306,14 @@ impl Registry {
             None => {
                 let resp = session
                     .send(
-                        Method::POST,
-                        &start_url,
-                        &push_scopes,
-                        HeaderMap::new(),
+                        Call {
+                            method: Method::POST,
+                            url: &start_url,
+                            scopes: &push_scopes,
+                            headers: HeaderMap::new(),
+                            what: &what,
+                        },
                         None,
-                        &what,
                         ctx,
                     )
                     .await?;
@@ -339,15 +361,19 @@ impl Registry {
             let report = move |n: u64| progress.blob_progress(&dg, n.min(total), total);
             session
                 .send_upload(
-                    Method::PUT,
-                    &finish_url(&location)?,
-                    &push_scopes,
-                    octets(),
-                    body,
-                    total,
-                    &what,
+                    Call {
+                        method: Method::PUT,
+                        url: &finish_url(&location)?,
+                        scopes: &push_scopes,
+                        headers: octets(),
+                        what: &what,
+                    },
+                    Upload {
+                        pieces: body,
+                        len: total,
+                        progress: &report,
+                    },
                     ctx,
-                    &report,
                 )
                 .await?
         } else {
@@ -371,15 +397,19 @@ impl Registry {
                     move |n: u64| progress.blob_progress(&dg, (base + n).min(total), total);
                 let resp = session
                     .send_upload(
-                        Method::PATCH,
-                        &location,
-                        &push_scopes,
-                        headers,
-                        stream::once(async move { Ok(piece) }),
-                        len,
-                        &what,
+                        Call {
+                            method: Method::PATCH,
+                            url: &location,
+                            scopes: &push_scopes,
+                            headers,
+                            what: &what,
+                        },
+                        Upload {
+                            pieces: stream::once(async move { Ok(piece) }),
+                            len,
+                            progress: &report,
+                        },
                         ctx,
-                        &report,
                     )
                     .await?;
                 if !resp.status().is_success() {
@@ -391,12 +421,14 @@ impl Registry {
             }
             session
                 .send(
-                    Method::PUT,
-                    &finish_url(&location)?,
-                    &push_scopes,
-                    HeaderMap::new(),
+                    Call {
+                        method: Method::PUT,
+                        url: &finish_url(&location)?,
+                        scopes: &push_scopes,
+                        headers: HeaderMap::new(),
+                        what: &what,
+                    },
                     Some(Bytes::new()),
-                    &what,
                     ctx,
                 )
                 .await?
