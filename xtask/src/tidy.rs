@@ -458,41 +458,6 @@ pub(crate) const CONTAINMENT_ALLOWED: &[(&str, &str, &str)] = &[
     ),
     (
         "crates/engine/src/build_backend.rs",
-        "new",
-        "creates the store's build cache directory",
-    ),
-    (
-        "crates/engine/src/build_backend.rs",
-        "read",
-        "reads a store build cache record",
-    ),
-    (
-        "crates/engine/src/build_backend.rs",
-        "all_records",
-        "lists the store's build cache records",
-    ),
-    (
-        "crates/engine/src/build_backend.rs",
-        "children",
-        "removes stale store build cache records",
-    ),
-    (
-        "crates/engine/src/build_backend.rs",
-        "lookup",
-        "removes a stale store build cache record",
-    ),
-    (
-        "crates/engine/src/build_backend.rs",
-        "record",
-        "writes a store build cache record",
-    ),
-    (
-        "crates/engine/src/build_backend.rs",
-        "clear_cache",
-        "removes the store's build cache records",
-    ),
-    (
-        "crates/engine/src/build_backend.rs",
         "step_mounts",
         "the store's cache-mount directories, and --secret files the user named copied into the step's private tmpfs",
     ),

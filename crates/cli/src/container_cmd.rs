@@ -729,10 +729,6 @@ fn create_record(app: &mut Engine, a: &CreateArgs) -> Result<ContainerRecord> {
             }
         }
     };
-    let snapshotter = app.snapshotter()?;
-    snapshotter
-        .prepare(&id, top.as_deref())
-        .with_context(|| format!("cannot prepare the root filesystem of {}", &id[..12]))?;
     let rec = ContainerRecord {
         // As Docker: the short ID, or the host's name with `--network host`.
         hostname: a.hostname.clone().unwrap_or_else(|| {
@@ -798,10 +794,7 @@ fn create_record(app: &mut Engine, a: &CreateArgs) -> Result<ContainerRecord> {
         entrypoint_cmd: Some((entrypoint, cmd)),
         userns,
     };
-    if let Err(e) = records.put(&rec) {
-        let _ = snapshotter.remove(&rec.snapshot);
-        return Err(e.into());
-    }
+    app.create_container(&rec, top.as_deref())?;
     Ok(rec)
 }
 
@@ -827,8 +820,7 @@ pub(crate) fn create(app: &mut Engine, a: &CreateArgs) -> Result<u8> {
 
 /// Runs a container in the foreground and returns its exit code.
 fn run_attached(app: &mut Engine, rec: &ContainerRecord) -> Result<i32> {
-    let cfg = rec.runtime_config(app)?;
-    mark_started(app, rec)?;
+    let cfg = app.prepare_run(rec)?;
     let mut stdio = StdioConfig {
         stdin: if rec.interactive {
             kiln_runtime::Stdio::Inherit
@@ -852,20 +844,14 @@ fn run_attached(app: &mut Engine, rec: &ContainerRecord) -> Result<i32> {
             Err(e) => eprintln!("kiln: the container's output is not logged: {e:#}"),
         }
     }
-    let status = runtime().run(&cfg, stdio);
+    let exited = app.run_prepared(rec, &cfg, stdio);
     if let Some(t) = tee {
         t.finish();
     }
-    let code = match status {
-        Ok(s) => s.code(),
-        Err(e) => {
-            eprintln!("kiln: {e}");
-            e.exit_code()
-        }
-    };
-    // Record how it ended for `ps -a` and `wait`.
-    let _ = std::fs::write(rec.state_dir(app).join("exit-code"), code.to_string());
-    Ok(code)
+    if let Some(e) = &exited.error {
+        eprintln!("kiln: {e}");
+    }
+    Ok(exited.code)
 }
 
 /// Copies a foreground container's stdout and stderr to kiln's own and to
@@ -960,15 +946,6 @@ fn copy_stream(
     }
 }
 
-fn mark_started(app: &Engine, rec: &ContainerRecord) -> Result<()> {
-    let now = kiln_image::Timestamp::from_system_time(SystemTime::now()).to_string();
-    records(app)?.update(&rec.id, |r| {
-        r.started = true;
-        r.started_at = Some(now);
-    })?;
-    Ok(())
-}
-
 pub(crate) fn run(app: &mut Engine, a: &RunArgs) -> Result<u8> {
     let rec = create_record(app, &a.create)?;
     write_cidfile(&a.create, &rec.id)?;
@@ -1005,7 +982,7 @@ fn exit_u8(code: i32) -> u8 {
 fn start_detached(app: &mut Engine, rec: &ContainerRecord) -> Result<()> {
     let cfg = rec.runtime_config(app)?;
     let log = rec.log_path(app);
-    mark_started(app, rec)?;
+    app.mark_started(rec)?;
     // `-i`: stdin stays open (nobody writes to it), as Docker keeps it.
     let options = kiln_runtime::DetachOptions {
         open_stdin: rec.interactive,

@@ -19,6 +19,7 @@ mod container_cmd;
 mod flags;
 mod format;
 mod image_cmd;
+mod output;
 mod parse_cmd;
 mod pause_cmd;
 mod progress;

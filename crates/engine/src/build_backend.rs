@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use crate::error::{Context as _, Error, Result, chain};
 use kiln_builder::{
     BackendError, BuildCache, CacheRecord, CommitRequest, ImageBackend, ImageId, ImageInfo,
-    MountSpec, OutputSink, PullPolicy, RunStep, StepMount, StepRunner, Stream,
+    JsonCache, MountSpec, OutputSink, PullPolicy, RunStep, StepMount, StepRunner, Stream,
 };
 use kiln_content::{Reference, Store};
 use kiln_layer::{Compression, DiffOptions};
@@ -474,93 +474,36 @@ impl ImageBackend for Backend {
     }
 }
 
-/// The step cache: one JSON file per record in `<root>/build/cache/`, named
-/// by the digest of (parent, key), so a lookup is one file open. The files
-/// are written with a rename but without fsync: the cache is only a cache,
-/// and a record lost or cut by a crash is a miss (an unreadable one is
-/// ignored), while an fsync per step cost about 10 ms under load.
-pub struct Cache {
-    store: Store,
-    dir: PathBuf,
-}
+/// The step cache: kiln-builder's [`JsonCache`] (one JSON file per record)
+/// in `<root>/build/cache/`, a record alive while its image is in the
+/// store; lookups and records are timed with [`span`].
+pub struct Cache(JsonCache);
 
 fn cache_dir(app: &Engine) -> PathBuf {
     app.root().join("build").join("cache")
 }
 
 impl Cache {
+    /// Opens (creating) the store's step cache.
     pub fn new(app: &Engine) -> Result<Cache> {
         let dir = cache_dir(app);
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
-        Ok(Cache {
-            store: app.store.clone(),
-            dir,
-        })
-    }
-
-    fn read(&self, id: &str) -> Option<CacheRecord> {
-        let bytes = std::fs::read(self.dir.join(format!("{id}.json"))).ok()?;
-        serde_json::from_slice(&bytes).ok()
-    }
-
-    fn alive(&self, r: &CacheRecord) -> bool {
-        r.image
-            .0
-            .parse::<Digest>()
-            .ok()
-            .is_some_and(|d| self.store.get_image(&d).ok().flatten().is_some())
-    }
-}
-
-fn parent_key(parent: Option<&ImageId>) -> &str {
-    parent.map_or("scratch", |p| p.0.as_str())
-}
-
-/// The name of the record of `key` on `parent`.
-fn record_id(parent: Option<&ImageId>, key: &str) -> String {
-    Digest::of(format!("{}\n{}", parent_key(parent), key).as_bytes()).hex()
-}
-
-/// Every readable record file in `dir`, with its ID.
-fn all_records(dir: &Path) -> Result<Vec<(String, CacheRecord)>> {
-    let mut out = Vec::new();
-    let rd = match std::fs::read_dir(dir) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", dir.display())),
-    };
-    for ent in rd {
-        let ent = ent.with_context(|| format!("cannot read {}", dir.display()))?;
-        let name = ent.file_name();
-        let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".json")) else {
-            continue;
+        let store = app.store.clone();
+        let alive = move |image: &ImageId| {
+            image
+                .0
+                .parse::<Digest>()
+                .ok()
+                .is_some_and(|d| store.get_image(&d).ok().flatten().is_some())
         };
-        if let Some(r) = std::fs::read(ent.path())
-            .ok()
-            .and_then(|b| serde_json::from_slice::<CacheRecord>(&b).ok())
-        {
-            out.push((id.to_owned(), r));
-        }
+        let cache = JsonCache::open(&dir, alive)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        Ok(Cache(cache))
     }
-    Ok(out)
 }
 
 impl BuildCache for Cache {
     fn children(&self, parent: Option<&ImageId>) -> Result<Vec<CacheRecord>, BackendError> {
-        let want = parent_key(parent);
-        let mut out = Vec::new();
-        for (id, r) in all_records(&self.dir).map_err(boxed)? {
-            if parent_key(r.parent.as_ref()) != want {
-                continue;
-            }
-            if self.alive(&r) {
-                out.push(r);
-            } else {
-                let _ = std::fs::remove_file(self.dir.join(format!("{id}.json")));
-            }
-        }
-        Ok(out)
+        self.0.children(parent)
     }
 
     fn lookup(
@@ -569,49 +512,23 @@ impl BuildCache for Cache {
         key: &str,
     ) -> Result<Option<CacheRecord>, BackendError> {
         let _t = span("lookup", key);
-        let id = record_id(parent, key);
-        let Some(r) = self.read(&id) else {
-            return Ok(None);
-        };
-        if r.key != key || r.parent.as_ref() != parent {
-            return Ok(None);
-        }
-        if !self.alive(&r) {
-            let _ = std::fs::remove_file(self.dir.join(format!("{id}.json")));
-            return Ok(None);
-        }
-        Ok(Some(r))
+        self.0.lookup(parent, key)
     }
 
     fn record(&self, record: &CacheRecord) -> Result<(), BackendError> {
         let _t = span("record", &record.key);
-        let id = record_id(record.parent.as_ref(), &record.key);
-        let path = self.dir.join(format!("{id}.json"));
-        let tmp = self.dir.join(format!(".tmp-{id}-{}", std::process::id()));
-        let bytes = serde_json::to_vec(record).map_err(boxed)?;
-        std::fs::write(&tmp, bytes)
-            .and_then(|()| std::fs::rename(&tmp, &path))
-            .map_err(|e| {
-                let _ = std::fs::remove_file(&tmp);
-                boxed(crate::format_err!("cannot write {}: {e}", path.display()))
-            })
+        self.0.record(record)
     }
 }
 
-/// Removes every cache record; returns how many.
+/// Removes every step cache record; returns how many.
 pub fn clear_cache(app: &Engine) -> Result<usize> {
-    let dir = cache_dir(app);
-    let all = all_records(&dir)?;
-    for (id, _) in &all {
-        let p = dir.join(format!("{id}.json"));
-        std::fs::remove_file(&p).with_context(|| format!("cannot remove {}", p.display()))?;
-    }
-    Ok(all.len())
+    Ok(JsonCache::clear(&cache_dir(app))?)
 }
 
-/// Number of cache records.
+/// Number of step cache records.
 pub fn cache_record_count(app: &Engine) -> Result<usize> {
-    Ok(all_records(&cache_dir(app))?.len())
+    Ok(JsonCache::count(&cache_dir(app))?)
 }
 
 /// Runs RUN steps in real containers.

@@ -239,6 +239,7 @@ impl ContainerRecord {
             shm_size: self.shm_size,
             ulimits: self.ulimits.clone(),
             sysctls: self.sysctls.clone(),
+            ..Default::default()
         })?;
         Ok(LaunchConfig {
             id: self.id.parse()?,
@@ -875,6 +876,95 @@ pub fn new_id() -> Result<(String, [u8; 32])> {
     Ok((bytes.iter().map(|b| format!("{b:02x}")).collect(), bytes))
 }
 
+/// How a foreground container ended ([`Engine::run_container`]).
+#[derive(Debug)]
+pub struct Exited {
+    /// Its exit code (128 + signal when killed), or Docker's code for a
+    /// container that could not run.
+    pub code: i32,
+    /// Why it could not run, if so.
+    pub error: Option<kiln_runtime::Error>,
+}
+
+impl ContainerRecord {
+    /// A container of image `image_id` (named `image` by the user) as
+    /// `docker create IMAGE [COMMAND...]` makes it without other flags:
+    /// the image's entrypoint with `command` (or the image's Cmd), its
+    /// environment, working directory, user, labels and stop signal; no
+    /// network but `lo`, the short ID as host name, a new ID and name.
+    pub fn from_image(
+        image: &str,
+        image_id: Digest,
+        config: &kiln_model::ContainerConfig,
+        command: &[String],
+    ) -> Result<ContainerRecord> {
+        let (entrypoint, cmd) = entrypoint_and_cmd(
+            config.entrypoint.as_deref(),
+            config.cmd.as_deref(),
+            None,
+            command,
+        );
+        let args: Vec<String> = entrypoint.iter().chain(&cmd).cloned().collect();
+        if args.is_empty() {
+            bail!("no command specified");
+        }
+        let (id, seed) = new_id()?;
+        Ok(ContainerRecord {
+            hostname: id.get(..12).unwrap_or(&id).to_owned(),
+            name: random_name(&seed),
+            image: image.to_owned(),
+            image_id,
+            created: kiln_image::Timestamp::from_system_time(std::time::SystemTime::now())
+                .to_string(),
+            args,
+            env: merge_env(config.env.as_deref().unwrap_or_default(), &[]),
+            cwd: config
+                .working_dir
+                .clone()
+                .filter(|w| !w.is_empty())
+                .unwrap_or_else(|| "/".into()),
+            user: config.user.clone().unwrap_or_default(),
+            network: "none".to_owned(),
+            tty: false,
+            interactive: false,
+            init: false,
+            read_only: false,
+            auto_remove: false,
+            volumes: Vec::new(),
+            cap_add: Vec::new(),
+            cap_drop: Vec::new(),
+            no_new_privileges: false,
+            seccomp_unconfined: false,
+            memory: None,
+            pids_limit: None,
+            cpus: None,
+            cpu_shares: None,
+            stop_signal: config.stop_signal.clone(),
+            stop_timeout: None,
+            labels: config
+                .labels
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
+            memory_swap: None,
+            ulimits: Vec::new(),
+            sysctls: Vec::new(),
+            extra_hosts: Vec::new(),
+            dns: Vec::new(),
+            dns_search: Vec::new(),
+            dns_options: Vec::new(),
+            shm_size: None,
+            snapshot: id.clone(),
+            started: false,
+            started_at: None,
+            entrypoint_cmd: Some((entrypoint, cmd)),
+            userns: user_namespace(None)?,
+            id,
+        })
+    }
+}
+
 impl Engine {
     /// The container records.
     pub fn containers(&self) -> Result<kiln_content::Records<ContainerRecord>> {
@@ -891,6 +981,85 @@ impl Engine {
         kiln_runtime::Runtime::default()
             .state(&rec.state_dir(self))
             .is_ok_and(|s| s.status == kiln_runtime::Status::Running)
+    }
+
+    /// Creates container `rec`: its writable snapshot (`rec.snapshot`) on
+    /// `parent` (the image's top snapshot, from [`Engine::ensure_unpacked`])
+    /// and its record (the snapshot is removed again if that fails).
+    pub fn create_container(&mut self, rec: &ContainerRecord, parent: Option<&str>) -> Result<()> {
+        let snapshotter = self.snapshotter()?;
+        snapshotter
+            .prepare(&rec.snapshot, parent)
+            .with_context(|| {
+                format!(
+                    "cannot prepare the root filesystem of {}",
+                    rec.id.get(..12).unwrap_or(&rec.id)
+                )
+            })?;
+        if let Err(e) = self.containers()?.put(rec) {
+            let _ = snapshotter.remove(&rec.snapshot);
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// Notes in the record that the container was started now.
+    pub fn mark_started(&self, rec: &ContainerRecord) -> Result<()> {
+        let now = kiln_image::Timestamp::from_system_time(std::time::SystemTime::now()).to_string();
+        self.containers()?.update(&rec.id, |r| {
+            r.started = true;
+            r.started_at = Some(now);
+        })?;
+        Ok(())
+    }
+
+    /// Runs a created container in the foreground with `stdio` (the
+    /// caller's descriptors, pipes, a terminal) until it ends:
+    /// [`prepare_run`](Engine::prepare_run) then
+    /// [`run_prepared`](Engine::run_prepared).
+    pub fn run_container(
+        &mut self,
+        rec: &ContainerRecord,
+        stdio: kiln_runtime::StdioConfig,
+    ) -> Result<Exited> {
+        let cfg = self.prepare_run(rec)?;
+        Ok(self.run_prepared(rec, &cfg, stdio))
+    }
+
+    /// The runtime config of a container about to run, its record marked
+    /// started.
+    pub fn prepare_run(&mut self, rec: &ContainerRecord) -> Result<LaunchConfig> {
+        let cfg = rec.runtime_config(self)?;
+        self.mark_started(rec)?;
+        Ok(cfg)
+    }
+
+    /// Runs a container prepared by [`prepare_run`](Engine::prepare_run)
+    /// in the foreground until it ends, and records how it ended
+    /// (`exit-code` in its state directory, for `ps -a` and `wait`). A
+    /// container that could not run is [`Exited::error`], its code Docker's
+    /// for that failure (125-127).
+    pub fn run_prepared(
+        &self,
+        rec: &ContainerRecord,
+        cfg: &LaunchConfig,
+        stdio: kiln_runtime::StdioConfig,
+    ) -> Exited {
+        let exited = match kiln_runtime::Runtime::default().run(cfg, stdio) {
+            Ok(s) => Exited {
+                code: s.code(),
+                error: None,
+            },
+            Err(e) => Exited {
+                code: e.exit_code(),
+                error: Some(e),
+            },
+        };
+        let _ = std::fs::write(
+            rec.state_dir(self).join("exit-code"),
+            exited.code.to_string(),
+        );
+        exited
     }
 
     /// Removes a container: its runtime state, its snapshot and its record

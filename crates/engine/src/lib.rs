@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 pub mod build_backend;
+pub mod commit;
 pub mod container;
 mod engine;
 mod error;
