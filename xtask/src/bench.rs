@@ -8,7 +8,9 @@
 //! with `--network host` and every container with `--network none`: no
 //! bridge is ever set up. The Dockerfiles' `127.0.0.1:5000` prefix is
 //! rewritten to the registry this task starts. The cases are read from
-//! `../shared/bench` (or `$KILN_BENCH_CASES`).
+//! `../shared/bench` (or `$KILN_BENCH_CASES`). The "warm reg cache" rows
+//! build from an empty store with `--cache-from` a registry cache that an
+//! untimed build exported (kiln and Buildah, each with its own cache).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -187,6 +189,9 @@ fn build_rows(t: &Tools, cases: &[&str], base: &Path, reg: &str, root: &Path) ->
                 Some(format!("date +%s%N > {}", q(&f))),
             ));
         }
+        if *case != "seed" {
+            rows.push(warm_cache_row(t, case, &ctx, reg, root)?);
+        }
         for (variant, cold, prepare) in variants {
             let mut contenders = Vec::new();
             for (tool, on) in [("kiln", true), ("docker", t.docker), ("buildah", t.buildah)] {
@@ -207,6 +212,66 @@ fn build_rows(t: &Tools, cases: &[&str], base: &Path, reg: &str, root: &Path) ->
         }
     }
     Ok(rows)
+}
+
+/// "fresh store, warm registry cache": the cache is exported once
+/// (untimed) from the bench store; each timed build starts from an empty
+/// store (base image included) with `--cache-from` on the same registry.
+/// Buildah does the same with its own `--cache-to`/`--cache-from`.
+fn warm_cache_row(t: &Tools, case: &str, ctx: &Path, reg: &str, root: &Path) -> Result<Row> {
+    let tag = format!("bench/{case}:cache");
+    let fresh = root.with_file_name(format!("kiln-fresh-{case}"));
+    let kiln_cache = format!("{reg}/bench-cache/{case}:kiln");
+    let mut contenders = Vec::new();
+    if t.kiln_cmds.contains("build") {
+        shell(&format!(
+            "KILN_ROOT={} {} build -q --network host --cache-to type=registry,ref={kiln_cache},mode=max -t {tag} {}",
+            q(root),
+            q(&t.kiln),
+            q(ctx)
+        ))?;
+        contenders.push(Contender {
+            tool: "kiln",
+            prepare: Some(format!("rm -rf {f} && mkdir -p {f}", f = q(&fresh))),
+            warmup: false,
+            cmd: format!(
+                "KILN_ROOT={} {} build -q --network host --cache-from type=registry,ref={kiln_cache} -t {tag} {}",
+                q(&fresh),
+                q(&t.kiln),
+                q(ctx)
+            ),
+        });
+    }
+    if t.buildah {
+        let cache = format!("{reg}/bench-cache/{case}-buildah");
+        let bud = |storage: &str, flags: &str| {
+            format!(
+                "buildah{storage} bud -q{} --layers --network host --tls-verify=false {flags} -t {tag} {}",
+                runc_flag(),
+                q(ctx)
+            )
+        };
+        shell(&bud("", &format!("--cache-to {cache}")))?;
+        // An empty storage of its own, so the other rows keep their bases.
+        let (r, rr) = (
+            root.with_file_name(format!("buildah-fresh-{case}")),
+            root.with_file_name(format!("buildah-fresh-run-{case}")),
+        );
+        contenders.push(Contender {
+            tool: "other",
+            prepare: Some(format!("rm -rf {} {}", q(&r), q(&rr))),
+            warmup: false,
+            cmd: bud(
+                &format!(" --root {} --runroot {}", q(&r), q(&rr)),
+                &format!("--cache-from {cache}"),
+            ),
+        });
+    }
+    Ok(Row {
+        name: format!("{case} warm reg cache"),
+        kiln_needs: "build",
+        contenders,
+    })
 }
 
 fn pull_row(t: &Tools, reg: &str, base: &Path) -> Row {

@@ -149,7 +149,7 @@ fn fetch_local(store: &Store, dir: &Path, entry: &Entry) -> Result<(), String> {
                 &mut f.take(b.size.saturating_add(1)),
                 Some((&b.digest, b.size)),
             )
-            .map_err(|e| format!("blob {}: {e}", b.digest))?;
+            .map_err(|e| e.to_string())?;
     }
     store
         .copy_blob(&mut &bytes[..], Some((&m.digest, bytes.len() as u64)))

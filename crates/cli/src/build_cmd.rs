@@ -30,6 +30,16 @@ pub(crate) struct BuildArgs {
     /// Do not use the cache.
     #[arg(long)]
     no_cache: bool,
+    /// A cache to read steps from, in buildx's syntax
+    /// (`type=registry,ref=REF` or `type=local,src=DIR`), or an image
+    /// name; repeatable, the first hit wins.
+    #[arg(long = "cache-from")]
+    cache_from: Vec<String>,
+    /// Where to write the build's steps as a cache
+    /// (`type=registry,ref=REF[,mode=min|max][,compression=gzip|zstd][,ignore-error=true]`
+    /// or `type=local,dest=DIR`); repeatable.
+    #[arg(long = "cache-to")]
+    cache_to: Vec<String>,
     /// Always check the registry for newer base images.
     #[arg(long)]
     pull: bool,
@@ -812,7 +822,21 @@ fn build_inner(app: &mut Engine, args: &BuildArgs) -> Result<u8> {
     let runner = Runner::new(app)
         .with_extra_hosts(args.add_host.clone())
         .with_cgroup_parent(args.cgroup_parent.clone());
-    let cache = Cache::new(app)?;
+    let cache = std::sync::Arc::new(Cache::new(app)?);
+    let (cache_from, cache_to) = cache_options(app, args)?;
+    let remote = if cache_from.is_empty() && cache_to.is_empty() {
+        None
+    } else {
+        Some(app.remote_cache(
+            cache.clone(),
+            cache_from,
+            Box::new(|m| eprintln!("WARNING: {m}")),
+        )?)
+    };
+    let step_cache: &dyn kiln_builder::BuildCache = match &remote {
+        Some(r) => r,
+        None => &*cache,
+    };
     let live = !quiet
         && (args.progress == "tty" || args.progress == "auto" && std::io::stdout().is_terminal());
     let printer = Printer {
@@ -838,7 +862,7 @@ fn build_inner(app: &mut Engine, args: &BuildArgs) -> Result<u8> {
         )?;
         out.flush()?;
     }
-    let outcome = Builder::new(&backend, &runner, &cache, &printer)
+    let outcome = Builder::new(&backend, &runner, step_cache, &printer)
         .with_fetcher(&kiln_engine::fetch::HttpFetcher)
         .build(&dockerfile, &context, &options);
     backend.cleanup();
@@ -866,7 +890,63 @@ fn build_inner(app: &mut Engine, args: &BuildArgs) -> Result<u8> {
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     std::io::stdout().flush()?;
-    Ok(0)
+    let mut status = 0;
+    if let Some(remote) = &remote {
+        for to in &cache_to {
+            match remote.export(to, &outcome.image) {
+                Ok(r) if !quiet => println!(
+                    "Exported {} step{} to the cache {} ({})",
+                    r.steps,
+                    if r.steps == 1 { "" } else { "s" },
+                    to.location,
+                    r.digest
+                ),
+                Ok(_) => {}
+                // The image is built and tagged; the export's failure is
+                // the build command's, unless the user said to ignore it.
+                Err(e) if to.ignore_error => eprintln!("WARNING: {e}"),
+                Err(e) => {
+                    eprintln!("ERROR: {e}");
+                    status = 1;
+                }
+            }
+        }
+    }
+    Ok(status)
+}
+
+/// `--cache-from` and `--cache-to`, parsed. A bare `--cache-from NAME` is a
+/// registry cache at that reference; Docker's classic meaning (an image
+/// whose layers are a cache source) is not implemented: an image there is
+/// reported and ignored.
+fn cache_options(
+    app: &Engine,
+    args: &BuildArgs,
+) -> Result<(Vec<kiln_cache::Location>, Vec<kiln_cache::CacheTo>)> {
+    let mut from = Vec::new();
+    for v in &args.cache_from {
+        match kiln_cache::parse_cache_from(v)? {
+            kiln_cache::CacheFrom::Cache(l) => from.push(l),
+            kiln_cache::CacheFrom::Name(name) => {
+                if app.store.resolve_image(&name).is_ok() {
+                    eprintln!(
+                        "WARNING: --cache-from {name}: using a local image as a cache source is not supported; ignoring it"
+                    );
+                    continue;
+                }
+                let r = name
+                    .parse::<kiln_content::Reference>()
+                    .with_context(|| format!("invalid --cache-from value {name:?}"))?;
+                from.push(kiln_cache::Location::Registry(r));
+            }
+        }
+    }
+    let to = args
+        .cache_to
+        .iter()
+        .map(|v| kiln_cache::parse_cache_to(v))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok((from, to))
 }
 
 /// `--platform` of `kiln build`: the same parser as `kiln pull`'s

@@ -25,6 +25,7 @@ pub mod gc;
 mod pause;
 mod pull;
 pub mod recover;
+pub mod remote_cache;
 mod unpack;
 
 pub use engine::{Engine, Options, SnapshotterChoice, make_volatile, rootless};
