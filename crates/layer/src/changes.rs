@@ -81,11 +81,15 @@ fn is_excluded(exclude: &[PathBuf], rel: &Path) -> bool {
     exclude.iter().any(|e| e == rel)
 }
 
-/// Whether `rel` is the parent of an excluded path: its mtime moved when
-/// the runtime created the stub in it, which is no change of the
-/// container's.
-fn holds_excluded(exclude: &[PathBuf], rel: &Path) -> bool {
-    exclude.iter().any(|e| e.parent() == Some(rel))
+/// Whether the directory `rel` of `tree` holds nothing but excluded paths
+/// (and at least one): its mtime moved when the runtime created the stubs
+/// in it, which is no change of the container's.
+fn only_excluded(tree: &Root, exclude: &[PathBuf], rel: &Path) -> bool {
+    if !exclude.iter().any(|e| e.parent() == Some(rel)) {
+        return false;
+    }
+    tree.list(rel)
+        .is_ok_and(|names| names.iter().all(|n| is_excluded(exclude, &rel.join(n))))
 }
 
 fn overlay_opaque(upper: &Root, rel: &Path) -> bool {
@@ -105,9 +109,9 @@ fn overlay_opaque(upper: &Root, rel: &Path) -> bool {
 /// size, mode and mtime are unchanged is not reported unless something
 /// below it is), and the parent of every `A` or `D` is `C`. Paths in
 /// `exclude` (relative, such as `proc` or `etc/hostname`: the runtime's
-/// mount points) are left out with their subtrees, and their parent
-/// directory's mtime is not counted as a change. Sorted by path
-/// component.
+/// mount points) are left out with their subtrees, and the mtime of a
+/// directory holding nothing else is not counted as a change. Sorted by
+/// path component.
 pub fn overlay_changes(
     upper: &Path,
     lowers: &[PathBuf],
@@ -132,7 +136,7 @@ pub fn overlay_changes(
                         && meta.is_dir()
                         && old.len() == meta.len()
                         && old.mode() == meta.mode()
-                        && (same_time(&old, meta) || holds_excluded(exclude, rel))
+                        && (same_time(&old, meta) || only_excluded(&up, exclude, rel))
                     {
                         // The same directory: only a parent of changes.
                         return Ok(true);

@@ -96,8 +96,13 @@ fn overlay_changes_leave_out_the_runtimes_stubs_and_report_parents() {
     // parent of a change.
     copy_times(&lower.join("a"), &upper.join("a"));
     let exclude = [PathBuf::from("proc"), PathBuf::from("etc/hostname")];
-    let got = lines(&overlay_changes(&upper, &[lower], &exclude).unwrap());
+    let lowers = [lower];
+    let got = lines(&overlay_changes(&upper, &lowers, &exclude).unwrap());
     assert_eq!(got, ["C /a/b", "A /a/b/new"]);
+    // A real change beside a stub: the directory's mtime counts again.
+    fs::write(upper.join("etc/passwd"), "me").unwrap();
+    let got = lines(&overlay_changes(&upper, &lowers, &exclude).unwrap());
+    assert_eq!(got, ["C /a/b", "A /a/b/new", "C /etc", "A /etc/passwd"]);
 }
 
 #[test]
