@@ -204,6 +204,37 @@ pub(crate) struct CopyPlan {
     pub(crate) checksum: String,
     /// (path, digest) per entry, for explaining cache misses.
     pub(crate) files: Vec<(String, String)>,
+    /// Further parts, each with its own source tree, applied after this
+    /// one in order (ADD of URLs together with local sources).
+    pub(crate) more: Vec<CopyPlan>,
+}
+
+impl CopyPlan {
+    /// One plan of `parts` (one per source, in the instruction's order,
+    /// all with the same directory destination): the first part's entries
+    /// and the others as [`CopyPlan::more`], a `multi:` checksum over the
+    /// parts' checksums, and every part's files.
+    pub(crate) fn combine(parts: Vec<CopyPlan>) -> Option<CopyPlan> {
+        let mut parts = parts.into_iter();
+        let mut first = parts.next()?;
+        let more: Vec<CopyPlan> = parts.collect();
+        if more.is_empty() {
+            return Some(first);
+        }
+        let mut h = Sha256::new();
+        for p in std::iter::once(&first).chain(&more) {
+            h.update(p.checksum.as_bytes());
+            h.update([b'\n']);
+        }
+        first.checksum = format!("multi:{}", hex::encode(h.finalize()));
+        first.dest_is_dir = true;
+        first.single_name = None;
+        for p in &more {
+            first.files.extend(p.files.iter().cloned());
+        }
+        first.more = more;
+        Some(first)
+    }
 }
 
 /// Options that shape a copy plan.
@@ -356,6 +387,7 @@ pub(crate) fn plan_copy(
         entries,
         checksum: format!("{prefix}:{checksum_hex}"),
         files,
+        more: Vec::new(),
     })
 }
 
@@ -624,6 +656,7 @@ fn plan_listed(source: Option<Root>, files: Vec<Listed>, dest: &str, workdir: &s
         entries,
         checksum: format!("{}:{hex}", if n == 1 { "file" } else { "multi" }),
         files: files_list,
+        more: Vec::new(),
     }
 }
 

@@ -34,6 +34,17 @@ struct Sources {
     inline: Vec<(String, Vec<u8>)>,
     remote: Vec<String>,
     git: Vec<crate::backend::GitSource>,
+    /// The kind of each source, in the instruction's order.
+    order: Vec<SourceKind>,
+}
+
+/// Which list of [`Sources`] a source went to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SourceKind {
+    Path,
+    Inline,
+    Remote,
+    Git,
 }
 
 /// A COPY/ADD being carried out: the instruction's words expanded, its
@@ -161,12 +172,15 @@ impl Builder<'_> {
                         && let Some(g) = crate::backend::GitSource::parse(&v)
                     {
                         out.git.push(g);
+                        out.order.push(SourceKind::Git);
                     } else if job.name == "ADD"
                         && (v.starts_with("http://") || v.starts_with("https://"))
                     {
                         out.remote.push(v);
+                        out.order.push(SourceKind::Remote);
                     } else {
                         out.paths.push(v);
+                        out.order.push(SourceKind::Path);
                     }
                 }
                 CopySource::Heredoc(h) => {
@@ -176,6 +190,7 @@ impl Builder<'_> {
                         h.chomped()
                     };
                     out.inline.push((h.name.clone(), body.into_bytes()));
+                    out.order.push(SourceKind::Inline);
                 }
             }
         }
@@ -227,11 +242,11 @@ impl Builder<'_> {
             );
         }
         if !srcs.remote.is_empty() {
-            if !srcs.paths.is_empty() || !srcs.inline.is_empty() {
-                return Err(Error::instr(line, "ADD cannot mix URLs with other sources"));
-            }
             let (dir, files) = self.download(sh, job, &srcs.remote, &mut borrowed.downloads)?;
-            return crate::context::plan_downloads(&dir, &files, dest, workdir);
+            if srcs.paths.is_empty() && srcs.inline.is_empty() {
+                return crate::context::plan_downloads(&dir, &files, dest, workdir);
+            }
+            return self.plan_mixed(sh, job, srcs, (&dir, &files));
         }
         if !srcs.inline.is_empty() {
             return Ok(plan_inline(&srcs.inline, dest, workdir));
@@ -259,6 +274,63 @@ impl Builder<'_> {
                 )
             }
         }
+    }
+
+    /// ADD of URLs together with local sources (Docker's legacy builder
+    /// allows it): one part per source, in the instruction's order, into
+    /// the destination directory (which must end with `/`, as for any
+    /// copy of several sources).
+    fn plan_mixed(
+        &self,
+        sh: &Shared<'_>,
+        job: &CopyJob<'_>,
+        srcs: &Sources,
+        (dir, downloaded): (&std::path::Path, &[Download]),
+    ) -> Result<CopyPlan> {
+        let (line, dest, workdir) = (job.line, &job.dest, &job.workdir);
+        if !(dest.ends_with('/') || dest.ends_with("/.") || dest == ".") {
+            return Err(Error::instr(
+                line,
+                format!(
+                    "When using {} with more than one source file, the destination must be a directory and end with a /",
+                    job.name
+                ),
+            ));
+        }
+        let mut parts = Vec::new();
+        let mut url = downloaded.iter();
+        let mut path = srcs.paths.iter();
+        let mut inline = srcs.inline.iter();
+        for kind in &srcs.order {
+            match kind {
+                SourceKind::Remote => {
+                    if let Some(d) = url.next() {
+                        let one = std::slice::from_ref(d);
+                        parts.push(crate::context::plan_downloads(dir, one, dest, workdir)?);
+                    }
+                }
+                SourceKind::Path => {
+                    if let Some(p) = path.next() {
+                        parts.push(plan_copy(
+                            &sh.ctx.tree(),
+                            std::slice::from_ref(p),
+                            dest,
+                            workdir,
+                            &job.plan_opts,
+                            line,
+                        )?);
+                    }
+                }
+                SourceKind::Inline => {
+                    if let Some(h) = inline.next() {
+                        parts.push(plan_inline(std::slice::from_ref(h), dest, workdir));
+                    }
+                }
+                // A git source takes no other (checked before).
+                SourceKind::Git => {}
+            }
+        }
+        CopyPlan::combine(parts).ok_or_else(|| Error::instr(line, "ADD without sources"))
     }
 
     /// The cached step for a plan: its key, then a cache hit, or the files

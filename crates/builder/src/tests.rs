@@ -1465,3 +1465,62 @@ fn run_without_its_executable_fails_to_start_as_in_docker() {
         other => panic!("{other:?}"),
     }
 }
+
+/// `ADD` of a URL together with local sources, as Docker's legacy builder
+/// does it: every source lands in the destination directory (the URL's
+/// file with mode 0600 and the server's time), the history says `multi:`,
+/// a rebuild of the same content hits the cache, another download content
+/// misses, and a destination without `/` is refused.
+#[test]
+fn add_mixes_urls_and_local_sources() {
+    let e = env();
+    e.write("a.txt", "A");
+    e.write("dir/b.txt", "B");
+    let df = "FROM busybox\nADD a.txt http://example.invalid/dl/tool.sh dir /dest/\n";
+    let out = build_fetching(&e, df, &opts());
+    assert_eq!(e.file(&out.image, "dest/a.txt").as_deref(), Some("A"));
+    assert_eq!(e.file(&out.image, "dest/b.txt").as_deref(), Some("B"));
+    assert_eq!(
+        e.file(&out.image, "dest/tool.sh").as_deref(),
+        Some("content of http://example.invalid/dl/tool.sh")
+    );
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let m = fs::metadata(e.backend.image(&out.image).tree.join("dest/tool.sh")).expect("stat");
+    assert_eq!(m.permissions().mode() & 0o777, 0o600);
+    assert_eq!(m.mtime(), 1_234_567);
+    let h = e.history(&out.image);
+    assert!(
+        h[0].0.starts_with("/bin/sh -c #(nop) ADD multi:") && h[0].0.ends_with(" in /dest/ "),
+        "{h:?}"
+    );
+    // Same content again: cached; a local file changed: not.
+    let again = build_fetching(&e, df, &opts());
+    assert_eq!(again.image, out.image);
+    e.write("a.txt", "A2");
+    let changed = build_fetching(&e, df, &opts());
+    assert_ne!(changed.image, out.image);
+    assert_eq!(e.file(&changed.image, "dest/a.txt").as_deref(), Some("A2"));
+    // Several sources need a directory destination.
+    let bad = crate::plan::parse(b"FROM busybox\nADD a.txt http://example.invalid/x /dest\n")
+        .expect("valid");
+    let ctx = ContextDir::open(&e.ctx, None, None).expect("context");
+    let log = EventLog::default();
+    let mut o = opts();
+    o.download_dir = Some(e.ctx.join("../downloads"));
+    let err = Builder::new(&e.backend, &e.runner, &e.cache, &log)
+        .with_fetcher(&AnyFetcher)
+        .build(&bad, &ctx, &o)
+        .expect_err("not a directory");
+    assert!(
+        err.to_string()
+            .contains("When using ADD with more than one source file, the destination must be a directory and end with a /"),
+        "{err}"
+    );
+    assert_eq!(
+        fs::read_dir(e.ctx.join("../downloads"))
+            .expect("dir")
+            .count(),
+        0,
+        "downloads removed"
+    );
+}

@@ -291,10 +291,13 @@ pub(crate) fn apply_copy(plan: &CopyPlan, root: &Root, opts: &ApplyOptions) -> R
             dirs.insert(target_rel.clone(), Arc::new(sub));
         }
     }
-    if jobs.is_empty() {
-        return Ok(());
+    if !jobs.is_empty() {
+        copy_files(&jobs, need_source()?, root, owner, ig)?;
     }
-    copy_files(&jobs, need_source()?, root, owner, ig)
+    for part in &plan.more {
+        apply_copy(part, root, opts)?;
+    }
+    Ok(())
 }
 
 /// Where one entry of a copy goes: its parent directory (resolved), its
