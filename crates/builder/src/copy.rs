@@ -500,12 +500,10 @@ impl Builder<'_> {
                 image
             }
         };
-        // Stacking is its own cached step on the current image.
-        let stack_key = StepKey {
-            key: format!("{}\n--link={}", key.key, layer.0),
-            shape: key.shape,
-            files: key.files,
-        };
+        // Stacking is its own cached step on the current image, keyed as
+        // the instruction (with `--link`): the layer is a function of that
+        // key, and its image ID, made here at some time, is no key input.
+        let stack_key = key;
         if let Some(hit) = self.probe(sh, st, &stack_key)? {
             st.image = Some(hit);
         } else {
