@@ -111,9 +111,10 @@ impl Cgroup {
         resources: Option<&LinuxResources>,
     ) -> Result<Cgroup> {
         let mut dirs = Vec::new();
+        let cpus = cpuset_cpus(resources);
         match layout {
             Layout::V2(root) => {
-                enable_v2_controllers(root, parent);
+                enable_v2_controllers(root, parent, cpus.is_some());
                 dirs.push((String::new(), root.join(parent).join(id)));
             }
             Layout::V1 {
@@ -133,6 +134,19 @@ impl Cgroup {
                     && let Some(u) = unified
                 {
                     dirs.push((String::new(), u.join(parent).join(id)));
+                }
+                // cpuset only when asked: another migration per container.
+                if cpus.is_some() {
+                    let cpuset = root.join("cpuset");
+                    if !cpuset.join("cgroup.procs").exists() {
+                        return Err(Error::io(
+                            "--cpuset-cpus needs the cpuset controller",
+                            cpuset,
+                            io::Error::from(io::ErrorKind::NotFound),
+                        ));
+                    }
+                    prepare_v1_cpuset_parents(&cpuset, parent)?;
+                    dirs.push(("cpuset".into(), cpuset.join(parent).join(id)));
                 }
             }
         }
@@ -206,6 +220,25 @@ impl Cgroup {
                 "max".to_string()
             };
             write(&d.join("pids.max"), &v)?;
+        }
+        if let (Some(m), Some(d)) = (r.memory().as_ref(), mem_dir)
+            && m.disable_oom_killer() == Some(true)
+            && !v2
+        {
+            // cgroup v2 has no switch for it: Docker ignores the option
+            // there (with a warning, which is the caller's to print).
+            write(&d.join("memory.oom_control"), "1")?;
+        }
+        if let Some(cpus) = cpuset_cpus(Some(r)) {
+            let d = if v2 { self.dir("") } else { self.dir("cpuset") };
+            if let Some(d) = d {
+                if !v2 {
+                    // A new v1 cpuset has no memory nodes: the parent's.
+                    let parent = d.parent().unwrap_or(d);
+                    copy_cpuset_file(parent, d, "cpuset.mems")?;
+                }
+                write(&d.join("cpuset.cpus"), cpus)?;
+            }
         }
         if let (Some(c), Some(d)) = (r.cpu().as_ref(), cpu_dir) {
             let period = c.period().unwrap_or(100_000);
@@ -339,10 +372,11 @@ pub(crate) fn attach_device_program(dir: &Path, insns: &[Insn]) -> io::Result<()
     kiln_sys::bpf::attach_cgroup_device_program(cgroup.as_fd(), prog.as_fd())
 }
 
-fn enable_v2_controllers(root: &Path, parent: &str) {
+fn enable_v2_controllers(root: &Path, parent: &str, cpuset: bool) {
     // Best effort: a controller the kernel lacks or the root does not
     // delegate simply stays off; its limit files then fail loudly.
-    let want = ["+memory", "+pids", "+cpu"];
+    let want = ["+memory", "+pids", "+cpu", "+cpuset"];
+    let want = if cpuset { &want[..] } else { &want[..3] };
     let parent_dir = root.join(parent);
     let _ = fs::create_dir_all(&parent_dir);
     for dir in [root.to_path_buf(), parent_dir] {
@@ -350,6 +384,42 @@ fn enable_v2_controllers(root: &Path, parent: &str) {
             let _ = fs::write(dir.join("cgroup.subtree_control"), c);
         }
     }
+}
+
+/// The spec's `cpu.cpus` (`--cpuset-cpus`).
+fn cpuset_cpus(r: Option<&LinuxResources>) -> Option<&str> {
+    r?.cpu()
+        .as_ref()?
+        .cpus()
+        .as_deref()
+        .filter(|c| !c.is_empty())
+}
+
+/// Copies a cpuset file from `from` to `to` when `to`'s is empty (a new v1
+/// cpuset cgroup starts with no CPUs and no memory nodes, and takes no
+/// process until it has both).
+fn copy_cpuset_file(from: &Path, to: &Path, name: &str) -> Result<()> {
+    let current = fs::read_to_string(to.join(name)).unwrap_or_default();
+    if !current.trim().is_empty() {
+        return Ok(());
+    }
+    let path = from.join(name);
+    let value = fs::read_to_string(&path).map_err(|e| Error::io("read cgroup file", path, e))?;
+    write(&to.join(name), value.trim())
+}
+
+/// Creates each level of `parent` in the v1 cpuset hierarchy at `root`,
+/// giving each the CPUs and memory nodes of the level above.
+fn prepare_v1_cpuset_parents(root: &Path, parent: &str) -> Result<()> {
+    let mut above = root.to_path_buf();
+    for part in Path::new(parent).components() {
+        let dir = above.join(part);
+        fs::create_dir_all(&dir).map_err(|e| Error::io("create cgroup", &dir, e))?;
+        copy_cpuset_file(&above, &dir, "cpuset.cpus")?;
+        copy_cpuset_file(&above, &dir, "cpuset.mems")?;
+        above = dir;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -514,5 +584,58 @@ mod tests {
         })
         .expect("filtered");
         assert!(attached);
+    }
+    #[test]
+    fn cpuset_and_oom_kill_disable() {
+        let r: LinuxResources = serde_json::from_value(serde_json::json!({
+            "memory": {"limit": 1048576, "disableOOMKiller": true},
+            "cpu": {"cpus": "0"}
+        }))
+        .expect("resources");
+        let t = tempfile::tempdir().expect("tempdir");
+        let root = t.path();
+        for c in ["memory", "pids", "cpu", "devices", "cpuset"] {
+            touch(&root.join(c).join("cgroup.procs"));
+        }
+        fs::write(root.join("cpuset/cpuset.cpus"), "0-1\n").expect("cpus");
+        fs::write(root.join("cpuset/cpuset.mems"), "0\n").expect("mems");
+        let layout = Layout::detect(root);
+        let cg = Cgroup::create(&layout, "kiln/ci", "c3", Some(&r)).expect("create");
+        let read = |p: &str| fs::read_to_string(root.join(p)).expect(p);
+        assert_eq!(read("memory/kiln/ci/c3/memory.oom_control"), "1");
+        assert_eq!(
+            read("cpuset/kiln/cpuset.cpus"),
+            "0-1",
+            "each level gets its parent's"
+        );
+        assert_eq!(read("cpuset/kiln/ci/cpuset.mems"), "0");
+        assert_eq!(read("cpuset/kiln/ci/c3/cpuset.mems"), "0");
+        assert_eq!(read("cpuset/kiln/ci/c3/cpuset.cpus"), "0");
+        assert_eq!(
+            cg.dir("cpuset"),
+            Some(root.join("cpuset/kiln/ci/c3").as_path())
+        );
+        // Without --cpuset-cpus the cpuset hierarchy is not joined.
+        let cg = Cgroup::create(&layout, "kiln", "c4", None).expect("create");
+        assert!(cg.dir("cpuset").is_none());
+        // No cpuset hierarchy: refused, saying what is missing.
+        fs::remove_file(root.join("cpuset/cgroup.procs")).expect("rm");
+        let err = Cgroup::create(&Layout::detect(root), "kiln", "c5", Some(&r))
+            .expect_err("no cpuset controller");
+        assert!(
+            err.to_string()
+                .contains("--cpuset-cpus needs the cpuset controller"),
+            "{err}"
+        );
+
+        // v2: cpuset.cpus in the one directory, the controller enabled;
+        // no OOM switch exists there.
+        let t = tempfile::tempdir().expect("tempdir");
+        touch(&t.path().join("cgroup.controllers"));
+        Cgroup::create(&Layout::detect(t.path()), "kiln", "c6", Some(&r)).expect("create");
+        let read = |p: &str| fs::read_to_string(t.path().join(p)).expect(p);
+        assert_eq!(read("kiln/c6/cpuset.cpus"), "0");
+        assert_eq!(read("kiln/cgroup.subtree_control"), "+cpuset");
+        assert!(!t.path().join("kiln/c6/memory.oom_control").exists());
     }
 }

@@ -71,6 +71,14 @@ pub enum Error {
         /// Why it did not resolve.
         reason: String,
     },
+    /// A `--group-add` group did not resolve.
+    #[error("unable to find group {group}: {reason}")]
+    Group {
+        /// The group as given.
+        group: String,
+        /// Why it did not resolve.
+        reason: String,
+    },
     /// A state file could not be read or written as JSON.
     #[error("state file {path}: {source}")]
     State {

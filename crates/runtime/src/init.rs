@@ -737,6 +737,7 @@ fn plan_for<'a>(
         cgroup_v1_controllers: controllers,
         userns,
         premounted: false,
+        devices: &[],
     }
 }
 
@@ -905,6 +906,8 @@ fn container_init(
         ns.contains(Namespaces::USER),
     );
     plan.premounted = premounted;
+    let devices = linux.and_then(|l| l.devices().clone()).unwrap_or_default();
+    plan.devices = &devices;
     setup_rootfs(sys, &plan)?;
     // Compiled now, while the shim's cgroup migration (an RCU grace period
     // on cgroup v1) is still under way, rather than after waiting for it.
@@ -941,7 +944,12 @@ fn container_init(
         .process()
         .as_ref()
         .ok_or_else(|| Failure::setup("spec has no process"))?;
-    finish(sys, status, process, req.user.as_deref(), seccomp, req.init)
+    let group_add = crate::extras::group_add_of(&req.spec);
+    let user = UserRequest {
+        user: req.user.as_deref(),
+        group_add: &group_add,
+    };
+    finish(sys, status, process, user, seccomp, req.init)
 }
 
 /// Writes the spec's sysctls through the procfs still visible before the
@@ -1054,12 +1062,25 @@ fn read_account_file(path: &Path) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
-/// init and by exec. Runs inside the container's mount namespace.
+/// Who the container's process runs as, before resolution against the
+/// container's `/etc/passwd` and `/etc/group`.
+#[derive(Clone, Copy)]
+struct UserRequest<'a> {
+    /// Docker's user string (`name`, `uid:gid`, ...); `None`: the
+    /// process's numeric ids.
+    user: Option<&'a str>,
+    /// `--group-add`'s groups.
+    group_add: &'a [String],
+}
+
+/// The last steps before `exec` (user, working directory, terminal,
+/// rlimits, capabilities, seccomp), shared by the container's init and by
+/// exec. Runs inside the container's mount namespace.
 fn finish(
     sys: &LinuxSys,
     status: &mut Option<OwnedFd>,
     process: &Process,
-    user: Option<&str>,
+    user: UserRequest<'_>,
     seccomp: Option<Vec<Vec<kiln_sys::SockFilter>>>,
     tiny_init: bool,
 ) -> Result<Infallible, Failure> {
@@ -1069,10 +1090,11 @@ fn finish(
     let numeric = format!("{}:{}", u.uid(), u.gid());
     let passwd = read_account_file(Path::new("/etc/passwd"));
     let group = read_account_file(Path::new("/etc/group"));
-    let eu =
-        crate::user::resolve(user.unwrap_or(&numeric), &passwd, &group).map_err(Failure::setup)?;
+    let eu = crate::user::resolve(user.user.unwrap_or(&numeric), &passwd, &group)
+        .map_err(Failure::setup)?;
     let (uid, gid, mut groups, home) = (eu.uid, eu.gid, eu.groups, eu.home);
-    for g in u.additional_gids().iter().flatten() {
+    let added = crate::user::additional_groups(user.group_add, &group).map_err(Failure::setup)?;
+    for g in u.additional_gids().iter().flatten().chain(&added) {
         if !groups.contains(g) {
             groups.push(*g);
         }
@@ -1311,14 +1333,11 @@ fn exec_join(
                 .map(crate::seccomp::compile)
                 .transpose()
                 .map_err(Failure::setup)?;
-            finish(
-                sys,
-                status,
-                &req.process,
-                req.user.as_deref(),
-                seccomp,
-                false,
-            )
+            let user = UserRequest {
+                user: req.user.as_deref(),
+                group_add: &req.group_add,
+            };
+            finish(sys, status, &req.process, user, seccomp, false)
         }
         Fork::Parent(child) => {
             let _ = sysproc::ignore_signals(&[libc::SIGPIPE]);

@@ -491,6 +491,11 @@ impl Runtime {
             process.set_no_new_privileges(cp.no_new_privileges());
             process.set_rlimits(cp.rlimits().clone());
             process.set_oom_score_adj(cp.oom_score_adj());
+            if process.user().additional_gids().is_none() {
+                let mut user = process.user().clone();
+                user.set_additional_gids(cp.user().additional_gids().clone());
+                process.set_user(user);
+            }
         }
         let seccomp = spec
             .and_then(|s| s.linux().as_ref())
@@ -504,6 +509,7 @@ impl Runtime {
             user: user
                 .map(str::to_owned)
                 .or_else(|| run.as_ref().and_then(|r| r.user.clone())),
+            group_add: spec.map(crate::extras::group_add_of).unwrap_or_default(),
             seccomp,
             detached,
         };

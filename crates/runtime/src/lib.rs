@@ -44,6 +44,7 @@ mod cgroups;
 mod config;
 mod devices;
 mod error;
+mod extras;
 mod init;
 mod launch;
 pub mod logfile;
@@ -62,6 +63,7 @@ pub use config::{
     StdioConfig,
 };
 pub use error::{Error, Result};
+pub use extras::{DeviceMapping, GROUP_ADD_ANNOTATION};
 pub use init::init_entry;
 pub use launch::{Foreground, Runtime};
 pub use oci_spec;

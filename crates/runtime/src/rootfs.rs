@@ -8,7 +8,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use kiln_sys::{DeviceKind, FsOps, MountFlags, MountOps};
-use oci_spec::runtime::Mount;
+use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Mount};
 
 use crate::config::RootfsMount;
 
@@ -130,6 +130,9 @@ pub(crate) struct RootfsPlan<'a> {
     /// The rootfs is already mounted on `target` (by the supervisor, as
     /// root, outside the user namespace): bind it instead of mounting it.
     pub(crate) premounted: bool,
+    /// The spec's device nodes (`--device`, `--privileged`), made after
+    /// `/dev`'s defaults.
+    pub(crate) devices: &'a [LinuxDevice],
 }
 
 const DEVICES: [(&str, u32, u32); 6] = [
@@ -172,16 +175,21 @@ pub(crate) fn setup_rootfs<S: MountOps + FsOps>(
     // Host-side sources of bind mounts are captured as detached trees now;
     // after pivot_root no host path can be named any more.
     let trees = capture_bind_sources(sys, plan.mounts)?;
-    let (early, devices) = if plan.userns {
-        (mount_proc_sys_early(sys, plan)?, capture_host_devices(sys)?)
+    let (early, devices, spec_binds) = if plan.userns {
+        (
+            mount_proc_sys_early(sys, plan)?,
+            capture_host_devices(sys)?,
+            capture_spec_devices(sys, plan.devices)?,
+        )
     } else {
-        (vec![false; plan.mounts.len()], Vec::new())
+        (vec![false; plan.mounts.len()], Vec::new(), Vec::new())
     };
     pivot_into(sys, &plan.target)?;
     let dev_tmpfs = mount_spec_mounts(sys, plan.mounts, trees, &early)?;
     if dev_tmpfs {
         populate_dev(sys, devices)?;
     }
+    make_spec_devices(sys, plan.devices, spec_binds)?;
     mask_paths(sys, plan.masked)?;
     make_paths_read_only(sys, plan.readonly)
 }
@@ -278,6 +286,85 @@ fn capture_host_devices<S: MountOps>(sys: &S) -> Result<Vec<(&'static str, Owned
         devices.push((name, tree));
     }
     Ok(devices)
+}
+
+/// In a user namespace (no `mknod`): the host's nodes at the paths of the
+/// spec's devices, as detached trees (the spec names no host path: the
+/// container path is the host's, as runc takes it rootless).
+fn capture_spec_devices<S: MountOps>(
+    sys: &S,
+    devices: &[LinuxDevice],
+) -> Result<Vec<OwnedFd>, StepError> {
+    devices
+        .iter()
+        .map(|d| {
+            sys.open_tree(d.path(), false)
+                .step(|| format!("open device {}", d.path().display()))
+        })
+        .collect()
+}
+
+/// Makes the spec's device nodes: `mknod` with the spec's mode (0666 when
+/// none, whatever the umask) and owner, or, in a user namespace, binds of
+/// the host's nodes captured before `pivot_root`. A node already there
+/// (one of `/dev`'s defaults) is kept.
+fn make_spec_devices<S: MountOps + FsOps>(
+    sys: &S,
+    devices: &[LinuxDevice],
+    binds: Vec<OwnedFd>,
+) -> Result<(), StepError> {
+    let mut binds = binds.into_iter();
+    for d in devices {
+        let path = Path::new("/").join(d.path().strip_prefix("/").unwrap_or(d.path()));
+        let bind = binds.next();
+        if sys
+            .probe_dir(&path)
+            .step(|| format!("stat {}", path.display()))?
+            .is_some()
+        {
+            continue;
+        }
+        if let Some(parent) = path.parent() {
+            sys.mkdir_all(parent, 0o755)
+                .step(|| format!("mkdir {}", parent.display()))?;
+        }
+        if let Some(tree) = bind {
+            sys.create_file(&path)
+                .step(|| format!("create {}", path.display()))?;
+            sys.move_mount(tree.as_fd(), &path)
+                .step(|| format!("bind device {}", path.display()))?;
+            continue;
+        }
+        let kind = match d.typ() {
+            LinuxDeviceType::B => DeviceKind::Block,
+            LinuxDeviceType::C | LinuxDeviceType::U => DeviceKind::Char,
+            other => {
+                return Err(StepError {
+                    step: format!("device {}", path.display()),
+                    source: io::Error::other(format!(
+                        "type {} is not a device node kiln makes",
+                        other.as_str()
+                    )),
+                });
+            }
+        };
+        let number = |n: i64| u32::try_from(n).unwrap_or(u32::MAX);
+        let umask = kiln_sys::process::set_umask(0);
+        let made = sys.mknod(
+            &path,
+            kind,
+            d.file_mode().unwrap_or(0o666) & 0o7777,
+            number(d.major()),
+            number(d.minor()),
+        );
+        kiln_sys::process::set_umask(umask);
+        made.step(|| format!("mknod {}", path.display()))?;
+        if d.uid().is_some() || d.gid().is_some() {
+            sys.lchown(&path, d.uid().unwrap_or(0), d.gid().unwrap_or(0))
+                .step(|| format!("chown {}", path.display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// Makes `target` the root and lets go of the old one.
@@ -693,6 +780,7 @@ mod tests {
             cgroup_v1_controllers: &[],
             userns: false,
             premounted: false,
+            devices: &[],
         };
         setup_rootfs(&sys, &plan).expect("setup succeeds with the fake");
         finish_rootfs(&sys, &plan).expect("finish succeeds with the fake");
@@ -769,6 +857,45 @@ mod tests {
         );
     }
 
+    #[test]
+    fn spec_devices_are_made_with_their_mode_and_owner_or_bound_in_a_userns() {
+        let devices: Vec<LinuxDevice> = serde_json::from_value(serde_json::json!([
+            {"path": "/dev/net/tun", "type": "c", "major": 10, "minor": 200, "fileMode": 0o620, "uid": 0, "gid": 5},
+            {"path": "/dev/xvda", "type": "b", "major": 8, "minor": 0},
+            {"path": "/dev/null", "type": "c", "major": 1, "minor": 3},
+        ]))
+        .expect("devices");
+        let sys = RecordingSys::new();
+        sys.add_missing("/dev/net/tun");
+        sys.add_missing("/dev/xvda");
+        make_spec_devices(&sys, &devices, Vec::new()).expect("made");
+        assert_eq!(
+            sys.calls(),
+            vec![
+                "mkdir_all /dev/net 755",
+                "mknod /dev/net/tun Char 620 10:200",
+                "lchown /dev/net/tun 0:5",
+                "mkdir_all /dev 755",
+                "mknod /dev/xvda Block 666 8:0",
+            ],
+            "/dev/null is already there"
+        );
+        // In a user namespace: the host's nodes, captured before pivot_root.
+        let sys = RecordingSys::new();
+        sys.add_missing("/dev/net/tun");
+        let trees = capture_spec_devices(&sys, &devices[..1]).expect("captured");
+        make_spec_devices(&sys, &devices[..1], trees).expect("bound");
+        assert_eq!(
+            sys.calls(),
+            vec![
+                "open_tree /dev/net/tun false",
+                "mkdir_all /dev/net 755",
+                "create_file /dev/net/tun",
+                "move_mount /dev/net/tun",
+            ]
+        );
+    }
+
     /// A plan that mounts `rootfs` on `/t` and nothing else.
     fn bare_plan(rootfs: &[RootfsMount]) -> RootfsPlan<'_> {
         RootfsPlan {
@@ -781,6 +908,7 @@ mod tests {
             cgroup_v1_controllers: &[],
             userns: false,
             premounted: false,
+            devices: &[],
         }
     }
 

@@ -127,6 +127,19 @@ pub struct DockerSpecOptions {
     /// `--sysctl`: namespaced kernel parameters set in the container's own
     /// namespaces (see [`check_sysctl`]).
     pub sysctls: Vec<(String, String)>,
+    /// `--privileged`: every capability, no seccomp filter, no masked or
+    /// read-only paths, `/sys` and `/sys/fs/cgroup` writable, every device
+    /// allowed and the host's device nodes in `/dev`.
+    pub privileged: bool,
+    /// `--device`: host device nodes made in the container and allowed.
+    pub devices: Vec<crate::extras::DeviceMapping>,
+    /// `--group-add`: more supplementary groups (names resolved in the
+    /// container's `/etc/group`, numbers as they are).
+    pub group_add: Vec<String>,
+    /// `--oom-kill-disable` (cgroup v1 only, as Docker's).
+    pub oom_kill_disable: bool,
+    /// `--cpuset-cpus` (`0-3,5`): the CPUs the container may run on.
+    pub cpuset_cpus: Option<String>,
 }
 
 /// Whether `name` (`net.ipv4.ip_forward` or `net/ipv4/ip_forward`) is a
@@ -403,6 +416,7 @@ pub fn docker_spec(o: &DockerSpecOptions) -> Result<Spec> {
     if let (Some(list), Value::Array(extra)) = (spec["mounts"].as_array_mut(), extra) {
         list.extend(extra);
     }
+    crate::extras::apply(&mut spec, o)?;
     serde_json::from_value(spec).map_err(|e| spec_err(e.to_string()))
 }
 

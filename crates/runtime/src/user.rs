@@ -62,8 +62,9 @@ fn group_entries(group: &str) -> impl Iterator<Item = GroupEntry<'_>> {
 /// Resolves `spec` (`name`, `uid`, `uid:gid`, `name:group`, `uid:group`,
 /// `name:gid`; empty means root) the way Docker does: a name must exist
 /// in `passwd`; a numeric uid need not (then gid 0 and home `/`); a group
-/// name must exist in `group`; supplementary groups are the groups that
-/// list the user as a member.
+/// name must exist in `group`. Supplementary groups are the groups that
+/// list the user as a member, unless a group is named: then that group
+/// alone (Docker: supplementary groups only in the implicit form).
 pub(crate) fn resolve(spec: &str, passwd: &str, group: &str) -> Result<ExecUser, Error> {
     let err = |reason: &str| Error::User {
         user: spec.to_owned(),
@@ -97,7 +98,7 @@ pub(crate) fn resolve(spec: &str, passwd: &str, group: &str) -> Result<ExecUser,
         };
     }
     let mut groups = vec![gid];
-    if let Some(name) = name {
+    if let (Some(name), None) = (name, group_part) {
         for e in group_entries(group) {
             if e.members.contains(&name) && !groups.contains(&e.gid) {
                 groups.push(e.gid);
@@ -110,6 +111,33 @@ pub(crate) fn resolve(spec: &str, passwd: &str, group: &str) -> Result<ExecUser,
         groups,
         home: if home.is_empty() { "/".into() } else { home },
     })
+}
+
+/// The highest id Docker accepts (`2^31 - 1`).
+const MAX_ID: u32 = i32::MAX as u32;
+
+/// `--group-add` as Docker resolves it: a group name must exist in
+/// `group`; a number is taken as it is (up to `2^31 - 1`), listed or not.
+pub(crate) fn additional_groups(names: &[String], group: &str) -> Result<Vec<u32>, Error> {
+    let mut gids = Vec::new();
+    for name in names {
+        let err = |reason: &str| Error::Group {
+            group: name.clone(),
+            reason: reason.to_owned(),
+        };
+        let gid = match group_entries(group).find(|e| e.name == name.as_str()) {
+            Some(e) => e.gid,
+            None => match name.parse::<u32>() {
+                Ok(n) if n <= MAX_ID => n,
+                Ok(_) => return Err(err("a gid must be below 2147483648")),
+                Err(_) => return Err(err("no matching entries in group file")),
+            },
+        };
+        if !gids.contains(&gid) {
+            gids.push(gid);
+        }
+    }
+    Ok(gids)
 }
 
 #[cfg(test)]
@@ -158,10 +186,39 @@ mod tests {
     }
 
     #[test]
-    fn name_and_group_name() {
+    fn name_and_group_name_give_that_group_alone() {
+        // Docker (issue #15): a named group replaces the user's memberships.
         let u = resolve("alice:wheel", PASSWD, GROUP).expect("alice:wheel");
         assert_eq!((u.uid, u.gid), (1000, 10));
-        assert!(u.groups.contains(&50));
+        assert_eq!(u.groups, vec![10]);
+        let u = resolve("1000:77", PASSWD, GROUP).expect("uid:gid");
+        assert_eq!((u.uid, u.gid, u.groups), (1000, 77, vec![77]));
+        let u = resolve("1000", PASSWD, GROUP).expect("a listed uid");
+        assert_eq!(
+            u.groups,
+            vec![1000, 10, 50],
+            "memberships by the uid's name"
+        );
+    }
+
+    #[test]
+    fn group_add_takes_names_and_numbers() {
+        let g = |names: &[&str]| {
+            additional_groups(
+                &names.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+                GROUP,
+            )
+        };
+        assert_eq!(
+            g(&["staff", "4242", "wheel", "10"]).expect("resolved"),
+            vec![50, 4242, 10]
+        );
+        assert_eq!(g(&[]).expect("none"), Vec::<u32>::new());
+        assert_eq!(
+            g(&["nosuch"]).expect_err("unknown").to_string(),
+            "unable to find group nosuch: no matching entries in group file"
+        );
+        assert!(g(&["2147483648"]).is_err());
     }
 
     #[test]

@@ -49,6 +49,10 @@ pub(crate) struct ExecRequest {
     pub(crate) cgroup: Option<Cgroup>,
     pub(crate) process: Process,
     pub(crate) user: Option<String>,
+    /// The container's `--group-add` groups (exec gets them too, as in
+    /// Docker).
+    #[serde(default)]
+    pub(crate) group_add: Vec<String>,
     pub(crate) seccomp: Option<LinuxSeccomp>,
     /// `exec -d`: the joiner leaves the caller (new session, one more
     /// fork) and waits for the process on its own.

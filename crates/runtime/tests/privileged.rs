@@ -1573,3 +1573,159 @@ fn read_only_volume_is_read_only_in_its_submounts_too() {
     assert!(!sub.join("inner").exists());
     fs::write(sub.join("host"), "x").expect("the host's submount stays writable");
 }
+
+#[test]
+fn user_with_a_group_and_group_add_set_the_groups_as_docker() {
+    let groups = |user: &str, group_add: &[&str]| {
+        let mut c = container("groups", &["id", "-G"], |o| {
+            o.group_add = group_add.iter().map(|g| g.to_string()).collect();
+        });
+        c.config.user = Some(user.to_string());
+        let (st, out, err) = run(&c);
+        (st.map(|s| s.code()), out.trim().to_string(), err)
+    };
+    // Implicit form: the primary group and every group listing the user.
+    assert_eq!(groups("alice", &[]).1, "1000 10");
+    // A named group replaces the memberships (issue #15).
+    assert_eq!(groups("alice:wheel", &[]).1, "10");
+    assert_eq!(groups("alice:nogroup", &[]).1, "65534", "wheel no longer");
+    assert_eq!(groups("1000:1000", &[]).1, "1000");
+    // --group-add: names from the container's /etc/group, numbers as given.
+    // (`id -G`: the primary group, then the kernel's sorted list.)
+    assert_eq!(
+        groups("alice", &["nogroup", "4242"]).1,
+        "1000 10 4242 65534"
+    );
+    assert_eq!(groups("alice:wheel", &["nogroup"]).1, "10 65534");
+    let (st, _, _) = groups("alice", &["nosuch"]);
+    let err = st.expect_err("an unknown group name is refused");
+    assert!(
+        err.to_string()
+            .contains("unable to find group nosuch: no matching entries in group file"),
+        "{err}"
+    );
+}
+
+/// `sh -c script` in a container tweaked by `tweak`, run by `rt`: its
+/// exit code and stdout (stderr goes to stdout).
+fn sh_in(
+    rt: &Runtime,
+    name: &str,
+    script: &str,
+    tweak: impl FnOnce(&mut DockerSpecOptions),
+) -> (i32, String) {
+    let script = format!("exec 2>&1\n{script}");
+    let c = container(name, &["sh", "-c", &script], tweak);
+    let (out_r, out_w) = pipe();
+    let stdio = StdioConfig {
+        stdin: Stdio::Null,
+        stdout: Stdio::Fd(out_w),
+        stderr: Stdio::Null,
+        tty: false,
+    };
+    let fg = rt.start(&c.config, stdio).expect("container starts");
+    let mut out = String::new();
+    fs::File::from(out_r)
+        .read_to_string(&mut out)
+        .expect("stdout");
+    (fg.wait().expect("container ends").code(), out)
+}
+
+fn v2_runtime() -> Runtime {
+    Runtime::new(RuntimeConfig {
+        init_binary: HARNESS.into(),
+        cgroup_parent: "kiln-test".into(),
+        cgroup_root: "/sys/fs/cgroup/unified".into(),
+        ..Default::default()
+    })
+}
+
+#[test]
+fn device_option_adds_one_node_with_its_permissions() {
+    let (maj, min) = host_disk();
+    let host = fs::read_dir("/dev")
+        .expect("/dev")
+        .flatten()
+        .find(|e| {
+            use std::os::unix::fs::{FileTypeExt, MetadataExt};
+            e.metadata().is_ok_and(|m| {
+                m.file_type().is_block_device()
+                    && (libc::major(m.rdev()), libc::minor(m.rdev())) == (maj, min)
+            })
+        })
+        .expect("the block device's node in /dev")
+        .path();
+    let spec = format!("{}:/dev/xdisk:r", host.display());
+    let script = "ls -l /dev/xdisk | cut -c1\n\
+                  head -c 1 /dev/xdisk >/dev/null && echo read=ok\n\
+                  (printf '' >/dev/xdisk) || echo write=refused\n\
+                  mknod /tmp/other c 1 11 && (printf '' >/tmp/other) || echo other=refused\n\
+                  rm -f /tmp/other";
+    for (layout, rt) in [("v1", runtime()), ("v2", v2_runtime())] {
+        let (code, out) = sh_in(&rt, &format!("dev{layout}"), script, |o| {
+            o.devices = vec![kiln_runtime::DeviceMapping::parse(&spec).expect("device")];
+        });
+        assert_eq!(code, 0, "{layout}: {out}");
+        for want in ["b\n", "read=ok", "write=refused", "other=refused"] {
+            assert!(out.contains(want), "{layout}: {want:?} in {out}");
+        }
+    }
+}
+
+#[test]
+fn privileged_gets_every_capability_device_and_a_writable_sys() {
+    let (maj, min) = host_disk();
+    let script = format!(
+        "grep -E '^(CapEff|Seccomp):' /proc/self/status\n\
+         grep ' /sys sysfs ' /proc/mounts\n\
+         mknod /tmp/disk b {maj} {min} && head -c 1 /tmp/disk >/dev/null && echo disk=ok\n\
+         rm -f /tmp/disk\n\
+         ls /dev/loop0 && echo loop0=there"
+    );
+    for (layout, rt) in [("v1", runtime()), ("v2", v2_runtime())] {
+        let (code, out) = sh_in(&rt, &format!("priv{layout}"), &script, |o| {
+            o.privileged = true
+        });
+        assert_eq!(code, 0, "{layout}: {out}");
+        let capeff = out
+            .lines()
+            .find_map(|l| l.strip_prefix("CapEff:"))
+            .map(str::trim)
+            .expect("CapEff");
+        let host_bound = fs::read_to_string("/proc/self/status")
+            .expect("status")
+            .lines()
+            .find_map(|l| l.strip_prefix("CapBnd:").map(|v| v.trim().to_string()))
+            .expect("CapBnd");
+        assert_eq!(capeff, host_bound, "{layout}: every capability: {out}");
+        assert!(out.contains("Seccomp:\t0"), "{layout}: no seccomp: {out}");
+        assert!(
+            out.contains(" /sys sysfs rw,"),
+            "{layout}: /sys writable: {out}"
+        );
+        assert!(
+            out.contains("disk=ok"),
+            "{layout}: every device allowed: {out}"
+        );
+        assert!(
+            out.contains("loop0=there"),
+            "{layout}: the host's nodes: {out}"
+        );
+    }
+}
+
+#[test]
+fn oom_kill_disable_and_cpuset_cpus_reach_the_cgroup() {
+    let script = "cat /sys/fs/cgroup/memory/memory.oom_control | grep oom_kill_disable\n\
+                  cat /sys/fs/cgroup/cpuset/cpuset.cpus\n\
+                  grep Cpus_allowed_list /proc/self/status";
+    let (code, out) = sh_in(&runtime(), "oomcpus", script, |o| {
+        o.oom_kill_disable = true;
+        o.cpuset_cpus = Some("0".into());
+        o.resources.memory = Some(64 << 20);
+    });
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("oom_kill_disable 1"), "{out}");
+    assert!(out.lines().any(|l| l == "0"), "cpuset.cpus: {out}");
+    assert!(out.contains("Cpus_allowed_list:\t0\n"), "{out}");
+}
