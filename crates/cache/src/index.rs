@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use kiln_builder::{CacheRecord, ImageId};
-use kiln_model::Digest;
+use kiln_model::{Digest, Platform};
 use serde::{Deserialize, Serialize};
 
 use crate::CacheError;
@@ -44,12 +44,6 @@ pub struct Entry {
     pub record: CacheRecord,
     /// The resulting image's manifest.
     pub manifest: ManifestRef,
-}
-
-#[derive(Serialize, Deserialize)]
-struct Platform {
-    architecture: String,
-    os: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -98,10 +92,7 @@ pub fn encode(entries: &[Entry], platform: (&str, &str)) -> Vec<u8> {
             a.insert(IMAGE.to_string(), r.image.0.clone());
             IndexEntry {
                 manifest: e.manifest.clone(),
-                platform: Some(Platform {
-                    os: platform.0.to_string(),
-                    architecture: platform.1.to_string(),
-                }),
+                platform: Some(Platform::new(platform.0, platform.1, None)),
                 annotations: a,
             }
         })
