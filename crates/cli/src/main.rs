@@ -18,6 +18,7 @@ mod commit_cmd;
 mod container_cmd;
 mod flags;
 mod format;
+mod fs_cmd;
 mod image_cmd;
 mod output;
 mod parse_cmd;
@@ -70,6 +71,12 @@ enum Command {
     Exec(container_cmd::ExecArgs),
     /// Create a new image from a container's changes.
     Commit(commit_cmd::CommitArgs),
+    /// Copy files/folders between a container and the local filesystem.
+    Cp(fs_cmd::CpArgs),
+    /// Show the files a container added, changed or deleted.
+    Diff(fs_cmd::DiffArgs),
+    /// Write a container's filesystem as a tar archive.
+    Export(fs_cmd::ExportArgs),
     /// Pause all processes of running containers (cgroup freezer).
     Pause(pause_cmd::PauseArgs),
     /// Unpause paused containers.
@@ -138,6 +145,12 @@ enum ContainerCommand {
     Inspect(InspectArgs),
     /// Remove containers.
     Rm(container_cmd::RmArgs),
+    /// Copy files/folders between a container and the local filesystem.
+    Cp(fs_cmd::CpArgs),
+    /// Show the files a container added, changed or deleted.
+    Diff(fs_cmd::DiffArgs),
+    /// Write a container's filesystem as a tar archive.
+    Export(fs_cmd::ExportArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -234,6 +247,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Rm(a) | Command::Container(ContainerCommand::Rm(a)) => container_cmd::rm(app, &a),
         Command::Exec(a) => container_cmd::exec(app, &a),
         Command::Commit(a) => commit_cmd::commit(app, &a),
+        Command::Cp(a) | Command::Container(ContainerCommand::Cp(a)) => fs_cmd::cp(app, &a),
+        Command::Diff(a) | Command::Container(ContainerCommand::Diff(a)) => fs_cmd::diff(app, &a),
+        Command::Export(a) | Command::Container(ContainerCommand::Export(a)) => {
+            fs_cmd::export(app, &a)
+        }
         Command::Info(a) => system_cmd::info(app, &a),
         Command::Pause(a) => pause_cmd::pause(app, &a),
         Command::Unpause(a) => pause_cmd::unpause(app, &a),
