@@ -129,7 +129,8 @@ impl Builder<'_> {
         let key = flags.key(&created_by, &content);
         let shape = flags.key(&argv.join(" "), "");
         let key = StepKey { key, shape, files };
-        if let Some(hit) = self.probe(sh, st, &key)? {
+        let config = st.config.clone();
+        if let Some(hit) = self.probe(sh, st, &key, &config)? {
             self.progress.event(Event::UsingCache);
             st.image = Some(hit);
             self.step_image(st);
@@ -273,35 +274,43 @@ impl Builder<'_> {
     }
 
     /// Why the step's executable could not be started, in runc's words,
-    /// when it is not in the step's rootfs (found by PATH when it names no
-    /// directory, links resolved inside the rootfs); `None` when it is
-    /// there (or the rootfs cannot be looked at: the exit status stands).
+    /// when it is not in the image the step started from (found by PATH
+    /// when it names no directory, links resolved inside the image);
+    /// `None` when it is there (or the image cannot be looked at: the exit
+    /// status stands). The image, not the step's rootfs: that one may not
+    /// be mountable again once its container used it (volatile overlays),
+    /// and the command changed nothing before its executable was found.
     fn missing_executable(&self, st: &StageState, job: &RunJob<'_>) -> Option<String> {
         let exe = job.argv.first().filter(|a| !a.is_empty())?;
-        let path = self.backend.mount(job.rootfs).ok()?;
-        let found = kiln_fs::Root::open(&path).ok().map(|root| {
-            let is_file = |p: &str| {
-                root.stat(p, kiln_fs::FinalLink::Follow)
-                    .is_ok_and(|m| !m.is_dir())
-            };
-            if exe.contains('/') {
-                let cwd = st.config.working_dir.clone().unwrap_or_default();
-                let full = if exe.starts_with('/') {
-                    exe.clone()
-                } else {
-                    format!("{cwd}/{exe}")
+        let mut sources = Vec::new();
+        let key = format!("{}-exe", job.cid);
+        let mounted = self.mount_image(st.image.as_ref(), &key, &mut sources);
+        let found = mounted
+            .ok()
+            .and_then(|path| kiln_fs::Root::open(&path).ok())
+            .map(|root| {
+                let is_file = |p: &str| {
+                    root.stat(p, kiln_fs::FinalLink::Follow)
+                        .is_ok_and(|m| !m.is_dir())
                 };
-                (is_file(&full), false)
-            } else {
-                let dirs = st.config.env_get("PATH").unwrap_or(DEFAULT_PATH).to_owned();
-                let hit = dirs
-                    .split(':')
-                    .filter(|d| !d.is_empty())
-                    .any(|d| is_file(&format!("{d}/{exe}")));
-                (hit, true)
-            }
-        });
-        let _ = self.backend.unmount(job.rootfs);
+                if exe.contains('/') {
+                    let cwd = st.config.working_dir.clone().unwrap_or_default();
+                    let full = if exe.starts_with('/') {
+                        exe.clone()
+                    } else {
+                        format!("{cwd}/{exe}")
+                    };
+                    (is_file(&full), false)
+                } else {
+                    let dirs = st.config.env_get("PATH").unwrap_or(DEFAULT_PATH).to_owned();
+                    let hit = dirs
+                        .split(':')
+                        .filter(|d| !d.is_empty())
+                        .any(|d| is_file(&format!("{d}/{exe}")));
+                    (hit, true)
+                }
+            });
+        self.release(&sources);
         let quoted = crate::history::go_quote(exe);
         match found? {
             (true, _) => None,
