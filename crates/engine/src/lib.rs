@@ -15,6 +15,7 @@
 
 #![forbid(unsafe_code)]
 
+mod build;
 pub mod build_backend;
 pub mod commit;
 pub mod container;
