@@ -742,11 +742,6 @@ pub(crate) const LONG_FN_ALLOWED: &[(&str, &str, &str)] = &[
         "push_blob",
         "split pending",
     ),
-    (
-        "crates/runtime/src/spec.rs",
-        "docker_spec",
-        "split pending",
-    ),
 ];
 
 /// The end (exclusive) of the brace block opening at byte `open` of

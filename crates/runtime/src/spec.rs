@@ -242,6 +242,52 @@ fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Value {
 /// read-only paths, seccomp profile, namespaces, resources.
 pub fn docker_spec(o: &DockerSpecOptions) -> Result<Spec> {
     let caps = capabilities(&o.cap_add, &o.cap_drop)?;
+    let hostname = if o.hostname.is_empty() {
+        "localhost"
+    } else {
+        o.hostname.as_str()
+    };
+    let cwd = if o.cwd.is_empty() {
+        "/"
+    } else {
+        o.cwd.as_str()
+    };
+    let caps_json = serde_json::to_value(&caps).map_err(|e| spec_err(e.to_string()))?;
+    let rlimits: Vec<Value> = o
+        .ulimits
+        .iter()
+        .map(|(name, soft, hard)| {
+            json!({"type": format!("RLIMIT_{}", name.to_ascii_uppercase()), "soft": soft, "hard": hard})
+        })
+        .collect();
+    let mut spec = json!({
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": o.tty,
+            "user": {"uid": 0, "gid": 0},
+            "args": o.args,
+            "env": process_env(o, hostname),
+            "cwd": cwd,
+            "capabilities": {"bounding": caps_json, "effective": caps_json, "permitted": caps_json},
+            "noNewPrivileges": o.no_new_privileges,
+            "rlimits": rlimits,
+        },
+        "root": {"path": "rootfs", "readonly": o.read_only},
+        "hostname": hostname,
+        "mounts": default_mounts(o),
+        "linux": linux_section(o, &caps)?,
+    });
+    let extra = serde_json::to_value(&o.mounts).map_err(|e| spec_err(e.to_string()))?;
+    if let (Some(list), Value::Array(extra)) = (spec["mounts"].as_array_mut(), extra) {
+        list.extend(extra);
+    }
+    crate::extras::apply(&mut spec, o)?;
+    serde_json::from_value(spec).map_err(|e| spec_err(e.to_string()))
+}
+
+/// The caller's environment plus Docker's `PATH`, `HOSTNAME` and, with a
+/// terminal, `TERM` when missing.
+fn process_env(o: &DockerSpecOptions, hostname: &str) -> Vec<String> {
     let mut env = o.env.clone();
     if !env.iter().any(|e| e.starts_with("PATH=")) {
         env.insert(0, format!("PATH={DEFAULT_PATH}"));
@@ -249,14 +295,15 @@ pub fn docker_spec(o: &DockerSpecOptions) -> Result<Spec> {
     if o.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
         env.push("TERM=xterm".into());
     }
-    let hostname = if o.hostname.is_empty() {
-        "localhost"
-    } else {
-        o.hostname.as_str()
-    };
     if !env.iter().any(|e| e.starts_with("HOSTNAME=")) {
         env.insert(1.min(env.len()), format!("HOSTNAME={hostname}"));
     }
+    env
+}
+
+/// Docker's mounts: `/proc`, `/dev` and below, `/sys`, the cgroups, and
+/// the `/etc` files (read-only with `--read-only`).
+fn default_mounts(o: &DockerSpecOptions) -> Vec<Value> {
     let shm_size = format!("size={}", o.shm_size.unwrap_or(DEFAULT_SHM_SIZE));
     let mut mounts = vec![
         mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
@@ -320,21 +367,13 @@ pub fn docker_spec(o: &DockerSpecOptions) -> Result<Spec> {
             );
         }
     }
-    let mut namespaces = vec![
-        json!({"type": "pid"}),
-        json!({"type": "ipc"}),
-        json!({"type": "uts"}),
-        json!({"type": "mount"}),
-        json!({"type": "cgroup"}),
-    ];
-    if o.network == NetworkMode::None {
-        namespaces.push(json!({"type": "network"}));
-    }
-    if o.userns.is_some() {
-        namespaces.insert(0, json!({"type": "user"}));
-    }
+    mounts
+}
+
+/// Docker's cgroup resources: every device denied (the runtime adds
+/// Docker's defaults), memory and swap, pids, CPU quota and shares.
+fn resources_of(r: &Resources) -> Value {
     let mut resources = json!({"devices": [{"allow": false, "access": "rwm"}]});
-    let r = &o.resources;
     if let Some(m) = r.memory {
         let swap = r.memory_swap.unwrap_or(m.saturating_mul(2));
         resources["memory"] = json!({"limit": m, "swap": swap});
@@ -353,14 +392,28 @@ pub fn docker_spec(o: &DockerSpecOptions) -> Result<Spec> {
     if !cpu.is_empty() {
         resources["cpu"] = Value::Object(cpu);
     }
-    let cwd = if o.cwd.is_empty() {
-        "/"
-    } else {
-        o.cwd.as_str()
-    };
+    resources
+}
+
+/// The spec's `linux` object: namespaces, resources, masked and read-only
+/// paths, user namespace maps, sysctls, seccomp.
+fn linux_section(o: &DockerSpecOptions, caps: &[Capability]) -> Result<Value> {
+    let mut namespaces = vec![
+        json!({"type": "pid"}),
+        json!({"type": "ipc"}),
+        json!({"type": "uts"}),
+        json!({"type": "mount"}),
+        json!({"type": "cgroup"}),
+    ];
+    if o.network == NetworkMode::None {
+        namespaces.push(json!({"type": "network"}));
+    }
+    if o.userns.is_some() {
+        namespaces.insert(0, json!({"type": "user"}));
+    }
     let mut linux = json!({
         "namespaces": namespaces,
-        "resources": resources,
+        "resources": resources_of(&o.resources),
         "maskedPaths": MASKED_PATHS,
         "readonlyPaths": READONLY_PATHS,
     });
@@ -384,40 +437,10 @@ pub fn docker_spec(o: &DockerSpecOptions) -> Result<Spec> {
         linux["sysctl"] = Value::Object(map);
     }
     if !o.seccomp_unconfined {
-        let profile: LinuxSeccomp = seccomp::docker_default(&caps);
+        let profile: LinuxSeccomp = seccomp::docker_default(caps);
         linux["seccomp"] = serde_json::to_value(profile).map_err(|e| spec_err(e.to_string()))?;
     }
-    let caps_json = serde_json::to_value(&caps).map_err(|e| spec_err(e.to_string()))?;
-    let rlimits: Vec<Value> = o
-        .ulimits
-        .iter()
-        .map(|(name, soft, hard)| {
-            json!({"type": format!("RLIMIT_{}", name.to_ascii_uppercase()), "soft": soft, "hard": hard})
-        })
-        .collect();
-    let mut spec = json!({
-        "ociVersion": "1.0.2",
-        "process": {
-            "terminal": o.tty,
-            "user": {"uid": 0, "gid": 0},
-            "args": o.args,
-            "env": env,
-            "cwd": cwd,
-            "capabilities": {"bounding": caps_json, "effective": caps_json, "permitted": caps_json},
-            "noNewPrivileges": o.no_new_privileges,
-            "rlimits": rlimits,
-        },
-        "root": {"path": "rootfs", "readonly": o.read_only},
-        "hostname": hostname,
-        "mounts": mounts,
-        "linux": linux,
-    });
-    let extra = serde_json::to_value(&o.mounts).map_err(|e| spec_err(e.to_string()))?;
-    if let (Some(list), Value::Array(extra)) = (spec["mounts"].as_array_mut(), extra) {
-        list.extend(extra);
-    }
-    crate::extras::apply(&mut spec, o)?;
-    serde_json::from_value(spec).map_err(|e| spec_err(e.to_string()))
+    Ok(linux)
 }
 
 fn spec_err(reason: String) -> Error {
