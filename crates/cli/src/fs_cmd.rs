@@ -21,7 +21,7 @@ use std::sync::mpsc;
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use kiln_engine::Engine;
-use kiln_engine::container::ContainerRecord;
+use kiln_engine::container::{ContainerRecord, VolumeSpec};
 use kiln_layer::{CopyDest, CopyOwner, Root};
 use kiln_snapshot::DiffSource;
 
@@ -520,7 +520,7 @@ impl ContainerRoot {
                 _keeper: None,
             });
         }
-        snapshot_root(app, rec, writable)
+        snapshot_root(app, rec, writable, true)
     }
 }
 
@@ -539,8 +539,15 @@ fn proc_root(pid: i32) -> Result<Root> {
     Root::open(&path).with_context(|| format!("cannot open the root of process {pid}"))
 }
 
-/// A stopped container's snapshot as a root (see [`ContainerRoot::open`]).
-fn snapshot_root(app: &mut Engine, rec: &ContainerRecord, writable: bool) -> Result<ContainerRoot> {
+/// A stopped container's snapshot as a root (see [`ContainerRoot::open`]),
+/// with its bind volumes mounted where it had them when `volumes` (as
+/// Docker's `cp` sees them; `export` does not).
+fn snapshot_root(
+    app: &mut Engine,
+    rec: &ContainerRecord,
+    writable: bool,
+    volumes: bool,
+) -> Result<ContainerRoot> {
     let snapshotter = app.snapshotter()?;
     let mounts = snapshotter
         .mounts(&rec.snapshot)
@@ -549,7 +556,16 @@ fn snapshot_root(app: &mut Engine, rec: &ContainerRecord, writable: bool) -> Res
         .first()
         .ok_or_else(|| anyhow!("container {} has no filesystem", short(&rec.id)))?
         .clone();
-    if first.fstype == "bind" {
+    let binds: Vec<VolumeSpec> = if volumes {
+        kiln_engine::container::in_mount_order(&rec.volumes)
+            .into_iter()
+            .filter(|v| !v.tmpfs && !v.source.is_empty())
+            .cloned()
+            .collect()
+    } else {
+        Vec::new()
+    };
+    if first.fstype == "bind" && binds.is_empty() {
         return Ok(ContainerRoot {
             root: Root::open(&first.source)
                 .with_context(|| format!("cannot open {}", first.source))?,
@@ -578,16 +594,33 @@ fn snapshot_root(app: &mut Engine, rec: &ContainerRecord, writable: bool) -> Res
             } else {
                 kiln_sys::MountFlags::RDONLY
             };
-            kiln_sys::LinuxSys
-                .mount_with_options(
+            let sys = kiln_sys::LinuxSys;
+            let mounted = if first.fstype == "bind" {
+                sys.mount(
+                    Some(Path::new(&first.source)),
+                    &target,
+                    None,
+                    kiln_sys::MountFlags::BIND | kiln_sys::MountFlags::REC,
+                    None,
+                )
+            } else {
+                sys.mount_with_options(
                     Some(Path::new(&first.source)),
                     &target,
                     &first.fstype,
                     flags,
                     &first.options,
                 )
-                .with_context(|| format!("cannot mount the filesystem of container {id}"))?;
-            Root::open(&target).with_context(|| format!("cannot open {}", target.display()))
+            };
+            mounted.with_context(|| format!("cannot mount the filesystem of container {id}"))?;
+            let root =
+                Root::open(&target).with_context(|| format!("cannot open {}", target.display()))?;
+            for v in &binds {
+                bind_volume(&root, v).with_context(|| {
+                    format!("cannot mount volume {} of container {id}", v.target)
+                })?;
+            }
+            Ok(root)
         })();
         let ok = opened.is_ok();
         let _ = tx.send(opened);
@@ -609,6 +642,41 @@ fn snapshot_root(app: &mut Engine, rec: &ContainerRecord, writable: bool) -> Res
         }),
         _mountpoint: Some(mnt),
     })
+}
+
+/// Mounts the bind volume `v` on its mount point in the container's tree,
+/// found inside the root (a link there resolves in the container, never
+/// on the host) and mounted by descriptor. A mount point the container
+/// never had (it never ran) is left alone.
+fn bind_volume(root: &Root, v: &VolumeSpec) -> Result<()> {
+    use kiln_sys::{MountFlags, MountOps as _};
+    use std::os::fd::AsRawFd as _;
+    let Ok(point) = root.open_path(&v.target, kiln_fs::FinalLink::Follow) else {
+        return Ok(());
+    };
+    let at = PathBuf::from(format!("/proc/self/fd/{}", point.as_raw_fd()));
+    let sys = kiln_sys::LinuxSys;
+    sys.mount(
+        Some(Path::new(&v.source)),
+        &at,
+        None,
+        MountFlags::BIND | MountFlags::REC,
+        None,
+    )?;
+    if v.readonly {
+        // The new mount, found again by a lookup that crosses onto it (the
+        // old descriptor still names the mount point below it).
+        let top = root.open_path(&v.target, kiln_fs::FinalLink::Follow)?;
+        let at = PathBuf::from(format!("/proc/self/fd/{}", top.as_raw_fd()));
+        sys.mount(
+            None,
+            &at,
+            None,
+            MountFlags::BIND | MountFlags::REMOUNT | MountFlags::RDONLY,
+            None,
+        )?;
+    }
+    Ok(())
 }
 
 /// Ends the thread holding a stopped container's mount (see
@@ -692,7 +760,7 @@ pub(crate) fn export(app: &mut Engine, a: &ExportArgs) -> Result<u8> {
             },
             mounts_of(pid)?.into_iter().map(|(p, _)| p).collect(),
         ),
-        None => (snapshot_root(app, &rec, false)?, Vec::new()),
+        None => (snapshot_root(app, &rec, false, false)?, Vec::new()),
     };
     let what = || format!("cannot export container {}", short(&rec.id));
     match a.output.as_deref().filter(|p| p.as_os_str() != "-") {

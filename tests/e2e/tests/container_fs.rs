@@ -577,3 +577,67 @@ fn cfs_export_writes_the_merged_filesystem() {
     assert!(meta.file_type().is_symlink());
     fs::remove_dir_all(&t).unwrap();
 }
+
+/// moby's TestCpToSymlinkDestination and TestCpVolumePath: a stopped
+/// container's bind volumes are where `cp` reads and writes (links in them
+/// followed inside the container), a read-only one is refused, and the
+/// root filesystem beside them stays writable.
+#[test]
+fn cfs_cp_reaches_the_volumes_of_a_stopped_container() {
+    let f = Fs::new();
+    let vol = host_dir("cfs-vol-");
+    let vol_ro = host_dir("cfs-volro-");
+    fs::write(vol.join("file1"), "file1\n").unwrap();
+    fs::create_dir(vol.join("dir1")).unwrap();
+    symlink("file1", vol.join("symlinkToFile1")).unwrap();
+    symlink("dir1", vol.join("symlinkToDir1")).unwrap();
+    symlink("fileX", vol.join("brokenSymlinkToFileX")).unwrap();
+    fs::write(vol_ro.join("keep"), "keep\n").unwrap();
+    let src = host_dir("cfs-volsrc-");
+    fs::write(src.join("file2"), "file2\n").unwrap();
+    let v2 = format!("{}:/vol2", vol.display());
+    let vro = format!("{}:/vol_ro:ro", vol_ro.display());
+    f.ok(&["run", "--name", "v", "-v", &v2, "-v", &vro, IMAGE, "true"]);
+    let file2 = src.join("file2");
+    let file2 = p(&file2);
+    f.ok(&["cp", file2, "v:/vol2/symlinkToFile1"]);
+    assert_eq!(
+        fs::read_link(vol.join("symlinkToFile1")).unwrap(),
+        Path::new("file1")
+    );
+    assert_eq!(fs::read_to_string(vol.join("file1")).unwrap(), "file2\n");
+    f.ok(&["cp", file2, "v:/vol2/symlinkToDir1"]);
+    assert_eq!(
+        fs::read_to_string(vol.join("dir1/file2")).unwrap(),
+        "file2\n"
+    );
+    f.ok(&["cp", file2, "v:/vol2/brokenSymlinkToFileX"]);
+    assert_eq!(fs::read_to_string(vol.join("fileX")).unwrap(), "file2\n");
+    assert!(
+        fs::symlink_metadata(vol.join("brokenSymlinkToFileX"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    let out = f.kiln(&["cp", file2, "v:/vol_ro/"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        err(&out).contains("mounted volume is marked read-only"),
+        "{}",
+        show(&out)
+    );
+    assert!(!vol_ro.join("file2").exists());
+    f.ok(&["cp", file2, "v:/root/"]);
+    assert_eq!(f.read("v", "/root/file2"), "file2\n");
+    assert_eq!(f.read("v", "/vol_ro/keep"), "keep\n");
+    // Out of a volume.
+    let out_dir = host_dir("cfs-volout-");
+    f.ok(&["cp", "v:/vol2/dir1", p(&out_dir)]);
+    assert_eq!(
+        fs::read_to_string(out_dir.join("dir1/file2")).unwrap(),
+        "file2\n"
+    );
+    for d in [vol, vol_ro, src, out_dir] {
+        fs::remove_dir_all(d).unwrap();
+    }
+}
