@@ -266,6 +266,21 @@ pub trait BuildCache: Send + Sync {
     ) -> Result<Option<CacheRecord>, BackendError> {
         Ok(self.children(parent)?.into_iter().find(|r| r.key == key))
     }
+
+    /// [`lookup`](BuildCache::lookup) for a step whose image would have
+    /// `config`: what a cache needs that makes the step's image itself
+    /// instead of finding a recorded one (Docker's classic `--cache-from
+    /// IMAGE`, which cuts an image's history and layers at the step). The
+    /// default ignores it.
+    fn lookup_step(
+        &self,
+        parent: Option<&ImageId>,
+        key: &str,
+        config: &ContainerConfig,
+    ) -> Result<Option<CacheRecord>, BackendError> {
+        let _ = config;
+        self.lookup(parent, key)
+    }
 }
 
 /// An extra mount of a RUN step (`RUN --mount=...`).

@@ -355,7 +355,8 @@ impl Builder<'_> {
         if job.flags.link {
             return self.link_copy(sh, st, job, plan, created_by, key);
         }
-        if let Some(hit) = self.probe(sh, st, &key)? {
+        let config = st.config.clone();
+        if let Some(hit) = self.probe(sh, st, &key, &config)? {
             self.progress.event(Event::UsingCache);
             st.image = Some(hit);
             self.step_image(st);
@@ -504,7 +505,8 @@ impl Builder<'_> {
         // the instruction (with `--link`): the layer is a function of that
         // key, and its image ID, made here at some time, is no key input.
         let stack_key = key;
-        if let Some(hit) = self.probe(sh, st, &stack_key)? {
+        let config = st.config.clone();
+        if let Some(hit) = self.probe(sh, st, &stack_key, &config)? {
             st.image = Some(hit);
         } else {
             let commit = StepCommit {
@@ -655,7 +657,7 @@ impl Builder<'_> {
         let created_by =
             crate::history::nop(&st.config.shell_or_default(), &format!("WORKDIR {dir}"));
         let key = StepKey::plain(created_by.clone());
-        if let Some(hit) = self.probe(sh, st, &key)? {
+        if let Some(hit) = self.probe(sh, st, &key, &cfg)? {
             self.progress.event(Event::UsingCache);
             st.image = Some(hit);
             st.config = cfg;

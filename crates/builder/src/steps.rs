@@ -93,12 +93,14 @@ impl Builder<'_> {
     }
 
     /// Looks the step up in the cache; a miss turns lookups off for the rest
-    /// of the stage (and is explained when asked).
+    /// of the stage (and is explained when asked). `config` is the config
+    /// the step's image gets (a cache that makes images needs it).
     pub(crate) fn probe(
         &self,
         sh: &Shared<'_>,
         st: &mut StageState,
         key: &StepKey,
+        config: &ContainerConfig,
     ) -> Result<Option<ImageId>> {
         if !st.cache_on {
             return Ok(None);
@@ -107,7 +109,7 @@ impl Builder<'_> {
         let what = || parent.map_or("scratch".into(), |p| p.to_string());
         let hit = self
             .cache
-            .lookup(parent, &st.key_on_parent(&key.key))
+            .lookup_step(parent, &st.key_on_parent(&key.key), config)
             .map_err(|e| Error::backend("look up cache", what(), e))?;
         if let Some(hit) = hit {
             return Ok(Some(hit.image));
@@ -250,7 +252,7 @@ impl Builder<'_> {
         // Docker commits with the new config, so SHELL records its own shell.
         let created_by = nop(&config.shell_or_default(), text);
         let key = StepKey::plain(created_by.clone());
-        if let Some(hit) = self.probe(sh, st, &key)? {
+        if let Some(hit) = self.probe(sh, st, &key, &config)? {
             self.progress.event(Event::UsingCache);
             st.image = Some(hit);
             st.config = config;

@@ -125,15 +125,20 @@ impl RemoteCache {
             match &target {
                 Target::Registry(repo) => {
                     let at = repo.with_digest(dist.manifest_digest);
-                    self.block_on(self.registry().push_manifest(
-                        &at,
-                        store,
-                        &id,
-                        &dist.manifest_digest,
-                        &dist.media_type,
-                        &NoProgress,
-                    ))
-                    .map_err(|e| fail(format!("push of image {id}"))(e.to_string()))?;
+                    self.with_registry(async |reg| {
+                        reg.push_manifest(
+                            &at,
+                            store,
+                            &id,
+                            &dist.manifest_digest,
+                            &dist.media_type,
+                            &NoProgress,
+                        )
+                        .await
+                        .map_err(|e| e.to_string())
+                    })
+                    .and_then(|r| r)
+                    .map_err(fail(format!("push of image {id}")))?;
                 }
                 Target::Local(root) => write_image(store, root, &dist.manifest_digest)
                     .map_err(|e| fail(format!("image {id}"))(e.to_string()))?,
@@ -151,8 +156,9 @@ impl RemoteCache {
         let bytes = index::encode(&entries, (&os, &arch));
         let digest = match &target {
             Target::Registry(r) => self
-                .block_on(self.registry().put_index(r, bytes))
-                .map_err(|e| fail("index".into())(e.to_string()))?,
+                .with_registry(async |reg| reg.put_index(r, bytes).await.map_err(|e| e.to_string()))
+                .and_then(|r| r)
+                .map_err(fail("index".into()))?,
             Target::Local(root) => {
                 let d = Digest::of(&bytes);
                 write_index(root, &bytes).map_err(|e| fail("index.json".into())(e.to_string()))?;

@@ -7,10 +7,12 @@ use std::sync::{Arc, Mutex, OnceLock};
 use kiln_builder::{BackendError, BuildCache, CacheRecord, ImageId};
 use kiln_content::Store;
 use kiln_model::Digest;
-use kiln_registry::Registry;
+use kiln_registry::{Registry, RegistryConfig};
 use tracing::debug;
 
-use crate::CacheError;
+use kiln_model::ContainerConfig;
+
+use crate::classic;
 use crate::index::Entry;
 use crate::source::{self, Loaded};
 use crate::spec::Location;
@@ -25,28 +27,35 @@ pub trait Host: Send + Sync {
     fn warn(&self, message: &str);
 }
 
-struct Source {
-    location: Location,
-    entries: OnceLock<Vec<Entry>>,
+/// One `--cache-from` source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A kiln cache (registry index or OCI layout).
+    Cache(Location),
+    /// An image in the store, cut at each step (Docker's classic
+    /// `--cache-from IMAGE`).
+    Image(Digest),
+}
+
+enum State {
+    Cache {
+        location: Location,
+        entries: OnceLock<Vec<Entry>>,
+    },
+    Image {
+        id: Digest,
+        target: OnceLock<Option<classic::Target>>,
+    },
 }
 
 /// A step cache over a local cache and remote sources.
 pub struct RemoteCache {
     local: Arc<dyn BuildCache>,
-    sources: Vec<Source>,
+    sources: Vec<State>,
     store: Store,
-    registry: Arc<Registry>,
+    registry: RegistryConfig,
     host: Arc<dyn Host>,
-    rt: Option<tokio::runtime::Runtime>,
     used: Mutex<Vec<CacheRecord>>,
-}
-
-impl Drop for RemoteCache {
-    fn drop(&mut self) {
-        if let Some(rt) = self.rt.take() {
-            rt.shutdown_background();
-        }
-    }
 }
 
 fn is_base_record(r: &CacheRecord) -> bool {
@@ -58,31 +67,31 @@ impl RemoteCache {
     /// first hit wins). Sources are read when the first step asks.
     pub fn new(
         local: Arc<dyn BuildCache>,
-        sources: Vec<Location>,
+        sources: Vec<Source>,
         store: Store,
-        registry: Arc<Registry>,
+        registry: RegistryConfig,
         host: Arc<dyn Host>,
-    ) -> Result<RemoteCache, CacheError> {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .map_err(CacheError::Runtime)?;
-        Ok(RemoteCache {
+    ) -> RemoteCache {
+        RemoteCache {
             local,
             sources: sources
                 .into_iter()
-                .map(|location| Source {
-                    location,
-                    entries: OnceLock::new(),
+                .map(|s| match s {
+                    Source::Cache(location) => State::Cache {
+                        location,
+                        entries: OnceLock::new(),
+                    },
+                    Source::Image(id) => State::Image {
+                        id,
+                        target: OnceLock::new(),
+                    },
                 })
                 .collect(),
             store,
             registry,
             host,
-            rt: Some(rt),
             used: Mutex::new(Vec::new()),
-        })
+        }
     }
 
     /// The store fetched images go to.
@@ -90,49 +99,60 @@ impl RemoteCache {
         &self.store
     }
 
-    pub(crate) fn registry(&self) -> &Registry {
-        &self.registry
+    /// Runs `f` with a registry client on an async runtime made for it
+    /// and gone when it returns: no runtime (and none of its threads) is
+    /// alive while the build forks its steps' containers.
+    pub(crate) fn with_registry<T>(&self, f: impl AsyncFnOnce(&Registry) -> T) -> Result<T, String> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+        let registry = Registry::new(self.registry.clone());
+        let out = rt.block_on(f(&registry));
+        drop(registry);
+        rt.shutdown_background();
+        Ok(out)
     }
 
-    pub(crate) fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
-        self.rt().block_on(f)
+    fn entries<'a>(&self, location: &Location, entries: &'a OnceLock<Vec<Entry>>) -> &'a [Entry] {
+        entries.get_or_init(|| match source::load(self, location) {
+            Ok(Loaded::Cache(e)) => {
+                debug!(source = %location, entries = e.len(), "cache index read");
+                e
+            }
+            Ok(Loaded::Missing) => {
+                self.host
+                    .warn(&format!("cache {location} not found: building without it"));
+                Vec::new()
+            }
+            Ok(Loaded::NotACache) => {
+                self.host
+                    .warn(&format!("{location} is not a kiln build cache: ignoring it"));
+                Vec::new()
+            }
+            Err(e) => {
+                self.host
+                    .warn(&format!("cannot read cache {location}: {e}: ignoring it"));
+                Vec::new()
+            }
+        })
     }
 
-    fn rt(&self) -> &tokio::runtime::Runtime {
-        // Set in `new`, taken only by `drop`.
-        self.rt.as_ref().expect("runtime lives until drop")
-    }
-
-    fn entries<'a>(&self, s: &'a Source) -> &'a [Entry] {
-        s.entries.get_or_init(
-            || match source::load(self.rt(), &self.registry, &s.location) {
-                Ok(Loaded::Cache(e)) => {
-                    debug!(source = %s.location, entries = e.len(), "cache index read");
-                    e
-                }
-                Ok(Loaded::Missing) => {
-                    self.host.warn(&format!(
-                        "cache {} not found: building without it",
-                        s.location
-                    ));
-                    Vec::new()
-                }
-                Ok(Loaded::NotACache) => {
-                    self.host.warn(&format!(
-                        "{} is not a kiln build cache: ignoring it",
-                        s.location
-                    ));
-                    Vec::new()
-                }
+    fn target<'a>(
+        &self,
+        id: &Digest,
+        target: &'a OnceLock<Option<classic::Target>>,
+    ) -> Option<&'a classic::Target> {
+        target
+            .get_or_init(|| match classic::load(&self.store, id) {
+                Ok(t) => Some(t),
                 Err(e) => {
-                    self.host.warn(&format!(
-                        "cannot read cache {}: {e}: ignoring it",
-                        s.location
-                    ));
-                    Vec::new()
+                    self.host
+                        .warn(&format!("cannot use image {id} as a cache source: {e}"));
+                    None
                 }
-            },
-        )
+            })
+            .as_ref()
     }
 
     fn note(&self, r: &CacheRecord) {
@@ -154,19 +174,19 @@ impl RemoteCache {
     /// Tries `entry` of `s`: fetch, check, adopt. Errors are warnings and
     /// the entry a miss; an image that was not in the store before is
     /// removed again.
-    fn try_remote(&self, s: &Source, entry: &Entry) -> Option<CacheRecord> {
+    fn try_remote(&self, location: &Location, entry: &Entry) -> Option<CacheRecord> {
         let rec = &entry.record;
         let id: Digest = rec.image.0.parse().ok()?;
         let had = matches!(self.store.get_image(&id), Ok(Some(_)));
-        let r = source::fetch(self.rt(), &self.registry, &self.store, &s.location, entry)
+        let r = source::fetch(self, &self.store, location, entry)
             .and_then(|()| source::check_step(&self.store, rec))
             .and_then(|()| self.host.adopt(rec));
         match r {
             Ok(()) => Some(rec.clone()),
             Err(e) => {
                 self.host.warn(&format!(
-                    "ignoring cache entry {} from {}: {e}",
-                    rec.image, s.location
+                    "ignoring cache entry {} from {location}: {e}",
+                    rec.image
                 ));
                 if !had {
                     let _ = self.store.remove_image(&id);
@@ -177,16 +197,48 @@ impl RemoteCache {
     }
 }
 
+impl RemoteCache {
+    /// The image `t` gives for the step, adopted as a fetched one is.
+    fn try_image(
+        &self,
+        t: &classic::Target,
+        parent: Option<&ImageId>,
+        key: &str,
+        config: &ContainerConfig,
+    ) -> Option<CacheRecord> {
+        let made = classic::cut(&self.store, t, parent, key, config).and_then(|id| match id {
+            Some(id) => {
+                let rec = CacheRecord {
+                    parent: parent.cloned(),
+                    key: key.to_string(),
+                    shape: key.to_string(),
+                    files: Vec::new(),
+                    image: ImageId(id.to_string()),
+                };
+                self.host.adopt(&rec).map(|()| Some(rec))
+            }
+            None => Ok(None),
+        });
+        made.unwrap_or_else(|e| {
+            self.host
+                .warn(&format!("cannot use the cache source image for this step: {e}"));
+            None
+        })
+    }
+}
+
 impl BuildCache for RemoteCache {
     fn children(&self, parent: Option<&ImageId>) -> Result<Vec<CacheRecord>, BackendError> {
         let mut out = self.local.children(parent)?;
         for s in &self.sources {
-            out.extend(
-                self.entries(s)
-                    .iter()
-                    .filter(|e| e.record.parent.as_ref() == parent)
-                    .map(|e| e.record.clone()),
-            );
+            if let State::Cache { location, entries } = s {
+                out.extend(
+                    self.entries(location, entries)
+                        .iter()
+                        .filter(|e| e.record.parent.as_ref() == parent)
+                        .map(|e| e.record.clone()),
+                );
+            }
         }
         Ok(out)
     }
@@ -202,6 +254,15 @@ impl BuildCache for RemoteCache {
         parent: Option<&ImageId>,
         key: &str,
     ) -> Result<Option<CacheRecord>, BackendError> {
+        self.lookup_step(parent, key, &ContainerConfig::default())
+    }
+
+    fn lookup_step(
+        &self,
+        parent: Option<&ImageId>,
+        key: &str,
+        config: &ContainerConfig,
+    ) -> Result<Option<CacheRecord>, BackendError> {
         if let Some(hit) = self.local.lookup(parent, key)? {
             self.note(&hit);
             return Ok(Some(hit));
@@ -210,13 +271,18 @@ impl BuildCache for RemoteCache {
             return Ok(None);
         }
         for s in &self.sources {
-            let found = self
-                .entries(s)
-                .iter()
-                .find(|e| e.record.parent.as_ref() == parent && e.record.key == key);
-            if let Some(entry) = found
-                && let Some(rec) = self.try_remote(s, entry)
-            {
+            let hit = match s {
+                State::Cache { location, entries } => self
+                    .entries(location, entries)
+                    .iter()
+                    .find(|e| e.record.parent.as_ref() == parent && e.record.key == key)
+                    .and_then(|entry| self.try_remote(location, entry)),
+                State::Image { id, target } => match self.target(id, target) {
+                    Some(t) => self.try_image(t, parent, key, config),
+                    None => None,
+                },
+            };
+            if let Some(rec) = hit {
                 self.local.record(&rec)?;
                 self.note(&rec);
                 return Ok(Some(rec));

@@ -14,6 +14,7 @@
 
 #![forbid(unsafe_code)]
 
+mod classic;
 mod export;
 pub mod index;
 mod layered;
@@ -21,7 +22,7 @@ mod source;
 pub mod spec;
 
 pub use export::{ExportReport, select};
-pub use layered::{Host, RemoteCache};
+pub use layered::{Host, RemoteCache, Source};
 pub use spec::{CacheFrom, CacheTo, Location, Mode, parse_cache_from, parse_cache_to};
 
 /// What can go wrong with a cache as a whole (entries that fail are
@@ -52,7 +53,4 @@ pub enum CacheError {
         /// What failed.
         reason: String,
     },
-    /// The async runtime for registry requests could not start.
-    #[error("cannot start the async runtime: {0}")]
-    Runtime(#[source] std::io::Error),
 }

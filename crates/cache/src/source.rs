@@ -9,7 +9,9 @@ use kiln_model::Digest;
 use std::io::Read as _;
 
 use kiln_fs::{FinalLink, Root};
-use kiln_registry::{MAX_MANIFEST_SIZE, NoProgress, Registry};
+use kiln_registry::{MAX_MANIFEST_SIZE, NoProgress};
+
+use crate::layered::RemoteCache;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -30,12 +32,11 @@ pub(crate) enum Loaded {
 }
 
 pub(crate) fn load(
-    rt: &tokio::runtime::Runtime,
-    registry: &Registry,
+    cache: &RemoteCache,
     location: &Location,
 ) -> Result<Loaded, String> {
     let bytes = match location {
-        Location::Registry(r) => match rt.block_on(registry.fetch_document(r)) {
+        Location::Registry(r) => match cache.with_registry(async |reg| reg.fetch_document(r).await)? {
             Ok(doc) if !doc.is_index => return Ok(Loaded::NotACache),
             Ok(doc) => doc.bytes,
             Err(e) if kiln_registry::is_not_found(&e) => return Ok(Loaded::Missing),
@@ -88,8 +89,7 @@ fn blob_path(d: &Digest) -> String {
 /// config and layers verified against their digests and sizes, then the
 /// image recorded.
 pub(crate) fn fetch(
-    rt: &tokio::runtime::Runtime,
-    registry: &Registry,
+    cache: &RemoteCache,
     store: &Store,
     location: &Location,
     entry: &Entry,
@@ -98,21 +98,24 @@ pub(crate) fn fetch(
     match location {
         Location::Registry(repo) => {
             let r: Reference = repo.with_digest(entry.manifest.digest);
-            let resolved = rt
-                .block_on(registry.resolve(&r, &kiln_model::Platform::native()))
-                .map_err(|e| e.to_string())?;
-            if resolved.config.digest.to_string() != *image {
-                return Err(format!(
-                    "manifest {} has config {}, the cache says {image}",
-                    entry.manifest.digest, resolved.config.digest
-                ));
-            }
             let _lease = store.lease().map_err(|e| e.to_string())?;
-            rt.block_on(registry.fetch_blobs(&resolved, store, &NoProgress))
-                .map_err(|e| e.to_string())?;
-            rt.block_on(registry.record(&resolved, store))
-                .map_err(|e| e.to_string())?;
-            Ok(())
+            cache.with_registry(async |reg| {
+                let resolved = reg
+                    .resolve(&r, &kiln_model::Platform::native())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if resolved.config.digest.to_string() != *image {
+                    return Err(format!(
+                        "manifest {} has config {}, the cache says {image}",
+                        entry.manifest.digest, resolved.config.digest
+                    ));
+                }
+                reg.fetch_blobs(&resolved, store, &NoProgress)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                reg.record(&resolved, store).await.map_err(|e| e.to_string())?;
+                Ok(())
+            })?
         }
         Location::Local(dir) => fetch_local(store, dir, entry),
     }

@@ -915,29 +915,24 @@ fn build_inner(app: &mut Engine, args: &BuildArgs) -> Result<u8> {
     Ok(status)
 }
 
-/// `--cache-from` and `--cache-to`, parsed. A bare `--cache-from NAME` is a
-/// registry cache at that reference; Docker's classic meaning (an image
-/// whose layers are a cache source) is not implemented: an image there is
-/// reported and ignored.
+/// `--cache-from` and `--cache-to`, parsed. A bare `--cache-from NAME` is
+/// what the engine finds there ([`Engine::cache_source`]): a local image or
+/// a pulled one (Docker's classic cache source), or a kiln cache index.
 fn cache_options(
-    app: &Engine,
+    app: &mut Engine,
     args: &BuildArgs,
-) -> Result<(Vec<kiln_cache::Location>, Vec<kiln_cache::CacheTo>)> {
+) -> Result<(Vec<kiln_cache::Source>, Vec<kiln_cache::CacheTo>)> {
     let mut from = Vec::new();
+    let platform = target_platform(args.platform.as_deref())?
+        .unwrap_or_else(kiln_model::Platform::native);
     for v in &args.cache_from {
         match kiln_cache::parse_cache_from(v)? {
-            kiln_cache::CacheFrom::Cache(l) => from.push(l),
+            kiln_cache::CacheFrom::Cache(l) => from.push(kiln_cache::Source::Cache(l)),
             kiln_cache::CacheFrom::Name(name) => {
-                if app.store.resolve_image(&name).is_ok() {
-                    eprintln!(
-                        "WARNING: --cache-from {name}: using a local image as a cache source is not supported; ignoring it"
-                    );
-                    continue;
+                let warn = |m: &str| eprintln!("WARNING: {m}");
+                if let Some(s) = app.cache_source(&name, &platform, &warn)? {
+                    from.push(s);
                 }
-                let r = name
-                    .parse::<kiln_content::Reference>()
-                    .with_context(|| format!("invalid --cache-from value {name:?}"))?;
-                from.push(kiln_cache::Location::Registry(r));
             }
         }
     }

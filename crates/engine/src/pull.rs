@@ -28,12 +28,17 @@ impl Engine {
     /// A registry client configured from the options (insecure registries
     /// of the flags and the config file, credentials, timeout).
     pub fn registry(&self) -> Result<Registry> {
-        Ok(Registry::new(RegistryConfig {
+        Ok(Registry::new(self.registry_config()?))
+    }
+
+    /// The registry client's configuration from the options.
+    pub fn registry_config(&self) -> Result<RegistryConfig> {
+        Ok(RegistryConfig {
             insecure: self.insecure_registries()?,
             docker_config: self.opts.docker_config.clone(),
             timeout: self.opts.registry_timeout,
             ..RegistryConfig::default()
-        }))
+        })
     }
 
     /// Pulls `reference` for `platform` and unpacks it (the lowest missing

@@ -6,14 +6,16 @@
 use std::sync::Arc;
 
 use kiln_builder::{BuildCache, CacheRecord};
-use kiln_cache::{Host, Location, RemoteCache};
-use kiln_content::Store;
-use kiln_model::Digest;
+use kiln_cache::{Host, Location, RemoteCache, Source};
+use kiln_content::{Reference, Store};
+use kiln_model::{Digest, Platform};
+use kiln_registry::NoProgress;
 use kiln_snapshot::Snapshotter;
 
 use crate::PARENT_ANNOTATION;
 use crate::engine::Engine;
-use crate::error::{Error, Result};
+use crate::error::{Context as _, Result};
+use crate::pull::block_on;
 
 /// Receives the cache's warnings (the front end prints them).
 pub type Warn = Box<dyn Fn(&str) + Send + Sync>;
@@ -55,7 +57,7 @@ impl Engine {
     pub fn remote_cache(
         &mut self,
         local: Arc<dyn BuildCache>,
-        sources: Vec<Location>,
+        sources: Vec<Source>,
         warn: Warn,
     ) -> Result<RemoteCache> {
         let host = EngineHost {
@@ -64,10 +66,57 @@ impl Engine {
             unpack: self.unpack_options(),
             warn,
         };
-        let registry = Arc::new(self.registry()?);
-        Ok(
-            RemoteCache::new(local, sources, self.store.clone(), registry, Arc::new(host))
-                .map_err(Error::msg)?,
-        )
+        Ok(RemoteCache::new(
+            local,
+            sources,
+            self.store.clone(),
+            self.registry_config()?,
+            Arc::new(host),
+        ))
+    }
+
+    /// What a bare `--cache-from NAME` means: an image in the store (Docker's
+    /// classic cache source); else, at that reference in its registry, a
+    /// kiln cache index, or an image, pulled for `platform` and used as
+    /// the classic source. `None` (with a warning) when the registry has
+    /// nothing there or cannot be asked.
+    pub fn cache_source(
+        &mut self,
+        name: &str,
+        platform: &Platform,
+        warn: &dyn Fn(&str),
+    ) -> Result<Option<Source>> {
+        if let Ok(rec) = self.store.resolve_image(name) {
+            return Ok(Some(Source::Image(rec.id)));
+        }
+        let reference: Reference = name
+            .parse()
+            .with_context(|| format!("invalid --cache-from value {name:?}"))?;
+        let registry = self.registry()?;
+        let doc = block_on(registry.fetch_document(&reference))?;
+        drop(registry);
+        let doc = match doc {
+            Ok(doc) => doc,
+            Err(e) => {
+                warn(&format!(
+                    "--cache-from {name}: {}: building without it",
+                    crate::chain(&e)
+                ));
+                return Ok(None);
+            }
+        };
+        if doc.is_index && kiln_cache::index::decode(&doc.bytes).is_ok_and(|e| e.is_some()) {
+            return Ok(Some(Source::Cache(Location::Registry(reference))));
+        }
+        match self.pull(&reference, platform, &NoProgress) {
+            Ok(rec) => Ok(Some(Source::Image(rec.id))),
+            Err(e) => {
+                warn(&format!(
+                    "--cache-from {name}: cannot pull it: {}: building without it",
+                    crate::chain(&e)
+                ));
+                Ok(None)
+            }
+        }
     }
 }

@@ -255,3 +255,76 @@ fn cache_missing_ref_warns_and_unreachable_export_fails_after_tagging() {
     assert!(!out.status.success());
     assert!(text(&out).contains("not supported"), "{}", text(&out));
 }
+
+/// A context whose RUNs print what they computed, with an ENV the second
+/// RUN reads (so an image cut from a cache source must carry the config
+/// of its step).
+fn classic_context(dir: &Path, app: &str) -> PathBuf {
+    let ctx = dir.join("classic");
+    std::fs::create_dir_all(&ctx).expect("context dir");
+    std::fs::write(ctx.join("app.txt"), app).expect("app.txt");
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!(
+            "FROM {}\n\
+             ENV GREETING=hello\n\
+             RUN echo RAN-$((6*7)) | tee /a\n\
+             COPY app.txt /app.txt\n\
+             RUN echo RAN-$((6*8)) $GREETING && cat /app.txt > /out\n\
+             CMD [\"cat\", \"/out\"]\n",
+            busybox_ref()
+        ),
+    )
+    .expect("Dockerfile");
+    ctx
+}
+
+/// Docker's classic `--cache-from IMAGE` (moby's TestBuildCacheFrom): an
+/// image pushed from one store, then named by a fresh store, hits every
+/// step and gives the same image ID; a changed file reruns the steps from
+/// it on, with the config (ENV) of the steps before; a `save`d and `load`ed
+/// image is a source too.
+#[test]
+fn cache_from_image_pushed_or_loaded_hits_every_step() {
+    let (a, b, c) = (Sandbox::new(), Sandbox::new(), Sandbox::new());
+    let ctx_a = classic_context(&a.work(), "v1\n");
+    let out = build_ok(&a, &ctx_a, "app:a", &[]);
+    assert!(
+        out.contains("RAN-42") && out.contains("RAN-48 hello"),
+        "{out}"
+    );
+    let id_a = image_id(&a, "app:a");
+    let pushed = format!("{}/classic-{}:1", registry(), std::process::id());
+    a.kiln_ok(["tag", "app:a", &pushed]);
+    a.kiln_ok(["push", &pushed]);
+
+    let ctx_b = classic_context(&b.work(), "v1\n");
+    let out = build_ok(&b, &ctx_b, "app:b", &["--cache-from", &pushed]);
+    assert!(
+        !out.contains("RAN-42") && !out.contains("RAN-48"),
+        "nothing runs:\n{out}"
+    );
+    assert_eq!(out.matches("Using cache").count(), 5, "{out}");
+    assert_eq!(image_id(&b, "app:b"), id_a, "the cache source's own ID");
+    assert_eq!(b.kiln_ok(["run", "--rm", "app:b"]), "v1\n");
+
+    std::fs::write(ctx_b.join("app.txt"), "v2\n").expect("change app.txt");
+    let out = build_ok(&b, &ctx_b, "app:b2", &["--cache-from", &pushed]);
+    assert!(!out.contains("RAN-42"), "the steps before COPY hit:\n{out}");
+    assert!(
+        out.contains("RAN-48 hello"),
+        "the RUN after it reruns with the ENV:\n{out}"
+    );
+    assert_eq!(b.kiln_ok(["run", "--rm", "app:b2"]), "v2\n");
+
+    let tar = a.work().join("app.tar");
+    a.kiln_ok(["save", "-o", &tar.to_string_lossy(), "app:a"]);
+    c.kiln_ok(["load", "-i", &tar.to_string_lossy()]);
+    let ctx_c = classic_context(&c.work(), "v1\n");
+    let out = build_ok(&c, &ctx_c, "app:c", &["--cache-from", "app:a"]);
+    assert!(
+        !out.contains("RAN-42") && !out.contains("RAN-48"),
+        "a loaded image is a source:\n{out}"
+    );
+    assert_eq!(image_id(&c, "app:c"), id_a);
+}
