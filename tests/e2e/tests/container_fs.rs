@@ -641,3 +641,56 @@ fn cfs_cp_reaches_the_volumes_of_a_stopped_container() {
         fs::remove_dir_all(d).unwrap();
     }
 }
+
+/// The path cases of moby's `docker_cli_cp_test.go`: a copy to `.`
+/// (TestCpToDot), a name with colons (TestCpNameHasColon), a link as a
+/// path component (TestCpSymlinkComponent), a link to a directory with and
+/// without a trailing slash (TestCpFromSymlinkToDirectory), `-L` to a new
+/// host name (TestCpSymlinkFromConToHostFollowSymlink), and a container
+/// that never ran (TestCopyCreatedContainer).
+#[test]
+fn cfs_cp_path_cases_of_mobys_cli_tests() {
+    let f = Fs::new();
+    f.made(
+        "c",
+        "mkdir -p /some/path && echo -n holla > /some/path/test && echo lololol > /test && echo lololol > /te:s:t && ln -s /some/path /container_path && ln -s /some /dir_link && ln -s /some/path/test /file_link",
+    );
+    let t = host_dir("cfs-paths-");
+    // To `.`, in the working directory.
+    let out = sh(f.sb.kiln(["cp", "c:/test", "."]).current_dir(&t));
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(fs::read_to_string(t.join("test")).unwrap(), "lololol\n");
+    f.ok(&["cp", "c:/te:s:t", p(&t)]);
+    assert_eq!(fs::read_to_string(t.join("te:s:t")).unwrap(), "lololol\n");
+    // A link as a component: the container's file.
+    f.ok(&["cp", "c:/container_path/test", p(&t.join("component"))]);
+    assert_eq!(fs::read_to_string(t.join("component")).unwrap(), "holla");
+    // A link to a directory: the link itself, or with `/` the directory
+    // under the link's name.
+    f.ok(&["cp", "c:/dir_link", p(&t)]);
+    assert_eq!(
+        fs::read_link(t.join("dir_link")).unwrap(),
+        Path::new("/some")
+    );
+    fs::remove_file(t.join("dir_link")).unwrap();
+    f.ok(&["cp", "c:/dir_link/", p(&t)]);
+    assert!(fs::symlink_metadata(t.join("dir_link")).unwrap().is_dir());
+    assert!(!t.join("some").exists());
+    assert_eq!(
+        fs::read_to_string(t.join("dir_link/path/test")).unwrap(),
+        "holla"
+    );
+    // -L into a directory and to a new name.
+    f.ok(&["cp", "-L", "c:/file_link", p(&t)]);
+    assert_eq!(fs::read_to_string(t.join("file_link")).unwrap(), "holla");
+    f.ok(&["cp", "-L", "c:/file_link", p(&t.join("somefile_host"))]);
+    assert_eq!(
+        fs::read_to_string(t.join("somefile_host")).unwrap(),
+        "holla"
+    );
+    // A container that was created, never started.
+    f.ok(&["create", "--name", "fresh", IMAGE, "true"]);
+    f.ok(&["cp", "fresh:/bin/busybox", p(&t)]);
+    assert!(fs::metadata(t.join("busybox")).unwrap().len() > 100_000);
+    fs::remove_dir_all(&t).unwrap();
+}
