@@ -633,7 +633,7 @@ fn create_record(app: &mut Engine, a: &CreateArgs) -> Result<ContainerRecord> {
         .map(|h| container::parse_add_host(h))
         .collect::<kiln_engine::Result<Vec<_>>>()?;
     if let Some(s) = &a.stop_signal {
-        parse_signal(s)?;
+        container::parse_signal(s)?;
     }
     let shm_size = a
         .shm_size
@@ -835,7 +835,7 @@ fn run_attached(app: &mut Engine, rec: &ContainerRecord) -> Result<i32> {
     // container goes at exit (--rm: no copy on the fast path).
     let mut tee = None;
     if !rec.auto_remove {
-        match Tee::start(&rec.log_path(app)) {
+        match OutputLog::start(&rec.log_path(app)) {
             Ok((t, out, err)) => {
                 stdio.stdout = kiln_runtime::Stdio::Fd(out);
                 stdio.stderr = kiln_runtime::Stdio::Fd(err);
@@ -856,13 +856,15 @@ fn run_attached(app: &mut Engine, rec: &ContainerRecord) -> Result<i32> {
 
 /// Copies a foreground container's stdout and stderr to kiln's own and to
 /// its log file, in two threads.
-struct Tee {
+struct OutputLog {
     done: std::sync::mpsc::Receiver<()>,
 }
 
-impl Tee {
+impl OutputLog {
     /// Starts the copiers; returns the write ends to give the container.
-    fn start(log: &std::path::Path) -> Result<(Tee, std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+    fn start(
+        log: &std::path::Path,
+    ) -> Result<(OutputLog, std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -884,7 +886,7 @@ impl Tee {
             });
         }
         kiln_sys::process::set_signal_mask(&old).context("cannot restore the signal mask")?;
-        Ok((Tee { done }, out_w.into(), err_w.into()))
+        Ok((OutputLog { done }, out_w.into(), err_w.into()))
     }
 
     /// Waits (briefly: a leaked writer must not hang kiln) for both
@@ -980,22 +982,7 @@ fn exit_u8(code: i32) -> u8 {
 }
 
 fn start_detached(app: &mut Engine, rec: &ContainerRecord) -> Result<()> {
-    let cfg = rec.runtime_config(app)?;
-    let log = rec.log_path(app);
-    app.mark_started(rec)?;
-    // `-i`: stdin stays open (nobody writes to it), as Docker keeps it.
-    let options = kiln_runtime::DetachOptions {
-        open_stdin: rec.interactive,
-    };
-    let started = runtime().start_detached_with(&cfg, &log, options);
-    if started.is_err() {
-        // The init failed (its command missing, say) and its supervisor is
-        // recording that: let it finish, so that the caller's next `ps`
-        // already shows the container exited, not up.
-        let _ = runtime().wait(&rec.state_dir(app), Some(Duration::from_secs(5)));
-    }
-    started.with_context(|| format!("cannot start container {}", &rec.id[..12]))?;
-    Ok(())
+    Ok(app.start_detached(rec)?)
 }
 
 pub(crate) fn start(app: &mut Engine, a: &StartArgs) -> Result<u8> {
@@ -1175,11 +1162,7 @@ fn state_of(
 }
 
 fn read_exit_file(app: &Engine, rec: &ContainerRecord) -> Option<i32> {
-    std::fs::read_to_string(rec.state_dir(app).join("exit-code"))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
+    rec.recorded_exit(app)
 }
 
 pub(crate) fn ps(app: &mut Engine, a: &PsArgs) -> Result<u8> {
@@ -1428,53 +1411,6 @@ fn write_log_lines(pending: &mut Vec<u8>, all: bool, view: LogView) -> Result<()
     Ok(())
 }
 
-/// Parses a signal given as `TERM`, `SIGTERM` or `15`.
-pub(crate) fn parse_signal(s: &str) -> Result<i32> {
-    if let Ok(n) = s.parse::<i32>() {
-        if (1..=64).contains(&n) {
-            return Ok(n);
-        }
-        bail!("invalid signal {s:?}");
-    }
-    let upper = s.to_ascii_uppercase();
-    let name = upper.strip_prefix("SIG").unwrap_or(&upper);
-    let n = match name {
-        "HUP" => 1,
-        "INT" => 2,
-        "QUIT" => 3,
-        "ILL" => 4,
-        "TRAP" => 5,
-        "ABRT" | "IOT" => 6,
-        "BUS" => 7,
-        "FPE" => 8,
-        "KILL" => 9,
-        "USR1" => 10,
-        "SEGV" => 11,
-        "USR2" => 12,
-        "PIPE" => 13,
-        "ALRM" => 14,
-        "TERM" => 15,
-        "STKFLT" => 16,
-        "CHLD" => 17,
-        "CONT" => 18,
-        "STOP" => 19,
-        "TSTP" => 20,
-        "TTIN" => 21,
-        "TTOU" => 22,
-        "URG" => 23,
-        "XCPU" => 24,
-        "XFSZ" => 25,
-        "VTALRM" => 26,
-        "PROF" => 27,
-        "WINCH" => 28,
-        "IO" | "POLL" => 29,
-        "PWR" => 30,
-        "SYS" => 31,
-        _ => bail!("invalid signal {s:?}"),
-    };
-    Ok(n)
-}
-
 /// Runs `each` for every named container as Docker's multi-container
 /// commands do: the name on success, `Error response from kiln: ...` on
 /// failure, and exit status 1 when any failed.
@@ -1502,29 +1438,22 @@ pub(crate) fn stop(app: &mut Engine, a: &StopArgs) -> Result<u8> {
         if !is_running(app, &rec) {
             return Ok(());
         }
-        let sig = parse_signal(
+        let sig = container::parse_signal(
             a.signal
                 .as_deref()
                 .or(rec.stop_signal.as_deref())
                 .unwrap_or("SIGTERM"),
         )?;
         let wait = a.time.or(rec.stop_timeout).unwrap_or(10);
-        runtime().stop(&rec.state_dir(app), sig, Duration::from_secs(wait))?;
-        if rec.auto_remove {
-            remove(app, &rec, true)?;
-        }
-        Ok(())
+        Ok(app.stop_container(&rec, sig, Duration::from_secs(wait))?)
     }))
 }
 
 pub(crate) fn kill(app: &mut Engine, a: &KillArgs) -> Result<u8> {
-    let sig = parse_signal(&a.signal)?;
+    let sig = container::parse_signal(&a.signal)?;
     Ok(for_each_container(app, &a.containers, |app, name| {
         let rec = find(app, name)?;
-        if !is_running(app, &rec) {
-            bail!("container {} is not running", &rec.id[..12]);
-        }
-        Ok(runtime().kill(&rec.state_dir(app), sig)?)
+        Ok(app.kill_container(&rec, sig)?)
     }))
 }
 
@@ -1755,15 +1684,5 @@ mod tests {
             fixed_nanos(std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000)),
             "2023-11-14T22:13:20.000000000Z"
         );
-    }
-
-    #[test]
-    fn signals_parse_by_name_and_number() {
-        assert_eq!(parse_signal("TERM").expect("sig"), 15);
-        assert_eq!(parse_signal("SIGKILL").expect("sig"), 9);
-        assert_eq!(parse_signal("sigusr1").expect("sig"), 10);
-        assert_eq!(parse_signal("2").expect("sig"), 2);
-        assert!(parse_signal("NOPE").is_err());
-        assert!(parse_signal("0").is_err());
     }
 }

@@ -255,6 +255,16 @@ impl ContainerRecord {
         })
     }
 
+    /// The exit code a foreground run recorded (`exit-code` in the state
+    /// directory), if any.
+    pub fn recorded_exit(&self, app: &Engine) -> Option<i32> {
+        std::fs::read_to_string(self.state_dir(app).join("exit-code"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
     /// Removes the container's files (state, log, etc files) but not its record or snapshot.
     pub fn remove_files(&self, app: &Engine) {
         let _ = std::fs::remove_dir_all(self.state_dir(app));
@@ -1062,6 +1072,67 @@ impl Engine {
         exited
     }
 
+    /// Starts a created (or stopped) container in the background, its
+    /// output going to its log file (`kiln logs`); `-i` keeps its stdin
+    /// open. If its init fails at once, waits (briefly) for its supervisor
+    /// to record that, so that its state already says exited.
+    pub fn start_detached(&mut self, rec: &ContainerRecord) -> Result<()> {
+        let cfg = rec.runtime_config(self)?;
+        let log = rec.log_path(self);
+        self.mark_started(rec)?;
+        // `-i`: stdin stays open (nobody writes to it), as Docker keeps it.
+        let options = kiln_runtime::DetachOptions {
+            open_stdin: rec.interactive,
+        };
+        let runtime = kiln_runtime::Runtime::default();
+        let started = runtime.start_detached_with(&cfg, &log, options);
+        if started.is_err() {
+            // The init failed (its command missing, say) and its supervisor is
+            // recording that: let it finish, so that the caller's next `ps`
+            // already shows the container exited, not up.
+            let _ = runtime.wait(
+                &rec.state_dir(self),
+                Some(std::time::Duration::from_secs(5)),
+            );
+        }
+        started.with_context(|| {
+            format!(
+                "cannot start container {}",
+                rec.id.get(..12).unwrap_or(&rec.id)
+            )
+        })?;
+        Ok(())
+    }
+
+    /// Stops a running container (nothing for one that is not): `signal`,
+    /// then SIGKILL after `timeout`; an `--rm` container goes with it.
+    pub fn stop_container(
+        &mut self,
+        rec: &ContainerRecord,
+        signal: i32,
+        timeout: std::time::Duration,
+    ) -> Result<()> {
+        if !self.container_running(rec) {
+            return Ok(());
+        }
+        kiln_runtime::Runtime::default().stop(&rec.state_dir(self), signal, timeout)?;
+        if rec.auto_remove {
+            self.remove_container(rec, true)?;
+        }
+        Ok(())
+    }
+
+    /// Sends `signal` to a running container's init.
+    pub fn kill_container(&self, rec: &ContainerRecord, signal: i32) -> Result<()> {
+        if !self.container_running(rec) {
+            bail!(
+                "container {} is not running",
+                rec.id.get(..12).unwrap_or(&rec.id)
+            );
+        }
+        Ok(kiln_runtime::Runtime::default().kill(&rec.state_dir(self), signal)?)
+    }
+
     /// Removes a container: its runtime state, its snapshot and its record
     /// (a running one only with `force`, killing it).
     pub fn remove_container(&mut self, rec: &ContainerRecord, force: bool) -> Result<()> {
@@ -1102,6 +1173,54 @@ impl Engine {
         self.containers()?.remove(&rec.id)?;
         Ok(())
     }
+}
+
+/// Parses a signal given as `TERM`, `SIGTERM` or `15` (1-64), as
+/// `docker kill -s` and `--stop-signal` take it.
+pub fn parse_signal(s: &str) -> Result<i32> {
+    if let Ok(n) = s.parse::<i32>() {
+        if (1..=64).contains(&n) {
+            return Ok(n);
+        }
+        bail!("invalid signal {s:?}");
+    }
+    let upper = s.to_ascii_uppercase();
+    let name = upper.strip_prefix("SIG").unwrap_or(&upper);
+    let n = match name {
+        "HUP" => 1,
+        "INT" => 2,
+        "QUIT" => 3,
+        "ILL" => 4,
+        "TRAP" => 5,
+        "ABRT" | "IOT" => 6,
+        "BUS" => 7,
+        "FPE" => 8,
+        "KILL" => 9,
+        "USR1" => 10,
+        "SEGV" => 11,
+        "USR2" => 12,
+        "PIPE" => 13,
+        "ALRM" => 14,
+        "TERM" => 15,
+        "STKFLT" => 16,
+        "CHLD" => 17,
+        "CONT" => 18,
+        "STOP" => 19,
+        "TSTP" => 20,
+        "TTIN" => 21,
+        "TTOU" => 22,
+        "URG" => 23,
+        "XCPU" => 24,
+        "XFSZ" => 25,
+        "VTALRM" => 26,
+        "PROF" => 27,
+        "WINCH" => 28,
+        "IO" | "POLL" => 29,
+        "PWR" => 30,
+        "SYS" => 31,
+        _ => bail!("invalid signal {s:?}"),
+    };
+    Ok(n)
 }
 
 #[cfg(test)]
@@ -1325,5 +1444,15 @@ mod tests {
         assert!(!foreign_owned(dir.path(), m.uid(), m.gid()));
         assert!(foreign_owned(dir.path(), m.uid() + 1, m.gid()));
         assert!(foreign_owned(dir.path(), m.uid(), m.gid() + 1));
+    }
+
+    #[test]
+    fn signals_parse_by_name_and_number() {
+        assert_eq!(parse_signal("TERM").expect("sig"), 15);
+        assert_eq!(parse_signal("SIGKILL").expect("sig"), 9);
+        assert_eq!(parse_signal("sigusr1").expect("sig"), 10);
+        assert_eq!(parse_signal("2").expect("sig"), 2);
+        assert!(parse_signal("NOPE").is_err());
+        assert!(parse_signal("0").is_err());
     }
 }

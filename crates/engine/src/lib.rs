@@ -4,14 +4,23 @@
 //! An [`Engine`] is opened from [`Options`] (the store root, the
 //! snapshotter, registry settings): opening it runs the recovery pass
 //! ([`recover`]) that reclaims what killed kiln processes left half made.
-//! Through it a front end pulls images ([`Engine::pull`], the pipelined
-//! pull that unpacks while downloading), and more services move here from
-//! the CLI step by step (build backend, containers, gc).
+//! Through it a front end
+//! - pulls images ([`Engine::pull`]: the pipelined pull that unpacks a
+//!   layer while it downloads) and unpacks them ([`Engine::ensure_unpacked`]);
+//! - builds ([`Engine::build`], or kiln-builder driven with the
+//!   [`build_backend`] adapters and step cache itself);
+//! - creates, runs, pauses, commits and removes containers
+//!   ([`container`], [`Engine::run_container`], [`Engine::pause_container`],
+//!   [`Engine::commit_container`], [`Engine::remove_container`]);
+//! - removes images and prunes as Docker does ([`gc`]).
 //!
-//! The engine prints nothing: notices (the snapshotter chosen, leftovers it
-//! could not reclaim) go to [`Options::notice`], progress to the caller's
-//! [`kiln_registry::Progress`], and failures are [`Error`]s whose chain
-//! (`{:#}` through `anyhow`) names what and where.
+//! `examples/build_and_run.rs` builds an image and runs a container of it
+//! with nothing else. The engine prints nothing: notices (the snapshotter
+//! chosen, leftovers it could not reclaim) go to [`Options::notice`],
+//! progress to the caller's `Progress`, and failures are [`Error`]s whose
+//! chain (`{:#}` through `anyhow`, or [`chain`]) names what and where. A
+//! front end's `main` must call `kiln_runtime::init_entry()` first: a
+//! container's init is that program run again.
 
 #![forbid(unsafe_code)]
 
