@@ -84,13 +84,7 @@ fn fail(msg: impl std::fmt::Display) -> anyhow::Error {
 
 pub(crate) fn cp(app: &mut Engine, a: &CpArgs) -> Result<u8> {
     let _ = a.quiet;
-    match cp_inner(app, a) {
-        Ok(()) => Ok(0),
-        Err(e) => {
-            eprintln!("{e:#}");
-            Ok(1)
-        }
-    }
+    exit_1(cp_inner(app, a))
 }
 
 fn cp_inner(app: &mut Engine, a: &CpArgs) -> Result<()> {
@@ -699,15 +693,24 @@ fn short(id: &str) -> &str {
     id.get(..12).unwrap_or(id)
 }
 
+/// Docker's CLI: an error is printed and the command exits 1.
+fn exit_1(done: Result<()>) -> Result<u8> {
+    match done {
+        Ok(()) => Ok(0),
+        Err(e) => {
+            eprintln!("{e:#}");
+            Ok(1)
+        }
+    }
+}
+
 /// `kiln diff CONTAINER`.
 pub(crate) fn diff(app: &mut Engine, a: &DiffArgs) -> Result<u8> {
-    let rec = match app.find_container(&a.container) {
-        Ok(r) => r,
-        Err(_) => {
-            eprintln!("Error: No such container: {}", a.container);
-            return Ok(1);
-        }
-    };
+    exit_1(diff_inner(app, a))
+}
+
+fn diff_inner(app: &mut Engine, a: &DiffArgs) -> Result<()> {
+    let rec = find(app, &a.container)?;
     let snapshotter = app.snapshotter()?;
     let exclude = kiln_engine::commit::runtime_stubs(&*snapshotter, &rec.snapshot)?;
     let changes = match snapshotter.diff_source(&rec.snapshot)? {
@@ -730,22 +733,19 @@ pub(crate) fn diff(app: &mut Engine, a: &DiffArgs) -> Result<u8> {
     for c in changes {
         writeln!(out, "{c}")?;
     }
-    Ok(0)
+    Ok(())
 }
 
 /// `kiln export CONTAINER [-o FILE]`.
 pub(crate) fn export(app: &mut Engine, a: &ExportArgs) -> Result<u8> {
-    let rec = match app.find_container(&a.container) {
-        Ok(r) => r,
-        Err(_) => {
-            eprintln!("Error: No such container: {}", a.container);
-            return Ok(1);
-        }
-    };
+    exit_1(export_inner(app, a))
+}
+
+fn export_inner(app: &mut Engine, a: &ExportArgs) -> Result<()> {
+    let rec = find(app, &a.container)?;
     let to_stdout = a.output.as_deref().is_none_or(|p| p.as_os_str() == "-");
     if to_stdout && io::stdout().is_terminal() {
-        eprintln!("cowardly refusing to save to a terminal. Use the -o flag or redirect");
-        return Ok(1);
+        bail!("cowardly refusing to save to a terminal. Use the -o flag or redirect");
     }
     // A running container: its root as its namespace sees it, without what
     // is mounted there (proc, volumes, /etc/hosts); a stopped one: its
@@ -789,7 +789,7 @@ pub(crate) fn export(app: &mut Engine, a: &ExportArgs) -> Result<u8> {
             w.flush().context("cannot write the archive to stdout")?;
         }
     }
-    Ok(0)
+    Ok(())
 }
 
 /// The mount points below `/` in the mount namespace of `pid`, relative

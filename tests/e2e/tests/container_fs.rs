@@ -571,10 +571,23 @@ fn cfs_export_writes_the_merged_filesystem() {
     fs::write(&victim, "keep\n").unwrap();
     symlink(&victim, t.join("link.tar")).unwrap();
     let out = f.kiln(&["export", "-o", p(&t.join("link.tar")), "c"]);
-    assert_ne!(out.status.code(), Some(0));
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        err(&out).contains("failed to export container"),
+        "{}",
+        show(&out)
+    );
     assert_eq!(fs::read_to_string(&victim).unwrap(), "keep\n");
     let meta = fs::symlink_metadata(t.join("link.tar")).unwrap();
     assert!(meta.file_type().is_symlink());
+    let out = f.kiln(&["export", "-o", p(&t.join("x.tar")), "nosuch"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        err(&out).contains("No such container: nosuch"),
+        "{}",
+        show(&out)
+    );
+    assert!(!t.join("x.tar").exists());
     fs::remove_dir_all(&t).unwrap();
 }
 
