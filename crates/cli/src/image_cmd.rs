@@ -123,9 +123,39 @@ pub(crate) struct LogoutArgs {
 pub(crate) fn pull(app: &mut Engine, args: &PullArgs) -> Result<u8> {
     let reference = parse_reference(&args.image)?;
     let platform = platform(args.platform.as_deref())?;
-    pull_image_to(app, &reference, &platform, args.quiet, false)?;
+    let record = pull_image_to(app, &reference, &platform, args.quiet, false)?;
+    if args.platform.is_some()
+        && let Some(actual) = image_platform(app, &record.id)
+        && !platform.matches(&actual)
+    {
+        // Docker pulls a single-platform image whatever its platform, and
+        // says so in the pull's output (stderr under -q, which keeps
+        // stdout for the name).
+        let warning = format!(
+            "WARNING: image with reference {} was found but does not match the specified platform: wanted {}, actual: {}",
+            reference.familiar_name(),
+            platform,
+            actual
+        );
+        if args.quiet {
+            eprintln!("{warning}");
+        } else {
+            println!("{warning}");
+        }
+    }
     println!("{}", reference);
     Ok(0)
+}
+
+/// The platform an image's config names (`os`, `architecture`, `variant`).
+fn image_platform(app: &Engine, id: &kiln_model::Digest) -> Option<kiln_model::Platform> {
+    let v: serde_json::Value = serde_json::from_slice(&app.store.read_blob(id).ok()?).ok()?;
+    let s = |k: &str| v.get(k).and_then(serde_json::Value::as_str);
+    Some(kiln_model::Platform::new(
+        s("os")?,
+        s("architecture")?,
+        s("variant"),
+    ))
 }
 
 pub(crate) fn push(app: &mut Engine, args: &PushArgs) -> Result<u8> {

@@ -215,6 +215,46 @@ fn pull_of_an_unknown_platform_lists_the_available_ones() {
     assert!(image_ids(&sb).is_empty());
 }
 
+/// Docker pulls a single-platform image of another platform (there is no
+/// choice to make) and warns that it does not match; a matching one, or
+/// the host's entry of an index, gets no warning (issue #16, bug 8).
+#[test]
+fn pull_platform_of_a_single_platform_image_warns_when_it_differs() {
+    let other = if host_arch() == "arm64" {
+        "amd64"
+    } else {
+        "arm64"
+    };
+    let sb = Sandbox::new();
+    let out = sb.kiln_ok([
+        "pull",
+        "--platform",
+        &format!("linux/{other}"),
+        &busybox_ref(),
+    ]);
+    let want = format!(
+        "WARNING: image with reference {} was found but does not match the specified platform: wanted linux/{other}, actual: linux/{}",
+        busybox_ref().trim_end_matches(":latest"),
+        host_arch()
+    );
+    assert!(out.contains(&want), "{out}");
+    assert_eq!(inspect(&sb, &busybox_ref())["Architecture"], host_arch());
+    let out = sb.kiln_ok([
+        "pull",
+        "--platform",
+        &format!("linux/{}", host_arch()),
+        &busybox_ref(),
+    ]);
+    assert!(!out.contains("WARNING"), "{out}");
+    let out = sb.kiln_ok([
+        "pull",
+        "--platform",
+        &format!("linux/{other}"),
+        &index_ref(),
+    ]);
+    assert!(!out.contains("WARNING"), "{out}");
+}
+
 // ---------------------------------------------------------------- images
 
 #[test]
