@@ -504,7 +504,7 @@ impl ContainerRoot {
         if let Some(pid) = running_pid(app, rec) {
             let mounts = mounts_of(pid)?;
             return Ok(ContainerRoot {
-                root: proc_root(pid)?,
+                root: proc_root(app, rec, pid)?,
                 kernel: mounts
                     .into_iter()
                     .filter(|(_, fstype)| is_kernel_fs(fstype))
@@ -528,9 +528,31 @@ fn running_pid(app: &Engine, rec: &ContainerRecord) -> Option<i32> {
         .flatten()
 }
 
-fn proc_root(pid: i32) -> Result<Root> {
+/// The root of the running container `rec` whose init is `pid`, as that
+/// process sees it. The pid is pinned by a pidfd taken first and checked
+/// again once the root is open (still alive, still the container's init),
+/// and the host's own root is refused: a container that ended meanwhile,
+/// its pid reused by a host process, never makes a copy land on the host.
+fn proc_root(app: &Engine, rec: &ContainerRecord, pid: i32) -> Result<Root> {
+    use std::os::fd::AsFd as _;
+    use std::os::unix::fs::MetadataExt as _;
+    let gone = || anyhow!("Error: container {} is not running", short(&rec.id));
+    let pidfd = kiln_sys::process::pidfd_open(pid).map_err(|_| gone())?;
     let path = format!("/proc/{pid}/root");
-    Root::open(&path).with_context(|| format!("cannot open the root of process {pid}"))
+    let root =
+        Root::open(&path).with_context(|| format!("cannot open the root of process {pid}"))?;
+    let alive = kiln_sys::process::pidfd_send_signal(pidfd.as_fd(), 0).is_ok();
+    if !alive || running_pid(app, rec) != Some(pid) {
+        return Err(gone());
+    }
+    let host = std::fs::metadata("/").context("cannot stat /")?;
+    let here = root
+        .stat("", kiln_fs::FinalLink::Follow)
+        .with_context(|| format!("cannot stat {path}"))?;
+    if (here.dev(), here.ino()) == (host.dev(), host.ino()) {
+        return Err(gone());
+    }
+    Ok(root)
 }
 
 /// A stopped container's snapshot as a root (see [`ContainerRoot::open`]),
@@ -753,7 +775,7 @@ fn export_inner(app: &mut Engine, a: &ExportArgs) -> Result<()> {
     let (root, exclude) = match running_pid(app, &rec) {
         Some(pid) => (
             ContainerRoot {
-                root: proc_root(pid)?,
+                root: proc_root(app, &rec, pid)?,
                 kernel: Vec::new(),
                 _mountpoint: None,
                 _keeper: None,
