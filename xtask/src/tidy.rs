@@ -453,11 +453,6 @@ pub(crate) const CONTAINMENT_ALLOWED: &[(&str, &str, &str)] = &[
     ),
     (
         "crates/engine/src/build_backend.rs",
-        "cache_dir",
-        "names the store's build cache directory",
-    ),
-    (
-        "crates/engine/src/build_backend.rs",
         "step_mounts",
         "the store's cache-mount directories, and --secret files the user named copied into the step's private tmpfs",
     ),

@@ -449,6 +449,39 @@ pub(crate) struct StopArgs {
     containers: Vec<String>,
 }
 
+/// `kiln restart`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct RestartArgs {
+    /// Seconds to wait before killing the container (default: the
+    /// container's `--stop-timeout`, else 10).
+    #[arg(short, long, visible_alias = "timeout")]
+    time: Option<u64>,
+    /// Signal to send first (default: the image's StopSignal, else SIGTERM).
+    #[arg(short, long)]
+    signal: Option<String>,
+    /// Containers.
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+/// `kiln rename`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct RenameArgs {
+    /// The container (name or ID).
+    container: String,
+    /// Its new name.
+    new_name: String,
+}
+
+/// `kiln port`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct PortArgs {
+    /// The container (name or ID).
+    container: String,
+    /// A private port (`80`, `80/tcp`): its public port.
+    port: Option<String>,
+}
+
 /// `kiln kill`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct KillArgs {
@@ -711,10 +744,7 @@ fn create_record(app: &mut Engine, a: &CreateArgs) -> Result<ContainerRecord> {
     let records = records(app)?;
     let name = match &a.name {
         Some(n) => {
-            let valid = n.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-                && n.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-            if !valid {
+            if !container::valid_name(n) {
                 bail!("invalid container name {n:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed");
             }
             n.clone()
@@ -954,13 +984,12 @@ pub(crate) fn run(app: &mut Engine, a: &RunArgs) -> Result<u8> {
     if a.detach {
         // With --rm, the supervisor cannot remove store records: the next
         // `ps`, `wait`, `stop` or `rm` that sees the container exited does.
-        if let Err(e) = start_detached(app, &rec) {
+        if let Err(e) = app.start_detached(&rec) {
             // As Docker: 127/126 when the command is missing or not
             // executable, 125 for kiln's own failures.
-            eprintln!("kiln: {e:#}");
+            eprintln!("kiln: {}", kiln_engine::chain(&e));
             let code = e
-                .chain()
-                .find_map(|c| c.downcast_ref::<kiln_runtime::Error>())
+                .find::<kiln_runtime::Error>()
                 .map_or(125, kiln_runtime::Error::exit_code);
             if rec.auto_remove {
                 let _ = remove(app, &rec, true);
@@ -1496,6 +1525,59 @@ pub(crate) fn wait(app: &mut Engine, a: &WaitArgs) -> Result<u8> {
 /// Removes a container: its runtime state, its snapshot and its record.
 fn remove(app: &mut Engine, rec: &ContainerRecord, force: bool) -> Result<()> {
     Ok(app.remove_container(rec, force)?)
+}
+
+/// `kiln restart`: each container stopped (as `kiln stop`) and started
+/// again in the background; the name is printed for each one done.
+pub(crate) fn restart(app: &mut Engine, a: &RestartArgs) -> Result<u8> {
+    Ok(for_each_container(app, &a.containers, |app, name| {
+        let rec = find(app, name)?;
+        let sig = container::parse_signal(
+            a.signal
+                .as_deref()
+                .or(rec.stop_signal.as_deref())
+                .unwrap_or("SIGTERM"),
+        )?;
+        let wait = a.time.or(rec.stop_timeout).unwrap_or(10);
+        Ok(app.restart_container(&rec, sig, Duration::from_secs(wait))?)
+    }))
+}
+
+/// `kiln rename`: prints nothing, as Docker; a refusal is Docker's
+/// daemon error (exit 1).
+pub(crate) fn rename(app: &mut Engine, a: &RenameArgs) -> Result<u8> {
+    // Docker's daemon errors: said on stderr, exit 1.
+    let done = find(app, &a.container).and_then(|rec| Ok(app.rename_container(&rec, &a.new_name)?));
+    match done {
+        Ok(()) => Ok(0),
+        Err(e) => {
+            eprintln!("Error response from kiln: {e:#}");
+            Ok(1)
+        }
+    }
+}
+
+/// `kiln port`: kiln publishes no ports (no bridge network to publish
+/// from), so as Docker for a container without published ports: nothing
+/// for the whole list, and for one private port Docker's error, exit 1.
+pub(crate) fn port(app: &mut Engine, a: &PortArgs) -> Result<u8> {
+    if let Err(e) = find(app, &a.container) {
+        eprintln!("Error: {e:#}");
+        return Ok(1);
+    }
+    let Some(port) = &a.port else {
+        return Ok(0);
+    };
+    let number = port.split_once('/').map_or(port.as_str(), |(n, _)| n);
+    if number.parse::<u16>().is_err() {
+        eprintln!("Error: invalid port ({number})");
+        return Ok(1);
+    }
+    eprintln!(
+        "Error: No public port '{port}' published for {} (kiln publishes no ports: with --network host a container listens on the host's own)",
+        a.container
+    );
+    Ok(1)
 }
 
 pub(crate) fn rm(app: &mut Engine, a: &RmArgs) -> Result<u8> {

@@ -61,6 +61,12 @@ enum Command {
     Logs(container_cmd::LogsArgs),
     /// Stop running containers (the stop signal, then SIGKILL).
     Stop(container_cmd::StopArgs),
+    /// Stop and start containers again.
+    Restart(container_cmd::RestartArgs),
+    /// Give a container another name.
+    Rename(container_cmd::RenameArgs),
+    /// List a container's published ports (kiln publishes none).
+    Port(container_cmd::PortArgs),
     /// Send a signal to running containers.
     Kill(container_cmd::KillArgs),
     /// Wait for containers to stop and print their exit codes.
@@ -135,6 +141,22 @@ enum ImageCommand {
     Rm(image_cmd::RmiArgs),
     /// Remove unused images.
     Prune(prune_cmd::PruneArgs),
+    /// Build an image from a Dockerfile.
+    Build(Box<build_cmd::BuildArgs>),
+    /// Download an image from a registry.
+    Pull(image_cmd::PullArgs),
+    /// Upload an image to a registry.
+    Push(image_cmd::PushArgs),
+    /// Give an image another name.
+    Tag(image_cmd::TagArgs),
+    /// Show the history of an image.
+    History(image_cmd::HistoryArgs),
+    /// Save images to a tar archive (docker-archive or OCI layout).
+    Save(transfer_cmd::SaveArgs),
+    /// Load images from a tar archive.
+    Load(transfer_cmd::LoadArgs),
+    /// Make an image from a root filesystem tarball.
+    Import(transfer_cmd::ImportArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -151,6 +173,36 @@ enum ContainerCommand {
     Diff(fs_cmd::DiffArgs),
     /// Write a container's filesystem as a tar archive.
     Export(fs_cmd::ExportArgs),
+    /// Create and start a container.
+    Run(container_cmd::RunArgs),
+    /// Create a container without starting it.
+    Create(container_cmd::CreateArgs),
+    /// Start stopped containers.
+    Start(container_cmd::StartArgs),
+    /// Stop running containers (the stop signal, then SIGKILL).
+    Stop(container_cmd::StopArgs),
+    /// Stop and start containers again.
+    Restart(container_cmd::RestartArgs),
+    /// Send a signal to running containers.
+    Kill(container_cmd::KillArgs),
+    /// Wait for containers to stop and print their exit codes.
+    Wait(container_cmd::WaitArgs),
+    /// Print a container's output.
+    Logs(container_cmd::LogsArgs),
+    /// Run a command in a running container.
+    Exec(container_cmd::ExecArgs),
+    /// Create a new image from a container's changes.
+    Commit(commit_cmd::CommitArgs),
+    /// Pause all processes of running containers (cgroup freezer).
+    Pause(pause_cmd::PauseArgs),
+    /// Unpause paused containers.
+    Unpause(pause_cmd::PauseArgs),
+    /// Give a container another name.
+    Rename(container_cmd::RenameArgs),
+    /// List a container's published ports (kiln publishes none).
+    Port(container_cmd::PortArgs),
+    /// Remove all stopped containers.
+    Prune(prune_cmd::ContainerPruneArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -236,39 +288,76 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             unreachable!("handled above")
         }
         Command::Build(a) => build_cmd::build(app, &a),
-        Command::Run(a) => container_cmd::run(app, &a),
-        Command::Create(a) => container_cmd::create(app, &a),
-        Command::Start(a) => container_cmd::start(app, &a),
+        Command::Image(ImageCommand::Build(a)) => build_cmd::build(app, &a),
+        Command::Run(a) | Command::Container(ContainerCommand::Run(a)) => {
+            container_cmd::run(app, &a)
+        }
+        Command::Create(a) | Command::Container(ContainerCommand::Create(a)) => {
+            container_cmd::create(app, &a)
+        }
+        Command::Start(a) | Command::Container(ContainerCommand::Start(a)) => {
+            container_cmd::start(app, &a)
+        }
         Command::Ps(a) | Command::Container(ContainerCommand::Ls(a)) => container_cmd::ps(app, &a),
-        Command::Logs(a) => container_cmd::logs(app, &a),
-        Command::Stop(a) => container_cmd::stop(app, &a),
-        Command::Kill(a) => container_cmd::kill(app, &a),
-        Command::Wait(a) => container_cmd::wait(app, &a),
+        Command::Logs(a) | Command::Container(ContainerCommand::Logs(a)) => {
+            container_cmd::logs(app, &a)
+        }
+        Command::Stop(a) | Command::Container(ContainerCommand::Stop(a)) => {
+            container_cmd::stop(app, &a)
+        }
+        Command::Restart(a) | Command::Container(ContainerCommand::Restart(a)) => {
+            container_cmd::restart(app, &a)
+        }
+        Command::Rename(a) | Command::Container(ContainerCommand::Rename(a)) => {
+            container_cmd::rename(app, &a)
+        }
+        Command::Port(a) | Command::Container(ContainerCommand::Port(a)) => {
+            container_cmd::port(app, &a)
+        }
+        Command::Container(ContainerCommand::Prune(a)) => prune_cmd::container_prune(app, &a),
+        Command::Kill(a) | Command::Container(ContainerCommand::Kill(a)) => {
+            container_cmd::kill(app, &a)
+        }
+        Command::Wait(a) | Command::Container(ContainerCommand::Wait(a)) => {
+            container_cmd::wait(app, &a)
+        }
         Command::Rm(a) | Command::Container(ContainerCommand::Rm(a)) => container_cmd::rm(app, &a),
-        Command::Exec(a) => container_cmd::exec(app, &a),
-        Command::Commit(a) => commit_cmd::commit(app, &a),
+        Command::Exec(a) | Command::Container(ContainerCommand::Exec(a)) => {
+            container_cmd::exec(app, &a)
+        }
+        Command::Commit(a) | Command::Container(ContainerCommand::Commit(a)) => {
+            commit_cmd::commit(app, &a)
+        }
         Command::Cp(a) | Command::Container(ContainerCommand::Cp(a)) => fs_cmd::cp(app, &a),
         Command::Diff(a) | Command::Container(ContainerCommand::Diff(a)) => fs_cmd::diff(app, &a),
         Command::Export(a) | Command::Container(ContainerCommand::Export(a)) => {
             fs_cmd::export(app, &a)
         }
         Command::Info(a) => system_cmd::info(app, &a),
-        Command::Pause(a) => pause_cmd::pause(app, &a),
-        Command::Unpause(a) => pause_cmd::unpause(app, &a),
+        Command::Pause(a) | Command::Container(ContainerCommand::Pause(a)) => {
+            pause_cmd::pause(app, &a)
+        }
+        Command::Unpause(a) | Command::Container(ContainerCommand::Unpause(a)) => {
+            pause_cmd::unpause(app, &a)
+        }
         Command::Inspect(a) => inspect(app, &a, InspectKind::Any),
         Command::Image(ImageCommand::Inspect(a)) => inspect(app, &a, InspectKind::Image),
         Command::Container(ContainerCommand::Inspect(a)) => {
             inspect(app, &a, InspectKind::Container)
         }
-        Command::Pull(a) => image_cmd::pull(app, &a),
-        Command::Push(a) => image_cmd::push(app, &a),
-        Command::Tag(a) => image_cmd::tag(app, &a),
+        Command::Pull(a) | Command::Image(ImageCommand::Pull(a)) => image_cmd::pull(app, &a),
+        Command::Push(a) | Command::Image(ImageCommand::Push(a)) => image_cmd::push(app, &a),
+        Command::Tag(a) | Command::Image(ImageCommand::Tag(a)) => image_cmd::tag(app, &a),
         Command::Images(a) | Command::Image(ImageCommand::Ls(a)) => image_cmd::images(app, &a),
         Command::Rmi(a) | Command::Image(ImageCommand::Rm(a)) => image_cmd::rmi(app, &a),
-        Command::History(a) => image_cmd::history(app, &a),
-        Command::Save(a) => transfer_cmd::save(app, &a),
-        Command::Load(a) => transfer_cmd::load(app, &a),
-        Command::Import(a) => transfer_cmd::import(app, &a),
+        Command::History(a) | Command::Image(ImageCommand::History(a)) => {
+            image_cmd::history(app, &a)
+        }
+        Command::Save(a) | Command::Image(ImageCommand::Save(a)) => transfer_cmd::save(app, &a),
+        Command::Load(a) | Command::Image(ImageCommand::Load(a)) => transfer_cmd::load(app, &a),
+        Command::Import(a) | Command::Image(ImageCommand::Import(a)) => {
+            transfer_cmd::import(app, &a)
+        }
         Command::Login(a) => image_cmd::login(app, &a),
         Command::Logout(a) => image_cmd::logout(app, &a),
         Command::Image(ImageCommand::Prune(a)) => prune_cmd::image_prune(app, &a),

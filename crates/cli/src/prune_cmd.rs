@@ -6,7 +6,7 @@ use std::io::Write as _;
 
 use anyhow::Result;
 use kiln_engine::Engine;
-use kiln_engine::gc::{Removed, prune_build_cache, prune_images};
+use kiln_engine::gc::{Removed, prune_build_cache, prune_containers, prune_images};
 use kiln_engine::recover::{recover, sweep_leftovers};
 
 use crate::format;
@@ -17,6 +17,14 @@ pub(crate) struct PruneArgs {
     /// Remove all unused images, not just dangling ones.
     #[arg(short, long)]
     all: bool,
+    /// Do not prompt for confirmation.
+    #[arg(short, long)]
+    force: bool,
+}
+
+/// `container prune` options.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ContainerPruneArgs {
     /// Do not prompt for confirmation.
     #[arg(short, long)]
     force: bool,
@@ -79,6 +87,29 @@ pub(crate) fn image_prune(app: &mut Engine, a: &PruneArgs) -> Result<u8> {
     Ok(0)
 }
 
+/// `container prune`: Docker's question (unless `-f`), then every
+/// container that is not running goes; prints their IDs and the space
+/// their writable layers held.
+pub(crate) fn container_prune(app: &mut Engine, a: &ContainerPruneArgs) -> Result<u8> {
+    if !a.force
+        && !confirm(
+            "WARNING! This will remove all stopped containers.\nAre you sure you want to continue?",
+        )?
+    {
+        return Ok(0);
+    }
+    let (removed, freed) = prune_containers(app)?;
+    if !removed.is_empty() {
+        println!("Deleted Containers:");
+        for id in &removed {
+            println!("{id}");
+        }
+        println!();
+    }
+    println!("Total reclaimed space: {}", format::size(freed));
+    Ok(0)
+}
+
 pub(crate) fn builder_prune(app: &mut Engine, a: &BuilderPruneArgs) -> Result<u8> {
     if !a.force {
         let what = if a.all {
@@ -120,13 +151,7 @@ pub(crate) fn system_prune(app: &mut Engine, a: &PruneArgs) -> Result<u8> {
     }
     recover(app)?;
     sweep_leftovers(app)?;
-    let mut removed = Vec::new();
-    for c in app.containers()?.list()? {
-        if !app.container_running(&c) {
-            app.remove_container(&c, false)?;
-            removed.push(c.id);
-        }
-    }
+    let (removed, _) = prune_containers(app)?;
     if !removed.is_empty() {
         println!("Deleted Containers:");
         for id in &removed {

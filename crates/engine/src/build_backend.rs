@@ -479,14 +479,10 @@ impl ImageBackend for Backend {
 /// store; lookups and records are timed with [`span`].
 pub struct Cache(JsonCache);
 
-fn cache_dir(app: &Engine) -> PathBuf {
-    app.root().join("build").join("cache")
-}
-
 impl Cache {
     /// Opens (creating) the store's step cache.
     pub fn new(app: &Engine) -> Result<Cache> {
-        let dir = cache_dir(app);
+        let dir = app.step_cache_dir();
         let store = app.store.clone();
         let alive = move |image: &ImageId| {
             image
@@ -519,16 +515,6 @@ impl BuildCache for Cache {
         let _t = span("record", &record.key);
         self.0.record(record)
     }
-}
-
-/// Removes every step cache record; returns how many.
-pub fn clear_cache(app: &Engine) -> Result<usize> {
-    Ok(JsonCache::clear(&cache_dir(app))?)
-}
-
-/// Number of step cache records.
-pub fn cache_record_count(app: &Engine) -> Result<usize> {
-    Ok(JsonCache::count(&cache_dir(app))?)
 }
 
 /// Runs RUN steps in real containers.

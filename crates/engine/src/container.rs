@@ -1122,6 +1122,44 @@ impl Engine {
         Ok(())
     }
 
+    /// Stops a running container as [`stop_container`](Engine::stop_container)
+    /// does (but keeps an `--rm` one) and starts it again in the background
+    /// (`docker restart`); a stopped one is just started.
+    pub fn restart_container(
+        &mut self,
+        rec: &ContainerRecord,
+        signal: i32,
+        timeout: std::time::Duration,
+    ) -> Result<()> {
+        let runtime = kiln_runtime::Runtime::default();
+        if self.container_running(rec) {
+            runtime.stop(&rec.state_dir(self), signal, timeout)?;
+        }
+        // A restart begins from a clean runtime state; the writable layer stays.
+        let _ = runtime.delete(&rec.state_dir(self), true);
+        self.start_detached(rec)
+    }
+
+    /// Gives a container another name (`docker rename`), refused as
+    /// Docker refuses it: an empty or invalid name, its own name, a name
+    /// another container has.
+    pub fn rename_container(&self, rec: &ContainerRecord, new_name: &str) -> Result<()> {
+        if new_name.is_empty() {
+            bail!("Neither old nor new names may be empty");
+        }
+        if !valid_name(new_name) {
+            bail!(
+                "Invalid container name ({new_name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+            );
+        }
+        if rec.name == new_name {
+            bail!("Renaming a container with the same name as its current name");
+        }
+        self.containers()?
+            .update(&rec.id, |r| r.name = new_name.to_owned())?;
+        Ok(())
+    }
+
     /// Sends `signal` to a running container's init.
     pub fn kill_container(&self, rec: &ContainerRecord, signal: i32) -> Result<()> {
         if !self.container_running(rec) {
@@ -1173,6 +1211,17 @@ impl Engine {
         self.containers()?.remove(&rec.id)?;
         Ok(())
     }
+}
+
+/// Whether `name` is a valid container name: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`,
+/// as Docker's.
+pub fn valid_name(name: &str) -> bool {
+    name.chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
 /// Parses a signal given as `TERM`, `SIGTERM` or `15` (1-64), as

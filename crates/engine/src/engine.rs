@@ -147,6 +147,13 @@ impl Engine {
         &self.opts.root
     }
 
+    /// The step cache's directory (`build/cache/`): kiln-builder's
+    /// `JsonCache` format, used by builds and counted and cleared by
+    /// [`gc`](crate::gc).
+    pub fn step_cache_dir(&self) -> PathBuf {
+        self.root().join("build").join("cache")
+    }
+
     /// The snapshotter: the one asked for, or (auto) the one chosen the first
     /// time this store needed one, recorded in `<root>/snapshotter`.
     pub fn snapshotter(&mut self) -> Result<Arc<dyn Snapshotter>> {

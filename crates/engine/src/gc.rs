@@ -413,7 +413,7 @@ pub fn prune_images(app: &mut Engine, all: bool) -> Result<(Vec<Removed>, u64)> 
 /// Clears the build cache and the untagged images only it kept; returns
 /// (cache records, images) removed and the bytes freed.
 pub fn prune_build_cache(app: &mut Engine) -> Result<(usize, usize, u64)> {
-    let removed = crate::build_backend::clear_cache(app)?;
+    let removed = kiln_builder::JsonCache::clear(&app.step_cache_dir())?;
     // Untagged images that only the cache kept alive go too.
     let images = app.store.list_images()?;
     let used: BTreeSet<Digest> = containers(app)?.iter().map(|c| c.image_id).collect();
@@ -450,6 +450,24 @@ fn tagged_ancestry(images: &[ImageRecord]) -> BTreeSet<String> {
         }
     }
     out
+}
+
+/// Removes every container that is not running (`container prune`,
+/// `system prune`); returns their IDs and the bytes their writable layers
+/// held.
+pub fn prune_containers(app: &mut Engine) -> Result<(Vec<String>, u64)> {
+    let snapshotter = app.snapshotter()?;
+    let mut removed = Vec::new();
+    let mut freed = 0;
+    for c in app.containers()?.list()? {
+        if !app.container_running(&c) {
+            let size = snapshotter.usage(&c.snapshot).map_or(0, |u| u.size);
+            app.remove_container(&c, false)?;
+            freed += size;
+            removed.push(c.id);
+        }
+    }
+    Ok((removed, freed))
 }
 
 /// What `system df` shows, measured.
@@ -510,6 +528,6 @@ pub fn disk_usage(app: &mut Engine) -> Result<DiskUsage> {
             du.snapshot_reclaimable += size;
         }
     }
-    du.cache_records = crate::build_backend::cache_record_count(app)?;
+    du.cache_records = kiln_builder::JsonCache::count(&app.step_cache_dir())?;
     Ok(du)
 }
