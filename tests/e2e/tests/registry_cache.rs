@@ -104,7 +104,16 @@ fn cache_registry_max_makes_an_empty_store_run_nothing() {
     // One changed file: the steps from the first one that reads it rerun,
     // the builder stage does not.
     std::fs::write(ctx_b.join("app.txt"), "v2\n").expect("change app.txt");
-    let out = build_ok(&b, &ctx_b, "app:b2", &["--cache-from", &from]);
+    let out = build_ok(
+        &b,
+        &ctx_b,
+        "app:b2",
+        &["--cache-from", &from, "--explain-cache"],
+    );
+    assert!(
+        out.contains("app.txt (changed)"),
+        "the miss is explained against the remote entry:\n{out}"
+    );
     assert!(
         !out.contains("RAN-42") && out.contains("RAN-48"),
         "only the final RUN reruns:\n{out}"

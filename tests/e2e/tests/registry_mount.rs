@@ -260,3 +260,42 @@ fn registry_mount_suite_registry_timeout_ends_a_pull_from_a_silent_registry() {
     );
     assert!(elapsed < std::time::Duration::from_secs(15), "{elapsed:?}");
 }
+
+/// `--cache-to` reuses what the registry has, as `kiln push` does (issue
+/// #13): exporting the same steps to a second repository of the registry
+/// mounts every blob from the first one; nothing is uploaded.
+#[test]
+fn registry_mount_cache_export_mounts_from_the_first_export() {
+    let sb = Sandbox::new();
+    let relay = Relay::start(registry());
+    let tag = free_port();
+    let ctx = sb.work().join("ctx");
+    std::fs::create_dir_all(&ctx).expect("context");
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!("FROM {}\nRUN echo cached > /x\n", busybox_ref()),
+    )
+    .expect("Dockerfile");
+    let export = |repo: &str| {
+        let to = format!("type=registry,ref={}/{repo}:c,mode=max", relay.host());
+        sb.kiln_ok(["build", "-q", "--cache-to", &to, &ctx.to_string_lossy()]);
+    };
+    let (repo_a, repo_b) = (format!("e2e-cache-a-{tag}"), format!("e2e-cache-b-{tag}"));
+    export(&repo_a);
+    assert!(
+        relay.count(&format!("/v2/{repo_a}/blobs/uploads/")) > 0,
+        "the first export uploads"
+    );
+    relay.reset();
+    export(&repo_b);
+    assert_eq!(relay.count("PATCH /v2/"), 0, "no chunk uploaded");
+    assert_eq!(
+        relay.count(&format!("PUT /v2/{repo_b}/blobs/uploads/")),
+        0,
+        "no blob upload to b"
+    );
+    assert!(
+        relay.count(&format!("POST /v2/{repo_b}/blobs/uploads/?mount=sha256%3A")) >= 2,
+        "the layers and the config are mounted from a"
+    );
+}
