@@ -218,6 +218,7 @@ fn copy_from(app: &mut Engine, a: &CpArgs, name: &str, src: &str, dst: &str) -> 
             &object,
             &src_name,
             kernel,
+            rec.userns.as_ref(),
             io::BufWriter::new(out.lock()),
         )
         .with_context(|| format!("cannot archive {name}:{src}"))?;
@@ -232,9 +233,10 @@ fn copy_from(app: &mut Engine, a: &CpArgs, name: &str, src: &str, dst: &str) -> 
     let into =
         Root::open(&plan.dir).map_err(|e| fail(format!("stat {}: {}", plan.dir, io_text(&e))))?;
     let skip_devices = !is_root();
+    let ids = rec.userns.as_ref();
     stream(
-        |w| kiln_layer::archive_path(root, &object, &plan.name, kernel, w).map(drop),
-        |r| kiln_layer::extract_copy(r, &into, CopyOwner::Caller, skip_devices).map(drop),
+        |w| kiln_layer::archive_path(root, &object, &plan.name, kernel, ids, w).map(drop),
+        |r| kiln_layer::extract_copy(r, &into, CopyOwner::Caller, None, skip_devices).map(drop),
     )
     .with_context(|| format!("cannot copy {name}:{src} to {dst}"))
 }
@@ -289,7 +291,7 @@ fn copy_to(app: &mut Engine, a: &CpArgs, name: &str, src: &str, dst: &str) -> Re
         check_writable(&rec, &dest.path)?;
         let into = extraction_point(root, kernel, name, &dest.path)?;
         let stdin = io::stdin();
-        kiln_layer::extract_copy(stdin.lock(), &into, owner, false)
+        kiln_layer::extract_copy(stdin.lock(), &into, owner, rec.userns.as_ref(), false)
             .map_err(|e| fail(format!("Error response from kiln: {}", chain(&e))))?;
         return Ok(());
     }
@@ -298,8 +300,8 @@ fn copy_to(app: &mut Engine, a: &CpArgs, name: &str, src: &str, dst: &str) -> Re
     check_writable(&rec, &plan.dir)?;
     let into = extraction_point(root, kernel, name, &plan.dir)?;
     stream(
-        |w| kiln_layer::archive_path(&host_root, &object, &plan.name, &[], w).map(drop),
-        |r| kiln_layer::extract_copy(r, &into, owner, false).map(drop),
+        |w| kiln_layer::archive_path(&host_root, &object, &plan.name, &[], None, w).map(drop),
+        |r| kiln_layer::extract_copy(r, &into, owner, rec.userns.as_ref(), false).map(drop),
     )
     .map_err(|e| fail(format!("Error response from kiln: {e:#}")))
 }
@@ -792,6 +794,7 @@ fn export_inner(app: &mut Engine, a: &ExportArgs) -> Result<()> {
             let w = kiln_layer::archive_tree(
                 &root.root,
                 &exclude,
+                rec.userns.as_ref(),
                 io::BufWriter::with_capacity(1 << 20, out.file()),
             )
             .with_context(what)?;
@@ -805,6 +808,7 @@ fn export_inner(app: &mut Engine, a: &ExportArgs) -> Result<()> {
             let mut w = kiln_layer::archive_tree(
                 &root.root,
                 &exclude,
+                rec.userns.as_ref(),
                 io::BufWriter::with_capacity(1 << 20, stdout.lock()),
             )
             .with_context(what)?;

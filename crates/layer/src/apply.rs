@@ -11,6 +11,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use kiln_fs::{FileType, Root, at};
+use kiln_model::IdMap;
 use rustix::fs::{AtFlags, Gid, Mode, OFlags, Timestamps, Uid, XattrFlags};
 use tar::EntryType;
 
@@ -196,6 +197,7 @@ pub fn extract_archive<R: Read>(
         owner: opts.owner,
         ignore_owner_errors: opts.ignore_owner_errors,
         no_overwrite_dir_non_dir: false,
+        id_map: None,
     };
     apply(reader, compression, dest, &apply_opts, &extra)
 }
@@ -221,10 +223,15 @@ pub enum CopyOwner {
 /// kept, owners follow `owner`, and an existing directory is never
 /// replaced by a non-directory, nor a non-directory by a directory
 /// ([`Error::Overwrite`]).
+///
+/// `ids`: the user namespace of the container written to; with
+/// [`CopyOwner::Archive`], the archive's ids are the container's and are
+/// written as the host ids they map to.
 pub fn extract_copy<R: Read>(
     reader: R,
     dest: &Root,
     owner: CopyOwner,
+    ids: Option<&IdMap>,
     skip_devices: bool,
 ) -> Result<ApplyStats> {
     let mut buffered = BufReader::with_capacity(BUF_SIZE, reader);
@@ -244,6 +251,7 @@ pub fn extract_copy<R: Read>(
         },
         ignore_owner_errors: false,
         no_overwrite_dir_non_dir: true,
+        id_map: ids.filter(|_| owner == CopyOwner::Archive).cloned(),
     };
     apply(buffered, compression, dest, &apply_opts, &extra)
 }
@@ -263,6 +271,9 @@ struct Extra {
     /// existing non-directory (a symlink included) by a directory: `docker
     /// cp`'s extraction.
     no_overwrite_dir_non_dir: bool,
+    /// The archive's ids are a user namespace's: written as the host ids
+    /// they map to (an id the namespace does not map is an error).
+    id_map: Option<IdMap>,
 }
 
 fn apply<R: Read>(
@@ -665,10 +676,31 @@ impl Unpacker<'_> {
         Ok(())
     }
 
+    /// The owner an entry gets: the fixed one, or the archive's (mapped to
+    /// the host's when the archive's ids are a user namespace's).
+    fn owner_of(&self, meta: &Meta) -> io::Result<(u32, u32)> {
+        if let Some(fixed) = self.extra.owner {
+            return Ok(fixed);
+        }
+        let Some(map) = &self.extra.id_map else {
+            return Ok((meta.uid, meta.gid));
+        };
+        match (map.host_uid(meta.uid), map.host_gid(meta.gid)) {
+            (Some(u), Some(g)) => Ok((u, g)),
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{}:{} has no host id in the container's user namespace",
+                    meta.uid, meta.gid
+                ),
+            )),
+        }
+    }
+
     fn set_meta_fd(&self, fd: impl AsFd, meta: &Meta, times: bool) -> io::Result<()> {
         let fd = fd.as_fd();
         if self.opts.preserve_owners {
-            let (uid, gid) = self.extra.owner.unwrap_or((meta.uid, meta.gid));
+            let (uid, gid) = self.owner_of(meta)?;
             let r = rustix::fs::fchown(fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)));
             if r.is_err() && !self.extra.ignore_owner_errors {
                 r?;
@@ -697,7 +729,7 @@ impl Unpacker<'_> {
     fn set_meta_at(&self, dir: impl AsFd, name: &OsStr, meta: &Meta) -> io::Result<()> {
         let dir = dir.as_fd();
         if self.opts.preserve_owners {
-            let (uid, gid) = self.extra.owner.unwrap_or((meta.uid, meta.gid));
+            let (uid, gid) = self.owner_of(meta)?;
             let r = rustix::fs::chownat(
                 dir,
                 name,

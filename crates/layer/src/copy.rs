@@ -15,6 +15,7 @@ use std::io::{self, Write};
 use std::path::{Component, Path, PathBuf};
 
 use kiln_fs::{FinalLink, Root};
+use kiln_model::IdMap;
 
 use crate::diff::TreeArchiver;
 use crate::{DiffOptions, Error, Result};
@@ -187,11 +188,15 @@ fn resolve(root: &Root, abs: &Path, hops: &mut u32) -> io::Result<PathBuf> {
 /// (relative to the root, e.g. `proc`: a running container's kernel
 /// filesystems) are left out with their subtrees; an object inside one is
 /// refused (`PermissionDenied`).
+///
+/// `ids`: the user namespace of the container the tree is; owners are
+/// written as the container sees them, as Docker's archive does.
 pub fn archive_path<W: Write>(
     root: &Root,
     path: &str,
     name: &str,
     exclude: &[PathBuf],
+    ids: Option<&IdMap>,
     out: W,
 ) -> Result<W> {
     let io_err = |op: &'static str| {
@@ -231,7 +236,7 @@ pub fn archive_path<W: Write>(
             opts.exclude.push(top.join(below));
         }
     }
-    let mut tar = TreeArchiver::new(out, &opts);
+    let mut tar = TreeArchiver::new(out, &opts, ids);
     match object.file_name() {
         Some(last) => {
             let parent = object.parent().unwrap_or(Path::new("/"));
@@ -275,12 +280,18 @@ fn add_children<W: Write>(root: &Root, tar: &mut TreeArchiver<'_, W>, top: &Path
 /// `bin/sh`, ...), no entry for the root itself, links archived as links.
 /// Paths in `exclude` (relative to the root, e.g. `proc`: mount points of
 /// a running container's own namespace) are left out with their subtrees.
-pub fn archive_tree<W: Write>(root: &Root, exclude: &[PathBuf], out: W) -> Result<W> {
+/// `ids` as for [`archive_path`].
+pub fn archive_tree<W: Write>(
+    root: &Root,
+    exclude: &[PathBuf],
+    ids: Option<&IdMap>,
+    out: W,
+) -> Result<W> {
     let opts = DiffOptions {
         exclude: exclude.to_vec(),
         ..DiffOptions::default()
     };
-    let mut tar = TreeArchiver::new(out, &opts);
+    let mut tar = TreeArchiver::new(out, &opts, ids);
     add_children(root, &mut tar, Path::new(""))?;
     tar.finish()
 }

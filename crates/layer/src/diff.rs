@@ -673,8 +673,8 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 pub(crate) struct TreeArchiver<'o, W: Write>(Emitter<'o, W>);
 
 impl<'o, W: Write> TreeArchiver<'o, W> {
-    pub(crate) fn new(out: W, opts: &'o DiffOptions) -> Self {
-        Self(Emitter::new(out, opts, None))
+    pub(crate) fn new(out: W, opts: &'o DiffOptions, ids: Option<&'o IdMap>) -> Self {
+        Self(Emitter::new(out, opts, ids))
     }
 
     /// Writes `name` in `dir` as the entry `rel` and, for a directory,

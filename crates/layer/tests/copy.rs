@@ -118,55 +118,55 @@ fn link_targets_resolve_inside_the_root_and_may_dangle() {
 #[test]
 fn a_file_is_archived_under_the_name_asked() {
     let s = scene();
-    let tar = archive_path(&s.root, "/dir1/file1-1", "file1-1", &[], Vec::new()).unwrap();
+    let tar = archive_path(&s.root, "/dir1/file1-1", "file1-1", &[], None, Vec::new()).unwrap();
     let e = entries(&tar);
     assert_eq!(e.len(), 1);
     assert_eq!(e[0].0, "file1-1");
     assert_eq!(e[0].1, EntryType::Regular);
     assert_eq!(e[0].3, "file1-1\n");
     // Renamed (`-L`: the link's name for its target's content).
-    let tar = archive_path(&s.root, "/etc/shadow", "shadow-link", &[], Vec::new()).unwrap();
+    let tar = archive_path(&s.root, "/etc/shadow", "shadow-link", &[], None, Vec::new()).unwrap();
     assert_eq!(names(&tar), ["shadow-link"]);
 }
 
 #[test]
 fn a_directory_is_archived_with_its_tree_and_its_contents_under_dot() {
     let s = scene();
-    let tar = archive_path(&s.root, "/dir1", "dir1", &[], Vec::new()).unwrap();
+    let tar = archive_path(&s.root, "/dir1", "dir1", &[], None, Vec::new()).unwrap();
     assert_eq!(
         names(&tar),
         ["dir1", "dir1/file1-1", "dir1/sub", "dir1/sub/deep"]
     );
-    let tar = archive_path(&s.root, "/dir1/.", ".", &[], Vec::new()).unwrap();
+    let tar = archive_path(&s.root, "/dir1/.", ".", &[], None, Vec::new()).unwrap();
     assert_eq!(names(&tar), [".", "file1-1", "sub", "sub/deep"]);
     // A link with a trailing slash: the directory it leads to, under the
     // link's name.
-    let tar = archive_path(&s.root, "/dirlink/", "dirlink", &[], Vec::new()).unwrap();
+    let tar = archive_path(&s.root, "/dirlink/", "dirlink", &[], None, Vec::new()).unwrap();
     assert_eq!(names(&tar)[0], "dirlink");
     assert_eq!(names(&tar).len(), 4);
     // The root itself: its entries.
-    let tar = archive_path(&s.root, "/", "rootfs", &[], Vec::new()).unwrap();
+    let tar = archive_path(&s.root, "/", "rootfs", &[], None, Vec::new()).unwrap();
     assert!(names(&tar).contains(&"rootfs/etc/shadow".to_owned()));
     // Kernel filesystems of a running container: left out below the
     // object, refused as the object.
     let skip = ["dir1/sub".into()];
-    let tar = archive_path(&s.root, "/", "rootfs", &skip, Vec::new()).unwrap();
+    let tar = archive_path(&s.root, "/", "rootfs", &skip, None, Vec::new()).unwrap();
     assert!(!names(&tar).iter().any(|n| n.starts_with("rootfs/dir1/sub")));
     assert!(names(&tar).contains(&"rootfs/dir1/file1-1".to_owned()));
-    let tar = archive_path(&s.root, "/dir1/.", ".", &skip, Vec::new()).unwrap();
+    let tar = archive_path(&s.root, "/dir1/.", ".", &skip, None, Vec::new()).unwrap();
     assert_eq!(names(&tar), [".", "file1-1"]);
     let skip_etc = ["etc".into()];
-    let tar = archive_path(&s.root, "/.", ".", &skip_etc, Vec::new()).unwrap();
+    let tar = archive_path(&s.root, "/.", ".", &skip_etc, None, Vec::new()).unwrap();
     assert!(!names(&tar).iter().any(|n| n.starts_with("etc")));
     assert!(names(&tar).contains(&"dir1/file1-1".to_owned()));
-    let err = archive_path(&s.root, "/dir1/sub/deep", "deep", &skip, Vec::new()).unwrap_err();
+    let err = archive_path(&s.root, "/dir1/sub/deep", "deep", &skip, None, Vec::new()).unwrap_err();
     assert!(err.to_string().contains("archiving"), "{err}");
 }
 
 #[test]
 fn a_link_is_archived_as_a_link_never_as_the_host_file() {
     let s = scene();
-    let tar = archive_path(&s.root, "/leak", "leak", &[], Vec::new()).unwrap();
+    let tar = archive_path(&s.root, "/leak", "leak", &[], None, Vec::new()).unwrap();
     let e = entries(&tar);
     assert_eq!(e.len(), 1);
     assert_eq!(e[0].1, EntryType::Symlink);
@@ -174,13 +174,13 @@ fn a_link_is_archived_as_a_link_never_as_the_host_file() {
     // `-L`: the caller archives the link's target, resolved in the root:
     // the container's copy, never the host's file.
     let target = link_target(&s.root, "/leak").unwrap();
-    let tar = archive_path(&s.root, &target, "leak", &[], Vec::new()).unwrap();
+    let tar = archive_path(&s.root, &target, "leak", &[], None, Vec::new()).unwrap();
     let e = entries(&tar);
     assert_eq!(e[0].3, "container copy\n");
     // Through a directory link to the host and a `..` chain: the same.
-    let tar = archive_path(&s.root, "/leakdir/secret", "secret", &[], Vec::new()).unwrap();
+    let tar = archive_path(&s.root, "/leakdir/secret", "secret", &[], None, Vec::new()).unwrap();
     assert_eq!(entries(&tar)[0].3, "container copy\n");
-    let tar = archive_path(&s.root, "/up/etc/shadow", "shadow", &[], Vec::new()).unwrap();
+    let tar = archive_path(&s.root, "/up/etc/shadow", "shadow", &[], None, Vec::new()).unwrap();
     assert_eq!(entries(&tar)[0].3, "container\n");
     // Gone from the container: an error, not the host file.
     fs::remove_file(
@@ -190,7 +190,7 @@ fn a_link_is_archived_as_a_link_never_as_the_host_file() {
             .join("host/secret"),
     )
     .unwrap();
-    let err = archive_path(&s.root, &target, "leak", &[], Vec::new()).unwrap_err();
+    let err = archive_path(&s.root, &target, "leak", &[], None, Vec::new()).unwrap_err();
     let Error::Io { source, .. } = err else {
         panic!("{err}")
     };
@@ -200,7 +200,7 @@ fn a_link_is_archived_as_a_link_never_as_the_host_file() {
 #[test]
 fn export_archives_every_entry_below_the_root_without_the_root() {
     let s = scene();
-    let tar = archive_tree(&s.root, &[], Vec::new()).unwrap();
+    let tar = archive_tree(&s.root, &[], None, Vec::new()).unwrap();
     let n = names(&tar);
     assert_eq!(n[0], "dangling");
     assert!(n.contains(&"dir1/sub/deep".to_owned()));
@@ -210,7 +210,13 @@ fn export_archives_every_entry_below_the_root_without_the_root() {
     let leak = e.iter().find(|e| e.0 == "leak").unwrap();
     assert_eq!(leak.1, EntryType::Symlink);
     // Left out with their subtrees.
-    let tar = archive_tree(&s.root, &["dir1/sub".into(), "etc".into()], Vec::new()).unwrap();
+    let tar = archive_tree(
+        &s.root,
+        &["dir1/sub".into(), "etc".into()],
+        None,
+        Vec::new(),
+    )
+    .unwrap();
     let n = names(&tar);
     assert!(n.contains(&"dir1/file1-1".to_owned()));
     assert!(
@@ -346,7 +352,7 @@ fn extract_copy_never_writes_through_a_link_to_the_host() {
     // The tree's own link to a host directory, then an archive entry below
     // it: lands in the container's copy of that path.
     let tar = tar_of(|b| file(b, "leakdir/planted", "evil\n", 0));
-    extract_copy(tar.as_slice(), &s.root, CopyOwner::Caller, false).unwrap();
+    extract_copy(tar.as_slice(), &s.root, CopyOwner::Caller, None, false).unwrap();
     assert!(!host.join("planted").exists());
     let inner = s
         .root
@@ -366,12 +372,12 @@ fn extract_copy_never_writes_through_a_link_to_the_host() {
     raw.entry(b"lnk/x", EntryType::Regular, b"", b"evil\n", 0o644);
     let bytes = raw.finish();
     let dest = s.root.subdir("/dir1/sub").unwrap();
-    let _ = extract_copy(bytes.as_slice(), &dest, CopyOwner::Caller, false);
+    let _ = extract_copy(bytes.as_slice(), &dest, CopyOwner::Caller, None, false);
     assert!(!host.join("x").exists());
     let mut raw = RawTar::default();
     raw.entry(b"../../../x", EntryType::Regular, b"", b"evil\n", 0o644);
     let bytes = raw.finish();
-    assert!(extract_copy(bytes.as_slice(), &dest, CopyOwner::Caller, false).is_err());
+    assert!(extract_copy(bytes.as_slice(), &dest, CopyOwner::Caller, None, false).is_err());
     assert!(!s.tmp.path().join("x").exists());
     assert_eq!(
         fs::read_to_string(host.join("secret")).unwrap(),
@@ -385,7 +391,7 @@ fn extract_copy_refuses_to_swap_directories_and_non_directories() {
     // A file where a directory is.
     let tar = tar_of(|b| file(b, "sub", "x", 0));
     let dest = s.root.subdir("/dir1").unwrap();
-    let err = extract_copy(tar.as_slice(), &dest, CopyOwner::Caller, false).unwrap_err();
+    let err = extract_copy(tar.as_slice(), &dest, CopyOwner::Caller, None, false).unwrap_err();
     assert!(
         matches!(
             err,
@@ -403,7 +409,7 @@ fn extract_copy_refuses_to_swap_directories_and_non_directories() {
     assert!(s.root.path().join("dir1/sub/deep").exists());
     // A directory where a file is.
     let tar = tar_of(|b| dir(b, "file1-1"));
-    let err = extract_copy(tar.as_slice(), &dest, CopyOwner::Caller, false).unwrap_err();
+    let err = extract_copy(tar.as_slice(), &dest, CopyOwner::Caller, None, false).unwrap_err();
     assert!(
         matches!(
             err,
@@ -424,7 +430,7 @@ fn extract_copy_refuses_to_swap_directories_and_non_directories() {
         dir(b, "sub");
         file(b, "sub/more", "more\n", 0);
     });
-    extract_copy(tar.as_slice(), &dest, CopyOwner::Caller, false).unwrap();
+    extract_copy(tar.as_slice(), &dest, CopyOwner::Caller, None, false).unwrap();
     let p = s.root.path().join("dir1");
     assert_eq!(fs::read_to_string(p.join("file1-1")).unwrap(), "new\n");
     assert_eq!(fs::read_to_string(p.join("sub/more")).unwrap(), "more\n");
@@ -449,18 +455,25 @@ fn extract_copy_sets_owners_as_asked() {
     let dest = s.root.subdir("/dir1").unwrap();
     // The caller's: whatever the archive says.
     let tar = tar_of(|b| file(b, "mine", "x", 4242));
-    extract_copy(tar.as_slice(), &dest, CopyOwner::Caller, false).unwrap();
+    extract_copy(tar.as_slice(), &dest, CopyOwner::Caller, None, false).unwrap();
     let m = fs::metadata(s.root.path().join("dir1/mine")).unwrap();
     assert_eq!((m.uid(), m.gid()), me);
     // Fixed: the given ids (ours, so that it works without root).
     let tar = tar_of(|b| file(b, "fixed", "x", 4242));
-    extract_copy(tar.as_slice(), &dest, CopyOwner::Fixed(me.0, me.1), false).unwrap();
+    extract_copy(
+        tar.as_slice(),
+        &dest,
+        CopyOwner::Fixed(me.0, me.1),
+        None,
+        false,
+    )
+    .unwrap();
     let m = fs::metadata(s.root.path().join("dir1/fixed")).unwrap();
     assert_eq!((m.uid(), m.gid()), me);
     // The archive's: kept (needs root for another id).
     if common::is_root() {
         let tar = tar_of(|b| file(b, "theirs", "x", 4242));
-        extract_copy(tar.as_slice(), &dest, CopyOwner::Archive, false).unwrap();
+        extract_copy(tar.as_slice(), &dest, CopyOwner::Archive, None, false).unwrap();
         let m = fs::metadata(s.root.path().join("dir1/theirs")).unwrap();
         assert_eq!((m.uid(), m.gid()), (4242, 4242));
     }
@@ -469,6 +482,46 @@ fn extract_copy_sets_owners_as_asked() {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     std::io::Write::write_all(&mut gz, &tar).unwrap();
     let gz = gz.finish().unwrap();
-    extract_copy(gz.as_slice(), &dest, CopyOwner::Caller, false).unwrap();
+    extract_copy(gz.as_slice(), &dest, CopyOwner::Caller, None, false).unwrap();
     assert!(Path::new(&s.root.path().join("dir1/zipped")).exists());
+}
+
+#[test]
+fn user_namespace_ids_are_the_containers_in_archives_and_the_hosts_on_disk() {
+    if !common::is_root() {
+        eprintln!("skipped: needs root to own files as other ids");
+        return;
+    }
+    let s = scene();
+    let map = kiln_model::IdMap::remap(100_000, 100_000, 65_536);
+    let f = s.root.path().join("dir1/file1-1");
+    std::os::unix::fs::chown(&f, Some(100_005), Some(100_006)).unwrap();
+    // Out: the ids the container sees.
+    let tar = archive_path(&s.root, "/dir1/file1-1", "f", &[], Some(&map), Vec::new()).unwrap();
+    let mut a = tar::Archive::new(tar.as_slice());
+    let e = a.entries().unwrap().next().unwrap().unwrap();
+    assert_eq!(
+        (e.header().uid().unwrap(), e.header().gid().unwrap()),
+        (5, 6)
+    );
+    let tar = archive_tree(&s.root, &[], Some(&map), Vec::new()).unwrap();
+    let mut a = tar::Archive::new(tar.as_slice());
+    let e = a
+        .entries()
+        .unwrap()
+        .map(Result::unwrap)
+        .find(|e| e.path().unwrap() == Path::new("dir1/file1-1"))
+        .unwrap();
+    assert_eq!(e.header().uid().unwrap(), 5);
+    // In with -a: the host ids the container's ids map to; an id the
+    // namespace does not map is refused.
+    let dest = s.root.subdir("/dir1").unwrap();
+    let tar = tar_of(|b| file(b, "mapped", "x", 7));
+    extract_copy(tar.as_slice(), &dest, CopyOwner::Archive, Some(&map), false).unwrap();
+    let m = fs::metadata(s.root.path().join("dir1/mapped")).unwrap();
+    assert_eq!((m.uid(), m.gid()), (100_007, 100_007));
+    let tar = tar_of(|b| file(b, "unmapped", "x", 70_000));
+    let err =
+        extract_copy(tar.as_slice(), &dest, CopyOwner::Archive, Some(&map), false).unwrap_err();
+    assert!(format!("{err:?}").contains("no host id"), "{err:?}");
 }

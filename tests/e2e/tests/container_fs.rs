@@ -707,3 +707,43 @@ fn cfs_cp_path_cases_of_mobys_cli_tests() {
     assert!(fs::metadata(t.join("busybox")).unwrap().len() > 100_000);
     fs::remove_dir_all(&t).unwrap();
 }
+
+/// A `--userns` container: archives out of it carry the ids the container
+/// sees (as Docker's do), `cp` in makes files owned by the container's
+/// root, and `-a` writes the archive's ids as the host ids they map to.
+#[test]
+fn cfs_cp_and_export_of_a_userns_container_use_the_containers_ids() {
+    let f = Fs::new();
+    f.ok(&[
+        "run",
+        "--userns",
+        "--name",
+        "u",
+        IMAGE,
+        "sh",
+        "-c",
+        "echo x > /tmp/owned && chown 5:6 /tmp/owned",
+    ]);
+    let owner = |path: &str| -> String {
+        let l = f.listing("u", path);
+        l[0].split_whitespace().nth(1).unwrap().to_owned()
+    };
+    assert_eq!(owner("/tmp/owned"), "5/6");
+    let t = host_dir("cfs-userns-");
+    fs::write(t.join("plain"), "p\n").unwrap();
+    fs::write(t.join("kept"), "k\n").unwrap();
+    std::os::unix::fs::chown(t.join("kept"), Some(7), Some(8)).unwrap();
+    f.ok(&["cp", p(&t.join("plain")), "u:/tmp/"]);
+    assert_eq!(owner("/tmp/plain"), "0/0");
+    f.ok(&["cp", "-a", p(&t.join("kept")), "u:/tmp/"]);
+    assert_eq!(owner("/tmp/kept"), "7/8");
+    let export = t.join("u.tar");
+    f.ok(&["export", "-o", p(&export), "u"]);
+    let lines = list_tar(&fs::read(&export).unwrap(), true);
+    let line = lines
+        .iter()
+        .find(|l| l.ends_with(" tmp/owned"))
+        .expect("owned in the export");
+    assert!(line.contains(" 5/6 "), "{line}");
+    fs::remove_dir_all(&t).unwrap();
+}
