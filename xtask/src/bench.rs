@@ -1,4 +1,4 @@
-//! `cargo xtask bench <pull|snapshot|build|run|all> [--runs N] [--kiln-only] [--tools kiln,docker,buildah]`: runs the
+//! `cargo xtask bench <pull|snapshot|build|cache|run|all> [--runs N] [--kiln-only] [--tools kiln,docker,buildah]`: runs the
 //! cases of `../shared/bench` with kiln and, side by side, with Docker
 //! (legacy builder), Buildah and Podman when they are installed, and prints
 //! one table with medians and ratios.
@@ -153,6 +153,17 @@ fn stage_case(case: &str, dst: &Path, reg: &str) -> Result<()> {
 
 fn q(p: &Path) -> String {
     format!("'{}'", p.display())
+}
+
+/// The "warm reg cache" rows alone (`cargo xtask bench cache`).
+fn cache_rows(t: &Tools, base: &Path, reg: &str, root: &Path) -> Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    for case in ["manysteps", "ctxcopy", "snapshot"] {
+        let ctx = base.join("cases").join(case);
+        stage_case(case, &ctx, reg)?;
+        rows.push(warm_cache_row(t, case, &ctx, reg, root)?);
+    }
+    Ok(rows)
 }
 
 fn build_rows(t: &Tools, cases: &[&str], base: &Path, reg: &str, root: &Path) -> Result<Vec<Row>> {
@@ -364,7 +375,7 @@ fn ratio(k: Option<f64>, o: Option<f64>) -> String {
     }
 }
 
-/// `cargo xtask bench <pull|snapshot|build|run|all> [--runs N]`.
+/// `cargo xtask bench <pull|snapshot|build|cache|run|all> [--runs N]`.
 pub(crate) fn main(args: &[String]) -> Result<()> {
     let mut what = None;
     let mut runs = 3usize;
@@ -384,16 +395,18 @@ pub(crate) fn main(args: &[String]) -> Result<()> {
                     .context("--tools needs a value (kiln,docker,buildah)")?;
                 only = Some(v.split(',').map(str::to_owned).collect());
             }
-            s if what.is_none() && ["pull", "snapshot", "build", "run", "all"].contains(&s) => {
+            s if what.is_none()
+                && ["pull", "snapshot", "build", "cache", "run", "all"].contains(&s) =>
+            {
                 what = Some(s.to_owned())
             }
             other => bail!(
-                "unexpected argument {other:?}; usage: cargo xtask bench <pull|snapshot|build|run|all> [--runs N] [--kiln-only] [--tools kiln,docker,buildah]"
+                "unexpected argument {other:?}; usage: cargo xtask bench <pull|snapshot|build|cache|run|all> [--runs N] [--kiln-only] [--tools kiln,docker,buildah]"
             ),
         }
     }
     let what = what.context(
-        "usage: cargo xtask bench <pull|snapshot|build|run|all> [--runs N] [--kiln-only] [--tools kiln,docker,buildah]",
+        "usage: cargo xtask bench <pull|snapshot|build|cache|run|all> [--runs N] [--kiln-only] [--tools kiln,docker,buildah]",
     )?;
     util::require_root("bench")?;
     let mut pkgs = util::FIXTURE_PACKAGES.to_vec();
@@ -430,7 +443,10 @@ pub(crate) fn main(args: &[String]) -> Result<()> {
     std::fs::create_dir_all(&work)?;
     let bb = fixtures::busybox_layout(&work)?;
     fixtures::push(&bb, "latest", &reg.addr, "busybox:latest", false, None)?;
-    let needs_debian = matches!(what.as_str(), "pull" | "snapshot" | "build" | "all");
+    let needs_debian = matches!(
+        what.as_str(),
+        "pull" | "snapshot" | "build" | "cache" | "all"
+    );
     if needs_debian {
         let deb = fixtures::debian_layout()?;
         fixtures::push(&deb, "bookworm", &reg.addr, "debian:bookworm", false, None)?;
@@ -467,6 +483,7 @@ pub(crate) fn main(args: &[String]) -> Result<()> {
     }
     match what.as_str() {
         "snapshot" => rows.extend(build_rows(&tools, &["snapshot"], &base, &reg.addr, &root)?),
+        "cache" => rows.extend(cache_rows(&tools, &base, &reg.addr, &root)?),
         "build" | "all" => rows.extend(build_rows(
             &tools,
             &["seed", "manysteps", "ctxcopy", "snapshot"],
