@@ -133,24 +133,14 @@ pub(crate) fn load(app: &mut Engine, a: &LoadArgs) -> Result<u8> {
         // As Docker: never sit waiting for an archive typed on a terminal.
         bail!("requested load from stdin, but stdin is empty");
     }
-    let before = known_images(app)?;
     let records = match &a.input {
         Some(path) => {
             let f = std::fs::File::open(path)
                 .with_context(|| format!("cannot open {}", path.display()))?;
-            kiln_image::load(&app.store, f)?
+            app.load_images(f)?
         }
-        None => kiln_image::load(&app.store, std::io::stdin().lock())?,
+        None => app.load_images(std::io::stdin().lock())?,
     };
-    // Unpacked at once, as Docker does (this also measures the layers for
-    // `images`' SIZE). An image that cannot be unpacked (no room left above
-    // the free-space reserve, a layer kiln refuses) is not kept.
-    for r in &records {
-        if let Err(e) = app.ensure_unpacked(&r.id) {
-            forget_new(app, &before, records.iter().map(|r| r.id));
-            return Err(e.into());
-        }
-    }
     for r in &records {
         if r.repo_tags.is_empty() {
             println!("Loaded image ID: {}", r.id);
@@ -172,7 +162,6 @@ pub(crate) fn import(app: &mut Engine, a: &ImportArgs) -> Result<u8> {
         None => None,
     };
     let platform = crate::flags::platform(a.platform.as_deref())?;
-    let before = known_images(app)?;
     let opts = ImportOptions {
         created: kiln_image::Timestamp::from_system_time(std::time::SystemTime::now()),
         os: platform.os,
@@ -186,8 +175,7 @@ pub(crate) fn import(app: &mut Engine, a: &ImportArgs) -> Result<u8> {
         compression: kiln_layer::Compression::None,
     };
     let record = if a.file == "-" {
-        kiln_image::import(
-            &app.store,
+        app.import_image(
             std::io::stdin().lock(),
             reference.as_ref(),
             &a.change,
@@ -195,34 +183,8 @@ pub(crate) fn import(app: &mut Engine, a: &ImportArgs) -> Result<u8> {
         )?
     } else {
         let f = std::fs::File::open(&a.file).with_context(|| format!("cannot open {}", a.file))?;
-        kiln_image::import(&app.store, f, reference.as_ref(), &a.change, &opts)?
+        app.import_image(f, reference.as_ref(), &a.change, &opts)?
     };
-    if let Err(e) = app.ensure_unpacked(&record.id) {
-        forget_new(app, &before, [record.id]);
-        return Err(e.into());
-    }
     println!("{}", record.id);
     Ok(0)
-}
-
-/// The IDs of the images in the store now.
-fn known_images(app: &Engine) -> Result<std::collections::BTreeSet<kiln_model::Digest>> {
-    Ok(app.store.list_images()?.into_iter().map(|r| r.id).collect())
-}
-
-/// Removes the images among `ids` that were not in the store `before`
-/// (with their blobs and snapshots), after a load or import that failed
-/// half way: nothing of it stays. Best effort: the first error is the one
-/// reported.
-fn forget_new(
-    app: &mut Engine,
-    before: &std::collections::BTreeSet<kiln_model::Digest>,
-    ids: impl IntoIterator<Item = kiln_model::Digest>,
-) {
-    for id in ids {
-        if !before.contains(&id) {
-            let _ = app.store.remove_image(&id);
-        }
-    }
-    let _ = kiln_engine::gc::free_unused(app);
 }

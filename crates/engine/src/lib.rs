@@ -36,6 +36,7 @@ mod pause;
 mod pull;
 pub mod recover;
 pub mod remote_cache;
+mod transfer;
 mod unpack;
 
 pub use engine::{Engine, Options, SnapshotterChoice, make_volatile, rootless};
