@@ -12,9 +12,10 @@ use std::path::Path;
 
 use common::{RawTar, fingerprint, tar_entries};
 use kiln_layer::{
-    ApplyOptions, Compression, DiffOptions, IdMap, IdRange, WhiteoutMode, apply_layer,
-    diff_dirs_mapped, diff_overlay_upper, diff_overlay_upper_mapped,
+    ApplyOptions, Compression, DiffOptions, WhiteoutMode, apply_layer, diff_dirs_mapped,
+    diff_overlay_upper, diff_overlay_upper_mapped,
 };
+use kiln_model::{IdMap, IdRange};
 use rustix::fs::{AtFlags, CWD, FileType, Gid, Mode, Uid};
 use tar::EntryType;
 
