@@ -113,7 +113,7 @@ pub(crate) fn open(opts: GlobalOpts) -> Result<Engine> {
         insecure_registries: opts.insecure_registries,
         registry_timeout: std::time::Duration::from_secs(opts.registry_timeout),
         min_free_space: opts.min_free_space,
-        config: opts.config,
+        config: Some(opts.config),
         docker_config: Some(docker_config_path()),
         notice: |line| eprintln!("kiln: {line}"),
     })?)

@@ -40,8 +40,9 @@ pub struct Options {
     /// Free space to keep on the store's filesystem.
     pub min_free_space: kiln_content::SpaceReserve,
     /// kiln's config file (JSON: `{"insecure-registries": ["host:port"]}`),
-    /// read when a registry is first needed; a missing file is no error.
-    pub config: PathBuf,
+    /// read when a registry is first needed; a missing file is no error,
+    /// `None` none at all.
+    pub config: Option<PathBuf>,
     /// Docker's client config (credentials), if any.
     pub docker_config: Option<PathBuf>,
     /// Where the engine says what it decided or could not do on the way
@@ -61,7 +62,7 @@ impl Options {
             insecure_registries: Vec::new(),
             registry_timeout: Duration::from_secs(30),
             min_free_space: kiln_content::SpaceReserve::default(),
-            config: PathBuf::from("/nonexistent/kiln/config.json"),
+            config: None,
             docker_config: None,
             notice: |line| eprintln!("kiln: {line}"),
         }
@@ -238,19 +239,20 @@ impl Engine {
     /// Registries reached over plain HTTP: the flags plus the config file's list.
     pub fn insecure_registries(&self) -> Result<Vec<String>> {
         let mut list = self.opts.insecure_registries.clone();
-        match std::fs::read(&self.opts.config) {
+        let Some(config) = &self.opts.config else {
+            return Ok(list);
+        };
+        match std::fs::read(config) {
             Ok(bytes) => {
-                let v: serde_json::Value = serde_json::from_slice(&bytes).with_context(|| {
-                    format!("invalid config file {}", self.opts.config.display())
-                })?;
+                let v: serde_json::Value = serde_json::from_slice(&bytes)
+                    .with_context(|| format!("invalid config file {}", config.display()))?;
                 if let Some(items) = v.get("insecure-registries").and_then(|x| x.as_array()) {
                     list.extend(items.iter().filter_map(|x| x.as_str().map(str::to_owned)));
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => {
-                return Err(e)
-                    .with_context(|| format!("cannot read {}", self.opts.config.display()));
+                return Err(e).with_context(|| format!("cannot read {}", config.display()));
             }
         }
         Ok(list)

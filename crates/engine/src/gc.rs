@@ -475,7 +475,7 @@ pub fn prune_containers(app: &mut Engine) -> Result<(Vec<String>, u64)> {
 pub struct DiskUsage {
     /// Image records.
     pub images: usize,
-    /// Bytes of blobs, and of blobs no image references.
+    /// Bytes of blobs.
     pub blob_bytes: u64,
     /// Bytes of blobs no image references.
     pub blob_reclaimable: u64,
