@@ -105,8 +105,11 @@ fn cp_inner(app: &mut Engine, a: &CpArgs) -> Result<()> {
 }
 
 fn find(app: &Engine, name: &str) -> Result<ContainerRecord> {
-    app.find_container(name)
-        .map_err(|_| fail(format!("Error: No such container: {name}")))
+    app.find_container(name).map_err(|_| {
+        fail(format!(
+            "Error response from kiln: No such container: {name}"
+        ))
+    })
 }
 
 /// A local path made absolute, keeping a trailing `/` or `/.` (Docker's
@@ -194,7 +197,11 @@ fn io_text(e: &io::Error) -> String {
 /// `kiln cp CONTAINER:SRC DEST|-`.
 fn copy_from(app: &mut Engine, a: &CpArgs, name: &str, src: &str, dst: &str) -> Result<()> {
     let rec = find(app, name)?;
-    let not_found = || fail(format!("Error: No such container:path: {name}:{src}"));
+    let not_found = || {
+        fail(format!(
+            "Error response from kiln: Could not find the file {src} in container {name}"
+        ))
+    };
     let croot = ContainerRoot::open(app, &rec, false)?;
     let (root, kernel) = (&croot.root, croot.kernel.as_slice());
     let st = match kiln_layer::stat_path(root, src) {
@@ -274,15 +281,26 @@ fn copy_to(app: &mut Engine, a: &CpArgs, name: &str, src: &str, dst: &str) -> Re
             dest.is_dir = st.is_dir();
         }
     }
-    let owner = if a.archive {
-        CopyOwner::Archive
+    // As Docker 20.10's daemon does (whatever its docs say): the archive's
+    // owners, taken as the container's ids; `-a` gives every file the
+    // container's user (`-u`) when it has one.
+    let user = if a.archive {
+        container_user(root, &rec.user)
     } else {
-        // The container's root, as Docker's `cp` makes them.
-        let (uid, gid) = rec
-            .userns
-            .as_ref()
-            .map_or((Some(0), Some(0)), |m| (m.host_uid(0), m.host_gid(0)));
-        CopyOwner::Fixed(uid.unwrap_or(0), gid.unwrap_or(0))
+        None
+    };
+    let owner = match user {
+        Some(user) => {
+            let (uid, gid) = user?;
+            match rec.userns.as_ref() {
+                Some(m) => match (m.host_uid(uid), m.host_gid(gid)) {
+                    (Some(u), Some(g)) => CopyOwner::Fixed(u, g),
+                    _ => bail!("{uid}:{gid} has no host id in the container's user namespace"),
+                },
+                None => CopyOwner::Fixed(uid, gid),
+            }
+        }
+        None => CopyOwner::Archive,
     };
     if src == "-" {
         if !dest.is_dir {
@@ -304,6 +322,57 @@ fn copy_to(app: &mut Engine, a: &CpArgs, name: &str, src: &str, dst: &str) -> Re
         |r| kiln_layer::extract_copy(r, &into, owner, rec.userns.as_ref(), false).map(drop),
     )
     .map_err(|e| fail(format!("Error response from kiln: {e:#}")))
+}
+
+/// The uid and gid of a container's `-u` (`user[:group]`, names looked up
+/// in the container's own `/etc/passwd` and `/etc/group`, read inside its
+/// root), as Docker's `cp -a` resolves them; `None` without `-u`. A uid
+/// without a passwd entry has gid 0.
+fn container_user(root: &Root, user: &str) -> Option<Result<(u32, u32)>> {
+    if user.is_empty() {
+        return None;
+    }
+    let read = |file: &str| {
+        root.read_limited(file, 4 << 20)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    };
+    let (passwd, group) = (read("/etc/passwd"), read("/etc/group"));
+    let entry = |text: &str, col: usize, key: &str| -> Option<Vec<String>> {
+        text.lines()
+            .map(|l| l.split(':').map(str::to_owned).collect::<Vec<_>>())
+            .find(|f| f.get(col).is_some_and(|v| v == key))
+    };
+    let id = |v: Option<&String>| v.and_then(|s| s.parse::<u32>().ok());
+    let (u, g) = user
+        .split_once(':')
+        .map_or((user, None), |(u, g)| (u, Some(g)));
+    Some((|| {
+        let (mut uid, mut gid) = (0, 0);
+        if !u.is_empty() {
+            match u.parse::<u32>() {
+                Ok(n) => {
+                    uid = n;
+                    gid = entry(&passwd, 2, u).and_then(|f| id(f.get(3))).unwrap_or(0);
+                }
+                Err(_) => {
+                    let f = entry(&passwd, 0, u)
+                        .ok_or_else(|| anyhow!("failed to look up user {u:?} in container"))?;
+                    uid = id(f.get(2)).ok_or_else(|| anyhow!("bad passwd entry for {u:?}"))?;
+                    gid = id(f.get(3)).unwrap_or(0);
+                }
+            }
+        }
+        if let Some(g) = g.filter(|g| !g.is_empty()) {
+            gid = match g.parse::<u32>() {
+                Ok(n) => n,
+                Err(_) => entry(&group, 0, g)
+                    .and_then(|f| id(f.get(2)))
+                    .ok_or_else(|| anyhow!("failed to look up group {g:?} in container"))?,
+            };
+        }
+        Ok((uid, gid))
+    })())
 }
 
 fn chain(e: &dyn std::error::Error) -> String {
