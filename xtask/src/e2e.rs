@@ -84,6 +84,28 @@ fn host_triple() -> Result<String> {
 
 /// Starts both registries and pushes the fixtures. `debian` also pushes the
 /// cached Debian image.
+/// QEMU's aarch64 emulator registered with `binfmt_misc` (mounted first
+/// when it is not), from Debian's qemu-user-static registration line: the
+/// multi-platform tests run arm64 build steps and containers under it.
+/// This is the tests' setup; kiln itself never registers handlers.
+pub(crate) fn ensure_arm64_emulation() -> Result<()> {
+    let misc = Path::new("/proc/sys/fs/binfmt_misc");
+    if !misc.join("status").exists() {
+        run(Command::new("mount")
+            .args(["-t", "binfmt_misc", "binfmt_misc"])
+            .arg(misc))?;
+    }
+    if std::env::consts::ARCH == "aarch64" || misc.join("qemu-aarch64").exists() {
+        return Ok(());
+    }
+    let line = std::fs::read("/usr/lib/binfmt.d/qemu-aarch64.conf")
+        .context("cannot read qemu-user-static's /usr/lib/binfmt.d/qemu-aarch64.conf")?;
+    // The file's escapes (\x7f) are what the register file takes.
+    std::fs::write(misc.join("register"), line.trim_ascii_end())
+        .context("cannot register the qemu-aarch64 handler with binfmt_misc")?;
+    Ok(())
+}
+
 pub(crate) fn setup(
     guard: &mut Guard,
     kiln_bin: PathBuf,
@@ -167,7 +189,9 @@ pub(crate) fn main(args: &[String]) -> Result<()> {
     let e2e_only = std::env::var_os("KILN_E2E_ONLY").is_some_and(|v| v == "1");
     let mut pkgs = util::FIXTURE_PACKAGES.to_vec();
     pkgs.extend(util::BUILD_PACKAGES);
+    pkgs.push("qemu-user-static");
     util::ensure_packages(&pkgs)?;
+    ensure_arm64_emulation()?;
     let target = util::target_dir()?;
     let kiln_bin = build_kiln(&target)?;
     let probe = build_probe(&target)?;

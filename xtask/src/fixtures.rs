@@ -36,9 +36,60 @@ fn umoci() -> Command {
     Command::new("umoci")
 }
 
+/// The static busybox binary of `arch` from Debian's busybox-static package
+/// (`apt-get download busybox-static:ARCH`, the architecture added to
+/// dpkg's foreign ones first), kept under [`CACHE_DIR`].
+fn foreign_busybox(arch: &str) -> Result<PathBuf> {
+    let cache = Path::new(CACHE_DIR);
+    let cached = cache.join(format!("busybox-static-{arch}"));
+    if cached.exists() {
+        return Ok(cached);
+    }
+    std::fs::create_dir_all(cache)?;
+    let foreign = util::output(Command::new("dpkg").arg("--print-foreign-architectures"))?;
+    let apt_update = || run(Command::new("apt-get").args(["update", "-qq"]));
+    if !foreign.lines().any(|l| l.trim() == arch) {
+        run(Command::new("dpkg").args(["--add-architecture", arch]))?;
+        apt_update()?;
+    }
+    let work = tempfile::Builder::new()
+        .prefix("busybox-")
+        .tempdir_in(cache)?;
+    let download = || {
+        run(Command::new("apt-get")
+            .args(["download", "-qq", &format!("busybox-static:{arch}")])
+            .current_dir(work.path()))
+    };
+    if download().is_err() {
+        apt_update()?;
+        download()?;
+    }
+    let deb = std::fs::read_dir(work.path())?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        .with_context(|| format!("apt-get download busybox-static:{arch} left no .deb"))?;
+    let x = work.path().join("x");
+    run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&x))?;
+    let bin = ["bin/busybox", "usr/bin/busybox"]
+        .iter()
+        .map(|b| x.join(b))
+        .find(|p| p.is_file())
+        .with_context(|| format!("busybox-static:{arch} has no busybox binary"))?;
+    let tmp = work.path().join("busybox");
+    std::fs::copy(&bin, &tmp)?;
+    std::fs::rename(&tmp, &cached)?;
+    Ok(cached)
+}
+
 /// Builds the busybox root filesystem: /bin/busybox with every applet link,
 /// /etc/passwd, /etc/group, /tmp (1777), /root.
 fn busybox_rootfs(dir: &Path) -> Result<()> {
+    busybox_rootfs_with(dir, Path::new("/bin/busybox"))
+}
+
+/// [`busybox_rootfs`] with the busybox binary `busybox` (the applet list
+/// comes from the host's, the same Debian version).
+fn busybox_rootfs_with(dir: &Path, busybox_bin: &Path) -> Result<()> {
     for d in ["bin", "etc", "tmp", "root"] {
         std::fs::create_dir_all(dir.join(d))?;
     }
@@ -49,7 +100,8 @@ fn busybox_rootfs(dir: &Path) -> Result<()> {
     if !busybox.exists() {
         bail!("/bin/busybox is missing (package busybox-static)");
     }
-    std::fs::copy(busybox, dir.join("bin/busybox")).context("cannot copy /bin/busybox")?;
+    std::fs::copy(busybox_bin, dir.join("bin/busybox"))
+        .with_context(|| format!("cannot copy {}", busybox_bin.display()))?;
     let list = util::output(Command::new(busybox).arg("--list"))?;
     for applet in list
         .lines()
@@ -122,7 +174,8 @@ fn descriptor(layout: &Path, tag: &str) -> Result<serde_json::Value> {
 
 /// Builds the busybox layout with tags `latest` (host architecture) and
 /// `multi` (an image index with linux/amd64 and linux/arm64 entries; the
-/// non-host entry carries the same layer with its own config).
+/// non-host entry is a real busybox of that architecture, from Debian's
+/// busybox-static package of it).
 pub(crate) fn busybox_layout(work: &Path) -> Result<PathBuf> {
     let rootfs = work.join("busybox-rootfs");
     busybox_rootfs(&rootfs)?;
@@ -130,16 +183,9 @@ pub(crate) fn busybox_layout(work: &Path) -> Result<PathBuf> {
     let host = host_arch();
     layout_from_rootfs(&layout, "latest", &rootfs, "sh", host)?;
     let other = if host == "arm64" { "amd64" } else { "arm64" };
-    let image = format!("{}:latest", layout.display());
-    run(umoci().args([
-        "config",
-        "--image",
-        &image,
-        "--tag",
-        other,
-        "--architecture",
-        other,
-    ]))?;
+    let other_rootfs = work.join(format!("busybox-rootfs-{other}"));
+    busybox_rootfs_with(&other_rootfs, &foreign_busybox(other)?)?;
+    layout_from_rootfs(&layout, other, &other_rootfs, "sh", other)?;
     let mut entries = Vec::new();
     for (tag, arch) in [("latest", host), (other, other)] {
         let d = descriptor(&layout, tag)?;

@@ -376,6 +376,9 @@ pub struct RunStep<'a> {
     pub network: NetworkMode,
     /// Extra mounts, in order.
     pub mounts: &'a [StepMount],
+    /// The platform of the stage's image: a runner checks that this machine
+    /// can run its programs (natively or through `binfmt_misc`).
+    pub platform: &'a Platform,
 }
 
 /// Which output stream a chunk came from.

@@ -214,6 +214,7 @@ impl Builder<'_> {
             user: &user,
             network: job.network,
             mounts: &prepared.mounts,
+            platform: &st.platform,
         };
         let mut sink = ProgressSink(self.progress);
         let result = self

@@ -1414,6 +1414,7 @@ fn runner_checking_executables() -> FakeRunner {
             user: "",
             network: NetworkMode::Host,
             mounts: &[],
+            platform: &kiln_model::Platform::native(),
         };
         shell.run(&step, out).unwrap_or(1)
     })

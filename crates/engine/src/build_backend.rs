@@ -666,6 +666,9 @@ impl Runner {
 
     fn run_step(&self, step: &RunStep<'_>, output: &mut dyn OutputSink) -> Result<i32> {
         let _t = span("run", step.container_id);
+        // A step of another platform needs an emulator the kernel hands its
+        // programs to: say what is missing rather than "exec format error".
+        crate::emulation::check(step.platform).map_err(crate::Error::msg)?;
         let id = step.container_id;
         let state_dir = self.root.join("containers").join(id);
         let scratch = self.root.join("build").join("steps").join(id);

@@ -28,6 +28,7 @@ mod build;
 pub mod build_backend;
 pub mod commit;
 pub mod container;
+pub mod emulation;
 mod engine;
 mod error;
 pub mod fetch;
