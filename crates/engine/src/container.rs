@@ -173,7 +173,7 @@ impl ContainerRecord {
         let mut mounts = snapshotter.mounts(&self.snapshot).with_context(|| {
             format!(
                 "cannot find the root filesystem of container {}",
-                &self.id[..12]
+                self.id.get(..12).unwrap_or(&self.id)
             )
         })?;
         if self.auto_remove {
