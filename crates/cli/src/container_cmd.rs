@@ -577,6 +577,28 @@ pub(crate) fn image_or_pull(
     }
 }
 
+/// An image of another platform: Docker's warning when none was asked
+/// for, and (for any foreign image) whether this machine can run its
+/// programs at all (an emulator registered with binfmt_misc), said before
+/// anything is created instead of "exec format error" after.
+fn check_image_platform(config: &kiln_model::ImageConfig, requested: bool) -> Result<()> {
+    if config.architecture.is_empty() {
+        return Ok(());
+    }
+    let os = if config.os.is_empty() { "linux" } else { &config.os };
+    let image = kiln_model::Platform::new(os, &config.architecture, config.variant.as_deref());
+    let host = kiln_model::Platform::native();
+    if host.matches(&image) {
+        return Ok(());
+    }
+    if !requested {
+        eprintln!(
+            "WARNING: The requested image's platform ({image}) does not match the detected host platform ({host}) and no specific platform was requested"
+        );
+    }
+    kiln_engine::emulation::check(&image).map_err(|e| anyhow::anyhow!(e))
+}
+
 /// What Docker refuses before creating anything: bad ids, too little
 /// memory, duplicate mount points, unsupported networks, published ports.
 /// Returns the memory limit (Docker's 0 is no limit).
@@ -700,6 +722,7 @@ fn create_record(app: &mut Engine, a: &CreateArgs) -> Result<ContainerRecord> {
     };
     let top = app.ensure_unpacked(&image.id)?;
     let config = kiln_image::image_config(&app.store, &image.id)?;
+    check_image_platform(&config, a.platform.is_some())?;
     let cc = config.config.clone().unwrap_or_default();
     let (entrypoint, cmd) = container::entrypoint_and_cmd(
         cc.entrypoint.as_deref(),

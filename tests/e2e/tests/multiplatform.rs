@@ -50,7 +50,23 @@ fn multiplatform_build_runs_foreign_steps_under_emulation() {
     assert!(out.contains("RAN-42") && out.contains(uname), "{out}");
     let arch_of = sb.kiln_ok(["inspect", "-f", "{{.Architecture}}", "mp:1"]);
     assert_eq!(arch_of.trim(), arch);
-    assert_eq!(sb.kiln_ok(["run", "--rm", "mp:1"]).trim(), uname);
+    let out = sb.kiln(["run", "--rm", "mp:1"]).output().expect("kiln run");
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), uname);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "WARNING: The requested image's platform (linux/{arch}) does not match the detected host platform (linux/{})",
+            host_arch()
+        )),
+        "Docker's warning for a foreign image run without --platform:\n{stderr}"
+    );
+    let out = sb
+        .kiln(["run", "--rm", "--platform", &platform, "mp:1"])
+        .output()
+        .expect("kiln run --platform");
+    assert!(out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("WARNING"));
     // The same build for the host's platform is another image; the foreign
     // one is cached for its platform only.
     let out = build(&sb, &["build", "-t", "mp:host", &ctx]);
