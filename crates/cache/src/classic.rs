@@ -10,8 +10,8 @@
 
 use kiln_builder::ImageId;
 use kiln_content::{ImageRecord, Store};
-use kiln_model::Digest;
 use kiln_model::ContainerConfig;
+use kiln_model::Digest;
 use serde_json::{Map, Value, json};
 
 /// The largest image config read.
@@ -115,7 +115,14 @@ pub(crate) fn cut(
         return Ok((layer_count == t.diff_ids.len()).then_some(t.id));
     }
     let mut config = Map::new();
-    for k in ["architecture", "os", "variant", "os.version", "os.features", "author"] {
+    for k in [
+        "architecture",
+        "os",
+        "variant",
+        "os.version",
+        "os.features",
+        "author",
+    ] {
         if let Some(v) = t.config.get(k) {
             config.insert(k.to_string(), v.clone());
         }

@@ -14,7 +14,7 @@ use kiln_registry::NoProgress;
 use serde::Deserialize;
 
 use crate::CacheError;
-use crate::index::{self, Entry, ManifestRef};
+use crate::index::{self, Entry};
 use crate::layered::RemoteCache;
 use crate::spec::{CacheTo, Location, Mode};
 
@@ -145,11 +145,7 @@ impl RemoteCache {
             }
             entries.push(Entry {
                 record: r,
-                manifest: ManifestRef {
-                    media_type: dist.media_type,
-                    digest: dist.manifest_digest,
-                    size,
-                },
+                manifest: kiln_model::Descriptor::new(&dist.media_type, dist.manifest_digest, size),
             });
         }
         let (os, arch) = platform(store, &final_image.0);

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use kiln_builder::{CacheRecord, ImageId};
-use kiln_model::{Digest, Platform};
+use kiln_model::{Descriptor, Digest, Platform};
 use serde::{Deserialize, Serialize};
 
 use crate::CacheError;
@@ -25,35 +25,13 @@ const SCRATCH: &str = "scratch";
 /// The most entries an index may have; more is refused as hostile.
 pub const MAX_ENTRIES: usize = 20_000;
 
-/// A content descriptor of an image manifest.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ManifestRef {
-    /// Its media type (OCI or Docker image manifest).
-    #[serde(rename = "mediaType")]
-    pub media_type: String,
-    /// Its digest.
-    pub digest: Digest,
-    /// Its size in bytes.
-    pub size: u64,
-}
-
 /// One step of a cache: the record and the manifest of the image it made.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
     /// The step record (parent image, key, shape, files, resulting image).
     pub record: CacheRecord,
-    /// The resulting image's manifest.
-    pub manifest: ManifestRef,
-}
-
-#[derive(Serialize, Deserialize)]
-struct IndexEntry {
-    #[serde(flatten)]
-    manifest: ManifestRef,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    platform: Option<Platform>,
-    #[serde(default)]
-    annotations: BTreeMap<String, String>,
+    /// The resulting image's manifest (media type, digest, size).
+    pub manifest: Descriptor,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -62,7 +40,7 @@ struct Index {
     schema_version: u32,
     #[serde(rename = "mediaType", default)]
     media_type: Option<String>,
-    manifests: Vec<IndexEntry>,
+    manifests: Vec<Descriptor>,
     #[serde(default)]
     annotations: BTreeMap<String, String>,
 }
@@ -90,11 +68,10 @@ pub fn encode(entries: &[Entry], platform: (&str, &str)) -> Vec<u8> {
                 );
             }
             a.insert(IMAGE.to_string(), r.image.0.clone());
-            IndexEntry {
-                manifest: e.manifest.clone(),
-                platform: Some(Platform::new(platform.0, platform.1, None)),
-                annotations: a,
-            }
+            let mut d = Descriptor::new(&e.manifest.media_type, e.manifest.digest, e.manifest.size);
+            d.platform = Some(Platform::new(platform.0, platform.1, None));
+            d.annotations = Some(a);
+            d
         })
         .collect();
     let mut annotations = BTreeMap::new();
@@ -132,8 +109,9 @@ pub fn decode(bytes: &[u8]) -> Result<Option<Vec<Entry>>, CacheError> {
     }
     let mut out = Vec::with_capacity(index.manifests.len());
     for (n, m) in index.manifests.into_iter().enumerate() {
+        let annotations = m.annotations.clone().unwrap_or_default();
         let get = |k: &str| {
-            m.annotations
+            annotations
                 .get(k)
                 .cloned()
                 .ok_or_else(|| invalid(format!("entry {n} has no {k} annotation")))
@@ -144,7 +122,7 @@ pub fn decode(bytes: &[u8]) -> Result<Option<Vec<Entry>>, CacheError> {
         };
         let image =
             image_id("image", &get(IMAGE)?).map_err(|e| invalid(format!("entry {n}: {e}")))?;
-        let files = match m.annotations.get(FILES) {
+        let files = match annotations.get(FILES) {
             Some(f) => serde_json::from_str(f)
                 .map_err(|e| invalid(format!("entry {n}: files annotation: {e}")))?,
             None => Vec::new(),
@@ -153,11 +131,11 @@ pub fn decode(bytes: &[u8]) -> Result<Option<Vec<Entry>>, CacheError> {
             record: CacheRecord {
                 parent,
                 key: get(KEY)?,
-                shape: m.annotations.get(SHAPE).cloned().unwrap_or_default(),
+                shape: annotations.get(SHAPE).cloned().unwrap_or_default(),
                 files,
                 image,
             },
-            manifest: m.manifest,
+            manifest: Descriptor::new(&m.media_type, m.digest, m.size),
         });
     }
     Ok(Some(out))
@@ -180,11 +158,11 @@ mod tests {
                 files: vec![("a".into(), "644:sha256:x".into())],
                 image: ImageId(digest(image)),
             },
-            manifest: ManifestRef {
-                media_type: kiln_registry::OCI_MANIFEST.into(),
-                digest: digest('f').parse().expect("digest"),
-                size: 42,
-            },
+            manifest: Descriptor::new(
+                kiln_registry::OCI_MANIFEST,
+                digest('f').parse().expect("digest"),
+                42,
+            ),
         }
     }
 

@@ -102,7 +102,10 @@ impl RemoteCache {
     /// Runs `f` with a registry client on an async runtime made for it
     /// and gone when it returns: no runtime (and none of its threads) is
     /// alive while the build forks its steps' containers.
-    pub(crate) fn with_registry<T>(&self, f: impl AsyncFnOnce(&Registry) -> T) -> Result<T, String> {
+    pub(crate) fn with_registry<T>(
+        &self,
+        f: impl AsyncFnOnce(&Registry) -> T,
+    ) -> Result<T, String> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -126,8 +129,9 @@ impl RemoteCache {
                 Vec::new()
             }
             Ok(Loaded::NotACache) => {
-                self.host
-                    .warn(&format!("{location} is not a kiln build cache: ignoring it"));
+                self.host.warn(&format!(
+                    "{location} is not a kiln build cache: ignoring it"
+                ));
                 Vec::new()
             }
             Err(e) => {
@@ -220,8 +224,9 @@ impl RemoteCache {
             None => Ok(None),
         });
         made.unwrap_or_else(|e| {
-            self.host
-                .warn(&format!("cannot use the cache source image for this step: {e}"));
+            self.host.warn(&format!(
+                "cannot use the cache source image for this step: {e}"
+            ));
             None
         })
     }

@@ -31,17 +31,16 @@ pub(crate) enum Loaded {
     NotACache,
 }
 
-pub(crate) fn load(
-    cache: &RemoteCache,
-    location: &Location,
-) -> Result<Loaded, String> {
+pub(crate) fn load(cache: &RemoteCache, location: &Location) -> Result<Loaded, String> {
     let bytes = match location {
-        Location::Registry(r) => match cache.with_registry(async |reg| reg.fetch_document(r).await)? {
-            Ok(doc) if !doc.is_index => return Ok(Loaded::NotACache),
-            Ok(doc) => doc.bytes,
-            Err(e) if kiln_registry::is_not_found(&e) => return Ok(Loaded::Missing),
-            Err(e) => return Err(e.to_string()),
-        },
+        Location::Registry(r) => {
+            match cache.with_registry(async |reg| reg.fetch_document(r).await)? {
+                Ok(doc) if !doc.is_index => return Ok(Loaded::NotACache),
+                Ok(doc) => doc.bytes,
+                Err(e) if kiln_registry::is_not_found(&e) => return Ok(Loaded::Missing),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
         Location::Local(dir) => match read_local_index(dir) {
             Ok(Some(b)) => b,
             Ok(None) => return Ok(Loaded::Missing),
@@ -113,7 +112,9 @@ pub(crate) fn fetch(
                 reg.fetch_blobs(&resolved, store, &NoProgress)
                     .await
                     .map_err(|e| e.to_string())?;
-                reg.record(&resolved, store).await.map_err(|e| e.to_string())?;
+                reg.record(&resolved, store)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 Ok(())
             })?
         }
@@ -125,7 +126,7 @@ fn fetch_local(store: &Store, dir: &Path, entry: &Entry) -> Result<(), String> {
     let root = Root::open(dir).map_err(|e| format!("cannot open {}: {e}", dir.display()))?;
     let m = &entry.manifest;
     let bytes = root
-        .read_limited(&blob_path(&m.digest), MAX_MANIFEST_SIZE as u64)
+        .read_limited(blob_path(&m.digest), MAX_MANIFEST_SIZE as u64)
         .map_err(|e| format!("manifest {}: {e}", m.digest))?;
     if Digest::of(&bytes) != m.digest {
         return Err(format!("manifest {} does not match its digest", m.digest));
