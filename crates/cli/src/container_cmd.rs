@@ -163,6 +163,40 @@ pub(crate) struct CreateArgs {
     /// Namespaced kernel parameter (`net.ipv4.ip_forward=1`, `kernel.shmmax=...`).
     #[arg(long, allow_hyphen_values = true)]
     sysctl: Vec<String>,
+    /// Give the container every capability, no seccomp filter, a writable
+    /// /sys and the host's devices.
+    #[arg(
+        long,
+        num_args = 0..=1,
+        require_equals = true,
+        default_value_t = false,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    privileged: bool,
+    /// Add a host device (`/dev/sdc[:/dev/xvdc][:rwm]`).
+    #[arg(
+        long,
+        value_name = "HOST[:CONTAINER][:PERMS]",
+        allow_hyphen_values = true
+    )]
+    device: Vec<String>,
+    /// Additional group for the container's processes (name or number).
+    #[arg(long = "group-add", value_name = "GROUP", allow_hyphen_values = true)]
+    group_add: Vec<String>,
+    /// Disable the OOM killer (cgroup v1 only).
+    #[arg(
+        long,
+        num_args = 0..=1,
+        require_equals = true,
+        default_value_t = false,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    oom_kill_disable: bool,
+    /// CPUs the container may run on (`0-3`, `0,1`).
+    #[arg(long, value_name = "CPUS", allow_hyphen_values = true)]
+    cpuset_cpus: Option<String>,
     /// Pull the image: `missing` (default), `always` or `never`.
     #[arg(long, default_value = "missing", allow_hyphen_values = true)]
     pull: String,
@@ -690,6 +724,32 @@ fn create_record(app: &mut Engine, a: &CreateArgs) -> Result<ContainerRecord> {
     if let Some(s) = &a.stop_signal {
         container::parse_signal(s)?;
     }
+    let devices = a
+        .device
+        .iter()
+        .map(|d| container::DeviceSpec::parse(d))
+        .collect::<kiln_engine::Result<Vec<_>>>()?;
+    if a.group_add.iter().any(String::is_empty) {
+        bail!("invalid --group-add \"\": a group name or number is needed");
+    }
+    if let Some(cpus) = &a.cpuset_cpus {
+        container::check_cpuset_cpus(cpus)?;
+    }
+    // Docker's daemon warnings (its CLI prints them for `create` and `run`;
+    // Docker 20.10's CLI has no warning of its own about a missing `-m`).
+    let oom_kill_disable = if a.oom_kill_disable && !container::oom_kill_disable_supported() {
+        eprintln!(
+            "WARNING: Your kernel does not support OomKillDisable. OomKillDisable discarded."
+        );
+        false
+    } else {
+        a.oom_kill_disable
+    };
+    if oom_kill_disable && memory.is_none() {
+        eprintln!(
+            "WARNING: OOM killer is disabled for the container, but no memory limit is set, this can result in the system running out of resources."
+        );
+    }
     let shm_size = a
         .shm_size
         .as_deref()
@@ -836,6 +896,11 @@ fn create_record(app: &mut Engine, a: &CreateArgs) -> Result<ContainerRecord> {
         memory_swap,
         ulimits,
         sysctls,
+        privileged: a.privileged,
+        devices,
+        group_add: a.group_add.clone(),
+        oom_kill_disable,
+        cpuset_cpus: a.cpuset_cpus.clone().filter(|c| !c.is_empty()),
         extra_hosts,
         dns: a.dns.clone(),
         dns_search: a.dns_search.clone(),
@@ -1722,6 +1787,11 @@ pub(crate) fn inspect_container(app: &mut Engine, name: &str) -> Result<serde_js
             "Sysctls": rec.sysctls.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
             "Ulimits": rec.ulimits.iter().map(|(n, s, h)| serde_json::json!({"Name": n, "Soft": s, "Hard": h})).collect::<Vec<_>>(),
             "UsernsMode": if rec.userns.is_some() { "private" } else { "host" },
+            "Privileged": rec.privileged,
+            "Devices": rec.devices,
+            "GroupAdd": (!rec.group_add.is_empty()).then_some(&rec.group_add),
+            "OomKillDisable": rec.oom_kill_disable,
+            "CpusetCpus": rec.cpuset_cpus.as_deref().unwrap_or_default(),
         },
         "Config": {
             "Hostname": rec.hostname,

@@ -35,6 +35,41 @@ pub struct VolumeSpec {
     pub options: Vec<String>,
 }
 
+/// A `--device` mapping as Docker keeps it (`HostConfig.Devices`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DeviceSpec {
+    /// The node (or directory of nodes) on the host.
+    pub path_on_host: String,
+    /// Where it appears in the container.
+    pub path_in_container: String,
+    /// The device cgroup's permissions (`rwm` letters).
+    pub cgroup_permissions: String,
+}
+
+impl DeviceSpec {
+    /// Parses Docker's `--device HOST[:CONTAINER][:PERMISSIONS]`.
+    pub fn parse(value: &str) -> Result<DeviceSpec> {
+        let d = kiln_runtime::DeviceMapping::parse(value).map_err(|e| match e {
+            kiln_runtime::Error::InvalidSpec { reason, .. } => crate::format_err!("{reason}"),
+            other => other.into(),
+        })?;
+        Ok(DeviceSpec {
+            path_on_host: d.host_path.to_string_lossy().into_owned(),
+            path_in_container: d.container_path.to_string_lossy().into_owned(),
+            cgroup_permissions: d.permissions,
+        })
+    }
+
+    fn mapping(&self) -> kiln_runtime::DeviceMapping {
+        kiln_runtime::DeviceMapping {
+            host_path: self.path_on_host.clone().into(),
+            container_path: self.path_in_container.clone().into(),
+            permissions: self.cgroup_permissions.clone(),
+        }
+    }
+}
+
 /// Everything `kiln create` decided, kept so that `start` can start it again.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ContainerRecord {
@@ -136,6 +171,21 @@ pub struct ContainerRecord {
     /// `--sysctl`s (namespaced ones only).
     #[serde(default)]
     pub sysctls: Vec<(String, String)>,
+    /// `--privileged`.
+    #[serde(default)]
+    pub privileged: bool,
+    /// `--device`s.
+    #[serde(default)]
+    pub devices: Vec<DeviceSpec>,
+    /// `--group-add`: group names or numbers, resolved in the container.
+    #[serde(default)]
+    pub group_add: Vec<String>,
+    /// `--oom-kill-disable` (false where the kernel cannot, as Docker discards it).
+    #[serde(default)]
+    pub oom_kill_disable: bool,
+    /// `--cpuset-cpus` (`0-3,5`).
+    #[serde(default)]
+    pub cpuset_cpus: Option<String>,
 }
 
 impl Record for ContainerRecord {
@@ -210,6 +260,9 @@ impl ContainerRecord {
             std::fs::write(&etc.hosts, hosts)
                 .with_context(|| format!("cannot write {}", etc.hosts.display()))?;
         }
+        for d in &self.devices {
+            check_device(&d.path_on_host)?;
+        }
         let mut extra = Vec::new();
         for v in in_mount_order(&self.volumes) {
             extra.push(volume_mount(v)?);
@@ -239,7 +292,11 @@ impl ContainerRecord {
             shm_size: self.shm_size,
             ulimits: self.ulimits.clone(),
             sysctls: self.sysctls.clone(),
-            ..Default::default()
+            privileged: self.privileged,
+            devices: self.devices.iter().map(DeviceSpec::mapping).collect(),
+            group_add: self.group_add.clone(),
+            oom_kill_disable: self.oom_kill_disable,
+            cpuset_cpus: self.cpuset_cpus.clone(),
         })?;
         Ok(LaunchConfig {
             id: self.id.parse()?,
@@ -465,6 +522,108 @@ pub fn check_mount_points(volumes: &[VolumeSpec]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A list of numbers and ranges (`0-3,5`) as Docker parses `--cpuset-cpus`
+/// and the kernel's `cpuset.cpus`; `None` when malformed. An empty list is
+/// empty. Numbers above `max` are refused (`Err(())`) before any range is
+/// expanded.
+fn parse_cpu_list(s: &str, max: u32) -> Option<std::result::Result<Vec<u32>, ()>> {
+    let mut out = Vec::new();
+    if s.is_empty() {
+        return Some(Ok(out));
+    }
+    let number = |n: &str| {
+        (!n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| n.parse::<u32>().ok())
+            .flatten()
+    };
+    for part in s.split(',') {
+        let (lo, hi) = match part.split_once('-') {
+            Some((a, b)) => (number(a)?, number(b)?),
+            None => {
+                let n = number(part)?;
+                (n, n)
+            }
+        };
+        if hi < lo {
+            return None;
+        }
+        if hi > max {
+            return Some(Err(()));
+        }
+        out.extend(lo..=hi);
+    }
+    Some(Ok(out))
+}
+
+/// The CPUs containers may be given: the root cpuset's (v1), the root's
+/// effective CPUs (v2), else the online ones; `None` when none is readable.
+fn available_cpus() -> Option<String> {
+    [
+        "/sys/fs/cgroup/cpuset/cpuset.cpus",
+        "/sys/fs/cgroup/cpuset.cpus.effective",
+        "/sys/devices/system/cpu/online",
+    ]
+    .iter()
+    .find_map(|p| std::fs::read_to_string(p).ok())
+    .map(|s| s.trim().to_owned())
+}
+
+/// Checks `--cpuset-cpus` as Docker's daemon does at create time: the
+/// list's syntax, then that every CPU it names is one the host offers.
+pub fn check_cpuset_cpus(requested: &str) -> Result<()> {
+    let invalid = || crate::format_err!("Invalid value {requested} for cpuset cpus");
+    let Some(available) = available_cpus() else {
+        return parse_cpu_list(requested, u32::MAX)
+            .map(|_| ())
+            .ok_or_else(invalid);
+    };
+    let offered = match parse_cpu_list(&available, u32::MAX) {
+        Some(Ok(list)) => list,
+        _ => {
+            return parse_cpu_list(requested, u32::MAX)
+                .map(|_| ())
+                .ok_or_else(invalid);
+        }
+    };
+    // As Docker: numbers up to 8192 (Linux's usual maximum) or the host's highest.
+    let max = offered.iter().copied().max().unwrap_or(0).max(8192);
+    let fits = match parse_cpu_list(requested, max) {
+        None => return Err(invalid()),
+        Some(Err(())) => false,
+        Some(Ok(list)) => list.iter().all(|c| offered.contains(c)),
+    };
+    if !fits {
+        bail!("Requested CPUs are not available - requested {requested}, available: {available}");
+    }
+    Ok(())
+}
+
+/// A `--device` host path as Docker's daemon checks it when the container
+/// starts (symlinks followed): a device node or a directory (of nodes).
+fn check_device(path: &str) -> Result<()> {
+    let gathering = "error gathering device information while adding custom device";
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            bail!("{gathering} {path:?}: no such file or directory")
+        }
+        Err(e) => bail!("{gathering} {path:?}: {e}"),
+        Ok(md) => {
+            use std::os::unix::fs::FileTypeExt as _;
+            let ft = md.file_type();
+            if !(ft.is_dir() || ft.is_char_device() || ft.is_block_device()) {
+                bail!("{gathering} {path:?}: not a device node");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether the kernel can disable a container's OOM killer (Docker's test:
+/// a v1 memory hierarchy with `memory.oom_control`; cgroup v2 has none).
+pub fn oom_kill_disable_supported() -> bool {
+    std::path::Path::new("/sys/fs/cgroup/memory/memory.oom_control").exists()
 }
 
 /// Refuses numeric uids and gids outside 0..=2^31-1 in `-u USER[:GROUP]`,
@@ -960,6 +1119,11 @@ impl ContainerRecord {
             memory_swap: None,
             ulimits: Vec::new(),
             sysctls: Vec::new(),
+            privileged: false,
+            devices: Vec::new(),
+            group_add: Vec::new(),
+            oom_kill_disable: false,
+            cpuset_cpus: None,
             extra_hosts: Vec::new(),
             dns: Vec::new(),
             dns_search: Vec::new(),
@@ -1275,6 +1439,34 @@ pub fn parse_signal(s: &str) -> Result<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_lists_parse_as_dockers() {
+        assert_eq!(parse_cpu_list("", 10), Some(Ok(vec![])));
+        assert_eq!(parse_cpu_list("0-2,5", 10), Some(Ok(vec![0, 1, 2, 5])));
+        assert_eq!(parse_cpu_list("7", 10), Some(Ok(vec![7])));
+        // Docker's TestRunWrongCpusetCpusFlagValue, and other malformed lists.
+        for bad in ["1-10,11--", "0,", "a", "3-1", "-1", "1-", " 1"] {
+            assert_eq!(parse_cpu_list(bad, 100), None, "{bad:?}");
+        }
+        // Above the maximum: refused before a range is expanded.
+        assert_eq!(parse_cpu_list("0-4000000000", 8192), Some(Err(())));
+    }
+
+    #[test]
+    fn device_specs_keep_dockers_fields() {
+        let d = DeviceSpec::parse("/dev/null:/dev/mydev:r").expect("parse");
+        assert_eq!(
+            serde_json::to_value(&d).expect("json"),
+            serde_json::json!({"PathOnHost": "/dev/null", "PathInContainer": "/dev/mydev", "CgroupPermissions": "r"})
+        );
+        let d = DeviceSpec::parse("/dev/zero:rw").expect("parse");
+        assert_eq!(d.path_in_container, "/dev/zero");
+        assert_eq!(d.cgroup_permissions, "rw");
+        let e = DeviceSpec::parse("/dev/zero:ro").expect_err("ro is no permission");
+        assert!(e.to_string().contains("invalid device"), "{e}");
+        assert!(!e.to_string().contains("invalid spec"), "{e}");
+    }
 
     fn combine_args(
         image_entrypoint: Option<&[String]>,
