@@ -643,7 +643,8 @@ fn snapshot_root(
         .first()
         .ok_or_else(|| anyhow!("container {} has no filesystem", short(&rec.id)))?
         .clone();
-    let binds: Vec<VolumeSpec> = if volumes {
+    // Rootless kiln cannot mount: its copies see the root filesystem only.
+    let binds: Vec<VolumeSpec> = if volumes && is_root() {
         kiln_engine::container::in_mount_order(&rec.volumes)
             .into_iter()
             .filter(|v| !v.tmpfs && !v.source.is_empty())
