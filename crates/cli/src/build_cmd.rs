@@ -13,7 +13,7 @@ use kiln_engine::Engine;
 use kiln_engine::build_backend::{Backend, Cache, Runner};
 
 /// `kiln build`.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub(crate) struct BuildArgs {
     /// Name and optionally a tag (`user/project:version`); repeatable.
     #[arg(short, long = "tag", value_parser = parse_tag)]
@@ -55,6 +55,10 @@ pub(crate) struct BuildArgs {
     /// Write the image ID to this file.
     #[arg(long)]
     iidfile: Option<PathBuf>,
+    /// Push the image after building it (with several `--platform`s, the
+    /// index of the platforms' images).
+    #[arg(long)]
+    push: bool,
     /// Print only the image ID.
     #[arg(short, long)]
     quiet: bool,
@@ -618,7 +622,21 @@ pub(crate) fn build(app: &mut Engine, args: &BuildArgs) -> Result<u8> {
             }
         }
     }
-    match build_inner(app, args) {
+    let platforms: Vec<&str> = args
+        .platform
+        .as_deref()
+        .map(|p| p.split(',').map(str::trim).filter(|p| !p.is_empty()).collect())
+        .unwrap_or_default();
+    let result = if platforms.len() > 1 {
+        build_platforms(app, args, &platforms)
+    } else {
+        let mut built = None;
+        build_inner(app, args, &mut built).and_then(|code| match built {
+            Some(id) if code == 0 && args.push => push_tags(app, args, &id),
+            _ => Ok(code),
+        })
+    };
+    match result {
         Ok(code) => Ok(code),
         Err(e) => {
             let _ = std::io::stdout().flush();
@@ -699,7 +717,98 @@ fn context_size(root: &Path, ignore: &kiln_builder::DockerIgnore) -> u64 {
     total
 }
 
-fn build_inner(app: &mut Engine, args: &BuildArgs) -> Result<u8> {
+/// `--platform a,b`: each platform built in turn (its own steps and
+/// cache), then an index over the images kept in the store; the tags name
+/// the host's platform's image (else the first), which carries the index
+/// (`kiln push` of a tag pushes it whole). With `--push`, pushed now.
+fn build_platforms(app: &mut Engine, args: &BuildArgs, platforms: &[&str]) -> Result<u8> {
+    let mut images = Vec::new();
+    for p in platforms {
+        let platform = crate::flags::parse_platform(p)?;
+        let one = BuildArgs {
+            platform: Some(platform.to_string()),
+            tag: Vec::new(),
+            iidfile: None,
+            push: false,
+            ..args.clone()
+        };
+        if !args.quiet {
+            println!("Building for {platform}");
+        }
+        let mut built = None;
+        let code = build_inner(app, &one, &mut built)?;
+        let Some(id) = built.filter(|_| code == 0) else {
+            return Ok(code);
+        };
+        let id: kiln_model::Digest = id.0.parse()?;
+        images.push((platform, id));
+    }
+    let index = app.make_index(&images)?;
+    let host = kiln_model::Platform::native();
+    let face = images
+        .iter()
+        .find(|(p, _)| host.matches(p))
+        .unwrap_or(&images[0])
+        .1;
+    let members: Vec<kiln_model::Digest> = images.iter().map(|(_, id)| *id).collect();
+    app.attach_index(&face, &index, &members)?;
+    for t in &args.tag {
+        app.store.tag_image(&t.parse()?, &face)?;
+    }
+    if !args.quiet {
+        println!("Index {index} of {} platforms", images.len());
+        for t in &args.tag {
+            println!("Successfully tagged {t}");
+        }
+    }
+    if let Some(path) = &args.iidfile {
+        std::fs::write(path, index.to_string())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if args.push {
+        return push_tags(app, args, &kiln_builder::ImageId(face.to_string()));
+    }
+    Ok(0)
+}
+
+/// `--push`: every tag pushed (a multi-platform build's as its index).
+fn push_tags(app: &mut Engine, args: &BuildArgs, id: &kiln_builder::ImageId) -> Result<u8> {
+    if args.tag.is_empty() {
+        bail!("--push needs a tag (-t REGISTRY/NAME[:TAG])");
+    }
+    let id: kiln_model::Digest = id.0.parse()?;
+    let compression = crate::flags::compression(&args.compression)?;
+    for t in &args.tag {
+        let reference: kiln_content::Reference = t.parse()?;
+        let digest = match app.local_index(&id)? {
+            Some(index) => {
+                app.push_index(&reference, &index, compression, &kiln_registry::NoProgress)?
+            }
+            None => {
+                let dist = kiln_image::distribution_manifest(&app.store, &id, compression)?;
+                let registry = app.registry()?;
+                kiln_engine::block_on(registry.push_manifest(
+                    &reference,
+                    &app.store,
+                    &id,
+                    &dist.manifest_digest,
+                    &dist.media_type,
+                    &kiln_registry::NoProgress,
+                ))??
+            }
+        };
+        if !args.quiet {
+            println!("Pushed {t}: digest: {digest}");
+        }
+    }
+    Ok(0)
+}
+
+fn build_inner(
+    app: &mut Engine,
+    args: &BuildArgs,
+    built: &mut Option<kiln_builder::ImageId>,
+) -> Result<u8> {
     let started = std::time::Instant::now();
     if !args.rm {
         bail!(
@@ -876,6 +985,7 @@ fn build_inner(app: &mut Engine, args: &BuildArgs) -> Result<u8> {
         let _ = std::io::stdout().flush();
     }
     let outcome = outcome?;
+    *built = Some(outcome.image.clone());
     if quiet {
         println!("{}", outcome.image);
     }
@@ -923,8 +1033,8 @@ fn cache_options(
     args: &BuildArgs,
 ) -> Result<(Vec<kiln_cache::Source>, Vec<kiln_cache::CacheTo>)> {
     let mut from = Vec::new();
-    let platform = target_platform(args.platform.as_deref())?
-        .unwrap_or_else(kiln_model::Platform::native);
+    let platform =
+        target_platform(args.platform.as_deref())?.unwrap_or_else(kiln_model::Platform::native);
     for v in &args.cache_from {
         match kiln_cache::parse_cache_from(v)? {
             kiln_cache::CacheFrom::Cache(l) => from.push(kiln_cache::Source::Cache(l)),

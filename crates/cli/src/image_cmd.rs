@@ -166,18 +166,24 @@ pub(crate) fn push(app: &mut Engine, args: &PushArgs) -> Result<u8> {
     if !args.quiet {
         println!("The push refers to repository [{}]", reference.name());
     }
-    let dist = kiln_image::distribution_manifest(&app.store, &record.id, compression)
-        .with_context(|| format!("cannot compress the layers of {}", args.image))?;
     let progress = LineProgress::with_verbs(!args.quiet, false, &PUSH_VERBS);
-    let _ = progress.config.set(record.id);
-    let digest = block_on(registry.push_manifest(
-        &reference,
-        &app.store,
-        &record.id,
-        &dist.manifest_digest,
-        &dist.media_type,
-        &progress,
-    ))??;
+    let digest = if let Some(index) = app.local_index(&record.id)? {
+        // A multi-platform build's tag: the whole index, every platform.
+        drop(registry);
+        app.push_index(&reference, &index, compression, &progress)?
+    } else {
+        let dist = kiln_image::distribution_manifest(&app.store, &record.id, compression)
+            .with_context(|| format!("cannot compress the layers of {}", args.image))?;
+        let _ = progress.config.set(record.id);
+        block_on(registry.push_manifest(
+            &reference,
+            &app.store,
+            &record.id,
+            &dist.manifest_digest,
+            &dist.media_type,
+            &progress,
+        ))??
+    };
     if args.quiet {
         println!("{digest}");
     } else {

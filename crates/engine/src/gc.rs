@@ -360,9 +360,19 @@ pub fn prune_images(app: &mut Engine, all: bool) -> Result<(Vec<Removed>, u64)> 
     let images = app.store.list_images()?;
     let used: BTreeSet<Digest> = containers(app)?.iter().map(|c| c.image_id).collect();
     let mut has_children: BTreeSet<String> = BTreeSet::new();
+    // The other platforms' images of a local multi-platform index are kept
+    // while the image that names it exists (crate::index).
+    let mut members: BTreeSet<String> = BTreeSet::new();
     for i in &images {
         if let Some(p) = i.annotations.get(PARENT_ANNOTATION) {
             has_children.insert(p.clone());
+        }
+        if let Some(m) = i.annotations.get(crate::index::MEMBERS_ANNOTATION) {
+            members.extend(
+                m.split(',')
+                    .filter(|m| *m != i.id.to_string())
+                    .map(str::to_owned),
+            );
         }
     }
     let mut done = Vec::new();
@@ -371,7 +381,9 @@ pub fn prune_images(app: &mut Engine, all: bool) -> Result<(Vec<Removed>, u64)> 
         .filter(|i| {
             let named = !i.repo_tags.is_empty() || !i.repo_digests.is_empty();
             let parent = has_children.contains(&i.id.to_string());
-            !(parent && (!all || !named)) && !used.contains(&i.id)
+            !(parent && (!all || !named))
+                && !used.contains(&i.id)
+                && !members.contains(&i.id.to_string())
         })
         .collect();
     candidates.sort_by_key(|i| i.id);

@@ -33,6 +33,7 @@ mod engine;
 mod error;
 pub mod fetch;
 pub mod gc;
+pub mod index;
 mod pause;
 mod pull;
 pub mod recover;

@@ -122,3 +122,105 @@ fn multiplatform_buildplatform_stage_runs_natively() {
         format!("target={arch} build={} ran-on={native_uname}", host_arch())
     );
 }
+
+fn raw_manifest(reference: &str) -> serde_json::Value {
+    let out = kiln_e2e::skopeo_inspect(reference, &["--raw", "--no-creds"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("manifest JSON")
+}
+
+fn platforms_of(index: &serde_json::Value) -> Vec<String> {
+    let mut p: Vec<String> = index["manifests"]
+        .as_array()
+        .expect("an index")
+        .iter()
+        .map(|m| {
+            format!(
+                "{}/{}",
+                m["platform"]["os"].as_str().unwrap_or(""),
+                m["platform"]["architecture"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    p.sort();
+    p
+}
+
+/// `--platform linux/amd64,linux/arm64 --push` pushes one index with an
+/// image per platform (skopeo reads it); a fresh store pulls and runs
+/// either. Without `--push` the index stays local: `image prune` keeps the
+/// other platform's image, and `kiln push` of the tag pushes the index.
+#[test]
+fn multiplatform_index_build_push_pull_and_local_index() {
+    let sb = Sandbox::new();
+    let ctx = write_context(
+        &sb.work().join("ctx"),
+        &format!(
+            "FROM {}\nRUN uname -m > /arch\nCMD [\"cat\", \"/arch\"]\n",
+            index_ref()
+        ),
+    );
+    let target = format!("{}/mp-index-{}:1", kiln_e2e::registry(), std::process::id());
+    build(
+        &sb,
+        &[
+            "build",
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "-t",
+            &target,
+            "--push",
+            &ctx,
+        ],
+    );
+    let index = raw_manifest(&target);
+    assert_eq!(
+        index["mediaType"], "application/vnd.oci.image.index.v1+json",
+        "{index}"
+    );
+    assert_eq!(platforms_of(&index), ["linux/amd64", "linux/arm64"]);
+    for (arch, uname) in [("amd64", "x86_64"), ("arm64", "aarch64")] {
+        let fresh = Sandbox::new();
+        fresh.kiln_ok([
+            "pull",
+            "-q",
+            "--platform",
+            &format!("linux/{arch}"),
+            &target,
+        ]);
+        let out = fresh
+            .kiln([
+                "run",
+                "--rm",
+                "--platform",
+                &format!("linux/{arch}"),
+                &target,
+            ])
+            .output()
+            .expect("kiln run");
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), uname);
+    }
+
+    // Local: the index outlives a prune and is pushed whole later.
+    build(
+        &sb,
+        &[
+            "build",
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "-t",
+            "mp:local",
+            &ctx,
+        ],
+    );
+    sb.kiln_ok(["image", "prune", "-f"]);
+    let later = format!("{}/mp-later-{}:1", kiln_e2e::registry(), std::process::id());
+    sb.kiln_ok(["tag", "mp:local", &later]);
+    sb.kiln_ok(["push", &later]);
+    let index = raw_manifest(&later);
+    assert_eq!(platforms_of(&index), ["linux/amd64", "linux/arm64"]);
+}
