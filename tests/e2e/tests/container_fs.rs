@@ -312,6 +312,9 @@ fn cfs_cp_in_through_links_never_writes_the_host_marker() {
         .unwrap();
     let _ = cp_stdin(&f, "stopped:/root", &fs::read(&archive).unwrap());
     let _ = cp_stdin(&f, "live:/root", &fs::read(&archive).unwrap());
+    for d in [&a, &b, &both] {
+        fs::remove_dir_all(d).unwrap();
+    }
     f.host_marker_untouched();
     fs::remove_dir_all(&src).unwrap();
 }
