@@ -625,7 +625,12 @@ pub(crate) fn build(app: &mut Engine, args: &BuildArgs) -> Result<u8> {
     let platforms: Vec<&str> = args
         .platform
         .as_deref()
-        .map(|p| p.split(',').map(str::trim).filter(|p| !p.is_empty()).collect())
+        .map(|p| {
+            p.split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .collect()
+        })
         .unwrap_or_default();
     let result = if platforms.len() > 1 {
         build_platforms(app, args, &platforms)
