@@ -368,7 +368,8 @@ pub(crate) fn check_files(root: &Path) -> Result<Vec<String>> {
 const CONTAINMENT_FILES: &[&str] = &["crates/builder/src", "crates/engine/src/build_backend.rs"];
 
 /// Test-only files of the builder (compiled under `#[cfg(test)]` only).
-const CONTAINMENT_TEST_FILES: &[&str] = &["crates/builder/src/tests.rs", "crates/builder/src/fake.rs"];
+const CONTAINMENT_TEST_FILES: &[&str] =
+    &["crates/builder/src/tests.rs", "crates/builder/src/fake.rs"];
 
 /// Functions (file, function name; `*` for a whole file) allowed to use
 /// host paths, with the reason: each touches only kiln's own files (its
@@ -722,11 +723,7 @@ pub(crate) const LONG_FN_ALLOWED: &[(&str, &str, &str)] = &[
         "call",
         "split pending (the CLI moves to crates/engine)",
     ),
-    (
-        "crates/layer/src/apply.rs",
-        "entry",
-        "split pending",
-    ),
+    ("crates/layer/src/apply.rs", "entry", "split pending"),
     (
         "crates/registry/src/client/push.rs",
         "push_manifest",
@@ -871,7 +868,10 @@ pub(crate) fn check_function_length(root: &Path) -> Result<Vec<String>> {
             .to_string_lossy()
             .into_owned();
         // Integration tests and test-only modules.
-        if rel.split('/').any(|c| c == "tests" || c == "tests.rs" || c == "benches") {
+        if rel
+            .split('/')
+            .any(|c| c == "tests" || c == "tests.rs" || c == "benches")
+        {
             continue;
         }
         let src = std::fs::read_to_string(&path)

@@ -619,7 +619,11 @@ fn check_image_platform(config: &kiln_model::ImageConfig, requested: bool) -> Re
     if config.architecture.is_empty() {
         return Ok(());
     }
-    let os = if config.os.is_empty() { "linux" } else { &config.os };
+    let os = if config.os.is_empty() {
+        "linux"
+    } else {
+        &config.os
+    };
     let image = kiln_model::Platform::new(os, &config.architecture, config.variant.as_deref());
     let host = kiln_model::Platform::native();
     if host.matches(&image) {
