@@ -601,7 +601,7 @@ pub fn check_cpuset_cpus(requested: &str) -> Result<()> {
 }
 
 /// A `--device` host path as Docker's daemon checks it when the container
-/// starts (symlinks followed): a device node or a directory (of nodes).
+/// starts (symlinks followed): a device node, or a directory holding one.
 fn check_device(path: &str) -> Result<()> {
     let gathering = "error gathering device information while adding custom device";
     match std::fs::metadata(path) {
@@ -609,15 +609,27 @@ fn check_device(path: &str) -> Result<()> {
             bail!("{gathering} {path:?}: no such file or directory")
         }
         Err(e) => bail!("{gathering} {path:?}: {e}"),
-        Ok(md) => {
-            use std::os::unix::fs::FileTypeExt as _;
-            let ft = md.file_type();
-            if !(ft.is_dir() || ft.is_char_device() || ft.is_block_device()) {
-                bail!("{gathering} {path:?}: not a device node");
-            }
-        }
+        Ok(md) if is_device(&md.file_type()) => Ok(()),
+        Ok(md) if md.is_dir() && holds_device(std::path::Path::new(path)) => Ok(()),
+        Ok(_) => bail!("{gathering} {path:?}: not a device node"),
     }
-    Ok(())
+}
+
+fn is_device(ft: &std::fs::FileType) -> bool {
+    use std::os::unix::fs::FileTypeExt as _;
+    ft.is_char_device() || ft.is_block_device()
+}
+
+/// Whether a device node is somewhere below `dir` (links not followed).
+fn holds_device(dir: &std::path::Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    entries.flatten().any(|e| match e.file_type() {
+        Ok(ft) if is_device(&ft) => true,
+        Ok(ft) if ft.is_dir() => holds_device(&e.path()),
+        _ => false,
+    })
 }
 
 /// Whether the kernel can disable a container's OOM killer (Docker's test:
