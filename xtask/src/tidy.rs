@@ -723,7 +723,6 @@ pub(crate) const LONG_FN_ALLOWED: &[(&str, &str, &str)] = &[
         "call",
         "split pending (the CLI moves to crates/engine)",
     ),
-    ("crates/layer/src/apply.rs", "entry", "split pending"),
     (
         "crates/registry/src/client/push.rs",
         "push_manifest",

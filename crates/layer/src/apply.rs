@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -439,6 +439,28 @@ struct Meta {
     xattrs: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
+/// Where an entry is written: its parent directory, its name there, and
+/// its path in the layer (for messages).
+struct Dest<'a> {
+    parent: &'a OwnedFd,
+    name: &'a OsStr,
+    rel: &'a Path,
+    /// The path as the archive spelled it.
+    raw: &'a [u8],
+}
+
+impl Dest<'_> {
+    fn shown(&self) -> String {
+        String::from_utf8_lossy(self.raw).into_owned()
+    }
+
+    /// Maps an I/O error of step `op` on this entry to an [`Error::Io`].
+    fn io_err(&self, op: &'static str) -> impl FnOnce(io::Error) -> Error + use<> {
+        let path = self.rel.to_owned();
+        move |source: io::Error| Error::Io { op, path, source }
+    }
+}
+
 impl Unpacker<'_> {
     fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<()> {
         let kind = entry.header().entry_type();
@@ -455,7 +477,6 @@ impl Unpacker<'_> {
             Some(name) => name,
             None => entry.path_bytes().into_owned(),
         };
-        let shown = || String::from_utf8_lossy(&raw).into_owned();
         let Some(rel) = normalize(&raw)? else {
             // The root itself ("./"): its metadata belongs to the snapshot.
             return Ok(());
@@ -464,156 +485,45 @@ impl Unpacker<'_> {
             .file_name()
             .expect("normalized path has a last component");
         let parent_rel = rel.parent().unwrap_or(Path::new("")).to_owned();
-        let name_bytes = name.as_bytes();
-        if let Some(target) = name_bytes.strip_prefix(WHITEOUT_PREFIX.as_bytes())
+        if let Some(target) = name.as_bytes().strip_prefix(WHITEOUT_PREFIX.as_bytes())
             && !self.extra.literal_whiteouts
         {
-            self.whiteouts += 1;
-            if name_bytes == OPAQUE_WHITEOUT.as_bytes() {
-                return self.opaque(&parent_rel);
-            }
-            if target.starts_with(WHITEOUT_PREFIX.as_bytes()) {
-                // Other aufs metadata (.wh..wh.plnk etc.): nothing to apply.
-                return Ok(());
-            }
-            if matches!(target, b"" | b"." | b"..") {
-                return Err(Error::UnsafePath {
-                    path: shown(),
-                    reason: "whiteout of an invalid name",
-                });
-            }
-            return self.whiteout(&parent_rel, OsStr::from_bytes(target));
+            return self.whiteout_entry(&parent_rel, name, target, &raw);
         }
 
         if self.extra.skip_devices && matches!(kind, EntryType::Char | EntryType::Block) {
             return Ok(());
         }
         let meta = read_meta(entry).map_err(read_err)?;
-        let io_err = |op: &'static str| {
-            let rel = rel.clone();
-            move |source: io::Error| Error::Io {
-                op,
-                path: rel,
-                source,
-            }
-        };
         let parent = self
             .root
             .ensure_dir(&parent_rel, 0o755)
-            .map_err(io_err("creating parent directory"))?;
-        let existing = at::file_type(&parent, name).map_err(io_err("inspecting"))?;
-        let is_dir = kind.is_dir();
-        if self.extra.no_overwrite_dir_non_dir
-            && let Some(t) = existing
-            && (t == FileType::Dir) != is_dir
-        {
-            return Err(Error::Overwrite {
+            .map_err(|source| Error::Io {
+                op: "creating parent directory",
                 path: rel.clone(),
-                directory: t == FileType::Dir,
-            });
-        }
-        match existing {
-            Some(FileType::Dir) if is_dir => {}
-            Some(_) => at::remove_all(&parent, name).map_err(io_err("replacing"))?,
-            None => {}
-        }
+                source,
+            })?;
+        let dest = Dest {
+            parent: &parent,
+            name,
+            rel: &rel,
+            raw: &raw,
+        };
+        let existing = self.clear_place(&dest, kind.is_dir())?;
 
         match kind {
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
-                let fd = rustix::fs::openat(
-                    &parent,
-                    name,
-                    OFlags::WRONLY
-                        | OFlags::CREATE
-                        | OFlags::EXCL
-                        | OFlags::NOFOLLOW
-                        | OFlags::CLOEXEC,
-                    Mode::from_raw_mode(0o600),
-                )
-                .map_err(|e| io_err("creating file")(e.into()))?;
-                let mut file = File::from(fd);
-                match &sparse {
-                    Some(sp) => crate::sparse::write(sp, entry, &mut file, &mut self.buf)
-                        .map_err(io_err("writing sparse file"))?,
-                    None => self.write_data(entry, &mut file, kind.is_gnu_sparse())?,
-                }
-                self.set_meta_fd(&file, &meta, true)
-                    .map_err(io_err("setting metadata"))?;
+                self.make_file(entry, &dest, &meta, sparse.as_ref(), kind.is_gnu_sparse())?;
             }
-            EntryType::Directory => {
-                if existing != Some(FileType::Dir) {
-                    rustix::fs::mkdirat(&parent, name, Mode::from_raw_mode(0o700))
-                        .map_err(|e| io_err("creating directory")(e.into()))?;
-                }
-                let dir = at::open_subdir(&parent, name).map_err(io_err("opening directory"))?;
-                self.set_meta_fd(&dir, &meta, false)
-                    .map_err(io_err("setting metadata"))?;
-                self.dir_times.push((rel.clone(), meta.mtime));
-            }
-            EntryType::Symlink => {
-                let target = entry.link_name_bytes().ok_or_else(|| Error::UnsafePath {
-                    path: shown(),
-                    reason: "symlink without a target",
-                })?;
-                rustix::fs::symlinkat(OsStr::from_bytes(&target), &parent, name)
-                    .map_err(|e| io_err("creating symlink")(e.into()))?;
-                self.set_meta_at(&parent, name, &meta)
-                    .map_err(io_err("setting metadata"))?;
-            }
-            EntryType::Link => {
-                let target = entry.link_name_bytes().unwrap_or_default();
-                let target_rel = normalize(&target)?.ok_or_else(|| Error::UnsafePath {
-                    path: shown(),
-                    reason: "hardlink to the root",
-                })?;
-                let target_name = target_rel.file_name().expect("normalized");
-                let target_parent = self
-                    .root
-                    .resolve_dir(target_rel.parent().unwrap_or(Path::new("")))
-                    .map_err(io_err("resolving hardlink target"))?;
-                rustix::fs::linkat(&target_parent, target_name, &parent, name, AtFlags::empty())
-                    .map_err(|e| io_err("creating hardlink")(e.into()))?;
-            }
+            EntryType::Directory => self.make_dir(&dest, &meta, existing)?,
+            EntryType::Symlink => self.make_symlink(entry, &dest, &meta)?,
+            EntryType::Link => self.make_hardlink(entry, &dest)?,
             EntryType::Char | EntryType::Block | EntryType::Fifo => {
-                use rustix::fs::FileType;
-                let file_type = match kind {
-                    EntryType::Char => FileType::CharacterDevice,
-                    EntryType::Block => FileType::BlockDevice,
-                    _ => FileType::Fifo,
-                };
-                if file_type != FileType::Fifo && !self.opts.allow_devices {
-                    return Err(Error::DeviceNotAllowed { path: shown() });
-                }
-                let header = entry.header();
-                let (major, minor) = if file_type == FileType::Fifo {
-                    (0, 0)
-                } else {
-                    (
-                        header.device_major().map_err(read_err)?.unwrap_or(0),
-                        header.device_minor().map_err(read_err)?.unwrap_or(0),
-                    )
-                };
-                rustix::fs::mknodat(
-                    &parent,
-                    name,
-                    file_type,
-                    Mode::from_raw_mode(0o600),
-                    rustix::fs::makedev(major, minor),
-                )
-                .map_err(|e| io_err("creating device node")(e.into()))?;
-                self.set_meta_at(&parent, name, &meta)
-                    .map_err(io_err("setting metadata"))?;
-                rustix::fs::chmodat(
-                    &parent,
-                    name,
-                    Mode::from_raw_mode(meta.mode),
-                    AtFlags::empty(),
-                )
-                .map_err(|e| io_err("setting mode")(e.into()))?;
+                self.make_node(entry, kind, &dest, &meta)?;
             }
             other => {
                 return Err(Error::UnsupportedEntry {
-                    path: shown(),
+                    path: dest.shown(),
                     kind: other.as_byte() as char,
                 });
             }
@@ -623,6 +533,178 @@ impl Unpacker<'_> {
             self.created.insert(rel);
         }
         Ok(())
+    }
+
+    /// A `.wh.`-prefixed entry `name` in `parent_rel` (`target` is the
+    /// name without the prefix): an opaque marker, a whiteout, or aufs
+    /// metadata to skip.
+    fn whiteout_entry(
+        &mut self,
+        parent_rel: &Path,
+        name: &OsStr,
+        target: &[u8],
+        raw: &[u8],
+    ) -> Result<()> {
+        self.whiteouts += 1;
+        if name.as_bytes() == OPAQUE_WHITEOUT.as_bytes() {
+            return self.opaque(parent_rel);
+        }
+        if target.starts_with(WHITEOUT_PREFIX.as_bytes()) {
+            // Other aufs metadata (.wh..wh.plnk etc.): nothing to apply.
+            return Ok(());
+        }
+        if matches!(target, b"" | b"." | b"..") {
+            return Err(Error::UnsafePath {
+                path: String::from_utf8_lossy(raw).into_owned(),
+                reason: "whiteout of an invalid name",
+            });
+        }
+        self.whiteout(parent_rel, OsStr::from_bytes(target))
+    }
+
+    /// Makes room for the entry at `dest`: removes what is there unless
+    /// both are directories (or refuses, with `no_overwrite_dir_non_dir`).
+    /// Returns the type that was there.
+    fn clear_place(&self, dest: &Dest<'_>, is_dir: bool) -> Result<Option<FileType>> {
+        let existing = at::file_type(dest.parent, dest.name).map_err(dest.io_err("inspecting"))?;
+        if self.extra.no_overwrite_dir_non_dir
+            && let Some(t) = existing
+            && (t == FileType::Dir) != is_dir
+        {
+            return Err(Error::Overwrite {
+                path: dest.rel.to_owned(),
+                directory: t == FileType::Dir,
+            });
+        }
+        match existing {
+            Some(FileType::Dir) if is_dir => {}
+            Some(_) => at::remove_all(dest.parent, dest.name).map_err(dest.io_err("replacing"))?,
+            None => {}
+        }
+        Ok(existing)
+    }
+
+    /// A regular file (plain, GNU sparse or PAX sparse) with its data.
+    fn make_file<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        dest: &Dest<'_>,
+        meta: &Meta,
+        sparse: Option<&crate::sparse::PaxSparse>,
+        gnu_sparse: bool,
+    ) -> Result<()> {
+        let fd = rustix::fs::openat(
+            dest.parent,
+            dest.name,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+        .map_err(|e| dest.io_err("creating file")(e.into()))?;
+        let mut file = File::from(fd);
+        match sparse {
+            Some(sp) => crate::sparse::write(sp, entry, &mut file, &mut self.buf)
+                .map_err(dest.io_err("writing sparse file"))?,
+            None => self.write_data(entry, &mut file, gnu_sparse)?,
+        }
+        self.set_meta_fd(&file, meta, true)
+            .map_err(dest.io_err("setting metadata"))
+    }
+
+    /// A directory (kept if one is there); its mtime is set at the end.
+    fn make_dir(&mut self, dest: &Dest<'_>, meta: &Meta, existing: Option<FileType>) -> Result<()> {
+        if existing != Some(FileType::Dir) {
+            rustix::fs::mkdirat(dest.parent, dest.name, Mode::from_raw_mode(0o700))
+                .map_err(|e| dest.io_err("creating directory")(e.into()))?;
+        }
+        let dir =
+            at::open_subdir(dest.parent, dest.name).map_err(dest.io_err("opening directory"))?;
+        self.set_meta_fd(&dir, meta, false)
+            .map_err(dest.io_err("setting metadata"))?;
+        self.dir_times.push((dest.rel.to_owned(), meta.mtime));
+        Ok(())
+    }
+
+    fn make_symlink<R: Read>(
+        &self,
+        entry: &tar::Entry<'_, R>,
+        dest: &Dest<'_>,
+        meta: &Meta,
+    ) -> Result<()> {
+        let target = entry.link_name_bytes().ok_or_else(|| Error::UnsafePath {
+            path: dest.shown(),
+            reason: "symlink without a target",
+        })?;
+        rustix::fs::symlinkat(OsStr::from_bytes(&target), dest.parent, dest.name)
+            .map_err(|e| dest.io_err("creating symlink")(e.into()))?;
+        self.set_meta_at(dest.parent, dest.name, meta)
+            .map_err(dest.io_err("setting metadata"))
+    }
+
+    /// A hard link to an earlier entry, resolved inside the root.
+    fn make_hardlink<R: Read>(&self, entry: &tar::Entry<'_, R>, dest: &Dest<'_>) -> Result<()> {
+        let target = entry.link_name_bytes().unwrap_or_default();
+        let target_rel = normalize(&target)?.ok_or_else(|| Error::UnsafePath {
+            path: dest.shown(),
+            reason: "hardlink to the root",
+        })?;
+        let target_name = target_rel.file_name().expect("normalized");
+        let target_parent = self
+            .root
+            .resolve_dir(target_rel.parent().unwrap_or(Path::new("")))
+            .map_err(dest.io_err("resolving hardlink target"))?;
+        rustix::fs::linkat(
+            &target_parent,
+            target_name,
+            dest.parent,
+            dest.name,
+            AtFlags::empty(),
+        )
+        .map_err(|e| dest.io_err("creating hardlink")(e.into()))
+    }
+
+    /// A character or block device (when allowed) or a FIFO.
+    fn make_node<R: Read>(
+        &self,
+        entry: &tar::Entry<'_, R>,
+        kind: EntryType,
+        dest: &Dest<'_>,
+        meta: &Meta,
+    ) -> Result<()> {
+        use rustix::fs::FileType;
+        let file_type = match kind {
+            EntryType::Char => FileType::CharacterDevice,
+            EntryType::Block => FileType::BlockDevice,
+            _ => FileType::Fifo,
+        };
+        if file_type != FileType::Fifo && !self.opts.allow_devices {
+            return Err(Error::DeviceNotAllowed { path: dest.shown() });
+        }
+        let header = entry.header();
+        let (major, minor) = if file_type == FileType::Fifo {
+            (0, 0)
+        } else {
+            (
+                header.device_major().map_err(read_err)?.unwrap_or(0),
+                header.device_minor().map_err(read_err)?.unwrap_or(0),
+            )
+        };
+        rustix::fs::mknodat(
+            dest.parent,
+            dest.name,
+            file_type,
+            Mode::from_raw_mode(0o600),
+            rustix::fs::makedev(major, minor),
+        )
+        .map_err(|e| dest.io_err("creating device node")(e.into()))?;
+        self.set_meta_at(dest.parent, dest.name, meta)
+            .map_err(dest.io_err("setting metadata"))?;
+        rustix::fs::chmodat(
+            dest.parent,
+            dest.name,
+            Mode::from_raw_mode(meta.mode),
+            AtFlags::empty(),
+        )
+        .map_err(|e| dest.io_err("setting mode")(e.into()))
     }
 
     fn write_data<R: Read>(
