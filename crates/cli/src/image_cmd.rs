@@ -66,7 +66,7 @@ pub(crate) struct ImagesArgs {
     no_trunc: bool,
     /// Format the output using the given Go template (`table` for a table
     /// of the chosen fields: `.ID`, `.Repository`, `.Tag`, `.Digest`,
-    /// `.CreatedSince`, `.CreatedAt`, `.Size`).
+    /// `.CreatedSince`, `.CreatedAt`, `.Size`, and kiln's `.Platform`).
     #[arg(long)]
     format: Option<String>,
     /// Only images of this repository (`name` or `name:tag`).
@@ -285,6 +285,14 @@ pub(crate) fn images(app: &mut Engine, args: &ImagesArgs) -> Result<u8> {
             .and_then(|img| kiln_image::image_size(&app.store, &img).ok().flatten())
             .unwrap_or(rec.size);
         let size = format::size(size);
+        let platform = kiln_image::image_config(&app.store, &rec.id)
+            .ok()
+            .filter(|c| !c.architecture.is_empty())
+            .map(|c| {
+                let os = if c.os.is_empty() { "linux" } else { &c.os };
+                kiln_model::Platform::new(os, &c.architecture, c.variant.as_deref()).to_string()
+            })
+            .unwrap_or_default();
         let mut tags: Vec<(String, String)> = rec
             .repo_tags
             .iter()
@@ -339,6 +347,7 @@ pub(crate) fn images(app: &mut Engine, args: &ImagesArgs) -> Result<u8> {
                 "CreatedSince": created,
                 "CreatedAt": rec.created.as_deref().map(docker_time).unwrap_or_default(),
                 "Size": size,
+                "Platform": platform,
             }));
             row.extend([id.clone(), created.clone(), size.clone()]);
             rows.push(row);
@@ -360,6 +369,7 @@ pub(crate) fn images(app: &mut Engine, args: &ImagesArgs) -> Result<u8> {
             ("CreatedSince", "CREATED"),
             ("CreatedAt", "CREATED AT"),
             ("Size", "SIZE"),
+            ("Platform", "PLATFORM"),
         ];
         out.write_all(t.render_rows(HEADERS, &fields)?.as_bytes())?;
         return Ok(0);

@@ -50,6 +50,17 @@ fn multiplatform_build_runs_foreign_steps_under_emulation() {
     assert!(out.contains("RAN-42") && out.contains(uname), "{out}");
     let arch_of = sb.kiln_ok(["inspect", "-f", "{{.Architecture}}", "mp:1"]);
     assert_eq!(arch_of.trim(), arch);
+    let listed = sb.kiln_ok([
+        "images",
+        "--format",
+        "{{.Repository}}:{{.Tag}} {{.Platform}}",
+        "mp",
+    ]);
+    assert_eq!(
+        listed.trim(),
+        format!("mp:1 linux/{arch}"),
+        "images shows the platform"
+    );
     let out = sb.kiln(["run", "--rm", "mp:1"]).output().expect("kiln run");
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), uname);
