@@ -723,16 +723,6 @@ pub(crate) const LONG_FN_ALLOWED: &[(&str, &str, &str)] = &[
         "call",
         "split pending (the CLI moves to crates/engine)",
     ),
-    (
-        "crates/registry/src/client/push.rs",
-        "push_manifest",
-        "split pending",
-    ),
-    (
-        "crates/registry/src/client/push.rs",
-        "push_blob",
-        "split pending",
-    ),
 ];
 
 /// The end (exclusive) of the brace block opening at byte `open` of
