@@ -20,6 +20,7 @@ mod flags;
 mod format;
 mod fs_cmd;
 mod image_cmd;
+mod manifest_cmd;
 mod output;
 mod parse_cmd;
 mod pause_cmd;
@@ -120,6 +121,9 @@ enum Command {
     /// Manage the build cache.
     #[command(subcommand)]
     Builder(BuilderCommand),
+    /// Assemble, inspect and push manifest lists (multi-platform indexes).
+    #[command(subcommand)]
+    Manifest(manifest_cmd::ManifestCommand),
     /// Manage kiln's store.
     #[command(subcommand)]
     System(SystemCommand),
@@ -362,6 +366,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Logout(a) => image_cmd::logout(app, &a),
         Command::Image(ImageCommand::Prune(a)) => prune_cmd::image_prune(app, &a),
         Command::Builder(BuilderCommand::Prune(a)) => prune_cmd::builder_prune(app, &a),
+        Command::Manifest(c) => manifest_cmd::run(app, &c),
         Command::System(SystemCommand::Df) => prune_cmd::df(app),
         Command::System(SystemCommand::Prune(a)) => prune_cmd::system_prune(app, &a),
     }

@@ -375,6 +375,9 @@ pub fn prune_images(app: &mut Engine, all: bool) -> Result<(Vec<Removed>, u64)> 
             );
         }
     }
+    for list in app.manifest_lists()? {
+        members.extend(list.entries.iter().map(|e| e.image.to_string()));
+    }
     let mut done = Vec::new();
     let mut candidates: Vec<&ImageRecord> = images
         .iter()

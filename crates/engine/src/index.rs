@@ -5,6 +5,10 @@
 //! [`MEMBERS_ANNOTATION`], which keeps them from `image prune` while it
 //! exists. `kiln push` of that tag pushes the whole index: each member's
 //! distribution manifest by digest, then the index under the tag.
+//!
+//! `kiln manifest` keeps lists of its own ([`ManifestList`], record kind
+//! [`MANIFEST_LISTS`]) until they are pushed; their images are kept from
+//! `image prune` too.
 
 use kiln_content::Reference;
 use kiln_layer::Compression;
@@ -145,5 +149,92 @@ impl Engine {
             registry.put_index(reference, bytes).await
         })??;
         Ok(digest)
+    }
+}
+
+/// Record kind of local manifest lists (`kiln manifest create`).
+pub const MANIFEST_LISTS: &str = "manifest-lists";
+
+/// A manifest list kept locally until it is pushed (`kiln manifest ...`):
+/// images of the store, each with the platform the list gives it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ManifestList {
+    /// The record's id: the hex sha256 of `name`.
+    pub id: String,
+    /// The list's reference, normalised (`registry/repo:tag`).
+    pub name: String,
+    /// Its entries, in order.
+    pub entries: Vec<ListEntry>,
+}
+
+/// One image of a [`ManifestList`].
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ListEntry {
+    /// The image.
+    pub image: Digest,
+    /// The platform the list says it is for.
+    pub platform: Platform,
+}
+
+impl kiln_content::Record for ManifestList {
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+fn list_id(name: &Reference) -> String {
+    Digest::of(name.to_string().as_bytes()).hex()
+}
+
+impl Engine {
+    /// The platform image `id`'s config names.
+    pub fn image_platform(&self, id: &Digest) -> Result<Platform> {
+        let c = kiln_image::image_config(&self.store, id)?;
+        let os = if c.os.is_empty() { "linux" } else { &c.os };
+        Ok(Platform::new(os, &c.architecture, c.variant.as_deref()))
+    }
+
+    /// The local manifest list `name`, if there is one.
+    pub fn manifest_list(&self, name: &Reference) -> Result<Option<ManifestList>> {
+        Ok(self
+            .store
+            .records::<ManifestList>(MANIFEST_LISTS)?
+            .get(&list_id(name))?)
+    }
+
+    /// Every local manifest list.
+    pub fn manifest_lists(&self) -> Result<Vec<ManifestList>> {
+        Ok(self.store.records::<ManifestList>(MANIFEST_LISTS)?.list()?)
+    }
+
+    /// Stores `entries` as the local list `name` (replacing it).
+    pub fn put_manifest_list(&self, name: &Reference, entries: Vec<ListEntry>) -> Result<()> {
+        let rec = ManifestList {
+            id: list_id(name),
+            name: name.to_string(),
+            entries,
+        };
+        self.store
+            .records::<ManifestList>(MANIFEST_LISTS)?
+            .put(&rec)?;
+        Ok(())
+    }
+
+    /// Removes the local list `name`; whether there was one.
+    pub fn remove_manifest_list(&self, name: &Reference) -> Result<bool> {
+        Ok(self
+            .store
+            .records::<ManifestList>(MANIFEST_LISTS)?
+            .remove(&list_id(name))?)
+    }
+
+    /// The OCI index a local list stands for (written into the store).
+    pub fn manifest_list_index(&mut self, list: &ManifestList) -> Result<Digest> {
+        let images: Vec<(Platform, Digest)> = list
+            .entries
+            .iter()
+            .map(|e| (e.platform.clone(), e.image))
+            .collect();
+        self.make_index(&images)
     }
 }

@@ -235,3 +235,63 @@ fn multiplatform_index_build_push_pull_and_local_index() {
     let index = raw_manifest(&later);
     assert_eq!(platforms_of(&index), ["linux/amd64", "linux/arm64"]);
 }
+
+/// `kiln manifest` (Docker's `docker manifest`): a list assembled from two
+/// images built separately, inspected, annotated, pushed (skopeo reads an
+/// index with both platforms), then read back from the registry.
+#[test]
+fn multiplatform_manifest_commands_assemble_and_push_a_list() {
+    let (arch, _) = other();
+    let sb = Sandbox::new();
+    let ctx = write_context(
+        &sb.work().join("ctx"),
+        &format!("FROM {}\nRUN echo built > /b\n", index_ref()),
+    );
+    build(&sb, &["build", "-t", "mf:host", &ctx]);
+    build(
+        &sb,
+        &[
+            "build",
+            "--platform",
+            &format!("linux/{arch}"),
+            "-t",
+            "mf:other",
+            &ctx,
+        ],
+    );
+    let list = format!("{}/mf-{}:1", kiln_e2e::registry(), std::process::id());
+    let out = sb.kiln_ok(["manifest", "create", &list, "mf:host", "mf:other"]);
+    assert!(out.contains("Created manifest list"), "{out}");
+    let refused = sb
+        .kiln(["manifest", "create", &list, "mf:host"])
+        .output()
+        .expect("kiln");
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr)
+            .contains("refusing to amend an existing manifest list with no --amend flag")
+    );
+    let local: serde_json::Value =
+        serde_json::from_str(&sb.kiln_ok(["manifest", "inspect", &list])).expect("JSON");
+    assert_eq!(platforms_of(&local).len(), 2, "{local}");
+    sb.kiln_ok([
+        "manifest", "annotate", &list, "mf:other", "--os", "linux", "--arch", arch,
+    ]);
+    let stranger = sb
+        .kiln(["manifest", "annotate", &list, &index_ref()])
+        .output()
+        .expect("kiln");
+    assert!(!stranger.status.success(), "an image not in the list");
+    let digest = sb.kiln_ok(["manifest", "push", "--purge", &list]);
+    assert!(digest.trim().starts_with("sha256:"), "{digest}");
+    let pushed = raw_manifest(&list);
+    let mut want = vec![format!("linux/{}", host_arch()), format!("linux/{arch}")];
+    want.sort();
+    assert_eq!(platforms_of(&pushed), want);
+    // Purged: inspect now reads the registry's index.
+    let remote: serde_json::Value =
+        serde_json::from_str(&sb.kiln_ok(["manifest", "inspect", &list])).expect("JSON");
+    assert_eq!(platforms_of(&remote), want);
+    let gone = sb.kiln(["manifest", "rm", &list]).output().expect("kiln");
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("No such manifest"));
+}
