@@ -1,4 +1,4 @@
-//! `cargo xtask bench <pull|snapshot|build|cache|run|all> [--runs N] [--kiln-only] [--tools kiln,docker,buildah]`: runs the
+//! `cargo xtask bench <pull|snapshot|build|cache|platform|run|all> [--runs N] [--kiln-only] [--tools kiln,docker,buildah]`: runs the
 //! cases of `../shared/bench` with kiln and, side by side, with Docker
 //! (legacy builder), Buildah and Podman when they are installed, and prints
 //! one table with medians and ratios.
@@ -153,6 +153,103 @@ fn stage_case(case: &str, dst: &Path, reg: &str) -> Result<()> {
 
 fn q(p: &Path) -> String {
     format!("'{}'", p.display())
+}
+
+/// The other platform's architecture (OCI and `uname -m` spelling).
+fn other_arch() -> (&'static str, &'static str) {
+    if std::env::consts::ARCH == "aarch64" {
+        ("amd64", "x86_64")
+    } else {
+        ("arm64", "aarch64")
+    }
+}
+
+/// `cargo xtask bench platform`: the seed case for the other platform under
+/// QEMU (cold and cached), for both platforms at once (cold), and the
+/// floor: the seed's two RUN commands run under `qemu-<arch>-static`
+/// directly on the host (what emulation alone costs). Buildah builds the
+/// same with `--platform` (and `--manifest` for both).
+fn platform_rows(t: &Tools, base: &Path, reg: &str) -> Result<Vec<Row>> {
+    let (arch, uname) = other_arch();
+    let ctx = base.join("cases").join("seed-platform");
+    stage_case("seed", &ctx, reg)?;
+    let df = std::fs::read_to_string(ctx.join("Dockerfile"))?;
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        df.replace("/busybox:latest", "/busybox-multi:latest"),
+    )?;
+    let both = format!("linux/{},linux/{arch}", fixtures::host_arch());
+    let one = format!("linux/{arch}");
+    let root = base.join("kiln-platform-root");
+    std::fs::create_dir_all(&root)?;
+    let kiln = |extra: &str, no_cache: bool| {
+        format!(
+            "KILN_ROOT={} {} build -q{} --platform {extra} -t bench/seed:platform {}",
+            q(&root),
+            q(&t.kiln),
+            if no_cache { " --no-cache" } else { "" },
+            q(&ctx)
+        )
+    };
+    let buildah = |extra: &str, no_cache: bool| {
+        format!(
+            "buildah bud -q{}{} --layers --tls-verify=false --platform {extra} {} {}",
+            runc_flag(),
+            if no_cache { " --no-cache" } else { "" },
+            if extra.contains(',') {
+                "--manifest bench-seed-platform"
+            } else {
+                "-t bench/seed:platform"
+            },
+            q(&ctx)
+        )
+    };
+    let mut rows = Vec::new();
+    for (name, platforms, cold) in [
+        (format!("seed {one} cold"), one.as_str(), true),
+        (format!("seed {one} cached"), one.as_str(), false),
+        ("seed both platforms cold".to_string(), both.as_str(), true),
+    ] {
+        let mut contenders = vec![Contender {
+            tool: "kiln",
+            prepare: None,
+            warmup: !cold,
+            cmd: kiln(platforms, cold),
+        }];
+        if t.buildah {
+            contenders.push(Contender {
+                tool: "other",
+                prepare: platforms.contains(',').then(|| {
+                    "buildah manifest rm bench-seed-platform >/dev/null 2>&1; true".into()
+                }),
+                warmup: !cold,
+                cmd: buildah(platforms, cold),
+            });
+        }
+        rows.push(Row {
+            name,
+            kiln_needs: "build",
+            contenders,
+        });
+    }
+    let busybox = fixtures::foreign_busybox(arch)?;
+    let scratch = base.join("qemu-floor");
+    std::fs::create_dir_all(&scratch)?;
+    rows.push(Row {
+        name: format!("floor: qemu-{uname}-static"),
+        kiln_needs: "build",
+        contenders: vec![Contender {
+            tool: "kiln",
+            prepare: None,
+            warmup: true,
+            cmd: format!(
+                "qemu-{uname}-static {b} sh -c 'echo hello > {s}/hello.txt' && qemu-{uname}-static {b} sh -c 'mkdir -p {s}/app && echo world > {s}/app/w'",
+                b = q(&busybox),
+                s = scratch.display()
+            ),
+        }],
+    });
+    Ok(rows)
 }
 
 /// The "warm reg cache" rows alone (`cargo xtask bench cache`).
@@ -375,7 +472,7 @@ fn ratio(k: Option<f64>, o: Option<f64>) -> String {
     }
 }
 
-/// `cargo xtask bench <pull|snapshot|build|cache|run|all> [--runs N]`.
+/// `cargo xtask bench <pull|snapshot|build|cache|platform|run|all> [--runs N]`.
 pub(crate) fn main(args: &[String]) -> Result<()> {
     let mut what = None;
     let mut runs = 3usize;
@@ -396,17 +493,20 @@ pub(crate) fn main(args: &[String]) -> Result<()> {
                 only = Some(v.split(',').map(str::to_owned).collect());
             }
             s if what.is_none()
-                && ["pull", "snapshot", "build", "cache", "run", "all"].contains(&s) =>
+                && [
+                    "pull", "snapshot", "build", "cache", "platform", "run", "all",
+                ]
+                .contains(&s) =>
             {
                 what = Some(s.to_owned())
             }
             other => bail!(
-                "unexpected argument {other:?}; usage: cargo xtask bench <pull|snapshot|build|cache|run|all> [--runs N] [--kiln-only] [--tools kiln,docker,buildah]"
+                "unexpected argument {other:?}; usage: cargo xtask bench <pull|snapshot|build|cache|platform|run|all> [--runs N] [--kiln-only] [--tools kiln,docker,buildah]"
             ),
         }
     }
     let what = what.context(
-        "usage: cargo xtask bench <pull|snapshot|build|cache|run|all> [--runs N] [--kiln-only] [--tools kiln,docker,buildah]",
+        "usage: cargo xtask bench <pull|snapshot|build|cache|platform|run|all> [--runs N] [--kiln-only] [--tools kiln,docker,buildah]",
     )?;
     util::require_root("bench")?;
     let mut pkgs = util::FIXTURE_PACKAGES.to_vec();
@@ -443,6 +543,11 @@ pub(crate) fn main(args: &[String]) -> Result<()> {
     std::fs::create_dir_all(&work)?;
     let bb = fixtures::busybox_layout(&work)?;
     fixtures::push(&bb, "latest", &reg.addr, "busybox:latest", false, None)?;
+    if what == "platform" {
+        util::ensure_packages(&["qemu-user-static"])?;
+        crate::e2e::ensure_arm64_emulation()?;
+        fixtures::push(&bb, "multi", &reg.addr, "busybox-multi:latest", true, None)?;
+    }
     let needs_debian = matches!(
         what.as_str(),
         "pull" | "snapshot" | "build" | "cache" | "all"
@@ -484,6 +589,7 @@ pub(crate) fn main(args: &[String]) -> Result<()> {
     match what.as_str() {
         "snapshot" => rows.extend(build_rows(&tools, &["snapshot"], &base, &reg.addr, &root)?),
         "cache" => rows.extend(cache_rows(&tools, &base, &reg.addr, &root)?),
+        "platform" => rows.extend(platform_rows(&tools, &base, &reg.addr)?),
         "build" | "all" => rows.extend(build_rows(
             &tools,
             &["seed", "manysteps", "ctxcopy", "snapshot"],

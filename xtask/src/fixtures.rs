@@ -39,7 +39,7 @@ fn umoci() -> Command {
 /// The static busybox binary of `arch` from Debian's busybox-static package
 /// (`apt-get download busybox-static:ARCH`, the architecture added to
 /// dpkg's foreign ones first), kept under [`CACHE_DIR`].
-fn foreign_busybox(arch: &str) -> Result<PathBuf> {
+pub(crate) fn foreign_busybox(arch: &str) -> Result<PathBuf> {
     let cache = Path::new(CACHE_DIR);
     let cached = cache.join(format!("busybox-static-{arch}"));
     if cached.exists() {

@@ -6,7 +6,7 @@
 //!   e2e suite and every crate's privileged tests (as root).
 //! - `cargo xtask demo`: a registry, a busybox base, and the seed example.
 //! - `cargo xtask fuzz <parse|expand|unpack|tree_ops|all> [--seconds N]`.
-//! - `cargo xtask bench <pull|snapshot|build|cache|run|all>`.
+//! - `cargo xtask bench <pull|snapshot|build|cache|platform|run|all>`.
 //! - `cargo xtask tidy`: architecture and style checks (also a `#[test]`).
 
 mod bench;
@@ -29,7 +29,7 @@ tasks:
   e2e [-- TEST-ARGS]                 registries + fixtures, then the e2e and privileged tests (root)
   demo                               local registry, busybox base, build and run the seed example (root)
   fuzz <parse|expand|unpack|tree_ops|all> [--seconds N]
-  bench <pull|snapshot|build|cache|run|all> [--runs N]
+  bench <pull|snapshot|build|cache|platform|run|all> [--runs N]
   tidy                               dependency-edge, //! header and unsafe checks";
 
 fn run(args: &[String]) -> anyhow::Result<()> {
