@@ -713,16 +713,6 @@ pub(crate) const LONG_FN_ALLOWED: &[(&str, &str, &str)] = &[
         "images",
         "split pending (the CLI moves to crates/engine)",
     ),
-    (
-        "crates/cli/src/template.rs",
-        "words",
-        "split pending (the CLI moves to crates/engine)",
-    ),
-    (
-        "crates/cli/src/template.rs",
-        "call",
-        "split pending (the CLI moves to crates/engine)",
-    ),
 ];
 
 /// The end (exclusive) of the brace block opening at byte `open` of

@@ -189,136 +189,139 @@ fn find_close(s: &str) -> Option<usize> {
     None
 }
 
+fn name_char(c: char) -> bool {
+    c.is_alphanumeric() || c == '_'
+}
+
 fn words(s: &str) -> Result<Vec<Word>> {
     let chars: Vec<char> = s.chars().collect();
     let mut out = Vec::new();
     let mut i = 0;
-    let name_char = |c: char| c.is_alphanumeric() || c == '_';
     while i < chars.len() {
         let c = chars[i];
-        match c {
-            ' ' | '\t' | '\n' | '\r' => i += 1,
-            '|' => {
-                out.push(Word::Pipe);
+        let (word, next) = match c {
+            ' ' | '\t' | '\n' | '\r' => {
                 i += 1;
+                continue;
             }
-            '(' => {
-                out.push(Word::Open);
-                i += 1;
-            }
-            ')' => {
-                out.push(Word::Close);
-                i += 1;
-            }
-            ',' => {
-                out.push(Word::Comma);
-                i += 1;
-            }
-            ':' if chars.get(i + 1) == Some(&'=') => {
-                out.push(Word::Declare);
-                i += 2;
-            }
-            '=' => {
-                out.push(Word::Declare);
-                i += 1;
-            }
-            '"' => {
-                let mut v = String::new();
-                i += 1;
-                loop {
-                    let Some(&c) = chars.get(i) else {
-                        bail!("unterminated quoted string");
-                    };
-                    i += 1;
-                    match c {
-                        '"' => break,
-                        '\\' => {
-                            let e = chars.get(i).copied().unwrap_or('\\');
-                            i += 1;
-                            v.push(match e {
-                                'n' => '\n',
-                                't' => '\t',
-                                other => other,
-                            });
-                        }
-                        other => v.push(other),
-                    }
-                }
-                out.push(Word::Str(v));
-            }
-            '`' => {
-                let start = i + 1;
-                let end = chars[start..]
-                    .iter()
-                    .position(|&c| c == '`')
-                    .ok_or_else(|| anyhow!("unterminated raw quoted string"))?;
-                out.push(Word::Str(chars[start..start + end].iter().collect()));
-                i = start + end + 1;
-            }
-            '.' | '$' => {
-                let var = c == '$';
-                let mut j = i + 1;
-                let mut name = String::new();
-                if var {
-                    while j < chars.len() && name_char(chars[j]) {
-                        name.push(chars[j]);
-                        j += 1;
-                    }
-                }
-                let mut fields = Vec::new();
-                let mut first = !var;
-                loop {
-                    if !first {
-                        if chars.get(j) != Some(&'.') {
-                            break;
-                        }
-                        j += 1;
-                    }
-                    first = false;
-                    let mut f = String::new();
-                    while j < chars.len() && name_char(chars[j]) {
-                        f.push(chars[j]);
-                        j += 1;
-                    }
-                    if f.is_empty() {
-                        break;
-                    }
-                    fields.push(f);
-                }
-                out.push(if var {
-                    Word::Var(format!("${name}"), fields)
-                } else if fields.is_empty() {
-                    Word::Dot
-                } else {
-                    Word::Field(fields)
-                });
-                i = j;
-            }
+            '|' => (Word::Pipe, i + 1),
+            '(' => (Word::Open, i + 1),
+            ')' => (Word::Close, i + 1),
+            ',' => (Word::Comma, i + 1),
+            ':' if chars.get(i + 1) == Some(&'=') => (Word::Declare, i + 2),
+            '=' => (Word::Declare, i + 1),
+            '"' => quoted(&chars, i + 1)?,
+            '`' => raw_quoted(&chars, i + 1)?,
+            '.' | '$' => dotted(&chars, i),
             c if c.is_ascii_digit()
                 || (c == '-' && chars.get(i + 1).is_some_and(char::is_ascii_digit)) =>
             {
-                let mut j = i + 1;
-                while j < chars.len() && chars[j].is_ascii_digit() {
-                    j += 1;
-                }
-                let n: String = chars[i..j].iter().collect();
-                out.push(Word::Int(
-                    n.parse().with_context(|| format!("bad number {n}"))?,
-                ));
-                i = j;
+                number(&chars, i)?
             }
             c if name_char(c) => {
-                let mut j = i;
-                while j < chars.len() && name_char(chars[j]) {
-                    j += 1;
-                }
-                out.push(Word::Ident(chars[i..j].iter().collect()));
-                i = j;
+                let end = name_end(&chars, i);
+                (Word::Ident(chars[i..end].iter().collect()), end)
             }
             other => bail!("unexpected {other:?} in action"),
-        }
+        };
+        out.push(word);
+        i = next;
     }
     Ok(out)
+}
+
+/// The end of the run of name characters starting at `i`.
+fn name_end(chars: &[char], mut i: usize) -> usize {
+    while i < chars.len() && name_char(chars[i]) {
+        i += 1;
+    }
+    i
+}
+
+/// A `"..."` string whose contents start at `i` (`\n`, `\t` and `\X`
+/// escapes); returns it and the offset after the closing quote.
+fn quoted(chars: &[char], mut i: usize) -> Result<(Word, usize)> {
+    let mut v = String::new();
+    loop {
+        let Some(&c) = chars.get(i) else {
+            bail!("unterminated quoted string");
+        };
+        i += 1;
+        match c {
+            '"' => break,
+            '\\' => {
+                let e = chars.get(i).copied().unwrap_or('\\');
+                i += 1;
+                v.push(match e {
+                    'n' => '\n',
+                    't' => '\t',
+                    other => other,
+                });
+            }
+            other => v.push(other),
+        }
+    }
+    Ok((Word::Str(v), i))
+}
+
+/// A `` `...` `` string whose contents start at `start`, taken as is.
+fn raw_quoted(chars: &[char], start: usize) -> Result<(Word, usize)> {
+    let end = chars[start..]
+        .iter()
+        .position(|&c| c == '`')
+        .ok_or_else(|| anyhow!("unterminated raw quoted string"))?;
+    Ok((
+        Word::Str(chars[start..start + end].iter().collect()),
+        start + end + 1,
+    ))
+}
+
+/// `.`, `.A.B`, `$x` or `$x.A.B` starting at `i`.
+fn dotted(chars: &[char], i: usize) -> (Word, usize) {
+    let var = chars[i] == '$';
+    let mut j = i + 1;
+    let mut name = String::new();
+    if var {
+        let end = name_end(chars, j);
+        name.extend(&chars[j..end]);
+        j = end;
+    }
+    let mut fields = Vec::new();
+    let mut first = !var;
+    loop {
+        if !first {
+            if chars.get(j) != Some(&'.') {
+                break;
+            }
+            j += 1;
+        }
+        first = false;
+        let end = name_end(chars, j);
+        if end == j {
+            break;
+        }
+        fields.push(chars[j..end].iter().collect());
+        j = end;
+    }
+    let word = if var {
+        Word::Var(format!("${name}"), fields)
+    } else if fields.is_empty() {
+        Word::Dot
+    } else {
+        Word::Field(fields)
+    };
+    (word, j)
+}
+
+/// A decimal integer, maybe negative, starting at `i`.
+fn number(chars: &[char], i: usize) -> Result<(Word, usize)> {
+    let mut j = i + 1;
+    while j < chars.len() && chars[j].is_ascii_digit() {
+        j += 1;
+    }
+    let n: String = chars[i..j].iter().collect();
+    let v = n.parse().with_context(|| format!("bad number {n}"))?;
+    Ok((Word::Int(v), j))
 }
 
 // ---------------------------------------------------------------- parsing
@@ -695,15 +698,34 @@ fn label(labels_owner: &Value, key: &str) -> Val {
 }
 
 fn call(name: &str, args: &[Value]) -> Result<Val> {
-    let want = |n: usize| -> Result<()> {
-        if args.len() != n {
-            bail!(
-                "wrong number of args for {name}: want {n} got {}",
-                args.len()
-            );
-        }
-        Ok(())
+    if name == "index" {
+        return index(args);
+    }
+    let found = match text_fn(name, args)? {
+        Some(v) => Some(v),
+        None => logic_fn(name, args)?,
     };
+    let Some(v) = found else {
+        bail!("function \"{name}\" not defined");
+    };
+    Ok(Val::Some(v))
+}
+
+/// Fails unless function `name` got exactly `n` arguments.
+fn want(name: &str, args: &[Value], n: usize) -> Result<()> {
+    if args.len() != n {
+        bail!(
+            "wrong number of args for {name}: want {n} got {}",
+            args.len()
+        );
+    }
+    Ok(())
+}
+
+/// The functions on strings and lists (`json`, `lower`, `join`, `len`,
+/// `print`...); `None` when `name` is none of them.
+fn text_fn(name: &str, args: &[Value]) -> Result<Option<Value>> {
+    let want = |n: usize| want(name, args, n);
     let v = match name {
         "json" => {
             want(1)?;
@@ -719,18 +741,7 @@ fn call(name: &str, args: &[Value]) -> Result<Val> {
         }
         "title" => {
             want(1)?;
-            let s = as_str(&args[0]);
-            let mut out = String::new();
-            let mut start = true;
-            for c in s.chars() {
-                if start {
-                    out.extend(c.to_uppercase());
-                } else {
-                    out.push(c);
-                }
-                start = !c.is_alphanumeric();
-            }
-            Value::String(out)
+            Value::String(title(&as_str(&args[0])))
         }
         "join" => {
             want(2)?;
@@ -776,49 +787,80 @@ fn call(name: &str, args: &[Value]) -> Result<Val> {
                 other => bail!("len of {}", go_string(other)),
             })
         }
-        "index" => {
-            if args.is_empty() {
-                bail!("wrong number of args for index: want at least 1 got 0");
-            }
-            let mut cur = Val::Some(args[0].clone());
-            for key in &args[1..] {
-                cur = match (cur.value(), key) {
-                    (Value::Object(m), k) => match m.get(&as_str(k)) {
-                        Some(v) => Val::Some(v.clone()),
-                        None => Val::Missing,
-                    },
-                    (Value::Array(a), k) => {
-                        let i = int(k)?;
-                        match usize::try_from(i).ok().and_then(|i| a.get(i)) {
-                            Some(v) => Val::Some(v.clone()),
-                            None => bail!("error calling index: index out of range: {i}"),
-                        }
-                    }
-                    (Value::Null, _) => Val::Missing,
-                    (other, _) => bail!("can't index item of type {}", go_type(&other)),
-                };
-            }
-            return Ok(cur);
-        }
-        "print" | "println" => {
-            let mut s = String::new();
-            for (i, a) in args.iter().enumerate() {
-                if i > 0 && (name == "println" || !(a.is_string() || args[i - 1].is_string())) {
-                    s.push(' ');
-                }
-                print_val(&Val::Some(a.clone()), &mut s);
-            }
-            if name == "println" {
-                s.push('\n');
-            }
-            Value::String(s)
-        }
+        "print" | "println" => Value::String(print_fn(name == "println", args)),
         "printf" => {
             let Some((fmt, rest)) = args.split_first() else {
                 bail!("wrong number of args for printf: want at least 1 got 0");
             };
             Value::String(printf(&as_str(fmt), rest))
         }
+        _ => return Ok(None),
+    };
+    Ok(Some(v))
+}
+
+/// Each word's first letter in upper case.
+fn title(s: &str) -> String {
+    let mut out = String::new();
+    let mut start = true;
+    for c in s.chars() {
+        if start {
+            out.extend(c.to_uppercase());
+        } else {
+            out.push(c);
+        }
+        start = !c.is_alphanumeric();
+    }
+    out
+}
+
+/// `print` (spaces between operands when neither is a string) and
+/// `println` (spaces always, and a newline).
+fn print_fn(line: bool, args: &[Value]) -> String {
+    let mut s = String::new();
+    for (i, a) in args.iter().enumerate() {
+        if i > 0 && (line || !(a.is_string() || args[i - 1].is_string())) {
+            s.push(' ');
+        }
+        print_val(&Val::Some(a.clone()), &mut s);
+    }
+    if line {
+        s.push('\n');
+    }
+    s
+}
+
+/// `index X K...`: X's element at each key in turn.
+fn index(args: &[Value]) -> Result<Val> {
+    if args.is_empty() {
+        bail!("wrong number of args for index: want at least 1 got 0");
+    }
+    let mut cur = Val::Some(args[0].clone());
+    for key in &args[1..] {
+        cur = match (cur.value(), key) {
+            (Value::Object(m), k) => match m.get(&as_str(k)) {
+                Some(v) => Val::Some(v.clone()),
+                None => Val::Missing,
+            },
+            (Value::Array(a), k) => {
+                let i = int(k)?;
+                match usize::try_from(i).ok().and_then(|i| a.get(i)) {
+                    Some(v) => Val::Some(v.clone()),
+                    None => bail!("error calling index: index out of range: {i}"),
+                }
+            }
+            (Value::Null, _) => Val::Missing,
+            (other, _) => bail!("can't index item of type {}", go_type(&other)),
+        };
+    }
+    Ok(cur)
+}
+
+/// The logic and comparison functions (`not`, `and`, `or`, `eq`, `ne`,
+/// `lt`, `le`, `gt`, `ge`); `None` when `name` is none of them.
+fn logic_fn(name: &str, args: &[Value]) -> Result<Option<Value>> {
+    let want = |n: usize| want(name, args, n);
+    let v = match name {
         "not" => {
             want(1)?;
             Value::Bool(!truthy(&args[0]))
@@ -853,9 +895,9 @@ fn call(name: &str, args: &[Value]) -> Result<Val> {
                 _ => ord.is_ge(),
             })
         }
-        other => bail!("function \"{other}\" not defined"),
+        _ => return Ok(None),
     };
-    Ok(Val::Some(v))
+    Ok(Some(v))
 }
 
 fn same(a: &Value, b: &Value) -> bool {
@@ -1094,6 +1136,50 @@ mod tests {
         assert_eq!(render(r#"{{printf "%-5s|" .Name}}"#, v.clone()), "Web  |");
         assert_eq!(render("{{len .Names}}", v.clone()), "2");
         assert_eq!(render(r#"{{(index .Names 0) | upper}}"#, v), "WEB");
+    }
+
+    #[test]
+    fn words_and_builtin_functions() {
+        let v = json!({"State": {"Pid": 42}, "Names": ["a", "b"], "Up": false});
+        // Quoted strings with escapes, raw strings, negative numbers,
+        // variables with fields.
+        assert_eq!(render(r#"{{"a\tb\"c"}}"#, v.clone()), "a\tb\"c");
+        assert_eq!(render(r#"{{`a\x"`}}"#, v.clone()), r#"a\x""#);
+        assert_eq!(render("{{-3}}", v.clone()), "-3");
+        assert_eq!(render("{{$s := .State}}{{$s.Pid}}", v.clone()), "42");
+        // Text functions.
+        assert_eq!(
+            render(r#"{{title "hello world-x"}}"#, v.clone()),
+            "Hello World-X"
+        );
+        assert_eq!(render(r#"{{pad "a" 1 2}}|"#, v.clone()), " a  |");
+        assert_eq!(render(r#"{{truncate "abcdef" 3}}"#, v.clone()), "abc");
+        assert_eq!(render(r#"{{split "a,b" ","}}"#, v.clone()), "[a b]");
+        assert_eq!(
+            render(r#"{{print 1 2}}{{print "a" "b"}}"#, v.clone()),
+            "1 2ab"
+        );
+        assert_eq!(render(r#"{{println "a" "b"}}"#, v.clone()), "a b\n");
+        // Logic functions.
+        assert_eq!(
+            render(r#"{{and 1 0}} {{or 0 "x"}} {{not .Up}}"#, v.clone()),
+            "0 x true"
+        );
+        assert_eq!(
+            render("{{lt 1 2}} {{ge 1 2}} {{ne 1 2}}", v.clone()),
+            "true false true"
+        );
+        // Errors name the function.
+        let err = |fmt: &str| {
+            Format::parse(fmt)
+                .unwrap()
+                .render(&v)
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(err("{{index .Names 5}}").contains("index out of range: 5"));
+        assert!(err("{{lower}}").contains("wrong number of args for lower: want 1 got 0"));
+        assert!(Format::parse("{{.A ~}}").is_err());
     }
 
     #[test]
