@@ -541,6 +541,9 @@ pub(crate) struct RmArgs {
     /// Kill and remove running containers.
     #[arg(short, long)]
     force: bool,
+    /// Remove the anonymous volumes of the containers.
+    #[arg(short, long)]
+    volumes: bool,
     /// Containers.
     #[arg(required = true)]
     containers: Vec<String>,
@@ -788,6 +791,7 @@ fn create_record(app: &mut Engine, a: &CreateArgs) -> Result<ContainerRecord> {
     let config = kiln_image::image_config(&app.store, &image.id)?;
     check_image_platform(&config, a.platform.is_some())?;
     let cc = config.config.clone().unwrap_or_default();
+    let fresh_volumes = crate::volume_cmd::resolve(app, &mut volumes, cc.volumes.as_ref())?;
     let (entrypoint, cmd) = container::entrypoint_and_cmd(
         cc.entrypoint.as_deref(),
         cc.cmd.as_deref(),
@@ -917,6 +921,12 @@ fn create_record(app: &mut Engine, a: &CreateArgs) -> Result<ContainerRecord> {
         userns,
     };
     app.create_container(&rec, top.as_deref())?;
+    let mut rec = rec;
+    if let Err(e) = crate::volume_cmd::fill_new(app, &mut rec, &fresh_volumes) {
+        let _ = remove(app, &rec, true);
+        let _ = crate::volume_cmd::remove_anonymous(app, &rec);
+        return Err(e);
+    }
     Ok(rec)
 }
 
@@ -1615,8 +1625,13 @@ pub(crate) fn wait(app: &mut Engine, a: &WaitArgs) -> Result<u8> {
 }
 
 /// Removes a container: its runtime state, its snapshot and its record.
+/// `--rm` containers take their anonymous volumes with them, as Docker's.
 fn remove(app: &mut Engine, rec: &ContainerRecord, force: bool) -> Result<()> {
-    Ok(app.remove_container(rec, force)?)
+    app.remove_container(rec, force)?;
+    if rec.auto_remove {
+        crate::volume_cmd::remove_anonymous(app, rec)?;
+    }
+    Ok(())
 }
 
 /// `kiln restart`: each container stopped (as `kiln stop`) and started
@@ -1675,7 +1690,11 @@ pub(crate) fn port(app: &mut Engine, a: &PortArgs) -> Result<u8> {
 pub(crate) fn rm(app: &mut Engine, a: &RmArgs) -> Result<u8> {
     Ok(for_each_container(app, &a.containers, |app, name| {
         let rec = find(app, name)?;
-        remove(app, &rec, a.force)
+        remove(app, &rec, a.force)?;
+        if a.volumes {
+            crate::volume_cmd::remove_anonymous(app, &rec)?;
+        }
+        Ok(())
     }))
 }
 
@@ -1810,12 +1829,24 @@ pub(crate) fn inspect_container(app: &mut Engine, name: &str) -> Result<serde_js
             "StopSignal": rec.stop_signal,
             "StopTimeout": rec.stop_timeout,
         },
-        "Mounts": rec.volumes.iter().map(|v| serde_json::json!({
-            "Type": if v.tmpfs { "tmpfs" } else { "bind" },
-            "Source": v.source,
-            "Destination": v.target,
-            "RW": !v.readonly,
-        })).collect::<Vec<_>>(),
+        "Mounts": rec.volumes.iter().map(|v| match &v.volume {
+            Some(name) => serde_json::json!({
+                "Type": "volume",
+                "Name": name,
+                "Source": v.source,
+                "Destination": v.target,
+                "Driver": "local",
+                "Mode": "",
+                "RW": !v.readonly,
+                "Propagation": "",
+            }),
+            None => serde_json::json!({
+                "Type": if v.tmpfs { "tmpfs" } else { "bind" },
+                "Source": v.source,
+                "Destination": v.target,
+                "RW": !v.readonly,
+            }),
+        }).collect::<Vec<_>>(),
     });
     // As Docker's: the container's config has its image's health check
     // (omitted when the image has none). Its stop signal is the record's.

@@ -29,6 +29,7 @@ mod prune_cmd;
 mod system_cmd;
 mod template;
 mod transfer_cmd;
+mod volume_cmd;
 
 use app::GlobalOpts;
 use kiln_engine::Engine;

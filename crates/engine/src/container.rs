@@ -33,6 +33,10 @@ pub struct VolumeSpec {
     /// Mount options given after the path (`--tmpfs /run:size=64m,exec`).
     #[serde(default)]
     pub options: Vec<String>,
+    /// A volume (`source` is then its data directory): its name, or `""`
+    /// for an anonymous one not made yet (`-v /path`, an image's `VOLUME`).
+    #[serde(default)]
+    pub volume: Option<String>,
 }
 
 /// A `--device` mapping as Docker keeps it (`HostConfig.Devices`).
@@ -821,6 +825,7 @@ pub fn parse_mount(s: &str) -> Result<VolumeSpec> {
                 readonly,
                 tmpfs: false,
                 options: Vec::new(),
+                volume: None,
             })
         }
         "tmpfs" => {
@@ -836,10 +841,26 @@ pub fn parse_mount(s: &str) -> Result<VolumeSpec> {
                 readonly,
                 tmpfs: true,
                 options,
+                volume: None,
             })
         }
-        "volume" => bail!("--mount type=volume: named volumes are not supported yet"),
-        other => bail!("invalid mount type {other:?}: use bind or tmpfs"),
+        "volume" => {
+            let name = source.unwrap_or_default();
+            if !name.is_empty() && !crate::volume::valid_name(&name) {
+                bail!(
+                    "invalid mount config for type \"volume\": \"{name}\" includes invalid characters for a local volume name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed"
+                );
+            }
+            Ok(VolumeSpec {
+                source: String::new(),
+                target,
+                readonly,
+                tmpfs: false,
+                options: Vec::new(),
+                volume: Some(name),
+            })
+        }
+        other => bail!("invalid mount type {other:?}: use bind, volume or tmpfs"),
     }
 }
 
@@ -903,20 +924,24 @@ pub fn parse_tmpfs(s: &str) -> Result<VolumeSpec> {
             .filter(|o| !o.is_empty())
             .map(str::to_owned)
             .collect(),
+        volume: None,
     })
 }
 
-/// Parses `-v HOST:CTR[:ro|rw]`.
+/// Parses `-v HOST:CTR[:ro|rw]`, `-v NAME:CTR[:ro|rw]` (a named volume)
+/// and `-v CTR` (an anonymous volume).
 pub fn parse_volume(s: &str) -> Result<VolumeSpec> {
     let parts: Vec<&str> = s.split(':').collect();
     let (source, target, mode) = match parts.as_slice() {
+        [c] => ("", *c, ""),
         [h, c] => (*h, *c, ""),
         [h, c, m] => (*h, *c, *m),
         _ => bail!("invalid volume specification {s:?}: expected HOST:CONTAINER[:ro]"),
     };
-    if !source.starts_with('/') {
+    let named = !source.is_empty() && !source.starts_with('/');
+    if named && !crate::volume::valid_name(source) {
         bail!(
-            "invalid volume specification {s:?}: named volumes are not supported, the host path must be absolute"
+            "invalid volume specification {s:?}: \"{source}\" includes invalid characters for a local volume name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed. If you intended to pass a host directory, use absolute path"
         );
     }
     if !target.starts_with('/') {
@@ -927,6 +952,16 @@ pub fn parse_volume(s: &str) -> Result<VolumeSpec> {
         "ro" => true,
         other => bail!("invalid volume specification {s:?}: unknown mode {other:?}"),
     };
+    if source.is_empty() || named {
+        return Ok(VolumeSpec {
+            source: String::new(),
+            target: target.to_owned(),
+            readonly,
+            tmpfs: false,
+            options: Vec::new(),
+            volume: Some(source.to_owned()),
+        });
+    }
     if !std::path::Path::new(source).exists() {
         std::fs::create_dir_all(source)
             .with_context(|| format!("cannot create the volume source {source}"))?;
@@ -937,6 +972,7 @@ pub fn parse_volume(s: &str) -> Result<VolumeSpec> {
         readonly,
         tmpfs: false,
         options: Vec::new(),
+        volume: None,
     })
 }
 
@@ -1501,6 +1537,7 @@ mod tests {
             readonly: false,
             tmpfs: false,
             options: Vec::new(),
+            volume: None,
         }
     }
 
@@ -1586,11 +1623,13 @@ mod tests {
         let t = parse_mount("type=tmpfs,dst=/t,tmpfs-size=1m,tmpfs-mode=1770").expect("tmpfs");
         assert!(t.tmpfs);
         assert_eq!(t.options, ["size=1048576", "mode=1770"]);
+        let v = parse_mount("type=volume,source=v,target=/x").expect("a volume mount");
+        assert_eq!((v.volume.as_deref(), v.target.as_str()), (Some("v"), "/x"));
         for bad in [
             "type=bind,source=/nonexistent-kiln-source,target=/x",
             "type=bind,target=/x",
             "type=tmpfs,source=/x,target=/y",
-            "type=volume,source=v,target=/x",
+            "type=volume,source=a/b,target=/x",
             "type=bind,source=/,target=relative",
             "type=bind,source=/,target=/x,bogus=1",
         ] {
@@ -1644,7 +1683,11 @@ mod tests {
         let vol = parse_volume(&spec).expect("valid volume");
         assert!(vol.readonly);
         assert_eq!(vol.target, "/data");
-        assert!(parse_volume("named:/data").is_err());
+        let named = parse_volume("named:/data").expect("a named volume");
+        assert_eq!(named.volume.as_deref(), Some("named"));
+        let anon = parse_volume("/data").expect("an anonymous volume");
+        assert_eq!(anon.volume.as_deref(), Some(""));
+        assert!(parse_volume("a/b:/data").is_err());
         assert!(parse_volume("/x:relative").is_err());
         assert!(parse_volume("/x:/y:zz").is_err());
     }

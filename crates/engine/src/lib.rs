@@ -40,6 +40,7 @@ pub mod recover;
 pub mod remote_cache;
 mod transfer;
 mod unpack;
+pub mod volume;
 
 pub use engine::{Engine, Options, SnapshotterChoice, make_volatile, rootless};
 pub(crate) use error::format_err;
