@@ -12,6 +12,12 @@ use crate::store::io_err;
 use crate::{Error, Reference, Result, Store};
 use kiln_model::Digest;
 
+/// The annotation of an image record naming the image it was built or
+/// committed on (Docker's `Parent` of a locally made image): `docker images`
+/// hides such parents when untagged, `rmi` keeps them while a child exists,
+/// `inspect` and `history` show them.
+pub const PARENT_ANNOTATION: &str = "kiln.parent";
+
 /// What the store knows about one image.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageRecord {

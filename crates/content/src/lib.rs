@@ -57,7 +57,7 @@ use std::path::PathBuf;
 use kiln_model::Digest;
 
 pub use gc::{DISTRIBUTION_MANIFEST_PREFIX, DiskUsage, GcReport, manifest_children};
-pub use images::ImageRecord;
+pub use images::{ImageRecord, PARENT_ANNOTATION};
 pub use owner::{Abandoned, Claim, ClaimItem, Liveness, ProcessId};
 pub use records::{Record, Records};
 pub use reference::{DEFAULT_REGISTRY, DEFAULT_TAG, Reference};

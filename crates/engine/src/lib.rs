@@ -48,7 +48,4 @@ pub use error::{Context, Error, Result, chain};
 pub use pause::FrozenForCommit;
 pub use pull::{block_on, pull_pipelined};
 
-/// The annotation of an image record naming the image it was built or
-/// committed on (`docker images` hides such parents when untagged, `rmi`
-/// keeps them while a child exists).
-pub const PARENT_ANNOTATION: &str = "kiln.parent";
+pub use kiln_content::PARENT_ANNOTATION;

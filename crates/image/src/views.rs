@@ -59,7 +59,15 @@ pub fn inspect(store: &Store, id: &Digest) -> Result<Value> {
     out.insert("Id".into(), json!(img.record.id.to_string()));
     out.insert("RepoTags".into(), json!(img.record.repo_tags));
     out.insert("RepoDigests".into(), json!(img.record.repo_digests));
-    out.insert("Parent".into(), json!(""));
+    // Set for images made here (built or committed), as Docker's legacy
+    // builder sets it; pulled images have none.
+    let parent = img
+        .record
+        .annotations
+        .get(kiln_content::PARENT_ANNOTATION)
+        .cloned()
+        .unwrap_or_default();
+    out.insert("Parent".into(), json!(parent));
     out.insert("Comment".into(), json!(extra_str("comment")));
     out.insert(
         "Created".into(),
@@ -95,8 +103,10 @@ pub fn inspect(store: &Store, id: &Digest) -> Result<Value> {
 /// One row of `docker history`, newest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HistoryRow {
-    /// The image ID on the top row; `None` (shown `<missing>`) below it, as
-    /// Docker shows pulled images.
+    /// The image whose last step this row is: the top row's image, and each
+    /// image of its local parent chain (a build's intermediate images, the
+    /// base it was built on); `None` (shown `<missing>`) elsewhere, as Docker
+    /// shows them.
     pub id: Option<Digest>,
     /// When the step ran (`None` if the config has no or a bad time).
     pub created: Option<Timestamp>,
@@ -155,6 +165,32 @@ pub fn history(store: &Store, id: &Digest) -> Result<Vec<HistoryRow>> {
                 empty_layer: h.empty_layer,
             });
         }
+    }
+    // Docker shows an image ID on the last row of each image of the local
+    // parent chain (a build's intermediate images), `<missing>` elsewhere.
+    let mut cur = Some(img.record.id);
+    let mut seen = std::collections::BTreeSet::new();
+    while let Some(id) = cur.take() {
+        if !seen.insert(id) {
+            break;
+        }
+        let Ok(Some(rec)) = store.get_image(&id) else {
+            break;
+        };
+        let Ok(cfg) = crate::image_config(store, &id) else {
+            break;
+        };
+        let n = cfg.history.len();
+        if n == 0 || n > rows.len() {
+            break;
+        }
+        if rows[n - 1].id.is_none() {
+            rows[n - 1].id = Some(id);
+        }
+        cur = rec
+            .annotations
+            .get(kiln_content::PARENT_ANNOTATION)
+            .and_then(|p| p.parse().ok());
     }
     rows.reverse();
     if let Some(top) = rows.first_mut() {

@@ -171,3 +171,55 @@ fn builder_leftovers_add_mixes_urls_and_local_sources() {
         streams(&out)
     );
 }
+
+/// `Parent` and the history's image IDs of a locally built image, as
+/// Docker's legacy builder gives them (moby's TestBuildHistory-style
+/// checks): `inspect` names the image of the step before, `history` shows
+/// each step's image ID on its row, the base's own ID on its top row, and
+/// `<missing>` below it.
+#[test]
+fn builder_leftovers_parent_and_history_ids() {
+    let sb = Sandbox::new();
+    let dir = context(
+        &sb,
+        "hist",
+        &[(
+            "Dockerfile",
+            &format!(
+                "FROM {}\nRUN echo one > /one\nENV A=b\nCMD [\"sh\"]\n",
+                busybox_ref()
+            ),
+        )],
+    );
+    let out = build(&sb, &["-q", "-t", "hist:1", path_str(&dir)]);
+    assert!(out.status.success(), "{}", streams(&out));
+    let id = |name: &str| {
+        sb.kiln_ok(["inspect", "-f", "{{.Id}}", name])
+            .trim()
+            .to_string()
+    };
+    let (top, base) = (id("hist:1"), id(&busybox_ref()));
+    let parent = sb.kiln_ok(["inspect", "-f", "{{.Parent}}", "hist:1"]);
+    let parent = parent.trim();
+    assert!(parent.starts_with("sha256:") && parent != top, "{parent}");
+    let rows = sb.kiln_ok(["history", "--no-trunc", "-q", "hist:1"]);
+    let rows: Vec<&str> = rows.lines().collect();
+    // CMD, ENV, RUN rows: this build's images; then the base's rows.
+    assert_eq!(rows[0], top);
+    assert_eq!(rows[1], parent);
+    assert!(
+        rows[2].starts_with("sha256:") && rows[2] != parent,
+        "{rows:?}"
+    );
+    assert_eq!(
+        rows[3], base,
+        "the base image's own ID on its top row: {rows:?}"
+    );
+    assert!(rows[4..].iter().all(|r| *r == "<missing>"), "{rows:?}");
+    // A pulled image has no parent.
+    assert_eq!(
+        sb.kiln_ok(["inspect", "-f", "{{.Parent}}", &busybox_ref()])
+            .trim(),
+        ""
+    );
+}
