@@ -708,11 +708,6 @@ pub(crate) const LONG_FN_ALLOWED: &[(&str, &str, &str)] = &[
         "ps",
         "split pending (the CLI moves to crates/engine)",
     ),
-    (
-        "crates/cli/src/image_cmd.rs",
-        "images",
-        "split pending (the CLI moves to crates/engine)",
-    ),
 ];
 
 /// The end (exclusive) of the brace block opening at byte `open` of

@@ -245,26 +245,132 @@ fn created_time(record: &ImageRecord) -> Option<SystemTime> {
     Some(ts.to_system_time())
 }
 
-pub(crate) fn images(app: &mut Engine, args: &ImagesArgs) -> Result<u8> {
-    let filter = match &args.repository {
-        Some(r) => Some(parse_reference(r)?),
-        None => None,
+/// The `REPOSITORY[:TAG]` argument of `docker images`.
+struct NameFilter {
+    filter: Option<Reference>,
+    /// Whether the argument names a tag (else every tag matches).
+    explicit_tag: bool,
+}
+
+impl NameFilter {
+    fn new(repository: Option<&str>) -> Result<Self> {
+        let filter = match repository {
+            Some(r) => Some(parse_reference(r)?),
+            None => None,
+        };
+        let explicit_tag =
+            repository.is_some_and(|r| r.rsplit('/').next().is_some_and(|l| l.contains(':')));
+        Ok(Self {
+            filter,
+            explicit_tag,
+        })
+    }
+
+    /// Whether the name `repo:tag` is listed.
+    fn admits(&self, repo: &str, tag: &str) -> bool {
+        let Some(f) = &self.filter else {
+            return true;
+        };
+        let Ok(this) = repo.parse::<Reference>() else {
+            return false;
+        };
+        this.same_repository(f) && !(self.explicit_tag && Some(tag) != f.tag())
+    }
+}
+
+/// What `docker images` shows of an image whatever its name.
+struct ImageFacts {
+    id: String,
+    created: String,
+    size: String,
+    platform: String,
+}
+
+fn image_facts(app: &Engine, rec: &ImageRecord, no_trunc: bool, now: SystemTime) -> ImageFacts {
+    let id = if no_trunc {
+        rec.id.to_string()
+    } else {
+        rec.id.hex()[..12].to_owned()
     };
-    let explicit_tag = args
-        .repository
-        .as_deref()
-        .is_some_and(|r| r.rsplit('/').next().is_some_and(|l| l.contains(':')));
+    let created = created_time(rec).map_or_else(|| "N/A".to_owned(), |t| format::ago(t, now));
+    // Unpacked, as Docker shows it, once measured; else the blobs' sum.
+    let size = kiln_image::read_image(&app.store, &rec.id)
+        .ok()
+        .and_then(|img| kiln_image::image_size(&app.store, &img).ok().flatten())
+        .unwrap_or(rec.size);
+    let size = format::size(size);
+    let platform = kiln_image::image_config(&app.store, &rec.id)
+        .ok()
+        .filter(|c| !c.architecture.is_empty())
+        .map(|c| {
+            let os = if c.os.is_empty() { "linux" } else { &c.os };
+            kiln_model::Platform::new(os, &c.architecture, c.variant.as_deref()).to_string()
+        })
+        .unwrap_or_default();
+    ImageFacts {
+        id,
+        created,
+        size,
+        platform,
+    }
+}
+
+/// The (repository, tag) rows of an image: its tags; else, pulled by
+/// digest only, its repositories with tag `<none>`; else `<none>:<none>`.
+fn image_names(rec: &ImageRecord) -> Vec<(String, String)> {
+    let mut tags: Vec<(String, String)> = rec
+        .repo_tags
+        .iter()
+        .filter_map(|t| {
+            t.rsplit_once(':')
+                .map(|(r, tg)| (r.to_owned(), tg.to_owned()))
+        })
+        .collect();
+    if tags.is_empty() {
+        // Pulled by digest only: Docker shows the repository, tag <none>.
+        for d in &rec.repo_digests {
+            if let Some((repo, _)) = d.split_once('@')
+                && !tags.iter().any(|(r, _)| r == repo)
+            {
+                tags.push((repo.to_owned(), "<none>".into()));
+            }
+        }
+    }
+    if tags.is_empty() {
+        tags.push(("<none>".into(), "<none>".into()));
+    }
+    tags
+}
+
+/// The digest under which `repo` knows the image, or `<none>`.
+fn repo_digest<'r>(rec: &'r ImageRecord, repo: &str) -> &'r str {
+    rec.repo_digests
+        .iter()
+        .find(|d| d.split('@').next() == Some(repo))
+        .and_then(|d| d.rsplit('@').next())
+        .unwrap_or("<none>")
+}
+
+/// What `docker images` lists: the IDs (for `-q`), the template fields and
+/// the table rows.
+#[derive(Default)]
+struct ImageListing {
+    ids: Vec<String>,
+    fields: Vec<serde_json::Value>,
+    rows: Vec<Vec<String>>,
+}
+
+pub(crate) fn images(app: &mut Engine, args: &ImagesArgs) -> Result<u8> {
+    let names = NameFilter::new(args.repository.as_deref())?;
     let template = args
         .format
         .as_deref()
         .map(crate::template::Format::parse)
         .transpose()?;
-    let mut fields = Vec::new();
     let mut records = app.store.list_images()?;
     records.sort_by(|a, b| b.created.cmp(&a.created));
     let now = SystemTime::now();
-    let mut rows = Vec::new();
-    let mut ids = Vec::new();
+    let mut list = ImageListing::default();
     let parents: std::collections::BTreeSet<&String> = records
         .iter()
         .filter_map(|r| r.annotations.get(kiln_engine::PARENT_ANNOTATION))
@@ -273,89 +379,46 @@ pub(crate) fn images(app: &mut Engine, args: &ImagesArgs) -> Result<u8> {
         if !args.all && rec.repo_tags.is_empty() && parents.contains(&rec.id.to_string()) {
             continue;
         }
-        let id = if args.no_trunc {
-            rec.id.to_string()
-        } else {
-            rec.id.hex()[..12].to_owned()
-        };
-        let created = created_time(rec).map_or_else(|| "N/A".to_owned(), |t| format::ago(t, now));
-        // Unpacked, as Docker shows it, once measured; else the blobs' sum.
-        let size = kiln_image::read_image(&app.store, &rec.id)
-            .ok()
-            .and_then(|img| kiln_image::image_size(&app.store, &img).ok().flatten())
-            .unwrap_or(rec.size);
-        let size = format::size(size);
-        let platform = kiln_image::image_config(&app.store, &rec.id)
-            .ok()
-            .filter(|c| !c.architecture.is_empty())
-            .map(|c| {
-                let os = if c.os.is_empty() { "linux" } else { &c.os };
-                kiln_model::Platform::new(os, &c.architecture, c.variant.as_deref()).to_string()
-            })
-            .unwrap_or_default();
-        let mut tags: Vec<(String, String)> = rec
-            .repo_tags
-            .iter()
-            .filter_map(|t| {
-                t.rsplit_once(':')
-                    .map(|(r, tg)| (r.to_owned(), tg.to_owned()))
-            })
-            .collect();
-        if tags.is_empty() {
-            // Pulled by digest only: Docker shows the repository, tag <none>.
-            for d in &rec.repo_digests {
-                if let Some((repo, _)) = d.split_once('@')
-                    && !tags.iter().any(|(r, _)| r == repo)
-                {
-                    tags.push((repo.to_owned(), "<none>".into()));
-                }
+        let facts = image_facts(app, rec, args.no_trunc, now);
+        for (repo, tag) in image_names(rec) {
+            if !names.admits(&repo, &tag) {
+                continue;
             }
-        }
-        if tags.is_empty() {
-            tags.push(("<none>".into(), "<none>".into()));
-        }
-        for (repo, tag) in tags {
-            if let Some(f) = &filter {
-                let Ok(this) = repo.parse::<Reference>() else {
-                    continue;
-                };
-                if !this.same_repository(f) || (explicit_tag && Some(tag.as_str()) != f.tag()) {
-                    continue;
-                }
+            if !list.ids.contains(&facts.id) {
+                list.ids.push(facts.id.clone());
             }
-            if !ids.contains(&id) {
-                ids.push(id.clone());
-            }
-            let mut row = vec![repo.clone(), tag];
-            if args.digests {
-                let d = rec
-                    .repo_digests
-                    .iter()
-                    .find(|d| d.split('@').next() == Some(repo.as_str()))
-                    .and_then(|d| d.rsplit('@').next())
-                    .unwrap_or("<none>");
-                row.push(d.to_owned());
-            }
-            fields.push(serde_json::json!({
-                "ID": id,
-                "Repository": row[0],
-                "Tag": row[1],
-                "Digest": rec.repo_digests.iter()
-                    .find(|d| d.split('@').next() == Some(repo.as_str()))
-                    .and_then(|d| d.rsplit('@').next())
-                    .unwrap_or("<none>"),
-                "CreatedSince": created,
+            let digest = repo_digest(rec, &repo);
+            list.fields.push(serde_json::json!({
+                "ID": facts.id,
+                "Repository": repo,
+                "Tag": tag,
+                "Digest": digest,
+                "CreatedSince": facts.created,
                 "CreatedAt": rec.created.as_deref().map(docker_time).unwrap_or_default(),
-                "Size": size,
-                "Platform": platform,
+                "Size": facts.size,
+                "Platform": facts.platform,
             }));
-            row.extend([id.clone(), created.clone(), size.clone()]);
-            rows.push(row);
+            let mut row = vec![repo, tag];
+            if args.digests {
+                row.push(digest.to_owned());
+            }
+            row.extend([facts.id.clone(), facts.created.clone(), facts.size.clone()]);
+            list.rows.push(row);
         }
     }
+    print_images(args, template, list)
+}
+
+/// Prints the listing: IDs with `-q`, the `--format` template, or the
+/// table.
+fn print_images(
+    args: &ImagesArgs,
+    template: Option<crate::template::Format>,
+    list: ImageListing,
+) -> Result<u8> {
     let mut out = std::io::stdout().lock();
     if args.quiet {
-        for id in ids {
+        for id in list.ids {
             writeln!(out, "{id}")?;
         }
         return Ok(0);
@@ -371,7 +434,7 @@ pub(crate) fn images(app: &mut Engine, args: &ImagesArgs) -> Result<u8> {
             ("Size", "SIZE"),
             ("Platform", "PLATFORM"),
         ];
-        out.write_all(t.render_rows(HEADERS, &fields)?.as_bytes())?;
+        out.write_all(t.render_rows(HEADERS, &list.fields)?.as_bytes())?;
         return Ok(0);
     }
     let header: &[&str] = if args.digests {
@@ -379,7 +442,7 @@ pub(crate) fn images(app: &mut Engine, args: &ImagesArgs) -> Result<u8> {
     } else {
         &["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]
     };
-    out.write_all(format::table(header, &rows).as_bytes())?;
+    out.write_all(format::table(header, &list.rows).as_bytes())?;
     Ok(0)
 }
 
