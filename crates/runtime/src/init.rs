@@ -1087,11 +1087,20 @@ fn finish(
     let u = process.user();
     // Without a user string the spec's numeric ids stand; passwd still
     // gives HOME and group membership, as in Docker.
-    let numeric = format!("{}:{}", u.uid(), u.gid());
+    // The uid alone, so that the user's memberships in /etc/group count
+    // (Docker: `docker run busybox id` lists root's groups); the spec's gid
+    // stays the primary one.
+    let numeric = u.uid().to_string();
     let passwd = read_account_file(Path::new("/etc/passwd"));
     let group = read_account_file(Path::new("/etc/group"));
-    let eu = crate::user::resolve(user.user.unwrap_or(&numeric), &passwd, &group)
+    let mut eu = crate::user::resolve(user.user.unwrap_or(&numeric), &passwd, &group)
         .map_err(Failure::setup)?;
+    if user.user.is_none() && eu.gid != u.gid() {
+        let primary = eu.gid;
+        eu.groups.retain(|g| *g != primary);
+        eu.gid = u.gid();
+        eu.groups.insert(0, u.gid());
+    }
     let (uid, gid, mut groups, home) = (eu.uid, eu.gid, eu.groups, eu.home);
     let added = crate::user::additional_groups(user.group_add, &group).map_err(Failure::setup)?;
     for g in u.additional_gids().iter().flatten().chain(&added) {

@@ -633,3 +633,35 @@ fn rflag_inspect_and_errors_match_docker() {
         assert!(stderr(&k).contains(text), "kiln {args:?}: {}", show(&k));
     }
 }
+
+/// Without `-u`, root's memberships in the image's /etc/group count, as in
+/// Docker (`docker run busybox id` lists `10(wheel)`; moby's
+/// TestRunGroupAdd); `--group-add` adds to them; `-u root:root` names the
+/// group alone.
+#[test]
+fn rflag_default_user_keeps_its_group_memberships() {
+    let sb = Sandbox::new();
+    let tar = probe_rootfs_tar(
+        "rflag-members",
+        &["root", "proc", "sys", "dev"],
+        "root:x:0:0:root:/root:/bin/sh\n",
+        "root:x:0:\nwheel:x:10:root\naudio:x:29:\n",
+        |_| {},
+    );
+    sb.kiln_ok([
+        "import".as_ref(),
+        "-c".as_ref(),
+        format!("ENV PATH={PATH}").as_ref(),
+        tar.as_os_str(),
+        "rflag-members:1".as_ref(),
+    ]);
+    let id = |flags: &[&str]| {
+        let mut args = vec!["run", "--rm"];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&["rflag-members:1", "id", "-G"]);
+        sb.kiln_ok(&args).trim().to_string()
+    };
+    assert_eq!(id(&[]), "0 10");
+    assert_eq!(id(&["--group-add", "audio"]), "0 10 29");
+    assert_eq!(id(&["-u", "root:root"]), "0");
+}
