@@ -128,6 +128,9 @@ enum Command {
     /// Manage kiln's store.
     #[command(subcommand)]
     System(SystemCommand),
+    /// Manage volumes.
+    #[command(subcommand)]
+    Volume(volume_cmd::VolumeCommand),
     /// Show kiln's version.
     Version(system_cmd::VersionArgs),
     /// Show what this machine and store give kiln.
@@ -368,6 +371,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Image(ImageCommand::Prune(a)) => prune_cmd::image_prune(app, &a),
         Command::Builder(BuilderCommand::Prune(a)) => prune_cmd::builder_prune(app, &a),
         Command::Manifest(c) => manifest_cmd::run(app, &c),
+        Command::Volume(c) => volume_cmd::run(app, &c),
         Command::System(SystemCommand::Df) => prune_cmd::df(app),
         Command::System(SystemCommand::Prune(a)) => prune_cmd::system_prune(app, &a),
     }

@@ -110,7 +110,10 @@ fn vol_image_volume_is_an_anonymous_volume_filled_from_the_image() {
     ]);
     assert_eq!(out, "from image\n1000:1001\nf\n1\n");
     let (name1, data1) = v.volume_at("c1", "/data");
-    assert!(is_hex64(&name1), "anonymous volumes have 64-hex names: {name1}");
+    assert!(
+        is_hex64(&name1),
+        "anonymous volumes have 64-hex names: {name1}"
+    );
     assert!(data1.starts_with(v.sb.root()), "{}", data1.display());
     assert_eq!(fs::read_to_string(data1.join("f")).unwrap(), "from image\n");
 
@@ -228,4 +231,177 @@ fn vol_image_volume_links_to_a_host_marker_stay_inside() {
     v.ok(&["rm", "-v", "l1"]);
     assert_eq!(fs::read_to_string(marker.join("secret")).unwrap(), "HOST\n");
     let _ = fs::remove_dir_all(&scratch);
+}
+
+#[test]
+fn vol_named_volumes_commands_and_mounts() {
+    let v = Vol::new("vol-named", "volnamed:latest", &[], |root| {
+        fs::create_dir_all(root.join("seed")).unwrap();
+        fs::write(root.join("seed/f"), "seeded\n").unwrap();
+    });
+    // create: the name given, or 64 hex digits; an existing name is kept.
+    assert_eq!(v.ok(&["volume", "create", "named1"]), "named1\n");
+    assert_eq!(
+        v.ok(&["volume", "create", "--label", "k=v", "labelled"]),
+        "labelled\n"
+    );
+    let random = v.ok(&["volume", "create"]);
+    assert!(is_hex64(random.trim()), "{random}");
+    let random = random.trim().to_owned();
+    let bad = v.kiln(&["volume", "create", "a/b"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("includes invalid characters"));
+
+    // ls: Docker's table, -q, --format, filters.
+    let ls = v.ok(&["volume", "ls"]);
+    let mut lines = ls.lines();
+    assert_eq!(
+        lines.next().unwrap().split_whitespace().collect::<Vec<_>>(),
+        ["DRIVER", "VOLUME", "NAME"]
+    );
+    assert!(
+        ls.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["local", "named1"])
+    );
+    let q = v.ok(&["volume", "ls", "-q"]);
+    let mut want = vec![random.clone(), "labelled".to_owned(), "named1".to_owned()];
+    want.sort();
+    assert_eq!(q.lines().collect::<Vec<_>>(), want);
+    assert_eq!(
+        v.ok(&[
+            "volume",
+            "ls",
+            "--format",
+            "{{.Name}} {{.Driver}}",
+            "-f",
+            "label=k=v"
+        ]),
+        "labelled local\n"
+    );
+
+    // inspect: Docker's fields.
+    let out = v.ok(&["volume", "inspect", "labelled"]);
+    let j: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let j = &j[0];
+    assert_eq!(j["Name"], "labelled");
+    assert_eq!(j["Driver"], "local");
+    assert_eq!(j["Scope"], "local");
+    assert_eq!(j["Labels"]["k"], "v");
+    assert!(j["CreatedAt"].as_str().is_some_and(|t| t.contains('T')));
+    let mountpoint = PathBuf::from(j["Mountpoint"].as_str().unwrap());
+    assert!(mountpoint.ends_with("volumes/labelled/_data"));
+    assert!(mountpoint.is_dir());
+    assert_eq!(
+        v.ok(&["volume", "inspect", "-f", "{{.Name}}", "named1"]),
+        "named1\n"
+    );
+    let missing = v.kiln(&["volume", "inspect", "nosuchvolume"]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("No such volume: nosuchvolume"));
+
+    // -v NAME:/path makes the volume, filled from the image at /seed; a
+    // second container sees what the first wrote.
+    let out = v.ok(&[
+        "run",
+        "--name",
+        "w1",
+        "-v",
+        "shared:/seed",
+        "volnamed:latest",
+        "sh",
+        "-c",
+        "cat /seed/f; echo written > /seed/w",
+    ]);
+    assert_eq!(out, "seeded\n");
+    let out = v.ok(&[
+        "run",
+        "--name",
+        "w2",
+        "--mount",
+        "type=volume,source=shared,target=/other",
+        "volnamed:latest",
+        "cat",
+        "/other/f",
+        "/other/w",
+    ]);
+    assert_eq!(out, "seeded\nwritten\n");
+    let (name, _) = v.volume_at("w2", "/other");
+    assert_eq!(name, "shared");
+    // An existing named volume is not filled again: named1 is empty.
+    let out = v.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "named1:/seed",
+        "volnamed:latest",
+        "ls",
+        "-A",
+        "/seed",
+    ]);
+    assert_eq!(out, "");
+
+    // rm: refused while a container uses it (Docker's message), even with -f.
+    let busy = v.kiln(&["volume", "rm", "shared"]);
+    assert!(!busy.status.success());
+    let err = String::from_utf8_lossy(&busy.stderr);
+    assert!(err.contains("remove shared: volume is in use - ["), "{err}");
+    // rm -v of a container keeps its named volumes.
+    v.ok(&["rm", "-v", "w1", "w2"]);
+    assert!(v.ok(&["volume", "ls", "-q"]).lines().any(|l| l == "shared"));
+    assert_eq!(v.ok(&["volume", "rm", "shared"]), "shared\n");
+    assert!(!v.ok(&["volume", "ls", "-q"]).lines().any(|l| l == "shared"));
+    let gone = v.kiln(&["volume", "rm", "shared"]);
+    assert!(!gone.status.success());
+    v.ok(&["volume", "rm", "-f", "shared"]);
+
+    // prune: asks first; removes unused anonymous volumes only (named
+    // ones with -a), never one a container uses.
+    v.ok(&[
+        "create",
+        "--name",
+        "keep",
+        "-v",
+        "/anon-used",
+        "volnamed:latest",
+        "true",
+    ]);
+    v.ok(&[
+        "run",
+        "--name",
+        "gone",
+        "-v",
+        "/anon-unused",
+        "volnamed:latest",
+        "true",
+    ]);
+    let (unused, unused_dir) = v.volume_at("gone", "/anon-unused");
+    fs::write(unused_dir.join("blob"), vec![0u8; 4096]).unwrap();
+    let (used, _) = v.volume_at("keep", "/anon-used");
+    v.ok(&["rm", "gone"]);
+    let out = sh(v.sb.kiln(["volume", "prune"]).stdin(Stdio::null()));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("[y/N]"), "{text}");
+    assert!(
+        v.ok(&["volume", "ls", "-q"]).lines().any(|l| l == unused),
+        "no answer pruned"
+    );
+    let out = v.ok(&["volume", "prune", "-f"]);
+    assert!(
+        out.contains(&format!("Deleted Volumes:\n{unused}\n")),
+        "{out}"
+    );
+    assert!(out.contains("Total reclaimed space: 4.096kB"), "{out}");
+    let left = v.ok(&["volume", "ls", "-q"]);
+    assert!(!left.lines().any(|l| l == unused));
+    assert!(
+        left.lines().any(|l| l == used),
+        "prune removed a used volume"
+    );
+    assert!(
+        left.lines().any(|l| l == "named1"),
+        "prune without -a removed a named volume"
+    );
+    v.ok(&["volume", "prune", "-f", "--all"]);
+    let left = v.ok(&["volume", "ls", "-q"]);
+    assert_eq!(left.lines().collect::<Vec<_>>(), [used.as_str()]);
 }
