@@ -3,7 +3,6 @@
 //! kiln-snapshot and kiln-layer), [`Runner`] (RUN steps in kiln-runtime
 //! containers) and [`Cache`] (the step cache as store records).
 
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -700,16 +699,72 @@ impl Runner {
     ) -> Result<i32> {
         let id = step.container_id;
         let hostname = id.get(..12).unwrap_or(id).to_owned();
+        let etc = self.step_etc_files(step, scratch, &hostname)?;
+        let rootfs: Vec<kiln_snapshot::Mount> = step
+            .rootfs
+            .mounts
+            .iter()
+            .map(|m| kiln_snapshot::Mount {
+                fstype: m.fstype.clone(),
+                source: m.source.clone(),
+                options: m.options.clone(),
+            })
+            .collect();
+        let stubs = MountStubs::before(&rootfs, step.mounts);
+        let (mut reader, writer) = std::io::pipe().context("cannot create a pipe")?;
+        let writer2 = writer.try_clone().context("cannot duplicate a pipe")?;
+        let stdio = StdioConfig {
+            stdin: Stdio::Null,
+            stdout: Stdio::Fd(writer.into()),
+            stderr: Stdio::Fd(writer2.into()),
+            tty: false,
+        };
+        let launch = StepLaunch {
+            hostname,
+            etc,
+            rootfs,
+            stdio,
+        };
+        // The step's mounts are staged, and its container run, from a
+        // thread with a mount namespace of its own: the host never sees the
+        // bind sources or the secrets' tmpfs, and they vanish with the
+        // step's processes even when kiln is killed. That thread lives
+        // until the container ended (the runtime's processes die with the
+        // thread that started them); this one forwards the output.
+        std::thread::scope(|s| -> Result<i32> {
+            let runner = s.spawn(move || self.launch_step(step, state_dir, scratch, launch));
+            let read_error = forward_output(&mut reader, output);
+            let (rootfs, ended) = runner.join().unwrap_or_else(|_| {
+                Err(crate::format_err!(
+                    "the thread running a build step panicked"
+                ))
+            })?;
+            stubs.clean(&rootfs);
+            if let Some(e) = read_error {
+                return Err(e).context("cannot read the step's output");
+            }
+            step_exit(ended, output)
+        })
+    }
+
+    /// Writes the step's `/etc/hosts`, `/etc/hostname` and
+    /// `/etc/resolv.conf` (the host's with host networking) under
+    /// `scratch`, the build's extra hosts added.
+    fn step_etc_files(
+        &self,
+        step: &RunStep<'_>,
+        scratch: &Path,
+        hostname: &str,
+    ) -> Result<kiln_runtime::EtcFiles> {
         let etc_dir = scratch.join("etc");
         std::fs::create_dir_all(&etc_dir)
             .with_context(|| format!("cannot create {}", etc_dir.display()))?;
-        let network = step.network;
-        let resolv = if network == kiln_model::NetworkMode::Host {
+        let resolv = if step.network == kiln_model::NetworkMode::Host {
             std::fs::read_to_string("/etc/resolv.conf").ok()
         } else {
             None
         };
-        let etc = kiln_runtime::write_etc_files(&etc_dir, &hostname, resolv.as_deref())?;
+        let etc = kiln_runtime::write_etc_files(&etc_dir, hostname, resolv.as_deref())?;
         if !self.extra_hosts.is_empty() {
             use std::io::Write as _;
             let mut hosts = std::fs::OpenOptions::new()
@@ -721,105 +776,105 @@ impl Runner {
                     .with_context(|| format!("cannot write {}", etc.hosts.display()))?;
             }
         }
-        let rootfs_mounts: Vec<kiln_snapshot::Mount> = step
-            .rootfs
-            .mounts
-            .iter()
-            .map(|m| kiln_snapshot::Mount {
-                fstype: m.fstype.clone(),
-                source: m.source.clone(),
-                options: m.options.clone(),
-            })
-            .collect();
-        let stubs = MountStubs::before(&rootfs_mounts, step.mounts);
-        let (mut reader, writer) = std::io::pipe().context("cannot create a pipe")?;
-        let writer2 = writer.try_clone().context("cannot duplicate a pipe")?;
-        let stdio = StdioConfig {
-            stdin: Stdio::Null,
-            stdout: Stdio::Fd(writer.into()),
-            stderr: Stdio::Fd(writer2.into()),
-            tty: false,
+        Ok(etc)
+    }
+
+    /// Runs on the step's own thread, in its own mount namespace: stages
+    /// the step's mounts, starts its container and waits for it. Returns
+    /// the rootfs mounts (for the stubs) and how the command ended.
+    fn launch_step(
+        &self,
+        step: &RunStep<'_>,
+        state_dir: &Path,
+        scratch: &Path,
+        launch: StepLaunch,
+    ) -> Result<(
+        Vec<kiln_runtime::RootfsMount>,
+        std::result::Result<i32, kiln_runtime::Error>,
+    )> {
+        let id = step.container_id;
+        kiln_sys::process::unshare_thread_mounts()
+            .context("cannot give a build step's mounts a namespace of their own")?;
+        // Detached once the container has its copies, and in any case when
+        // this returns.
+        let mut staged = Staged::default();
+        let spec = kiln_runtime::docker_spec(&DockerSpecOptions {
+            args: step.args.to_vec(),
+            env: step.env.to_vec(),
+            cwd: step.cwd.to_owned(),
+            hostname: launch.hostname,
+            network: step.network,
+            etc_files: Some(launch.etc),
+            mounts: self.step_mounts(step.mounts, scratch, &mut staged)?,
+            ..DockerSpecOptions::default()
+        })?;
+        let cfg = LaunchConfig {
+            id: id.parse()?,
+            spec,
+            rootfs: launch.rootfs.into_iter().map(rootfs_mount).collect(),
+            state_dir: state_dir.to_path_buf(),
+            user: (!step.user.is_empty()).then(|| step.user.to_owned()),
+            init: false,
         };
-        // The step's mounts are staged, and its container run, from a
-        // thread with a mount namespace of its own: the host never sees the
-        // bind sources or the secrets' tmpfs, and they vanish with the
-        // step's processes even when kiln is killed. That thread lives
-        // until the container ended (the runtime's processes die with the
-        // thread that started them); this one forwards the output.
-        std::thread::scope(|s| -> Result<i32> {
-            let runner = s.spawn(move || -> Result<(Vec<kiln_runtime::RootfsMount>, _)> {
-                kiln_sys::process::unshare_thread_mounts()
-                    .context("cannot give a build step's mounts a namespace of their own")?;
-                // Detached once the container has its copies, and in any
-                // case when this returns.
-                let mut staged = Staged::default();
-                let spec = kiln_runtime::docker_spec(&DockerSpecOptions {
-                    args: step.args.to_vec(),
-                    env: step.env.to_vec(),
-                    cwd: step.cwd.to_owned(),
-                    hostname,
-                    network,
-                    etc_files: Some(etc),
-                    mounts: self.step_mounts(step.mounts, scratch, &mut staged)?,
-                    ..DockerSpecOptions::default()
-                })?;
-                let cfg = LaunchConfig {
-                    id: id.parse()?,
-                    spec,
-                    rootfs: rootfs_mounts.into_iter().map(rootfs_mount).collect(),
-                    state_dir: state_dir.to_path_buf(),
-                    user: (!step.user.is_empty()).then(|| step.user.to_owned()),
-                    init: false,
-                };
-                let t_start = span("run-start", id);
-                let started = self.runtime().start(&cfg, stdio);
-                drop(t_start);
-                // The container is running its command (or failed to): its
-                // mounts are made, in its own namespace.
-                staged.detach();
-                let ended = match started {
-                    Ok(fg) => {
-                        let _t = span("run-wait", id);
-                        Ok(fg.wait()?.code())
-                    }
-                    Err(e) => Err(e),
-                };
-                Ok((cfg.rootfs, ended))
-            });
-            let mut buf = vec![0u8; 64 * 1024];
-            let mut read_error = None;
-            loop {
-                match reader.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => output.write(Stream::Stdout, &buf[..n]),
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        read_error = Some(e);
-                        break;
-                    }
-                }
+        let t_start = span("run-start", id);
+        let started = self.runtime().start(&cfg, launch.stdio);
+        drop(t_start);
+        // The container is running its command (or failed to): its mounts
+        // are made, in its own namespace.
+        staged.detach();
+        let ended = match started {
+            Ok(fg) => {
+                let _t = span("run-wait", id);
+                Ok(fg.wait()?.code())
             }
-            let (rootfs, ended) = runner.join().unwrap_or_else(|_| {
-                Err(crate::format_err!(
-                    "the thread running a build step panicked"
-                ))
-            })?;
-            stubs.clean(&rootfs);
-            if let Some(e) = read_error {
-                return Err(e).context("cannot read the step's output");
+            Err(e) => Err(e),
+        };
+        Ok((cfg.rootfs, ended))
+    }
+}
+
+/// What a step's container is made of, prepared before the thread that
+/// runs it.
+struct StepLaunch {
+    hostname: String,
+    etc: kiln_runtime::EtcFiles,
+    rootfs: Vec<kiln_snapshot::Mount>,
+    stdio: StdioConfig,
+}
+
+/// Copies the step's output from `reader` to `output` until the pipe
+/// closes; returns the error that ended it early, if one did.
+fn forward_output(
+    reader: &mut impl std::io::Read,
+    output: &mut dyn OutputSink,
+) -> Option<std::io::Error> {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) => return None,
+            Ok(n) => output.write(Stream::Stdout, &buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Some(e),
+        }
+    }
+}
+
+/// The step's exit code; a command that could not be run (126, 127) is
+/// a failed step with the reason on its stderr, as Docker reports it.
+fn step_exit(
+    ended: std::result::Result<i32, kiln_runtime::Error>,
+    output: &mut dyn OutputSink,
+) -> Result<i32> {
+    match ended {
+        Ok(code) => Ok(code),
+        Err(e) => {
+            let code = e.exit_code();
+            if code == 126 || code == 127 {
+                output.write(Stream::Stderr, format!("{e}\n").as_bytes());
+                return Ok(code);
             }
-            match ended {
-                Ok(code) => Ok(code),
-                Err(e) => {
-                    let code = e.exit_code();
-                    if code == 126 || code == 127 {
-                        output.write(Stream::Stderr, format!("{e}\n").as_bytes());
-                        return Ok(code);
-                    }
-                    Err(e.into())
-                }
-            }
-        })
+            Err(e.into())
+        }
     }
 }
 
