@@ -830,6 +830,89 @@ fn build_inner(
     let compression = crate::flags::compression(&args.compression)?;
     let network = kiln_engine::container::network_mode(&args.network)?;
     let prepared = prepare_context(args)?;
+    let dockerfile = parse_dockerfile(&prepared)?;
+    let context = open_context(app, &prepared)?;
+    let source_date_epoch = source_date_epoch()?;
+    let (options, _downloads) = build_options(app, args, network, source_date_epoch)?;
+    let snapshotter = app.snapshotter()?;
+    let backend = Backend::new(
+        app,
+        snapshotter.clone(),
+        compression,
+        source_date_epoch,
+        // `-q`: not even pull notices (stdout holds only the ID).
+        (!quiet).then_some((|line| println!("{line}")) as fn(&str)),
+    )?;
+    let runner = Runner::new(app)
+        .with_extra_hosts(args.add_host.clone())
+        .with_cgroup_parent(args.cgroup_parent.clone());
+    let cache = std::sync::Arc::new(Cache::new(app)?);
+    let (cache_from, cache_to) = cache_options(app, args)?;
+    let remote = if cache_from.is_empty() && cache_to.is_empty() {
+        None
+    } else {
+        Some(app.remote_cache(
+            cache.clone(),
+            cache_from,
+            Box::new(|m| eprintln!("WARNING: {m}")),
+        )?)
+    };
+    let step_cache: &dyn kiln_builder::BuildCache = match &remote {
+        Some(r) => r,
+        None => &*cache,
+    };
+    let printer = printer(args, quiet, started);
+    if !quiet {
+        // Docker's first line of a build (its CLI sends the context as a tar).
+        let size = prepared
+            .stdin_size
+            .unwrap_or_else(|| context_size(&prepared.dir, context.ignore()));
+        let mut out = std::io::stdout().lock();
+        writeln!(
+            out,
+            "Sending build context to Docker daemon {:>8}",
+            human_size(size)
+        )?;
+        out.flush()?;
+    }
+    let outcome = Builder::new(&backend, &runner, step_cache, &printer)
+        .with_fetcher(&kiln_engine::fetch::HttpFetcher)
+        .build(&dockerfile, &context, &options);
+    backend.cleanup();
+    if outcome.is_err()
+        && let Output::Live(v) = &printer.out
+    {
+        // The failing step's whole output, as plain shows it.
+        let out = v.failed();
+        let _ = v.multi.clear();
+        let _ = std::io::stdout().write_all(&out);
+        let _ = std::io::stdout().flush();
+    }
+    let outcome = outcome?;
+    *built = Some(outcome.image.clone());
+    if quiet {
+        println!("{}", outcome.image);
+    }
+    if kiln_engine::build_backend::trace_timing() {
+        eprintln!(
+            "[timing] build done at {:.2} ms",
+            started.elapsed().as_secs_f64() * 1000.0
+        );
+    }
+    if let Some(path) = &args.iidfile {
+        std::fs::write(path, outcome.image.to_string())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    std::io::stdout().flush()?;
+    Ok(match &remote {
+        Some(remote) => export_cache(remote, &cache_to, &outcome.image, quiet),
+        None => 0,
+    })
+}
+
+/// The Dockerfile parsed; an error as Docker words it (its first line,
+/// then each error with the file's name and line:col).
+fn parse_dockerfile(prepared: &Prepared) -> Result<kiln_builder::Dockerfile> {
     let name = prepared.dockerfile_path.as_ref().map_or_else(
         || "Dockerfile".to_owned(),
         |p| {
@@ -837,7 +920,7 @@ fn build_inner(
                 .map_or_else(|| "Dockerfile".into(), |n| n.to_string_lossy().into_owned())
         },
     );
-    let dockerfile = kiln_builder::parse(&prepared.dockerfile).map_err(|e| match e {
+    kiln_builder::parse(&prepared.dockerfile).map_err(|e| match e {
         // Docker's first line (`dockerfile parse error line N: ...`), then
         // every error with its file:line:col.
         kiln_builder::Error::Parse {
@@ -853,7 +936,12 @@ fn build_inner(
                 .join("\n")
         ),
         other => anyhow::Error::new(other),
-    })?;
+    })
+}
+
+/// Opens the build context; a local directory keeps its file index in the
+/// store (keyed by the directory's real path) for the next build.
+fn open_context(app: &Engine, prepared: &Prepared) -> Result<ContextDir> {
     let index_dir = app.root().join("build").join("index");
     std::fs::create_dir_all(&index_dir)
         .with_context(|| format!("cannot create {}", index_dir.display()))?;
@@ -864,18 +952,32 @@ fn build_inner(
             .as_bytes(),
     );
     let index_path = prepared.local.then(|| index_dir.join(context_key.hex()));
-    let context = ContextDir::open(
+    Ok(ContextDir::open(
         &prepared.dir,
         prepared.dockerfile_path.as_deref(),
         index_path.as_deref(),
-    )?;
-    let source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
+    )?)
+}
+
+/// `SOURCE_DATE_EPOCH` from the environment, when set and not empty.
+fn source_date_epoch() -> Result<Option<i64>> {
+    Ok(match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(v) if !v.is_empty() => Some(
             v.parse::<i64>()
                 .with_context(|| format!("invalid SOURCE_DATE_EPOCH {v:?}"))?,
         ),
         _ => None,
-    };
+    })
+}
+
+/// The builder's options from the flags, and the directory for `ADD`'s
+/// downloads (removed when the returned guard is dropped).
+fn build_options(
+    app: &Engine,
+    args: &BuildArgs,
+    network: kiln_model::NetworkMode,
+    source_date_epoch: Option<i64>,
+) -> Result<(BuildOptions, tempfile::TempDir)> {
     let platform = target_platform(args.platform.as_deref())?;
     let (seed, _) = kiln_engine::container::new_id()?;
     let downloads_root = app.root().join("build").join("downloads");
@@ -924,36 +1026,15 @@ fn build_inner(
         download_dir: Some(downloads.path().to_path_buf()),
         ..BuildOptions::default()
     };
-    let snapshotter = app.snapshotter()?;
-    let backend = Backend::new(
-        app,
-        snapshotter.clone(),
-        compression,
-        source_date_epoch,
-        // `-q`: not even pull notices (stdout holds only the ID).
-        (!quiet).then_some((|line| println!("{line}")) as fn(&str)),
-    )?;
-    let runner = Runner::new(app)
-        .with_extra_hosts(args.add_host.clone())
-        .with_cgroup_parent(args.cgroup_parent.clone());
-    let cache = std::sync::Arc::new(Cache::new(app)?);
-    let (cache_from, cache_to) = cache_options(app, args)?;
-    let remote = if cache_from.is_empty() && cache_to.is_empty() {
-        None
-    } else {
-        Some(app.remote_cache(
-            cache.clone(),
-            cache_from,
-            Box::new(|m| eprintln!("WARNING: {m}")),
-        )?)
-    };
-    let step_cache: &dyn kiln_builder::BuildCache = match &remote {
-        Some(r) => r,
-        None => &*cache,
-    };
+    Ok((options, downloads))
+}
+
+/// Where the build's progress goes: nowhere (`-q`), a live view (a
+/// terminal, or `--progress tty`), or Docker's plain lines.
+fn printer(args: &BuildArgs, quiet: bool, start: std::time::Instant) -> Printer {
     let live = !quiet
         && (args.progress == "tty" || args.progress == "auto" && std::io::stdout().is_terminal());
-    let printer = Printer {
+    Printer {
         out: if quiet {
             Output::Quiet
         } else if live {
@@ -961,73 +1042,39 @@ fn build_inner(
         } else {
             Output::Plain(LegacyWriter::new(std::io::stdout()))
         },
-        start: started,
-    };
-    if !quiet {
-        // Docker's first line of a build (its CLI sends the context as a tar).
-        let size = prepared
-            .stdin_size
-            .unwrap_or_else(|| context_size(&prepared.dir, context.ignore()));
-        let mut out = std::io::stdout().lock();
-        writeln!(
-            out,
-            "Sending build context to Docker daemon {:>8}",
-            human_size(size)
-        )?;
-        out.flush()?;
+        start,
     }
-    let outcome = Builder::new(&backend, &runner, step_cache, &printer)
-        .with_fetcher(&kiln_engine::fetch::HttpFetcher)
-        .build(&dockerfile, &context, &options);
-    backend.cleanup();
-    if outcome.is_err()
-        && let Output::Live(v) = &printer.out
-    {
-        // The failing step's whole output, as plain shows it.
-        let out = v.failed();
-        let _ = v.multi.clear();
-        let _ = std::io::stdout().write_all(&out);
-        let _ = std::io::stdout().flush();
-    }
-    let outcome = outcome?;
-    *built = Some(outcome.image.clone());
-    if quiet {
-        println!("{}", outcome.image);
-    }
-    if kiln_engine::build_backend::trace_timing() {
-        eprintln!(
-            "[timing] build done at {:.2} ms",
-            started.elapsed().as_secs_f64() * 1000.0
-        );
-    }
-    if let Some(path) = &args.iidfile {
-        std::fs::write(path, outcome.image.to_string())
-            .with_context(|| format!("cannot write {}", path.display()))?;
-    }
-    std::io::stdout().flush()?;
+}
+
+/// `--cache-to`: exports the steps of `image` to each cache; the exit
+/// status (1 when an export failed that was not to be ignored).
+fn export_cache(
+    remote: &kiln_cache::RemoteCache,
+    cache_to: &[kiln_cache::CacheTo],
+    image: &kiln_builder::ImageId,
+    quiet: bool,
+) -> u8 {
     let mut status = 0;
-    if let Some(remote) = &remote {
-        for to in &cache_to {
-            match remote.export(to, &outcome.image) {
-                Ok(r) if !quiet => println!(
-                    "Exported {} step{} to the cache {} ({})",
-                    r.steps,
-                    if r.steps == 1 { "" } else { "s" },
-                    to.location,
-                    r.digest
-                ),
-                Ok(_) => {}
-                // The image is built and tagged; the export's failure is
-                // the build command's, unless the user said to ignore it.
-                Err(e) if to.ignore_error => eprintln!("WARNING: {e}"),
-                Err(e) => {
-                    eprintln!("ERROR: {e}");
-                    status = 1;
-                }
+    for to in cache_to {
+        match remote.export(to, image) {
+            Ok(r) if !quiet => println!(
+                "Exported {} step{} to the cache {} ({})",
+                r.steps,
+                if r.steps == 1 { "" } else { "s" },
+                to.location,
+                r.digest
+            ),
+            Ok(_) => {}
+            // The image is built and tagged; the export's failure is the
+            // build command's, unless the user said to ignore it.
+            Err(e) if to.ignore_error => eprintln!("WARNING: {e}"),
+            Err(e) => {
+                eprintln!("ERROR: {e}");
+                status = 1;
             }
         }
     }
-    Ok(status)
+    status
 }
 
 /// `--cache-from` and `--cache-to`, parsed. A bare `--cache-from NAME` is
