@@ -962,6 +962,55 @@ fn unescape_octal(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Where a volume at `target` of container `rec` is mounted: `target`
+/// with a symlink resolved inside the container's root (as Docker follows
+/// a volume path that is a link in the image, in scope). When `data` is
+/// given (a new, empty volume), fills it with what the root filesystem
+/// holds there, as Docker fills a new volume from the image: a
+/// directory's contents (owners, modes and links kept), nothing for a
+/// missing path or a non-directory. The tree is the image's (untrusted):
+/// read in-root with kiln-layer's copy, never following a link onto the
+/// host, and written only below `data`.
+pub(crate) fn volume_target(
+    app: &mut Engine,
+    rec: &ContainerRecord,
+    target: &str,
+    data: Option<&Path>,
+) -> Result<String> {
+    let croot = snapshot_root(app, rec, false, false)?;
+    let root = &croot.root;
+    let object = match kiln_layer::stat_path(root, target) {
+        Ok(st) => st.link_target.unwrap_or_else(|| target.to_owned()),
+        Err(e) if kiln_fs::at::is_absent(&e) => return Ok(target.to_owned()),
+        Err(e) => bail!("cannot read {target} in the image: {}", io_text(&e)),
+    };
+    let (Some(data), Ok(st)) = (data, kiln_layer::stat_path(root, &object)) else {
+        return Ok(object);
+    };
+    if !st.is_dir() {
+        return Ok(object);
+    }
+    let into = Root::open(data).with_context(|| format!("cannot open {}", data.display()))?;
+    let ids = rec.userns.as_ref();
+    let skip_devices = !is_root();
+    let dir = format!("{}/.", object.trim_end_matches('/'));
+    stream(
+        |w| kiln_layer::archive_path(root, &dir, ".", &[], ids, w).map(drop),
+        |r| {
+            // Rootless kiln cannot give files other owners: the caller's
+            // own ids are the container's root.
+            let owner = if is_root() {
+                CopyOwner::Archive
+            } else {
+                CopyOwner::Caller
+            };
+            kiln_layer::extract_copy(r, &into, owner, ids, skip_devices).map(drop)
+        },
+    )
+    .with_context(|| format!("cannot copy the image's {target} into its volume"))?;
+    Ok(object)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1012,53 +1061,4 @@ mod tests {
             "no such file or directory"
         );
     }
-}
-
-/// Where a volume at `target` of container `rec` is mounted: `target`
-/// with a symlink resolved inside the container's root (as Docker follows
-/// a volume path that is a link in the image, in scope). When `data` is
-/// given (a new, empty volume), fills it with what the root filesystem
-/// holds there, as Docker fills a new volume from the image: a
-/// directory's contents (owners, modes and links kept), nothing for a
-/// missing path or a non-directory. The tree is the image's (untrusted):
-/// read in-root with kiln-layer's copy, never following a link onto the
-/// host, and written only below `data`.
-pub(crate) fn volume_target(
-    app: &mut Engine,
-    rec: &ContainerRecord,
-    target: &str,
-    data: Option<&Path>,
-) -> Result<String> {
-    let croot = snapshot_root(app, rec, false, false)?;
-    let root = &croot.root;
-    let object = match kiln_layer::stat_path(root, target) {
-        Ok(st) => st.link_target.unwrap_or_else(|| target.to_owned()),
-        Err(e) if kiln_fs::at::is_absent(&e) => return Ok(target.to_owned()),
-        Err(e) => bail!("cannot read {target} in the image: {}", io_text(&e)),
-    };
-    let (Some(data), Ok(st)) = (data, kiln_layer::stat_path(root, &object)) else {
-        return Ok(object);
-    };
-    if !st.is_dir() {
-        return Ok(object);
-    }
-    let into = Root::open(data).with_context(|| format!("cannot open {}", data.display()))?;
-    let ids = rec.userns.as_ref();
-    let skip_devices = !is_root();
-    let dir = format!("{}/.", object.trim_end_matches('/'));
-    stream(
-        |w| kiln_layer::archive_path(root, &dir, ".", &[], ids, w).map(drop),
-        |r| {
-            // Rootless kiln cannot give files other owners: the caller's
-            // own ids are the container's root.
-            let owner = if is_root() {
-                CopyOwner::Archive
-            } else {
-                CopyOwner::Caller
-            };
-            kiln_layer::extract_copy(r, &into, owner, ids, skip_devices).map(drop)
-        },
-    )
-    .with_context(|| format!("cannot copy the image's {target} into its volume"))?;
-    Ok(object)
 }
