@@ -791,7 +791,7 @@ fn create_record(app: &mut Engine, a: &CreateArgs) -> Result<ContainerRecord> {
     let config = kiln_image::image_config(&app.store, &image.id)?;
     check_image_platform(&config, a.platform.is_some())?;
     let cc = config.config.clone().unwrap_or_default();
-    let fresh_volumes = crate::volume_cmd::resolve(app, &mut volumes, cc.volumes.as_ref())?;
+    let fresh_volumes = crate::volumes::resolve(app, &mut volumes, cc.volumes.as_ref())?;
     let (entrypoint, cmd) = container::entrypoint_and_cmd(
         cc.entrypoint.as_deref(),
         cc.cmd.as_deref(),
@@ -922,9 +922,9 @@ fn create_record(app: &mut Engine, a: &CreateArgs) -> Result<ContainerRecord> {
     };
     app.create_container(&rec, top.as_deref())?;
     let mut rec = rec;
-    if let Err(e) = crate::volume_cmd::fill_new(app, &mut rec, &fresh_volumes) {
+    if let Err(e) = crate::volumes::fill_new(app, &mut rec, &fresh_volumes) {
         let _ = remove(app, &rec, true);
-        let _ = crate::volume_cmd::remove_anonymous(app, &rec);
+        let _ = crate::volumes::remove_anonymous(app, &rec);
         return Err(e);
     }
     Ok(rec)
@@ -1629,7 +1629,7 @@ pub(crate) fn wait(app: &mut Engine, a: &WaitArgs) -> Result<u8> {
 fn remove(app: &mut Engine, rec: &ContainerRecord, force: bool) -> Result<()> {
     app.remove_container(rec, force)?;
     if rec.auto_remove {
-        crate::volume_cmd::remove_anonymous(app, rec)?;
+        crate::volumes::remove_anonymous(app, rec)?;
     }
     Ok(())
 }
@@ -1692,7 +1692,7 @@ pub(crate) fn rm(app: &mut Engine, a: &RmArgs) -> Result<u8> {
         let rec = find(app, name)?;
         remove(app, &rec, a.force)?;
         if a.volumes {
-            crate::volume_cmd::remove_anonymous(app, &rec)?;
+            crate::volumes::remove_anonymous(app, &rec)?;
         }
         Ok(())
     }))

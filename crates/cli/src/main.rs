@@ -30,6 +30,7 @@ mod system_cmd;
 mod template;
 mod transfer_cmd;
 mod volume_cmd;
+mod volumes;
 
 use app::GlobalOpts;
 use kiln_engine::Engine;
