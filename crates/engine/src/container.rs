@@ -1623,8 +1623,8 @@ mod tests {
         let t = parse_mount("type=tmpfs,dst=/t,tmpfs-size=1m,tmpfs-mode=1770").expect("tmpfs");
         assert!(t.tmpfs);
         assert_eq!(t.options, ["size=1048576", "mode=1770"]);
-        let v = parse_mount("type=volume,source=v,target=/x").expect("a volume mount");
-        assert_eq!((v.volume.as_deref(), v.target.as_str()), (Some("v"), "/x"));
+        let v = parse_mount("type=volume,source=vol,target=/x").expect("a volume mount");
+        assert_eq!((v.volume.as_deref(), v.target.as_str()), (Some("vol"), "/x"));
         for bad in [
             "type=bind,source=/nonexistent-kiln-source,target=/x",
             "type=bind,target=/x",
