@@ -1624,7 +1624,10 @@ mod tests {
         assert!(t.tmpfs);
         assert_eq!(t.options, ["size=1048576", "mode=1770"]);
         let v = parse_mount("type=volume,source=vol,target=/x").expect("a volume mount");
-        assert_eq!((v.volume.as_deref(), v.target.as_str()), (Some("vol"), "/x"));
+        assert_eq!(
+            (v.volume.as_deref(), v.target.as_str()),
+            (Some("vol"), "/x")
+        );
         for bad in [
             "type=bind,source=/nonexistent-kiln-source,target=/x",
             "type=bind,target=/x",
