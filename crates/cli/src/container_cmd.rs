@@ -670,7 +670,22 @@ fn check_create_args(a: &CreateArgs, volumes: &[VolumeSpec]) -> Result<Option<i6
     Ok(memory)
 }
 
-fn create_record(app: &mut Engine, a: &CreateArgs) -> Result<ContainerRecord> {
+/// What `create` takes from its flags alone, checked in Docker's order
+/// before the image is looked at.
+struct HostOptions {
+    volumes: Vec<VolumeSpec>,
+    memory: Option<i64>,
+    memory_swap: Option<i64>,
+    ulimits: Vec<(String, u64, u64)>,
+    sysctls: Vec<(String, String)>,
+    label_lines: Vec<String>,
+    extra_hosts: Vec<(String, String)>,
+    devices: Vec<container::DeviceSpec>,
+    oom_kill_disable: bool,
+    shm_size: Option<i64>,
+}
+
+fn host_options(a: &CreateArgs) -> Result<HostOptions> {
     let mut volumes: Vec<VolumeSpec> = a
         .volume
         .iter()
@@ -771,7 +786,23 @@ fn create_record(app: &mut Engine, a: &CreateArgs) -> Result<ContainerRecord> {
             path.display()
         );
     }
-    let image = match a.pull.as_str() {
+    Ok(HostOptions {
+        volumes,
+        memory,
+        memory_swap,
+        ulimits,
+        sysctls,
+        label_lines,
+        extra_hosts,
+        devices,
+        oom_kill_disable,
+        shm_size,
+    })
+}
+
+/// The image of `create`, as `--pull` says.
+fn create_image(app: &mut Engine, a: &CreateArgs) -> Result<kiln_content::ImageRecord> {
+    Ok(match a.pull.as_str() {
         "missing" => image_or_pull(app, &a.image, a.platform.as_deref())?,
         "never" => match app.store.resolve_image(&a.image) {
             Err(kiln_content::Error::NoSuchImage(_)) => bail!("No such image: {}", a.image),
@@ -786,7 +817,102 @@ fn create_record(app: &mut Engine, a: &CreateArgs) -> Result<ContainerRecord> {
             crate::progress::pull_image_to(app, &reference, &platform, false, true)?
         }
         other => bail!("invalid --pull {other:?}: use always, missing or never"),
-    };
+    })
+}
+
+/// `--security-opt`: (no-new-privileges, seccomp unconfined).
+fn security_options(a: &CreateArgs) -> Result<(bool, bool)> {
+    let mut no_new_privileges = false;
+    let mut seccomp_unconfined = false;
+    for o in &a.security_opt {
+        match o.as_str() {
+            "no-new-privileges" | "no-new-privileges=true" | "no-new-privileges:true" => {
+                no_new_privileges = true
+            }
+            "seccomp=unconfined" | "seccomp:unconfined" => seccomp_unconfined = true,
+            other => bail!("unsupported --security-opt {other:?}"),
+        }
+    }
+    Ok((no_new_privileges, seccomp_unconfined))
+}
+
+/// `--name`, checked, or a random name not taken yet.
+fn container_name(app: &Engine, a: &CreateArgs, id: &str, seed: &[u8]) -> Result<String> {
+    Ok(match &a.name {
+        Some(n) => {
+            if !container::valid_name(n) {
+                bail!("invalid container name {n:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed");
+            }
+            n.clone()
+        }
+        None => {
+            let base = container::random_name(seed);
+            let taken = records(app)?.list()?.iter().any(|r| r.name == base);
+            if taken {
+                format!("{base}_{}", id.get(..6).unwrap_or(id))
+            } else {
+                base
+            }
+        }
+    })
+}
+
+/// As Docker: `--hostname`, else the short ID, or the host's name with
+/// `--network host`.
+fn container_hostname(a: &CreateArgs, id: &str) -> String {
+    a.hostname.clone().unwrap_or_else(|| {
+        let host = (a.network == "host")
+            .then(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+            .flatten()
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty());
+        host.unwrap_or_else(|| id.get(..12).unwrap_or(id).to_owned())
+    })
+}
+
+/// The image's labels, then the container's own (as Docker).
+fn container_labels(
+    cc: &kiln_model::ContainerConfig,
+    label_lines: &[String],
+) -> std::collections::BTreeMap<String, String> {
+    let mut labels: std::collections::BTreeMap<String, String> =
+        cc.labels.clone().unwrap_or_default().into_iter().collect();
+    for l in label_lines {
+        let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
+        labels.insert(k.to_owned(), v.to_owned());
+    }
+    labels
+}
+
+/// Rootless kiln has no cgroup to set limits in: say so when some are asked.
+fn warn_rootless_limits(a: &CreateArgs, userns: bool) {
+    if userns
+        && kiln_sys::process::geteuid() != 0
+        && (a.memory.is_some()
+            || a.pids_limit.is_some()
+            || a.cpus.is_some()
+            || a.cpu_shares.is_some())
+    {
+        eprintln!(
+            "kiln: rootless: no cgroup is delegated to this user, so the container runs without --memory, --pids-limit, --cpus or --cpu-shares limits"
+        );
+    }
+}
+
+fn create_record(app: &mut Engine, a: &CreateArgs) -> Result<ContainerRecord> {
+    let HostOptions {
+        mut volumes,
+        memory,
+        memory_swap,
+        ulimits,
+        sysctls,
+        label_lines,
+        extra_hosts,
+        devices,
+        oom_kill_disable,
+        shm_size,
+    } = host_options(a)?;
+    let image = create_image(app, a)?;
     let top = app.ensure_unpacked(&image.id)?;
     let config = kiln_image::image_config(&app.store, &image.id)?;
     check_image_platform(&config, a.platform.is_some())?;
@@ -809,57 +935,13 @@ fn create_record(app: &mut Engine, a: &CreateArgs) -> Result<ContainerRecord> {
     overrides.extend(a.env.iter().cloned());
     let env = container::merge_env(cc.env.as_deref().unwrap_or_default(), &overrides);
     let userns = container::user_namespace(a.userns.as_deref())?;
-    if userns.is_some()
-        && kiln_sys::process::geteuid() != 0
-        && (a.memory.is_some()
-            || a.pids_limit.is_some()
-            || a.cpus.is_some()
-            || a.cpu_shares.is_some())
-    {
-        eprintln!(
-            "kiln: rootless: no cgroup is delegated to this user, so the container runs without --memory, --pids-limit, --cpus or --cpu-shares limits"
-        );
-    }
-    let mut no_new_privileges = false;
-    let mut seccomp_unconfined = false;
-    for o in &a.security_opt {
-        match o.as_str() {
-            "no-new-privileges" | "no-new-privileges=true" | "no-new-privileges:true" => {
-                no_new_privileges = true
-            }
-            "seccomp=unconfined" | "seccomp:unconfined" => seccomp_unconfined = true,
-            other => bail!("unsupported --security-opt {other:?}"),
-        }
-    }
+    warn_rootless_limits(a, userns.is_some());
+    let (no_new_privileges, seccomp_unconfined) = security_options(a)?;
     let (id, seed) = container::new_id()?;
-    let records = records(app)?;
-    let name = match &a.name {
-        Some(n) => {
-            if !container::valid_name(n) {
-                bail!("invalid container name {n:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed");
-            }
-            n.clone()
-        }
-        None => {
-            let base = container::random_name(&seed);
-            let taken = records.list()?.iter().any(|r| r.name == base);
-            if taken {
-                format!("{base}_{}", &id[..6])
-            } else {
-                base
-            }
-        }
-    };
+    let name = container_name(app, a, &id, &seed)?;
     let rec = ContainerRecord {
         // As Docker: the short ID, or the host's name with `--network host`.
-        hostname: a.hostname.clone().unwrap_or_else(|| {
-            let host = (a.network == "host")
-                .then(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
-                .flatten()
-                .map(|h| h.trim().to_owned())
-                .filter(|h| !h.is_empty());
-            host.unwrap_or_else(|| id[..12].to_owned())
-        }),
+        hostname: container_hostname(a, &id),
         id: id.clone(),
         name,
         image: a.image.clone(),
@@ -891,16 +973,7 @@ fn create_record(app: &mut Engine, a: &CreateArgs) -> Result<ContainerRecord> {
         cpu_shares: a.cpu_shares,
         stop_signal: a.stop_signal.clone().or(cc.stop_signal.clone()),
         stop_timeout: a.stop_timeout,
-        labels: {
-            // The image's labels, then the container's own (as Docker).
-            let mut labels: std::collections::BTreeMap<String, String> =
-                cc.labels.clone().unwrap_or_default().into_iter().collect();
-            for l in &label_lines {
-                let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
-                labels.insert(k.to_owned(), v.to_owned());
-            }
-            labels
-        },
+        labels: container_labels(&cc, &label_lines),
         memory_swap,
         ulimits,
         sysctls,
@@ -1340,47 +1413,71 @@ pub(crate) fn ps(app: &mut Engine, a: &PsArgs) -> Result<u8> {
         {
             continue;
         }
-        let id = if a.no_trunc {
-            rec.id.clone()
-        } else {
-            rec.id[..12].to_owned()
-        };
-        if a.quiet {
-            rows.push(vec![id]);
-            continue;
-        }
-        let mut command = format!("\"{}\"", rec.args.join(" "));
-        if !a.no_trunc && command.chars().count() > 22 {
-            command = command.chars().take(20).collect::<String>() + "…\"";
-        }
-        let created = rec.created.parse::<kiln_image::Timestamp>().map_or_else(
-            |_| "N/A".to_owned(),
-            |t| format::ago(t.to_system_time(), now),
-        );
-        let labels: Vec<String> = rec.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        fields.push(serde_json::json!({
-            "ID": id,
-            "Image": rec.image,
-            "Command": command,
-            "CreatedAt": rec.created,
-            "RunningFor": created,
-            "Status": status,
-            "State": state,
-            "Names": rec.name,
-            "Labels": labels.join(","),
-            "Ports": "",
-            "Networks": rec.network,
-        }));
-        rows.push(vec![
-            id,
-            rec.image.clone(),
-            command,
-            created,
-            status,
-            String::new(),
-            rec.name.clone(),
-        ]);
+        let (row, field) = ps_entry(rec, a, status, state, now);
+        rows.push(row);
+        fields.extend(field);
     }
+    print_ps(a, template, &rows, &fields)
+}
+
+/// One container's `ps` row (only the ID under `-q`) and its `--format`
+/// fields.
+fn ps_entry(
+    rec: &ContainerRecord,
+    a: &PsArgs,
+    status: String,
+    state: &str,
+    now: SystemTime,
+) -> (Vec<String>, Option<serde_json::Value>) {
+    let id = if a.no_trunc {
+        rec.id.clone()
+    } else {
+        rec.id.get(..12).unwrap_or(&rec.id).to_owned()
+    };
+    if a.quiet {
+        return (vec![id], None);
+    }
+    let mut command = format!("\"{}\"", rec.args.join(" "));
+    if !a.no_trunc && command.chars().count() > 22 {
+        command = command.chars().take(20).collect::<String>() + "…\"";
+    }
+    let created = rec.created.parse::<kiln_image::Timestamp>().map_or_else(
+        |_| "N/A".to_owned(),
+        |t| format::ago(t.to_system_time(), now),
+    );
+    let labels: Vec<String> = rec.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let field = serde_json::json!({
+        "ID": id,
+        "Image": rec.image,
+        "Command": command,
+        "CreatedAt": rec.created,
+        "RunningFor": created,
+        "Status": status,
+        "State": state,
+        "Names": rec.name,
+        "Labels": labels.join(","),
+        "Ports": "",
+        "Networks": rec.network,
+    });
+    let row = vec![
+        id,
+        rec.image.clone(),
+        command,
+        created,
+        status,
+        String::new(),
+        rec.name.clone(),
+    ];
+    (row, Some(field))
+}
+
+/// Prints `ps`'s IDs (`-q`), its `--format` or its table.
+fn print_ps(
+    a: &PsArgs,
+    template: Option<crate::template::Format>,
+    rows: &[Vec<String>],
+    fields: &[serde_json::Value],
+) -> Result<u8> {
     let mut out = std::io::stdout().lock();
     if a.quiet {
         for r in rows {
@@ -1402,7 +1499,7 @@ pub(crate) fn ps(app: &mut Engine, a: &PsArgs) -> Result<u8> {
             ("Ports", "PORTS"),
             ("Networks", "NETWORKS"),
         ];
-        out.write_all(t.render_rows(HEADERS, &fields)?.as_bytes())?;
+        out.write_all(t.render_rows(HEADERS, fields)?.as_bytes())?;
         return Ok(0);
     }
     out.write_all(
@@ -1416,7 +1513,7 @@ pub(crate) fn ps(app: &mut Engine, a: &PsArgs) -> Result<u8> {
                 "PORTS",
                 "NAMES",
             ],
-            &rows,
+            rows,
         )
         .as_bytes(),
     )?;
