@@ -659,32 +659,6 @@ pub(crate) fn build(app: &mut Engine, args: &BuildArgs) -> Result<u8> {
     }
 }
 
-/// Docker's size format for the build context line (`units.HumanSize`:
-/// decimal units, 4 significant digits, trailing zeros dropped).
-fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 9] = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"];
-    #[allow(clippy::cast_precision_loss)]
-    let mut size = bytes as f64;
-    let mut unit = 0;
-    while size >= 1000.0 && unit < UNITS.len() - 1 {
-        size /= 1000.0;
-        unit += 1;
-    }
-    // `%.4g`: four significant digits, no trailing zeros.
-    let int_digits = if size < 1.0 {
-        1
-    } else {
-        // 1..=3 digits before the point (size < 1000 here, or the last unit).
-        format!("{}", size.trunc()).len()
-    };
-    let decimals = 4usize.saturating_sub(int_digits);
-    let mut text = format!("{size:.decimals$}");
-    if text.contains('.') {
-        text = text.trim_end_matches('0').trim_end_matches('.').to_owned();
-    }
-    format!("{text}{}", UNITS[unit])
-}
-
 /// About the size of the tar Docker's CLI would send for this context:
 /// a 512-byte header per entry not excluded by `.dockerignore`, file data
 /// padded to 512 bytes, and the two closing blocks.
@@ -871,7 +845,7 @@ fn build_inner(
         writeln!(
             out,
             "Sending build context to Docker daemon {:>8}",
-            human_size(size)
+            crate::format::human_size(size)
         )?;
         out.flush()?;
     }
@@ -1157,16 +1131,19 @@ mod tests {
     /// decimal units, as `Sending build context to Docker daemon  2.048kB`.
     #[test]
     fn context_size_is_printed_as_docker_prints_it() {
-        assert_eq!(human_size(0), "0B");
-        assert_eq!(human_size(512), "512B");
-        assert_eq!(human_size(999), "999B");
-        assert_eq!(human_size(1000), "1kB");
-        assert_eq!(human_size(2048), "2.048kB");
-        assert_eq!(human_size(3584), "3.584kB");
-        assert_eq!(human_size(12_800), "12.8kB");
-        assert_eq!(human_size(104_857_600), "104.9MB");
-        assert_eq!(human_size(1_500_000_000), "1.5GB");
-        assert_eq!(format!("{:>8}", human_size(2048)), " 2.048kB");
+        assert_eq!(crate::format::human_size(0), "0B");
+        assert_eq!(crate::format::human_size(512), "512B");
+        assert_eq!(crate::format::human_size(999), "999B");
+        assert_eq!(crate::format::human_size(1000), "1kB");
+        assert_eq!(crate::format::human_size(2048), "2.048kB");
+        assert_eq!(crate::format::human_size(3584), "3.584kB");
+        assert_eq!(crate::format::human_size(12_800), "12.8kB");
+        assert_eq!(crate::format::human_size(104_857_600), "104.9MB");
+        assert_eq!(crate::format::human_size(1_500_000_000), "1.5GB");
+        assert_eq!(
+            format!("{:>8}", crate::format::human_size(2048)),
+            " 2.048kB"
+        );
     }
 
     /// Docker's ValidateExtraHost (TestBuildAddHostInvalid's cases).

@@ -76,6 +76,44 @@ pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// Docker's `units.HumanSize` (the build context line, `volume prune`'s
+/// report): decimal units, 4 significant digits, trailing zeros dropped.
+pub(crate) fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 9] = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"];
+    #[allow(clippy::cast_precision_loss)]
+    let mut size = bytes as f64;
+    let mut unit = 0;
+    while size >= 1000.0 && unit < UNITS.len() - 1 {
+        size /= 1000.0;
+        unit += 1;
+    }
+    // `%.4g`: four significant digits, no trailing zeros.
+    let int_digits = if size < 1.0 {
+        1
+    } else {
+        // 1..=3 digits before the point (size < 1000 here, or the last unit).
+        format!("{}", size.trunc()).len()
+    };
+    let decimals = 4usize.saturating_sub(int_digits);
+    let mut text = format!("{size:.decimals$}");
+    if text.contains('.') {
+        text = text.trim_end_matches('0').trim_end_matches('.').to_owned();
+    }
+    format!("{text}{}", UNITS[unit])
+}
+
+/// Asks Docker's question on stdout and reads the answer from stdin: only
+/// `y` or `Y` goes on (an empty answer or the end of stdin is a no).
+pub(crate) fn confirm(message: &str) -> std::io::Result<bool> {
+    use std::io::{BufRead as _, Write as _};
+    let mut out = std::io::stdout().lock();
+    write!(out, "{message} [y/N] ")?;
+    out.flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(line.trim().eq_ignore_ascii_case("y"))
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;

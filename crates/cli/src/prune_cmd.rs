@@ -41,18 +41,6 @@ pub(crate) struct BuilderPruneArgs {
     force: bool,
 }
 
-/// Asks Docker's question on stdout and reads the answer from stdin: only
-/// `y` or `Y` goes on (an empty answer or the end of stdin is a no).
-fn confirm(message: &str) -> Result<bool> {
-    use std::io::BufRead as _;
-    let mut out = std::io::stdout().lock();
-    write!(out, "{message} [y/N] ")?;
-    out.flush()?;
-    let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line)?;
-    Ok(line.trim().eq_ignore_ascii_case("y"))
-}
-
 /// Docker's report of pruned images (`Deleted Images:` then one line each).
 fn print_pruned(done: &[Removed]) {
     if done.is_empty() {
@@ -75,7 +63,7 @@ pub(crate) fn image_prune(app: &mut Engine, a: &PruneArgs) -> Result<u8> {
         } else {
             "all dangling images"
         };
-        if !confirm(&format!(
+        if !crate::format::confirm(&format!(
             "WARNING! This will remove {what}.\nAre you sure you want to continue?"
         ))? {
             return Ok(0);
@@ -92,7 +80,7 @@ pub(crate) fn image_prune(app: &mut Engine, a: &PruneArgs) -> Result<u8> {
 /// their writable layers held.
 pub(crate) fn container_prune(app: &mut Engine, a: &ContainerPruneArgs) -> Result<u8> {
     if !a.force
-        && !confirm(
+        && !crate::format::confirm(
             "WARNING! This will remove all stopped containers.\nAre you sure you want to continue?",
         )?
     {
@@ -117,7 +105,7 @@ pub(crate) fn builder_prune(app: &mut Engine, a: &BuilderPruneArgs) -> Result<u8
         } else {
             "all dangling build cache"
         };
-        if !confirm(&format!(
+        if !crate::format::confirm(&format!(
             "WARNING! This will remove {what}. Are you sure you want to continue?"
         ))? {
             return Ok(0);
@@ -145,7 +133,7 @@ pub(crate) fn system_prune(app: &mut Engine, a: &PruneArgs) -> Result<u8> {
         let message = format!(
             "WARNING! This will remove:\n  - all stopped containers\n  - {images}\n  - {cache}\n\nAre you sure you want to continue?"
         );
-        if !confirm(&message)? {
+        if !crate::format::confirm(&message)? {
             return Ok(0);
         }
     }

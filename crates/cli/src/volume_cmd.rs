@@ -261,7 +261,7 @@ fn prune(app: &mut Engine, a: &PruneArgs) -> Result<u8> {
         } else {
             "anonymous local volumes"
         };
-        if !confirm(&format!(
+        if !crate::format::confirm(&format!(
             "WARNING! This will remove {what} not used by at least one container.\nAre you sure you want to continue?"
         ))? {
             return Ok(0);
@@ -285,49 +285,20 @@ fn prune(app: &mut Engine, a: &PruneArgs) -> Result<u8> {
         }
         println!();
     }
-    println!("Total reclaimed space: {}", human_size(freed));
+    println!(
+        "Total reclaimed space: {}",
+        crate::format::human_size(freed)
+    );
     Ok(0)
-}
-
-/// Asks Docker's question on stdout; only `y` or `Y` goes on.
-fn confirm(message: &str) -> Result<bool> {
-    use std::io::{BufRead as _, Write as _};
-    let mut out = std::io::stdout().lock();
-    write!(out, "{message} [y/N] ")?;
-    out.flush()?;
-    let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line)?;
-    Ok(line.trim().eq_ignore_ascii_case("y"))
-}
-
-/// Docker's `units.HumanSize` (4 significant digits, decimal units), as
-/// its `volume prune` reports: `4.096kB`.
-fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "kB", "MB", "GB", "TB", "PB"];
-    let mut v = bytes as f64;
-    let mut unit = 0;
-    while v >= 1000.0 && unit < UNITS.len() - 1 {
-        v /= 1000.0;
-        unit += 1;
-    }
-    let int_digits = (v.max(1.0).log10().floor() as usize) + 1;
-    let decimals = 4usize.saturating_sub(int_digits);
-    let s = format!("{v:.decimals$}");
-    let s = if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_owned()
-    } else {
-        s
-    };
-    format!("{s}{}", UNITS[unit])
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn sizes_as_dockers_human_size() {
-        assert_eq!(super::human_size(0), "0B");
-        assert_eq!(super::human_size(4096), "4.096kB");
-        assert_eq!(super::human_size(1_234_567), "1.235MB");
-        assert_eq!(super::human_size(999), "999B");
+        assert_eq!(crate::format::human_size(0), "0B");
+        assert_eq!(crate::format::human_size(4096), "4.096kB");
+        assert_eq!(crate::format::human_size(1_234_567), "1.235MB");
+        assert_eq!(crate::format::human_size(999), "999B");
     }
 }
