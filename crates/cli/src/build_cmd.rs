@@ -701,6 +701,13 @@ fn context_size(root: &Path, ignore: &kiln_builder::DockerIgnore) -> u64 {
 /// the host's platform's image (else the first), which carries the index
 /// (`kiln push` of a tag pushes it whole). With `--push`, pushed now.
 fn build_platforms(app: &mut Engine, args: &BuildArgs, platforms: &[&str]) -> Result<u8> {
+    if !args.cache_to.is_empty() {
+        // Each platform's export would replace the one before at the same
+        // reference: refuse rather than keep only the last platform's steps.
+        bail!(
+            "--cache-to with several --platform values is not supported yet: export each platform's build on its own (one --platform and one --cache-to reference per platform)"
+        );
+    }
     let mut images = Vec::new();
     for p in platforms {
         let platform = crate::flags::parse_platform(p)?;

@@ -216,6 +216,27 @@ fn multiplatform_index_build_push_pull_and_local_index() {
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), uname);
     }
 
+    // Several platforms cannot share one cache export yet: refused, not
+    // half done.
+    let refused = sb
+        .kiln([
+            "build",
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "--cache-to",
+            "type=local,dest=/nonexistent-kiln-cache",
+            &ctx,
+        ])
+        .output()
+        .expect("kiln build");
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("--cache-to with several --platform"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    assert!(!std::path::Path::new("/nonexistent-kiln-cache").exists());
+
     // Local: the index outlives a prune and is pushed whole later.
     build(
         &sb,
