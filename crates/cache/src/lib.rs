@@ -7,10 +7,11 @@
 //! what explains a miss). Reading a cache costs one document; a step that
 //! hits fetches only its own image, verified blob by blob, checked to be
 //! its parent plus that one step ([`Host::adopt`] then unpacks it, checking
-//! diffIDs). Anything wrong with an entry is a warning and a miss, never a
-//! wrong image. [`RemoteCache`] is the builder's [`kiln_builder::BuildCache`]
-//! over a local cache and the sources; [`RemoteCache::export`] writes the
-//! steps the build used.
+//! diffIDs). Anything wrong with an entry is a warning and a miss. What a
+//! step's layer holds is trusted to whoever can write the cache reference
+//! (it cannot be checked without running the step). [`RemoteCache`] is the
+//! builder's [`kiln_builder::BuildCache`] over a local cache and the
+//! sources; [`RemoteCache::export`] writes the steps the build used.
 
 #![forbid(unsafe_code)]
 
