@@ -14,8 +14,7 @@ use kiln_model::ContainerConfig;
 use kiln_model::Digest;
 use serde_json::{Map, Value, json};
 
-/// The largest image config read.
-const MAX_CONFIG_SIZE: u64 = 8 * 1024 * 1024;
+use crate::blobs::{history_and_layers, read_json};
 
 /// An image used as a cache source, read once.
 pub(crate) struct Target {
@@ -25,26 +24,6 @@ pub(crate) struct Target {
     diff_ids: Vec<Value>,
     /// The manifest's layer descriptors, one per diffID.
     layers: Vec<Value>,
-}
-
-fn read_json(store: &Store, d: &Digest, what: &str) -> Result<Value, String> {
-    let size = store.blob_size(d).map_err(|e| format!("{what} {d}: {e}"))?;
-    if size > MAX_CONFIG_SIZE {
-        return Err(format!("{what} {d} is larger than {MAX_CONFIG_SIZE} bytes"));
-    }
-    let bytes = store.read_blob(d).map_err(|e| format!("{what} {d}: {e}"))?;
-    serde_json::from_slice(&bytes).map_err(|e| format!("{what} {d}: {e}"))
-}
-
-fn list(v: Option<&Value>) -> Vec<Value> {
-    v.and_then(Value::as_array).cloned().unwrap_or_default()
-}
-
-fn history_and_layers(config: &Value) -> (Vec<Value>, Vec<Value>) {
-    (
-        list(config.get("history")),
-        list(config.get("rootfs").and_then(|r| r.get("diff_ids"))),
-    )
 }
 
 fn empty_layer(h: &Value) -> bool {
@@ -60,7 +39,11 @@ pub(crate) fn load(store: &Store, id: &Digest) -> Result<Target, String> {
     let config = read_json(store, id, "config")?;
     let manifest = read_json(store, &rec.manifest_digest, "manifest")?;
     let (history, diff_ids) = history_and_layers(&config);
-    let layers = list(manifest.get("layers"));
+    let layers = manifest
+        .get("layers")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let with_layer = history.iter().filter(|h| !empty_layer(h)).count();
     if layers.len() != diff_ids.len() || with_layer != diff_ids.len() {
         return Err(format!(

@@ -11,9 +11,9 @@ use kiln_content::Store;
 use kiln_fs::{FinalLink, Root};
 use kiln_model::Digest;
 use kiln_registry::NoProgress;
-use serde::Deserialize;
 
 use crate::CacheError;
+use crate::blobs::{Manifest, layout_path};
 use crate::index::{self, Entry};
 use crate::layered::RemoteCache;
 use crate::spec::{CacheTo, Location, Mode};
@@ -59,18 +59,6 @@ pub fn select(used: &[CacheRecord], final_image: &ImageId, mode: Mode) -> Vec<Ca
         .collect();
     chain.reverse();
     links.into_iter().chain(chain).collect()
-}
-
-#[derive(Deserialize)]
-struct BlobRef {
-    digest: Digest,
-}
-
-#[derive(Deserialize)]
-struct Manifest {
-    config: BlobRef,
-    #[serde(default)]
-    layers: Vec<BlobRef>,
 }
 
 enum Target<'a> {
@@ -179,13 +167,9 @@ fn open_layout(dir: &std::path::Path) -> io::Result<Root> {
     Ok(root)
 }
 
-fn blob_path(d: &Digest) -> String {
-    format!("blobs/sha256/{}", d.hex())
-}
-
 fn copy_blob(store: &Store, root: &Root, d: &Digest) -> io::Result<()> {
     let size = store.blob_size(d).map_err(io::Error::other)?;
-    if let Ok(m) = root.lstat(blob_path(d))
+    if let Ok(m) = root.lstat(layout_path(d))
         && m.is_file()
         && m.len() == size
     {
@@ -197,7 +181,7 @@ fn copy_blob(store: &Store, root: &Root, d: &Digest) -> io::Result<()> {
     let mut src = store.open_blob(d).map_err(io::Error::other)?;
     io::copy(&mut src, &mut out)?;
     out.sync_all()?;
-    root.rename(&tmp, blob_path(d))
+    root.rename(&tmp, layout_path(d))
 }
 
 fn write_image(store: &Store, root: &Root, manifest: &Digest) -> io::Result<()> {

@@ -15,6 +15,7 @@
 
 #![forbid(unsafe_code)]
 
+mod blobs;
 mod classic;
 mod export;
 pub mod index;

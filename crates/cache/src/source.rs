@@ -12,14 +12,11 @@ use kiln_fs::{FinalLink, Root};
 use kiln_registry::{MAX_MANIFEST_SIZE, NoProgress};
 
 use crate::layered::RemoteCache;
-use serde::Deserialize;
 use serde_json::Value;
 
+use crate::blobs::{Manifest, history_and_layers, layout_path, read_json};
 use crate::index::{self, Entry};
 use crate::spec::Location;
-
-/// The largest image config kiln reads from a cache.
-const MAX_CONFIG_SIZE: u64 = 8 * 1024 * 1024;
 
 /// What reading a location's index gave.
 pub(crate) enum Loaded {
@@ -67,23 +64,6 @@ fn read_local_index(dir: &Path) -> Result<Option<Vec<u8>>, String> {
     }
 }
 
-#[derive(Deserialize)]
-struct BlobRef {
-    digest: Digest,
-    size: u64,
-}
-
-#[derive(Deserialize)]
-struct Manifest {
-    config: BlobRef,
-    #[serde(default)]
-    layers: Vec<BlobRef>,
-}
-
-fn blob_path(d: &Digest) -> String {
-    format!("blobs/sha256/{}", d.hex())
-}
-
 /// Brings the image of `entry` into `store` from `location`: manifest,
 /// config and layers verified against their digests and sizes, then the
 /// image recorded.
@@ -126,7 +106,7 @@ fn fetch_local(store: &Store, dir: &Path, entry: &Entry) -> Result<(), String> {
     let root = Root::open(dir).map_err(|e| format!("cannot open {}: {e}", dir.display()))?;
     let m = &entry.manifest;
     let bytes = root
-        .read_limited(blob_path(&m.digest), MAX_MANIFEST_SIZE as u64)
+        .read_limited(layout_path(&m.digest), MAX_MANIFEST_SIZE as u64)
         .map_err(|e| format!("manifest {}: {e}", m.digest))?;
     if Digest::of(&bytes) != m.digest {
         return Err(format!("manifest {} does not match its digest", m.digest));
@@ -145,7 +125,7 @@ fn fetch_local(store: &Store, dir: &Path, entry: &Entry) -> Result<(), String> {
             continue;
         }
         let f = root
-            .open_file(blob_path(&b.digest), FinalLink::Follow)
+            .open_file(layout_path(&b.digest), FinalLink::Follow)
             .map_err(|e| format!("blob {}: {e}", b.digest))?;
         // One byte past the size is enough to see a blob that is too long.
         store
@@ -169,33 +149,17 @@ fn fetch_local(store: &Store, dir: &Path, entry: &Entry) -> Result<(), String> {
     store.put_image(&rec).map_err(|e| e.to_string())
 }
 
-fn config(store: &Store, id: &str) -> Result<(Vec<Value>, Vec<Value>), String> {
-    let d: Digest = id.parse().map_err(|e| format!("image {id}: {e}"))?;
-    if store
-        .blob_size(&d)
-        .map_err(|e| format!("image {id}: {e}"))?
-        > MAX_CONFIG_SIZE
-    {
-        return Err(format!(
-            "image {id}: config larger than {MAX_CONFIG_SIZE} bytes"
-        ));
-    }
-    let v: Value = serde_json::from_slice(&store.read_blob(&d).map_err(|e| e.to_string())?)
-        .map_err(|e| format!("config of {id}: {e}"))?;
-    let list = |v: Option<&Value>| v.and_then(Value::as_array).cloned().unwrap_or_default();
-    Ok((
-        list(v.get("history")),
-        list(v.get("rootfs").and_then(|r| r.get("diff_ids"))),
-    ))
-}
-
 /// Checks that the fetched image is what the record says a step made:
 /// the parent's history and layers plus one history entry (and one layer
 /// unless the entry says it made none) whose `created_by` starts the key.
 pub(crate) fn check_step(store: &Store, rec: &CacheRecord) -> Result<(), String> {
-    let (history, layers) = config(store, &rec.image.0)?;
+    let config = |id: &str| -> Result<(Vec<Value>, Vec<Value>), String> {
+        let d: Digest = id.parse().map_err(|e| format!("image {id}: {e}"))?;
+        Ok(history_and_layers(&read_json(store, &d, "config")?))
+    };
+    let (history, layers) = config(&rec.image.0)?;
     let (p_history, p_layers) = match &rec.parent {
-        Some(p) => config(store, &p.0)?,
+        Some(p) => config(&p.0)?,
         None => (Vec::new(), Vec::new()),
     };
     if history.len() != p_history.len() + 1 || history[..p_history.len()] != p_history[..] {

@@ -766,23 +766,7 @@ fn push_tags(app: &mut Engine, args: &BuildArgs, id: &kiln_builder::ImageId) -> 
     let compression = crate::flags::compression(&args.compression)?;
     for t in &args.tag {
         let reference: kiln_content::Reference = t.parse()?;
-        let digest = match app.local_index(&id)? {
-            Some(index) => {
-                app.push_index(&reference, &index, compression, &kiln_registry::NoProgress)?
-            }
-            None => {
-                let dist = kiln_image::distribution_manifest(&app.store, &id, compression)?;
-                let registry = app.registry()?;
-                kiln_engine::block_on(registry.push_manifest(
-                    &reference,
-                    &app.store,
-                    &id,
-                    &dist.manifest_digest,
-                    &dist.media_type,
-                    &kiln_registry::NoProgress,
-                ))??
-            }
-        };
+        let digest = app.push_image(&reference, &id, t, compression, &kiln_registry::NoProgress)?;
         if !args.quiet {
             println!("Pushed {t}: digest: {digest}");
         }

@@ -619,15 +619,9 @@ pub(crate) fn image_or_pull(
 /// programs at all (an emulator registered with binfmt_misc), said before
 /// anything is created instead of "exec format error" after.
 fn check_image_platform(config: &kiln_model::ImageConfig, requested: bool) -> Result<()> {
-    if config.architecture.is_empty() {
+    let Some(image) = config.platform() else {
         return Ok(());
-    }
-    let os = if config.os.is_empty() {
-        "linux"
-    } else {
-        &config.os
     };
-    let image = kiln_model::Platform::new(os, &config.architecture, config.variant.as_deref());
     let host = kiln_model::Platform::native();
     if host.matches(&image) {
         return Ok(());
@@ -1660,20 +1654,28 @@ fn for_each_container(
     u8::from(failed)
 }
 
+/// How `stop` and `restart` stop a container: `--signal`, else its own
+/// stop signal, else SIGTERM; `--time`, else its own timeout, else 10 s.
+fn stop_how(
+    signal: Option<&str>,
+    time: Option<u64>,
+    rec: &ContainerRecord,
+) -> Result<(i32, Duration)> {
+    let sig = container::parse_signal(signal.or(rec.stop_signal.as_deref()).unwrap_or("SIGTERM"))?;
+    Ok((
+        sig,
+        Duration::from_secs(time.or(rec.stop_timeout).unwrap_or(10)),
+    ))
+}
+
 pub(crate) fn stop(app: &mut Engine, a: &StopArgs) -> Result<u8> {
     Ok(for_each_container(app, &a.containers, |app, name| {
         let rec = find(app, name)?;
         if !is_running(app, &rec) {
             return Ok(());
         }
-        let sig = container::parse_signal(
-            a.signal
-                .as_deref()
-                .or(rec.stop_signal.as_deref())
-                .unwrap_or("SIGTERM"),
-        )?;
-        let wait = a.time.or(rec.stop_timeout).unwrap_or(10);
-        Ok(app.stop_container(&rec, sig, Duration::from_secs(wait))?)
+        let (sig, wait) = stop_how(a.signal.as_deref(), a.time, &rec)?;
+        Ok(app.stop_container(&rec, sig, wait)?)
     }))
 }
 
@@ -1736,14 +1738,8 @@ fn remove(app: &mut Engine, rec: &ContainerRecord, force: bool) -> Result<()> {
 pub(crate) fn restart(app: &mut Engine, a: &RestartArgs) -> Result<u8> {
     Ok(for_each_container(app, &a.containers, |app, name| {
         let rec = find(app, name)?;
-        let sig = container::parse_signal(
-            a.signal
-                .as_deref()
-                .or(rec.stop_signal.as_deref())
-                .unwrap_or("SIGTERM"),
-        )?;
-        let wait = a.time.or(rec.stop_timeout).unwrap_or(10);
-        Ok(app.restart_container(&rec, sig, Duration::from_secs(wait))?)
+        let (sig, wait) = stop_how(a.signal.as_deref(), a.time, &rec)?;
+        Ok(app.restart_container(&rec, sig, wait)?)
     }))
 }
 

@@ -149,41 +149,23 @@ pub(crate) fn pull(app: &mut Engine, args: &PullArgs) -> Result<u8> {
 
 /// The platform an image's config names (`os`, `architecture`, `variant`).
 fn image_platform(app: &Engine, id: &kiln_model::Digest) -> Option<kiln_model::Platform> {
-    let v: serde_json::Value = serde_json::from_slice(&app.store.read_blob(id).ok()?).ok()?;
-    let s = |k: &str| v.get(k).and_then(serde_json::Value::as_str);
-    Some(kiln_model::Platform::new(
-        s("os")?,
-        s("architecture")?,
-        s("variant"),
-    ))
+    kiln_image::image_config(&app.store, id).ok()?.platform()
 }
 
 pub(crate) fn push(app: &mut Engine, args: &PushArgs) -> Result<u8> {
     let reference = parse_reference(&args.image)?;
     let compression = compression(&args.compression)?;
     let record = app.store.resolve_image(&args.image)?;
-    let registry = app.registry()?;
     if !args.quiet {
         println!("The push refers to repository [{}]", reference.name());
     }
     let progress = LineProgress::with_verbs(!args.quiet, false, &PUSH_VERBS);
-    let digest = if let Some(index) = app.local_index(&record.id)? {
-        // A multi-platform build's tag: the whole index, every platform.
-        drop(registry);
-        app.push_index(&reference, &index, compression, &progress)?
-    } else {
-        let dist = kiln_image::distribution_manifest(&app.store, &record.id, compression)
-            .with_context(|| format!("cannot compress the layers of {}", args.image))?;
+    if app.local_index(&record.id)?.is_none() {
+        // One image: its config is named in the progress lines.
         let _ = progress.config.set(record.id);
-        block_on(registry.push_manifest(
-            &reference,
-            &app.store,
-            &record.id,
-            &dist.manifest_digest,
-            &dist.media_type,
-            &progress,
-        ))??
-    };
+    }
+    // A multi-platform build's tag pushes the whole index.
+    let digest = app.push_image(&reference, &record.id, &args.image, compression, &progress)?;
     if args.quiet {
         println!("{digest}");
     } else {
@@ -301,11 +283,8 @@ fn image_facts(app: &Engine, rec: &ImageRecord, no_trunc: bool, now: SystemTime)
     let size = format::size(size);
     let platform = kiln_image::image_config(&app.store, &rec.id)
         .ok()
-        .filter(|c| !c.architecture.is_empty())
-        .map(|c| {
-            let os = if c.os.is_empty() { "linux" } else { &c.os };
-            kiln_model::Platform::new(os, &c.architecture, c.variant.as_deref()).to_string()
-        })
+        .and_then(|c| c.platform())
+        .map(|p| p.to_string())
         .unwrap_or_default();
     ImageFacts {
         id,

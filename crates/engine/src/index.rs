@@ -98,6 +98,34 @@ impl Engine {
         Ok(index.parse().ok().filter(|d| self.store.has_blob(d)))
     }
 
+    /// Pushes image `id` (named `name` by the user) as `reference`: the
+    /// whole local index when `id` is one's face, else its distribution
+    /// manifest (plain layers compressed with `compression`). Returns the
+    /// pushed manifest's or index's digest.
+    pub fn push_image(
+        &mut self,
+        reference: &Reference,
+        id: &Digest,
+        name: &str,
+        compression: Compression,
+        progress: &dyn Progress,
+    ) -> Result<Digest> {
+        if let Some(index) = self.local_index(id)? {
+            return self.push_index(reference, &index, compression, progress);
+        }
+        let dist = kiln_image::distribution_manifest(&self.store, id, compression)
+            .with_context(|| format!("cannot compress the layers of {name}"))?;
+        let registry = self.registry()?;
+        Ok(block_on(registry.push_manifest(
+            reference,
+            &self.store,
+            id,
+            &dist.manifest_digest,
+            &dist.media_type,
+            progress,
+        ))??)
+    }
+
     /// Pushes the local index `index` as `reference`: each member's
     /// distribution manifest (layers compressed with `compression`) by
     /// digest, then an index over those under the tag. Returns the pushed
@@ -190,8 +218,8 @@ impl Engine {
     /// The platform image `id`'s config names.
     pub fn image_platform(&self, id: &Digest) -> Result<Platform> {
         let c = kiln_image::image_config(&self.store, id)?;
-        let os = if c.os.is_empty() { "linux" } else { &c.os };
-        Ok(Platform::new(os, &c.architecture, c.variant.as_deref()))
+        Ok(c.platform()
+            .unwrap_or_else(|| Platform::new("linux", &c.architecture, None)))
     }
 
     /// The local manifest list `name`, if there is one.

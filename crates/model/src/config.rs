@@ -187,6 +187,24 @@ pub struct History {
 }
 
 impl ImageConfig {
+    /// The platform the config names (`os` defaults to `linux`); `None`
+    /// when it names no architecture.
+    pub fn platform(&self) -> Option<crate::Platform> {
+        if self.architecture.is_empty() {
+            return None;
+        }
+        let os = if self.os.is_empty() {
+            "linux"
+        } else {
+            &self.os
+        };
+        Some(crate::Platform::new(
+            os,
+            &self.architecture,
+            self.variant.as_deref(),
+        ))
+    }
+
     /// A new, empty configuration for `os`/`architecture` (no layers, no
     /// history, no container config).
     pub fn new(os: &str, architecture: &str) -> ImageConfig {

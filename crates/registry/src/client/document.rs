@@ -32,11 +32,7 @@ impl Registry {
     /// the registry's digest header and the reference's digest.
     pub async fn fetch_document(&self, reference: &Reference) -> Result<RawDocument> {
         let session = self.session(reference).await?;
-        let part = match (reference.digest(), reference.tag()) {
-            (Some(d), _) => d.to_string(),
-            (None, Some(t)) => t.to_string(),
-            (None, None) => "latest".to_string(),
-        };
+        let part = super::manifest_part(reference);
         let (bytes, digest, parsed) = self
             .fetch_manifest(&session, reference, &part, reference.digest())
             .await?;

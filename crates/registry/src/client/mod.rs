@@ -152,6 +152,16 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
     }
 }
 
+/// What a reference names in `/v2/<repo>/manifests/<part>`: its digest,
+/// else its tag, else `latest`.
+fn manifest_part(reference: &Reference) -> String {
+    match (reference.digest(), reference.tag()) {
+        (Some(d), _) => d.to_string(),
+        (None, Some(t)) => t.to_string(),
+        (None, None) => "latest".to_string(),
+    }
+}
+
 impl Registry {
     /// A client with `config`.
     pub fn new(config: RegistryConfig) -> Registry {
@@ -313,11 +323,7 @@ impl Registry {
     /// `platform` when it names an index or manifest list.
     pub async fn resolve(&self, reference: &Reference, platform: &Platform) -> Result<Resolved> {
         let session = self.session(reference).await?;
-        let part = match (reference.digest(), reference.tag()) {
-            (Some(d), _) => d.to_string(),
-            (None, Some(t)) => t.to_string(),
-            (None, None) => "latest".to_string(),
-        };
+        let part = manifest_part(reference);
         let (bytes, digest, parsed) = self
             .fetch_manifest(&session, reference, &part, reference.digest())
             .await?;
